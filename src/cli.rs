@@ -1,0 +1,256 @@
+//! Raw command-line flags (clap). Nothing here is validated beyond its shape:
+//! `config.rs` turns these into checked settings and names the flag at fault.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kswarm",
+    version,
+    about = "Turn any handler program into a parallel, crash-tolerant Kafka consumer group on one host",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log filter for kswarm's own logs on stderr (error, warn, info, debug, trace, or a RUST_LOG directive).
+    #[arg(long, global = true, env = "KSWARM_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Size the topic, fork one worker per core into the consumer group, restart crashed workers.
+    Run(RunArgs),
+    /// Print cores, workers, partitions now -> target and the action; changes nothing without --apply.
+    Plan(PlanArgs),
+    /// Group members, who owns which partition, committed offsets and lag.
+    Status(StatusArgs),
+    /// Lines on stdin become records on the topic.
+    Produce(ProduceArgs),
+    /// One consumer-group member (started by `run`; hidden).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// How to reach the cluster; shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Bootstrap brokers, HOST:PORT[,HOST:PORT..].
+    #[arg(short = 'b', long, env = "KSWARM_BROKERS")]
+    pub brokers: String,
+
+    /// Give up reaching the brokers after this long (e.g. 10s, 500ms).
+    #[arg(long, env = "KSWARM_CONNECT_TIMEOUT", default_value = "10s")]
+    pub connect_timeout: String,
+}
+
+/// Topic sizing flags; shared by `run`, `plan` and `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct SizingArgs {
+    /// Worker processes: `auto` (usable cores) or a number.
+    #[arg(short = 'w', long, env = "KSWARM_WORKERS", default_value = "auto")]
+    pub workers: String,
+
+    /// Partitions: `auto` (match workers), a number, or `keep` (never touch the topic).
+    #[arg(short = 'p', long, env = "KSWARM_PARTITIONS", default_value = "auto")]
+    pub partitions: String,
+
+    /// Replication factor for a topic kswarm creates.
+    #[arg(long, env = "KSWARM_REPLICATION_FACTOR", default_value = "1")]
+    pub replication_factor: String,
+}
+
+/// Consumer flags; shared by `run` and `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeArgs {
+    /// Consumer group id.
+    #[arg(short = 'g', long, env = "KSWARM_GROUP")]
+    pub group: String,
+
+    /// Handler: a long-running command (sh -c) that reads records on stdin and acknowledges each with one line on stdout.
+    #[arg(long, env = "KSWARM_EXEC", conflicts_with = "exec_batch")]
+    pub exec: Option<String>,
+
+    /// Batch handler: one run (sh -c) per batch, records on stdin, exit status 0 acknowledges the batch.
+    #[arg(long, env = "KSWARM_EXEC_BATCH")]
+    pub exec_batch: Option<String>,
+
+    /// Records per --exec-batch run at most.
+    #[arg(long, env = "KSWARM_BATCH_SIZE", default_value = "500")]
+    pub batch_size: String,
+
+    /// Longest wait to fill an --exec-batch batch.
+    #[arg(long, env = "KSWARM_BATCH_WAIT", default_value = "200ms")]
+    pub batch_wait: String,
+
+    /// Retries of a failed --exec-batch run before the worker gives up (and is restarted).
+    #[arg(long, env = "KSWARM_BATCH_RETRIES", default_value = "3")]
+    pub batch_retries: String,
+
+    /// Record format for the handler or stdout: json or value.
+    #[arg(long, env = "KSWARM_FORMAT", default_value = "json")]
+    pub format: String,
+
+    /// Where a group with no committed offset starts: earliest or latest.
+    #[arg(long, env = "KSWARM_FROM", default_value = "earliest")]
+    pub from: String,
+
+    /// Consumer-group session timeout.
+    #[arg(long, env = "KSWARM_SESSION_TIMEOUT", default_value = "10s")]
+    pub session_timeout: String,
+
+    /// Consumer-group rebalance timeout (how long the broker waits for members to rejoin).
+    #[arg(long, env = "KSWARM_REBALANCE_TIMEOUT", default_value = "3s")]
+    pub rebalance_timeout: String,
+
+    /// Heartbeat interval.
+    #[arg(long, env = "KSWARM_HEARTBEAT_INTERVAL", default_value = "250ms")]
+    pub heartbeat_interval: String,
+
+    /// Offset commit interval.
+    #[arg(long, env = "KSWARM_COMMIT_INTERVAL", default_value = "1s")]
+    pub commit_interval: String,
+
+    /// Partition assignors to advertise, by preference: range, roundrobin.
+    #[arg(long, env = "KSWARM_ASSIGNOR", default_value = "range,roundrobin")]
+    pub assignor: String,
+
+    /// Use static membership (group.instance.id = PREFIX-SLOT).
+    #[arg(long, env = "KSWARM_STATIC_MEMBERSHIP")]
+    pub static_membership: bool,
+
+    /// Prefix of group.instance.id under --static-membership (default: the group id).
+    #[arg(long, env = "KSWARM_INSTANCE_PREFIX")]
+    pub instance_prefix: Option<String>,
+
+    /// Records fetched but not yet acknowledged, per worker, at most.
+    #[arg(long, env = "KSWARM_MAX_IN_FLIGHT", default_value = "10000")]
+    pub max_in_flight: String,
+
+    /// Time allowed for a graceful stop (drain, commit, leave) before SIGKILL.
+    #[arg(long, env = "KSWARM_SHUTDOWN_TIMEOUT", default_value = "10s")]
+    pub shutdown_timeout: String,
+
+    /// Rarer Kafka settings, key=value (repeatable), e.g. -X fetch.max.bytes=1048576.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Topic to consume.
+    #[arg(short = 't', long, env = "KSWARM_TOPIC")]
+    pub topic: String,
+
+    #[command(flatten)]
+    pub sizing: SizingArgs,
+
+    #[command(flatten)]
+    pub consume: ConsumeArgs,
+
+    /// Crash-loop budget: at most N restarts within WINDOW, then exit 1 (e.g. 10/60s).
+    #[arg(long, env = "KSWARM_MAX_RESTARTS", default_value = "10/60s")]
+    pub max_restarts: String,
+
+    /// Kill a worker that sends no liveness report for this long.
+    #[arg(long, env = "KSWARM_HANG_TIMEOUT", default_value = "30s")]
+    pub hang_timeout: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Topic to size.
+    #[arg(short = 't', long, env = "KSWARM_TOPIC")]
+    pub topic: String,
+
+    #[command(flatten)]
+    pub sizing: SizingArgs,
+
+    /// Consumer group (accepted so `plan` takes the same flags as `run`; not used for sizing).
+    #[arg(short = 'g', long, env = "KSWARM_GROUP")]
+    pub group: Option<String>,
+
+    /// Carry out the plan: create or grow the topic.
+    #[arg(long)]
+    pub apply: bool,
+
+    /// Print the plan as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Consumer group id.
+    #[arg(short = 'g', long, env = "KSWARM_GROUP")]
+    pub group: String,
+
+    /// Topic (default: every topic the group has committed offsets for).
+    #[arg(short = 't', long, env = "KSWARM_TOPIC")]
+    pub topic: Option<String>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Topic to write to (must exist; see `kswarm plan --apply`).
+    #[arg(short = 't', long, env = "KSWARM_TOPIC")]
+    pub topic: String,
+
+    /// A fixed key for every record (records with one key go to one partition).
+    #[arg(long, conflicts_with = "key_separator")]
+    pub key: Option<String>,
+
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP")]
+    pub key_separator: Option<String>,
+
+    /// Compression: none, gzip, lz4, snappy, zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+
+    /// How long to wait to fill a batch.
+    #[arg(long, default_value = "5ms")]
+    pub linger: String,
+
+    /// Records per produce request at most.
+    #[arg(long, default_value = "1000")]
+    pub batch_size: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    #[arg(short = 't', long, env = "KSWARM_TOPIC")]
+    pub topic: String,
+
+    #[command(flatten)]
+    pub consume: ConsumeArgs,
+
+    /// The worker's slot number (0-based), stable across restarts.
+    #[arg(long, default_value = "0")]
+    pub slot: u32,
+
+    /// File descriptor on which to write reports to the supervisor (none: no reports).
+    #[arg(long)]
+    pub report_fd: Option<i32>,
+}

@@ -1,0 +1,480 @@
+//! Validated settings. Every raw flag is checked once, here, and a bad value
+//! becomes a [`UsageError`] that names the flag and the way out (exit 2).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::cli;
+
+/// A user mistake in flags or environment: exit code 2, no backtrace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub type Checked<T> = Result<T, UsageError>;
+
+fn usage<T>(msg: impl Into<String>) -> Checked<T> {
+    Err(UsageError(msg.into()))
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(flag: &str, raw: &str) -> Checked<Duration> {
+    let s = raw.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, "s"),
+    };
+    let value: f64 = match num.parse() {
+        Ok(v) if num.chars().next().is_some_and(|c| c.is_ascii_digit()) => v,
+        _ => {
+            return usage(format!(
+                "{flag}: '{raw}' is not a duration; write it like 500ms, 10s, 2m or 1h"
+            ))
+        }
+    };
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" | "sec" | "secs" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return usage(format!(
+                "{flag}: unknown unit '{unit}' in '{raw}'; use ms, s, m or h"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs > 7.0 * 24.0 * 3600.0 {
+        return usage(format!("{flag}: '{raw}' is too long; at most 7 days"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration that must be above zero.
+pub fn parse_positive_duration(flag: &str, raw: &str) -> Checked<Duration> {
+    let d = parse_duration(flag, raw)?;
+    if d.is_zero() {
+        return usage(format!("{flag}: must be more than zero, got '{raw}'"));
+    }
+    Ok(d)
+}
+
+/// A whole number of at least `min`.
+pub fn parse_count(flag: &str, raw: &str, min: u64, max: u64) -> Checked<u64> {
+    match raw.trim().parse::<i128>() {
+        Ok(n) if n >= min as i128 && n <= max as i128 => Ok(n as u64),
+        Ok(n) => usage(format!(
+            "{flag}: {n} is out of range; give a whole number from {min} to {max}"
+        )),
+        Err(_) => usage(format!(
+            "{flag}: '{raw}' is not a whole number; give one from {min} to {max}"
+        )),
+    }
+}
+
+/// Largest worker count we accept: forks beyond this are a typo, not a plan.
+pub const MAX_WORKERS: u64 = 1024;
+/// Largest partition count we will create or grow to.
+pub const MAX_PARTITIONS: u64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkersSpec {
+    Auto,
+    Fixed(u32),
+}
+
+impl WorkersSpec {
+    pub fn parse(raw: &str) -> Checked<Self> {
+        if raw.trim().eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        parse_count("--workers", raw, 1, MAX_WORKERS)
+            .map(|n| Self::Fixed(n as u32))
+            .map_err(|e| UsageError(format!("{e} (or 'auto' for one per usable core)")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionsSpec {
+    /// Match the worker count.
+    Auto,
+    Fixed(u32),
+    /// Never touch the topic.
+    Keep,
+}
+
+impl PartitionsSpec {
+    pub fn parse(raw: &str) -> Checked<Self> {
+        let t = raw.trim();
+        if t.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        if t.eq_ignore_ascii_case("keep") {
+            return Ok(Self::Keep);
+        }
+        parse_count("--partitions", raw, 1, MAX_PARTITIONS)
+            .map(|n| Self::Fixed(n as u32))
+            .map_err(|e| UsageError(format!("{e} (or 'auto' or 'keep')")))
+    }
+}
+
+/// Kafka's rule for topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..".
+pub fn validate_topic(raw: &str) -> Checked<String> {
+    let ok_chars = raw
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if raw.is_empty() || raw.len() > 249 || !ok_chars || raw == "." || raw == ".." {
+        return usage(format!(
+            "--topic: '{raw}' is not a valid Kafka topic name; use 1-249 characters of a-z A-Z 0-9 . _ -"
+        ));
+    }
+    Ok(raw.to_string())
+}
+
+/// Group ids may be almost anything, but not empty, and we keep them printable.
+pub fn validate_group(raw: &str) -> Checked<String> {
+    if raw.is_empty() || raw.len() > 255 || raw.chars().any(|c| c.is_control()) {
+        return usage(format!(
+            "--group: '{}' is not a usable group id; give 1-255 printable characters",
+            raw.escape_debug()
+        ));
+    }
+    Ok(raw.to_string())
+}
+
+/// `host:port[,host:port..]`, each with a port.
+pub fn parse_brokers(raw: &str) -> Checked<Vec<String>> {
+    let mut out = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let ok = part
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return usage(format!(
+                "--brokers: '{part}' is not HOST:PORT (e.g. 127.0.0.1:9092)"
+            ));
+        }
+        out.push(part.to_string());
+    }
+    if out.is_empty() {
+        return usage("--brokers: no broker given; pass -b HOST:PORT or set KSWARM_BROKERS");
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    pub brokers: Vec<String>,
+    pub connect_timeout: Duration,
+}
+
+impl ConnectConfig {
+    pub fn from_args(a: &cli::ConnectArgs) -> Checked<Self> {
+        Ok(Self {
+            brokers: parse_brokers(&a.brokers)?,
+            connect_timeout: parse_positive_duration("--connect-timeout", &a.connect_timeout)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SizingConfig {
+    pub workers: WorkersSpec,
+    pub partitions: PartitionsSpec,
+    pub replication_factor: i16,
+}
+
+impl SizingConfig {
+    pub fn from_args(a: &cli::SizingArgs) -> Checked<Self> {
+        Ok(Self {
+            workers: WorkersSpec::parse(&a.workers)?,
+            partitions: PartitionsSpec::parse(&a.partitions)?,
+            replication_factor: parse_count("--replication-factor", &a.replication_factor, 1, 32)?
+                as i16,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerSpec {
+    /// Records go to kswarm's stdout.
+    Stdout,
+    /// A long-running `sh -c CMD` that acknowledges each record with a line.
+    Exec(String),
+    /// One `sh -c CMD` run per batch; exit 0 acknowledges it.
+    Batch {
+        command: String,
+        size: usize,
+        wait: Duration,
+        retries: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignor {
+    Range,
+    RoundRobin,
+}
+
+impl Assignor {
+    /// The standard protocol name, shared with librdkafka and the Java client.
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            Assignor::Range => "range",
+            Assignor::RoundRobin => "roundrobin",
+        }
+    }
+
+    pub fn from_protocol_name(name: &str) -> Option<Self> {
+        match name {
+            "range" => Some(Assignor::Range),
+            "roundrobin" => Some(Assignor::RoundRobin),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of one consumer-group member (the worker) and its handler.
+#[derive(Debug, Clone)]
+pub struct ConsumeConfig {
+    pub group: String,
+    pub handler: HandlerSpec,
+    pub format: Format,
+    pub from: StartFrom,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub commit_interval: Duration,
+    pub assignors: Vec<Assignor>,
+    pub static_membership: bool,
+    pub instance_prefix: String,
+    pub max_in_flight: usize,
+    pub shutdown_timeout: Duration,
+    /// -X key=value pairs, in order.
+    pub extra: Vec<(String, String)>,
+}
+
+impl ConsumeConfig {
+    pub fn from_args(a: &cli::ConsumeArgs) -> Checked<Self> {
+        let group = validate_group(&a.group)?;
+        let handler = match (&a.exec, &a.exec_batch) {
+            (Some(_), Some(_)) => {
+                return usage("--exec and --exec-batch cannot be used together; pick one")
+            }
+            (Some(cmd), None) if cmd.trim().is_empty() => {
+                return usage("--exec: the command is empty; give a handler command")
+            }
+            (None, Some(cmd)) if cmd.trim().is_empty() => {
+                return usage("--exec-batch: the command is empty; give a handler command")
+            }
+            (Some(cmd), None) => HandlerSpec::Exec(cmd.clone()),
+            (None, Some(cmd)) => HandlerSpec::Batch {
+                command: cmd.clone(),
+                size: parse_count("--batch-size", &a.batch_size, 1, 1_000_000)? as usize,
+                wait: parse_duration("--batch-wait", &a.batch_wait)?,
+                retries: parse_count("--batch-retries", &a.batch_retries, 0, 1000)? as u32,
+            },
+            (None, None) => HandlerSpec::Stdout,
+        };
+        let format = match a.format.as_str() {
+            "json" => Format::Json,
+            "value" => Format::Value,
+            other => return usage(format!("--format: '{other}' is not json or value")),
+        };
+        let from = match a.from.as_str() {
+            "earliest" => StartFrom::Earliest,
+            "latest" => StartFrom::Latest,
+            other => return usage(format!("--from: '{other}' is not earliest or latest")),
+        };
+        let session_timeout = parse_positive_duration("--session-timeout", &a.session_timeout)?;
+        let heartbeat_interval =
+            parse_positive_duration("--heartbeat-interval", &a.heartbeat_interval)?;
+        if heartbeat_interval >= session_timeout {
+            return usage(format!(
+                "--heartbeat-interval ({}) must be shorter than --session-timeout ({}); a third of it is usual",
+                a.heartbeat_interval, a.session_timeout
+            ));
+        }
+        let mut assignors = Vec::new();
+        for name in a.assignor.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match Assignor::from_protocol_name(name) {
+                Some(x) if !assignors.contains(&x) => assignors.push(x),
+                Some(_) => {}
+                None => {
+                    return usage(format!(
+                        "--assignor: unknown assignor '{name}'; use range, roundrobin or both (range,roundrobin)"
+                    ))
+                }
+            }
+        }
+        if assignors.is_empty() {
+            return usage("--assignor: name at least one of range, roundrobin");
+        }
+        let mut extra = Vec::new();
+        for kv in &a.extra {
+            match kv.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    extra.push((k.trim().to_string(), v.to_string()))
+                }
+                _ => return usage(format!("-X: '{kv}' is not KEY=VALUE")),
+            }
+        }
+        Ok(Self {
+            instance_prefix: a.instance_prefix.clone().unwrap_or_else(|| group.clone()),
+            group,
+            handler,
+            format,
+            from,
+            session_timeout,
+            rebalance_timeout: parse_positive_duration("--rebalance-timeout", &a.rebalance_timeout)?,
+            heartbeat_interval,
+            commit_interval: parse_positive_duration("--commit-interval", &a.commit_interval)?,
+            assignors,
+            static_membership: a.static_membership,
+            max_in_flight: parse_count("--max-in-flight", &a.max_in_flight, 1, 10_000_000)? as usize,
+            shutdown_timeout: parse_positive_duration("--shutdown-timeout", &a.shutdown_timeout)?,
+            extra,
+        })
+    }
+}
+
+/// `--max-restarts N/WINDOW`: at most N restarts within WINDOW.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartBudget {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl RestartBudget {
+    pub fn parse(raw: &str) -> Checked<Self> {
+        let Some((n, w)) = raw.split_once('/') else {
+            return usage(format!(
+                "--max-restarts: '{raw}' is not N/WINDOW; e.g. 10/60s = at most 10 restarts a minute"
+            ));
+        };
+        Ok(Self {
+            max: parse_count("--max-restarts", n, 0, 100_000)? as u32,
+            window: parse_positive_duration("--max-restarts", w)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub connect: ConnectConfig,
+    pub topic: String,
+    pub sizing: SizingConfig,
+    pub consume: ConsumeConfig,
+    pub max_restarts: RestartBudget,
+    pub hang_timeout: Duration,
+}
+
+impl RunConfig {
+    pub fn from_args(a: &cli::RunArgs) -> Checked<Self> {
+        Ok(Self {
+            connect: ConnectConfig::from_args(&a.connect)?,
+            topic: validate_topic(&a.topic)?,
+            sizing: SizingConfig::from_args(&a.sizing)?,
+            consume: ConsumeConfig::from_args(&a.consume)?,
+            max_restarts: RestartBudget::parse(&a.max_restarts)?,
+            hang_timeout: parse_positive_duration("--hang-timeout", &a.hang_timeout)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub connect: ConnectConfig,
+    pub topic: String,
+    pub consume: ConsumeConfig,
+    pub slot: u32,
+    pub report_fd: Option<i32>,
+}
+
+impl WorkerConfig {
+    pub fn from_args(a: &cli::WorkerArgs) -> Checked<Self> {
+        Ok(Self {
+            connect: ConnectConfig::from_args(&a.connect)?,
+            topic: validate_topic(&a.topic)?,
+            consume: ConsumeConfig::from_args(&a.consume)?,
+            slot: a.slot,
+            report_fd: a.report_fd,
+        })
+    }
+
+    /// group.instance.id of this worker under --static-membership.
+    pub fn instance_id(&self) -> Option<String> {
+        self.consume
+            .static_membership
+            .then(|| format!("{}-{}", self.consume.instance_prefix, self.slot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("x", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("x", "10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("x", "3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("x", "1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("--session-timeout", "ten").unwrap_err().0.contains("--session-timeout"));
+        assert!(parse_duration("x", "5d").is_err());
+        assert!(parse_duration("x", "-5s").is_err());
+        assert!(parse_positive_duration("x", "0s").is_err());
+    }
+
+    #[test]
+    fn counts_and_specs() {
+        assert_eq!(WorkersSpec::parse("auto").unwrap(), WorkersSpec::Auto);
+        assert_eq!(WorkersSpec::parse("4").unwrap(), WorkersSpec::Fixed(4));
+        let e = WorkersSpec::parse("0").unwrap_err();
+        assert!(e.0.contains("--workers"), "{e}");
+        assert!(WorkersSpec::parse("-3").is_err());
+        assert!(WorkersSpec::parse("many").is_err());
+        assert_eq!(PartitionsSpec::parse("keep").unwrap(), PartitionsSpec::Keep);
+        assert_eq!(PartitionsSpec::parse("12").unwrap(), PartitionsSpec::Fixed(12));
+        assert!(PartitionsSpec::parse("0").unwrap_err().0.contains("--partitions"));
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_topic("syslog.v1-a_b").is_ok());
+        assert!(validate_topic("bad topic").unwrap_err().0.contains("--topic"));
+        assert!(validate_topic("..").is_err());
+        assert!(validate_topic(&"a".repeat(250)).is_err());
+        assert!(validate_group("").unwrap_err().0.contains("--group"));
+        assert!(validate_group("g\n").is_err());
+    }
+
+    #[test]
+    fn brokers_and_budget() {
+        assert_eq!(parse_brokers("a:1, b:2").unwrap(), vec!["a:1", "b:2"]);
+        assert!(parse_brokers("localhost").unwrap_err().0.contains("--brokers"));
+        assert!(parse_brokers("h:0").is_err());
+        let b = RestartBudget::parse("5/30s").unwrap();
+        assert_eq!((b.max, b.window), (5, Duration::from_secs(30)));
+        assert!(RestartBudget::parse("5").is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! Worker -> supervisor reports: one JSON object per line on a pipe
+//! (the worker's `--report-fd`). Pure types and line codec; no I/O policy.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Report {
+    /// The worker process is up (before any Kafka traffic).
+    Started { pid: u32 },
+    /// Joined (or rejoined) the group and owns these partitions.
+    Joined {
+        member_id: String,
+        generation: i32,
+        partitions: Vec<i32>,
+    },
+    /// Partitions were revoked; a rejoin follows.
+    Revoked { partitions: Vec<i32> },
+    /// Sent at least every heartbeat interval while healthy; `records` counts
+    /// records acknowledged by the handler since the worker started.
+    Alive { records: u64 },
+    /// The worker is stopping on purpose (signal, closed stdout).
+    Stopping { reason: String },
+    /// A fatal error, just before a non-zero exit.
+    Fatal { message: String },
+}
+
+impl Report {
+    /// One line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("reports always serialize");
+        s.push('\n');
+        s
+    }
+
+    pub fn from_line(line: &str) -> Option<Self> {
+        serde_json::from_str(line.trim_end()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let r = Report::Joined {
+            member_id: "m-1".into(),
+            generation: 3,
+            partitions: vec![0, 2],
+        };
+        let line = r.to_line();
+        assert!(line.ends_with('\n'));
+        assert!(line.contains("\"event\":\"joined\""));
+        assert_eq!(Report::from_line(&line), Some(r));
+        assert_eq!(Report::from_line("garbage"), None);
+    }
+}
