@@ -1,0 +1,3 @@
+//! `kswarm run`: the supervisor.
+pub mod backoff;
+pub mod slots;
