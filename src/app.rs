@@ -20,11 +20,11 @@ impl std::error::Error for ExitWith {}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run(_a) => anyhow::bail!("run: not built yet"),
+        Command::Run(a) => crate::supervisor::run(a, &cli.log_level),
         Command::Plan(_a) => anyhow::bail!("plan: not built yet"),
         Command::Status(_a) => anyhow::bail!("status: not built yet"),
         Command::Produce(_a) => anyhow::bail!("produce: not built yet"),
-        Command::Worker(_a) => anyhow::bail!("worker: not built yet"),
+        Command::Worker(a) => crate::stub_worker::cmd(a),
     }
 }
 

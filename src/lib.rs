@@ -11,6 +11,8 @@ pub mod cli;
 pub mod config;
 pub mod report;
 pub mod supervisor;
+// TEMPORARY (supervisor branch only): see src/stub_worker.rs.
+pub mod stub_worker;
 
 pub mod app;
 pub mod logging;

@@ -262,6 +262,12 @@ impl Slots {
         self.slots.iter().position(|s| s.state.pid() == Some(pid))
     }
 
+    /// Whether `slot` waits to be started (a `Spawn` for it is still wanted).
+    pub fn is_due(&self, slot: u32) -> bool {
+        !self.is_shutting_down()
+            && matches!(self.slots.get(slot as usize).map(|s| &s.state), Some(SlotState::Backoff { .. }))
+    }
+
     /// The earliest time at which [`Slots::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let shutting = self.is_shutting_down();
@@ -477,11 +483,14 @@ impl Slots {
                 killed,
                 ..
             } => match reason {
-                StopReason::Hung => self.crashed(i, Some(exit), since, now),
+                StopReason::Hung => {
+                    warn!("slot {i} pid {pid} (hung) ended with {exit}");
+                    self.crashed(i, Some(exit), since, now)
+                }
                 StopReason::Rolling => {
                     log_stop(i, pid, exit, killed);
                     self.slots[i].state = SlotState::Backoff { until: now };
-                    vec![Action::Spawn { slot: i as u32 }]
+                    self.tick(now)
                 }
                 StopReason::Shrink => {
                     log_stop(i, pid, exit, killed);
@@ -682,9 +691,10 @@ impl Slots {
         }
         if !self.budget.try_spend(now) {
             let limit = self.budget.limit();
-            let how = match exit {
-                Some(e) => format!("ended with {e}"),
-                None => "could not be started".to_string(),
+            let how = match (exit, self.slots[i].state.pid()) {
+                (Some(e), Some(pid)) => format!("(pid {pid}) ended with {e}"),
+                (Some(e), None) => format!("ended with {e}"),
+                (None, _) => "could not be started".to_string(),
             };
             let mut msg = format!(
                 "slot {i} {how}; restart budget spent (--max-restarts {}/{:?}: {} restarts within {:?}); stopping. \
@@ -727,7 +737,7 @@ impl Slots {
             return Vec::new();
         }
         match &failure {
-            Some((m, _)) => error!("{m}"),
+            Some(_) => error!("restart budget spent; stopping {} workers", self.pids().len()),
             None => info!("stopping {} workers", self.pids().len()),
         }
         self.mode = Mode::ShuttingDown {
