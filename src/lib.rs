@@ -13,3 +13,4 @@ pub mod report;
 
 pub mod app;
 pub mod logging;
+pub mod wire;
