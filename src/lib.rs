@@ -11,6 +11,8 @@ pub mod cli;
 pub mod config;
 pub mod report;
 
+pub mod assignor;
+
 pub mod app;
 pub mod logging;
 pub mod wire;
