@@ -12,6 +12,7 @@ pub mod config;
 pub mod report;
 
 pub mod assignor;
+pub mod group;
 
 pub mod app;
 pub mod logging;
