@@ -11,5 +11,9 @@ pub mod cli;
 pub mod config;
 pub mod report;
 
+pub mod assignor;
+pub mod group;
+
 pub mod app;
 pub mod logging;
+pub mod wire;
