@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod report;
+pub mod sizing;
 
 pub mod app;
 pub mod logging;
