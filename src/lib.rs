@@ -11,6 +11,9 @@ pub mod cli;
 pub mod config;
 pub mod report;
 pub mod sizing;
+pub mod admin;
+pub mod plan;
+pub mod produce;
 
 pub mod app;
 pub mod logging;
