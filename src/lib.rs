@@ -15,5 +15,8 @@ pub mod admin;
 pub mod plan;
 pub mod produce;
 
+pub mod assignor;
+
 pub mod app;
 pub mod logging;
+pub mod wire;
