@@ -196,8 +196,9 @@ impl Admin {
 
     /// Grow `topic` from `from` to `to` partitions with CreatePartitions.
     pub async fn grow_topic(&self, topic: &str, from: u32, to: u32) -> anyhow::Result<Applied> {
-        use pending_wire_admin::{create_partitions, GrowOutcome};
-        let outcome = create_partitions(&self.cfg, topic, to).await?;
+        use crate::wire::admin::{create_partitions, GrowOutcome};
+        let outcome =
+            create_partitions(&self.cfg.brokers, topic, to, self.cfg.connect_timeout).await?;
         match outcome {
             GrowOutcome::Done => {
                 let n = self.settle(topic, to).await?.unwrap_or(to);
@@ -226,7 +227,12 @@ impl Admin {
 
     /// For a dry run that would grow the topic: a note if the broker cannot.
     pub async fn grow_support_note(&self, topic: &str, plan: &Plan) -> Option<String> {
-        match pending_wire_admin::supports_create_partitions(&self.cfg).await {
+        match crate::wire::admin::supports_create_partitions(
+            &self.cfg.brokers,
+            self.cfg.connect_timeout,
+        )
+        .await
+        {
             Ok(false) => Some(format!(
                 "the broker does not support CreatePartitions: --apply will fail; use -p keep to keep {} partitions, or grow topic '{topic}' with the cluster's admin tools",
                 plan.current.unwrap_or(0)
@@ -267,27 +273,3 @@ impl Admin {
     }
 }
 
-/// Placeholder until `wire::admin` (on top of `wire::conn`) lands.
-mod pending_wire_admin {
-    use crate::config::ConnectConfig;
-
-    pub enum GrowOutcome {
-        Done,
-        Unsupported { broker: String },
-        Invalid(String),
-    }
-
-    pub async fn supports_create_partitions(_cfg: &ConnectConfig) -> anyhow::Result<bool> {
-        Ok(false)
-    }
-
-    pub async fn create_partitions(
-        cfg: &ConnectConfig,
-        _topic: &str,
-        _count: u32,
-    ) -> anyhow::Result<GrowOutcome> {
-        Ok(GrowOutcome::Unsupported {
-            broker: cfg.brokers.join(","),
-        })
-    }
-}
