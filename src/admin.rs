@@ -53,7 +53,10 @@ pub enum Applied {
     Created(u32),
     /// Someone else created it first (a concurrent kswarm); it has this many partitions.
     CreatedByOther(u32),
-    Grown { from: u32, to: u32 },
+    Grown {
+        from: u32,
+        to: u32,
+    },
     /// A concurrent grow got there first; the topic has this many partitions.
     GrownByOther(u32),
     Unchanged(u32),
@@ -113,7 +116,10 @@ impl Admin {
     ) -> anyhow::Result<T> {
         match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(anyhow!("{what} failed on {}: {e}", self.cfg.brokers.join(","))),
+            Ok(Err(e)) => Err(anyhow!(
+                "{what} failed on {}: {e}",
+                self.cfg.brokers.join(",")
+            )),
             Err(_) => Err(anyhow!(
                 "{what}: no answer from {} within {:?} (--connect-timeout)",
                 self.cfg.brokers.join(","),
@@ -155,7 +161,10 @@ impl Admin {
         partitions: u32,
         replication_factor: i16,
     ) -> anyhow::Result<Applied> {
-        let controller = self.client.controller_client().context("controller client")?;
+        let controller = self
+            .client
+            .controller_client()
+            .context("controller client")?;
         let timeout_ms = self.cfg.connect_timeout.as_millis().min(i32::MAX as u128) as i32;
         let res = tokio::time::timeout(
             self.cfg.connect_timeout,
@@ -272,4 +281,3 @@ impl Admin {
         }
     }
 }
-

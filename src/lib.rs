@@ -10,10 +10,11 @@
 pub mod cli;
 pub mod config;
 pub mod report;
-pub mod sizing;
+
 pub mod admin;
 pub mod plan;
 pub mod produce;
+pub mod sizing;
 
 pub mod assignor;
 

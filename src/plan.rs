@@ -63,7 +63,12 @@ async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
     let cores = sizing::usable_cores();
     let admin = Admin::connect(&cfg.connect).await?;
     let current = admin.partition_count(&cfg.topic).await?;
-    let plan = sizing::plan(cores.usable, cfg.sizing.workers, cfg.sizing.partitions, current);
+    let plan = sizing::plan(
+        cores.usable,
+        cfg.sizing.workers,
+        cfg.sizing.partitions,
+        current,
+    );
     if plan.action == Action::Keep && current.is_none() {
         anyhow::bail!(
             "topic '{}' does not exist and -p keep forbids creating it; create it, or use -p auto or -p N so kswarm creates it",
@@ -112,7 +117,12 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
     let cores = sizing::usable_cores();
     let admin = Admin::connect(&cfg.connect).await?;
     let current = admin.partition_count(&cfg.topic).await?;
-    let mut plan = sizing::plan(cores.usable, cfg.sizing.workers, cfg.sizing.partitions, current);
+    let mut plan = sizing::plan(
+        cores.usable,
+        cfg.sizing.workers,
+        cfg.sizing.partitions,
+        current,
+    );
     if plan.action == Action::Grow && !cfg.apply {
         if let Some(note) = admin.grow_support_note(&cfg.topic, &plan).await {
             plan.notes.push(note);
@@ -134,7 +144,13 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
         None => (None, None),
     };
     let text = if cfg.json {
-        serde_json::to_string(&plan_json(cfg, &cores, &plan, applied.as_ref(), failure.is_some()))?
+        serde_json::to_string(&plan_json(
+            cfg,
+            &cores,
+            &plan,
+            applied.as_ref(),
+            failure.is_some(),
+        ))?
     } else {
         plan_text(cfg, &cores, &plan, applied.as_ref())
     };
@@ -165,7 +181,10 @@ fn plan_text(cfg: &PlanConfig, cores: &Cores, plan: &Plan, applied: Option<&Appl
     let mut row = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
     row("topic", cfg.topic.clone());
     row("brokers", cfg.connect.brokers.join(","));
-    row("usable cores", format!("{} ({})", cores.usable, cores.explain()));
+    row(
+        "usable cores",
+        format!("{} ({})", cores.usable, cores.explain()),
+    );
     row(
         "workers",
         format!("{} ({})", plan.workers, workers_origin(cfg.sizing.workers)),
@@ -190,9 +209,10 @@ fn plan_text(cfg: &PlanConfig, cores: &Cores, plan: &Plan, applied: Option<&Appl
         Some(a) => row("done", a.describe(&cfg.topic)),
         None if cfg.apply => {}
         None => match plan.action {
-            Action::Create | Action::Grow => {
-                row("dry run", "nothing changed; add --apply to carry it out".into())
-            }
+            Action::Create | Action::Grow => row(
+                "dry run",
+                "nothing changed; add --apply to carry it out".into(),
+            ),
             _ => row("dry run", "nothing to change".into()),
         },
     }

@@ -25,7 +25,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cli::ProduceArgs;
-use crate::config::{parse_count, parse_duration, validate_topic, Checked, ConnectConfig, UsageError};
+use crate::config::{
+    parse_count, parse_duration, validate_topic, Checked, ConnectConfig, UsageError,
+};
 
 /// Payload bytes per produce request at most (brokers refuse requests over
 /// 1 MiB by default); a single larger record still goes alone.
@@ -379,7 +381,9 @@ async fn partition_task(
     {
         Ok(Ok(pc)) => pc,
         Ok(Err(e)) => {
-            let _ = err_tx.send(anyhow!("connecting to the leader of {topic}/{partition}: {e}"));
+            let _ = err_tx.send(anyhow!(
+                "connecting to the leader of {topic}/{partition}: {e}"
+            ));
             return;
         }
         Err(_) => {
@@ -401,7 +405,9 @@ async fn partition_task(
                 } => "; a record is larger than the broker accepts (message.max.bytes): split it or raise the limit, or lower --batch-size",
                 _ => "",
             };
-            let _ = err_tx.send(anyhow!("producing to {topic}/{partition} failed: {e}{hint}"));
+            let _ = err_tx.send(anyhow!(
+                "producing to {topic}/{partition} failed: {e}{hint}"
+            ));
             return;
         }
         produced.fetch_add(n, Ordering::Relaxed);
@@ -477,17 +483,35 @@ mod tests {
             split_line(&sep, b"k::v::w".to_vec()),
             (Some(b"k".to_vec()), b"v::w".to_vec())
         );
-        assert_eq!(split_line(&sep, b"no sep".to_vec()), (None, b"no sep".to_vec()));
-        assert_eq!(split_line(&sep, b"::v".to_vec()), (Some(vec![]), b"v".to_vec()));
+        assert_eq!(
+            split_line(&sep, b"no sep".to_vec()),
+            (None, b"no sep".to_vec())
+        );
+        assert_eq!(
+            split_line(&sep, b"::v".to_vec()),
+            (Some(vec![]), b"v".to_vec())
+        );
         let fixed = KeyMode::Fixed(b"k".to_vec());
-        assert_eq!(split_line(&fixed, vec![0xff, 0]), (Some(b"k".to_vec()), vec![0xff, 0]));
-        assert_eq!(split_line(&KeyMode::None, b"x".to_vec()), (None, b"x".to_vec()));
+        assert_eq!(
+            split_line(&fixed, vec![0xff, 0]),
+            (Some(b"k".to_vec()), vec![0xff, 0])
+        );
+        assert_eq!(
+            split_line(&KeyMode::None, b"x".to_vec()),
+            (None, b"x".to_vec())
+        );
     }
 
     #[test]
     fn compression_names() {
         assert_eq!(parse_compression("zstd").unwrap(), Compression::Zstd);
-        assert_eq!(parse_compression("none").unwrap(), Compression::NoCompression);
-        assert!(parse_compression("brotli").unwrap_err().0.contains("--compression"));
+        assert_eq!(
+            parse_compression("none").unwrap(),
+            Compression::NoCompression
+        );
+        assert!(parse_compression("brotli")
+            .unwrap_err()
+            .0
+            .contains("--compression"));
     }
 }

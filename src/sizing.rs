@@ -37,10 +37,12 @@ impl Cores {
     pub fn explain(&self) -> String {
         let aff = self
             .affinity
-            .map_or("CPU affinity unknown".to_string(), |a| format!("CPU affinity {a}"));
-        let quota = self
-            .quota
-            .map_or("no cgroup CPU quota".to_string(), |q| format!("cgroup CPU quota {q}"));
+            .map_or("CPU affinity unknown".to_string(), |a| {
+                format!("CPU affinity {a}")
+            });
+        let quota = self.quota.map_or("no cgroup CPU quota".to_string(), |q| {
+            format!("cgroup CPU quota {q}")
+        });
         format!("{aff}, {quota}")
     }
 }
@@ -293,9 +295,9 @@ impl Plan {
             Action::Create => format!("create topic '{topic}' with {tgt} partitions"),
             Action::Grow => format!("grow topic '{topic}' from {cur} to {tgt} partitions"),
             Action::Nothing => format!("nothing to do: topic '{topic}' has {cur} partitions"),
-            Action::CannotShrink => format!(
-                "cannot shrink: topic '{topic}' keeps its {cur} partitions (wanted {tgt})"
-            ),
+            Action::CannotShrink => {
+                format!("cannot shrink: topic '{topic}' keeps its {cur} partitions (wanted {tgt})")
+            }
             Action::Keep if self.current.is_none() => {
                 format!("keep (-p keep): topic '{topic}' is missing and will not be created")
             }
@@ -423,7 +425,10 @@ mod tests {
         assert_eq!(hybrid.v1_cpu.as_deref(), Some("/docker/abc"));
         assert_eq!(hybrid.v2.as_deref(), Some("/"));
         // "cpuacct" alone or "cpuset" is not "cpu".
-        assert_eq!(parse_proc_cgroup("2:cpuacct:/a\n1:cpuset:/b\n").v1_cpu, None);
+        assert_eq!(
+            parse_proc_cgroup("2:cpuacct:/a\n1:cpuset:/b\n").v1_cpu,
+            None
+        );
     }
 
     #[test]
@@ -440,7 +445,10 @@ mod tests {
         );
         assert_eq!(
             m.v2,
-            Some(("/kube/pod1".to_string(), PathBuf::from("/sys/fs/cgroup/unified")))
+            Some((
+                "/kube/pod1".to_string(),
+                PathBuf::from("/sys/fs/cgroup/unified")
+            ))
         );
         let esc = parse_mountinfo("1 0 0:1 / /mnt/with\\040space rw - cgroup2 none rw\n");
         assert_eq!(esc.v2.unwrap().1, PathBuf::from("/mnt/with space"));
@@ -466,16 +474,25 @@ mod tests {
             ("/cg/a/cpu.max", "300000 100000"),
             ("/cg/cpu.max", "max 100000"),
         ];
-        assert_eq!(cgroup_cpu_limit(&mounts, "0::/a/b\n", fake_fs(&files)), Some(3));
+        assert_eq!(
+            cgroup_cpu_limit(&mounts, "0::/a/b\n", fake_fs(&files)),
+            Some(3)
+        );
         let files = [("/cg/a/b/cpu.max", "max 100000")];
-        assert_eq!(cgroup_cpu_limit(&mounts, "0::/a/b\n", fake_fs(&files)), None);
+        assert_eq!(
+            cgroup_cpu_limit(&mounts, "0::/a/b\n", fake_fs(&files)),
+            None
+        );
         // A namespaced mount: the process path includes the mount root.
         let mounts = CgroupMounts {
             v2: Some(("/pod".into(), PathBuf::from("/cg"))),
             v1_cpu: None,
         };
         let files = [("/cg/c/cpu.max", "100000 100000")];
-        assert_eq!(cgroup_cpu_limit(&mounts, "0::/pod/c\n", fake_fs(&files)), Some(1));
+        assert_eq!(
+            cgroup_cpu_limit(&mounts, "0::/pod/c\n", fake_fs(&files)),
+            Some(1)
+        );
     }
 
     #[test]
@@ -518,7 +535,10 @@ mod tests {
             cgroup_cpu_limit(&mounts, "0::/system.slice/svc.service\n", read),
             Some(2)
         );
-        assert_eq!(cgroup_cpu_limit(&mounts, "0::/system.slice\n", read), Some(4));
+        assert_eq!(
+            cgroup_cpu_limit(&mounts, "0::/system.slice\n", read),
+            Some(4)
+        );
         assert_eq!(cgroup_cpu_limit(&mounts, "0::/\n", read), None);
     }
 
@@ -541,12 +561,22 @@ mod tests {
     #[test]
     fn plan_missing_topic_is_created_with_the_worker_count() {
         let p = plan(4, W::Auto, P::Auto, None);
-        assert_eq!((p.workers, p.target, p.action), (4, Some(4), Action::Create));
+        assert_eq!(
+            (p.workers, p.target, p.action),
+            (4, Some(4), Action::Create)
+        );
         assert_eq!(p.final_partitions(), Some(4));
         assert!(p.notes.is_empty(), "{:?}", p.notes);
         let p = plan(4, W::Fixed(2), P::Fixed(6), None);
-        assert_eq!((p.workers, p.target, p.action), (2, Some(6), Action::Create));
-        assert!(p.notes.iter().any(|n| n.contains("shared out")), "{:?}", p.notes);
+        assert_eq!(
+            (p.workers, p.target, p.action),
+            (2, Some(6), Action::Create)
+        );
+        assert!(
+            p.notes.iter().any(|n| n.contains("shared out")),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]
@@ -569,15 +599,25 @@ mod tests {
         let p = plan(4, W::Auto, P::Auto, Some(10));
         assert_eq!((p.target, p.action), (Some(4), Action::CannotShrink));
         assert_eq!(p.final_partitions(), Some(10));
-        assert!(p.notes.iter().any(|n| n.contains("cannot remove")), "{:?}", p.notes);
         assert!(
-            p.notes.iter().any(|n| n.contains("shared out, 2 or 3 per worker")),
+            p.notes.iter().any(|n| n.contains("cannot remove")),
+            "{:?}",
+            p.notes
+        );
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("shared out, 2 or 3 per worker")),
             "{:?}",
             p.notes
         );
         let p = plan(4, W::Fixed(4), P::Fixed(2), Some(8));
         assert_eq!(p.action, Action::CannotShrink);
-        assert!(p.notes.iter().any(|n| n.contains("2 per worker")), "{:?}", p.notes);
+        assert!(
+            p.notes.iter().any(|n| n.contains("2 per worker")),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]
@@ -587,7 +627,13 @@ mod tests {
         assert_eq!(p.final_partitions(), Some(12));
         assert!(p.notes.iter().any(|n| n.contains("shared out")));
         let p = plan(4, W::Auto, P::Keep, Some(1));
-        assert!(p.notes.iter().any(|n| n.contains("3 workers will stay idle")), "{:?}", p.notes);
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("3 workers will stay idle")),
+            "{:?}",
+            p.notes
+        );
         let p = plan(4, W::Auto, P::Keep, None);
         assert_eq!((p.target, p.action), (None, Action::Keep));
         assert_eq!(p.final_partitions(), None);
@@ -598,7 +644,11 @@ mod tests {
     fn plan_fixed_workers_beyond_cores() {
         let p = plan(1, W::Fixed(3), P::Auto, None);
         assert_eq!((p.workers, p.target), (3, Some(3)));
-        assert!(p.notes.iter().any(|n| n.contains("share cores")), "{:?}", p.notes);
+        assert!(
+            p.notes.iter().any(|n| n.contains("share cores")),
+            "{:?}",
+            p.notes
+        );
         assert_eq!(plan(0, W::Auto, P::Auto, None).workers, 1);
     }
 
@@ -606,12 +656,19 @@ mod tests {
     fn plan_fewer_partitions_than_workers_with_fixed_target() {
         let p = plan(8, W::Auto, P::Fixed(2), None);
         assert_eq!((p.target, p.action), (Some(2), Action::Create));
-        assert!(p.notes.iter().any(|n| n.contains("6 workers will stay idle")));
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.contains("6 workers will stay idle")));
     }
 
     #[test]
     fn describe_names_the_numbers() {
-        assert!(plan(4, W::Auto, P::Auto, Some(2)).describe_action("t").contains("from 2 to 4"));
-        assert!(plan(4, W::Auto, P::Auto, Some(9)).describe_action("t").contains("keeps its 9"));
+        assert!(plan(4, W::Auto, P::Auto, Some(2))
+            .describe_action("t")
+            .contains("from 2 to 4"));
+        assert!(plan(4, W::Auto, P::Auto, Some(9))
+            .describe_action("t")
+            .contains("keeps its 9"));
     }
 }

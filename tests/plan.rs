@@ -89,11 +89,19 @@ fn apply_creates_the_topic_and_a_second_apply_does_nothing() {
     assert!(text.contains("missing"), "{text}");
     assert!(text.contains("create topic"), "{text}");
     assert!(text.contains("add --apply"), "{text}");
-    assert_eq!(peer_partitions(&t), None, "a plan without --apply changed the topic");
+    assert_eq!(
+        peer_partitions(&t),
+        None,
+        "a plan without --apply changed the topic"
+    );
 
     let o = plan(&["-b", &b, "-t", &t, "-w", "3", "--apply"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains(&format!("created topic '{t}' with 3 partitions")), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("created topic '{t}' with 3 partitions")),
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(peer_partitions(&t), Some(3));
 
     let again = json_plan(&["-b", &b, "-t", &t, "-w", "3", "--apply"]);
@@ -124,8 +132,16 @@ fn more_partitions_than_workers_are_shared_out_never_shrunk() {
         .iter()
         .map(|n| n.as_str().unwrap().to_string())
         .collect();
-    assert!(notes.iter().any(|n| n.contains("cannot remove")), "{notes:?}");
-    assert!(notes.iter().any(|n| n.contains("shared out, 2 or 3 per worker")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("cannot remove")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("shared out, 2 or 3 per worker")),
+        "{notes:?}"
+    );
     assert_eq!(peer_partitions(&t), Some(5));
 
     let text = plan(&["-b", &b, "-t", &t, "-w", "2"]);
@@ -159,13 +175,24 @@ fn json_has_the_documented_shape() {
 fn unreachable_broker_fails_with_the_address_within_the_timeout() {
     let t = unique("plan-unreach");
     let mut c = kswarm();
-    c.args(["plan", "-b", "127.0.0.1:1", "-t", &t, "--connect-timeout", "2s"]);
+    c.args([
+        "plan",
+        "-b",
+        "127.0.0.1:1",
+        "-t",
+        &t,
+        "--connect-timeout",
+        "2s",
+    ]);
     let (o, took) = run_bounded(c, Duration::from_secs(20));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("127.0.0.1:1"), "{e}");
     assert!(e.contains("--connect-timeout"), "{e}");
-    assert!(took < Duration::from_secs(4), "took {took:?} for a 2s --connect-timeout");
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?} for a 2s --connect-timeout"
+    );
 }
 
 #[test]
@@ -179,8 +206,14 @@ fn usage_errors_exit_2_and_name_the_flag() {
         (&["-t", "ok", "-w", "many"], "--workers"),
         (&["-t", "ok", "-p", "0"], "--partitions"),
         (&["-t", "ok", "-p", "-1"], "--partitions"),
-        (&["-t", "ok", "--connect-timeout", "soon"], "--connect-timeout"),
-        (&["-t", "ok", "--replication-factor", "0"], "--replication-factor"),
+        (
+            &["-t", "ok", "--connect-timeout", "soon"],
+            "--connect-timeout",
+        ),
+        (
+            &["-t", "ok", "--replication-factor", "0"],
+            "--replication-factor",
+        ),
         (&["-t", "ok", "--bogus"], "--bogus"),
     ];
     for (args, flag) in cases {
@@ -188,7 +221,11 @@ fn usage_errors_exit_2_and_name_the_flag() {
         all.extend_from_slice(args);
         let o = plan(&all);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(flag), "{args:?} should name {flag}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(flag),
+            "{args:?} should name {flag}: {}",
+            stderr(&o)
+        );
     }
     let o = plan(&["-b", "nohostport", "-t", "ok"]);
     assert_eq!(o.status.code(), Some(2));
@@ -227,7 +264,11 @@ fn growing_on_a_broker_without_create_partitions_names_the_way_out() {
     let dry = plan(&["-b", &b, "-t", &t, "-w", "3"]);
     assert!(dry.status.success());
     assert!(stdout(&dry).contains("grow topic"), "{}", stdout(&dry));
-    assert!(stdout(&dry).contains("does not support CreatePartitions"), "{}", stdout(&dry));
+    assert!(
+        stdout(&dry).contains("does not support CreatePartitions"),
+        "{}",
+        stdout(&dry)
+    );
 
     let o = plan(&["-b", &b, "-t", &t, "-w", "3", "--apply"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -241,7 +282,10 @@ fn growing_on_a_broker_without_create_partitions_names_the_way_out() {
     let j = json_plan(&["-b", &b, "-t", &t, "-w", "3", "-p", "keep", "--apply"]);
     assert_eq!(j["action"], "keep");
     assert_eq!(j["partitions"], 1);
-    assert!(j["notes"].to_string().contains("2 workers will stay idle"), "{j}");
+    assert!(
+        j["notes"].to_string().contains("2 workers will stay idle"),
+        "{j}"
+    );
 }
 
 #[test]

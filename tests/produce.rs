@@ -96,10 +96,23 @@ fn read_back(topic: &str, want: usize) -> Vec<Rec> {
 
 fn create_topic(topic: &str, partitions: u32) {
     let out = kswarm()
-        .args(["plan", "-b", &brokers(), "-t", topic, "-p", &partitions.to_string(), "--apply"])
+        .args([
+            "plan",
+            "-b",
+            &brokers(),
+            "-t",
+            topic,
+            "-p",
+            &partitions.to_string(),
+            "--apply",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Run `kswarm produce ARGS` with `input` on stdin, within `limit`.
@@ -146,7 +159,9 @@ fn hundred_thousand_lines_arrive_exactly_once_with_their_bytes() {
     let t = unique("produce-100k");
     create_topic(&t, 3);
     let n = 100_000usize;
-    let mut lines: Vec<Vec<u8>> = (0..n).map(|i| format!("line {i:06} payload").into_bytes()).collect();
+    let mut lines: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("line {i:06} payload").into_bytes())
+        .collect();
     // Bytes that are not UTF-8, a carriage return (kept), an empty line.
     lines[7] = vec![0xff, 0xfe, b'x', 0x00, 0x80];
     lines[8] = b"ends with CR\r".to_vec();
@@ -155,10 +170,18 @@ fn hundred_thousand_lines_arrive_exactly_once_with_their_bytes() {
     input.push(b'\n');
 
     let start = Instant::now();
-    let o = produce(&["-b", &brokers(), "-t", &t], input, Duration::from_secs(120));
+    let o = produce(
+        &["-b", &brokers(), "-t", &t],
+        input,
+        Duration::from_secs(120),
+    );
     let took = start.elapsed();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains(&format!("produced {n} records to {t}")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("produced {n} records to {t}")),
+        "{}",
+        stderr(&o)
+    );
     eprintln!("produced {n} records in {took:?}");
 
     let got = read_back(&t, n);
@@ -167,7 +190,10 @@ fn hundred_thousand_lines_arrive_exactly_once_with_their_bytes() {
     values.sort();
     let mut want = lines.clone();
     want.sort();
-    assert!(values == want, "values read back differ from the lines written");
+    assert!(
+        values == want,
+        "values read back differ from the lines written"
+    );
     assert!(got.iter().all(|r| r.key.is_none()));
     // Round-robin: every partition got records.
     let used: BTreeSet<i32> = got.iter().map(|r| r.partition).collect();
@@ -181,7 +207,11 @@ fn hundred_thousand_lines_arrive_exactly_once_with_their_bytes() {
 fn a_last_line_without_newline_is_a_record() {
     let t = unique("produce-nonl");
     create_topic(&t, 1);
-    let o = produce(&["-b", &brokers(), "-t", &t], b"a\nb".to_vec(), Duration::from_secs(30));
+    let o = produce(
+        &["-b", &brokers(), "-t", &t],
+        b"a\nb".to_vec(),
+        Duration::from_secs(30),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let got = read_back(&t, 2);
     let v: Vec<Vec<u8>> = got.iter().map(|r| r.value.clone()).collect();
@@ -197,7 +227,16 @@ fn keyed_records_land_on_one_partition_each_like_the_java_partitioner() {
         .flat_map(|i| format!("user-{}:v{i}\n", i % 13).into_bytes())
         .collect();
     let o = produce(
-        &["-b", &brokers(), "-t", &t, "--key-separator", ":", "--batch-size", "50"],
+        &[
+            "-b",
+            &brokers(),
+            "-t",
+            &t,
+            "--key-separator",
+            ":",
+            "--batch-size",
+            "50",
+        ],
         input,
         Duration::from_secs(60),
     );
@@ -208,8 +247,14 @@ fn keyed_records_land_on_one_partition_each_like_the_java_partitioner() {
     for r in &got {
         let k = r.key.clone().expect("every record has a key");
         by_key.entry(k).or_default().insert(r.partition);
-        assert_eq!(r.partition, r.java_partition, "key placement differs from murmur2");
-        assert!(r.value.starts_with(b"v"), "the key separator was not cut off");
+        assert_eq!(
+            r.partition, r.java_partition,
+            "key placement differs from murmur2"
+        );
+        assert!(
+            r.value.starts_with(b"v"),
+            "the key separator was not cut off"
+        );
     }
     assert_eq!(by_key.len(), 13);
     assert!(by_key.values().all(|ps| ps.len() == 1), "{by_key:?}");
@@ -217,11 +262,16 @@ fn keyed_records_land_on_one_partition_each_like_the_java_partitioner() {
     let mut seq: BTreeMap<Vec<u8>, Vec<(i64, usize)>> = BTreeMap::new();
     for r in &got {
         let i: usize = std::str::from_utf8(&r.value[1..]).unwrap().parse().unwrap();
-        seq.entry(r.key.clone().unwrap()).or_default().push((r.offset, i));
+        seq.entry(r.key.clone().unwrap())
+            .or_default()
+            .push((r.offset, i));
     }
     for (k, mut v) in seq {
         v.sort();
-        assert!(v.windows(2).all(|w| w[0].1 < w[1].1), "key {k:?} out of order");
+        assert!(
+            v.windows(2).all(|w| w[0].1 < w[1].1),
+            "key {k:?} out of order"
+        );
     }
 }
 
@@ -229,9 +279,20 @@ fn keyed_records_land_on_one_partition_each_like_the_java_partitioner() {
 fn a_fixed_key_sends_everything_to_one_partition() {
     let t = unique("produce-fixed");
     create_topic(&t, 3);
-    let input: Vec<u8> = (0..500).flat_map(|i| format!("r{i}\n").into_bytes()).collect();
+    let input: Vec<u8> = (0..500)
+        .flat_map(|i| format!("r{i}\n").into_bytes())
+        .collect();
     let o = produce(
-        &["-b", &brokers(), "-t", &t, "--key", "tenant-a", "--batch-size", "20"],
+        &[
+            "-b",
+            &brokers(),
+            "-t",
+            &t,
+            "--key",
+            "tenant-a",
+            "--batch-size",
+            "20",
+        ],
         input,
         Duration::from_secs(60),
     );
@@ -241,7 +302,10 @@ fn a_fixed_key_sends_everything_to_one_partition() {
     let parts: BTreeSet<i32> = got.iter().map(|r| r.partition).collect();
     assert_eq!(parts.len(), 1, "{parts:?}");
     assert_eq!(got[0].partition, got[0].java_partition);
-    let values: Vec<String> = got.iter().map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone()).unwrap())
+        .collect();
     let want: Vec<String> = (0..500).map(|i| format!("r{i}")).collect();
     assert_eq!(values, want, "one partition keeps the input order");
 }
@@ -251,7 +315,9 @@ fn every_compression_is_readable_by_librdkafka() {
     for codec in ["gzip", "lz4", "snappy", "zstd"] {
         let t = unique(&format!("produce-{codec}"));
         create_topic(&t, 2);
-        let input: Vec<u8> = (0..300).flat_map(|i| format!("{codec} record {i} {}\n", "z".repeat(50)).into_bytes()).collect();
+        let input: Vec<u8> = (0..300)
+            .flat_map(|i| format!("{codec} record {i} {}\n", "z".repeat(50)).into_bytes())
+            .collect();
         let o = produce(
             &["-b", &brokers(), "-t", &t, "--compression", codec],
             input,
@@ -260,7 +326,10 @@ fn every_compression_is_readable_by_librdkafka() {
         assert!(o.status.success(), "{codec}: {}", stderr(&o));
         let got = read_back(&t, 300);
         assert_eq!(got.len(), 300, "{codec}");
-        assert!(got.iter().all(|r| r.value.starts_with(codec.as_bytes())), "{codec}");
+        assert!(
+            got.iter().all(|r| r.value.starts_with(codec.as_bytes())),
+            "{codec}"
+        );
     }
 }
 
@@ -280,7 +349,11 @@ fn a_slow_writer_is_not_held_back_until_eof() {
     sin.flush().unwrap();
     // stdin stays open: the record must still go out (within the linger).
     let got = read_back(&t, 1);
-    assert_eq!(got.len(), 1, "the first line did not arrive while stdin stayed open");
+    assert_eq!(
+        got.len(),
+        1,
+        "the first line did not arrive while stdin stayed open"
+    );
     assert_eq!(got[0].value, b"first");
     sin.write_all(b"second\n").unwrap();
     drop(sin);
@@ -292,7 +365,11 @@ fn a_slow_writer_is_not_held_back_until_eof() {
 #[test]
 fn a_missing_topic_points_at_plan_apply() {
     let t = unique("produce-missing");
-    let o = produce(&["-b", &brokers(), "-t", &t], b"x\n".to_vec(), Duration::from_secs(30));
+    let o = produce(
+        &["-b", &brokers(), "-t", &t],
+        b"x\n".to_vec(),
+        Duration::from_secs(30),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("does not exist"), "{e}");

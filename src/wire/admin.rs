@@ -93,10 +93,12 @@ pub async fn create_partitions(
     };
     let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     let req = m::CreatePartitionsRequest::default()
-        .with_topics(vec![m::create_partitions_request::CreatePartitionsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_count(count as i32)
-            .with_assignments(None)])
+        .with_topics(vec![
+            m::create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_count(count as i32)
+                .with_assignments(None),
+        ])
         .with_timeout_ms(timeout_ms)
         .with_validate_only(false);
     // The broker may wait up to timeout_ms itself before answering.
@@ -113,13 +115,21 @@ pub async fn create_partitions(
         INVALID_PARTITIONS => Ok(GrowOutcome::Invalid(format!(
             "{}{}",
             code_name(res.error_code),
-            if msg.is_empty() { String::new() } else { format!(": {msg}") }
+            if msg.is_empty() {
+                String::new()
+            } else {
+                format!(": {msg}")
+            }
         ))),
         code => anyhow::bail!(
             "growing topic '{topic}' to {count} partitions failed on {}: {}{}",
             conn.addr(),
             code_name(code),
-            if msg.is_empty() { String::new() } else { format!(": {msg}") }
+            if msg.is_empty() {
+                String::new()
+            } else {
+                format!(": {msg}")
+            }
         ),
     }
 }
