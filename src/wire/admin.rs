@@ -261,7 +261,7 @@ mod tests {
     async fn grows_when_the_broker_offers_create_partitions() {
         let f = fake(true, 0);
         let addr = start(f.clone()).await;
-        assert!(supports_create_partitions(&[addr.clone()], T)
+        assert!(supports_create_partitions(std::slice::from_ref(&addr), T)
             .await
             .unwrap());
         let out = create_partitions(&[addr], "logs", 6, T).await.unwrap();
@@ -273,10 +273,10 @@ mod tests {
     async fn a_broker_without_create_partitions_is_named() {
         let f = fake(false, 0);
         let addr = start(f.clone()).await;
-        assert!(!supports_create_partitions(&[addr.clone()], T)
+        assert!(!supports_create_partitions(std::slice::from_ref(&addr), T)
             .await
             .unwrap());
-        let out = create_partitions(&[addr.clone()], "logs", 6, T)
+        let out = create_partitions(std::slice::from_ref(&addr), "logs", 6, T)
             .await
             .unwrap();
         assert_eq!(out, GrowOutcome::Unsupported { broker: addr });
