@@ -11,6 +11,11 @@ pub mod cli;
 pub mod config;
 pub mod report;
 
+pub mod admin;
+pub mod plan;
+pub mod produce;
+pub mod sizing;
+
 pub mod assignor;
 pub mod group;
 

@@ -1,10 +1,12 @@
 //! Everything that speaks the Kafka wire protocol. All kafka-protocol types
 //! stay inside this module; the rest of kswarm sees plain types.
 //!
+//! - [`admin`]: CreatePartitions after an ApiVersions check.
 //! - [`conn`]: one framed connection to one broker, with version negotiation.
 //! - [`group_msgs`]: typed group requests (FindCoordinator, JoinGroup, ..) returning plain types.
 //! - [`consumer_protocol`]: the ConsumerProtocol subscription/assignment bytes.
 
+pub mod admin;
 pub mod conn;
 pub mod consumer_protocol;
 pub mod group_msgs;
