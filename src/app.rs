@@ -21,9 +21,9 @@ impl std::error::Error for ExitWith {}
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => crate::supervisor::run(a, &cli.log_level),
-        Command::Plan(_a) => anyhow::bail!("plan: not built yet"),
+        Command::Plan(a) => crate::plan::run(&a),
         Command::Status(_a) => anyhow::bail!("status: not built yet"),
-        Command::Produce(_a) => anyhow::bail!("produce: not built yet"),
+        Command::Produce(a) => crate::produce::run(&a),
         Command::Worker(a) => crate::stub_worker::cmd(a),
     }
 }

@@ -50,11 +50,23 @@ pub struct ConnectArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SizingArgs {
     /// Worker processes: `auto` (usable cores) or a number.
-    #[arg(short = 'w', long, env = "KSWARM_WORKERS", default_value = "auto")]
+    #[arg(
+        short = 'w',
+        long,
+        env = "KSWARM_WORKERS",
+        default_value = "auto",
+        allow_negative_numbers = true
+    )]
     pub workers: String,
 
     /// Partitions: `auto` (match workers), a number, or `keep` (never touch the topic).
-    #[arg(short = 'p', long, env = "KSWARM_PARTITIONS", default_value = "auto")]
+    #[arg(
+        short = 'p',
+        long,
+        env = "KSWARM_PARTITIONS",
+        default_value = "auto",
+        allow_negative_numbers = true
+    )]
     pub partitions: String,
 
     /// Replication factor for a topic kswarm creates.

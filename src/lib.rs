@@ -14,5 +14,14 @@ pub mod supervisor;
 // TEMPORARY (supervisor branch only): see src/stub_worker.rs.
 pub mod stub_worker;
 
+pub mod admin;
+pub mod plan;
+pub mod produce;
+pub mod sizing;
+
+pub mod assignor;
+pub mod group;
+
 pub mod app;
 pub mod logging;
+pub mod wire;

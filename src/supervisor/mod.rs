@@ -17,6 +17,7 @@ pub mod notify;
 pub mod signals;
 pub mod slots;
 pub mod spawn;
+pub mod state;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -31,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::app::ExitWith;
 use crate::cli::RunArgs;
-use crate::config::{RunConfig, WorkersSpec};
+use crate::config::RunConfig;
 use crate::report::Report;
 use backoff::{thread_rng_jitter, BackoffPolicy};
 use notify::Notifier;
@@ -54,21 +55,13 @@ pub enum Event {
     StderrClosed { slot: u32 },
 }
 
-/// Size the topic and return the worker count.
-fn size_topic(cfg: &RunConfig) -> anyhow::Result<u32> {
-    Ok(match cfg.sizing.workers {
-        WorkersSpec::Fixed(n) => n,
-        WorkersSpec::Auto => std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1),
-    })
-}
 
 /// `kswarm run`. Returns when every worker has ended: `Ok` after a clean
 /// stop, [`ExitWith`] 1 with the reason otherwise.
 pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     let cfg = RunConfig::from_args(&args)?;
-    let workers = size_topic(&cfg)?;
+    // Sizing runs (and drops) its own runtime before any worker is forked.
+    let workers = crate::plan::prepare_for_run(&cfg)?.workers;
     let exe = std::env::current_exe().context("cannot find kswarm's own binary to start workers")?;
 
     let (tx, rx) = mpsc::channel::<Event>();
@@ -95,6 +88,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     let mut tails: HashMap<u32, VecDeque<String>> = HashMap::new();
     let mut pending: VecDeque<Action> = slots.tick(now).into();
+    let mut written: Option<state::SupervisorState> = None;
 
     loop {
         while let Some(action) = pending.pop_front() {
@@ -114,7 +108,10 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                 }
                 Action::Signal { pid, sig } => send_signal(pid, sig),
                 Action::Notify(n) => notifier.send(&n),
-                Action::Exit(outcome) => return finish(outcome, &mut tails, &rx),
+                Action::Exit(outcome) => {
+                    state::remove_state(&cfg.consume.group, std::process::id());
+                    return finish(outcome, &mut tails, &rx);
+                }
             }
             if pending.is_empty() && slots.next_deadline().is_some_and(|d| d <= Instant::now()) {
                 pending.extend(slots.tick(Instant::now()));
@@ -123,6 +120,11 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         if slots.next_deadline().is_some_and(|d| d <= Instant::now()) {
             pending.extend(slots.tick(Instant::now()));
             continue;
+        }
+        let snapshot = snapshot(&slots, &cfg);
+        if written.as_ref() != Some(&snapshot) {
+            state::write_state(&snapshot);
+            written = Some(snapshot);
         }
 
         let event = match slots.next_deadline() {
@@ -161,6 +163,37 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
             Some(Event::Stderr { slot, line }) => keep_line(&mut tails, slot, line),
             Some(Event::StderrClosed { .. }) => {}
         }
+    }
+}
+
+/// What `kswarm status` shows of this supervisor (see [`state`]).
+fn snapshot(slots: &Slots, cfg: &RunConfig) -> state::SupervisorState {
+    let workers = slots
+        .slots()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let pid = s.state.pid()?;
+            let member = match &s.state {
+                slots::SlotState::Running { member, .. } => Some(member),
+                _ => None,
+            };
+            Some(state::WorkerState {
+                slot: i as u32,
+                pid: pid as u32,
+                member_id: member.map(|m| m.member_id.clone()),
+                generation: member.map(|m| m.generation),
+                partitions: member.map(|m| m.partitions.clone()).unwrap_or_default(),
+                records: s.records,
+                restarts: s.restarts.min(u32::MAX as u64) as u32,
+            })
+        })
+        .collect();
+    state::SupervisorState {
+        pid: std::process::id(),
+        group: cfg.consume.group.clone(),
+        topic: cfg.topic.clone(),
+        workers,
     }
 }
 

@@ -18,7 +18,10 @@ pub fn brokers() -> String {
 /// A name no other test (or earlier run on the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!(
         "{prefix}-{}-{}-{}",
         std::process::id(),
@@ -47,7 +50,11 @@ pub fn python() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("build"));
     let p = build.join("venv/bin/python");
-    assert!(p.exists(), "{} missing: run scripts/broker.sh install", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/broker.sh install",
+        p.display()
+    );
     p
 }
 

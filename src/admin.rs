@@ -1,0 +1,283 @@
+//! Topic administration: describe a topic's partition count, create a missing
+//! topic, grow a small one (CreatePartitions, through `wire::admin`), and carry
+//! out a sizing [`Plan`]. Every broker call is bounded by --connect-timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::BackoffConfig;
+
+use crate::config::ConnectConfig;
+use crate::sizing::{Action, Plan};
+
+/// Time a created topic is given to show up in metadata.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// rskafka's retry policy, bounded so that no call retries forever.
+pub fn backoff(deadline: Duration) -> BackoffConfig {
+    BackoffConfig {
+        init_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_secs(1),
+        base: 2.0,
+        deadline: Some(deadline),
+    }
+}
+
+/// Build an rskafka client, giving up after --connect-timeout with a message
+/// that names the brokers and the flag.
+pub async fn connect(cfg: &ConnectConfig) -> anyhow::Result<Client> {
+    let builder = ClientBuilder::new(cfg.brokers.clone())
+        .client_id("kswarm")
+        .backoff_config(backoff(cfg.connect_timeout.mul_f64(0.8)));
+    match tokio::time::timeout(cfg.connect_timeout, builder.build()).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(unreachable(cfg, &e.to_string())),
+        Err(_) => Err(unreachable(cfg, "no answer")),
+    }
+}
+
+fn unreachable(cfg: &ConnectConfig, cause: &str) -> anyhow::Error {
+    anyhow!(
+        "cannot reach the brokers at {} within {:?} (--connect-timeout): {cause}; check -b/--brokers and that the cluster is up",
+        cfg.brokers.join(","),
+        cfg.connect_timeout
+    )
+}
+
+/// What applying a plan did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Created(u32),
+    /// Someone else created it first (a concurrent kswarm); it has this many partitions.
+    CreatedByOther(u32),
+    Grown {
+        from: u32,
+        to: u32,
+    },
+    /// A concurrent grow got there first; the topic has this many partitions.
+    GrownByOther(u32),
+    Unchanged(u32),
+}
+
+impl Applied {
+    pub fn partitions(&self) -> u32 {
+        match *self {
+            Applied::Created(n)
+            | Applied::CreatedByOther(n)
+            | Applied::GrownByOther(n)
+            | Applied::Unchanged(n) => n,
+            Applied::Grown { to, .. } => to,
+        }
+    }
+
+    pub fn describe(&self, topic: &str) -> String {
+        match *self {
+            Applied::Created(n) => format!("created topic '{topic}' with {n} partitions"),
+            Applied::CreatedByOther(n) => format!(
+                "topic '{topic}' was created meanwhile by someone else; it has {n} partitions"
+            ),
+            Applied::Grown { from, to } => {
+                format!("grew topic '{topic}' from {from} to {to} partitions")
+            }
+            Applied::GrownByOther(n) => format!(
+                "topic '{topic}' was grown meanwhile by someone else; it has {n} partitions"
+            ),
+            Applied::Unchanged(n) => format!("left topic '{topic}' as it is, {n} partitions"),
+        }
+    }
+}
+
+/// A connected admin client for one cluster.
+pub struct Admin {
+    client: Client,
+    cfg: ConnectConfig,
+}
+
+impl Admin {
+    pub async fn connect(cfg: &ConnectConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: connect(cfg).await?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Run one broker call bounded by --connect-timeout.
+    async fn bounded<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> anyhow::Result<T> {
+        match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(anyhow!(
+                "{what} failed on {}: {e}",
+                self.cfg.brokers.join(",")
+            )),
+            Err(_) => Err(anyhow!(
+                "{what}: no answer from {} within {:?} (--connect-timeout)",
+                self.cfg.brokers.join(","),
+                self.cfg.connect_timeout
+            )),
+        }
+    }
+
+    /// The topic's partition count, None if it does not exist.
+    pub async fn partition_count(&self, topic: &str) -> anyhow::Result<Option<u32>> {
+        let topics = self
+            .bounded("reading topic metadata", self.client.list_topics())
+            .await?;
+        Ok(topics
+            .into_iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.partitions.len() as u32)
+            .filter(|&n| n > 0))
+    }
+
+    /// Read the count again until it is at least `want` (metadata can lag
+    /// behind a create or grow), for at most SETTLE.
+    async fn settle(&self, topic: &str, want: u32) -> anyhow::Result<Option<u32>> {
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        loop {
+            let n = self.partition_count(topic).await?;
+            if n.is_some_and(|n| n >= want) || tokio::time::Instant::now() >= deadline {
+                return Ok(n);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Create `topic` with `partitions`. A topic created meanwhile by someone
+    /// else (TOPIC_ALREADY_EXISTS) is not an error.
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        partitions: u32,
+        replication_factor: i16,
+    ) -> anyhow::Result<Applied> {
+        let controller = self
+            .client
+            .controller_client()
+            .context("controller client")?;
+        let timeout_ms = self.cfg.connect_timeout.as_millis().min(i32::MAX as u128) as i32;
+        let res = tokio::time::timeout(
+            self.cfg.connect_timeout,
+            controller.create_topic(topic, partitions as i32, replication_factor, timeout_ms),
+        )
+        .await;
+        let by_other = match res {
+            Ok(Ok(())) => false,
+            Ok(Err(ClientError::ServerError {
+                protocol_error: ProtocolError::TopicAlreadyExists,
+                ..
+            })) => true,
+            Ok(Err(ClientError::ServerError {
+                protocol_error,
+                error_message,
+                ..
+            })) => bail!(
+                "creating topic '{topic}' with {partitions} partitions (replication factor {replication_factor}) failed: {protocol_error}{}; check --partitions and --replication-factor against the cluster",
+                error_message.map(|m| format!(" ({m})")).unwrap_or_default()
+            ),
+            Ok(Err(e)) => bail!("creating topic '{topic}' failed: {e}"),
+            Err(_) => bail!(
+                "creating topic '{topic}': no answer from {} within {:?} (--connect-timeout)",
+                self.cfg.brokers.join(","),
+                self.cfg.connect_timeout
+            ),
+        };
+        let want = if by_other { 1 } else { partitions };
+        let Some(n) = self.settle(topic, want).await? else {
+            bail!("topic '{topic}' was created but does not show up in the cluster metadata");
+        };
+        Ok(if by_other {
+            Applied::CreatedByOther(n)
+        } else {
+            Applied::Created(n)
+        })
+    }
+
+    /// Grow `topic` from `from` to `to` partitions with CreatePartitions.
+    pub async fn grow_topic(&self, topic: &str, from: u32, to: u32) -> anyhow::Result<Applied> {
+        use crate::wire::admin::{create_partitions, GrowOutcome};
+        let outcome =
+            create_partitions(&self.cfg.brokers, topic, to, self.cfg.connect_timeout).await?;
+        match outcome {
+            GrowOutcome::Done => {
+                let n = self.settle(topic, to).await?.unwrap_or(to);
+                Ok(Applied::Grown { from, to: n })
+            }
+            GrowOutcome::Unsupported { broker } => Err(crate::app::ExitWith(
+                1,
+                format!(
+                    "topic '{topic}' has {from} partitions and {to} are wanted, but the broker at {broker} does not support CreatePartitions (Kafka API 37); \
+                     run with -p keep to use the {from} partitions as they are, or grow the topic with the cluster's admin tools \
+                     (e.g. kafka-topics.sh --alter --topic {topic} --partitions {to})"
+                ),
+            )
+            .into()),
+            GrowOutcome::Invalid(msg) => {
+                // A concurrent grow (another kswarm) may have won: read again.
+                let n = self.partition_count(topic).await?.unwrap_or(0);
+                if n >= to {
+                    Ok(Applied::GrownByOther(n))
+                } else {
+                    bail!("growing topic '{topic}' from {from} to {to} partitions was refused: {msg}")
+                }
+            }
+        }
+    }
+
+    /// For a dry run that would grow the topic: a note if the broker cannot.
+    pub async fn grow_support_note(&self, topic: &str, plan: &Plan) -> Option<String> {
+        match crate::wire::admin::supports_create_partitions(
+            &self.cfg.brokers,
+            self.cfg.connect_timeout,
+        )
+        .await
+        {
+            Ok(false) => Some(format!(
+                "the broker does not support CreatePartitions: --apply will fail; use -p keep to keep {} partitions, or grow topic '{topic}' with the cluster's admin tools",
+                plan.current.unwrap_or(0)
+            )),
+            _ => None,
+        }
+    }
+
+    /// Carry out `plan` on `topic`.
+    pub async fn apply(
+        &self,
+        topic: &str,
+        plan: &Plan,
+        replication_factor: i16,
+    ) -> anyhow::Result<Applied> {
+        match (plan.action, plan.current, plan.target) {
+            (Action::Create, _, Some(t)) => {
+                let applied = self.create_topic(topic, t, replication_factor).await?;
+                if let Applied::CreatedByOther(n) = applied {
+                    if n < t {
+                        // Someone else created it smaller: grow it like a second run would.
+                        return match self.grow_topic(topic, n, t).await? {
+                            Applied::Grown { to, .. } | Applied::GrownByOther(to) => {
+                                Ok(Applied::CreatedByOther(to))
+                            }
+                            other => Ok(other),
+                        };
+                    }
+                }
+                Ok(applied)
+            }
+            (Action::Grow, Some(c), Some(t)) => self.grow_topic(topic, c, t).await,
+            (_, Some(c), _) => Ok(Applied::Unchanged(c)),
+            (_, None, _) => bail!(
+                "topic '{topic}' does not exist and -p keep forbids creating it; create it, or use -p auto or -p N so kswarm creates it"
+            ),
+        }
+    }
+}

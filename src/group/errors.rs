@@ -1,0 +1,122 @@
+//! What a Kafka error code in a group answer means for a member. This is our
+//! own policy: kafka-protocol's `is_retriable()` calls REBALANCE_IN_PROGRESS
+//! and UNKNOWN_MEMBER_ID non-retriable, yet both only mean "rejoin".
+
+use crate::wire::group_msgs::code_name;
+
+/// How to react to an error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    Ok,
+    /// The generation moved on: rejoin with the same member id.
+    Rejoin,
+    /// The coordinator forgot us: forget the member id, then rejoin.
+    ResetMember,
+    /// First JoinGroup of a new member: join again with the id in the answer.
+    MemberIdRequired,
+    /// Ask FindCoordinator again, then retry.
+    CoordinatorMoved,
+    /// Transient on the broker side: retry the same request after a pause.
+    Retry,
+    /// Retrying cannot help; the message names the cause and the way out.
+    Fatal(String),
+}
+
+/// Classify `code` from the answer to `request` (e.g. "JoinGroup").
+pub fn classify(code: i16, request: &str) -> Class {
+    let fatal =
+        |why: &str| Class::Fatal(format!("{request} failed with {}: {why}", code_name(code)));
+    match code {
+        0 => Class::Ok,
+        // REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION
+        27 | 22 => Class::Rejoin,
+        // UNKNOWN_MEMBER_ID
+        25 => Class::ResetMember,
+        // MEMBER_ID_REQUIRED
+        79 => Class::MemberIdRequired,
+        // COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
+        15 | 16 => Class::CoordinatorMoved,
+        // COORDINATOR_LOAD_IN_PROGRESS, REQUEST_TIMED_OUT, NETWORK_EXCEPTION,
+        // UNKNOWN_SERVER_ERROR, UNSTABLE_OFFSET_COMMIT, UNKNOWN_TOPIC_OR_PARTITION
+        // (metadata lag right after the topic was created), THROTTLING_QUOTA_EXCEEDED
+        14 | 7 | 13 | -1 | 88 | 3 | 89 => Class::Retry,
+        // FENCED_INSTANCE_ID
+        82 => fatal(
+            "another live member uses the same group instance id; two kswarm runs with \
+             --static-membership and the same --group/--instance-prefix collide: give each its own \
+             --instance-prefix (or stop the other run)",
+        ),
+        // INVALID_GROUP_ID
+        24 => fatal("the broker rejects this group id; pick another --group"),
+        // GROUP_AUTHORIZATION_FAILED
+        30 => fatal("not authorized for this consumer group; grant the principal access to --group"),
+        // TOPIC_AUTHORIZATION_FAILED
+        29 => fatal("not authorized for the topic; grant the principal access to --topic"),
+        // INCONSISTENT_GROUP_PROTOCOL
+        23 => fatal(
+            "the group's other members speak no assignor in common with ours (or are not consumers); \
+             match --assignor to the other members (range, roundrobin) or use another --group",
+        ),
+        // INVALID_SESSION_TIMEOUT
+        26 => fatal(
+            "the broker refuses this session timeout (outside its group.min/max.session.timeout.ms); \
+             change --session-timeout",
+        ),
+        // GROUP_MAX_SIZE_REACHED
+        81 => fatal("the group is full (broker group.max.size); run fewer --workers or raise the limit"),
+        // UNSUPPORTED_VERSION
+        35 => fatal("the broker does not support this request version; upgrade the broker"),
+        // OFFSET_METADATA_TOO_LARGE, INVALID_COMMIT_OFFSET_SIZE
+        12 | 28 => fatal("the broker refused the offset commit"),
+        // GROUP_ID_NOT_FOUND: the group vanished under us (deleted): start over.
+        69 => Class::ResetMember,
+        _ => fatal("unexpected error from the group coordinator"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebalance_codes_mean_rejoin_not_failure() {
+        assert_eq!(classify(0, "Heartbeat"), Class::Ok);
+        assert_eq!(classify(27, "Heartbeat"), Class::Rejoin);
+        assert_eq!(classify(22, "OffsetCommit"), Class::Rejoin);
+        assert_eq!(classify(25, "Heartbeat"), Class::ResetMember);
+        assert_eq!(classify(79, "JoinGroup"), Class::MemberIdRequired);
+    }
+
+    #[test]
+    fn coordinator_moves_and_transients() {
+        assert_eq!(classify(16, "JoinGroup"), Class::CoordinatorMoved);
+        assert_eq!(classify(15, "FindCoordinator"), Class::CoordinatorMoved);
+        assert_eq!(classify(14, "OffsetFetch"), Class::Retry);
+        assert_eq!(classify(7, "OffsetCommit"), Class::Retry);
+    }
+
+    #[test]
+    fn fatal_errors_name_the_flag() {
+        let Class::Fatal(m) = classify(82, "JoinGroup") else {
+            panic!()
+        };
+        assert!(
+            m.contains("--instance-prefix") && m.contains("FencedInstanceId"),
+            "{m}"
+        );
+        let Class::Fatal(m) = classify(24, "JoinGroup") else {
+            panic!()
+        };
+        assert!(m.contains("--group"), "{m}");
+        let Class::Fatal(m) = classify(23, "JoinGroup") else {
+            panic!()
+        };
+        assert!(m.contains("--assignor"), "{m}");
+        let Class::Fatal(m) = classify(26, "JoinGroup") else {
+            panic!()
+        };
+        assert!(m.contains("--session-timeout"), "{m}");
+        assert!(matches!(classify(30, "JoinGroup"), Class::Fatal(_)));
+        assert!(matches!(classify(4242, "JoinGroup"), Class::Fatal(_)));
+    }
+}

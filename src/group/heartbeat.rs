@@ -1,0 +1,178 @@
+//! The heartbeat of one generation: a tokio task with its own connection to
+//! the coordinator, beating every heartbeat interval. It publishes what it
+//! learns on a watch channel and stops once the generation is over.
+//! Works on a current_thread runtime (it only needs the worker to await).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::coordinator::connect_coordinator;
+use super::errors::{classify, Class};
+use crate::wire::group_msgs::{self, code_name};
+use crate::wire::BrokerConn;
+
+/// What the heartbeat knows about our generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Beat {
+    /// Beating fine.
+    Alive,
+    /// The group rebalances, or our generation is stale: rejoin.
+    /// `reset_member`: the coordinator forgot our member id.
+    Rebalance { reset_member: bool },
+    /// Retrying cannot help.
+    Fatal(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct BeatParams {
+    pub brokers: Vec<String>,
+    pub client_id: String,
+    pub connect_timeout: Duration,
+    pub group: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub interval: Duration,
+    pub session_timeout: Duration,
+    /// The coordinator the join went to (reused first).
+    pub coordinator: Option<String>,
+}
+
+/// A running heartbeat; dropping it stops the task.
+#[derive(Debug)]
+pub struct Heartbeat {
+    task: JoinHandle<()>,
+    rx: watch::Receiver<Beat>,
+}
+
+impl Heartbeat {
+    pub fn start(p: BeatParams) -> Self {
+        let (tx, rx) = watch::channel(Beat::Alive);
+        let task = tokio::spawn(run(p, tx));
+        Self { task, rx }
+    }
+
+    /// Resolves with the first non-`Alive` state. Cancel-safe.
+    pub async fn changed(&mut self) -> Beat {
+        loop {
+            let now = self.rx.borrow_and_update().clone();
+            if now != Beat::Alive {
+                return now;
+            }
+            if self.rx.changed().await.is_err() {
+                // The task ended without a verdict (aborted): treat as stale.
+                return Beat::Rebalance {
+                    reset_member: false,
+                };
+            }
+        }
+    }
+
+    /// The current state without waiting.
+    pub fn state(&self) -> Beat {
+        self.rx.borrow().clone()
+    }
+
+    pub fn stop(self) {}
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(p: BeatParams, tx: watch::Sender<Beat>) {
+    let verdict = beat(&p).await;
+    tracing::debug!(generation = p.generation_id, ?verdict, "heartbeat stops");
+    let _ = tx.send(verdict);
+}
+
+async fn beat(p: &BeatParams) -> Beat {
+    let mut conn: Option<BrokerConn> = None;
+    let mut known = p.coordinator.clone();
+    let mut last_ok = Instant::now();
+    let mut next = tokio::time::Instant::now() + p.interval;
+    // A request must finish well inside the session, or it is as good as lost.
+    let request_timeout = p.session_timeout.max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep_until(next).await;
+        next = tokio::time::Instant::now() + p.interval;
+        if last_ok.elapsed() > p.session_timeout {
+            // No heartbeat got through for a whole session: the coordinator
+            // has dropped us by now.
+            tracing::warn!(
+                "no heartbeat reached the coordinator for {:?} (the session timeout); rejoining",
+                last_ok.elapsed()
+            );
+            return Beat::Rebalance {
+                reset_member: false,
+            };
+        }
+        if conn.as_ref().is_none_or(BrokerConn::is_broken) {
+            conn = reconnect(p, known.as_deref()).await;
+            if conn.is_none() {
+                continue;
+            }
+        }
+        let c = conn.as_mut().unwrap();
+        let fut = group_msgs::heartbeat(
+            c,
+            &p.group,
+            p.generation_id,
+            &p.member_id,
+            p.instance_id.as_deref(),
+        );
+        let code = match tokio::time::timeout(request_timeout, fut).await {
+            Ok(Ok(code)) => code,
+            Ok(Err(e)) => {
+                tracing::debug!("heartbeat: {e}");
+                conn = None;
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!("heartbeat: no answer within {request_timeout:?}");
+                conn = None;
+                continue;
+            }
+        };
+        match classify(code, "Heartbeat") {
+            Class::Ok => last_ok = Instant::now(),
+            Class::Rejoin => {
+                return Beat::Rebalance {
+                    reset_member: false,
+                }
+            }
+            Class::ResetMember | Class::MemberIdRequired => {
+                return Beat::Rebalance { reset_member: true }
+            }
+            Class::CoordinatorMoved => {
+                tracing::debug!(
+                    "heartbeat: {}; finding the coordinator again",
+                    code_name(code)
+                );
+                conn = None;
+                known = None;
+            }
+            Class::Retry => {}
+            Class::Fatal(m) => return Beat::Fatal(m),
+        }
+    }
+}
+
+/// The coordinator again (first the known address, then via FindCoordinator).
+/// None if it cannot be reached right now; the caller tries at the next beat.
+async fn reconnect(p: &BeatParams, known: Option<&str>) -> Option<BrokerConn> {
+    let timeout = p.connect_timeout.min(p.session_timeout);
+    if let Some(addr) = known {
+        if let Ok(c) = BrokerConn::connect(addr, &p.client_id, timeout).await {
+            return Some(c);
+        }
+    }
+    connect_coordinator(&p.brokers, &p.client_id, timeout, timeout, &p.group)
+        .await
+        .map_err(|e| tracing::debug!("heartbeat: {e}"))
+        .ok()
+}

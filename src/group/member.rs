@@ -1,0 +1,555 @@
+//! One consumer-group member: join (JoinGroup + SyncGroup, the leader
+//! computing the assignment), heartbeat in the background, fetch and commit
+//! offsets, leave. Every request goes to the coordinator; a coordinator that
+//! moves or a connection that drops is found again within the connect timeout.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::coordinator::{connect_coordinator, fatal_or_retry, Pacer};
+use super::errors::{classify, Class};
+use super::heartbeat::{Beat, BeatParams, Heartbeat};
+use super::{Assigned, GroupError, GroupSettings};
+use crate::assignor::{self, MemberSubscription};
+use crate::config::Assignor;
+use crate::wire::consumer_protocol::{self as cp, MemberAssignment, Subscription};
+use crate::wire::group_msgs::{self as gm, code_name, JoinAnswer};
+use crate::wire::{ApiKey, BrokerConn, WireError};
+
+const STATIC_HINT: &str =
+    "--static-membership needs a broker with JoinGroup v5+ (Kafka 2.3 or later); run without --static-membership";
+
+/// How one try of a multi-step operation ended.
+enum Step {
+    /// Go again at once (new member id, rebalance under way).
+    Again,
+    /// Go again after a pause; the problem, for the final error.
+    Pause(String),
+    Fail(GroupError),
+}
+
+impl From<GroupError> for Step {
+    fn from(e: GroupError) -> Self {
+        Step::Fail(e)
+    }
+}
+
+pub struct Member {
+    s: GroupSettings,
+    conn: Option<BrokerConn>,
+    member_id: String,
+    generation_id: i32,
+    hb: Option<Heartbeat>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("group", &self.s.group)
+            .field("member_id", &self.member_id)
+            .field("generation_id", &self.generation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Member {
+    /// Bootstrap + FindCoordinator (retries until connect_timeout, then an
+    /// error naming the brokers).
+    pub async fn connect(settings: GroupSettings) -> Result<Member, GroupError> {
+        if settings.assignors.is_empty() {
+            return Err(GroupError::Fatal(
+                "--assignor: name at least one of range, roundrobin".into(),
+            ));
+        }
+        let conn = connect_coordinator(
+            &settings.brokers,
+            &settings.client_id,
+            settings.connect_timeout,
+            settings.connect_timeout,
+            &settings.group,
+        )
+        .await?;
+        if settings.instance_id.is_some() && conn.version_for(ApiKey::JoinGroup, 5, 9).is_none() {
+            return Err(GroupError::Fatal(format!(
+                "broker {}: {STATIC_HINT}",
+                conn.addr()
+            )));
+        }
+        Ok(Member {
+            s: settings,
+            conn: Some(conn),
+            member_id: String::new(),
+            generation_id: -1,
+            hb: None,
+        })
+    }
+
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    /// The generation of the last successful join (-1 before, or after leave).
+    pub fn generation_id(&self) -> i32 {
+        self.generation_id
+    }
+
+    pub fn settings(&self) -> &GroupSettings {
+        &self.s
+    }
+
+    /// The connection to the coordinator, (re)made if needed.
+    async fn coordinator(&mut self) -> Result<&mut BrokerConn, GroupError> {
+        if self.conn.as_ref().is_none_or(BrokerConn::is_broken) {
+            self.conn = None;
+            let c = connect_coordinator(
+                &self.s.brokers,
+                &self.s.client_id,
+                self.s.connect_timeout,
+                self.s.connect_timeout,
+                &self.s.group,
+            )
+            .await?;
+            self.conn = Some(c);
+        }
+        Ok(self.conn.as_mut().expect("just connected"))
+    }
+
+    /// A transport problem: drop the connection, retry after a pause.
+    fn lost(&mut self, e: WireError, hint: &str) -> Step {
+        self.conn = None;
+        match fatal_or_retry(e, hint) {
+            Ok(e) => Step::Pause(e.to_string()),
+            Err(f) => Step::Fail(f),
+        }
+    }
+
+    /// JoinGroup (incl. the MEMBER_ID_REQUIRED second join) + SyncGroup (the
+    /// leader computes the assignment from Metadata partition counts).
+    /// Retries through rebalances, coordinator moves and dropped connections;
+    /// (re)starts the heartbeat for the new generation.
+    pub async fn join(&mut self) -> Result<Assigned, GroupError> {
+        self.hb = None;
+        let what = format!("joining --group {}", self.s.group);
+        let mut pacer = Pacer::new(self.s.connect_timeout.max(self.s.session_timeout));
+        loop {
+            match self.join_once().await {
+                Ok(a) => {
+                    self.start_heartbeat();
+                    return Ok(a);
+                }
+                Err(Step::Again) => {}
+                Err(Step::Pause(problem)) => pacer.pause(&what, problem).await?,
+                Err(Step::Fail(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn protocols(&self) -> Result<Vec<(String, Bytes)>, GroupError> {
+        let sub = Subscription {
+            topics: vec![self.s.topic.clone()],
+            generation_id: self.generation_id,
+            ..Subscription::default()
+        };
+        let meta = cp::encode_subscription(&sub)
+            .map_err(|e| GroupError::Fatal(format!("cannot encode our subscription: {e}")))?;
+        Ok(self
+            .s
+            .assignors
+            .iter()
+            .map(|a| (a.protocol_name().to_string(), meta.clone()))
+            .collect())
+    }
+
+    async fn join_once(&mut self) -> Result<Assigned, Step> {
+        let protocols = self.protocols()?;
+        let wait = self.s.rebalance_timeout + self.s.request_timeout();
+        let (group, instance) = (self.s.group.clone(), self.s.instance_id.clone());
+        let member_id = self.member_id.clone();
+        let args = gm::JoinArgs {
+            group: &group,
+            session_timeout_ms: millis(self.s.session_timeout),
+            rebalance_timeout_ms: millis(self.s.rebalance_timeout),
+            member_id: &member_id,
+            instance_id: instance.as_deref(),
+            protocols,
+        };
+        let conn = self.coordinator().await?;
+        let ans = match tokio::time::timeout(wait, gm::join_group(conn, &args)).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return Err(self.lost(e, STATIC_HINT)),
+            Err(_) => {
+                self.conn = None;
+                return Err(Step::Pause(format!("JoinGroup: no answer within {wait:?}")));
+            }
+        };
+        self.react(ans.error, "JoinGroup", Some(&ans.member_id))
+            .await?;
+        self.member_id = ans.member_id.clone();
+        self.generation_id = ans.generation_id;
+        let leader = ans.leader == ans.member_id;
+        let assignments = if leader {
+            self.lead(&ans).await?
+        } else {
+            Vec::new()
+        };
+        tracing::debug!(
+            member = %self.member_id,
+            generation = ans.generation_id,
+            leader,
+            protocol = ?ans.protocol_name,
+            members = ans.members.len(),
+            "joined; syncing"
+        );
+
+        let args = gm::SyncArgs {
+            group: &group,
+            generation_id: ans.generation_id,
+            member_id: &ans.member_id,
+            instance_id: instance.as_deref(),
+            protocol_name: ans.protocol_name.as_deref(),
+            assignments,
+        };
+        let conn = self.coordinator().await?;
+        let sync = match tokio::time::timeout(wait, gm::sync_group(conn, &args)).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return Err(self.lost(e, STATIC_HINT)),
+            Err(_) => {
+                self.conn = None;
+                return Err(Step::Pause(format!("SyncGroup: no answer within {wait:?}")));
+            }
+        };
+        self.react(sync.error, "SyncGroup", None).await?;
+        let assignment = cp::decode_assignment(&sync.assignment).map_err(|e| {
+            GroupError::Fatal(format!(
+                "the group leader sent an assignment kswarm cannot read ({e}); are all members of --group {} consumers of --topic {}?",
+                self.s.group, self.s.topic
+            ))
+        })?;
+        Ok(Assigned {
+            generation_id: ans.generation_id,
+            member_id: ans.member_id,
+            leader,
+            partitions: assignment.partitions_of(&self.s.topic),
+        })
+    }
+
+    /// What a Join/Sync error code means for the join loop.
+    async fn react(&mut self, code: i16, request: &str, new_id: Option<&str>) -> Result<(), Step> {
+        match classify(code, request) {
+            Class::Ok => Ok(()),
+            Class::MemberIdRequired => {
+                self.member_id = new_id.unwrap_or_default().to_string();
+                Err(Step::Again)
+            }
+            Class::ResetMember => {
+                self.member_id.clear();
+                Err(Step::Again)
+            }
+            Class::Rejoin => {
+                // Do not hammer a coordinator that answers at once.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(Step::Again)
+            }
+            Class::CoordinatorMoved => {
+                self.conn = None;
+                Err(Step::Pause(format!("{request}: {}", code_name(code))))
+            }
+            Class::Retry => Err(Step::Pause(format!("{request}: {}", code_name(code)))),
+            Class::Fatal(m) => Err(Step::Fail(GroupError::Fatal(m))),
+        }
+    }
+
+    /// As leader: every member's assignment, encoded.
+    async fn lead(&mut self, ans: &JoinAnswer) -> Result<Vec<(String, Bytes)>, Step> {
+        let name = ans
+            .protocol_name
+            .clone()
+            .unwrap_or_else(|| self.s.assignors[0].protocol_name().to_string());
+        let Some(alg) = Assignor::from_protocol_name(&name) else {
+            return Err(Step::Fail(GroupError::Fatal(format!(
+                "the coordinator chose assignor '{name}', which kswarm does not implement; use --assignor range or roundrobin on every member of --group {}",
+                self.s.group
+            ))));
+        };
+        let members: Vec<MemberSubscription> = ans
+            .members
+            .iter()
+            .map(|m| {
+                let topics = match cp::decode_subscription(&m.metadata) {
+                    Ok(sub) => sub.topics,
+                    Err(e) => {
+                        tracing::warn!(member = %m.member_id, "unreadable subscription ({e}); it gets no partitions");
+                        Vec::new()
+                    }
+                };
+                MemberSubscription { member_id: m.member_id.clone(), instance_id: m.instance_id.clone(), topics }
+            })
+            .collect();
+        let topics: Vec<String> = members
+            .iter()
+            .flat_map(|m| m.topics.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let timeout = self.s.request_timeout();
+        let conn = self.coordinator().await?;
+        let found = match tokio::time::timeout(timeout, gm::partition_counts(conn, &topics)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return Err(self.lost(e, "")),
+            Err(_) => {
+                self.conn = None;
+                return Err(Step::Pause(format!(
+                    "Metadata: no answer within {timeout:?}"
+                )));
+            }
+        };
+        let mut counts = BTreeMap::new();
+        for (topic, r) in found {
+            match r {
+                Ok(n) => {
+                    counts.insert(topic, n);
+                }
+                Err(code) if topic == self.s.topic => {
+                    return Err(Step::Pause(format!(
+                        "Metadata for --topic {topic}: {}",
+                        code_name(code)
+                    )));
+                }
+                Err(code) => tracing::warn!(
+                    "topic {topic} of another member: {}; not assigned",
+                    code_name(code)
+                ),
+            }
+        }
+        if !counts.contains_key(&self.s.topic) {
+            return Err(Step::Pause(format!(
+                "Metadata: --topic {} not in the answer",
+                self.s.topic
+            )));
+        }
+        let plan = assignor::assign(alg, &members, &counts);
+        let mut out = Vec::with_capacity(plan.len());
+        for (member, topics) in plan {
+            let a = MemberAssignment {
+                partitions: topics.into_iter().collect(),
+                user_data: None,
+            };
+            let bytes = cp::encode_assignment(&a)
+                .map_err(|e| GroupError::Fatal(format!("cannot encode an assignment: {e}")))?;
+            out.push((member, bytes));
+        }
+        Ok(out)
+    }
+
+    fn start_heartbeat(&mut self) {
+        self.hb = Some(Heartbeat::start(BeatParams {
+            brokers: self.s.brokers.clone(),
+            client_id: self.s.client_id.clone(),
+            connect_timeout: self.s.connect_timeout,
+            group: self.s.group.clone(),
+            generation_id: self.generation_id,
+            member_id: self.member_id.clone(),
+            instance_id: self.s.instance_id.clone(),
+            interval: self.s.heartbeat_interval,
+            session_timeout: self.s.session_timeout,
+            coordinator: self.conn.as_ref().map(|c| c.addr().to_string()),
+        }));
+    }
+
+    /// Resolves once the heartbeat says the group is rebalancing (or our
+    /// generation is stale), or with an error if heartbeating failed fatally.
+    /// Right away when not joined. Cancel-safe.
+    pub async fn rebalance_needed(&mut self) -> Result<(), GroupError> {
+        let Some(hb) = self.hb.as_mut() else {
+            return Ok(());
+        };
+        match hb.changed().await {
+            Beat::Alive => Ok(()),
+            Beat::Rebalance { reset_member } => {
+                if reset_member {
+                    self.member_id.clear();
+                }
+                Ok(())
+            }
+            Beat::Fatal(m) => Err(GroupError::Fatal(m)),
+        }
+    }
+
+    /// OffsetFetch: the committed next-offset per partition (None = nothing committed).
+    pub async fn committed(
+        &mut self,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, Option<i64>>, GroupError> {
+        let what = format!("reading committed offsets of --group {}", self.s.group);
+        let mut pacer = Pacer::new(self.s.connect_timeout);
+        let timeout = self.s.request_timeout();
+        let (group, topic) = (self.s.group.clone(), self.s.topic.clone());
+        loop {
+            let conn = self.coordinator().await?;
+            let problem = match tokio::time::timeout(
+                timeout,
+                gm::offset_fetch(conn, &group, &topic, partitions),
+            )
+            .await
+            {
+                Err(_) => {
+                    self.conn = None;
+                    format!("OffsetFetch: no answer within {timeout:?}")
+                }
+                Ok(Err(e)) => match self.lost(e, "") {
+                    Step::Fail(f) => return Err(f),
+                    Step::Pause(p) => p,
+                    Step::Again => unreachable!(),
+                },
+                Ok(Ok(ans)) => {
+                    let worst = std::iter::once(ans.error)
+                        .chain(ans.partitions.iter().map(|p| p.2))
+                        .find(|&c| c != 0);
+                    match worst.map(|c| (c, classify(c, "OffsetFetch"))) {
+                        None => {
+                            let mut out: HashMap<i32, Option<i64>> =
+                                partitions.iter().map(|&p| (p, None)).collect();
+                            for (p, off, _) in ans.partitions {
+                                if out.contains_key(&p) {
+                                    out.insert(p, (off >= 0).then_some(off));
+                                }
+                            }
+                            return Ok(out);
+                        }
+                        Some((_, Class::Fatal(m))) => return Err(GroupError::Fatal(m)),
+                        Some((c, Class::CoordinatorMoved)) => {
+                            self.conn = None;
+                            format!("OffsetFetch: {}", code_name(c))
+                        }
+                        Some((c, _)) => format!("OffsetFetch: {}", code_name(c)),
+                    }
+                }
+            };
+            pacer.pause(&what, problem).await?;
+        }
+    }
+
+    /// OffsetCommit of next-offsets with the current generation;
+    /// [`GroupError::Rebalance`] if the generation is stale.
+    pub async fn commit(&mut self, offsets: &[(i32, i64)]) -> Result<(), GroupError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let what = format!("committing offsets of --group {}", self.s.group);
+        let mut pacer = Pacer::new(self.s.connect_timeout);
+        let timeout = self.s.request_timeout();
+        let (group, topic, instance) = (
+            self.s.group.clone(),
+            self.s.topic.clone(),
+            self.s.instance_id.clone(),
+        );
+        loop {
+            let member_id = self.member_id.clone();
+            let args = gm::CommitArgs {
+                group: &group,
+                generation_id: self.generation_id,
+                member_id: &member_id,
+                instance_id: instance.as_deref(),
+                topic: &topic,
+                offsets,
+            };
+            let conn = self.coordinator().await?;
+            let problem = match tokio::time::timeout(timeout, gm::offset_commit(conn, &args)).await
+            {
+                Err(_) => {
+                    self.conn = None;
+                    format!("OffsetCommit: no answer within {timeout:?}")
+                }
+                Ok(Err(e)) => match self.lost(e, STATIC_HINT) {
+                    Step::Fail(f) => return Err(f),
+                    Step::Pause(p) => p,
+                    Step::Again => unreachable!(),
+                },
+                Ok(Ok(codes)) => {
+                    let mut problem = None;
+                    for (_, code) in codes.into_iter().filter(|c| c.1 != 0) {
+                        match classify(code, "OffsetCommit") {
+                            Class::Ok => {}
+                            Class::Rejoin => return Err(GroupError::Rebalance),
+                            Class::ResetMember | Class::MemberIdRequired => {
+                                self.member_id.clear();
+                                return Err(GroupError::Rebalance);
+                            }
+                            Class::Fatal(m) => return Err(GroupError::Fatal(m)),
+                            Class::CoordinatorMoved => {
+                                self.conn = None;
+                                problem = Some(format!("OffsetCommit: {}", code_name(code)));
+                            }
+                            Class::Retry => {
+                                problem = Some(format!("OffsetCommit: {}", code_name(code)))
+                            }
+                        }
+                    }
+                    match problem {
+                        None => return Ok(()),
+                        Some(p) => p,
+                    }
+                }
+            };
+            pacer.pause(&what, problem).await?;
+        }
+    }
+
+    /// Stop heartbeating and LeaveGroup (v3+ with the member identity when an
+    /// instance id is set). Fine to call twice.
+    pub async fn leave(&mut self) -> Result<(), GroupError> {
+        self.hb = None;
+        if self.member_id.is_empty() {
+            return Ok(());
+        }
+        let what = format!("leaving --group {}", self.s.group);
+        let mut pacer = Pacer::new(self.s.connect_timeout);
+        let timeout = self.s.request_timeout();
+        let group = self.s.group.clone();
+        let me = vec![(self.member_id.clone(), self.s.instance_id.clone())];
+        loop {
+            let conn = self.coordinator().await?;
+            let problem = match tokio::time::timeout(timeout, gm::leave_group(conn, &group, &me))
+                .await
+            {
+                Err(_) => {
+                    self.conn = None;
+                    format!("LeaveGroup: no answer within {timeout:?}")
+                }
+                Ok(Err(e)) => match self.lost(e, STATIC_HINT) {
+                    Step::Fail(f) => return Err(f),
+                    Step::Pause(p) => p,
+                    Step::Again => unreachable!(),
+                },
+                Ok(Ok(ans)) => {
+                    let bad = std::iter::once(ans.error)
+                        .chain(ans.members.iter().map(|m| m.2))
+                        .find(|&c| c != 0 && c != 25);
+                    match bad.map(|c| (c, classify(c, "LeaveGroup"))) {
+                        // UNKNOWN_MEMBER_ID: already gone. Rebalance codes: we are out anyway.
+                        None
+                        | Some((_, Class::Rejoin | Class::ResetMember | Class::MemberIdRequired)) =>
+                        {
+                            self.member_id.clear();
+                            self.generation_id = -1;
+                            return Ok(());
+                        }
+                        Some((_, Class::Fatal(m))) => return Err(GroupError::Fatal(m)),
+                        Some((c, Class::CoordinatorMoved)) => {
+                            self.conn = None;
+                            format!("LeaveGroup: {}", code_name(c))
+                        }
+                        Some((c, _)) => format!("LeaveGroup: {}", code_name(c)),
+                    }
+                }
+            };
+            pacer.pause(&what, problem).await?;
+        }
+    }
+}
+
+fn millis(d: Duration) -> i32 {
+    d.as_millis().min(i32::MAX as u128) as i32
+}

@@ -1,0 +1,83 @@
+//! Consumer-group membership over the wire (the classic protocol):
+//! FindCoordinator, JoinGroup, SyncGroup, Heartbeat, OffsetFetch,
+//! OffsetCommit, LeaveGroup — speaking the standard ConsumerProtocol and
+//! assignor names, so librdkafka, Java and kafka-python members can share the
+//! group with ours.
+//!
+//! - [`member`]: one member's state machine ([`Member`]).
+//! - [`heartbeat`]: the background heartbeat task of the current generation.
+//! - [`coordinator`]: bootstrap, FindCoordinator, retry pacing; [`evict`].
+//! - [`errors`]: what each Kafka error code means for a member.
+
+pub mod coordinator;
+pub mod errors;
+pub mod heartbeat;
+pub mod member;
+
+use std::time::Duration;
+
+pub use coordinator::evict;
+pub use member::Member;
+
+/// Everything a member needs to know.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    pub brokers: Vec<String>,
+    pub connect_timeout: Duration,
+    pub client_id: String,
+    pub group: String,
+    pub topic: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub assignors: Vec<crate::config::Assignor>,
+    pub instance_id: Option<String>,
+}
+
+impl GroupSettings {
+    pub fn from_worker(cfg: &crate::config::WorkerConfig) -> Self {
+        Self {
+            brokers: cfg.connect.brokers.clone(),
+            connect_timeout: cfg.connect.connect_timeout,
+            client_id: format!("kswarm-{}", cfg.slot),
+            group: cfg.consume.group.clone(),
+            topic: cfg.topic.clone(),
+            session_timeout: cfg.consume.session_timeout,
+            rebalance_timeout: cfg.consume.rebalance_timeout,
+            heartbeat_interval: cfg.consume.heartbeat_interval,
+            assignors: cfg.consume.assignors.clone(),
+            instance_id: cfg.instance_id(),
+        }
+    }
+
+    /// Deadline for an ordinary request (not JoinGroup/SyncGroup, which may
+    /// wait for the rest of the group).
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.connect_timeout.max(Duration::from_secs(10))
+    }
+}
+
+/// The outcome of a successful join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    pub generation_id: i32,
+    pub member_id: String,
+    pub leader: bool,
+    /// Sorted partitions of `settings.topic`.
+    pub partitions: Vec<i32>,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum GroupError {
+    /// REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID (after
+    /// resetting the member id)...: stop work on the partitions and join again.
+    #[error("group rebalance: rejoin needed")]
+    Rebalance,
+    /// Retrying cannot help (fenced instance id, bad group id, no rights,
+    /// unsupported broker...): the message names the cause and the way out.
+    #[error("{0}")]
+    Fatal(String),
+    /// Retriable transport problems that persisted past the retry window.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}

@@ -1,0 +1,246 @@
+//! `kswarm plan`: show (and with --apply carry out) the topic sizing, and
+//! [`prepare_for_run`], the same sizing for the supervisor of `kswarm run`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::admin::{Admin, Applied};
+use crate::cli::PlanArgs;
+use crate::config::{
+    validate_topic, Checked, ConnectConfig, PartitionsSpec, RunConfig, SizingConfig, WorkersSpec,
+};
+use crate::sizing::{self, Action, Cores, Plan};
+
+/// Validated `kswarm plan` settings.
+#[derive(Debug, Clone)]
+pub struct PlanConfig {
+    pub connect: ConnectConfig,
+    pub topic: String,
+    pub sizing: SizingConfig,
+    pub apply: bool,
+    pub json: bool,
+}
+
+impl PlanConfig {
+    pub fn from_args(a: &PlanArgs) -> Checked<Self> {
+        if let Some(g) = &a.group {
+            crate::config::validate_group(g)?;
+        }
+        Ok(Self {
+            connect: ConnectConfig::from_args(&a.connect)?,
+            topic: validate_topic(&a.topic)?,
+            sizing: SizingConfig::from_args(&a.sizing)?,
+            apply: a.apply,
+            json: a.json,
+        })
+    }
+}
+
+/// What `kswarm run` needs after sizing: how many workers to start and how
+/// many partitions the topic has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreparedTopic {
+    pub workers: u32,
+    pub partitions: u32,
+}
+
+/// Size the topic for `kswarm run`: read the usable cores and the topic,
+/// create or grow it as the plan says, log one line. Builds its own tokio
+/// runtime and drops it before returning (the caller then forks).
+pub fn prepare_for_run(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = rt.block_on(prepare(cfg));
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
+    let cores = sizing::usable_cores();
+    let admin = Admin::connect(&cfg.connect).await?;
+    let current = admin.partition_count(&cfg.topic).await?;
+    let plan = sizing::plan(
+        cores.usable,
+        cfg.sizing.workers,
+        cfg.sizing.partitions,
+        current,
+    );
+    if plan.action == Action::Keep && current.is_none() {
+        anyhow::bail!(
+            "topic '{}' does not exist and -p keep forbids creating it; create it, or use -p auto or -p N so kswarm creates it",
+            cfg.topic
+        );
+    }
+    let applied = admin
+        .apply(&cfg.topic, &plan, cfg.sizing.replication_factor)
+        .await?;
+    let what = match (&applied, plan.action) {
+        (Applied::Unchanged(_), Action::CannotShrink | Action::Keep) => {
+            plan.describe_action(&cfg.topic)
+        }
+        _ => applied.describe(&cfg.topic),
+    };
+    let mut line = format!(
+        "{what}; {} workers, {} usable cores ({})",
+        plan.workers,
+        cores.usable,
+        cores.explain()
+    );
+    for n in &plan.notes {
+        line.push_str("; ");
+        line.push_str(n);
+    }
+    tracing::info!("{line}");
+    Ok(PreparedTopic {
+        workers: plan.workers,
+        partitions: applied.partitions(),
+    })
+}
+
+/// `kswarm plan`.
+pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
+    let cfg = PlanConfig::from_args(args)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = rt.block_on(plan_command(&cfg));
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
+    let cores = sizing::usable_cores();
+    let admin = Admin::connect(&cfg.connect).await?;
+    let current = admin.partition_count(&cfg.topic).await?;
+    let mut plan = sizing::plan(
+        cores.usable,
+        cfg.sizing.workers,
+        cfg.sizing.partitions,
+        current,
+    );
+    if plan.action == Action::Grow && !cfg.apply {
+        if let Some(note) = admin.grow_support_note(&cfg.topic, &plan).await {
+            plan.notes.push(note);
+        }
+    }
+    let applied = if cfg.apply {
+        Some(
+            admin
+                .apply(&cfg.topic, &plan, cfg.sizing.replication_factor)
+                .await,
+        )
+    } else {
+        None
+    };
+    // Print the plan even when applying it failed, then report the failure.
+    let (applied, failure) = match applied {
+        Some(Ok(a)) => (Some(a), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let text = if cfg.json {
+        serde_json::to_string(&plan_json(
+            cfg,
+            &cores,
+            &plan,
+            applied.as_ref(),
+            failure.is_some(),
+        ))?
+    } else {
+        plan_text(cfg, &cores, &plan, applied.as_ref())
+    };
+    println!("{text}");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn workers_origin(spec: WorkersSpec) -> &'static str {
+    match spec {
+        WorkersSpec::Auto => "auto: one per usable core",
+        WorkersSpec::Fixed(_) => "-w",
+    }
+}
+
+fn target_origin(spec: PartitionsSpec) -> &'static str {
+    match spec {
+        PartitionsSpec::Auto => "auto: one per worker",
+        PartitionsSpec::Fixed(_) => "-p",
+        PartitionsSpec::Keep => "-p keep: as the topic is",
+    }
+}
+
+fn plan_text(cfg: &PlanConfig, cores: &Cores, plan: &Plan, applied: Option<&Applied>) -> String {
+    let mut out = String::new();
+    let mut row = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
+    row("topic", cfg.topic.clone());
+    row("brokers", cfg.connect.brokers.join(","));
+    row(
+        "usable cores",
+        format!("{} ({})", cores.usable, cores.explain()),
+    );
+    row(
+        "workers",
+        format!("{} ({})", plan.workers, workers_origin(cfg.sizing.workers)),
+    );
+    row(
+        "partitions now",
+        plan.current
+            .map_or("missing".to_string(), |c| c.to_string()),
+    );
+    row(
+        "target",
+        match plan.target {
+            Some(t) => format!("{t} ({})", target_origin(cfg.sizing.partitions)),
+            None => format!("none ({})", target_origin(cfg.sizing.partitions)),
+        },
+    );
+    row("action", plan.describe_action(&cfg.topic));
+    for n in &plan.notes {
+        row("note", n.clone());
+    }
+    match applied {
+        Some(a) => row("done", a.describe(&cfg.topic)),
+        None if cfg.apply => {}
+        None => match plan.action {
+            Action::Create | Action::Grow => row(
+                "dry run",
+                "nothing changed; add --apply to carry it out".into(),
+            ),
+            _ => row("dry run", "nothing to change".into()),
+        },
+    }
+    out.trim_end().to_string()
+}
+
+fn plan_json(
+    cfg: &PlanConfig,
+    cores: &Cores,
+    plan: &Plan,
+    applied: Option<&Applied>,
+    failed: bool,
+) -> serde_json::Value {
+    json!({
+        "topic": cfg.topic,
+        "brokers": cfg.connect.brokers,
+        "cores": cores.usable,
+        "cores_affinity": cores.affinity,
+        "cores_quota": cores.quota,
+        "workers": plan.workers,
+        "current": plan.current,
+        "target": plan.target,
+        "action": plan.action.name(),
+        "description": plan.describe_action(&cfg.topic),
+        "notes": plan.notes,
+        "applied": applied.is_some(),
+        "failed": failed,
+        "result": applied.map(|a| a.describe(&cfg.topic)),
+        "partitions": applied.map(|a| a.partitions()).or(plan.final_partitions()),
+    })
+}

@@ -1,0 +1,144 @@
+//! `kswarm status`: per partition, the group's committed offset, the end of the
+//! log and the lag; and, when a kswarm supervisor for the group runs on this
+//! host, which slot and pid own which partitions (from its state file, since
+//! DescribeGroups is not answered with members by every broker).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::config::{validate_group, validate_topic, ConnectConfig, UsageError};
+use crate::supervisor::state::{read_state, SupervisorState};
+use crate::wire::group_msgs;
+
+#[derive(Debug, Serialize)]
+struct PartitionRow {
+    partition: i32,
+    committed: Option<i64>,
+    end: i64,
+    lag: Option<i64>,
+    owner_slot: Option<u32>,
+    owner_pid: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusOut {
+    group: String,
+    topic: String,
+    partitions: Vec<PartitionRow>,
+    total_lag: i64,
+    supervisor: Option<SupervisorState>,
+}
+
+pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
+    let connect = ConnectConfig::from_args(&args.connect)?;
+    let group = validate_group(&args.group)?;
+    let Some(topic) = args.topic.as_deref() else {
+        return Err(UsageError(
+            "status: give the topic with -t/--topic (or KSWARM_TOPIC)".into(),
+        )
+        .into());
+    };
+    let topic = validate_topic(topic)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(collect(&connect, &group, &topic))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_table(&out);
+    }
+    Ok(())
+}
+
+async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::Result<StatusOut> {
+    let admin = crate::admin::Admin::connect(connect).await?;
+    let Some(count) = admin.partition_count(topic).await? else {
+        anyhow::bail!("topic '{topic}' does not exist (--topic); create it with `kswarm plan --apply`");
+    };
+    let partitions: Vec<i32> = (0..count as i32).collect();
+    let mut coord = crate::group::coordinator::connect_coordinator(
+        &connect.brokers,
+        "kswarm-status",
+        connect.connect_timeout,
+        connect.connect_timeout,
+        group,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let fetched = group_msgs::offset_fetch(&mut coord, group, topic, &partitions)
+        .await
+        .with_context(|| format!("reading the committed offsets of --group {group}"))?;
+    let committed: BTreeMap<i32, i64> = fetched
+        .partitions
+        .iter()
+        .filter(|(_, off, err)| *err == 0 && *off >= 0)
+        .map(|(p, off, _)| (*p, *off))
+        .collect();
+
+    let supervisor = read_state(group);
+    let mut rows = Vec::new();
+    let mut total_lag = 0;
+    for &p in &partitions {
+        let pc = admin
+            .client()
+            .partition_client(topic.to_string(), p, UnknownTopicHandling::Retry)
+            .await
+            .with_context(|| format!("partition {p} of {topic}"))?;
+        let end = tokio::time::timeout(connect.connect_timeout, pc.get_offset(OffsetAt::Latest))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer for the end offset of partition {p} within --connect-timeout"))?
+            .with_context(|| format!("end offset of partition {p}"))?;
+        let c = committed.get(&p).copied();
+        let lag = c.map(|c| (end - c).max(0));
+        total_lag += lag.unwrap_or(end);
+        let owner = supervisor
+            .as_ref()
+            .and_then(|s| s.workers.iter().find(|w| w.partitions.contains(&p)));
+        rows.push(PartitionRow {
+            partition: p,
+            committed: c,
+            end,
+            lag,
+            owner_slot: owner.map(|w| w.slot),
+            owner_pid: owner.map(|w| w.pid),
+        });
+    }
+    Ok(StatusOut {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partitions: rows,
+        total_lag,
+        supervisor,
+    })
+}
+
+fn print_table(out: &StatusOut) {
+    println!("group {}  topic {}  total lag {}", out.group, out.topic, out.total_lag);
+    match &out.supervisor {
+        Some(s) => println!(
+            "supervisor pid {} on this host: {} workers",
+            s.pid,
+            s.workers.len()
+        ),
+        None => println!("no kswarm supervisor for this group on this host"),
+    }
+    println!("{:>9}  {:>12}  {:>12}  {:>10}  owner", "partition", "committed", "end", "lag");
+    for r in &out.partitions {
+        let owner = match (r.owner_slot, r.owner_pid) {
+            (Some(s), Some(pid)) => format!("slot {s} pid {pid}"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:>9}  {:>12}  {:>12}  {:>10}  {owner}",
+            r.partition,
+            r.committed.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            r.end,
+            r.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+        );
+    }
+}

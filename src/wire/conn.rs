@@ -1,0 +1,326 @@
+//! One framed TCP connection to one broker: size-prefixed frames, correlation
+//! ids, request/response headers by version, and the broker's ApiVersions
+//! (asked once on connect) to choose the version of every later request.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages as m;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::{WireError, WireResult};
+
+/// Frames larger than this are a protocol error, not an allocation.
+const MAX_FRAME: usize = 256 * 1024 * 1024;
+/// The ApiVersions version we try first; v0 is the fallback.
+const API_VERSIONS_FIRST: i16 = 3;
+
+/// A request we can send. kafka-protocol's own `Request` trait needs its
+/// "broker" feature (it also wants request decoding); we only build with
+/// "client", so this is the client-side half: encode the request, decode the answer.
+pub trait WireRequest: Encodable + Message {
+    const KEY: ApiKey;
+    type Response: Decodable;
+}
+
+macro_rules! wire_requests {
+    ($($req:ident => $resp:ident: $key:ident),* $(,)?) => {
+        $(impl WireRequest for m::$req {
+            const KEY: ApiKey = ApiKey::$key;
+            type Response = m::$resp;
+        })*
+    };
+}
+
+wire_requests! {
+    ApiVersionsRequest => ApiVersionsResponse: ApiVersions,
+    MetadataRequest => MetadataResponse: Metadata,
+    FindCoordinatorRequest => FindCoordinatorResponse: FindCoordinator,
+    JoinGroupRequest => JoinGroupResponse: JoinGroup,
+    SyncGroupRequest => SyncGroupResponse: SyncGroup,
+    HeartbeatRequest => HeartbeatResponse: Heartbeat,
+    LeaveGroupRequest => LeaveGroupResponse: LeaveGroup,
+    OffsetCommitRequest => OffsetCommitResponse: OffsetCommit,
+    OffsetFetchRequest => OffsetFetchResponse: OffsetFetch,
+    ListOffsetsRequest => ListOffsetsResponse: ListOffsets,
+    DescribeGroupsRequest => DescribeGroupsResponse: DescribeGroups,
+    ListGroupsRequest => ListGroupsResponse: ListGroups,
+    CreateTopicsRequest => CreateTopicsResponse: CreateTopics,
+    CreatePartitionsRequest => CreatePartitionsResponse: CreatePartitions,
+}
+
+pub struct BrokerConn {
+    addr: String,
+    client_id: String,
+    stream: BufReader<TcpStream>,
+    next_correlation: i32,
+    /// api key -> (min, max) the broker supports.
+    versions: HashMap<i16, (i16, i16)>,
+    /// A request was cancelled mid-flight: the stream is out of step.
+    broken: bool,
+}
+
+impl std::fmt::Debug for BrokerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConn")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerConn {
+    /// Connect (TCP + ApiVersions) within `timeout`.
+    pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> WireResult<Self> {
+        match tokio::time::timeout(timeout, Self::connect_inner(addr, client_id)).await {
+            Ok(r) => r,
+            Err(_) => Err(WireError::Timeout {
+                addr: addr.to_string(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn connect_inner(addr: &str, client_id: &str) -> WireResult<Self> {
+        let mut conn = Self::open(addr, client_id).await?;
+        let first = conn.api_versions(API_VERSIONS_FIRST).await;
+        let resp = match first {
+            Ok(r) if r.error_code == 0 => r,
+            // Too new for this broker (it answers in v0 or hangs up): start over with v0.
+            Ok(_) | Err(WireError::Io { .. }) | Err(WireError::Protocol { .. }) => {
+                conn = Self::open(addr, client_id).await?;
+                let r = conn.api_versions(0).await?;
+                if r.error_code != 0 {
+                    return Err(conn.protocol(format!(
+                        "ApiVersions v0 failed with error code {}",
+                        r.error_code
+                    )));
+                }
+                r
+            }
+            Err(e) => return Err(e),
+        };
+        conn.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(conn)
+    }
+
+    async fn open(addr: &str, client_id: &str) -> WireResult<Self> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| WireError::Io {
+                addr: addr.to_string(),
+                what: "connect",
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        Ok(Self {
+            addr: addr.to_string(),
+            client_id: client_id.to_string(),
+            stream: BufReader::new(tcp),
+            next_correlation: 1,
+            versions: HashMap::new(),
+            broken: false,
+        })
+    }
+
+    async fn api_versions(&mut self, version: i16) -> WireResult<ApiVersionsResponse> {
+        let mut req = ApiVersionsRequest::default();
+        if version >= 3 {
+            req = req
+                .with_client_software_name(StrBytes::from_static_str("kswarm"))
+                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        }
+        self.send(req, version).await
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Whether the connection is still usable (no request was abandoned mid-way).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// The broker's (min, max) for `key`, if it supports it at all.
+    pub fn broker_versions(&self, key: ApiKey) -> Option<(i16, i16)> {
+        self.versions.get(&(key as i16)).copied()
+    }
+
+    /// The highest version both we (`ours_min..=ours_max`) and the broker support.
+    pub fn version_for(&self, key: ApiKey, ours_min: i16, ours_max: i16) -> Option<i16> {
+        pick_version(self.broker_versions(key), ours_min, ours_max)
+    }
+
+    /// Like [`version_for`](Self::version_for), with our range capped by what
+    /// kafka-protocol can encode for `R`; an error naming the API if none fits.
+    pub fn negotiate<R: WireRequest>(&self, ours_min: i16, ours_max: i16) -> WireResult<i16> {
+        let key = R::KEY;
+        let lo = ours_min.max(R::VERSIONS.min);
+        let hi = ours_max.min(R::VERSIONS.max);
+        self.version_for(key, lo, hi)
+            .ok_or_else(|| WireError::Unsupported {
+                addr: self.addr.clone(),
+                api: key,
+                ours_min: lo,
+                ours_max: hi,
+                theirs: match self.broker_versions(key) {
+                    Some((a, b)) => format!(" (it has {a}..={b})"),
+                    None => " (it does not offer it at all)".to_string(),
+                },
+            })
+    }
+
+    /// Send one request at `version` and wait for its response. Not cancel-safe
+    /// for the connection: if the future is dropped mid-way the connection is
+    /// marked broken and every later call fails fast (reconnect).
+    pub async fn send<R: WireRequest>(&mut self, req: R, version: i16) -> WireResult<R::Response> {
+        let key = R::KEY;
+
+        if self.broken {
+            return Err(self.io("request", std::io::ErrorKind::BrokenPipe.into()));
+        }
+        let correlation_id = self.next_correlation;
+        self.next_correlation = self.next_correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())));
+        let frame = encode_frame(&header, key.request_header_version(version), &req, version)
+            .map_err(|e| self.protocol(format!("cannot encode {key:?} v{version}: {e}")))?;
+
+        self.broken = true;
+        self.stream
+            .get_mut()
+            .write_all(&frame)
+            .await
+            .map_err(|e| self.io("write", e))?;
+        let len = self
+            .stream
+            .read_i32()
+            .await
+            .map_err(|e| self.io("read", e))?;
+        if len < 0 || len as usize > MAX_FRAME {
+            return Err(self.protocol(format!("response frame of {len} bytes")));
+        }
+        let mut body = vec![0u8; len as usize];
+        self.stream
+            .read_exact(&mut body)
+            .await
+            .map_err(|e| self.io("read", e))?;
+        self.broken = false;
+
+        let mut buf = Bytes::from(body);
+        let rh = ResponseHeader::decode(&mut buf, key.response_header_version(version))
+            .map_err(|e| self.protocol(format!("bad {key:?} response header: {e}")))?;
+        if rh.correlation_id != correlation_id {
+            self.broken = true;
+            return Err(self.protocol(format!(
+                "correlation id {} in answer to {correlation_id}",
+                rh.correlation_id
+            )));
+        }
+        R::Response::decode(&mut buf, version)
+            .map_err(|e| self.protocol(format!("cannot decode {key:?} v{version} response: {e}")))
+    }
+
+    /// [`send`](Self::send) with a deadline; on timeout the connection is broken.
+    pub async fn send_timeout<R: WireRequest>(
+        &mut self,
+        req: R,
+        version: i16,
+        timeout: Duration,
+    ) -> WireResult<R::Response> {
+        match tokio::time::timeout(timeout, self.send(req, version)).await {
+            Ok(r) => r,
+            Err(_) => Err(WireError::Io {
+                addr: self.addr.clone(),
+                what: "request",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {timeout:?}"),
+                ),
+            }),
+        }
+    }
+
+    fn io(&self, what: &'static str, source: std::io::Error) -> WireError {
+        WireError::Io {
+            addr: self.addr.clone(),
+            what,
+            source,
+        }
+    }
+
+    fn protocol(&self, msg: String) -> WireError {
+        WireError::Protocol {
+            addr: self.addr.clone(),
+            msg,
+        }
+    }
+}
+
+/// Size prefix + header + body.
+fn encode_frame<R: Encodable + Message>(
+    header: &RequestHeader,
+    header_version: i16,
+    req: &R,
+    version: i16,
+) -> anyhow::Result<Bytes> {
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header.encode(&mut buf, header_version)?;
+    req.encode(&mut buf, version)?;
+    let len = (buf.len() - 4) as i32;
+    (&mut buf[..4]).put_i32(len);
+    Ok(buf.freeze())
+}
+
+/// The highest version in both ranges, if they overlap.
+pub fn pick_version(theirs: Option<(i16, i16)>, ours_min: i16, ours_max: i16) -> Option<i16> {
+    let (theirs_min, theirs_max) = theirs?;
+    let v = ours_max.min(theirs_max);
+    (v >= ours_min.max(theirs_min)).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+    use kafka_protocol::messages::HeartbeatRequest;
+
+    #[test]
+    fn version_choice() {
+        assert_eq!(pick_version(Some((0, 9)), 0, 5), Some(5));
+        assert_eq!(pick_version(Some((0, 3)), 0, 5), Some(3));
+        assert_eq!(pick_version(Some((0, 3)), 5, 9), None);
+        assert_eq!(pick_version(Some((4, 9)), 0, 3), None);
+        assert_eq!(pick_version(None, 0, 3), None);
+    }
+
+    #[test]
+    fn frame_has_size_prefix_and_header() {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Heartbeat as i16)
+            .with_request_api_version(0)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("c")));
+        let req = HeartbeatRequest::default();
+        let mut f = encode_frame(&header, 1, &req, 0).unwrap();
+        let len = f.get_i32() as usize;
+        assert_eq!(len, f.len());
+        assert_eq!(f.get_i16(), ApiKey::Heartbeat as i16);
+        assert_eq!(f.get_i16(), 0);
+        assert_eq!(f.get_i32(), 7);
+    }
+}

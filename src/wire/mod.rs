@@ -1,0 +1,57 @@
+//! Everything that speaks the Kafka wire protocol. All kafka-protocol types
+//! stay inside this module; the rest of kswarm sees plain types.
+//!
+//! - [`admin`]: CreatePartitions after an ApiVersions check.
+//! - [`conn`]: one framed connection to one broker, with version negotiation.
+//! - [`group_msgs`]: typed group requests (FindCoordinator, JoinGroup, ..) returning plain types.
+//! - [`consumer_protocol`]: the ConsumerProtocol subscription/assignment bytes.
+
+pub mod admin;
+pub mod conn;
+pub mod consumer_protocol;
+pub mod group_msgs;
+
+pub use conn::BrokerConn;
+pub use kafka_protocol::messages::ApiKey;
+
+use std::time::Duration;
+
+/// A wire-level failure talking to one broker.
+#[derive(thiserror::Error, Debug)]
+pub enum WireError {
+    /// The broker could not be reached or the connection broke (retriable).
+    #[error("broker {addr}: {what}: {source}")]
+    Io {
+        addr: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connecting took longer than the connect timeout (retriable).
+    #[error("broker {addr}: no connection within {after:?}")]
+    Timeout { addr: String, after: Duration },
+    /// The broker lacks a request (or every version of it) that we need.
+    #[error("broker {addr} does not support {api:?} versions {ours_min}..={ours_max}{theirs}")]
+    Unsupported {
+        addr: String,
+        api: ApiKey,
+        ours_min: i16,
+        ours_max: i16,
+        theirs: String,
+    },
+    /// The bytes made no sense (bad frame, wrong correlation id, undecodable body).
+    #[error("broker {addr}: protocol error: {msg}")]
+    Protocol { addr: String, msg: String },
+}
+
+impl WireError {
+    /// Transport problems worth a retry on a fresh connection.
+    pub fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            WireError::Io { .. } | WireError::Timeout { .. } | WireError::Protocol { .. }
+        )
+    }
+}
+
+pub type WireResult<T> = std::result::Result<T, WireError>;

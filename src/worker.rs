@@ -1,0 +1,545 @@
+//! One consumer-group member: join, fetch (rskafka), hand records to the
+//! handler, commit what the handler acknowledged, report to the supervisor.
+//!
+//! Runs on a current-thread tokio runtime: one worker is meant to use one core,
+//! and handler children must be spawned from a thread that lives as long as the
+//! worker (PR_SET_PDEATHSIG fires when the spawning thread exits).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::app::ExitWith;
+use crate::cli::WorkerArgs;
+use crate::config::{StartFrom, WorkerConfig};
+use crate::group::{GroupError, GroupSettings, Member};
+use crate::handler::{Handler, HandlerEnv, HandlerEvent};
+use crate::record::Record;
+use crate::report::Report;
+
+/// Largest fetch response per partition request (`-X fetch.max.bytes`).
+const DEFAULT_FETCH_MAX_BYTES: i32 = 1024 * 1024;
+/// Long-poll wait of an empty fetch (`-X fetch.wait.max.ms`).
+const DEFAULT_FETCH_WAIT_MS: i32 = 100;
+/// Fetched batches buffered per worker ahead of the handler (pipelining).
+const FETCH_QUEUE: usize = 4;
+
+pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
+    let cfg = WorkerConfig::from_args(&args)?;
+    check_parent_alive()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the worker's runtime")?;
+    rt.block_on(run(cfg))
+}
+
+/// The supervisor sets PR_SET_PDEATHSIG before exec; if it died before that,
+/// we are already an orphan: stop now instead of consuming unsupervised.
+fn check_parent_alive() -> anyhow::Result<()> {
+    if let Ok(want) = std::env::var("KSWARM_SUPERVISOR_PID") {
+        let parent = nix::unistd::getppid().as_raw().to_string();
+        if parent != want {
+            return Err(ExitWith(1, format!("supervisor (pid {want}) is gone; worker exits")).into());
+        }
+    }
+    Ok(())
+}
+
+/// Writes reports to the supervisor's pipe; a no-op without `--report-fd`.
+struct Reporter {
+    out: Option<std::fs::File>,
+}
+
+impl Reporter {
+    fn open(fd: Option<i32>) -> anyhow::Result<Self> {
+        let out = match fd {
+            // Re-opening /dev/fd/N gives us the pipe without unsafe fd adoption.
+            Some(fd) => Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(format!("/dev/fd/{fd}"))
+                    .with_context(|| format!("--report-fd {fd} is not open for writing"))?,
+            ),
+            None => None,
+        };
+        Ok(Self { out })
+    }
+
+    fn send(&mut self, report: Report) {
+        if let Some(out) = &mut self.out {
+            // A supervisor that stopped reading is dead; PDEATHSIG ends us soon.
+            let _ = out.write_all(report.to_line().as_bytes());
+        }
+    }
+}
+
+/// One partition's positions: what went to the handler and what it acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// Next offset to commit (one past the last acknowledged record).
+    acked_next: i64,
+    /// What the broker has committed for us.
+    committed: i64,
+}
+
+struct FetchedBatch {
+    partition: i32,
+    records: Vec<rskafka::record::RecordAndOffset>,
+}
+
+/// Why a generation's consume loop ended.
+enum GenerationEnd {
+    Rebalance,
+    Shutdown,
+    OutputClosed,
+}
+
+struct Worker {
+    cfg: WorkerConfig,
+    topic: Arc<str>,
+    client: Client,
+    partitions: HashMap<i32, Arc<PartitionClient>>,
+    member: Member,
+    handler: Handler,
+    reporter: Reporter,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    records_done: u64,
+    fetch_max_bytes: i32,
+    fetch_wait_ms: i32,
+}
+
+async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+    let mut reporter = Reporter::open(cfg.report_fd)?;
+    reporter.send(Report::Started {
+        pid: std::process::id(),
+    });
+    let (fetch_max_bytes, fetch_wait_ms) = fetch_settings(&cfg)?;
+    let shutdown = watch_shutdown_signals()?;
+
+    let client = tokio::time::timeout(
+        cfg.connect.connect_timeout,
+        ClientBuilder::new(cfg.connect.brokers.clone())
+            .client_id(format!("kswarm-{}-{}", cfg.consume.group, cfg.slot))
+            .build(),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "broker {} unreachable within --connect-timeout {:?}; check -b/--brokers and that the broker runs",
+            cfg.connect.brokers.join(","),
+            cfg.connect.connect_timeout
+        )
+    })?
+    .with_context(|| format!("cannot connect to {}", cfg.connect.brokers.join(",")))?;
+
+    let member = Member::connect(GroupSettings::from_worker(&cfg))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let handler = Handler::start(
+        &cfg.consume.handler,
+        cfg.consume.format,
+        cfg.consume.max_in_flight,
+        HandlerEnv {
+            slot: cfg.slot,
+            group: cfg.consume.group.clone(),
+            topic: cfg.topic.clone(),
+        },
+    )
+    .await?;
+
+    let mut worker = Worker {
+        topic: Arc::from(cfg.topic.as_str()),
+        cfg,
+        client,
+        partitions: HashMap::new(),
+        member,
+        handler,
+        reporter,
+        shutdown,
+        records_done: 0,
+        fetch_max_bytes,
+        fetch_wait_ms,
+    };
+    let result = worker.consume().await;
+    match &result {
+        Ok(()) => {}
+        Err(e) => worker.reporter.send(Report::Fatal {
+            message: format!("{e:#}"),
+        }),
+    }
+    result
+}
+
+fn fetch_settings(cfg: &WorkerConfig) -> anyhow::Result<(i32, i32)> {
+    let mut max_bytes = DEFAULT_FETCH_MAX_BYTES;
+    let mut wait_ms = DEFAULT_FETCH_WAIT_MS;
+    for (k, v) in &cfg.consume.extra {
+        let parsed = |flag: &str| {
+            v.parse::<i32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                crate::config::UsageError(format!(
+                    "-X {flag}={v}: give a positive whole number"
+                ))
+            })
+        };
+        match k.as_str() {
+            "fetch.max.bytes" | "max.partition.fetch.bytes" => max_bytes = parsed(k)?,
+            "fetch.wait.max.ms" | "fetch.max.wait.ms" => wait_ms = parsed(k)?,
+            other => warn!("-X {other}: not used by kswarm; ignored"),
+        }
+    }
+    Ok((max_bytes, wait_ms))
+}
+
+/// TERM or INT -> graceful stop (drain, commit, leave).
+fn watch_shutdown_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+async fn changed_to_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    if *rx.borrow() {
+        return;
+    }
+    while rx.changed().await.is_ok() {
+        if *rx.borrow() {
+            return;
+        }
+    }
+    // Sender gone: never fires.
+    std::future::pending::<()>().await
+}
+
+impl Worker {
+    async fn consume(&mut self) -> anyhow::Result<()> {
+        loop {
+            let assigned = tokio::select! {
+                r = self.member.join() => r.map_err(group_error)?,
+                _ = changed_to_true(&mut self.shutdown) => return self.finish("signal").await,
+            };
+            info!(
+                slot = self.cfg.slot,
+                generation = assigned.generation_id,
+                partitions = ?assigned.partitions,
+                "joined group {} as {}",
+                self.cfg.consume.group,
+                assigned.member_id
+            );
+            self.reporter.send(Report::Joined {
+                member_id: assigned.member_id.clone(),
+                generation: assigned.generation_id,
+                partitions: assigned.partitions.clone(),
+            });
+            match self.consume_generation(&assigned.partitions).await? {
+                GenerationEnd::Rebalance => {
+                    self.reporter.send(Report::Revoked {
+                        partitions: assigned.partitions.clone(),
+                    });
+                }
+                GenerationEnd::Shutdown => return self.finish("signal").await,
+                GenerationEnd::OutputClosed => return self.finish("stdout closed").await,
+            }
+        }
+    }
+
+    /// Drain what the handler holds (bounded), commit, leave.
+    async fn finish(&mut self, reason: &str) -> anyhow::Result<()> {
+        self.reporter.send(Report::Stopping {
+            reason: reason.to_string(),
+        });
+        info!(slot = self.cfg.slot, "stopping ({reason})");
+        let _ = self.member.leave().await;
+        Ok(())
+    }
+
+    async fn partition_client(&mut self, p: i32) -> anyhow::Result<Arc<PartitionClient>> {
+        if let Some(pc) = self.partitions.get(&p) {
+            return Ok(pc.clone());
+        }
+        let pc = Arc::new(
+            self.client
+                .partition_client(self.topic.to_string(), p, UnknownTopicHandling::Retry)
+                .await
+                .with_context(|| format!("no client for partition {p} of {}", self.topic))?,
+        );
+        self.partitions.insert(p, pc.clone());
+        Ok(pc)
+    }
+
+    async fn start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<BTreeMap<i32, Position>> {
+        let committed = self
+            .member
+            .committed(owned)
+            .await
+            .map_err(group_error)?;
+        let mut out = BTreeMap::new();
+        for &p in owned {
+            let start = match committed.get(&p).copied().flatten() {
+                Some(o) if o >= 0 => o,
+                _ => {
+                    let pc = self.partition_client(p).await?;
+                    let at = match self.cfg.consume.from {
+                        StartFrom::Earliest => OffsetAt::Earliest,
+                        StartFrom::Latest => OffsetAt::Latest,
+                    };
+                    pc.get_offset(at)
+                        .await
+                        .with_context(|| format!("cannot read the start offset of partition {p}"))?
+                }
+            };
+            out.insert(
+                p,
+                Position {
+                    acked_next: start,
+                    committed: start,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    async fn consume_generation(&mut self, owned: &[i32]) -> anyhow::Result<GenerationEnd> {
+        let mut positions = self.start_offsets(owned).await?;
+        let (tx, mut rx) = mpsc::channel::<FetchedBatch>(FETCH_QUEUE);
+        let mut fetchers: Vec<JoinHandle<()>> = Vec::new();
+        for (&p, pos) in &positions {
+            let pc = self.partition_client(p).await?;
+            fetchers.push(tokio::spawn(fetch_loop(
+                pc,
+                pos.acked_next,
+                tx.clone(),
+                self.fetch_max_bytes,
+                self.fetch_wait_ms,
+                self.cfg.consume.from,
+            )));
+        }
+        drop(tx);
+        let stop_fetchers = |fetchers: &mut Vec<JoinHandle<()>>| {
+            for f in fetchers.drain(..) {
+                f.abort();
+            }
+        };
+
+        let mut commit_tick = tokio::time::interval(self.cfg.consume.commit_interval);
+        let mut alive_tick = tokio::time::interval(Duration::from_secs(1));
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = changed_to_true(&mut self.shutdown) => break GenerationEnd::Shutdown,
+                ev = self.handler.next_event() => match ev {
+                    Some(HandlerEvent::Ack(a)) => self.on_ack(&mut positions, a.partition, a.offset),
+                    Some(HandlerEvent::OutputClosed) => break GenerationEnd::OutputClosed,
+                    Some(HandlerEvent::Failed(why)) => {
+                        stop_fetchers(&mut fetchers);
+                        self.commit(&mut positions).await.ok();
+                        let _ = self.member.leave().await;
+                        return Err(anyhow::anyhow!("handler failed: {why}"));
+                    }
+                    None => {
+                        stop_fetchers(&mut fetchers);
+                        self.commit(&mut positions).await.ok();
+                        return Err(anyhow::anyhow!("handler ended unexpectedly"));
+                    }
+                },
+                r = self.member.rebalance_needed() => {
+                    r.map_err(group_error)?;
+                    break GenerationEnd::Rebalance;
+                }
+                _ = commit_tick.tick() => {
+                    if let Err(e) = self.commit(&mut positions).await {
+                        match e {
+                            GroupError::Rebalance => break GenerationEnd::Rebalance,
+                            other => return Err(group_error(other)),
+                        }
+                    }
+                }
+                _ = alive_tick.tick() => self.reporter.send(Report::Alive { records: self.records_done }),
+                batch = rx.recv() => {
+                    let Some(batch) = batch else { continue };
+                    if let Some(end) = self.deliver(batch, &mut positions).await? {
+                        break end;
+                    }
+                }
+            }
+        };
+        stop_fetchers(&mut fetchers);
+        // Everything already handed to the handler must be acknowledged
+        // before we commit and let another member take the partitions.
+        let closing = !matches!(end, GenerationEnd::Rebalance);
+        self.drain(&mut positions, closing).await;
+        match self.commit(&mut positions).await {
+            Ok(()) | Err(GroupError::Rebalance) => {}
+            Err(e) => warn!(slot = self.cfg.slot, "final commit failed: {e}"),
+        }
+        Ok(end)
+    }
+
+    /// Hand one fetched batch to the handler, record by record, while still
+    /// noticing acks, signals and rebalances (send may wait for in-flight room).
+    async fn deliver(
+        &mut self,
+        batch: FetchedBatch,
+        positions: &mut BTreeMap<i32, Position>,
+    ) -> anyhow::Result<Option<GenerationEnd>> {
+        for r in batch.records {
+            let record = Record {
+                topic: self.topic.clone(),
+                partition: batch.partition,
+                offset: r.offset,
+                timestamp_ms: r.record.timestamp.timestamp_millis(),
+                key: r.record.key,
+                value: r.record.value,
+                headers: r.record.headers.into_iter().collect(),
+            };
+            let mut send = std::pin::pin!(self.handler.send(record));
+            loop {
+                tokio::select! {
+                    biased;
+                    res = &mut send => {
+                        if res.is_err() {
+                            // The handler is gone; its Failed event says why.
+                            return Ok(None);
+                        }
+                        break;
+                    }
+                    _ = changed_to_true(&mut self.shutdown) => return Ok(Some(GenerationEnd::Shutdown)),
+                }
+            }
+            let _ = positions;
+        }
+        Ok(None)
+    }
+
+    fn on_ack(&mut self, positions: &mut BTreeMap<i32, Position>, partition: i32, offset: i64) {
+        self.records_done += 1;
+        if let Some(pos) = positions.get_mut(&partition) {
+            if offset + 1 > pos.acked_next {
+                pos.acked_next = offset + 1;
+            }
+        }
+    }
+
+    /// Wait (bounded by --shutdown-timeout) for the handler to acknowledge
+    /// everything it holds. On a final stop, close its input first.
+    async fn drain(&mut self, positions: &mut BTreeMap<i32, Position>, closing: bool) {
+        let deadline = Instant::now() + self.cfg.consume.shutdown_timeout;
+        if closing {
+            self.handler.close_input().await;
+        }
+        while self.handler.in_flight() > 0 || closing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.handler.next_event()).await {
+                Ok(Some(HandlerEvent::Ack(a))) => self.on_ack(positions, a.partition, a.offset),
+                Ok(Some(HandlerEvent::OutputClosed)) | Ok(Some(HandlerEvent::Failed(_))) | Ok(None) => break,
+                Err(_) => {
+                    warn!(
+                        slot = self.cfg.slot,
+                        in_flight = self.handler.in_flight(),
+                        "handler did not acknowledge within --shutdown-timeout; those records will be delivered again"
+                    );
+                    if closing {
+                        self.handler.kill();
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn commit(&mut self, positions: &mut BTreeMap<i32, Position>) -> Result<(), GroupError> {
+        let due: Vec<(i32, i64)> = positions
+            .iter()
+            .filter(|(_, pos)| pos.acked_next != pos.committed)
+            .map(|(&p, pos)| (p, pos.acked_next))
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.member.commit(&due).await?;
+        for (p, o) in due {
+            if let Some(pos) = positions.get_mut(&p) {
+                pos.committed = o;
+            }
+        }
+        debug!(slot = self.cfg.slot, "committed");
+        Ok(())
+    }
+}
+
+fn group_error(e: GroupError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Fetch one partition from `offset` on, pipelined ahead of the handler by the
+/// bounded channel. Ends when the receiver is gone or the task is aborted.
+async fn fetch_loop(
+    pc: Arc<PartitionClient>,
+    mut offset: i64,
+    tx: mpsc::Sender<FetchedBatch>,
+    max_bytes: i32,
+    wait_ms: i32,
+    from: StartFrom,
+) {
+    use rskafka::client::error::{Error as KError, ProtocolError};
+    let partition = pc.partition();
+    let mut failures = 0u32;
+    loop {
+        match pc.fetch_records(offset, 1..max_bytes, wait_ms).await {
+            Ok((mut records, _high_watermark)) => {
+                failures = 0;
+                // Compressed batches may start before the offset we asked for.
+                records.retain(|r| r.offset >= offset);
+                if records.is_empty() {
+                    continue;
+                }
+                offset = records.last().map(|r| r.offset + 1).unwrap_or(offset);
+                if tx.send(FetchedBatch { partition, records }).await.is_err() {
+                    return;
+                }
+            }
+            Err(KError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            }) => {
+                let at = match from {
+                    StartFrom::Earliest => OffsetAt::Earliest,
+                    StartFrom::Latest => OffsetAt::Latest,
+                };
+                match pc.get_offset(at).await {
+                    Ok(o) => {
+                        warn!(partition, "offset {offset} is out of range; resetting to {o} (--from)");
+                        offset = o;
+                    }
+                    Err(e) => {
+                        warn!(partition, "offset {offset} out of range and reset failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let pause = Duration::from_millis((50u64 << failures.min(6)).min(2000));
+                warn!(partition, "fetch failed ({e}); retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! BrokerConn against the real broker: ApiVersions on connect, version choice,
+//! a request/response round trip, and a clear error for a dead address.
+mod common;
+
+use std::time::Duration;
+
+use kswarm::wire::{ApiKey, BrokerConn, WireError};
+
+#[tokio::test(flavor = "current_thread")]
+async fn connects_and_negotiates() {
+    let brokers = common::brokers();
+    let addr = brokers.split(',').next().unwrap();
+    let conn = BrokerConn::connect(addr, "kswarm-test", Duration::from_secs(10))
+        .await
+        .expect("connect");
+    let (lo, hi) = conn
+        .broker_versions(ApiKey::JoinGroup)
+        .expect("JoinGroup offered");
+    assert!(lo <= hi);
+    let v = conn.version_for(ApiKey::JoinGroup, 0, 9).unwrap();
+    assert!(v >= lo && v <= hi.min(9));
+    assert_eq!(conn.version_for(ApiKey::JoinGroup, hi + 1, hi + 5), None);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn unreachable_broker_is_a_transport_error() {
+    // A port nothing listens on (bound then dropped).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let err = BrokerConn::connect(&addr, "kswarm-test", Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(err.is_transport(), "{err}");
+    assert!(err.to_string().contains(&addr), "{err}");
+    assert!(matches!(
+        err,
+        WireError::Io { .. } | WireError::Timeout { .. }
+    ));
+}

@@ -1,0 +1,345 @@
+//! Consumer-group membership against the real broker: in-process members
+//! (the library API) and real peers (confluent-kafka / librdkafka).
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kswarm::config::Assignor;
+use kswarm::group::{evict, Assigned, GroupError, GroupSettings, Member};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+const SESSION: Duration = Duration::from_secs(6);
+const REBALANCE: Duration = Duration::from_secs(3);
+const HEARTBEAT: Duration = Duration::from_millis(300);
+
+fn brokers() -> Vec<String> {
+    common::brokers().split(',').map(str::to_string).collect()
+}
+
+fn settings(group: &str, topic: &str) -> GroupSettings {
+    GroupSettings {
+        brokers: brokers(),
+        connect_timeout: Duration::from_secs(10),
+        client_id: "kswarm-test".into(),
+        group: group.into(),
+        topic: topic.into(),
+        session_timeout: SESSION,
+        rebalance_timeout: REBALANCE,
+        heartbeat_interval: HEARTBEAT,
+        assignors: vec![Assignor::Range, Assignor::RoundRobin],
+        instance_id: None,
+    }
+}
+
+async fn create_topic(topic: &str, partitions: i32) {
+    let client = rskafka::client::ClientBuilder::new(brokers()).build().await.expect("rskafka client");
+    client
+        .controller_client()
+        .expect("controller")
+        .create_topic(topic, partitions, 1, 10_000)
+        .await
+        .expect("create topic");
+}
+
+enum Cmd {
+    Leave(oneshot::Sender<()>),
+    Commit(Vec<(i32, i64)>, oneshot::Sender<Result<(), GroupError>>),
+}
+
+/// A member living on its own task like a worker: join, wait for a
+/// rebalance, join again; publishes its latest assignment.
+struct Running {
+    state: watch::Receiver<Option<Assigned>>,
+    cmd: mpsc::Sender<Cmd>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    fn start(s: GroupSettings) -> Self {
+        let (tx, state) = watch::channel(None);
+        let (cmd, mut rx) = mpsc::channel(4);
+        let task = tokio::spawn(async move {
+            let mut m = Member::connect(s).await.expect("connect");
+            loop {
+                let a = m.join().await.expect("join");
+                tx.send_replace(Some(a));
+                loop {
+                    tokio::select! {
+                        r = m.rebalance_needed() => { r.expect("heartbeat"); break; }
+                        c = rx.recv() => match c {
+                            Some(Cmd::Leave(done)) => {
+                                m.leave().await.expect("leave");
+                                m.leave().await.expect("leave twice is fine");
+                                tx.send_replace(None);
+                                let _ = done.send(());
+                                return;
+                            }
+                            Some(Cmd::Commit(offs, done)) => { let _ = done.send(m.commit(&offs).await); }
+                            None => return,
+                        }
+                    }
+                }
+            }
+        });
+        Self { state, cmd, task }
+    }
+
+    fn current(&self) -> Option<Assigned> {
+        self.state.borrow().clone()
+    }
+
+    async fn leave(self) {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Leave(tx)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), rx).await.expect("leave in time").unwrap();
+    }
+
+    async fn commit(&self, offs: Vec<(i32, i64)>) -> Result<(), GroupError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Commit(offs, tx)).await.unwrap();
+        rx.await.unwrap()
+    }
+
+    /// Die without a word: no LeaveGroup, heartbeats stop.
+    fn crash(self) {
+        self.task.abort();
+    }
+}
+
+/// A librdkafka consumer in a child process; its latest assignment.
+struct Peer {
+    child: Child,
+    latest: Arc<Mutex<Option<Vec<i32>>>>,
+}
+
+impl Peer {
+    fn start(group: &str, topic: &str, assignors: &str) -> Self {
+        let mut child = Command::new(common::python())
+            .arg(common::repo_root().join("tests/peers/ck_member.py"))
+            .args(["consume", &common::brokers(), topic, group, assignors])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start python peer");
+        let latest = Arc::new(Mutex::new(None));
+        let l2 = latest.clone();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                if let Some(a) = v.get("assigned") {
+                    let parts = a.as_array().unwrap().iter().map(|x| x.as_i64().unwrap() as i32).collect();
+                    *l2.lock().unwrap() = Some(parts);
+                } else if v.get("revoked").is_some() {
+                    *l2.lock().unwrap() = None;
+                }
+            }
+        });
+        Self { child, latest }
+    }
+
+    fn current(&self) -> Option<Vec<i32>> {
+        self.latest.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The partitions of each owner, if they cover 0..n exactly once.
+fn is_partition(owners: &[Vec<i32>], n: i32) -> bool {
+    let mut seen = BTreeSet::new();
+    for o in owners {
+        for &p in o {
+            if !seen.insert(p) {
+                return false;
+            }
+        }
+    }
+    seen == (0..n).collect()
+}
+
+/// Wait until the in-process members (all in one generation) and the peers
+/// own 0..n disjointly, and that holds for `hold`. The time it took.
+async fn settle(members: &[&Running], peers: &[&Peer], n: i32, within: Duration) -> (Duration, Vec<Assigned>) {
+    let start = Instant::now();
+    let hold = Duration::from_millis(1500);
+    let mut good_since: Option<(Instant, Vec<Assigned>)> = None;
+    loop {
+        let now: Option<Vec<Assigned>> = members.iter().map(|m| m.current()).collect();
+        let peer_now: Option<Vec<Vec<i32>>> = peers.iter().map(|p| p.current()).collect();
+        let ok = match (&now, &peer_now) {
+            (Some(ms), Some(ps)) => {
+                let same_gen = ms.windows(2).all(|w| w[0].generation_id == w[1].generation_id);
+                let mut owners: Vec<Vec<i32>> = ms.iter().map(|a| a.partitions.clone()).collect();
+                owners.extend(ps.iter().cloned());
+                same_gen && is_partition(&owners, n)
+            }
+            _ => false,
+        };
+        if ok {
+            let ms = now.clone().unwrap();
+            match &good_since {
+                Some((t, prev)) if *prev == ms => {
+                    if t.elapsed() >= hold {
+                        return (*t - start, ms);
+                    }
+                }
+                _ => good_since = Some((Instant::now(), ms)),
+            }
+        } else {
+            good_since = None;
+        }
+        assert!(
+            start.elapsed() < within,
+            "no stable complete assignment within {within:?}: members {now:?}, peers {peer_now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn three_members_share_six_partitions() {
+    let (topic, group) = (common::unique("gm-three"), common::unique("g"));
+    create_topic(&topic, 6).await;
+    let ms: Vec<Running> = (0..3).map(|_| Running::start(settings(&group, &topic))).collect();
+    let refs: Vec<&Running> = ms.iter().collect();
+    let (took, a) = settle(&refs, &[], 6, Duration::from_secs(60)).await;
+    eprintln!("3 members settled in {took:?}: {a:?}");
+    assert!(a.iter().all(|x| x.partitions.len() == 2), "{a:?}");
+    assert_eq!(a.iter().filter(|x| x.leader).count(), 1, "{a:?}");
+    let ids: BTreeSet<&str> = a.iter().map(|x| x.member_id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    for m in ms {
+        m.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn mixed_group_with_librdkafka() {
+    let (topic, group) = (common::unique("gm-mixed"), common::unique("g"));
+    create_topic(&topic, 6).await;
+    let a = Running::start(settings(&group, &topic));
+    let peer = Peer::start(&group, &topic, "range,roundrobin");
+    let b = Running::start(settings(&group, &topic));
+    let (took, got) = settle(&[&a, &b], &[&peer], 6, Duration::from_secs(60)).await;
+    let theirs = peer.current().unwrap();
+    eprintln!("2 kswarm + 1 librdkafka settled in {took:?}: {got:?} + {theirs:?}");
+    assert_eq!(theirs.len(), 2, "librdkafka got {theirs:?}");
+    assert!(got.iter().all(|x| x.partitions.len() == 2), "{got:?}");
+    drop(peer);
+    // Without the peer, the two of us own everything again.
+    settle(&[&a, &b], &[], 6, Duration::from_secs(30)).await;
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn commit_is_read_back_by_librdkafka() {
+    let (topic, group) = (common::unique("gm-commit"), common::unique("g"));
+    create_topic(&topic, 3).await;
+    let m = Running::start(settings(&group, &topic));
+    settle(&[&m], &[], 3, Duration::from_secs(30)).await;
+    m.commit(vec![(0, 5), (2, 42)]).await.expect("commit");
+
+    // Read back through our own OffsetFetch.
+    let mut reader = Member::connect(settings(&group, &topic)).await.unwrap();
+    let ours = reader.committed(&[0, 1, 2]).await.unwrap();
+    assert_eq!(ours[&0], Some(5));
+    assert_eq!(ours[&1], None);
+    assert_eq!(ours[&2], Some(42));
+
+    // And through librdkafka.
+    let out = Command::new(common::python())
+        .arg(common::repo_root().join("tests/peers/ck_member.py"))
+        .args(["committed", &common::brokers(), &topic, &group, "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["committed"]["0"], 5);
+    assert_eq!(v["committed"]["1"], serde_json::Value::Null);
+    assert_eq!(v["committed"]["2"], 42);
+    m.leave().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn clean_leave_hands_over_quickly() {
+    let (topic, group) = (common::unique("gm-leave"), common::unique("g"));
+    create_topic(&topic, 4).await;
+    let ms: Vec<Running> = (0..3).map(|_| Running::start(settings(&group, &topic))).collect();
+    settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(60)).await;
+    let mut ms = ms;
+    let gone = ms.remove(0);
+    let t = Instant::now();
+    gone.leave().await;
+    let leaving = t.elapsed();
+    let (took, a) = settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(30)).await;
+    let took = leaving + took;
+    eprintln!("after a clean leave the survivors own everything in {took:?}: {a:?}");
+    assert!(took < SESSION, "handover took {took:?}, not faster than the session timeout");
+    for m in ms {
+        m.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn silent_member_expires_after_session_timeout() {
+    let (topic, group) = (common::unique("gm-dead"), common::unique("g"));
+    create_topic(&topic, 4).await;
+    let ms: Vec<Running> = (0..3).map(|_| Running::start(settings(&group, &topic))).collect();
+    settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(60)).await;
+    let mut ms = ms;
+    ms.remove(0).crash();
+    let t = Instant::now();
+    let (took, a) = settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(60)).await;
+    eprintln!("after a silent death the survivors own everything after {took:?}: {a:?}");
+    assert!(took >= SESSION / 2, "{took:?}: too fast for a member that merely went silent");
+    let _ = t;
+    for m in ms {
+        m.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn evicted_member_is_replaced_quickly() {
+    let (topic, group) = (common::unique("gm-evict"), common::unique("g"));
+    create_topic(&topic, 4).await;
+    let ms: Vec<Running> = (0..3).map(|_| Running::start(settings(&group, &topic))).collect();
+    settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(60)).await;
+    let mut ms = ms;
+    let dead = ms.remove(0);
+    let dead_id = dead.current().unwrap().member_id;
+    dead.crash();
+    let t = Instant::now();
+    evict(&brokers(), Duration::from_secs(10), &group, &[dead_id], &[]).await.expect("evict");
+    let evicting = t.elapsed();
+    let (took, a) = settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(30)).await;
+    let took = evicting + took;
+    eprintln!("after evict() the survivors own everything in {took:?}: {a:?}");
+    assert!(took < SESSION, "eviction took {took:?}, not faster than the session timeout");
+    // Evicting a member that is already gone is fine.
+    let again = a[0].member_id.clone() + "-nobody";
+    evict(&brokers(), Duration::from_secs(10), &group, &[again], &[]).await.expect("evict unknown");
+    for m in ms {
+        m.leave().await;
+    }
+}
