@@ -196,9 +196,28 @@ fn default_worker_count_is_the_usable_cores_and_term_exits_zero() {
 #[test]
 fn a_killed_worker_is_replaced_in_its_slot() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().to_str().unwrap();
+    let mut run = Run::start_env(&t, &g, &["-w", "2"], &[("KSWARM_STATE_DIR", state_dir)]);
     let (i, old) = run.wait_joined(0, 1, JOIN);
     run.wait_text(0, JOIN, "all 2 workers joined");
+    // the state file for `kswarm status` names both workers
+    let state_file = dir.path().join(format!("kswarm-{g}.json"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&state_file).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let joined = v["workers"]
+            .as_array()
+            .map(|w| w.iter().filter(|w| w["member_id"].is_string()).count())
+            .unwrap_or(0);
+        if joined == 2 && text.contains(&format!("\"pid\": {old}")) {
+            assert_eq!(v["pid"].as_i64(), Some(run.pid() as i64), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "state file {state_file:?}: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let t0 = Instant::now();
     kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
     let (_, new) = run.wait_joined(i + 1, 1, JOIN);
@@ -208,6 +227,7 @@ fn a_killed_worker_is_replaced_in_its_slot() {
     run.wait_text(0, Duration::ZERO, &format!("slot 1 pid {old} ended unexpectedly with signal 9"));
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    assert!(!state_file.exists(), "state file removed at exit");
 }
 
 #[test]
