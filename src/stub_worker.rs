@@ -18,7 +18,11 @@ pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
         }
     }
     let mut out = match args.report_fd {
-        Some(fd) => Some(std::fs::OpenOptions::new().write(true).open(format!("/dev/fd/{fd}"))?),
+        Some(fd) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/dev/fd/{fd}"))?,
+        ),
         None => None,
     };
     let mut send = |r: Report| {
@@ -29,15 +33,22 @@ pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
     let term = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
-    send(Report::Started { pid: std::process::id() });
+    send(Report::Started {
+        pid: std::process::id(),
+    });
     if let Some(cmd) = &args.consume.exec {
-        let mut child = std::process::Command::new("sh").arg("-c").arg(cmd).spawn()?;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .spawn()?;
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_millis(300) {
             if let Some(st) = child.try_wait()? {
                 if !st.success() {
                     eprintln!("stub worker {}: handler failed: {st}", args.slot);
-                    send(Report::Fatal { message: format!("handler exited: {st}") });
+                    send(Report::Fatal {
+                        message: format!("handler exited: {st}"),
+                    });
                     std::process::exit(1);
                 }
                 break;
@@ -54,7 +65,9 @@ pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
     loop {
         for _ in 0..5 {
             if term.load(Ordering::Relaxed) {
-                send(Report::Stopping { reason: "signal".into() });
+                send(Report::Stopping {
+                    reason: "signal".into(),
+                });
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));

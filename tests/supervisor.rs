@@ -85,7 +85,13 @@ impl Run {
     }
 
     /// Wait until some line (from index `from` on) satisfies `pred`; return it.
-    fn wait_line(&self, from: usize, within: Duration, what: &str, pred: impl Fn(&str) -> bool) -> (usize, String) {
+    fn wait_line(
+        &self,
+        from: usize,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> (usize, String) {
         let deadline = Instant::now() + within;
         let (m, cv) = &*self.log;
         let mut lines = m.lock().unwrap();
@@ -104,7 +110,9 @@ impl Run {
     }
 
     fn wait_text(&self, from: usize, within: Duration, text: &str) -> (usize, String) {
-        self.wait_line(from, within, &format!("containing {text:?}"), |l| l.contains(text))
+        self.wait_line(from, within, &format!("containing {text:?}"), |l| {
+            l.contains(text)
+        })
     }
 
     /// Wait for "slot S pid P joined" (from `from` on) and return (line index, pid).
@@ -152,7 +160,9 @@ fn pid_after(line: &str, prefix: &str) -> i32 {
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next());
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next());
             !matches!(state, Some(Some('Z')) | Some(Some('X')))
         }
         Err(_) => false,
@@ -175,7 +185,9 @@ fn names() -> (String, String) {
 }
 
 fn usable_cores() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 #[test]
@@ -215,7 +227,10 @@ fn a_killed_worker_is_replaced_in_its_slot() {
             assert_eq!(v["pid"].as_i64(), Some(run.pid() as i64), "{text}");
             break;
         }
-        assert!(Instant::now() < deadline, "state file {state_file:?}: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "state file {state_file:?}: {text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let t0 = Instant::now();
@@ -224,7 +239,11 @@ fn a_killed_worker_is_replaced_in_its_slot() {
     eprintln!("replacement joined {:?} after SIGKILL", t0.elapsed());
     assert_ne!(new, old);
     assert!(alive(new));
-    run.wait_text(0, Duration::ZERO, &format!("slot 1 pid {old} ended unexpectedly with signal 9"));
+    run.wait_text(
+        0,
+        Duration::ZERO,
+        &format!("slot 1 pid {old} ended unexpectedly with signal 9"),
+    );
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
     assert!(!state_file.exists(), "state file removed at exit");
@@ -236,7 +255,14 @@ fn a_crash_looping_worker_spends_the_budget_and_exits_1_naming_the_slot() {
     let mut run = Run::start(
         &t,
         &g,
-        &["-w", "1", "--max-restarts", "3/60s", "--exec", "echo boom-marker-42 >&2; exit 3"],
+        &[
+            "-w",
+            "1",
+            "--max-restarts",
+            "3/60s",
+            "--exec",
+            "echo boom-marker-42 >&2; exit 3",
+        ],
     );
     let st = run.wait_exit(Duration::from_secs(60));
     let log = run.lines().join("\n");
@@ -244,7 +270,10 @@ fn a_crash_looping_worker_spends_the_budget_and_exits_1_naming_the_slot() {
     let last = log.rsplit("kswarm: error:").next().unwrap();
     assert!(last.contains("slot 0"), "{last}");
     assert!(last.contains("--max-restarts"), "{last}");
-    assert!(last.contains("boom-marker-42"), "the worker's last stderr lines: {last}");
+    assert!(
+        last.contains("boom-marker-42"),
+        "the worker's last stderr lines: {last}"
+    );
     // 3 restarts happened before giving up
     assert!(log.contains("slot 0: restart 3 in"), "{log}");
 }
@@ -271,11 +300,19 @@ fn ttin_and_ttou_change_the_worker_count() {
     run.signal(Signal::SIGTTIN);
     let (i, added) = run.wait_joined(n, 1, JOIN);
     run.signal(Signal::SIGTTOU);
-    run.wait_text(i, Duration::from_secs(20), &format!("slot 1 pid {added} stopped"));
+    run.wait_text(
+        i,
+        Duration::from_secs(20),
+        &format!("slot 1 pid {added} stopped"),
+    );
     assert!(wait_dead(&[added], Duration::from_secs(2)).is_empty());
     let n = run.lines().len();
     run.signal(Signal::SIGTTOU);
-    run.wait_text(n, Duration::from_secs(5), "TTOU ignored: kswarm keeps at least one worker");
+    run.wait_text(
+        n,
+        Duration::from_secs(5),
+        "TTOU ignored: kswarm keeps at least one worker",
+    );
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
     let log = run.lines().join("\n");
@@ -304,7 +341,10 @@ fn hup_replaces_every_worker_once_one_at_a_time() {
     let (_, b2) = run.wait_joined(r1, 1, Duration::ZERO);
     assert!(a2 != a && b2 != b);
     assert!(wait_dead(&[a, b], Duration::from_secs(2)).is_empty());
-    assert!(!after.iter().any(|l| l.contains("restart 1 in")), "HUP is no crash: {after:#?}");
+    assert!(
+        !after.iter().any(|l| l.contains("restart 1 in")),
+        "HUP is no crash: {after:#?}"
+    );
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
@@ -316,9 +356,16 @@ fn a_hung_worker_is_killed_after_the_hang_timeout() {
     let (i, pid) = run.wait_joined(0, 0, JOIN);
     kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
     let t0 = Instant::now();
-    let (k, _) = run.wait_text(i, Duration::from_secs(10), &format!("slot 0 pid {pid}: no report for"));
+    let (k, _) = run.wait_text(
+        i,
+        Duration::from_secs(10),
+        &format!("slot 0 pid {pid}: no report for"),
+    );
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(1500), "killed too early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "killed too early: {waited:?}"
+    );
     let (_, new) = run.wait_joined(k, 0, JOIN);
     assert_ne!(new, pid);
     assert!(wait_dead(&[pid], Duration::from_secs(2)).is_empty());
@@ -332,14 +379,23 @@ fn sd_notify_ready_status_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut run = Run::start_env(&t, &g, &["-w", "2"], &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut run = Run::start_env(
+        &t,
+        &g,
+        &["-w", "2"],
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
     let mut got = Vec::<String>::new();
-    let mut recv_until = |got: &mut Vec<String>, want: &str, within: Duration| {
+    let recv_until = |got: &mut Vec<String>, want: &str, within: Duration| {
         let deadline = Instant::now() + within;
         let mut buf = [0u8; 4096];
         while !got.iter().any(|m| m.lines().any(|l| l == want)) {
-            assert!(Instant::now() < deadline, "no {want} within {within:?}; got {got:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no {want} within {within:?}; got {got:?}"
+            );
             if let Ok(n) = sock.recv(&mut buf) {
                 got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
@@ -347,12 +403,19 @@ fn sd_notify_ready_status_and_stopping() {
     };
     recv_until(&mut got, "READY=1", JOIN);
     assert!(
-        got.iter().any(|m| m.starts_with("STATUS=2/2 workers joined")),
+        got.iter()
+            .any(|m| m.starts_with("STATUS=2/2 workers joined")),
         "{got:?}"
     );
     // READY only after both joined
-    let ready_at = got.iter().position(|m| m.lines().any(|l| l == "READY=1")).unwrap();
-    assert!(got[..ready_at].iter().any(|m| m.starts_with("STATUS=2/2")), "{got:?}");
+    let ready_at = got
+        .iter()
+        .position(|m| m.lines().any(|l| l == "READY=1"))
+        .unwrap();
+    assert!(
+        got[..ready_at].iter().any(|m| m.starts_with("STATUS=2/2")),
+        "{got:?}"
+    );
     run.signal(Signal::SIGTERM);
     recv_until(&mut got, "STOPPING=1", Duration::from_secs(10));
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));

@@ -45,7 +45,11 @@ impl BackoffPolicy {
     /// attempt n > 0 is "full jitter" in `[ceil/2, ceil]` with
     /// `ceil = min(cap, first * 2^n)`, so delays keep growing but never align.
     pub fn delay(&self, attempt: u32, u: f64) -> Duration {
-        let u = if u.is_finite() { u.clamp(0.0, 1.0) } else { 0.5 };
+        let u = if u.is_finite() {
+            u.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
         if attempt == 0 {
             return self.first.mul_f64(u);
         }

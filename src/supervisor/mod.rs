@@ -49,12 +49,20 @@ const STOP_MARGIN: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub enum Event {
     Signal(SignalEvent),
-    Report { slot: u32, pid: Pid, report: Report },
-    Stderr { slot: u32, line: String },
+    Report {
+        slot: u32,
+        pid: Pid,
+        report: Report,
+    },
+    Stderr {
+        slot: u32,
+        line: String,
+    },
     /// A worker's stderr reached end of file.
-    StderrClosed { slot: u32 },
+    StderrClosed {
+        slot: u32,
+    },
 }
-
 
 /// `kswarm run`. Returns when every worker has ended: `Ok` after a clean
 /// stop, [`ExitWith`] 1 with the reason otherwise.
@@ -62,7 +70,8 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     let cfg = RunConfig::from_args(&args)?;
     // Sizing runs (and drops) its own runtime before any worker is forked.
     let workers = crate::plan::prepare_for_run(&cfg)?.workers;
-    let exe = std::env::current_exe().context("cannot find kswarm's own binary to start workers")?;
+    let exe =
+        std::env::current_exe().context("cannot find kswarm's own binary to start workers")?;
 
     let (tx, rx) = mpsc::channel::<Event>();
     signals::listen(tx.clone(), Event::Signal).context("cannot install signal handlers")?;

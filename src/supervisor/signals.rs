@@ -39,10 +39,7 @@ impl SignalEvent {
 /// Catch the supervisor's signals from now on and send them, typed, through
 /// `wrap` to `tx`. Call before starting any worker so no SIGCHLD is missed.
 /// (Handlers replace the default actions: TTIN/TTOU no longer stop us.)
-pub fn listen<E: Send + 'static>(
-    tx: Sender<E>,
-    wrap: fn(SignalEvent) -> E,
-) -> std::io::Result<()> {
+pub fn listen<E: Send + 'static>(tx: Sender<E>, wrap: fn(SignalEvent) -> E) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU])?;
     std::thread::Builder::new()
         .name("signals".into())

@@ -170,8 +170,13 @@ pub struct Outcome {
 pub enum Action {
     /// Start a worker process in this slot, then call [`Slots::spawned`] or
     /// [`Slots::spawn_failed`].
-    Spawn { slot: u32 },
-    Signal { pid: Pid, sig: Sig },
+    Spawn {
+        slot: u32,
+    },
+    Signal {
+        pid: Pid,
+        sig: Sig,
+    },
     Notify(Notify),
     /// Every worker has ended: exit the supervisor.
     Exit(Outcome),
@@ -265,7 +270,10 @@ impl Slots {
     /// Whether `slot` waits to be started (a `Spawn` for it is still wanted).
     pub fn is_due(&self, slot: u32) -> bool {
         !self.is_shutting_down()
-            && matches!(self.slots.get(slot as usize).map(|s| &s.state), Some(SlotState::Backoff { .. }))
+            && matches!(
+                self.slots.get(slot as usize).map(|s| &s.state),
+                Some(SlotState::Backoff { .. })
+            )
     }
 
     /// The earliest time at which [`Slots::tick`] has something to do.
@@ -275,7 +283,8 @@ impl Slots {
             .iter()
             .filter_map(|s| match s.state {
                 SlotState::Backoff { until } if !shutting => Some(until),
-                SlotState::Starting { last_report, .. } | SlotState::Running { last_report, .. }
+                SlotState::Starting { last_report, .. }
+                | SlotState::Running { last_report, .. }
                     if !shutting =>
                 {
                     Some(last_report + self.timeouts.hang)
@@ -310,7 +319,10 @@ impl Slots {
                         "slot {i} pid {pid}: no report for {:?} (--hang-timeout); killing it",
                         now.saturating_duration_since(last_report)
                     );
-                    out.push(Action::Signal { pid, sig: Sig::Kill });
+                    out.push(Action::Signal {
+                        pid,
+                        sig: Sig::Kill,
+                    });
                     slot.state = SlotState::Stopping {
                         pid,
                         since,
@@ -338,7 +350,10 @@ impl Slots {
                             ));
                         }
                     }
-                    out.push(Action::Signal { pid, sig: Sig::Kill });
+                    out.push(Action::Signal {
+                        pid,
+                        sig: Sig::Kill,
+                    });
                 }
                 _ => {}
             }
@@ -412,7 +427,8 @@ impl Slots {
                     SlotState::Running {
                         since, member: old, ..
                     } => {
-                        if old.partitions != member.partitions || old.generation != member.generation
+                        if old.partitions != member.partitions
+                            || old.generation != member.generation
                         {
                             info!(
                                 "slot {slot} pid {pid} rebalanced: generation {} -> {} partitions {:?} -> {:?}",
@@ -582,14 +598,20 @@ impl Slots {
         }
         self.target -= 1;
         let i = self.target;
-        info!("removing a worker (TTOU): slot {i}; now {} workers", self.target);
+        info!(
+            "removing a worker (TTOU): slot {i}; now {} workers",
+            self.target
+        );
         let stop = now + self.timeouts.stop;
         let s = &mut self.slots[i];
         let mut out = Vec::new();
         match s.state.clone() {
             SlotState::Backoff { .. } => s.state = SlotState::Retired,
             SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } => {
-                out.push(Action::Signal { pid, sig: Sig::Term });
+                out.push(Action::Signal {
+                    pid,
+                    sig: Sig::Term,
+                });
                 s.state = SlotState::Stopping {
                     pid,
                     since,
@@ -669,7 +691,10 @@ impl Slots {
                     killed: false,
                 };
                 *current = Some((i, pid));
-                return vec![Action::Signal { pid, sig: Sig::Term }];
+                return vec![Action::Signal {
+                    pid,
+                    sig: Sig::Term,
+                }];
             }
             // Backoff / Stopping: it gets a new process anyway
         }
@@ -680,7 +705,13 @@ impl Slots {
         out
     }
 
-    fn crashed(&mut self, i: usize, exit: Option<Exit>, since: Instant, now: Instant) -> Vec<Action> {
+    fn crashed(
+        &mut self,
+        i: usize,
+        exit: Option<Exit>,
+        since: Instant,
+        now: Instant,
+    ) -> Vec<Action> {
         if self.is_shutting_down() {
             self.slots[i].state = SlotState::Retired;
             return Vec::new();
@@ -726,7 +757,11 @@ impl Slots {
         Vec::new()
     }
 
-    fn begin_shutdown(&mut self, failure: Option<(String, Option<u32>)>, now: Instant) -> Vec<Action> {
+    fn begin_shutdown(
+        &mut self,
+        failure: Option<(String, Option<u32>)>,
+        now: Instant,
+    ) -> Vec<Action> {
         if let Mode::ShuttingDown { failure: f, .. } = &mut self.mode {
             if f.is_none() {
                 *f = failure;
@@ -737,7 +772,10 @@ impl Slots {
             return Vec::new();
         }
         match &failure {
-            Some(_) => error!("restart budget spent; stopping {} workers", self.pids().len()),
+            Some(_) => error!(
+                "restart budget spent; stopping {} workers",
+                self.pids().len()
+            ),
             None => info!("stopping {} workers", self.pids().len()),
         }
         self.mode = Mode::ShuttingDown {
@@ -751,7 +789,10 @@ impl Slots {
             match s.state.clone() {
                 SlotState::Backoff { .. } => s.state = SlotState::Retired,
                 SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } => {
-                    out.push(Action::Signal { pid, sig: Sig::Term });
+                    out.push(Action::Signal {
+                        pid,
+                        sig: Sig::Term,
+                    });
                     s.state = SlotState::Stopping {
                         pid,
                         since,
@@ -793,7 +834,8 @@ impl Slots {
         } else if *forced {
             Outcome {
                 code: 1,
-                message: "stopped by a second interrupt; workers were killed without committing".into(),
+                message: "stopped by a second interrupt; workers were killed without committing"
+                    .into(),
                 slot: None,
             }
         } else if !unclean.is_empty() {
@@ -954,7 +996,9 @@ mod tests {
         let t0 = Instant::now();
         let s = started(3, 10, t0);
         assert_eq!(s.pids(), vec![100, 101, 102]);
-        assert!(matches!(s.slots()[2].state, SlotState::Running { ref member, .. } if member.partitions == vec![2]));
+        assert!(
+            matches!(s.slots()[2].state, SlotState::Running { ref member, .. } if member.partitions == vec![2])
+        );
     }
 
     #[test]
@@ -999,7 +1043,12 @@ mod tests {
         let t2 = t1 + Duration::from_secs(40);
         s.report(0, 200, Report::Alive { records: 5 }, t2);
         s.exited(200, Exit::Code(1), t2);
-        assert_eq!(s.slots()[0].state, SlotState::Backoff { until: t2 + 50 * MS });
+        assert_eq!(
+            s.slots()[0].state,
+            SlotState::Backoff {
+                until: t2 + 50 * MS
+            }
+        );
         assert_eq!(s.slots()[0].records, 5);
     }
 
@@ -1007,7 +1056,14 @@ mod tests {
     fn spent_budget_stops_everyone_and_names_the_slot() {
         let t0 = Instant::now();
         let mut s = started(2, 2, t0);
-        s.report(1, 101, Report::Fatal { message: "handler exited 3".into() }, t0);
+        s.report(
+            1,
+            101,
+            Report::Fatal {
+                message: "handler exited 3".into(),
+            },
+            t0,
+        );
         let mut t = t0;
         let mut pid = 101;
         for _ in 0..2 {
@@ -1053,7 +1109,14 @@ mod tests {
         s.shutdown(t0);
         s.exited(100, Exit::Code(0), t0);
         let out = exit_of(&s.exited(101, Exit::Signal(libc::SIGTERM), t0)).unwrap();
-        assert_eq!(out, Outcome { code: 0, message: String::new(), slot: None });
+        assert_eq!(
+            out,
+            Outcome {
+                code: 0,
+                message: String::new(),
+                slot: None
+            }
+        );
     }
 
     #[test]
@@ -1118,7 +1181,10 @@ mod tests {
         let a = s.exited(100, Exit::Code(0), t0 + MS);
         assert_eq!(spawns(&a), vec![0]);
         s.spawned(0, 200, t0 + MS);
-        assert!(signals(&s.tick(t0 + 2 * MS)).is_empty(), "waits for the join");
+        assert!(
+            signals(&s.tick(t0 + 2 * MS)).is_empty(),
+            "waits for the join"
+        );
         let a = s.report(0, 200, joined(2, &[0]), t0 + 3 * MS);
         assert_eq!(signals(&a), vec![(101, Sig::Term)]);
         let a = s.exited(101, Exit::Code(0), t0 + 4 * MS);

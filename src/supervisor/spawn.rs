@@ -151,7 +151,14 @@ fn install_child_setup(cmd: &mut Command, report_fd: i32, supervisor: u32) {
                 // dup2's copy has no FD_CLOEXEC, so it survives exec.
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
                 return Err(io::Error::last_os_error());
             }
             // The supervisor may have died between fork and prctl: then our
@@ -172,16 +179,39 @@ mod tests {
     #[test]
     fn worker_argv_carries_consume_flags_but_not_supervisor_flags() {
         let cli = crate::cli::Cli::try_parse_from([
-            "kswarm", "run", "-b", "h:1", "-t", "t1", "-g", "g1", "-w", "3", "-p", "keep",
-            "--exec", "cat -n", "--max-restarts", "5/10s", "--hang-timeout", "9s", "-X",
-            "fetch.max.bytes=100", "--static-membership", "--from", "latest",
+            "kswarm",
+            "run",
+            "-b",
+            "h:1",
+            "-t",
+            "t1",
+            "-g",
+            "g1",
+            "-w",
+            "3",
+            "-p",
+            "keep",
+            "--exec",
+            "cat -n",
+            "--max-restarts",
+            "5/10s",
+            "--hang-timeout",
+            "9s",
+            "-X",
+            "fetch.max.bytes=100",
+            "--static-membership",
+            "--from",
+            "latest",
         ])
         .unwrap();
         let crate::cli::Command::Run(run) = cli.command else {
             panic!()
         };
         let argv = worker_argv(&run, 2);
-        let s: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let s: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let joined = s.join(" ");
         assert_eq!(s[0], "worker");
         for want in [
@@ -197,7 +227,13 @@ mod tests {
         ] {
             assert!(joined.contains(want), "{want} missing in {joined}");
         }
-        for not in ["--workers", "--partitions", "--max-restarts", "--hang-timeout", "5/10s"] {
+        for not in [
+            "--workers",
+            "--partitions",
+            "--max-restarts",
+            "--hang-timeout",
+            "5/10s",
+        ] {
             assert!(!joined.contains(not), "{not} leaked into {joined}");
         }
         // and the worker accepts it
