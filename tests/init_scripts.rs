@@ -105,15 +105,19 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Worker pids the supervisor logged as joined.
+/// Distinct worker pids the supervisor logged as joined (rejoins count once).
 fn worker_pids(log: &str) -> Vec<i32> {
-    log.lines()
+    let mut pids: Vec<i32> = log
+        .lines()
         .filter(|l| l.contains(" joined generation"))
         .filter_map(|l| {
             let rest = &l[l.find(" pid ")? + 5..];
             rest.split_whitespace().next()?.parse().ok()
         })
-        .collect()
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 #[test]

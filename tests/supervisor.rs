@@ -210,7 +210,14 @@ fn a_killed_worker_is_replaced_in_its_slot() {
     let (t, g) = names();
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().to_str().unwrap();
-    let mut run = Run::start_env(&t, &g, &["-w", "2"], &[("KSWARM_STATE_DIR", state_dir)]);
+    // A long session timeout: the replacement must not wait for it (the
+    // supervisor evicts the dead member at once).
+    let mut run = Run::start_env(
+        &t,
+        &g,
+        &["-w", "2", "--session-timeout", "40s"],
+        &[("KSWARM_STATE_DIR", state_dir)],
+    );
     let (i, old) = run.wait_joined(0, 1, JOIN);
     run.wait_text(0, JOIN, "all 2 workers joined");
     // the state file for `kswarm status` names both workers
@@ -236,7 +243,13 @@ fn a_killed_worker_is_replaced_in_its_slot() {
     let t0 = Instant::now();
     kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
     let (_, new) = run.wait_joined(i + 1, 1, JOIN);
-    eprintln!("replacement joined {:?} after SIGKILL", t0.elapsed());
+    let took = t0.elapsed();
+    eprintln!("replacement joined {took:?} after SIGKILL");
+    assert!(
+        took < Duration::from_secs(25),
+        "waited for the session timeout? {took:?}"
+    );
+    run.wait_text(0, Duration::ZERO, "slot 1: evicted its dead member");
     assert_ne!(new, old);
     assert!(alive(new));
     run.wait_text(
@@ -267,7 +280,8 @@ fn a_crash_looping_worker_spends_the_budget_and_exits_1_naming_the_slot() {
     let st = run.wait_exit(Duration::from_secs(60));
     let log = run.lines().join("\n");
     assert_eq!(st.code(), Some(1), "log:\n{log}");
-    let last = log.rsplit("kswarm: error:").next().unwrap();
+    // the supervisor's own last word (workers print "kswarm: error:" too)
+    let last = &log[log.find("kswarm: error: slot 0").expect("final error")..];
     assert!(last.contains("slot 0"), "{last}");
     assert!(last.contains("--max-restarts"), "{last}");
     assert!(

@@ -13,6 +13,7 @@
 //! Reaping is driven by SIGCHLD: `waitpid(-1, WNOHANG)` until nothing is left.
 
 pub mod backoff;
+pub mod evict;
 pub mod notify;
 pub mod signals;
 pub mod slots;
@@ -56,12 +57,25 @@ pub enum Event {
     },
     Stderr {
         slot: u32,
+        pid: Pid,
         line: String,
     },
     /// A worker's stderr reached end of file.
     StderrClosed {
         slot: u32,
     },
+}
+
+/// How long a worker outside the group may stay silent: connecting, then a
+/// JoinGroup that waits up to the rebalance timeout (twice: a first join is
+/// often answered with "rejoin"), then the session timeout of members that
+/// left without a word, plus slack.
+fn join_allowance(cfg: &RunConfig) -> Duration {
+    let c = &cfg.consume;
+    cfg.connect.connect_timeout
+        + 2 * c.rebalance_timeout
+        + c.session_timeout
+        + Duration::from_secs(10)
 }
 
 /// `kswarm run`. Returns when every worker has ended: `Ok` after a clean
@@ -82,6 +96,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         now,
         Timeouts {
             hang: cfg.hang_timeout,
+            join: join_allowance(&cfg),
             stop: cfg.consume.shutdown_timeout + STOP_MARGIN,
         },
         BackoffPolicy::default(),
@@ -95,7 +110,8 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         std::process::id()
     );
     let notifier = Notifier::from_env();
-    let mut tails: HashMap<u32, VecDeque<String>> = HashMap::new();
+    let evictor = evict::Evictor::start(&cfg);
+    let mut tails = Tails::new();
     let mut pending: VecDeque<Action> = slots.tick(now).into();
     let mut written: Option<state::SupervisorState> = None;
 
@@ -117,8 +133,10 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                 }
                 Action::Signal { pid, sig } => send_signal(pid, sig),
                 Action::Notify(n) => notifier.send(&n),
+                Action::Evict { slot, member_id } => evictor.evict(slot, member_id),
                 Action::Exit(outcome) => {
                     state::remove_state(&cfg.consume.group, std::process::id());
+                    evictor.drain(cfg.connect.connect_timeout.min(Duration::from_secs(5)));
                     return finish(outcome, &mut tails, &rx);
                 }
             }
@@ -169,7 +187,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                 debug!("slot {slot} pid {pid} reports {report:?}");
                 pending.extend(slots.report(slot, pid, report, now));
             }
-            Some(Event::Stderr { slot, line }) => keep_line(&mut tails, slot, line),
+            Some(Event::Stderr { slot, pid, line }) => tails.keep(slot, pid, line),
             Some(Event::StderrClosed { .. }) => {}
         }
     }
@@ -206,19 +224,53 @@ fn snapshot(slots: &Slots, cfg: &RunConfig) -> state::SupervisorState {
     }
 }
 
-fn keep_line(tails: &mut HashMap<u32, VecDeque<String>>, slot: u32, line: String) {
-    let tail = tails.entry(slot).or_default();
-    if tail.len() == STDERR_TAIL {
-        tail.pop_front();
+/// The last stderr lines of each slot's current process, for the message
+/// that ends a crash loop.
+struct Tails(HashMap<u32, (Pid, VecDeque<String>)>);
+
+impl Tails {
+    fn new() -> Self {
+        Self(HashMap::new())
     }
-    tail.push_back(line);
+
+    fn keep(&mut self, slot: u32, pid: Pid, line: String) {
+        let (owner, lines) = self.0.entry(slot).or_insert_with(|| (pid, VecDeque::new()));
+        if *owner != pid {
+            // a new process in this slot: its predecessor's lines are history
+            *owner = pid;
+            lines.clear();
+        }
+        if lines.len() == STDERR_TAIL {
+            lines.pop_front();
+        }
+        lines.push_back(strip_ansi(&line));
+    }
+
+    fn get(&self, slot: u32) -> Option<&VecDeque<String>> {
+        self.0.get(&slot).map(|(_, lines)| lines)
+    }
 }
 
-fn finish(
-    outcome: Outcome,
-    tails: &mut HashMap<u32, VecDeque<String>>,
-    rx: &mpsc::Receiver<Event>,
-) -> anyhow::Result<()> {
+/// Worker logs are colored for a terminal; an error message is not.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn finish(outcome: Outcome, tails: &mut Tails, rx: &mpsc::Receiver<Event>) -> anyhow::Result<()> {
     if outcome.code == 0 {
         return Ok(());
     }
@@ -229,14 +281,14 @@ fn finish(
         let until = Instant::now() + Duration::from_millis(500);
         while let Ok(ev) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             match ev {
-                Event::Stderr { slot: s, line } => keep_line(tails, s, line),
+                Event::Stderr { slot: s, pid, line } => tails.keep(s, pid, line),
                 Event::StderrClosed { slot: s } if s == slot => break,
                 _ => {}
             }
         }
     }
     let mut msg = outcome.message;
-    if let Some(tail) = outcome.slot.and_then(|s| tails.get(&s)) {
+    if let Some(tail) = outcome.slot.and_then(|s| tails.get(s)) {
         if !tail.is_empty() {
             msg.push_str(&format!(
                 "\nlast stderr lines of slot {}:",
@@ -328,7 +380,7 @@ fn read_worker(
                     Ok(_) => {
                         let _ = std::io::stderr().lock().write_all(&buf);
                         let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                        if etx.send(Event::Stderr { slot, line }).is_err() {
+                        if etx.send(Event::Stderr { slot, pid, line }).is_err() {
                             break;
                         }
                     }
@@ -337,5 +389,29 @@ fn read_worker(
         });
     if let Err(e) = spawned {
         warn!("slot {slot}: cannot start a stderr reader: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_keep_the_last_lines_of_the_current_process() {
+        let mut t = Tails::new();
+        t.keep(0, 10, "old".into());
+        t.keep(0, 11, "\u{1b}[31mERROR\u{1b}[0m new".into());
+        for i in 0..STDERR_TAIL {
+            t.keep(1, 20, format!("line {i}"));
+        }
+        t.keep(1, 20, "last".into());
+        assert_eq!(
+            t.get(0).unwrap(),
+            &VecDeque::from(vec!["ERROR new".to_string()])
+        );
+        let one = t.get(1).unwrap();
+        assert_eq!(one.len(), STDERR_TAIL);
+        assert_eq!(one.back().unwrap(), "last");
+        assert_eq!(one.front().unwrap(), "line 1");
     }
 }

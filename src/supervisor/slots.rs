@@ -122,6 +122,8 @@ pub struct Slot {
     pub last_exit: Option<Exit>,
     /// The message of the last `Fatal` report of this slot.
     pub last_fatal: Option<String>,
+    /// The group member id of the current process, from its last `Joined`.
+    pub member_id: Option<String>,
     /// Records acknowledged, from the last `Alive` report.
     pub records: u64,
 }
@@ -134,6 +136,7 @@ impl Slot {
             restarts: 0,
             last_exit: None,
             last_fatal: None,
+            member_id: None,
             records: 0,
         }
     }
@@ -178,16 +181,37 @@ pub enum Action {
         sig: Sig,
     },
     Notify(Notify),
+    /// A worker died without leaving the group: make the coordinator drop
+    /// its member now, so the rebalance need not wait for its session timeout.
+    Evict {
+        slot: u32,
+        member_id: String,
+    },
     /// Every worker has ended: exit the supervisor.
     Exit(Outcome),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// --hang-timeout: SIGKILL a worker silent this long.
+    /// --hang-timeout: SIGKILL a group member silent this long.
     pub hang: Duration,
+    /// A worker that is not (yet) in the group may be silent this long instead
+    /// (if longer than `hang`): joining waits for the broker and the other
+    /// members, and workers report `Alive` only once they are members.
+    pub join: Duration,
     /// --shutdown-timeout plus a margin: SIGKILL a worker still stopping after this.
     pub stop: Duration,
+}
+
+impl Timeouts {
+    /// When a silent worker counts as hung.
+    fn silence_deadline(&self, state: &SlotState) -> Option<Instant> {
+        match *state {
+            SlotState::Running { last_report, .. } => Some(last_report + self.hang),
+            SlotState::Starting { last_report, .. } => Some(last_report + self.hang.max(self.join)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -283,11 +307,8 @@ impl Slots {
             .iter()
             .filter_map(|s| match s.state {
                 SlotState::Backoff { until } if !shutting => Some(until),
-                SlotState::Starting { last_report, .. }
-                | SlotState::Running { last_report, .. }
-                    if !shutting =>
-                {
-                    Some(last_report + self.timeouts.hang)
+                SlotState::Starting { .. } | SlotState::Running { .. } if !shutting => {
+                    self.timeouts.silence_deadline(&s.state)
                 }
                 SlotState::Stopping { deadline, .. } => Some(deadline),
                 _ => None,
@@ -314,9 +335,18 @@ impl Slots {
                     since,
                     last_report,
                     ..
-                } if !shutting && last_report + self.timeouts.hang <= now => {
+                } if !shutting
+                    && self
+                        .timeouts
+                        .silence_deadline(&slot.state)
+                        .is_some_and(|d| d <= now) =>
+                {
+                    let why = match slot.state {
+                        SlotState::Running { .. } => "--hang-timeout",
+                        _ => "while joining the group",
+                    };
                     error!(
-                        "slot {i} pid {pid}: no report for {:?} (--hang-timeout); killing it",
+                        "slot {i} pid {pid}: no report for {:?} ({why}); killing it",
                         now.saturating_duration_since(last_report)
                     );
                     out.push(Action::Signal {
@@ -365,6 +395,7 @@ impl Slots {
     pub fn spawned(&mut self, slot: u32, pid: Pid, now: Instant) -> Vec<Action> {
         let i = slot as usize;
         info!("slot {slot} pid {pid} started");
+        self.slots[i].member_id = None;
         self.slots[i].state = SlotState::Starting {
             pid,
             since: now,
@@ -406,6 +437,7 @@ impl Slots {
                 generation,
                 partitions,
             } => {
+                s.member_id = Some(member_id.clone());
                 let member = Membership {
                     member_id,
                     generation,
@@ -481,8 +513,19 @@ impl Slots {
             return Vec::new();
         };
         self.slots[i].last_exit = Some(exit);
+        // Exit 0 means it left the group itself; anything else may leave a
+        // member behind that would hold its partitions until its session
+        // timeout. (Evicting one that did leave is harmless.)
+        let evict = match &self.slots[i].member_id {
+            Some(m) if !exit.success() => vec![Action::Evict {
+                slot: i as u32,
+                member_id: m.clone(),
+            }],
+            _ => Vec::new(),
+        };
         let state = self.slots[i].state.clone();
-        let mut out = match state {
+        let mut out = evict;
+        out.extend(match state {
             SlotState::Starting { since, .. } | SlotState::Running { since, .. } => {
                 if self.is_shutting_down() {
                     info!("slot {i} pid {pid} ended with {exit}");
@@ -527,7 +570,7 @@ impl Slots {
                 }
             },
             SlotState::Backoff { .. } | SlotState::Retired => Vec::new(),
-        };
+        });
         out.extend(self.status());
         out.extend(self.advance_rolling(now));
         out.extend(self.check_done());
@@ -932,6 +975,7 @@ mod tests {
             t0,
             Timeouts {
                 hang: Duration::from_secs(5),
+                join: Duration::from_secs(20),
                 stop: Duration::from_secs(12),
             },
             BackoffPolicy::default(),
@@ -1144,6 +1188,13 @@ mod tests {
         assert!(exit_of(&a).is_none());
         assert!(matches!(s.slots()[1].state, SlotState::Backoff { .. }));
         assert_eq!(s.slots()[1].restarts, 1);
+        // a worker still joining gets the longer join allowance
+        let t2 = t0 + Duration::from_secs(7);
+        s.tick(t2);
+        s.spawned(1, 300, t2);
+        let killed = |a: Vec<Action>| signals(&a).contains(&(300, Sig::Kill));
+        assert!(!killed(s.tick(t2 + Duration::from_secs(19))));
+        assert!(killed(s.tick(t2 + Duration::from_secs(20))));
     }
 
     #[test]
@@ -1194,6 +1245,31 @@ mod tests {
         assert!(a.contains(&Action::Notify(Notify::Ready)));
         assert_eq!(s.pids(), vec![200, 201]);
         assert_eq!(s.slots()[0].restarts + s.slots()[1].restarts, 0);
+    }
+
+    #[test]
+    fn a_member_that_died_is_evicted_one_that_left_is_not() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        let a = s.exited(101, Exit::Signal(9), t0);
+        assert!(a.contains(&Action::Evict {
+            slot: 1,
+            member_id: "m-1".into()
+        }));
+        let a = s.shutdown(t0);
+        assert!(!a.iter().any(|a| matches!(a, Action::Evict { .. })));
+        let a = s.exited(100, Exit::Code(0), t0);
+        assert!(!a.iter().any(|a| matches!(a, Action::Evict { .. })));
+        // a new process in the slot forgets the old member id
+        let mut s = started(1, 10, t0);
+        s.exited(100, Exit::Code(1), t0);
+        s.tick(t0 + Duration::from_secs(1));
+        s.spawned(0, 200, t0 + Duration::from_secs(1));
+        let a = s.exited(200, Exit::Code(1), t0 + Duration::from_secs(1));
+        assert!(
+            !a.iter().any(|a| matches!(a, Action::Evict { .. })),
+            "{a:?}"
+        );
     }
 
     #[test]
