@@ -152,9 +152,9 @@ pub fn validate_group(raw: &str) -> Checked<String> {
 pub fn parse_brokers(raw: &str) -> Checked<Vec<String>> {
     let mut out = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let ok = part
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        let ok = part.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if !ok {
             return usage(format!(
                 "--brokers: '{part}' is not HOST:PORT (e.g. 127.0.0.1:9092)"
@@ -314,7 +314,12 @@ impl ConsumeConfig {
             ));
         }
         let mut assignors = Vec::new();
-        for name in a.assignor.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for name in a
+            .assignor
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             match Assignor::from_protocol_name(name) {
                 Some(x) if !assignors.contains(&x) => assignors.push(x),
                 Some(_) => {}
@@ -344,12 +349,16 @@ impl ConsumeConfig {
             format,
             from,
             session_timeout,
-            rebalance_timeout: parse_positive_duration("--rebalance-timeout", &a.rebalance_timeout)?,
+            rebalance_timeout: parse_positive_duration(
+                "--rebalance-timeout",
+                &a.rebalance_timeout,
+            )?,
             heartbeat_interval,
             commit_interval: parse_positive_duration("--commit-interval", &a.commit_interval)?,
             assignors,
             static_membership: a.static_membership,
-            max_in_flight: parse_count("--max-in-flight", &a.max_in_flight, 1, 10_000_000)? as usize,
+            max_in_flight: parse_count("--max-in-flight", &a.max_in_flight, 1, 10_000_000)?
+                as usize,
             shutdown_timeout: parse_positive_duration("--shutdown-timeout", &a.shutdown_timeout)?,
             extra,
         })
@@ -434,12 +443,21 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("x", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_duration("x", "10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("x", "3").unwrap(), Duration::from_secs(3));
-        assert_eq!(parse_duration("x", "1.5s").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("--session-timeout", "ten").unwrap_err().0.contains("--session-timeout"));
+        assert_eq!(
+            parse_duration("x", "1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert!(parse_duration("--session-timeout", "ten")
+            .unwrap_err()
+            .0
+            .contains("--session-timeout"));
         assert!(parse_duration("x", "5d").is_err());
         assert!(parse_duration("x", "-5s").is_err());
         assert!(parse_positive_duration("x", "0s").is_err());
@@ -454,14 +472,23 @@ mod tests {
         assert!(WorkersSpec::parse("-3").is_err());
         assert!(WorkersSpec::parse("many").is_err());
         assert_eq!(PartitionsSpec::parse("keep").unwrap(), PartitionsSpec::Keep);
-        assert_eq!(PartitionsSpec::parse("12").unwrap(), PartitionsSpec::Fixed(12));
-        assert!(PartitionsSpec::parse("0").unwrap_err().0.contains("--partitions"));
+        assert_eq!(
+            PartitionsSpec::parse("12").unwrap(),
+            PartitionsSpec::Fixed(12)
+        );
+        assert!(PartitionsSpec::parse("0")
+            .unwrap_err()
+            .0
+            .contains("--partitions"));
     }
 
     #[test]
     fn names() {
         assert!(validate_topic("syslog.v1-a_b").is_ok());
-        assert!(validate_topic("bad topic").unwrap_err().0.contains("--topic"));
+        assert!(validate_topic("bad topic")
+            .unwrap_err()
+            .0
+            .contains("--topic"));
         assert!(validate_topic("..").is_err());
         assert!(validate_topic(&"a".repeat(250)).is_err());
         assert!(validate_group("").unwrap_err().0.contains("--group"));
@@ -471,7 +498,10 @@ mod tests {
     #[test]
     fn brokers_and_budget() {
         assert_eq!(parse_brokers("a:1, b:2").unwrap(), vec!["a:1", "b:2"]);
-        assert!(parse_brokers("localhost").unwrap_err().0.contains("--brokers"));
+        assert!(parse_brokers("localhost")
+            .unwrap_err()
+            .0
+            .contains("--brokers"));
         assert!(parse_brokers("h:0").is_err());
         let b = RestartBudget::parse("5/30s").unwrap();
         assert_eq!((b.max, b.window), (5, Duration::from_secs(30)));
