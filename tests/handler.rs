@@ -546,6 +546,7 @@ fn child_process_entry() {
             "stderr" => child_stderr().await,
             "closed-stdout" => child_closed_stdout().await,
             "big-lines" => child_big_lines().await,
+            "worker-dies" => child_worker_dies().await,
             other => panic!("unknown scenario {other}"),
         }
     });
@@ -725,5 +726,48 @@ fn stdout_lines_from_two_processes_never_interleave() {
                 }))
             )
         );
+    }
+}
+
+async fn child_worker_dies() -> String {
+    let pidfile = std::env::var("KSWARM_HANDLER_TEST_PIDFILE").unwrap();
+    // `exec sleep` keeps PDEATHSIG (kept across execve) and never reads stdin,
+    // so only the parent-death signal can end it before 60 s.
+    let cmd =
+        format!("echo $$ > '{pidfile}.tmp' && mv '{pidfile}.tmp' '{pidfile}' && exec sleep 60");
+    let mut h = Handler::start(&exec(&cmd), Format::Json, 10, env(1))
+        .await
+        .unwrap();
+    h.send(rec(0, 0, b"x")).await.unwrap();
+    while !Path::new(&pidfile).exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Die without running destructors (no Handler drop, no kill): like a crash.
+    std::process::exit(0);
+}
+
+#[test]
+fn handler_dies_with_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("result");
+    let pidfile = dir.path().join("pid");
+    let c = child("worker-dies", &result)
+        .env("KSWARM_HANDLER_TEST_PIDFILE", &pidfile)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ok(c, "worker-dies scenario");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "handler {pid} outlived its worker"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

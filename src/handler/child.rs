@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{ChildStderr, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::HandlerEnv;
 
@@ -163,24 +163,43 @@ pub(super) async fn forward_stderr(stderr: ChildStderr, slot: u32, tail: Tail) {
         tail.push(&line[prefix.len()..]);
         // If our stderr is stuck, this waits, and so does the handler's next
         // stderr write: backpressure, not memory. If it is gone, keep draining.
-        let _ = out.send(std::mem::take(&mut line)).await;
+        let _ = out.send(ToStderr::Line(std::mem::take(&mut line))).await;
     }
+    // Everything is on our stderr before the handler's end is reported (and
+    // before a worker that exits right after could lose it).
+    let (done_tx, done_rx) = oneshot::channel();
+    if out.send(ToStderr::Flushed(done_tx)).await.is_ok() {
+        let _ = done_rx.await;
+    }
+}
+
+enum ToStderr {
+    Line(Vec<u8>),
+    /// Answered once every line sent before it is written.
+    Flushed(oneshot::Sender<()>),
 }
 
 /// Lines for our stderr, written by one blocking thread (a stderr that blocks
 /// must not stall the worker's runtime).
-fn stderr_writer() -> mpsc::Sender<Vec<u8>> {
-    static WRITER: std::sync::OnceLock<mpsc::Sender<Vec<u8>>> = std::sync::OnceLock::new();
+fn stderr_writer() -> mpsc::Sender<ToStderr> {
+    static WRITER: std::sync::OnceLock<mpsc::Sender<ToStderr>> = std::sync::OnceLock::new();
     WRITER
         .get_or_init(|| {
-            let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+            let (tx, mut rx) = mpsc::channel::<ToStderr>(1024);
             let spawned = std::thread::Builder::new()
                 .name("kswarm-stderr".into())
                 .spawn(move || {
                     use std::io::Write as _;
-                    while let Some(line) = rx.blocking_recv() {
-                        // One write per line: whole lines up to PIPE_BUF.
-                        let _ = std::io::stderr().write_all(&line);
+                    while let Some(msg) = rx.blocking_recv() {
+                        match msg {
+                            // One write per line: whole lines up to PIPE_BUF.
+                            ToStderr::Line(line) => {
+                                let _ = std::io::stderr().write_all(&line);
+                            }
+                            ToStderr::Flushed(done) => {
+                                let _ = done.send(());
+                            }
+                        }
                     }
                 });
             if let Err(e) = spawned {

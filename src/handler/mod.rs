@@ -167,11 +167,11 @@ impl Handler {
 
     /// Waits while max_in_flight records are sent but not yet acked (backpressure: a slow handler slows
     /// fetching instead of growing memory). Err if the handler is gone (a Failed event tells why).
+    ///
+    /// Cancelling it (select!) loses no event, but the record was then not sent (and is dropped);
+    /// to wait for room inside a select!, use [`Handler::ready`], after which `send` does not wait.
     pub async fn send(&mut self, record: Record) -> anyhow::Result<()> {
-        while !self.finished && self.order.len() >= self.max_in_flight {
-            let ev = self.events.recv().await;
-            self.absorb(ev);
-        }
+        self.ready().await;
         if self.finished {
             anyhow::bail!("the handler has stopped (its event says why)");
         }
@@ -197,6 +197,16 @@ impl Handler {
             anyhow::bail!("the handler has stopped (its event says why)");
         }
         Ok(())
+    }
+
+    /// Returns once `send` would not wait: fewer than max_in_flight records unacknowledged, or the
+    /// handler has stopped (then `send` fails). Cancel-safe: events read meanwhile are kept for
+    /// next_event.
+    pub async fn ready(&mut self) {
+        while !self.finished && self.order.len() >= self.max_in_flight {
+            let ev = self.events.recv().await;
+            self.absorb(ev);
+        }
     }
 
     /// Next event; None after close_input() once everything sent has been acked or failed. Cancel-safe (tokio::select!).
