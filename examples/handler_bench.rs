@@ -2,7 +2,10 @@
 //! `--exec 'cat'`, `--exec-batch 'cat >/dev/null'` (size 500) and a
 //! line-by-line shell-free handler, driven the way the worker drives them.
 //!
-//! cargo run --release --example handler_bench -- [RECORDS] [VALUE_BYTES]
+//! Results go to stderr; the stdout handler writes to stdout, so send that
+//! to /dev/null (or a pipe) to measure it:
+//!
+//! cargo run --release --example handler_bench -- [RECORDS] [VALUE_BYTES] > /dev/null
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +47,7 @@ async fn run(name: &str, spec: HandlerSpec, format: Format, n: i64, value: &[u8]
     }
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(acked, (n - 1) / 4);
-    println!(
+    eprintln!(
         "{name:<40} {n:>9} records in {secs:>6.3}s = {:>10.0} records/s",
         n as f64 / secs
     );
@@ -62,9 +65,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        println!("{n} records of {size} bytes, max in flight 10000");
+        eprintln!("{n} records of {size} bytes, max in flight 10000");
         for format in [Format::Value, Format::Json] {
             let f = format!("{format:?}").to_lowercase();
+            let spec = HandlerSpec::Stdout;
+            run(&format!("stdout --format {f}"), spec, format, n, &value).await;
             run(
                 &format!("--exec 'cat' --format {f}"),
                 HandlerSpec::Exec("cat".into()),
