@@ -771,3 +771,55 @@ fn handler_dies_with_its_worker() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The worker's loop shape: select! over next_event (cancel-safe) and other
+/// work; records are sent only while in_flight() is below the limit, so send
+/// never waits. No ack is lost or duplicated.
+#[tokio::test]
+async fn worker_style_select_loop_loses_nothing() {
+    let mut h = Handler::start(
+        &exec("while read -r l; do echo ok; done"),
+        Format::Json,
+        7,
+        env(1),
+    )
+    .await
+    .unwrap();
+    let total = 300i64;
+    let mut next = 0i64;
+    let mut last: HashMap<i32, i64> = HashMap::new();
+    let mut closed = false;
+    let work = async {
+        loop {
+            let room = next < total && h.in_flight() < 7;
+            tokio::select! {
+                ev = h.next_event() => match ev {
+                    Some(HandlerEvent::Ack(a)) => {
+                        let prev = last.insert(a.partition, a.offset);
+                        assert!(prev.is_none_or(|p| p < a.offset), "{a:?} after {prev:?}");
+                    }
+                    Some(other) => panic!("{other:?}"),
+                    None => break,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(1)), if room => {
+                    let r = rec((next % 4) as i32, next, b"v");
+                    let sent = tokio::time::timeout(Duration::from_millis(10), h.send(r)).await;
+                    sent.expect("send below the limit does not wait").unwrap();
+                    next += 1;
+                }
+                _ = std::future::ready(()), if next == total && !closed => {
+                    h.close_input().await;
+                    closed = true;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, work)
+        .await
+        .expect("loop finishes");
+    assert_eq!(
+        last,
+        HashMap::from([(0, 296), (1, 297), (2, 298), (3, 299)])
+    );
+    assert_eq!(h.in_flight(), 0);
+}

@@ -168,8 +168,10 @@ impl Handler {
     /// Waits while max_in_flight records are sent but not yet acked (backpressure: a slow handler slows
     /// fetching instead of growing memory). Err if the handler is gone (a Failed event tells why).
     ///
-    /// Cancelling it (select!) loses no event, but the record was then not sent (and is dropped);
-    /// to wait for room inside a select!, use [`Handler::ready`], after which `send` does not wait.
+    /// While it waits it reads the handler's events itself (kept for next_event), so a worker can
+    /// simply `send` a fetched batch in a loop. Cancelling it loses no event, but the record was
+    /// then not sent (and is dropped). To never wait in `send`, send only while
+    /// `in_flight() < max_in_flight` (or after [`Handler::ready`]).
     pub async fn send(&mut self, record: Record) -> anyhow::Result<()> {
         self.ready().await;
         if self.finished {
@@ -201,7 +203,8 @@ impl Handler {
 
     /// Returns once `send` would not wait: fewer than max_in_flight records unacknowledged, or the
     /// handler has stopped (then `send` fails). Cancel-safe: events read meanwhile are kept for
-    /// next_event.
+    /// next_event. (It borrows the handler mutably, like next_event, so the two cannot be
+    /// arms of one select!; there, guard the sending arm with `in_flight()`.)
     pub async fn ready(&mut self) {
         while !self.finished && self.order.len() >= self.max_in_flight {
             let ev = self.events.recv().await;
