@@ -9,6 +9,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod handler;
+pub mod record;
 pub mod report;
 
 pub mod admin;
