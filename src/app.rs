@@ -22,9 +22,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(_a) => anyhow::bail!("run: not built yet"),
         Command::Plan(a) => crate::plan::run(&a),
-        Command::Status(_a) => anyhow::bail!("status: not built yet"),
+        Command::Status(a) => crate::status::run(&a),
         Command::Produce(a) => crate::produce::run(&a),
-        Command::Worker(_a) => anyhow::bail!("worker: not built yet"),
+        Command::Worker(a) => crate::worker::cmd(a),
     }
 }
 

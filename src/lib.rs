@@ -23,4 +23,7 @@ pub mod group;
 
 pub mod app;
 pub mod logging;
+pub mod state_file;
+pub mod status;
 pub mod wire;
+pub mod worker;

@@ -31,7 +31,13 @@ pub fn state_path(group: &str) -> PathBuf {
         .unwrap_or_else(std::env::temp_dir);
     let safe: String = group
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     dir.join(format!("kswarm-{safe}.json"))
 }
