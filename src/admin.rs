@@ -75,17 +75,28 @@ impl Applied {
 
     pub fn describe(&self, topic: &str) -> String {
         match *self {
-            Applied::Created(n) => format!("created topic '{topic}' with {n} partitions"),
+            Applied::Created(n) => format!(
+                "created topic '{topic}' with {}",
+                crate::sizing::n_partitions(n)
+            ),
             Applied::CreatedByOther(n) => format!(
-                "topic '{topic}' was created meanwhile by someone else; it has {n} partitions"
+                "topic '{topic}' was created meanwhile by someone else; it has {}",
+                crate::sizing::n_partitions(n),
             ),
             Applied::Grown { from, to } => {
-                format!("grew topic '{topic}' from {from} to {to} partitions")
+                format!(
+                    "grew topic '{topic}' from {from} to {}",
+                    crate::sizing::n_partitions(to)
+                )
             }
             Applied::GrownByOther(n) => format!(
-                "topic '{topic}' was grown meanwhile by someone else; it has {n} partitions"
+                "topic '{topic}' was grown meanwhile by someone else; it has {}",
+                crate::sizing::n_partitions(n),
             ),
-            Applied::Unchanged(n) => format!("left topic '{topic}' as it is, {n} partitions"),
+            Applied::Unchanged(n) => format!(
+                "left topic '{topic}' as it is, {}",
+                crate::sizing::n_partitions(n)
+            ),
         }
     }
 }
@@ -182,7 +193,7 @@ impl Admin {
                 error_message,
                 ..
             })) => bail!(
-                "creating topic '{topic}' with {partitions} partitions (replication factor {replication_factor}) failed: {protocol_error}{}; check --partitions and --replication-factor against the cluster",
+                "creating topic '{topic}' with {} (replication factor {replication_factor}) failed: {protocol_error}{}; check --partitions and --replication-factor against the cluster", crate::sizing::n_partitions(partitions),
                 error_message.map(|m| format!(" ({m})")).unwrap_or_default()
             ),
             Ok(Err(e)) => bail!("creating topic '{topic}' failed: {e}"),
@@ -216,9 +227,10 @@ impl Admin {
             GrowOutcome::Unsupported { broker } => Err(crate::app::ExitWith(
                 1,
                 format!(
-                    "topic '{topic}' has {from} partitions and {to} are wanted, but the broker at {broker} does not support CreatePartitions (Kafka API 37); \
-                     run with -p keep to use the {from} partitions as they are, or grow the topic with the cluster's admin tools \
-                     (e.g. kafka-topics.sh --alter --topic {topic} --partitions {to})"
+                    "topic '{topic}' has {} and {to} are wanted, but the broker at {broker} does not support CreatePartitions (Kafka API 37); \
+                     run with -p keep to use the topic as it is, or grow the topic with the cluster's admin tools \
+                     (e.g. kafka-topics.sh --alter --topic {topic} --partitions {to})",
+                    crate::sizing::n_partitions(from)
                 ),
             )
             .into()),
@@ -243,8 +255,8 @@ impl Admin {
         .await
         {
             Ok(false) => Some(format!(
-                "the broker does not support CreatePartitions: --apply will fail; use -p keep to keep {} partitions, or grow topic '{topic}' with the cluster's admin tools",
-                plan.current.unwrap_or(0)
+                "the broker does not support CreatePartitions: --apply will fail; use -p keep to keep {}, or grow topic '{topic}' with the cluster's admin tools",
+                crate::sizing::n_partitions(plan.current.unwrap_or(0))
             )),
             _ => None,
         }

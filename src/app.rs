@@ -22,9 +22,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => crate::supervisor::run(a, &cli.log_level),
         Command::Plan(a) => crate::plan::run(&a),
-        Command::Status(_a) => anyhow::bail!("status: not built yet"),
+        Command::Status(a) => crate::status::run(&a),
         Command::Produce(a) => crate::produce::run(&a),
-        Command::Worker(a) => crate::stub_worker::cmd(a),
+        Command::Worker(a) => crate::worker::cmd(a),
     }
 }
 

@@ -9,10 +9,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod handler;
+pub mod record;
 pub mod report;
 pub mod supervisor;
-// TEMPORARY (supervisor branch only): see src/stub_worker.rs.
-pub mod stub_worker;
 
 pub mod admin;
 pub mod plan;
@@ -24,4 +24,7 @@ pub mod group;
 
 pub mod app;
 pub mod logging;
+pub mod state_file;
+pub mod status;
 pub mod wire;
+pub mod worker;

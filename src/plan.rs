@@ -154,10 +154,20 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
     } else {
         plan_text(cfg, &cores, &plan, applied.as_ref())
     };
-    println!("{text}");
+    print_out(&text)?;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Print to stdout; a closed pipe (`kswarm plan | head -3`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -238,6 +238,15 @@ fn up_to(dir: &Path, top: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// "1 partition", "3 partitions".
+pub fn n_partitions(n: u32) -> String {
+    if n == 1 {
+        "1 partition".to_string()
+    } else {
+        format!("{n} partitions")
+    }
+}
+
 /// What sizing will do to the topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -292,16 +301,31 @@ impl Plan {
         let cur = self.current.unwrap_or(0);
         let tgt = self.target.unwrap_or(0);
         match self.action {
-            Action::Create => format!("create topic '{topic}' with {tgt} partitions"),
-            Action::Grow => format!("grow topic '{topic}' from {cur} to {tgt} partitions"),
-            Action::Nothing => format!("nothing to do: topic '{topic}' has {cur} partitions"),
+            Action::Create => format!(
+                "create topic '{topic}' with {}",
+                crate::sizing::n_partitions(tgt)
+            ),
+            Action::Grow => format!(
+                "grow topic '{topic}' from {cur} to {}",
+                crate::sizing::n_partitions(tgt)
+            ),
+            Action::Nothing => format!(
+                "nothing to do: topic '{topic}' has {}",
+                crate::sizing::n_partitions(cur)
+            ),
             Action::CannotShrink => {
-                format!("cannot shrink: topic '{topic}' keeps its {cur} partitions (wanted {tgt})")
+                format!(
+                    "cannot shrink: topic '{topic}' keeps its {} (wanted {tgt})",
+                    crate::sizing::n_partitions(cur)
+                )
             }
             Action::Keep if self.current.is_none() => {
                 format!("keep (-p keep): topic '{topic}' is missing and will not be created")
             }
-            Action::Keep => format!("keep (-p keep): topic '{topic}' stays at {cur} partitions"),
+            Action::Keep => format!(
+                "keep (-p keep): topic '{topic}' stays at {}",
+                crate::sizing::n_partitions(cur)
+            ),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::config::{validate_group, validate_topic, ConnectConfig, UsageError};
-use crate::supervisor::state::{read_state, SupervisorState};
+use crate::state_file::{read_state, SupervisorState};
 use crate::wire::group_msgs;
 
 #[derive(Debug, Serialize)]
@@ -37,10 +37,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let connect = ConnectConfig::from_args(&args.connect)?;
     let group = validate_group(&args.group)?;
     let Some(topic) = args.topic.as_deref() else {
-        return Err(UsageError(
-            "status: give the topic with -t/--topic (or KSWARM_TOPIC)".into(),
-        )
-        .into());
+        return Err(
+            UsageError("status: give the topic with -t/--topic (or KSWARM_TOPIC)".into()).into(),
+        );
     };
     let topic = validate_topic(topic)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -58,7 +57,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
 async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::Result<StatusOut> {
     let admin = crate::admin::Admin::connect(connect).await?;
     let Some(count) = admin.partition_count(topic).await? else {
-        anyhow::bail!("topic '{topic}' does not exist (--topic); create it with `kswarm plan --apply`");
+        anyhow::bail!(
+            "topic '{topic}' does not exist (--topic); create it with `kswarm plan --apply`"
+        );
     };
     let partitions: Vec<i32> = (0..count as i32).collect();
     let mut coord = crate::group::coordinator::connect_coordinator(
@@ -91,7 +92,11 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
             .with_context(|| format!("partition {p} of {topic}"))?;
         let end = tokio::time::timeout(connect.connect_timeout, pc.get_offset(OffsetAt::Latest))
             .await
-            .map_err(|_| anyhow::anyhow!("no answer for the end offset of partition {p} within --connect-timeout"))?
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no answer for the end offset of partition {p} within --connect-timeout"
+                )
+            })?
             .with_context(|| format!("end offset of partition {p}"))?;
         let c = committed.get(&p).copied();
         let lag = c.map(|c| (end - c).max(0));
@@ -118,7 +123,10 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
 }
 
 fn print_table(out: &StatusOut) {
-    println!("group {}  topic {}  total lag {}", out.group, out.topic, out.total_lag);
+    println!(
+        "group {}  topic {}  total lag {}",
+        out.group, out.topic, out.total_lag
+    );
     match &out.supervisor {
         Some(s) => println!(
             "supervisor pid {} on this host: {} workers",
@@ -127,7 +135,10 @@ fn print_table(out: &StatusOut) {
         ),
         None => println!("no kswarm supervisor for this group on this host"),
     }
-    println!("{:>9}  {:>12}  {:>12}  {:>10}  owner", "partition", "committed", "end", "lag");
+    println!(
+        "{:>9}  {:>12}  {:>12}  {:>10}  owner",
+        "partition", "committed", "end", "lag"
+    );
     for r in &out.partitions {
         let owner = match (r.owner_slot, r.owner_pid) {
             (Some(s), Some(pid)) => format!("slot {s} pid {pid}"),
@@ -136,7 +147,9 @@ fn print_table(out: &StatusOut) {
         println!(
             "{:>9}  {:>12}  {:>12}  {:>10}  {owner}",
             r.partition,
-            r.committed.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            r.committed
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
             r.end,
             r.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
         );

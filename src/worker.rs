@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::Client;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -48,7 +48,9 @@ fn check_parent_alive() -> anyhow::Result<()> {
     if let Ok(want) = std::env::var("KSWARM_SUPERVISOR_PID") {
         let parent = nix::unistd::getppid().as_raw().to_string();
         if parent != want {
-            return Err(ExitWith(1, format!("supervisor (pid {want}) is gone; worker exits")).into());
+            return Err(
+                ExitWith(1, format!("supervisor (pid {want}) is gone; worker exits")).into(),
+            );
         }
     }
     Ok(())
@@ -125,21 +127,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let (fetch_max_bytes, fetch_wait_ms) = fetch_settings(&cfg)?;
     let shutdown = watch_shutdown_signals()?;
 
-    let client = tokio::time::timeout(
-        cfg.connect.connect_timeout,
-        ClientBuilder::new(cfg.connect.brokers.clone())
-            .client_id(format!("kswarm-{}-{}", cfg.consume.group, cfg.slot))
-            .build(),
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "broker {} unreachable within --connect-timeout {:?}; check -b/--brokers and that the broker runs",
-            cfg.connect.brokers.join(","),
-            cfg.connect.connect_timeout
-        )
-    })?
-    .with_context(|| format!("cannot connect to {}", cfg.connect.brokers.join(",")))?;
+    let client = crate::admin::connect(&cfg.connect).await?;
 
     let member = Member::connect(GroupSettings::from_worker(&cfg))
         .await
@@ -185,9 +173,7 @@ fn fetch_settings(cfg: &WorkerConfig) -> anyhow::Result<(i32, i32)> {
     for (k, v) in &cfg.consume.extra {
         let parsed = |flag: &str| {
             v.parse::<i32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                crate::config::UsageError(format!(
-                    "-X {flag}={v}: give a positive whole number"
-                ))
+                crate::config::UsageError(format!("-X {flag}={v}: give a positive whole number"))
             })
         };
         match k.as_str() {
@@ -285,11 +271,7 @@ impl Worker {
     }
 
     async fn start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<BTreeMap<i32, Position>> {
-        let committed = self
-            .member
-            .committed(owned)
-            .await
-            .map_err(group_error)?;
+        let committed = self.member.committed(owned).await.map_err(group_error)?;
         let mut out = BTreeMap::new();
         for &p in owned {
             let start = match committed.get(&p).copied().flatten() {
@@ -374,7 +356,7 @@ impl Worker {
                 _ = alive_tick.tick() => self.reporter.send(Report::Alive { records: self.records_done }),
                 batch = rx.recv() => {
                     let Some(batch) = batch else { continue };
-                    if let Some(end) = self.deliver(batch, &mut positions).await? {
+                    if let Some(end) = self.deliver(batch).await? {
                         break end;
                     }
                 }
@@ -394,11 +376,7 @@ impl Worker {
 
     /// Hand one fetched batch to the handler, record by record, while still
     /// noticing acks, signals and rebalances (send may wait for in-flight room).
-    async fn deliver(
-        &mut self,
-        batch: FetchedBatch,
-        positions: &mut BTreeMap<i32, Position>,
-    ) -> anyhow::Result<Option<GenerationEnd>> {
+    async fn deliver(&mut self, batch: FetchedBatch) -> anyhow::Result<Option<GenerationEnd>> {
         for r in batch.records {
             let record = Record {
                 topic: self.topic.clone(),
@@ -409,21 +387,18 @@ impl Worker {
                 value: r.record.value,
                 headers: r.record.headers.into_iter().collect(),
             };
-            let mut send = std::pin::pin!(self.handler.send(record));
-            loop {
-                tokio::select! {
-                    biased;
-                    res = &mut send => {
-                        if res.is_err() {
-                            // The handler is gone; its Failed event says why.
-                            return Ok(None);
-                        }
-                        break;
+            // send() waits while --max-in-flight records are unacknowledged
+            // (it keeps acks for next_event meanwhile); a signal cuts it short.
+            tokio::select! {
+                biased;
+                res = self.handler.send(record) => {
+                    if res.is_err() {
+                        // The handler is gone; its Failed event says why.
+                        return Ok(None);
                     }
-                    _ = changed_to_true(&mut self.shutdown) => return Ok(Some(GenerationEnd::Shutdown)),
                 }
+                _ = changed_to_true(&mut self.shutdown) => return Ok(Some(GenerationEnd::Shutdown)),
             }
-            let _ = positions;
         }
         Ok(None)
     }
@@ -448,7 +423,9 @@ impl Worker {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.handler.next_event()).await {
                 Ok(Some(HandlerEvent::Ack(a))) => self.on_ack(positions, a.partition, a.offset),
-                Ok(Some(HandlerEvent::OutputClosed)) | Ok(Some(HandlerEvent::Failed(_))) | Ok(None) => break,
+                Ok(Some(HandlerEvent::OutputClosed))
+                | Ok(Some(HandlerEvent::Failed(_)))
+                | Ok(None) => break,
                 Err(_) => {
                     warn!(
                         slot = self.cfg.slot,
@@ -525,11 +502,17 @@ async fn fetch_loop(
                 };
                 match pc.get_offset(at).await {
                     Ok(o) => {
-                        warn!(partition, "offset {offset} is out of range; resetting to {o} (--from)");
+                        warn!(
+                            partition,
+                            "offset {offset} is out of range; resetting to {o} (--from)"
+                        );
                         offset = o;
                     }
                     Err(e) => {
-                        warn!(partition, "offset {offset} out of range and reset failed: {e}");
+                        warn!(
+                            partition,
+                            "offset {offset} out of range and reset failed: {e}"
+                        );
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }

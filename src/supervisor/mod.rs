@@ -18,7 +18,6 @@ pub mod notify;
 pub mod signals;
 pub mod slots;
 pub mod spawn;
-pub mod state;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -35,6 +34,7 @@ use crate::app::ExitWith;
 use crate::cli::RunArgs;
 use crate::config::RunConfig;
 use crate::report::Report;
+use crate::state_file;
 use backoff::{thread_rng_jitter, BackoffPolicy};
 use notify::Notifier;
 use signals::SignalEvent;
@@ -113,7 +113,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     let evictor = evict::Evictor::start(&cfg);
     let mut tails = Tails::new();
     let mut pending: VecDeque<Action> = slots.tick(now).into();
-    let mut written: Option<state::SupervisorState> = None;
+    let mut written: Option<state_file::SupervisorState> = None;
 
     loop {
         while let Some(action) = pending.pop_front() {
@@ -135,7 +135,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                 Action::Notify(n) => notifier.send(&n),
                 Action::Evict { slot, member_id } => evictor.evict(slot, member_id),
                 Action::Exit(outcome) => {
-                    state::remove_state(&cfg.consume.group, std::process::id());
+                    state_file::remove_state(&cfg.consume.group, std::process::id());
                     evictor.drain(cfg.connect.connect_timeout.min(Duration::from_secs(5)));
                     return finish(outcome, &mut tails, &rx);
                 }
@@ -150,7 +150,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         }
         let snapshot = snapshot(&slots, &cfg);
         if written.as_ref() != Some(&snapshot) {
-            state::write_state(&snapshot);
+            state_file::write_state(&snapshot);
             written = Some(snapshot);
         }
 
@@ -193,8 +193,8 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     }
 }
 
-/// What `kswarm status` shows of this supervisor (see [`state`]).
-fn snapshot(slots: &Slots, cfg: &RunConfig) -> state::SupervisorState {
+/// What `kswarm status` shows of this supervisor (see [`state_file`]).
+fn snapshot(slots: &Slots, cfg: &RunConfig) -> state_file::SupervisorState {
     let workers = slots
         .slots()
         .iter()
@@ -205,7 +205,7 @@ fn snapshot(slots: &Slots, cfg: &RunConfig) -> state::SupervisorState {
                 slots::SlotState::Running { member, .. } => Some(member),
                 _ => None,
             };
-            Some(state::WorkerState {
+            Some(state_file::WorkerState {
                 slot: i as u32,
                 pid: pid as u32,
                 member_id: member.map(|m| m.member_id.clone()),
@@ -216,7 +216,7 @@ fn snapshot(slots: &Slots, cfg: &RunConfig) -> state::SupervisorState {
             })
         })
         .collect();
-    state::SupervisorState {
+    state_file::SupervisorState {
         pid: std::process::id(),
         group: cfg.consume.group.clone(),
         topic: cfg.topic.clone(),

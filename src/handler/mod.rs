@@ -1,0 +1,352 @@
+//! Record handlers: where a worker's records go, and how they come back
+//! acknowledged.
+//!
+//! - stdout (no handler flag): lines on kswarm's stdout, acked once written
+//!   (see `stdout` for how workers sharing one stdout never mix lines);
+//! - `--exec CMD`: one long-running child, one ack line per record (`exec`);
+//! - `--exec-batch CMD`: one run per batch, exit 0 acks it (`batch`).
+//!
+//! The [`Handler`] keeps the positions of records sent and not yet
+//! acknowledged, in send order. Every backend only says "the next n records
+//! are done" (`Inner::Acked(n)`); the handler turns that into one [`Ack`] per
+//! partition with the highest offset done. That order queue, together with
+//! `send` waiting while `max_in_flight` records are unacknowledged, bounds
+//! memory: at most `max_in_flight` records exist between the worker and the
+//! handler process, whatever the backend.
+//!
+//! `--format value` with `--exec`: a value holding a newline would look like
+//! two records to a line-reading handler, whose two ack lines would then
+//! acknowledge a record it has not seen yet (lost on a crash). So such a
+//! record fails the handler with a message pointing to `--format json`
+//! (nothing is acknowledged past it; the worker restarts and kswarm stops
+//! once the restart budget is spent). stdout and `--exec-batch` write such a
+//! value as is.
+
+mod batch;
+mod child;
+mod exec;
+pub mod format;
+mod stdout;
+
+use std::collections::VecDeque;
+
+use tokio::sync::mpsc;
+
+use crate::config::{Format, HandlerSpec};
+use crate::record::Record;
+
+pub use batch::retry_delay;
+
+/// The record at (partition, offset) and every record of that partition sent before it are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What a handler process is told about where it runs (env KSWARM_WORKER,
+/// KSWARM_GROUP, KSWARM_TOPIC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerEnv {
+    pub slot: u32,
+    pub group: String,
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerEvent {
+    Ack(Ack),
+    /// Stdout handler only: our stdout was closed (`kswarm run ... | head`): a clean stop, not a crash.
+    OutputClosed,
+    /// The handler died, could not start, stopped reading, or broke the protocol: the worker must commit
+    /// what was acked and exit non-zero (the supervisor restarts it; unacked records are delivered again).
+    Failed(String),
+}
+
+/// What the backends tell the [`Handler`].
+#[derive(Debug)]
+enum Inner {
+    /// The next n records, in send order, are done.
+    Acked(usize),
+    /// stdout is closed (EPIPE).
+    OutputClosed,
+    /// The backend stopped for this reason.
+    Failed(String),
+    /// The `--exec` child exited (`stderr`: its last lines, for messages).
+    Exited {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// stdout / batch: input closed and everything written or run.
+    Drained,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Stdout,
+    Exec,
+    Batch,
+}
+
+/// One worker's handler. Spawns on the current tokio runtime; see `child`
+/// for why that must be the worker runtime's own thread.
+pub struct Handler {
+    kind: Kind,
+    command: String,
+    format: Format,
+    max_in_flight: usize,
+    /// None after close_input (or when the backend is gone).
+    records: Option<mpsc::UnboundedSender<Record>>,
+    events: mpsc::UnboundedReceiver<Inner>,
+    /// (partition, offset) of records sent and not acknowledged, in send order.
+    order: VecDeque<(i32, i64)>,
+    /// Events ready for next_event.
+    pending: VecDeque<HandlerEvent>,
+    /// No more events will come after `pending`.
+    finished: bool,
+    input_closed: bool,
+    group: child::Group,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl Handler {
+    pub async fn start(
+        spec: &HandlerSpec,
+        format: Format,
+        max_in_flight: usize,
+        env: HandlerEnv,
+    ) -> anyhow::Result<Handler> {
+        let (records_tx, records_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let group = child::Group::default();
+        let mut task = None;
+        let (kind, command) = match spec {
+            HandlerSpec::Stdout => {
+                stdout::start(format, records_rx, events_tx)?;
+                (Kind::Stdout, String::new())
+            }
+            HandlerSpec::Exec(cmd) => {
+                exec::start(cmd, format, &env, records_rx, events_tx, group.clone())?;
+                (Kind::Exec, cmd.clone())
+            }
+            HandlerSpec::Batch {
+                command,
+                size,
+                wait,
+                retries,
+            } => {
+                let b = batch::Batcher {
+                    cmd: command.clone(),
+                    size: (*size).max(1),
+                    wait: *wait,
+                    retries: *retries,
+                    format,
+                    env,
+                    group: group.clone(),
+                };
+                let h = tokio::spawn(b.run(records_rx, events_tx));
+                task = Some(h.abort_handle());
+                (Kind::Batch, command.clone())
+            }
+        };
+        Ok(Handler {
+            kind,
+            command,
+            format,
+            max_in_flight: max_in_flight.max(1),
+            records: Some(records_tx),
+            events: events_rx,
+            order: VecDeque::new(),
+            pending: VecDeque::new(),
+            finished: false,
+            input_closed: false,
+            group,
+            task,
+        })
+    }
+
+    /// Waits while max_in_flight records are sent but not yet acked (backpressure: a slow handler slows
+    /// fetching instead of growing memory). Err if the handler is gone (a Failed event tells why).
+    ///
+    /// While it waits it reads the handler's events itself (kept for next_event), so a worker can
+    /// simply `send` a fetched batch in a loop. Cancelling it loses no event, but the record was
+    /// then not sent (and is dropped). To never wait in `send`, send only while
+    /// `in_flight() < max_in_flight` (or after [`Handler::ready`]).
+    pub async fn send(&mut self, record: Record) -> anyhow::Result<()> {
+        self.ready().await;
+        if self.finished {
+            anyhow::bail!("the handler has stopped (its event says why)");
+        }
+        let Some(tx) = &self.records else {
+            anyhow::bail!("record sent to the handler after close_input");
+        };
+        if self.kind == Kind::Exec
+            && self.format == Format::Value
+            && format::value_breaks_line(&record)
+        {
+            self.fail(format!(
+                "--exec '{}': the record at partition {} offset {} has a newline in its value; \
+                 with --format value each record must be one line (the handler acknowledges \
+                 one line per record); use --format json, which escapes newlines",
+                self.command, record.partition, record.offset
+            ));
+            anyhow::bail!("the handler has stopped (its event says why)");
+        }
+        self.order.push_back((record.partition, record.offset));
+        if tx.send(record).is_err() {
+            // The backend is gone; the reason is (or will be) in its events.
+            self.records = None;
+            anyhow::bail!("the handler has stopped (its event says why)");
+        }
+        Ok(())
+    }
+
+    /// Returns once `send` would not wait: fewer than max_in_flight records unacknowledged, or the
+    /// handler has stopped (then `send` fails). Cancel-safe: events read meanwhile are kept for
+    /// next_event. (It borrows the handler mutably, like next_event, so the two cannot be
+    /// arms of one select!; there, guard the sending arm with `in_flight()`.)
+    pub async fn ready(&mut self) {
+        while !self.finished && self.order.len() >= self.max_in_flight {
+            let ev = self.events.recv().await;
+            self.absorb(ev);
+        }
+    }
+
+    /// Next event; None after close_input() once everything sent has been acked or failed. Cancel-safe (tokio::select!).
+    pub async fn next_event(&mut self) -> Option<HandlerEvent> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(ev);
+            }
+            if self.finished {
+                return None;
+            }
+            let ev = self.events.recv().await;
+            self.absorb(ev);
+        }
+    }
+
+    /// Records sent and not acked yet.
+    pub fn in_flight(&self) -> usize {
+        self.order.len()
+    }
+
+    /// No more records: the handler finishes what it has; its acks still arrive via next_event.
+    pub async fn close_input(&mut self) {
+        self.input_closed = true;
+        self.records = None;
+    }
+
+    /// Kill the handler's whole process group now (shutdown timeout passed).
+    pub fn kill(&mut self) {
+        self.group.kill();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        // Keep what was acknowledged before the kill.
+        while !self.finished {
+            match self.events.try_recv() {
+                Ok(ev) => self.absorb(Some(ev)),
+                Err(_) => break,
+            }
+        }
+        if !self.finished {
+            let what = match self.kind {
+                Kind::Stdout => "the stdout writer".to_string(),
+                Kind::Exec => format!("--exec '{}'", self.command),
+                Kind::Batch => format!("--exec-batch '{}'", self.command),
+            };
+            self.fail(format!(
+                "{what} was killed with {} record(s) not acknowledged (--shutdown-timeout passed)",
+                self.order.len()
+            ));
+        }
+        self.records = None;
+    }
+
+    fn fail(&mut self, msg: String) {
+        self.pending.push_back(HandlerEvent::Failed(msg));
+        self.finished = true;
+        self.records = None;
+    }
+
+    /// Folds one backend event into `order` / `pending` / `finished`.
+    fn absorb(&mut self, ev: Option<Inner>) {
+        if self.finished {
+            return;
+        }
+        match ev {
+            Some(Inner::Acked(n)) => self.acked(n),
+            Some(Inner::OutputClosed) => {
+                self.pending.push_back(HandlerEvent::OutputClosed);
+                self.finished = true;
+                self.records = None;
+            }
+            Some(Inner::Failed(msg)) => self.fail(msg),
+            Some(Inner::Exited { status, stderr }) => {
+                let unacked = self.order.len();
+                match exec::exit_message(&self.command, status, &stderr, unacked, self.input_closed)
+                {
+                    None => {
+                        if !status.success() {
+                            tracing::warn!(
+                                "--exec '{}' ended with {} after acknowledging every record{stderr}",
+                                self.command,
+                                child::describe_status(status)
+                            );
+                        }
+                        self.finished = true;
+                    }
+                    Some(msg) => self.fail(msg),
+                }
+            }
+            Some(Inner::Drained) => {
+                if self.order.is_empty() {
+                    self.finished = true;
+                } else {
+                    let n = self.order.len();
+                    self.fail(format!(
+                        "internal error: handler stopped with {n} record(s) unacknowledged"
+                    ));
+                }
+            }
+            None => self.fail("internal error: the handler's tasks ended without a reason".into()),
+        }
+    }
+
+    fn acked(&mut self, n: usize) {
+        if n > self.order.len() {
+            let sent = self.order.len();
+            self.fail(format!(
+                "--exec '{}': the handler printed more lines on its stdout than records it was \
+                 sent ({n} lines, {sent} record(s) waiting); each stdout line acknowledges one \
+                 record, so print exactly one line per record after handling it and send logs \
+                 and other output to stderr (>&2)",
+                self.command
+            ));
+            return;
+        }
+        // One Ack per partition, with the highest offset acknowledged (records of a
+        // partition are sent in offset order, so the last one seen is the highest).
+        let mut acks: Vec<Ack> = Vec::new();
+        for (partition, offset) in self.order.drain(..n) {
+            match acks.iter_mut().find(|a| a.partition == partition) {
+                Some(a) => a.offset = offset,
+                None => acks.push(Ack { partition, offset }),
+            }
+        }
+        self.pending.extend(acks.into_iter().map(HandlerEvent::Ack));
+    }
+}
+
+impl Drop for Handler {
+    /// A handler process never outlives its Handler (error paths of the worker included).
+    fn drop(&mut self) {
+        if self.group.is_running() {
+            self.group.kill();
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
