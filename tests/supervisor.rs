@@ -295,14 +295,100 @@ fn a_crash_looping_worker_spends_the_budget_and_exits_1_naming_the_slot() {
 #[test]
 fn a_sigkilled_supervisor_leaves_no_worker_behind() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "2"]);
-    let a = run.wait_joined(0, 0, JOIN).1;
-    let b = run.wait_joined(0, 1, JOIN).1;
-    assert!(alive(a) && alive(b));
+    // `cat` acknowledges every record by echoing it: a long-running handler.
+    let mut run = Run::start(&t, &g, &["-w", "2", "--exec", "cat"]);
+    run.wait_joined(0, 0, JOIN);
+    run.wait_joined(0, 1, JOIN);
+    let tree = descendants(run.pid());
+    assert!(tree.len() >= 4, "2 workers and their handlers: {tree:?}");
     run.signal(Signal::SIGKILL);
     run.wait_exit(Duration::from_secs(5));
-    let left = wait_dead(&[a, b], Duration::from_secs(2));
-    assert!(left.is_empty(), "workers outlived the supervisor: {left:?}");
+    let left = wait_dead(&tree, Duration::from_secs(2));
+    assert!(
+        left.is_empty(),
+        "outlived the supervisor: {left:?} of {tree:?}"
+    );
+}
+
+/// Every process below `pid`, from /proc.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for k in kids
+                .split_whitespace()
+                .filter_map(|k| k.parse::<i32>().ok())
+            {
+                out.push(k);
+                todo.push(k);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn records_reach_stdout_through_the_workers() {
+    let (t, g) = names();
+    let brokers = common::brokers();
+    // size the topic (2 partitions) before producing
+    let plan = common::kswarm()
+        .args(["plan", "-b", &brokers, "-t", &t, "-w", "2", "--apply"])
+        .output()
+        .unwrap();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let lines: String = (0..200).map(|i| format!("rec-{i}\n")).collect();
+    let out = common::kswarm_with_stdin(&["produce", "-b", &brokers, "-t", &t], &lines);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = common::kswarm()
+        .args([
+            "run", "-b", &brokers, "-t", &t, "-g", &g, "-w", "2", "--format", "value",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + JOIN + Duration::from_secs(10);
+    while seen.len() < 200 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                seen.insert(l);
+            }
+            Err(_) => break,
+        }
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(seen.len(), 200, "records seen: {}", seen.len());
+    assert!(seen.contains("rec-0") && seen.contains("rec-199"));
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]
