@@ -516,6 +516,21 @@ fn sd_notify_ready_status_and_stopping() {
         got[..ready_at].iter().any(|m| m.starts_with("STATUS=2/2")),
         "{got:?}"
     );
+    // HUP: RELOADING=1, then READY=1 again once every worker was replaced
+    let before = got.len();
+    run.signal(Signal::SIGHUP);
+    let mut fresh = Vec::new();
+    recv_until(&mut fresh, "RELOADING=1", Duration::from_secs(5));
+    recv_until(&mut fresh, "READY=1", Duration::from_secs(60));
+    run.wait_text(0, Duration::ZERO, "rolling restart done");
+    assert!(
+        fresh
+            .iter()
+            .any(|m| m.lines().any(|l| l.starts_with("MONOTONIC_USEC="))),
+        "RELOADING=1 comes with MONOTONIC_USEC: {fresh:?}"
+    );
+    got.extend(fresh);
+    assert!(got.len() > before);
     run.signal(Signal::SIGTERM);
     recv_until(&mut got, "STOPPING=1", Duration::from_secs(10));
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
