@@ -6,11 +6,14 @@
 //! loop drives everything: a signal thread, and two reader threads per worker
 //! (its report pipe and its stderr) feed one channel of [`Event`]s; the main
 //! thread owns the pure state machine ([`slots::Slots`]), carries out its
-//! actions (spawn, signal, sd_notify, exit) and wakes up for its timers with
-//! `recv_timeout`. Workers are started from the main thread only, because
+//! actions (spawn, signal, evict, sd_notify, exit) and wakes up for its timers
+//! with `recv_timeout`. Workers are started from the main thread only, because
 //! PR_SET_PDEATHSIG fires when the thread that forked them ends.
 //!
 //! Reaping is driven by SIGCHLD: `waitpid(-1, WNOHANG)` until nothing is left.
+//! Each worker leads its own process group (see [`spawn`] for why); a dead
+//! worker's group member is evicted at once ([`evict`]), the one piece of
+//! Kafka traffic the supervisor does, on a thread of its own.
 
 pub mod backoff;
 pub mod evict;
@@ -140,10 +143,8 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                     return finish(outcome, &mut tails, &rx);
                 }
             }
-            if pending.is_empty() && slots.next_deadline().is_some_and(|d| d <= Instant::now()) {
-                pending.extend(slots.tick(Instant::now()));
-            }
         }
+        // Timers that came due while acting (a zero restart delay, say).
         if slots.next_deadline().is_some_and(|d| d <= Instant::now()) {
             pending.extend(slots.tick(Instant::now()));
             continue;
