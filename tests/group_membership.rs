@@ -37,7 +37,10 @@ fn settings(group: &str, topic: &str) -> GroupSettings {
 }
 
 async fn create_topic(topic: &str, partitions: i32) {
-    let client = rskafka::client::ClientBuilder::new(brokers()).build().await.expect("rskafka client");
+    let client = rskafka::client::ClientBuilder::new(brokers())
+        .build()
+        .await
+        .expect("rskafka client");
     client
         .controller_client()
         .expect("controller")
@@ -96,7 +99,10 @@ impl Running {
     async fn leave(self) {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Leave(tx)).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(20), rx).await.expect("leave in time").unwrap();
+        tokio::time::timeout(Duration::from_secs(20), rx)
+            .await
+            .expect("leave in time")
+            .unwrap();
     }
 
     async fn commit(&self, offs: Vec<(i32, i64)>) -> Result<(), GroupError> {
@@ -134,7 +140,12 @@ impl Peer {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap();
                 if let Some(a) = v.get("assigned") {
-                    let parts = a.as_array().unwrap().iter().map(|x| x.as_i64().unwrap() as i32).collect();
+                    let parts = a
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_i64().unwrap() as i32)
+                        .collect();
                     *l2.lock().unwrap() = Some(parts);
                 } else if v.get("revoked").is_some() {
                     *l2.lock().unwrap() = None;
@@ -179,7 +190,12 @@ fn is_partition(owners: &[Vec<i32>], n: i32) -> bool {
 
 /// Wait until the in-process members (all in one generation) and the peers
 /// own 0..n disjointly, and that holds for `hold`. The time it took.
-async fn settle(members: &[&Running], peers: &[&Peer], n: i32, within: Duration) -> (Duration, Vec<Assigned>) {
+async fn settle(
+    members: &[&Running],
+    peers: &[&Peer],
+    n: i32,
+    within: Duration,
+) -> (Duration, Vec<Assigned>) {
     let start = Instant::now();
     let hold = Duration::from_millis(1500);
     let mut good_since: Option<(Instant, Vec<Assigned>)> = None;
@@ -188,7 +204,9 @@ async fn settle(members: &[&Running], peers: &[&Peer], n: i32, within: Duration)
         let peer_now: Option<Vec<Vec<i32>>> = peers.iter().map(|p| p.current()).collect();
         let ok = match (&now, &peer_now) {
             (Some(ms), Some(ps)) => {
-                let same_gen = ms.windows(2).all(|w| w[0].generation_id == w[1].generation_id);
+                let same_gen = ms
+                    .windows(2)
+                    .all(|w| w[0].generation_id == w[1].generation_id);
                 let mut owners: Vec<Vec<i32>> = ms.iter().map(|a| a.partitions.clone()).collect();
                 owners.extend(ps.iter().cloned());
                 same_gen && is_partition(&owners, n)
@@ -220,7 +238,9 @@ async fn settle(members: &[&Running], peers: &[&Peer], n: i32, within: Duration)
 async fn three_members_share_six_partitions() {
     let (topic, group) = (common::unique("gm-three"), common::unique("g"));
     create_topic(&topic, 6).await;
-    let ms: Vec<Running> = (0..3).map(|_| Running::start(settings(&group, &topic))).collect();
+    let ms: Vec<Running> = (0..3)
+        .map(|_| Running::start(settings(&group, &topic)))
+        .collect();
     let refs: Vec<&Running> = ms.iter().collect();
     let (took, a) = settle(&refs, &[], 6, Duration::from_secs(60)).await;
     eprintln!("3 members settled in {took:?}: {a:?}");
@@ -273,7 +293,11 @@ async fn commit_is_read_back_by_librdkafka() {
         .args(["committed", &common::brokers(), &topic, &group, "3"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["committed"]["0"], 5);
     assert_eq!(v["committed"]["1"], serde_json::Value::Null);
@@ -285,17 +309,34 @@ async fn commit_is_read_back_by_librdkafka() {
 async fn clean_leave_hands_over_quickly() {
     let (topic, group) = (common::unique("gm-leave"), common::unique("g"));
     create_topic(&topic, 4).await;
-    let ms: Vec<Running> = (0..3).map(|_| Running::start(settings(&group, &topic))).collect();
-    settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(60)).await;
+    let ms: Vec<Running> = (0..3)
+        .map(|_| Running::start(settings(&group, &topic)))
+        .collect();
+    settle(
+        &ms.iter().collect::<Vec<_>>(),
+        &[],
+        4,
+        Duration::from_secs(60),
+    )
+    .await;
     let mut ms = ms;
     let gone = ms.remove(0);
     let t = Instant::now();
     gone.leave().await;
     let leaving = t.elapsed();
-    let (took, a) = settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(30)).await;
+    let (took, a) = settle(
+        &ms.iter().collect::<Vec<_>>(),
+        &[],
+        4,
+        Duration::from_secs(30),
+    )
+    .await;
     let took = leaving + took;
     eprintln!("after a clean leave the survivors own everything in {took:?}: {a:?}");
-    assert!(took < SESSION, "handover took {took:?}, not faster than the session timeout");
+    assert!(
+        took < SESSION,
+        "handover took {took:?}, not faster than the session timeout"
+    );
     for m in ms {
         m.leave().await;
     }
@@ -305,14 +346,31 @@ async fn clean_leave_hands_over_quickly() {
 async fn silent_member_expires_after_session_timeout() {
     let (topic, group) = (common::unique("gm-dead"), common::unique("g"));
     create_topic(&topic, 4).await;
-    let ms: Vec<Running> = (0..3).map(|_| Running::start(settings(&group, &topic))).collect();
-    settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(60)).await;
+    let ms: Vec<Running> = (0..3)
+        .map(|_| Running::start(settings(&group, &topic)))
+        .collect();
+    settle(
+        &ms.iter().collect::<Vec<_>>(),
+        &[],
+        4,
+        Duration::from_secs(60),
+    )
+    .await;
     let mut ms = ms;
     ms.remove(0).crash();
     let t = Instant::now();
-    let (took, a) = settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(60)).await;
+    let (took, a) = settle(
+        &ms.iter().collect::<Vec<_>>(),
+        &[],
+        4,
+        Duration::from_secs(60),
+    )
+    .await;
     eprintln!("after a silent death the survivors own everything after {took:?}: {a:?}");
-    assert!(took >= SESSION / 2, "{took:?}: too fast for a member that merely went silent");
+    assert!(
+        took >= SESSION / 2,
+        "{took:?}: too fast for a member that merely went silent"
+    );
     let _ = t;
     for m in ms {
         m.leave().await;
@@ -323,22 +381,43 @@ async fn silent_member_expires_after_session_timeout() {
 async fn evicted_member_is_replaced_quickly() {
     let (topic, group) = (common::unique("gm-evict"), common::unique("g"));
     create_topic(&topic, 4).await;
-    let ms: Vec<Running> = (0..3).map(|_| Running::start(settings(&group, &topic))).collect();
-    settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(60)).await;
+    let ms: Vec<Running> = (0..3)
+        .map(|_| Running::start(settings(&group, &topic)))
+        .collect();
+    settle(
+        &ms.iter().collect::<Vec<_>>(),
+        &[],
+        4,
+        Duration::from_secs(60),
+    )
+    .await;
     let mut ms = ms;
     let dead = ms.remove(0);
     let dead_id = dead.current().unwrap().member_id;
     dead.crash();
     let t = Instant::now();
-    evict(&brokers(), Duration::from_secs(10), &group, &[dead_id], &[]).await.expect("evict");
+    evict(&brokers(), Duration::from_secs(10), &group, &[dead_id], &[])
+        .await
+        .expect("evict");
     let evicting = t.elapsed();
-    let (took, a) = settle(&ms.iter().collect::<Vec<_>>(), &[], 4, Duration::from_secs(30)).await;
+    let (took, a) = settle(
+        &ms.iter().collect::<Vec<_>>(),
+        &[],
+        4,
+        Duration::from_secs(30),
+    )
+    .await;
     let took = evicting + took;
     eprintln!("after evict() the survivors own everything in {took:?}: {a:?}");
-    assert!(took < SESSION, "eviction took {took:?}, not faster than the session timeout");
+    assert!(
+        took < SESSION,
+        "eviction took {took:?}, not faster than the session timeout"
+    );
     // Evicting a member that is already gone is fine.
     let again = a[0].member_id.clone() + "-nobody";
-    evict(&brokers(), Duration::from_secs(10), &group, &[again], &[]).await.expect("evict unknown");
+    evict(&brokers(), Duration::from_secs(10), &group, &[again], &[])
+        .await
+        .expect("evict unknown");
     for m in ms {
         m.leave().await;
     }

@@ -237,6 +237,9 @@ impl Member {
 
     /// What a Join/Sync error code means for the join loop.
     async fn react(&mut self, code: i16, request: &str, new_id: Option<&str>) -> Result<(), Step> {
+        if code != 0 {
+            tracing::debug!(member = %self.member_id, "{request}: {}", code_name(code));
+        }
         match classify(code, request) {
             Class::Ok => Ok(()),
             Class::MemberIdRequired => {
