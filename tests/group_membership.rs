@@ -124,10 +124,22 @@ struct Peer {
 }
 
 impl Peer {
+    /// librdkafka (confluent-kafka) with these assignors.
     fn start(group: &str, topic: &str, assignors: &str) -> Self {
+        Self::spawn("ck_member.py", &[group, topic, assignors])
+    }
+
+    /// kafka-python with the range assignor.
+    fn start_kafka_python(group: &str, topic: &str) -> Self {
+        Self::spawn("kp_member.py", &[group, topic])
+    }
+
+    fn spawn(script: &str, args: &[&str]) -> Self {
+        let (group, topic) = (args[0], args[1]);
         let mut child = Command::new(common::python())
-            .arg(common::repo_root().join("tests/peers/ck_member.py"))
-            .args(["consume", &common::brokers(), topic, group, assignors])
+            .arg(common::repo_root().join("tests/peers").join(script))
+            .args(["consume", &common::brokers(), topic, group])
+            .args(&args[2..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -257,19 +269,47 @@ async fn three_members_share_six_partitions() {
 async fn mixed_group_with_librdkafka() {
     let (topic, group) = (common::unique("gm-mixed"), common::unique("g"));
     create_topic(&topic, 6).await;
-    let a = Running::start(settings(&group, &topic));
+    // librdkafka first, so that it leads: it decodes our subscriptions and
+    // computes the assignment we decode.
     let peer = Peer::start(&group, &topic, "range,roundrobin");
+    settle(&[], &[&peer], 6, Duration::from_secs(60)).await;
+    let a = Running::start(settings(&group, &topic));
     let b = Running::start(settings(&group, &topic));
     let (took, got) = settle(&[&a, &b], &[&peer], 6, Duration::from_secs(60)).await;
     let theirs = peer.current().unwrap();
     eprintln!("2 kswarm + 1 librdkafka settled in {took:?}: {got:?} + {theirs:?}");
     assert_eq!(theirs.len(), 2, "librdkafka got {theirs:?}");
     assert!(got.iter().all(|x| x.partitions.len() == 2), "{got:?}");
+    assert!(
+        got.iter().all(|x| !x.leader),
+        "librdkafka should have stayed the leader: {got:?}"
+    );
     drop(peer);
-    // Without the peer, the two of us own everything again.
-    settle(&[&a, &b], &[], 6, Duration::from_secs(30)).await;
+    // Without the peer, the two of us own everything again (one of us leads).
+    let (_, got) = settle(&[&a, &b], &[], 6, Duration::from_secs(30)).await;
+    assert_eq!(got.iter().filter(|x| x.leader).count(), 1, "{got:?}");
     a.leave().await;
     b.leave().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn mixed_group_with_kafka_python_and_librdkafka() {
+    let (topic, group) = (common::unique("gm-kp"), common::unique("g"));
+    create_topic(&topic, 5).await;
+    let a = Running::start(settings(&group, &topic));
+    let kp = Peer::start_kafka_python(&group, &topic);
+    let ck = Peer::start(&group, &topic, "range");
+    let (took, got) = settle(&[&a], &[&kp, &ck], 5, Duration::from_secs(90)).await;
+    let (theirs_kp, theirs_ck) = (kp.current().unwrap(), ck.current().unwrap());
+    eprintln!("kswarm + kafka-python + librdkafka settled in {took:?}: {got:?} + {theirs_kp:?} + {theirs_ck:?}");
+    // range over 5 partitions and 3 members: sizes 2, 2, 1.
+    let mut sizes = vec![got[0].partitions.len(), theirs_kp.len(), theirs_ck.len()];
+    sizes.sort();
+    assert_eq!(sizes, vec![1, 2, 2]);
+    drop(kp);
+    drop(ck);
+    settle(&[&a], &[], 5, Duration::from_secs(30)).await;
+    a.leave().await;
 }
 
 #[tokio::test(flavor = "current_thread")]
