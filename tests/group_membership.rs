@@ -462,3 +462,39 @@ async fn evicted_member_is_replaced_quickly() {
         m.leave().await;
     }
 }
+
+/// Commits and generations: a commit right after the rebalance notice (the
+/// eager "commit on revoke") and a commit from a member the group moved on
+/// without (must be `Rebalance`, never a silent success).
+#[tokio::test(flavor = "current_thread")]
+async fn commit_with_stale_generation_is_refused() {
+    let (topic, group) = (common::unique("gm-gen"), common::unique("g"));
+    create_topic(&topic, 2).await;
+    let mut a = Member::connect(settings(&group, &topic)).await.unwrap();
+    let first = a.join().await.unwrap();
+    assert_eq!(first.partitions, vec![0, 1]);
+    a.commit(&[(0, 1)])
+        .await
+        .expect("commit in a stable generation");
+
+    let b = Running::start(settings(&group, &topic));
+    tokio::time::timeout(Duration::from_secs(20), a.rebalance_needed())
+        .await
+        .expect("a hears of the rebalance")
+        .expect("no heartbeat failure");
+    let on_revoke = a.commit(&[(0, 2)]).await;
+    eprintln!("commit after the rebalance notice, before rejoining: {on_revoke:?}");
+
+    // a never rejoins: the group goes on without it.
+    settle(&[&b], &[], 2, Duration::from_secs(60)).await;
+    let stale = a.commit(&[(0, 3)]).await;
+    assert!(
+        matches!(stale, Err(GroupError::Rebalance)),
+        "stale commit: {stale:?}"
+    );
+    let got = a.committed(&[0]).await.unwrap();
+    let expected = if on_revoke.is_ok() { 2 } else { 1 };
+    assert_eq!(got[&0], Some(expected));
+    drop(a);
+    b.leave().await;
+}

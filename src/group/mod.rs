@@ -81,3 +81,44 @@ pub enum GroupError {
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::{Assignor, WorkerConfig};
+    use clap::Parser;
+
+    fn worker(extra: &[&str]) -> WorkerConfig {
+        let mut args = vec![
+            "kswarm", "worker", "-b", "h:1", "-t", "logs", "-g", "grp", "--slot", "3",
+        ];
+        args.extend_from_slice(extra);
+        let Command::Worker(w) = Cli::try_parse_from(args).unwrap().command else {
+            unreachable!()
+        };
+        WorkerConfig::from_args(&w).unwrap()
+    }
+
+    #[test]
+    fn settings_from_worker_flags() {
+        let s = GroupSettings::from_worker(&worker(&[
+            "--session-timeout",
+            "6s",
+            "--heartbeat-interval",
+            "500ms",
+            "--assignor",
+            "roundrobin,range",
+        ]));
+        assert_eq!(s.brokers, vec!["h:1"]);
+        assert_eq!((s.group.as_str(), s.topic.as_str()), ("grp", "logs"));
+        assert_eq!(s.session_timeout, Duration::from_secs(6));
+        assert_eq!(s.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(s.assignors, vec![Assignor::RoundRobin, Assignor::Range]);
+        assert_eq!(s.instance_id, None);
+        assert!(s.client_id.contains('3'));
+
+        let s = GroupSettings::from_worker(&worker(&["--static-membership"]));
+        assert_eq!(s.instance_id.as_deref(), Some("grp-3"));
+    }
+}
