@@ -21,6 +21,9 @@ use crate::wire::{ApiKey, BrokerConn, WireError};
 const STATIC_HINT: &str =
     "--static-membership needs a broker with JoinGroup v5+ (Kafka 2.3 or later); run without --static-membership";
 
+/// See the follower branch of `join_once`.
+const FOLLOWER_SYNC_DELAY: Duration = Duration::from_millis(100);
+
 /// How one try of a multi-step operation ended.
 enum Step {
     /// Go again at once (new member id, rebalance under way).
@@ -203,6 +206,12 @@ impl Member {
             "joined; syncing"
         );
 
+        if !leader {
+            // Let the leader's SyncGroup (with the assignment) land first: a
+            // follower's SyncGroup that arrives before it is parked by some
+            // brokers (tansu polls once a second); Kafka answers either way.
+            tokio::time::sleep(FOLLOWER_SYNC_DELAY).await;
+        }
         let args = gm::SyncArgs {
             group: &group,
             generation_id: ans.generation_id,
@@ -227,11 +236,13 @@ impl Member {
                 self.s.group, self.s.topic
             ))
         })?;
+        let partitions = assignment.partitions_of(&self.s.topic);
+        tracing::debug!(member = %ans.member_id, generation = ans.generation_id, ?partitions, "synced");
         Ok(Assigned {
             generation_id: ans.generation_id,
             member_id: ans.member_id,
             leader,
-            partitions: assignment.partitions_of(&self.s.topic),
+            partitions,
         })
     }
 
