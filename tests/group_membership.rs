@@ -292,6 +292,45 @@ async fn mixed_group_with_librdkafka() {
     b.leave().await;
 }
 
+/// The coordinator picks the one assignor every member offers (roundrobin,
+/// not our first choice range) and we take part in it. (tansu fixes the
+/// protocol from the first member: a member offering only roundrobin to a
+/// group formed by a range-first member gets INCONSISTENT_GROUP_PROTOCOL,
+/// where Kafka would rebalance onto roundrobin; so the peer comes first here.)
+#[tokio::test(flavor = "current_thread")]
+async fn common_assignor_is_chosen() {
+    let (topic, group) = (common::unique("gm-rr"), common::unique("g"));
+    create_topic(&topic, 4).await;
+    let peer = Peer::start(&group, &topic, "roundrobin");
+    settle(&[], &[&peer], 4, Duration::from_secs(60)).await;
+    let a = Running::start(settings(&group, &topic)); // offers range, roundrobin
+    let (_, got) = settle(&[&a], &[&peer], 4, Duration::from_secs(60)).await;
+    let theirs = peer.current().unwrap();
+    eprintln!("roundrobin: ours {got:?}, librdkafka {theirs:?}");
+    // Member ids sort "kswarm-test-.." before librdkafka's "rdkafka-..":
+    // roundrobin deals 0 and 2 to us (range would give us 0 and 1).
+    assert_eq!(got[0].partitions, vec![0, 2]);
+    assert_eq!(theirs, vec![1, 3]);
+    drop(peer);
+    a.leave().await;
+}
+
+/// Our leader runs the assignor the coordinator chose.
+#[tokio::test(flavor = "current_thread")]
+async fn our_leader_runs_roundrobin() {
+    let (topic, group) = (common::unique("gm-rr2"), common::unique("g"));
+    create_topic(&topic, 4).await;
+    let mut s = settings(&group, &topic);
+    s.assignors = vec![Assignor::RoundRobin];
+    let (a, b) = (Running::start(s.clone()), Running::start(s));
+    let (_, got) = settle(&[&a, &b], &[], 4, Duration::from_secs(60)).await;
+    let mut parts: Vec<Vec<i32>> = got.iter().map(|x| x.partitions.clone()).collect();
+    parts.sort();
+    assert_eq!(parts, vec![vec![0, 2], vec![1, 3]], "{got:?}");
+    a.leave().await;
+    b.leave().await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn mixed_group_with_kafka_python_and_librdkafka() {
     let (topic, group) = (common::unique("gm-kp"), common::unique("g"));
