@@ -8,6 +8,26 @@
 //! - [`heartbeat`]: the background heartbeat task of the current generation.
 //! - [`coordinator`]: bootstrap, FindCoordinator, retry pacing; [`evict`].
 //! - [`errors`]: what each Kafka error code means for a member.
+//!
+//! A worker drives a [`Member`] like this (eager protocol: everything is
+//! revoked at each rebalance):
+//!
+//! ```text
+//! let mut m = Member::connect(GroupSettings::from_worker(&cfg)).await?;
+//! loop {
+//!     let a = m.join().await?;                 // a.partitions: ours for a.generation_id
+//!     let start = m.committed(&a.partitions).await?;
+//!     loop {
+//!         tokio::select! {
+//!             r = m.rebalance_needed() => { r?; break; }   // cancel-safe
+//!             .. fetch, hand to the handler, then m.commit(&acked).await
+//!                (Err(GroupError::Rebalance) => break) ..
+//!         }
+//!     }
+//!     m.commit(&acked).await.ok();             // commit on revoke, then rejoin
+//! }
+//! // on shutdown: m.commit(..), then m.leave()
+//! ```
 
 pub mod coordinator;
 pub mod errors;
