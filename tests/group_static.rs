@@ -4,7 +4,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use kswarm::config::Assignor;
-use kswarm::group::{GroupSettings, Member};
+use kswarm::group::{evict, GroupSettings, Member};
 
 fn brokers() -> Vec<String> {
     common::brokers().split(',').map(str::to_string).collect()
@@ -94,4 +94,65 @@ async fn restarted_static_member_gets_its_partitions_back() {
     assert_eq!(b_now.generation_id, back.generation_id);
     b_task.abort();
     again.leave().await.unwrap();
+}
+
+/// evict() by group instance id (LeaveGroup v3+ members[]) makes the group
+/// drop a crashed static member. (On tansu this is no faster than the
+/// session timeout, and evicting the static *leader* leaves the group stuck
+/// until that instance rejoins; so the follower is evicted here.)
+#[tokio::test(flavor = "current_thread")]
+async fn evicting_a_static_member_by_instance_id() {
+    let (topic, group) = (common::unique("gs-ev"), common::unique("g"));
+    create_topic(&topic, 4).await;
+    let mut a = Member::connect(settings(&group, &topic, &format!("{group}-0")))
+        .await
+        .unwrap();
+    let mut b = Member::connect(settings(&group, &topic, &format!("{group}-1")))
+        .await
+        .unwrap();
+    let (ja, jb) = tokio::join!(a.join(), b.join());
+    let (ja, jb) = (ja.unwrap(), jb.unwrap());
+    assert_eq!(
+        (ja.partitions.clone(), jb.partitions.clone()),
+        (vec![0, 1], vec![2, 3])
+    );
+    let (mut keep, gone, gone_instance) = if ja.leader {
+        (a, b, format!("{group}-1"))
+    } else {
+        (b, a, format!("{group}-0"))
+    };
+
+    let (tx, mut joins) = tokio::sync::mpsc::unbounded_channel();
+    let keep_task = tokio::spawn(async move {
+        loop {
+            keep.rebalance_needed().await.unwrap();
+            tx.send(keep.join().await.unwrap()).unwrap();
+        }
+    });
+    drop(gone); // crash
+    let t = Instant::now();
+    evict(
+        &brokers(),
+        Duration::from_secs(10),
+        &group,
+        &[],
+        &[gone_instance],
+    )
+    .await
+    .expect("evict");
+    let got = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let j = joins.recv().await.unwrap();
+            if j.partitions == vec![0, 1, 2, 3] {
+                return j;
+            }
+        }
+    })
+    .await
+    .expect("the survivor takes over");
+    eprintln!(
+        "static evict: the survivor owns everything after {:?}: {got:?}",
+        t.elapsed()
+    );
+    keep_task.abort();
 }
