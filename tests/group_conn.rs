@@ -66,3 +66,28 @@ async fn member_gives_up_on_dead_brokers_naming_them() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn join_on_a_missing_topic_names_it() {
+    let topic = common::unique("gc-missing");
+    let s = kswarm::group::GroupSettings {
+        brokers: common::brokers().split(',').map(str::to_string).collect(),
+        connect_timeout: Duration::from_secs(2),
+        client_id: "t".into(),
+        group: common::unique("g"),
+        topic: topic.clone(),
+        session_timeout: Duration::from_secs(2),
+        rebalance_timeout: Duration::from_secs(2),
+        heartbeat_interval: Duration::from_millis(300),
+        assignors: vec![kswarm::config::Assignor::Range],
+        instance_id: None,
+    };
+    let mut m = kswarm::group::Member::connect(s).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), m.join())
+        .await
+        .expect("join gives up in time")
+        .unwrap_err();
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    assert!(msg.contains("--topic") && msg.contains(&topic), "{msg}");
+}
