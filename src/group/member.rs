@@ -326,8 +326,13 @@ impl Member {
                     counts.insert(topic, n);
                 }
                 Err(code) if topic == self.s.topic => {
+                    let hint = if code == 3 {
+                        " (no such topic: create it, or check --topic)"
+                    } else {
+                        ""
+                    };
                     return Err(Step::Pause(format!(
-                        "Metadata for --topic {topic}: {}",
+                        "Metadata for --topic {topic}: {}{hint}",
                         code_name(code)
                     )));
                 }
