@@ -537,3 +537,27 @@ async fn commit_with_stale_generation_is_refused() {
     drop(a);
     b.leave().await;
 }
+
+/// A member with no assignor in common with the group gets a fatal error
+/// that names --assignor, not an endless retry.
+#[tokio::test(flavor = "current_thread")]
+async fn no_common_assignor_is_fatal_and_names_the_flag() {
+    let (topic, group) = (common::unique("gm-incons"), common::unique("g"));
+    create_topic(&topic, 2).await;
+    let mut rr = settings(&group, &topic);
+    rr.assignors = vec![Assignor::RoundRobin];
+    let a = Running::start(rr);
+    settle(&[&a], &[], 2, Duration::from_secs(30)).await;
+    let mut range_only = settings(&group, &topic);
+    range_only.assignors = vec![Assignor::Range];
+    let mut b = Member::connect(range_only).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), b.join())
+        .await
+        .expect("join answers")
+        .unwrap_err();
+    match &err {
+        GroupError::Fatal(m) => assert!(m.contains("--assignor"), "{m}"),
+        other => panic!("expected Fatal, got {other:?}"),
+    }
+    a.leave().await;
+}
