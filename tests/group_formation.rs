@@ -1,8 +1,9 @@
 //! How fast groups form and heal on the test broker, for choosing timeouts.
 //! Prints its figures (run with --nocapture); the assertions are loose
-//! bounds. Override the timeouts with KSWARM_BENCH="REBALANCE_MS,SESSION_MS".
+//! bounds. Override the timeouts with KSWARM_BENCH="REBALANCE_MS,SESSION_MS[,HEARTBEAT_MS]"
+//! (heartbeat default: a tenth of the session, at most 1 s).
 //!
-//!   KSWARM_BENCH=1000,6000 cargo test --test group_formation -- --nocapture --test-threads=1
+//!   KSWARM_BENCH=3000,6000,250 cargo test --test group_formation -- --nocapture --test-threads=1
 mod common;
 
 use std::collections::BTreeSet;
@@ -13,15 +14,23 @@ use kswarm::group::{evict, Assigned, GroupSettings, Member};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-fn timeouts() -> (Duration, Duration) {
-    let raw = std::env::var("KSWARM_BENCH").unwrap_or_else(|_| "1000,6000".into());
-    let (r, s) = raw
-        .split_once(',')
-        .expect("KSWARM_BENCH=REBALANCE_MS,SESSION_MS");
-    (
-        Duration::from_millis(r.trim().parse().unwrap()),
-        Duration::from_millis(s.trim().parse().unwrap()),
-    )
+fn timeouts() -> (Duration, Duration, Duration) {
+    let raw = std::env::var("KSWARM_BENCH").unwrap_or_else(|_| "3000,6000".into());
+    let ms: Vec<u64> = raw
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .expect("KSWARM_BENCH=REBALANCE_MS,SESSION_MS[,HEARTBEAT_MS]")
+        })
+        .collect();
+    let (r, s) = (Duration::from_millis(ms[0]), Duration::from_millis(ms[1]));
+    let h = ms
+        .get(2)
+        .map_or((s / 10).min(Duration::from_secs(1)), |&h| {
+            Duration::from_millis(h)
+        });
+    (r, s, h)
 }
 
 fn brokers() -> Vec<String> {
@@ -29,7 +38,7 @@ fn brokers() -> Vec<String> {
 }
 
 fn settings(group: &str, topic: &str) -> GroupSettings {
-    let (rebalance, session) = timeouts();
+    let (rebalance, session, heartbeat) = timeouts();
     GroupSettings {
         brokers: brokers(),
         connect_timeout: Duration::from_secs(10),
@@ -38,7 +47,7 @@ fn settings(group: &str, topic: &str) -> GroupSettings {
         topic: topic.into(),
         session_timeout: session,
         rebalance_timeout: rebalance,
-        heartbeat_interval: (session / 10).min(Duration::from_secs(1)),
+        heartbeat_interval: heartbeat,
         assignors: vec![Assignor::Range],
         instance_id: None,
     }
@@ -113,8 +122,10 @@ async fn measure(n: usize, heal: bool) {
     let mut ms: Vec<Running> = (0..n).map(|_| start(settings(&group, &topic))).collect();
     let form = formed(&ms, n as i32, Duration::from_secs(60)).await;
     let _ = t;
-    let (r, s) = timeouts();
-    eprintln!("BENCH members={n} rebalance={r:?} session={s:?}: formed in {form:.2?}");
+    let (r, s, h) = timeouts();
+    eprintln!(
+        "BENCH members={n} rebalance={r:?} session={s:?} heartbeat={h:?}: formed in {form:.2?}"
+    );
     if !heal {
         for m in ms {
             m.leave.send(()).await.unwrap();
@@ -150,7 +161,7 @@ async fn measure(n: usize, heal: bool) {
         .max(t.elapsed());
 
     eprintln!(
-        "BENCH members={n} rebalance={r:?} session={s:?}: survivors own all after leave {leave:.2?}, \
+        "BENCH members={n} rebalance={r:?} session={s:?} heartbeat={h:?}: survivors own all after leave {leave:.2?}, \
          after evict {evicted:.2?}, after silent death {expired:.2?}"
     );
     for m in ms {
