@@ -167,7 +167,9 @@ impl Member {
 
     async fn join_once(&mut self) -> Result<Assigned, Step> {
         let protocols = self.protocols()?;
-        let wait = self.s.rebalance_timeout + self.s.request_timeout();
+        // JoinGroup blocks until the group's members have rejoined: up to the
+        // rebalance timeout on Kafka, half the session timeout on tansu.
+        let wait = self.s.rebalance_timeout.max(self.s.session_timeout) + self.s.request_timeout();
         let (group, instance) = (self.s.group.clone(), self.s.instance_id.clone());
         let member_id = self.member_id.clone();
         let args = gm::JoinArgs {
