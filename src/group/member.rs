@@ -149,6 +149,29 @@ impl Member {
         }
     }
 
+    /// Take over a dead member's place without a rebalance: the classic
+    /// protocol ties a member to its member id and generation, not to a TCP
+    /// connection, so a replacement that starts heartbeating as that member
+    /// before its session expires simply carries on with its partitions.
+    /// If the coordinator has moved on (rebalance, expired session), the
+    /// heartbeat says so and the caller joins as usual.
+    pub fn resume(
+        &mut self,
+        member_id: &str,
+        generation_id: i32,
+        partitions: Vec<i32>,
+    ) -> Assigned {
+        self.member_id = member_id.to_string();
+        self.generation_id = generation_id;
+        self.start_heartbeat();
+        Assigned {
+            generation_id,
+            member_id: member_id.to_string(),
+            leader: false,
+            partitions,
+        }
+    }
+
     fn protocols(&self) -> Result<Vec<(String, Bytes)>, GroupError> {
         let sub = Subscription {
             topics: vec![self.s.topic.clone()],
