@@ -249,7 +249,11 @@ fn a_killed_worker_is_replaced_in_its_slot() {
         took < Duration::from_secs(9),
         "waited for the session timeout? {took:?}"
     );
-    run.wait_text(0, Duration::ZERO, "slot 1: evicted its dead member");
+    run.wait_text(
+        0,
+        Duration::ZERO,
+        "slot 1: the replacement takes over member",
+    );
     assert_ne!(new, old);
     assert!(alive(new));
     run.wait_text(

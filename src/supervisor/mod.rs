@@ -126,7 +126,14 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                     if !slots.is_due(slot) {
                         continue; // asked twice in one batch; already started
                     }
-                    match spawn::spawn(&exe, &args, slot, log_level) {
+                    let resume = slots.take_resume(slot);
+                    if let Some(m) = &resume {
+                        info!(
+                            "slot {slot}: the replacement takes over member {} (generation {}, partitions {:?})",
+                            m.member_id, m.generation, m.partitions
+                        );
+                    }
+                    match spawn::spawn(&exe, &args, slot, resume.as_ref(), log_level) {
                         Ok(w) => {
                             read_worker(&tx, slot, w.pid, w.reports, w.stderr);
                             pending.extend(slots.spawned(slot, w.pid, now));

@@ -124,6 +124,10 @@ pub struct Slot {
     pub last_fatal: Option<String>,
     /// The group member id of the current process, from its last `Joined`.
     pub member_id: Option<String>,
+    /// The membership a crashed process held: its replacement takes it over
+    /// (same member id, generation and partitions, no rebalance) if the
+    /// coordinator has not moved on yet.
+    pub resume: Option<Membership>,
     /// Records acknowledged, from the last `Alive` report.
     pub records: u64,
 }
@@ -137,6 +141,7 @@ impl Slot {
             last_exit: None,
             last_fatal: None,
             member_id: None,
+            resume: None,
             records: 0,
         }
     }
@@ -291,6 +296,12 @@ impl Slots {
         self.slots.iter().position(|s| s.state.pid() == Some(pid))
     }
 
+    /// The membership the next process of `slot` should take over, if any
+    /// (taken: a later start joins afresh).
+    pub fn take_resume(&mut self, slot: u32) -> Option<Membership> {
+        self.slots.get_mut(slot as usize)?.resume.take()
+    }
+
     /// Whether `slot` waits to be started (a `Spawn` for it is still wanted).
     pub fn is_due(&self, slot: u32) -> bool {
         !self.is_shutting_down()
@@ -341,8 +352,11 @@ impl Slots {
                         .silence_deadline(&slot.state)
                         .is_some_and(|d| d <= now) =>
                 {
-                    let why = match slot.state {
-                        SlotState::Running { .. } => "--hang-timeout",
+                    let why = match &slot.state {
+                        SlotState::Running { member, .. } => {
+                            slot.resume = Some(member.clone());
+                            "--hang-timeout"
+                        }
                         _ => "while joining the group",
                     };
                     error!(
@@ -513,17 +527,31 @@ impl Slots {
             return Vec::new();
         };
         self.slots[i].last_exit = Some(exit);
-        // Exit 0 means it left the group itself; anything else may leave a
+        let state = self.slots[i].state.clone();
+        // Exit 0 means it left the group itself. Anything else leaves a
         // member behind that would hold its partitions until its session
-        // timeout. (Evicting one that did leave is harmless.)
-        let evict = match &self.slots[i].member_id {
-            Some(m) if !exit.success() => vec![Action::Evict {
+        // timeout: a member in good standing is taken over by the
+        // replacement; any other (mid-rebalance, or no replacement coming)
+        // is evicted at once. (Evicting one that did leave is harmless.)
+        let shutting = self.is_shutting_down();
+        let takeover = match &state {
+            SlotState::Running { member, .. } if !exit.success() && !shutting => {
+                Some(member.clone())
+            }
+            SlotState::Stopping {
+                reason: StopReason::Hung,
+                ..
+            } if !shutting => self.slots[i].resume.take(),
+            _ => None,
+        };
+        let evict = match (&takeover, &self.slots[i].member_id) {
+            (None, Some(m)) if !exit.success() => vec![Action::Evict {
                 slot: i as u32,
                 member_id: m.clone(),
             }],
             _ => Vec::new(),
         };
-        let state = self.slots[i].state.clone();
+        self.slots[i].resume = takeover;
         let mut out = evict;
         out.extend(match state {
             SlotState::Starting { since, .. } | SlotState::Running { since, .. } => {
@@ -1186,6 +1214,10 @@ mod tests {
         assert_eq!(signals(&a), vec![(101, Sig::Kill)]);
         let a = s.exited(101, Exit::Signal(9), t0 + Duration::from_secs(6));
         assert!(exit_of(&a).is_none());
+        assert_eq!(
+            s.take_resume(1).map(|m| m.member_id),
+            Some("m-1".to_string())
+        );
         assert!(matches!(s.slots()[1].state, SlotState::Backoff { .. }));
         assert_eq!(s.slots()[1].restarts, 1);
         // a worker still joining gets the longer join allowance
@@ -1251,11 +1283,36 @@ mod tests {
     fn a_member_that_died_is_evicted_one_that_left_is_not() {
         let t0 = Instant::now();
         let mut s = started(2, 10, t0);
+        // a member in good standing is taken over by the replacement, not evicted
         let a = s.exited(101, Exit::Signal(9), t0);
+        assert!(
+            !a.iter().any(|a| matches!(a, Action::Evict { .. })),
+            "{a:?}"
+        );
+        let r = s.take_resume(1).expect("take over");
+        assert_eq!(
+            (r.member_id.as_str(), r.generation, r.partitions),
+            ("m-1", 1, vec![1])
+        );
+        assert_eq!(s.take_resume(1), None, "only once");
+        // one that was rebalancing (revoked) is evicted
+        s.tick(t0 + Duration::from_secs(1));
+        s.spawned(1, 201, t0 + Duration::from_secs(1));
+        s.report(1, 201, joined(2, &[1]), t0 + Duration::from_secs(1));
+        s.report(
+            1,
+            201,
+            Report::Revoked {
+                partitions: vec![1],
+            },
+            t0 + Duration::from_secs(1),
+        );
+        let a = s.exited(201, Exit::Code(1), t0 + Duration::from_secs(1));
         assert!(a.contains(&Action::Evict {
             slot: 1,
-            member_id: "m-1".into()
+            member_id: "m-2".into()
         }));
+        assert_eq!(s.take_resume(1), None);
         let a = s.shutdown(t0);
         assert!(!a.iter().any(|a| matches!(a, Action::Evict { .. })));
         let a = s.exited(100, Exit::Code(0), t0);

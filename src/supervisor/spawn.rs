@@ -18,6 +18,7 @@ use std::process::{ChildStderr, Command, Stdio};
 
 use clap::{Args, CommandFactory as _};
 
+use super::slots::Membership;
 use crate::cli::{RunArgs, WorkerArgs};
 
 /// The fd number on which a worker finds its report pipe.
@@ -32,7 +33,7 @@ pub struct Spawned {
 
 /// `worker --slot S --report-fd 3` plus the connect, topic and consume flags
 /// of `run` (not the sizing, budget or hang flags, which are the supervisor's).
-pub fn worker_argv(run: &RunArgs, slot: u32) -> Vec<OsString> {
+pub fn worker_argv(run: &RunArgs, slot: u32, resume: Option<&Membership>) -> Vec<OsString> {
     let c = &run.consume;
     let mut v: Vec<OsString> = Vec::new();
     let mut flag = |name: &str, value: &str| {
@@ -69,6 +70,12 @@ pub fn worker_argv(run: &RunArgs, slot: u32) -> Vec<OsString> {
     }
     flag("--slot", &slot.to_string());
     flag("--report-fd", &REPORT_FD.to_string());
+    if let Some(m) = resume {
+        flag("--resume-member-id", &m.member_id);
+        flag("--resume-generation", &m.generation.to_string());
+        let parts: Vec<String> = m.partitions.iter().map(i32::to_string).collect();
+        flag("--resume-partitions", &parts.join(","));
+    }
     if c.static_membership {
         v.push("--static-membership".into());
     }
@@ -101,7 +108,13 @@ fn worker_flag_env_vars() -> Vec<String> {
 
 /// Start the worker for `slot`. Call from the main thread only: the
 /// parent-death signal fires when the *thread* that forked the child ends.
-pub fn spawn(exe: &Path, run: &RunArgs, slot: u32, log_level: &str) -> io::Result<Spawned> {
+pub fn spawn(
+    exe: &Path,
+    run: &RunArgs,
+    slot: u32,
+    resume: Option<&Membership>,
+    log_level: &str,
+) -> io::Result<Spawned> {
     // O_CLOEXEC on both ends: no other child (a later worker) inherits them.
     let (read_end, write_end): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
@@ -109,7 +122,7 @@ pub fn spawn(exe: &Path, run: &RunArgs, slot: u32, log_level: &str) -> io::Resul
     let supervisor = std::process::id();
 
     let mut cmd = Command::new(exe);
-    cmd.args(worker_argv(run, slot))
+    cmd.args(worker_argv(run, slot, resume))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
@@ -207,7 +220,7 @@ mod tests {
         let crate::cli::Command::Run(run) = cli.command else {
             panic!()
         };
-        let argv = worker_argv(&run, 2);
+        let argv = worker_argv(&run, 2, None);
         let s: Vec<String> = argv
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -246,6 +259,38 @@ mod tests {
         assert_eq!((w.slot, w.report_fd), (2, Some(3)));
         assert_eq!(w.consume.exec.as_deref(), Some("cat -n"));
         assert!(w.consume.static_membership);
+
+        // a replacement that takes over a dead member
+        let m = Membership {
+            member_id: "kswarm-2-abc".into(),
+            generation: 7,
+            partitions: vec![0, 3],
+        };
+        let mut full = vec![std::ffi::OsString::from("kswarm")];
+        full.extend(worker_argv(&run, 2, Some(&m)));
+        let parsed = crate::cli::Cli::try_parse_from(full).expect("resume argv parses");
+        let crate::cli::Command::Worker(w) = parsed.command else {
+            panic!()
+        };
+        let cfg = crate::config::WorkerConfig::from_args(&w).unwrap();
+        let r = cfg.resume.expect("resume");
+        assert_eq!(
+            (r.member_id.as_str(), r.generation, r.partitions),
+            ("kswarm-2-abc", 7, vec![0, 3])
+        );
+        // no partitions is still a valid take-over
+        let m = Membership {
+            partitions: vec![],
+            ..m
+        };
+        let mut full = vec![std::ffi::OsString::from("kswarm")];
+        full.extend(worker_argv(&run, 2, Some(&m)));
+        let parsed = crate::cli::Cli::try_parse_from(full).expect("empty partitions parse");
+        let crate::cli::Command::Worker(w) = parsed.command else {
+            panic!()
+        };
+        let cfg = crate::config::WorkerConfig::from_args(&w).unwrap();
+        assert_eq!(cfg.resume.unwrap().partitions, Vec::<i32>::new());
     }
 
     #[test]
