@@ -21,6 +21,8 @@ const JOIN: Duration = Duration::from_secs(30);
 struct Run {
     child: Child,
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    /// Record lines on stdout (the stdout handler).
+    out: Arc<Mutex<Vec<String>>>,
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -51,12 +53,21 @@ impl Run {
         cmd.args(["run", "-b", &brokers, "-t", topic, "-g", group])
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start kswarm run");
+        let stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let records = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                records.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = log.clone();
@@ -69,7 +80,20 @@ impl Run {
                 cv.notify_all();
             }
         });
-        Run { child, log }
+        Run { child, log, out }
+    }
+
+    /// Wait until `n` distinct record lines arrived on stdout.
+    fn wait_records(&self, n: usize, within: Duration) -> std::collections::BTreeSet<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen: std::collections::BTreeSet<String> =
+                self.out.lock().unwrap().iter().cloned().collect();
+            if seen.len() >= n || Instant::now() >= deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn pid(&self) -> i32 {
@@ -556,4 +580,43 @@ fn a_second_interrupt_kills_at_once() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert!(st.code().is_some() && st.code() != Some(0), "{st:?}");
     assert!(wait_dead(&[pid], Duration::from_secs(2)).is_empty());
+}
+
+fn produce(topic: &str, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let out = common::kswarm_with_stdin(&["produce", "-b", &common::brokers(), "-t", topic], &text);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_replacement_of_a_killed_worker_consumes_its_partitions() {
+    let (t, g) = names();
+    let mut run = Run::start(&t, &g, &["-w", "2", "--format", "value"]);
+    run.wait_text(0, JOIN, "all 2 workers joined");
+    let before: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
+    produce(&t, &before);
+    assert_eq!(run.wait_records(100, Duration::from_secs(20)).len(), 100);
+
+    let (i, old) = run.wait_joined(0, 1, Duration::ZERO);
+    let t0 = Instant::now();
+    kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
+    let (_, new) = run.wait_joined(i + 1, 1, JOIN);
+    assert_ne!(new, old);
+    // records on every partition, the dead worker's included, flow again
+    let after: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
+    produce(&t, &after);
+    let seen = run.wait_records(200, Duration::from_secs(20));
+    let took = t0.elapsed();
+    eprintln!("SIGKILL -> 100 new records consumed on all partitions: {took:?}");
+    let missing: Vec<&String> = after.iter().filter(|a| !seen.contains(*a)).collect();
+    assert!(
+        missing.is_empty(),
+        "not consumed after the restart: {missing:?}"
+    );
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
