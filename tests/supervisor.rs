@@ -620,3 +620,59 @@ fn the_replacement_of_a_killed_worker_consumes_its_partitions() {
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
+
+#[test]
+fn a_closed_stdout_stops_kswarm_cleanly() {
+    // `kswarm run | head -n 1`
+    let (t, g) = names();
+    let brokers = common::brokers();
+    let plan = common::kswarm()
+        .args(["plan", "-b", &brokers, "-t", &t, "-w", "2", "--apply"])
+        .output()
+        .unwrap();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    produce(&t, &["first".to_string()]);
+    let mut child = common::kswarm()
+        .args([
+            "run", "-b", &brokers, "-t", &t, "-g", &g, "-w", "2", "--format", "value",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        use std::io::Read;
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first.trim(), "first");
+    drop(out); // the reader goes away
+               // more records: writing them tells the workers
+    let more: Vec<String> = (0..50).map(|i| format!("more-{i}")).collect();
+    produce(&t, &more);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kswarm kept running with its stdout closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = strip_ansi(&log.join().unwrap());
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("stdout closed; stopping"), "{log}");
+    assert!(!log.contains("restart 1 in"), "no restarts: {log}");
+}

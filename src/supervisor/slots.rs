@@ -26,6 +26,10 @@ use crate::report::Report;
 
 pub type Pid = i32;
 
+/// The `Stopping` reason of a worker whose stdout (the stdout handler's
+/// output) was closed by its reader.
+pub const OUTPUT_CLOSED: &str = "stdout closed";
+
 /// How a worker process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -124,6 +128,8 @@ pub struct Slot {
     pub last_fatal: Option<String>,
     /// The group member id of the current process, from its last `Joined`.
     pub member_id: Option<String>,
+    /// The reason the current process gave in its `Stopping` report.
+    pub stopping: Option<String>,
     /// The membership a crashed process held: its replacement takes it over
     /// (same member id, generation and partitions, no rebalance) if the
     /// coordinator has not moved on yet.
@@ -142,6 +148,7 @@ impl Slot {
             last_fatal: None,
             member_id: None,
             resume: None,
+            stopping: None,
             records: 0,
         }
     }
@@ -410,6 +417,7 @@ impl Slots {
         let i = slot as usize;
         info!("slot {slot} pid {pid} started");
         self.slots[i].member_id = None;
+        self.slots[i].stopping = None;
         self.slots[i].state = SlotState::Starting {
             pid,
             since: now,
@@ -511,6 +519,7 @@ impl Slots {
             }
             Report::Stopping { reason } => {
                 info!("slot {slot} pid {pid} stopping: {reason}");
+                s.stopping = Some(reason);
                 Vec::new()
             }
             Report::Fatal { message } => {
@@ -559,6 +568,13 @@ impl Slots {
                     info!("slot {i} pid {pid} ended with {exit}");
                     self.slots[i].state = SlotState::Retired;
                     Vec::new()
+                } else if exit.success() && self.slots[i].stopping.as_deref() == Some(OUTPUT_CLOSED)
+                {
+                    // `kswarm run | head`: whoever reads the records is gone;
+                    // restarting cannot help. Stop everyone, cleanly.
+                    info!("slot {i} pid {pid}: stdout closed; stopping");
+                    self.slots[i].state = SlotState::Retired;
+                    self.shutdown(now)
                 } else {
                     error!("slot {i} pid {pid} ended unexpectedly with {exit}");
                     self.crashed(i, Some(exit), since, now)
@@ -1327,6 +1343,37 @@ mod tests {
             !a.iter().any(|a| matches!(a, Action::Evict { .. })),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn closed_stdout_stops_everyone_cleanly() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        s.report(
+            0,
+            100,
+            Report::Stopping {
+                reason: OUTPUT_CLOSED.into(),
+            },
+            t0,
+        );
+        let a = s.exited(100, Exit::Code(0), t0);
+        assert_eq!(signals(&a), vec![(101, Sig::Term)]);
+        assert!(spawns(&a).is_empty());
+        let out = exit_of(&s.exited(101, Exit::Code(0), t0)).unwrap();
+        assert_eq!(out.code, 0);
+        // an exit 0 for any other reason is restarted
+        let mut s = started(1, 10, t0);
+        s.report(
+            0,
+            100,
+            Report::Stopping {
+                reason: "other".into(),
+            },
+            t0,
+        );
+        s.exited(100, Exit::Code(0), t0);
+        assert!(matches!(s.slots()[0].state, SlotState::Backoff { .. }));
     }
 
     #[test]
