@@ -208,9 +208,9 @@ pub struct StatusArgs {
     #[arg(short = 'g', long, env = "KSWARM_GROUP")]
     pub group: String,
 
-    /// Topic (default: every topic the group has committed offsets for).
+    /// Topic whose partitions to show.
     #[arg(short = 't', long, env = "KSWARM_TOPIC")]
-    pub topic: Option<String>,
+    pub topic: String,
 
     /// Print JSON instead of a table.
     #[arg(long)]
