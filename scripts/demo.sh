@@ -31,7 +31,7 @@ echo "== run: one worker per core; the handler appends each record to a file and
 "$KSWARM" run --format value --exec "while IFS= read -r line; do printf '%s\n' \"\$line\" >> '$OUT'/seen.\$KSWARM_WORKER; echo ok; done" &
 RUN_PID=$!
 for _ in $(seq 1 600); do
-  n=$(cat "$OUT"/seen.* 2>/dev/null | wc -l)
+  n=$( (cat "$OUT"/seen.* 2>/dev/null || true) | wc -l)
   [[ "$n" -ge "$LINES" ]] && break
   sleep 0.2
 done
