@@ -31,7 +31,9 @@ fn seen_on_stdout(procs: &[&Proc]) -> Vec<Seen> {
 fn wait_values(procs: &[&Proc], prefix: &str, n: usize, timeout: Duration) {
     wait_for(timeout, &format!("all {n} records {prefix}-*"), || {
         let t = tally(&seen_on_stdout(procs));
-        support::missing(&t.values, prefix, n).is_empty().then_some(())
+        support::missing(&t.values, prefix, n)
+            .is_empty()
+            .then_some(())
     });
 }
 
@@ -92,8 +94,16 @@ fn one_worker_reads_everything_once_in_order_and_commits_the_end_on_term() {
 
     w.signal(Signal::SIGTERM);
     let st = w.wait(Duration::from_secs(20));
-    assert!(st.success(), "exit after TERM: {st:?}; stderr: {}", w.stderr_text());
-    assert_eq!(committed(&b, &topic, &group, 2), end, "committed offsets after TERM");
+    assert!(
+        st.success(),
+        "exit after TERM: {st:?}; stderr: {}",
+        w.stderr_text()
+    );
+    assert_eq!(
+        committed(&b, &topic, &group, 2),
+        end,
+        "committed offsets after TERM"
+    );
 }
 
 /// A confluent-kafka consumer printing its assignment and every record as JSON lines.
@@ -165,7 +175,9 @@ fn two_workers_and_a_librdkafka_consumer_split_the_partitions_and_lose_nothing()
     wait_for(LONG, "all 2000 records across the 3 members", || {
         let seen: Vec<Seen> = seen_on_stdout(&[&w0, &w1, &ck]);
         let t = tally(&seen);
-        support::missing(&t.values, "m", 2000).is_empty().then_some(())
+        support::missing(&t.values, "m", 2000)
+            .is_empty()
+            .then_some(())
     });
     let seen = seen_on_stdout(&[&w0, &w1, &ck]);
     let t = tally(&seen);
@@ -198,6 +210,9 @@ fn sigkilled_worker_partitions_go_to_the_survivor_after_the_session_timeout() {
     wait_split(&w0, &w1);
     produce(&b, &topic, &numbered("a", 1000));
     wait_values(&[&w0, &w1], "a", 1000, LONG);
+    // Let the acknowledged offsets be committed (--commit-interval 200ms):
+    // then no record of batch "a" should come again.
+    std::thread::sleep(Duration::from_secs(1));
 
     w1.signal(Signal::SIGKILL);
     let killed = Instant::now();
@@ -221,8 +236,7 @@ fn terminated_worker_hands_its_partitions_over_well_before_the_session_timeout()
     let (topic, group) = (common::unique("w-term"), common::unique("g-term"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
-    let spec =
-        WorkerSpec::new(&b, &topic, &group, dir.path()).session("12s");
+    let spec = WorkerSpec::new(&b, &topic, &group, dir.path()).session("12s");
     let w0 = spec.start(0);
     let mut w1 = spec.start(1);
     wait_split(&w0, &w1);
@@ -232,16 +246,26 @@ fn terminated_worker_hands_its_partitions_over_well_before_the_session_timeout()
     w1.signal(Signal::SIGTERM);
     let stopped = Instant::now();
     let st = w1.wait(Duration::from_secs(20));
-    assert!(st.success(), "exit after TERM: {st:?}; {}", w1.stderr_text());
+    assert!(
+        st.success(),
+        "exit after TERM: {st:?}; {}",
+        w1.stderr_text()
+    );
     w0.wait_owned(Duration::from_secs(20), &[0, 1]);
     let took = stopped.elapsed();
     eprintln!("survivor owns everything {took:?} after the TERM");
-    assert!(took < Duration::from_secs(8), "took {took:?} (session timeout 12 s)");
+    assert!(
+        took < Duration::from_secs(8),
+        "took {took:?} (session timeout 12 s)"
+    );
     produce(&b, &topic, &numbered("b", 1000));
     wait_values(&[&w0, &w1], "b", 1000, LONG);
     let t = tally(&seen_on_stdout(&[&w0, &w1]));
     assert_eq!(t.distinct, 2000);
-    assert_eq!(t.duplicates, 0, "a graceful hand-over delivers nothing twice");
+    assert_eq!(
+        t.duplicates, 0,
+        "a graceful hand-over delivers nothing twice"
+    );
 }
 
 /// A TCP proxy from a local port to the broker that can drop every

@@ -24,7 +24,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -33,7 +36,9 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 pub fn create_topic(brokers: &str, topic: &str, partitions: usize) {
     let n = partitions.to_string();
     let out = common::kswarm()
-        .args(["plan", "-b", brokers, "-t", topic, "-w", &n, "-p", &n, "--apply"])
+        .args([
+            "plan", "-b", brokers, "-t", topic, "-w", &n, "-p", &n, "--apply",
+        ])
         .output()
         .expect("run kswarm plan");
     assert!(
@@ -45,12 +50,78 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: usize) {
 
 /// `kswarm produce`: one record per line (unkeyed: round-robin batches).
 pub fn produce(brokers: &str, topic: &str, lines: &str) {
-    let out = common::kswarm_with_stdin(&["produce", "-b", brokers, "-t", topic, "--batch-size", "50"], lines);
+    let out = common::kswarm_with_stdin(
+        &["produce", "-b", brokers, "-t", topic, "--batch-size", "50"],
+        lines,
+    );
     assert!(
         out.status.success(),
         "kswarm produce failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `kswarm produce` with more flags (e.g. a bigger --batch-size).
+pub fn produce_with(brokers: &str, topic: &str, lines: &str, flags: &[&str]) {
+    let mut args = vec!["produce", "-b", brokers, "-t", topic];
+    args.extend_from_slice(flags);
+    let out = common::kswarm_with_stdin(&args, lines);
+    assert!(
+        out.status.success(),
+        "kswarm produce failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every descendant of `pid` (children, grandchildren...), from /proc.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|x| x.1) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(q) = frontier.pop() {
+        for &(c, pp) in &parent_of {
+            if pp == q && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// SIGKILL every descendant of `pid` (a worker's handler processes).
+pub fn kill_descendants(pid: i32) -> usize {
+    let all = descendants(pid);
+    for &c in &all {
+        let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+    }
+    all.len()
+}
+
+/// A /proc/PID/status field in KiB (VmHWM, VmRSS).
+pub fn proc_kib(pid: i32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Lines "PREFIX-0" .. "PREFIX-(n-1)".
@@ -166,9 +237,15 @@ pub fn py() -> String {
 /// An `--exec` handler that appends each record line to `file` (flushed to the
 /// kernel) and only then acknowledges it.
 pub fn appending_handler(file: &Path) -> String {
+    slow_appending_handler(file, 0.0)
+}
+
+/// [`appending_handler`] that sleeps `secs` per record first.
+pub fn slow_appending_handler(file: &Path, secs: f64) -> String {
     format!(
-        "{} -c 'import sys\nf=open(sys.argv[1],\"a\")\nfor l in sys.stdin:\n    f.write(l); f.flush(); sys.stdout.write(\"ok\\n\"); sys.stdout.flush()\n' {}",
+        "{} -c 'import sys, time\nf=open(sys.argv[1],\"a\")\nfor l in sys.stdin:\n    {}f.write(l); f.flush(); sys.stdout.write(\"ok\\n\"); sys.stdout.flush()\n' {}",
         py(),
+        if secs > 0.0 { format!("time.sleep({secs}); ") } else { String::new() },
         file.display()
     )
 }
@@ -189,9 +266,7 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let out = child.stdout.take().unwrap();
@@ -298,7 +373,11 @@ impl Proc {
     pub fn wait_owned(&self, timeout: Duration, want: &[i32]) {
         wait_for(
             timeout,
-            &format!("{} to own {want:?} (stderr: {})", self.name, self.stderr_text()),
+            &format!(
+                "{} to own {want:?} (stderr: {})",
+                self.name,
+                self.stderr_text()
+            ),
             || (self.owned().as_deref() == Some(want)).then_some(()),
         )
     }
@@ -371,7 +450,15 @@ impl WorkerSpec {
             .arg("exec \"$@\" 3>\"$KSWARM_TEST_REPORT\"")
             .arg("sh")
             .arg(common::kswarm_bin())
-            .args(["worker", "-b", &self.brokers, "-t", &self.topic, "-g", &self.group])
+            .args([
+                "worker",
+                "-b",
+                &self.brokers,
+                "-t",
+                &self.topic,
+                "-g",
+                &self.group,
+            ])
             .args(["--slot", &slot.to_string(), "--report-fd", "3"])
             .args(["--session-timeout", &self.session])
             .args(&self.args)
