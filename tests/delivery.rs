@@ -270,3 +270,47 @@ fn slow_but_working_handler_keeps_reporting_alive() {
         "the counts show the progress"
     );
 }
+
+#[test]
+fn worker_busy_with_a_slow_handler_still_takes_part_in_a_rebalance() {
+    let b = common::brokers();
+    let (topic, group) = (common::unique("d-rebal"), common::unique("g-rebal"));
+    let dir = tempfile::tempdir().unwrap();
+    create_topic(&b, &topic, 2);
+    produce_with(
+        &b,
+        &topic,
+        &numbered("r", 40_000),
+        &["--batch-size", "1000"],
+    );
+    let file = dir.path().join("handled.jsonl");
+    let spec = WorkerSpec::new(&b, &topic, &group, dir.path()).args(&[
+        "--exec",
+        &slow_appending_handler(&file, 0.002),
+        "--max-in-flight",
+        "100",
+    ]);
+    let w0 = spec.start(0);
+    w0.wait_owned(LONG, &[0, 1]);
+    wait_for(LONG, "the first worker to be busy", || {
+        (read_seen(&file).len() > 200).then_some(())
+    });
+    let t = Instant::now();
+    let w1 = spec.start(1);
+    wait_for(
+        Duration::from_secs(20),
+        "a 1+1 split after the second worker joined",
+        || (w0.owned()?.len() == 1 && w1.owned()?.len() == 1).then_some(()),
+    );
+    let took = t.elapsed();
+    eprintln!("split {took:?} after the second worker started");
+    assert!(
+        took < Duration::from_secs(8),
+        "the busy worker held up the rebalance for {took:?} (rebalance timeout 3 s)"
+    );
+    assert_eq!(
+        w0.joins(),
+        2,
+        "the busy worker rejoined once, not evicted and back"
+    );
+}
