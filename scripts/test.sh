@@ -6,6 +6,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export KSWARM_BUILD_DIR="${KSWARM_BUILD_DIR:-$ROOT/build}"
+# The init-script test verifies the systemd unit with systemd-analyze.
+if ! command -v systemd-analyze >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing systemd (for systemd-analyze)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >&2
+  else
+    echo "test.sh: systemd-analyze is missing; install the systemd package" >&2
+  fi
+fi
 PORT="${KSWARM_TEST_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
 scripts/broker.sh start "$PORT"
 trap 'scripts/broker.sh stop "$PORT"' EXIT
