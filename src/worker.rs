@@ -370,7 +370,14 @@ impl Worker {
                         }
                     }
                 }
-                _ = alive_tick.tick() => self.alive(),
+                // Alive: idle, or the handler made progress since the last
+                // report. A handler that holds records and acknowledges none
+                // looks hung, however few records it holds (--hang-timeout).
+                _ = alive_tick.tick() => {
+                    if self.handler.in_flight() == 0 || self.acked() > self.last_alive.1 {
+                        self.alive();
+                    }
+                }
                 batch = rx.recv() => {
                     let Some(batch) = batch else { continue };
                     if let Some(end) = self.deliver(batch).await? {
