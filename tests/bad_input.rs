@@ -42,7 +42,7 @@ fn produce_bytes(brokers: &str, topic: &str, data: &[u8]) {
 fn nothing_lost(b: &str, topic: &str, group: &str, dir: &Path, prefix: &str, n: usize) {
     let c = committed(b, topic, group, 2);
     eprintln!("committed after the failure: {c:?}");
-    let file = dir.join("good.jsonl");
+    let file = dir.join(format!("good-{group}.jsonl"));
     let mut w = WorkerSpec::new(b, topic, group, dir)
         .args(&["--exec", &appending_handler(&file)])
         .start(9);
@@ -52,7 +52,8 @@ fn nothing_lost(b: &str, topic: &str, group: &str, dir: &Path, prefix: &str, n: 
             .then_some(())
     });
     w.signal(Signal::SIGTERM);
-    assert!(w.wait(Duration::from_secs(20)).success());
+    let st = w.wait(Duration::from_secs(20));
+    assert!(st.success(), "{st:?}: {}", w.stderr_text());
 }
 
 /// A worker whose handler is broken fails (non-zero) with a message; returns its stderr.
@@ -285,4 +286,77 @@ fn empty_topic_stops_cleanly_on_term() {
         committed(&b, &topic, &group, 2).values().flatten().count(),
         0
     );
+}
+
+/// `kswarm run` with `args` on a 2-partition topic; waits for its exit.
+fn run_until_exit(b: &str, topic: &str, group: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = common::kswarm();
+    cmd.args([
+        "run", "-b", b, "-t", topic, "-g", group, "-w", "1", "-p", "2",
+    ])
+    .args(["--session-timeout", "6s"])
+    .args(args);
+    let mut p = support::Proc::spawn("kswarm run", cmd, None);
+    let st = p.wait(Duration::from_secs(90));
+    let err = p.stderr_text();
+    eprintln!("kswarm run {args:?} -> {st:?}\n{err}");
+    (st.code(), err)
+}
+
+#[test]
+fn run_stops_with_1_naming_the_slot_when_the_handler_crash_loops() {
+    let b = common::brokers();
+    let (topic, group) = (common::unique("b-loop"), common::unique("g-loop"));
+    let dir = tempfile::tempdir().unwrap();
+    create_topic(&b, &topic, 2);
+    produce(&b, &topic, &numbered("l", 200));
+    let (code, err) = run_until_exit(
+        &b,
+        &topic,
+        &group,
+        &["--exec", "exit 3", "--max-restarts", "2/60s"],
+    );
+    assert_eq!(code, Some(1), "a spent restart budget is exit 1");
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("kswarm: error: slot"))
+        .unwrap_or("");
+    assert!(last.contains("slot 0"), "names the slot: {last}");
+    assert!(last.contains("--max-restarts"), "names the flag: {last}");
+    assert!(
+        last.contains("exit 3"),
+        "gives the handler's failure: {last}"
+    );
+    nothing_lost(&b, &topic, &group, dir.path(), "l", 200);
+}
+
+#[test]
+fn run_hang_timeout_catches_a_handler_that_never_acknowledges() {
+    let b = common::brokers();
+    let dir = tempfile::tempdir().unwrap();
+    // Many records (the worker blocks at --max-in-flight) and a handful (it does not).
+    for (n, extra) in [(500, &["--max-in-flight", "10"][..]), (5, &[][..])] {
+        let (topic, group) = (common::unique("b-hung"), common::unique("g-hung"));
+        create_topic(&b, &topic, 2);
+        produce(&b, &topic, &numbered("u", n));
+        let mut args = vec![
+            "--exec",
+            "cat > /dev/null",
+            "--hang-timeout",
+            "3s",
+            "--max-restarts",
+            "1/60s",
+        ];
+        args.extend_from_slice(extra);
+        let t = Instant::now();
+        let (code, err) = run_until_exit(&b, &topic, &group, &args);
+        eprintln!("{n} records: exit {code:?} after {:?}", t.elapsed());
+        assert_eq!(code, Some(1), "{n} records: the hung handler ends the run");
+        assert!(
+            err.contains("--hang-timeout"),
+            "{n} records: says why: {err}"
+        );
+        nothing_lost(&b, &topic, &group, dir.path(), "u", n);
+    }
 }
