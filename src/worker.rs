@@ -31,6 +31,8 @@ const DEFAULT_FETCH_MAX_BYTES: i32 = 1024 * 1024;
 const DEFAULT_FETCH_WAIT_MS: i32 = 100;
 /// Fetched batches buffered per worker ahead of the handler (pipelining).
 const FETCH_QUEUE: usize = 4;
+/// Alive reports to the supervisor, this often.
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
     let cfg = WorkerConfig::from_args(&args)?;
@@ -114,7 +116,11 @@ struct Worker {
     handler: Handler,
     reporter: Reporter,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    records_done: u64,
+    /// Records handed to the handler since the worker started; minus the
+    /// handler's in-flight count, the records it acknowledged.
+    sent: u64,
+    /// When the last Alive report went out, and the acknowledged count then.
+    last_alive: (Instant, u64),
     fetch_max_bytes: i32,
     fetch_wait_ms: i32,
 }
@@ -153,7 +159,8 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         handler,
         reporter,
         shutdown,
-        records_done: 0,
+        sent: 0,
+        last_alive: (Instant::now(), 0),
         fetch_max_bytes,
         fetch_wait_ms,
     };
@@ -331,7 +338,7 @@ impl Worker {
         };
 
         let mut commit_tick = tokio::time::interval(self.cfg.consume.commit_interval);
-        let mut alive_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut alive_tick = tokio::time::interval(ALIVE_EVERY);
         let end = loop {
             tokio::select! {
                 biased;
@@ -363,7 +370,14 @@ impl Worker {
                         }
                     }
                 }
-                _ = alive_tick.tick() => self.reporter.send(Report::Alive { records: self.records_done }),
+                // Alive: idle, or the handler made progress since the last
+                // report. A handler that holds records and acknowledges none
+                // looks hung, however few records it holds (--hang-timeout).
+                _ = alive_tick.tick() => {
+                    if self.handler.in_flight() == 0 || self.acked() > self.last_alive.1 {
+                        self.alive();
+                    }
+                }
                 batch = rx.recv() => {
                     let Some(batch) = batch else { continue };
                     if let Some(end) = self.deliver(batch).await? {
@@ -399,6 +413,9 @@ impl Worker {
             };
             // send() waits while --max-in-flight records are unacknowledged
             // (it keeps acks for next_event meanwhile); a signal cuts it short.
+            // A rebalance is noticed here too: one fetched batch may hold
+            // thousands of records, too many to hand to a slow handler
+            // before the group's rebalance timeout runs out.
             tokio::select! {
                 biased;
                 res = self.handler.send(record) => {
@@ -406,15 +423,35 @@ impl Worker {
                         // The handler is gone; its Failed event says why.
                         return Ok(None);
                     }
+                    self.sent += 1;
                 }
                 _ = changed_to_true(&mut self.shutdown) => return Ok(Some(GenerationEnd::Shutdown)),
+                r = self.member.rebalance_needed() => {
+                    r.map_err(group_error)?;
+                    return Ok(Some(GenerationEnd::Rebalance));
+                }
+            }
+            // The consume loop's Alive tick does not run while we are here;
+            // a handler that makes progress is alive, one that does not is not.
+            if self.last_alive.0.elapsed() >= ALIVE_EVERY && self.acked() > self.last_alive.1 {
+                self.alive();
             }
         }
         Ok(None)
     }
 
+    /// Records the handler acknowledged since the worker started.
+    fn acked(&self) -> u64 {
+        self.sent.saturating_sub(self.handler.in_flight() as u64)
+    }
+
+    fn alive(&mut self) {
+        let records = self.acked();
+        self.last_alive = (Instant::now(), records);
+        self.reporter.send(Report::Alive { records });
+    }
+
     fn on_ack(&mut self, positions: &mut BTreeMap<i32, Position>, partition: i32, offset: i64) {
-        self.records_done += 1;
         if let Some(pos) = positions.get_mut(&partition) {
             if offset + 1 > pos.acked_next {
                 pos.acked_next = offset + 1;
@@ -433,9 +470,14 @@ impl Worker {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.handler.next_event()).await {
                 Ok(Some(HandlerEvent::Ack(a))) => self.on_ack(positions, a.partition, a.offset),
-                Ok(Some(HandlerEvent::OutputClosed))
-                | Ok(Some(HandlerEvent::Failed(_)))
-                | Ok(None) => break,
+                Ok(Some(HandlerEvent::Failed(why))) => {
+                    warn!(
+                        slot = self.cfg.slot,
+                        "{why}; records not acknowledged will be delivered again"
+                    );
+                    break;
+                }
+                Ok(Some(HandlerEvent::OutputClosed)) | Ok(None) => break,
                 Err(_) => {
                     warn!(
                         slot = self.cfg.slot,

@@ -1,0 +1,470 @@
+//! Process-level helpers for the delivery tests (tests/worker.rs,
+//! tests/delivery.rs, tests/bad_input.rs, tests/chaos.rs): topics, records,
+//! `kswarm worker` processes under a kill-on-drop guard, their reports, and
+//! committed offsets read by a real librdkafka consumer.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kswarm::report::Report;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::common;
+
+/// Poll `f` every 50 ms until it returns Some, or panic naming `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `kswarm plan --apply`: a topic with `partitions` partitions.
+pub fn create_topic(brokers: &str, topic: &str, partitions: usize) {
+    let n = partitions.to_string();
+    let out = common::kswarm()
+        .args([
+            "plan", "-b", brokers, "-t", topic, "-w", &n, "-p", &n, "--apply",
+        ])
+        .output()
+        .expect("run kswarm plan");
+    assert!(
+        out.status.success(),
+        "kswarm plan --apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kswarm produce`: one record per line (unkeyed: round-robin batches).
+pub fn produce(brokers: &str, topic: &str, lines: &str) {
+    let out = common::kswarm_with_stdin(
+        &["produce", "-b", brokers, "-t", topic, "--batch-size", "50"],
+        lines,
+    );
+    assert!(
+        out.status.success(),
+        "kswarm produce failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kswarm produce` with more flags (e.g. a bigger --batch-size).
+pub fn produce_with(brokers: &str, topic: &str, lines: &str, flags: &[&str]) {
+    let mut args = vec!["produce", "-b", brokers, "-t", topic];
+    args.extend_from_slice(flags);
+    let out = common::kswarm_with_stdin(&args, lines);
+    assert!(
+        out.status.success(),
+        "kswarm produce failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every descendant of `pid` (children, grandchildren...), from /proc.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|x| x.1) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(q) = frontier.pop() {
+        for &(c, pp) in &parent_of {
+            if pp == q && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// SIGKILL every descendant of `pid` (a worker's handler processes).
+pub fn kill_descendants(pid: i32) -> usize {
+    let all = descendants(pid);
+    for &c in &all {
+        let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+    }
+    all.len()
+}
+
+/// A /proc/PID/status field in KiB (VmHWM, VmRSS).
+pub fn proc_kib(pid: i32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Lines "PREFIX-0" .. "PREFIX-(n-1)".
+pub fn numbered(prefix: &str, n: usize) -> String {
+    let mut s = String::with_capacity(n * 12);
+    for i in 0..n {
+        s.push_str(&format!("{prefix}-{i}\n"));
+    }
+    s
+}
+
+/// One delivered record (from a `--format json` line).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seen {
+    pub partition: i32,
+    pub offset: i64,
+    pub value: String,
+}
+
+pub fn parse_json_line(line: &str) -> Option<Seen> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(Seen {
+        partition: v.get("partition")?.as_i64()? as i32,
+        offset: v.get("offset")?.as_i64()?,
+        value: v.get("value")?.as_str().unwrap_or_default().to_string(),
+    })
+}
+
+/// Parse every complete line of a file of json records (a torn last line,
+/// written by a handler killed mid-write, is ignored).
+pub fn read_seen(path: &Path) -> Vec<Seen> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    complete
+        .lines()
+        .map(|l| parse_json_line(l).unwrap_or_else(|| panic!("not a record line: {l:?}")))
+        .collect()
+}
+
+/// Delivery figures of a list of deliveries, in delivery order.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Distinct (partition, offset) delivered.
+    pub distinct: usize,
+    /// Deliveries beyond the first of a record.
+    pub duplicates: usize,
+    /// Per partition: first deliveries that came after a higher offset's first delivery.
+    pub out_of_order: usize,
+    pub values: BTreeSet<String>,
+}
+
+pub fn tally(seen: &[Seen]) -> Tally {
+    let mut t = Tally::default();
+    let mut first: BTreeSet<(i32, i64)> = BTreeSet::new();
+    let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
+    for s in seen {
+        if first.insert((s.partition, s.offset)) {
+            let h = highest.entry(s.partition).or_insert(-1);
+            if s.offset < *h {
+                t.out_of_order += 1;
+            } else {
+                *h = s.offset;
+            }
+            t.values.insert(s.value.clone());
+        } else {
+            t.duplicates += 1;
+        }
+    }
+    t.distinct = first.len();
+    t
+}
+
+/// Values PREFIX-0..n missing from `values`.
+pub fn missing(values: &BTreeSet<String>, prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{prefix}-{i}"))
+        .filter(|v| !values.contains(v))
+        .collect()
+}
+
+/// Committed offsets of `group` on partitions 0..n of `topic`, read by a
+/// confluent-kafka consumer (None: nothing committed).
+pub fn committed(brokers: &str, topic: &str, group: &str, n: usize) -> BTreeMap<i32, Option<i64>> {
+    let script = common::repo_root().join("tests/peers/ck_member.py");
+    let out = Command::new(common::python())
+        .arg(script)
+        .args(["committed", brokers, topic, group, &n.to_string()])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "ck_member.py committed failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("json from ck_member.py");
+    v["committed"]
+        .as_object()
+        .expect("committed object")
+        .iter()
+        .map(|(k, o)| (k.parse().unwrap(), o.as_i64()))
+        .collect()
+}
+
+/// Python of the test venv, for handlers.
+pub fn py() -> String {
+    common::python().display().to_string()
+}
+
+/// An `--exec` handler that appends each record line to `file` (flushed to the
+/// kernel) and only then acknowledges it.
+pub fn appending_handler(file: &Path) -> String {
+    slow_appending_handler(file, 0.0)
+}
+
+/// [`appending_handler`] that sleeps `secs` per record first.
+pub fn slow_appending_handler(file: &Path, secs: f64) -> String {
+    format!(
+        "{} -c 'import sys, time\nf=open(sys.argv[1],\"a\")\nfor l in sys.stdin:\n    {}f.write(l); f.flush(); sys.stdout.write(\"ok\\n\"); sys.stdout.flush()\n' {}",
+        py(),
+        if secs > 0.0 { format!("time.sleep({secs}); ") } else { String::new() },
+        file.display()
+    )
+}
+
+/// A running process, SIGKILLed and reaped on drop (test failures included).
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<String>>,
+    pub report: Option<PathBuf>,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Start `cmd` with stdout and stderr collected by threads (stdout as lines).
+    pub fn spawn(name: &str, mut cmd: Command, report: Option<PathBuf>) -> Proc {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                match l {
+                    Ok(l) => lines.lock().unwrap().push(l),
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let text = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match err.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => text
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+            }
+        });
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            report,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, s: Signal) {
+        if self.status.is_none() {
+            let _ = kill(Pid::from_raw(self.pid()), s);
+        }
+    }
+
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Wait for the exit, at most `timeout` (then panic with the stderr).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let name = self.name.clone();
+        let st = wait_for(timeout, &format!("{name} to exit"), || self.try_status());
+        // Let the reader threads catch the last output.
+        std::thread::sleep(Duration::from_millis(100));
+        st
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn reports(&self) -> Vec<Report> {
+        let Some(path) = &self.report else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(Report::from_line)
+            .collect()
+    }
+
+    /// Partitions owned now, from the reports (None: not joined, or revoked).
+    pub fn owned(&self) -> Option<Vec<i32>> {
+        let mut now = None;
+        for r in self.reports() {
+            match r {
+                Report::Joined { partitions, .. } => now = Some(partitions),
+                Report::Revoked { .. } | Report::Stopping { .. } | Report::Fatal { .. } => {
+                    now = None
+                }
+                _ => {}
+            }
+        }
+        now
+    }
+
+    pub fn joins(&self) -> usize {
+        self.reports()
+            .iter()
+            .filter(|r| matches!(r, Report::Joined { .. }))
+            .count()
+    }
+
+    pub fn wait_owned(&self, timeout: Duration, want: &[i32]) {
+        wait_for(
+            timeout,
+            &format!(
+                "{} to own {want:?} (stderr: {})",
+                self.name,
+                self.stderr_text()
+            ),
+            || (self.owned().as_deref() == Some(want)).then_some(()),
+        )
+    }
+
+    /// Sum of acknowledged records from the latest Alive report.
+    pub fn alive_records(&self) -> Option<u64> {
+        self.reports().iter().rev().find_map(|r| match r {
+            Report::Alive { records } => Some(*records),
+            _ => None,
+        })
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How to start a `kswarm worker`.
+#[derive(Clone)]
+pub struct WorkerSpec {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub dir: PathBuf,
+    /// --session-timeout
+    pub session: String,
+    /// More flags (handler, timeouts...).
+    pub args: Vec<String>,
+}
+
+impl WorkerSpec {
+    pub fn new(brokers: &str, topic: &str, group: &str, dir: &Path) -> Self {
+        Self {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            group: group.to_string(),
+            dir: dir.to_path_buf(),
+            session: "6s".into(),
+            args: vec!["--commit-interval".into(), "200ms".into()],
+        }
+    }
+
+    pub fn session(mut self, s: &str) -> Self {
+        self.session = s.to_string();
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// `kswarm worker --slot SLOT ...` with reports (fd 3) to a fresh file.
+    pub fn start(&self, slot: u32) -> Proc {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let report = self.dir.join(format!("report-{slot}-{n}.jsonl"));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("exec \"$@\" 3>\"$KSWARM_TEST_REPORT\"")
+            .arg("sh")
+            .arg(common::kswarm_bin())
+            .args([
+                "worker",
+                "-b",
+                &self.brokers,
+                "-t",
+                &self.topic,
+                "-g",
+                &self.group,
+            ])
+            .args(["--slot", &slot.to_string(), "--report-fd", "3"])
+            .args(["--session-timeout", &self.session])
+            .args(&self.args)
+            .env("KSWARM_TEST_REPORT", &report)
+            .env_remove("RUST_LOG")
+            .env_remove("KSWARM_SUPERVISOR_PID");
+        Proc::spawn(&format!("worker slot {slot} (#{n})"), cmd, Some(report))
+    }
+}
