@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub enum Report {
     /// The worker process is up (before any Kafka traffic).
     Started { pid: u32 },
+    /// The coordinator gave us this member id; the join is still under way.
+    MemberId { member_id: String },
     /// Joined (or rejoined) the group and owns these partitions.
     Joined {
         member_id: String,

@@ -78,6 +78,12 @@ impl Reporter {
         Ok(Self { out })
     }
 
+    fn try_clone(&self) -> Self {
+        Self {
+            out: self.out.as_ref().and_then(|f| f.try_clone().ok()),
+        }
+    }
+
     fn send(&mut self, report: Report) {
         if let Some(out) = &mut self.out {
             // A supervisor that stopped reading is dead; PDEATHSIG ends us soon.
@@ -135,9 +141,18 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
 
     let client = crate::admin::connect(&cfg.connect).await?;
 
-    let member = Member::connect(GroupSettings::from_worker(&cfg))
+    let mut member = Member::connect(GroupSettings::from_worker(&cfg))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Tell the supervisor our member id before the join completes: if we die
+    // mid-join (say as the leader, before SyncGroup), it evicts us, and the
+    // rest of the group does not wait on a dead member.
+    let mut early = reporter.try_clone();
+    member.on_member_id(move |id| {
+        early.send(Report::MemberId {
+            member_id: id.to_string(),
+        })
+    });
     let handler = Handler::start(
         &cfg.consume.handler,
         cfg.consume.format,

@@ -48,6 +48,9 @@ pub struct Member {
     member_id: String,
     generation_id: i32,
     hb: Option<Heartbeat>,
+    /// Told every new member id the coordinator hands out, before the join
+    /// completes, so that a supervisor can evict a member that dies mid-join.
+    on_member_id: Option<Box<dyn FnMut(&str) + Send>>,
 }
 
 impl std::fmt::Debug for Member {
@@ -89,7 +92,22 @@ impl Member {
             member_id: String::new(),
             generation_id: -1,
             hb: None,
+            on_member_id: None,
         })
+    }
+
+    /// Call `f` with each member id the coordinator assigns us (first join,
+    /// MEMBER_ID_REQUIRED, after a reset), as soon as it is known.
+    pub fn on_member_id(&mut self, f: impl FnMut(&str) + Send + 'static) {
+        self.on_member_id = Some(Box::new(f));
+    }
+
+    fn tell_member_id(&mut self, id: &str) {
+        if let Some(f) = self.on_member_id.as_mut() {
+            if !id.is_empty() {
+                f(id);
+            }
+        }
     }
 
     pub fn member_id(&self) -> &str {
@@ -231,6 +249,9 @@ impl Member {
         }
         self.react(ans.error, "JoinGroup", Some(&ans.member_id))
             .await?;
+        if self.member_id != ans.member_id {
+            self.tell_member_id(&ans.member_id);
+        }
         self.member_id = ans.member_id.clone();
         self.generation_id = ans.generation_id;
         let leader = ans.leader == ans.member_id;
@@ -297,6 +318,8 @@ impl Member {
             Class::Ok => Ok(()),
             Class::MemberIdRequired => {
                 self.member_id = new_id.unwrap_or_default().to_string();
+                let id = self.member_id.clone();
+                self.tell_member_id(&id);
                 Err(Step::Again)
             }
             Class::ResetMember => {

@@ -450,6 +450,12 @@ impl Slots {
         }
         match report {
             Report::Started { .. } => Vec::new(),
+            Report::MemberId { member_id } => {
+                // Known before the join completes, so a worker that dies
+                // mid-join is evicted instead of stalling the group.
+                s.member_id = Some(member_id);
+                Vec::new()
+            }
             Report::Alive { records } => {
                 s.records = records;
                 Vec::new()
@@ -1343,6 +1349,32 @@ mod tests {
             !a.iter().any(|a| matches!(a, Action::Evict { .. })),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn a_worker_that_dies_mid_join_is_evicted_by_its_early_member_id() {
+        let t0 = Instant::now();
+        let mut s = started(1, 10, t0);
+        s.exited(100, Exit::Code(1), t0);
+        s.tick(t0 + Duration::from_secs(1));
+        s.spawned(0, 200, t0 + Duration::from_secs(1));
+        s.report(
+            0,
+            200,
+            Report::MemberId {
+                member_id: "m-mid".into(),
+            },
+            t0 + Duration::from_secs(1),
+        );
+        let a = s.exited(200, Exit::Signal(9), t0 + Duration::from_secs(1));
+        assert!(
+            a.contains(&Action::Evict {
+                slot: 0,
+                member_id: "m-mid".into()
+            }),
+            "{a:?}"
+        );
+        assert_eq!(s.take_resume(0), None, "nothing to take over before a join");
     }
 
     #[test]
