@@ -265,4 +265,16 @@ pub struct WorkerArgs {
     /// File descriptor on which to write reports to the supervisor (none: no reports).
     #[arg(long)]
     pub report_fd: Option<i32>,
+
+    /// Take over this member id of a dead worker (fast failover; set by the supervisor).
+    #[arg(long, requires_all = ["resume_generation", "resume_partitions"])]
+    pub resume_member_id: Option<String>,
+
+    /// Generation of the member to take over.
+    #[arg(long, allow_negative_numbers = true)]
+    pub resume_generation: Option<i32>,
+
+    /// Partitions of the member to take over, comma-separated (may be empty).
+    #[arg(long)]
+    pub resume_partitions: Option<String>,
 }

@@ -416,6 +416,34 @@ pub struct WorkerConfig {
     pub consume: ConsumeConfig,
     pub slot: u32,
     pub report_fd: Option<i32>,
+    /// A dead worker's membership to take over (see `Member::resume`).
+    pub resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub member_id: String,
+    pub generation: i32,
+    pub partitions: Vec<i32>,
+}
+
+fn parse_resume(a: &cli::WorkerArgs) -> Checked<Option<Resume>> {
+    let (Some(member_id), Some(generation), Some(parts)) = (
+        a.resume_member_id.as_ref(),
+        a.resume_generation,
+        a.resume_partitions.as_ref(),
+    ) else {
+        return Ok(None);
+    };
+    let mut partitions = Vec::new();
+    for p in parts.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        partitions.push(parse_count("--resume-partitions", p, 0, i32::MAX as u64)? as i32);
+    }
+    Ok(Some(Resume {
+        member_id: member_id.clone(),
+        generation,
+        partitions,
+    }))
 }
 
 impl WorkerConfig {
@@ -426,6 +454,7 @@ impl WorkerConfig {
             consume: ConsumeConfig::from_args(&a.consume)?,
             slot: a.slot,
             report_fd: a.report_fd,
+            resume: parse_resume(a)?,
         })
     }
 

@@ -216,10 +216,20 @@ async fn changed_to_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
 
 impl Worker {
     async fn consume(&mut self) -> anyhow::Result<()> {
+        let mut resume = self.cfg.resume.take();
         loop {
-            let assigned = tokio::select! {
-                r = self.member.join() => r.map_err(group_error)?,
-                _ = changed_to_true(&mut self.shutdown) => return self.finish("signal").await,
+            let assigned = match resume.take() {
+                Some(r) => {
+                    info!(
+                        slot = self.cfg.slot,
+                        "taking over member {} (generation {})", r.member_id, r.generation
+                    );
+                    self.member.resume(&r.member_id, r.generation, r.partitions)
+                }
+                None => tokio::select! {
+                    r = self.member.join() => r.map_err(group_error)?,
+                    _ = changed_to_true(&mut self.shutdown) => return self.finish("signal").await,
+                },
             };
             info!(
                 slot = self.cfg.slot,

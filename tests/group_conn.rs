@@ -38,3 +38,56 @@ async fn unreachable_broker_is_a_transport_error() {
         WireError::Io { .. } | WireError::Timeout { .. }
     ));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn member_gives_up_on_dead_brokers_naming_them() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let s = kswarm::group::GroupSettings {
+        brokers: vec![addr.clone()],
+        connect_timeout: Duration::from_secs(1),
+        client_id: "t".into(),
+        group: "g".into(),
+        topic: "t".into(),
+        session_timeout: Duration::from_secs(6),
+        rebalance_timeout: Duration::from_secs(3),
+        heartbeat_interval: Duration::from_millis(300),
+        assignors: vec![kswarm::config::Assignor::Range],
+        instance_id: None,
+    };
+    let t = std::time::Instant::now();
+    let err = kswarm::group::Member::connect(s).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let msg = err.to_string();
+    assert!(msg.contains(&addr) && msg.contains("--brokers"), "{msg}");
+    assert!(
+        matches!(err, kswarm::group::GroupError::Other(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn join_on_a_missing_topic_names_it() {
+    let topic = common::unique("gc-missing");
+    let s = kswarm::group::GroupSettings {
+        brokers: common::brokers().split(',').map(str::to_string).collect(),
+        connect_timeout: Duration::from_secs(2),
+        client_id: "t".into(),
+        group: common::unique("g"),
+        topic: topic.clone(),
+        session_timeout: Duration::from_secs(2),
+        rebalance_timeout: Duration::from_secs(2),
+        heartbeat_interval: Duration::from_millis(300),
+        assignors: vec![kswarm::config::Assignor::Range],
+        instance_id: None,
+    };
+    let mut m = kswarm::group::Member::connect(s).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), m.join())
+        .await
+        .expect("join gives up in time")
+        .unwrap_err();
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    assert!(msg.contains("--topic") && msg.contains(&topic), "{msg}");
+}

@@ -124,10 +124,22 @@ struct Peer {
 }
 
 impl Peer {
+    /// librdkafka (confluent-kafka) with these assignors.
     fn start(group: &str, topic: &str, assignors: &str) -> Self {
+        Self::spawn("ck_member.py", &[group, topic, assignors])
+    }
+
+    /// kafka-python with the range assignor.
+    fn start_kafka_python(group: &str, topic: &str) -> Self {
+        Self::spawn("kp_member.py", &[group, topic])
+    }
+
+    fn spawn(script: &str, args: &[&str]) -> Self {
+        let (group, topic) = (args[0], args[1]);
         let mut child = Command::new(common::python())
-            .arg(common::repo_root().join("tests/peers/ck_member.py"))
-            .args(["consume", &common::brokers(), topic, group, assignors])
+            .arg(common::repo_root().join("tests/peers").join(script))
+            .args(["consume", &common::brokers(), topic, group])
+            .args(&args[2..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -257,19 +269,86 @@ async fn three_members_share_six_partitions() {
 async fn mixed_group_with_librdkafka() {
     let (topic, group) = (common::unique("gm-mixed"), common::unique("g"));
     create_topic(&topic, 6).await;
-    let a = Running::start(settings(&group, &topic));
+    // librdkafka first, so that it leads: it decodes our subscriptions and
+    // computes the assignment we decode.
     let peer = Peer::start(&group, &topic, "range,roundrobin");
+    settle(&[], &[&peer], 6, Duration::from_secs(60)).await;
+    let a = Running::start(settings(&group, &topic));
     let b = Running::start(settings(&group, &topic));
     let (took, got) = settle(&[&a, &b], &[&peer], 6, Duration::from_secs(60)).await;
     let theirs = peer.current().unwrap();
     eprintln!("2 kswarm + 1 librdkafka settled in {took:?}: {got:?} + {theirs:?}");
     assert_eq!(theirs.len(), 2, "librdkafka got {theirs:?}");
     assert!(got.iter().all(|x| x.partitions.len() == 2), "{got:?}");
+    assert!(
+        got.iter().all(|x| !x.leader),
+        "librdkafka should have stayed the leader: {got:?}"
+    );
     drop(peer);
-    // Without the peer, the two of us own everything again.
-    settle(&[&a, &b], &[], 6, Duration::from_secs(30)).await;
+    // Without the peer, the two of us own everything again (one of us leads).
+    let (_, got) = settle(&[&a, &b], &[], 6, Duration::from_secs(30)).await;
+    assert_eq!(got.iter().filter(|x| x.leader).count(), 1, "{got:?}");
     a.leave().await;
     b.leave().await;
+}
+
+/// The coordinator picks the one assignor every member offers (roundrobin,
+/// not our first choice range) and we take part in it. (tansu fixes the
+/// protocol from the first member: a member offering only roundrobin to a
+/// group formed by a range-first member gets INCONSISTENT_GROUP_PROTOCOL,
+/// where Kafka would rebalance onto roundrobin; so the peer comes first here.)
+#[tokio::test(flavor = "current_thread")]
+async fn common_assignor_is_chosen() {
+    let (topic, group) = (common::unique("gm-rr"), common::unique("g"));
+    create_topic(&topic, 4).await;
+    let peer = Peer::start(&group, &topic, "roundrobin");
+    settle(&[], &[&peer], 4, Duration::from_secs(60)).await;
+    let a = Running::start(settings(&group, &topic)); // offers range, roundrobin
+    let (_, got) = settle(&[&a], &[&peer], 4, Duration::from_secs(60)).await;
+    let theirs = peer.current().unwrap();
+    eprintln!("roundrobin: ours {got:?}, librdkafka {theirs:?}");
+    // Member ids sort "kswarm-test-.." before librdkafka's "rdkafka-..":
+    // roundrobin deals 0 and 2 to us (range would give us 0 and 1).
+    assert_eq!(got[0].partitions, vec![0, 2]);
+    assert_eq!(theirs, vec![1, 3]);
+    drop(peer);
+    a.leave().await;
+}
+
+/// Our leader runs the assignor the coordinator chose.
+#[tokio::test(flavor = "current_thread")]
+async fn our_leader_runs_roundrobin() {
+    let (topic, group) = (common::unique("gm-rr2"), common::unique("g"));
+    create_topic(&topic, 4).await;
+    let mut s = settings(&group, &topic);
+    s.assignors = vec![Assignor::RoundRobin];
+    let (a, b) = (Running::start(s.clone()), Running::start(s));
+    let (_, got) = settle(&[&a, &b], &[], 4, Duration::from_secs(60)).await;
+    let mut parts: Vec<Vec<i32>> = got.iter().map(|x| x.partitions.clone()).collect();
+    parts.sort();
+    assert_eq!(parts, vec![vec![0, 2], vec![1, 3]], "{got:?}");
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn mixed_group_with_kafka_python_and_librdkafka() {
+    let (topic, group) = (common::unique("gm-kp"), common::unique("g"));
+    create_topic(&topic, 5).await;
+    let a = Running::start(settings(&group, &topic));
+    let kp = Peer::start_kafka_python(&group, &topic);
+    let ck = Peer::start(&group, &topic, "range");
+    let (took, got) = settle(&[&a], &[&kp, &ck], 5, Duration::from_secs(90)).await;
+    let (theirs_kp, theirs_ck) = (kp.current().unwrap(), ck.current().unwrap());
+    eprintln!("kswarm + kafka-python + librdkafka settled in {took:?}: {got:?} + {theirs_kp:?} + {theirs_ck:?}");
+    // range over 5 partitions and 3 members: sizes 2, 2, 1.
+    let mut sizes = vec![got[0].partitions.len(), theirs_kp.len(), theirs_ck.len()];
+    sizes.sort();
+    assert_eq!(sizes, vec![1, 2, 2]);
+    drop(kp);
+    drop(ck);
+    settle(&[&a], &[], 5, Duration::from_secs(30)).await;
+    a.leave().await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -421,4 +500,64 @@ async fn evicted_member_is_replaced_quickly() {
     for m in ms {
         m.leave().await;
     }
+}
+
+/// Commits and generations: a commit right after the rebalance notice (the
+/// eager "commit on revoke") and a commit from a member the group moved on
+/// without (must be `Rebalance`, never a silent success).
+#[tokio::test(flavor = "current_thread")]
+async fn commit_with_stale_generation_is_refused() {
+    let (topic, group) = (common::unique("gm-gen"), common::unique("g"));
+    create_topic(&topic, 2).await;
+    let mut a = Member::connect(settings(&group, &topic)).await.unwrap();
+    let first = a.join().await.unwrap();
+    assert_eq!(first.partitions, vec![0, 1]);
+    a.commit(&[(0, 1)])
+        .await
+        .expect("commit in a stable generation");
+
+    let b = Running::start(settings(&group, &topic));
+    tokio::time::timeout(Duration::from_secs(20), a.rebalance_needed())
+        .await
+        .expect("a hears of the rebalance")
+        .expect("no heartbeat failure");
+    let on_revoke = a.commit(&[(0, 2)]).await;
+    eprintln!("commit after the rebalance notice, before rejoining: {on_revoke:?}");
+
+    // a never rejoins: the group goes on without it.
+    settle(&[&b], &[], 2, Duration::from_secs(60)).await;
+    let stale = a.commit(&[(0, 3)]).await;
+    assert!(
+        matches!(stale, Err(GroupError::Rebalance)),
+        "stale commit: {stale:?}"
+    );
+    let got = a.committed(&[0]).await.unwrap();
+    let expected = if on_revoke.is_ok() { 2 } else { 1 };
+    assert_eq!(got[&0], Some(expected));
+    drop(a);
+    b.leave().await;
+}
+
+/// A member with no assignor in common with the group gets a fatal error
+/// that names --assignor, not an endless retry.
+#[tokio::test(flavor = "current_thread")]
+async fn no_common_assignor_is_fatal_and_names_the_flag() {
+    let (topic, group) = (common::unique("gm-incons"), common::unique("g"));
+    create_topic(&topic, 2).await;
+    let mut rr = settings(&group, &topic);
+    rr.assignors = vec![Assignor::RoundRobin];
+    let a = Running::start(rr);
+    settle(&[&a], &[], 2, Duration::from_secs(30)).await;
+    let mut range_only = settings(&group, &topic);
+    range_only.assignors = vec![Assignor::Range];
+    let mut b = Member::connect(range_only).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), b.join())
+        .await
+        .expect("join answers")
+        .unwrap_err();
+    match &err {
+        GroupError::Fatal(m) => assert!(m.contains("--assignor"), "{m}"),
+        other => panic!("expected Fatal, got {other:?}"),
+    }
+    a.leave().await;
 }

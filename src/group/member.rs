@@ -21,6 +21,9 @@ use crate::wire::{ApiKey, BrokerConn, WireError};
 const STATIC_HINT: &str =
     "--static-membership needs a broker with JoinGroup v5+ (Kafka 2.3 or later); run without --static-membership";
 
+/// See the follower branch of `join_once`.
+const FOLLOWER_SYNC_DELAY: Duration = Duration::from_millis(100);
+
 /// How one try of a multi-step operation ended.
 enum Step {
     /// Go again at once (new member id, rebalance under way).
@@ -146,6 +149,29 @@ impl Member {
         }
     }
 
+    /// Take over a dead member's place without a rebalance: the classic
+    /// protocol ties a member to its member id and generation, not to a TCP
+    /// connection, so a replacement that starts heartbeating as that member
+    /// before its session expires simply carries on with its partitions.
+    /// If the coordinator has moved on (rebalance, expired session), the
+    /// heartbeat says so and the caller joins as usual.
+    pub fn resume(
+        &mut self,
+        member_id: &str,
+        generation_id: i32,
+        partitions: Vec<i32>,
+    ) -> Assigned {
+        self.member_id = member_id.to_string();
+        self.generation_id = generation_id;
+        self.start_heartbeat();
+        Assigned {
+            generation_id,
+            member_id: member_id.to_string(),
+            leader: false,
+            partitions,
+        }
+    }
+
     fn protocols(&self) -> Result<Vec<(String, Bytes)>, GroupError> {
         let sub = Subscription {
             topics: vec![self.s.topic.clone()],
@@ -164,7 +190,9 @@ impl Member {
 
     async fn join_once(&mut self) -> Result<Assigned, Step> {
         let protocols = self.protocols()?;
-        let wait = self.s.rebalance_timeout + self.s.request_timeout();
+        // JoinGroup blocks until the group's members have rejoined: up to the
+        // rebalance timeout on Kafka, half the session timeout on tansu.
+        let wait = self.s.rebalance_timeout.max(self.s.session_timeout) + self.s.request_timeout();
         let (group, instance) = (self.s.group.clone(), self.s.instance_id.clone());
         let member_id = self.member_id.clone();
         let args = gm::JoinArgs {
@@ -203,6 +231,12 @@ impl Member {
             "joined; syncing"
         );
 
+        if !leader {
+            // Let the leader's SyncGroup (with the assignment) land first: a
+            // follower's SyncGroup that arrives before it is parked by some
+            // brokers (tansu polls once a second); Kafka answers either way.
+            tokio::time::sleep(FOLLOWER_SYNC_DELAY).await;
+        }
         let args = gm::SyncArgs {
             group: &group,
             generation_id: ans.generation_id,
@@ -227,16 +261,21 @@ impl Member {
                 self.s.group, self.s.topic
             ))
         })?;
+        let partitions = assignment.partitions_of(&self.s.topic);
+        tracing::debug!(member = %ans.member_id, generation = ans.generation_id, ?partitions, "synced");
         Ok(Assigned {
             generation_id: ans.generation_id,
             member_id: ans.member_id,
             leader,
-            partitions: assignment.partitions_of(&self.s.topic),
+            partitions,
         })
     }
 
     /// What a Join/Sync error code means for the join loop.
     async fn react(&mut self, code: i16, request: &str, new_id: Option<&str>) -> Result<(), Step> {
+        if code != 0 {
+            tracing::debug!(member = %self.member_id, "{request}: {}", code_name(code));
+        }
         match classify(code, request) {
             Class::Ok => Ok(()),
             Class::MemberIdRequired => {
@@ -312,8 +351,13 @@ impl Member {
                     counts.insert(topic, n);
                 }
                 Err(code) if topic == self.s.topic => {
+                    let hint = if code == 3 {
+                        " (no such topic: create it, or check --topic)"
+                    } else {
+                        ""
+                    };
                     return Err(Step::Pause(format!(
-                        "Metadata for --topic {topic}: {}",
+                        "Metadata for --topic {topic}: {}{hint}",
                         code_name(code)
                     )));
                 }

@@ -8,6 +8,26 @@
 //! - [`heartbeat`]: the background heartbeat task of the current generation.
 //! - [`coordinator`]: bootstrap, FindCoordinator, retry pacing; [`evict`].
 //! - [`errors`]: what each Kafka error code means for a member.
+//!
+//! A worker drives a [`Member`] like this (eager protocol: everything is
+//! revoked at each rebalance):
+//!
+//! ```text
+//! let mut m = Member::connect(GroupSettings::from_worker(&cfg)).await?;
+//! loop {
+//!     let a = m.join().await?;                 // a.partitions: ours for a.generation_id
+//!     let start = m.committed(&a.partitions).await?;
+//!     loop {
+//!         tokio::select! {
+//!             r = m.rebalance_needed() => { r?; break; }   // cancel-safe
+//!             .. fetch, hand to the handler, then m.commit(&acked).await
+//!                (Err(GroupError::Rebalance) => break) ..
+//!         }
+//!     }
+//!     m.commit(&acked).await.ok();             // commit on revoke, then rejoin
+//! }
+//! // on shutdown: m.commit(..), then m.leave()
+//! ```
 
 pub mod coordinator;
 pub mod errors;
@@ -80,4 +100,45 @@ pub enum GroupError {
     /// Retriable transport problems that persisted past the retry window.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::{Assignor, WorkerConfig};
+    use clap::Parser;
+
+    fn worker(extra: &[&str]) -> WorkerConfig {
+        let mut args = vec![
+            "kswarm", "worker", "-b", "h:1", "-t", "logs", "-g", "grp", "--slot", "3",
+        ];
+        args.extend_from_slice(extra);
+        let Command::Worker(w) = Cli::try_parse_from(args).unwrap().command else {
+            unreachable!()
+        };
+        WorkerConfig::from_args(&w).unwrap()
+    }
+
+    #[test]
+    fn settings_from_worker_flags() {
+        let s = GroupSettings::from_worker(&worker(&[
+            "--session-timeout",
+            "6s",
+            "--heartbeat-interval",
+            "500ms",
+            "--assignor",
+            "roundrobin,range",
+        ]));
+        assert_eq!(s.brokers, vec!["h:1"]);
+        assert_eq!((s.group.as_str(), s.topic.as_str()), ("grp", "logs"));
+        assert_eq!(s.session_timeout, Duration::from_secs(6));
+        assert_eq!(s.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(s.assignors, vec![Assignor::RoundRobin, Assignor::Range]);
+        assert_eq!(s.instance_id, None);
+        assert!(s.client_id.contains('3'));
+
+        let s = GroupSettings::from_worker(&worker(&["--static-membership"]));
+        assert_eq!(s.instance_id.as_deref(), Some("grp-3"));
+    }
 }
