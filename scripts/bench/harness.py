@@ -58,8 +58,11 @@ TMP = tempfile.mkdtemp(prefix="kswarm-bench-")
 DEADLINE = time.time() + float(os.environ.get("BENCH_MAX_SECONDS", "840"))
 
 
+T_START = time.time()
+
+
 def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
+    print(f"bench: [{time.time() - T_START:5.0f} s] {msg}", file=sys.stderr, flush=True)
 
 
 def uniq(prefix):
@@ -143,12 +146,26 @@ def set_pipe_size(fd, size=1 << 20):
 
 # ----------------------------------------------------------- processes ---
 
+LAUNCHES = []
+
+
+def stop_all(*_):
+    """SIGTERM (e.g. from `timeout`) or exit: stop every contender still running."""
+    for l in LAUNCHES:
+        try:
+            l.stop(grace=2.0)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+    raise SystemExit(1)
+
+
 class Launch:
     """Processes of one contender, each in the harness's new session."""
 
     def __init__(self):
         self.procs = []
         self.t0 = None
+        LAUNCHES.append(self)
 
     def start(self, argv, **kw):
         if self.t0 is None:
@@ -384,6 +401,11 @@ def kswarm_worker_pids(l):
     return out
 
 
+def node_log():
+    """kafkajs logs its rebalances at ERROR/WARN on stderr: keep them in a file."""
+    return open(os.path.join(TMP, "kafkajs.log"), "ab")
+
+
 def node_env():
     env = dict(os.environ)
     env["NODE_PATH"] = os.path.join(NODE_DIR, "node_modules")
@@ -416,7 +438,7 @@ def start_contender(name, topic, group, workers=2, partitions=2, joins=None):
         return l, reader, lambda: l.roots()
     if name == "kafkajs":
         p = l.start(["node", os.path.join(HERE, "kafkajs_cluster.js"), BROKERS, topic, group, str(workers), "count"],
-                    stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=node_env())
+                    stdout=subprocess.PIPE, stderr=node_log(), stdin=subprocess.DEVNULL, env=node_env())
         reader = ProtocolReader(p.stdout)
         return l, reader, lambda: reader.pids()
     if name == "rskafka":
@@ -529,6 +551,7 @@ class FailoverLog:
 
 
 def start_failover(name, topic, group):
+    """One contender in failover mode; returns (Launch, FailoverLog, None)."""
     l = Launch()
     if name == "kswarm":
         fifo = os.path.join(TMP, uniq("fifo"))
@@ -538,31 +561,17 @@ def start_failover(name, topic, group):
         handler = ("exec awk -v p=$PPID -v f=" + fifo +
                    " '{print \"ok\"; fflush(); print p \" \" $0 >> f; fflush(f)}'")
         launch_kswarm(l, topic, group, 2, ["--format", "json", "--exec", handler], subprocess.DEVNULL)
-        flog = FailoverLog(os.fdopen(fd, "rb"))
-        respawn = None
-        if MODE != "run":
-            def respawn(dead):
-                i = [p.pid for p in l.procs].index(dead)
-                argv = l.procs[i].args
-                l.procs[i] = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        return l, flog, respawn
+        return l, FailoverLog(os.fdopen(fd, "rb")), None
     if name == "librdkafka":
         r, w = os.pipe()
         for _ in range(2):
             l.start([PY, os.path.join(HERE, "rdkafka_consumer.py"), BROKERS, topic, group, "failover"],
                     stdout=w, stdin=subprocess.DEVNULL)
-        wfd = w
-        flog = FailoverLog(os.fdopen(r, "rb"))
-
-        def respawn(dead):
-            i = [p.pid for p in l.procs].index(dead)
-            l.procs[i] = subprocess.Popen(l.procs[i].args, start_new_session=True, stdout=wfd,
-                                          stdin=subprocess.DEVNULL)
-        return l, flog, respawn
+        os.close(w)
+        return l, FailoverLog(os.fdopen(r, "rb")), None
     if name == "kafkajs":
         p = l.start(["node", os.path.join(HERE, "kafkajs_cluster.js"), BROKERS, topic, group, "2", "failover"],
-                    stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=node_env())
+                    stdout=subprocess.PIPE, stderr=node_log(), stdin=subprocess.DEVNULL, env=node_env())
         return l, FailoverLog(p.stdout), None  # the cluster primary re-forks
     raise ValueError(name)
 
@@ -587,44 +596,73 @@ def wait_stable(flog, partitions=2, cap=120.0):
     return None
 
 
+def stable_owners(flog, cap):
+    """Owners stable twice, 1 s apart (no rebalance under way), or None."""
+    end = time.time() + left(cap)
+    while time.time() < end:
+        a = wait_stable(flog, cap=end - time.time())
+        time.sleep(1.0)
+        b = wait_stable(flog, cap=1.0)
+        if a is not None and a == b:
+            return b
+    return None
+
+
 def failover(name):
+    """TRIALS independent groups of `name` on one slowly fed topic, all at
+    once (a peer waits out its session timeout, 30-45 s, per trial); in each,
+    SIGKILL one worker, alternating partition 0 and 1, kills 2 s apart.
+    Returns the gaps (s) until the dead worker's partitions flow again."""
     topic = make_topic(2)
-    group = uniq(f"gf-{name}")
     prod = SlowProducer(topic, 2)
-    l, flog, respawn = start_failover(name, topic, group)
-    gaps = []
+    runs = [start_failover(name, topic, uniq(f"gf-{name}")) for _ in range(TRIALS)]
+    gaps = [None] * TRIALS
     try:
-        for trial in range(TRIALS):
-            own = wait_stable(flog)
+        owns = [None] * TRIALS
+
+        def settle(i):
+            owns[i] = stable_owners(runs[i][1], 150)
+
+        ths = [threading.Thread(target=settle, args=(i,)) for i in range(TRIALS)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+
+        def trial(i):
+            flog, own = runs[i][1], owns[i]
             if own is None:
-                log(f"failover {name}: group not stable within the timeout (trial {trial + 1}); owners {owners(flog, 3)}")
-                break
-            time.sleep(1.0)
-            own = owners(flog)
-            victim = next(iter(own[trial % 2]))
+                log(f"failover {name} group {i + 1}: not stable within 150 s; owners {owners(flog, 3)}")
+                return
+            own = stable_owners(flog, 30) or own
+            victim = next(iter(own[i % 2]))
             parts = {p for p, s in own.items() if victim in s}
             k = time.time()
             os.kill(victim, signal.SIGKILL)
-            got = None
-            end = time.time() + left(120)
-            while time.time() < end and got is None:
+            end = time.time() + left(150)
+            while time.time() < end:
                 for t, pid, part in flog.since(k):
                     if part in parts and pid != victim:
-                        got = t
-                        break
+                        gaps[i] = t - k
+                        log(f"failover {name} group {i + 1}: killed pid {victim} (partitions {sorted(parts)}), "
+                            f"records again after {gaps[i]:.2f} s")
+                        return
                 time.sleep(0.02)
-            if got is None:
-                log(f"failover {name}: partitions {sorted(parts)} did not flow again within 120 s")
-                break
-            gaps.append(got - k)
-            log(f"failover {name} trial {trial + 1}: killed pid {victim} (partitions {sorted(parts)}), "
-                f"records again after {got - k:.2f} s")
-            if respawn:
-                respawn(victim)
+            log(f"failover {name} group {i + 1}: partitions {sorted(parts)} did not flow again within 150 s")
+
+        ths = []
+        for i in range(TRIALS):
+            th = threading.Thread(target=trial, args=(i,))
+            th.start()
+            ths.append(th)
+            time.sleep(2.0)
+        for th in ths:
+            th.join()
     finally:
         prod.stop()
-        l.stop()
-    return gaps
+        for l, _, _ in runs:
+            l.stop()
+    return [g for g in gaps if g is not None]
 
 
 # --------------------------------------------------------------- main ---
@@ -650,21 +688,26 @@ def main():
     for name in ["kswarm-value", "kswarm-exec", "librdkafka", "kafkajs"] + (["rskafka"] if FETCH else []):
         results[name] = throughput(name, topic, N)
 
+    # Failover: every contender at once (each waits for its own groups).
     fo = {}
-    fo["kswarm"] = failover("kswarm")
-    # The peers wait for their session timeouts (45 s, 30 s): run both at once.
-    ths = []
-    for name in ["librdkafka", "kafkajs"]:
-        th = threading.Thread(target=lambda n=name: fo.__setitem__(n, failover(n)))
+
+    def one(n):
+        try:
+            fo[n] = failover(n)
+        except Exception as e:  # noqa: BLE001 - report and keep the table
+            log(f"failover {n} failed: {e!r}")
+            fo[n] = []
+
+    ths = [threading.Thread(target=one, args=(n,)) for n in ("kswarm", "librdkafka", "kafkajs")]
+    for th in ths:
         th.start()
-        ths.append(th)
     for th in ths:
         th.join()
 
     scaling = []
     for workers, partitions in [(8, 8), (2, 64)]:
         t = make_topic(partitions)
-        n = max(10000, N // 2)
+        n = N
         fill_topic(t, n)
         joins = JoinWatcher(workers, partitions)
         r = throughput("kswarm-value", t, n, workers=workers, partitions=partitions, joins=joins)
@@ -725,4 +768,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    signal.signal(signal.SIGTERM, stop_all)
+    try:
+        main()
+    finally:
+        for launch in LAUNCHES:
+            launch.stop(grace=2.0)

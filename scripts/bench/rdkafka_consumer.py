@@ -37,6 +37,7 @@ n = 0
 first = None
 last = None
 reported = 0.0
+reported_n = 0
 while not stop:
     msgs = c.consume(num_messages=1000, timeout=0.2)
     eof = False
@@ -60,8 +61,9 @@ while not stop:
         out.write(json.dumps({"pid": pid, "first": first}) + "\n")
     if got:
         last = now
-    if n and (eof or now - reported > 0.25):
+    if n != reported_n and (eof or now - reported > 0.25):
         out.write(json.dumps({"pid": pid, "n": n, "last": last}) + "\n")
         out.flush()
         reported = now
+        reported_n = n
 c.close()
