@@ -20,7 +20,7 @@ impl std::error::Error for ExitWith {}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run(_a) => anyhow::bail!("run: not built yet"),
+        Command::Run(a) => crate::supervisor::run(a, &cli.log_level),
         Command::Plan(a) => crate::plan::run(&a),
         Command::Status(a) => crate::status::run(&a),
         Command::Produce(a) => crate::produce::run(&a),

@@ -109,12 +109,12 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_FROM", default_value = "earliest")]
     pub from: String,
 
-    /// Consumer-group session timeout.
-    #[arg(long, env = "KSWARM_SESSION_TIMEOUT", default_value = "10s")]
+    /// Consumer-group session timeout; `auto` = 4s, raised step by step (6s, 10s, 30s, 45s) if the broker refuses it (Kafka's usual minimum is 6s).
+    #[arg(long, env = "KSWARM_SESSION_TIMEOUT", default_value = "auto")]
     pub session_timeout: String,
 
     /// Consumer-group rebalance timeout (how long the broker waits for members to rejoin).
-    #[arg(long, env = "KSWARM_REBALANCE_TIMEOUT", default_value = "3s")]
+    #[arg(long, env = "KSWARM_REBALANCE_TIMEOUT", default_value = "10s")]
     pub rebalance_timeout: String,
 
     /// Heartbeat interval.
@@ -208,9 +208,9 @@ pub struct StatusArgs {
     #[arg(short = 'g', long, env = "KSWARM_GROUP")]
     pub group: String,
 
-    /// Topic (default: every topic the group has committed offsets for).
+    /// Topic whose partitions to show.
     #[arg(short = 't', long, env = "KSWARM_TOPIC")]
-    pub topic: Option<String>,
+    pub topic: String,
 
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -252,6 +252,17 @@ impl Assignor {
     }
 }
 
+/// `--session-timeout auto` starts here: short enough for a group to form in
+/// about two seconds on brokers that wait half the session timeout (tansu),
+/// and raised along [`SESSION_TIMEOUT_STEPS`] on brokers that refuse it.
+pub const AUTO_SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+pub const SESSION_TIMEOUT_STEPS: [Duration; 4] = [
+    Duration::from_secs(6),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(45),
+];
+
 /// Settings of one consumer-group member (the worker) and its handler.
 #[derive(Debug, Clone)]
 pub struct ConsumeConfig {
@@ -260,6 +271,8 @@ pub struct ConsumeConfig {
     pub format: Format,
     pub from: StartFrom,
     pub session_timeout: Duration,
+    /// `--session-timeout auto`: raise it when the broker refuses it.
+    pub session_timeout_auto: bool,
     pub rebalance_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub commit_interval: Duration,
@@ -304,7 +317,12 @@ impl ConsumeConfig {
             "latest" => StartFrom::Latest,
             other => return usage(format!("--from: '{other}' is not earliest or latest")),
         };
-        let session_timeout = parse_positive_duration("--session-timeout", &a.session_timeout)?;
+        let session_timeout_auto = a.session_timeout.trim().eq_ignore_ascii_case("auto");
+        let session_timeout = if session_timeout_auto {
+            AUTO_SESSION_TIMEOUT
+        } else {
+            parse_positive_duration("--session-timeout", &a.session_timeout)?
+        };
         let heartbeat_interval =
             parse_positive_duration("--heartbeat-interval", &a.heartbeat_interval)?;
         if heartbeat_interval >= session_timeout {
@@ -349,6 +367,7 @@ impl ConsumeConfig {
             format,
             from,
             session_timeout,
+            session_timeout_auto,
             rebalance_timeout: parse_positive_duration(
                 "--rebalance-timeout",
                 &a.rebalance_timeout,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod handler;
 pub mod record;
 pub mod report;
+pub mod supervisor;
 
 pub mod admin;
 pub mod plan;

@@ -10,7 +10,7 @@ use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::config::{validate_group, validate_topic, ConnectConfig, UsageError};
+use crate::config::{validate_group, validate_topic, ConnectConfig};
 use crate::state_file::{read_state, SupervisorState};
 use crate::wire::group_msgs;
 
@@ -36,12 +36,7 @@ struct StatusOut {
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let connect = ConnectConfig::from_args(&args.connect)?;
     let group = validate_group(&args.group)?;
-    let Some(topic) = args.topic.as_deref() else {
-        return Err(
-            UsageError("status: give the topic with -t/--topic (or KSWARM_TOPIC)".into()).into(),
-        );
-    };
-    let topic = validate_topic(topic)?;
+    let topic = validate_topic(&args.topic)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

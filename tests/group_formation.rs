@@ -46,6 +46,7 @@ fn settings(group: &str, topic: &str) -> GroupSettings {
         group: group.into(),
         topic: topic.into(),
         session_timeout: session,
+        session_timeout_auto: false,
         rebalance_timeout: rebalance,
         heartbeat_interval: heartbeat,
         assignors: vec![Assignor::Range],

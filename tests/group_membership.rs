@@ -29,6 +29,7 @@ fn settings(group: &str, topic: &str) -> GroupSettings {
         group: group.into(),
         topic: topic.into(),
         session_timeout: SESSION,
+        session_timeout_auto: false,
         rebalance_timeout: REBALANCE,
         heartbeat_interval: HEARTBEAT,
         assignors: vec![Assignor::Range, Assignor::RoundRobin],

@@ -18,6 +18,7 @@ fn settings(group: &str, topic: &str, instance: &str) -> GroupSettings {
         group: group.into(),
         topic: topic.into(),
         session_timeout: Duration::from_secs(6),
+        session_timeout_auto: false,
         rebalance_timeout: Duration::from_secs(3),
         heartbeat_interval: Duration::from_millis(300),
         assignors: vec![Assignor::Range],

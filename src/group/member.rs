@@ -13,13 +13,16 @@ use super::errors::{classify, Class};
 use super::heartbeat::{Beat, BeatParams, Heartbeat};
 use super::{Assigned, GroupError, GroupSettings};
 use crate::assignor::{self, MemberSubscription};
-use crate::config::Assignor;
+use crate::config::{Assignor, SESSION_TIMEOUT_STEPS};
 use crate::wire::consumer_protocol::{self as cp, MemberAssignment, Subscription};
 use crate::wire::group_msgs::{self as gm, code_name, JoinAnswer};
 use crate::wire::{ApiKey, BrokerConn, WireError};
 
 const STATIC_HINT: &str =
     "--static-membership needs a broker with JoinGroup v5+ (Kafka 2.3 or later); run without --static-membership";
+
+/// Kafka's INVALID_SESSION_TIMEOUT error code.
+const INVALID_SESSION_TIMEOUT: i16 = 26;
 
 /// See the follower branch of `join_once`.
 const FOLLOWER_SYNC_DELAY: Duration = Duration::from_millis(100);
@@ -212,6 +215,20 @@ impl Member {
                 return Err(Step::Pause(format!("JoinGroup: no answer within {wait:?}")));
             }
         };
+        if ans.error == INVALID_SESSION_TIMEOUT && self.s.session_timeout_auto {
+            if let Some(next) = SESSION_TIMEOUT_STEPS
+                .iter()
+                .copied()
+                .find(|&t| t > self.s.session_timeout)
+            {
+                tracing::info!(
+                    "the broker refuses a {:?} session timeout; trying {next:?} (--session-timeout auto)",
+                    self.s.session_timeout
+                );
+                self.s.session_timeout = next;
+                return Err(Step::Again);
+            }
+        }
         self.react(ans.error, "JoinGroup", Some(&ans.member_id))
             .await?;
         self.member_id = ans.member_id.clone();

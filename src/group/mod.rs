@@ -48,6 +48,8 @@ pub struct GroupSettings {
     pub group: String,
     pub topic: String,
     pub session_timeout: Duration,
+    /// Raise the session timeout when the broker refuses it (`--session-timeout auto`).
+    pub session_timeout_auto: bool,
     pub rebalance_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub assignors: Vec<crate::config::Assignor>,
@@ -63,6 +65,7 @@ impl GroupSettings {
             group: cfg.consume.group.clone(),
             topic: cfg.topic.clone(),
             session_timeout: cfg.consume.session_timeout,
+            session_timeout_auto: cfg.consume.session_timeout_auto,
             rebalance_timeout: cfg.consume.rebalance_timeout,
             heartbeat_interval: cfg.consume.heartbeat_interval,
             assignors: cfg.consume.assignors.clone(),

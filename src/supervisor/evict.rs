@@ -1,0 +1,94 @@
+//! Fast failover: when a worker dies without leaving the group, tell the
+//! group coordinator at once (LeaveGroup on its behalf, [`crate::group::evict`])
+//! instead of letting its partitions idle until its session timeout.
+//!
+//! The only Kafka traffic of the supervisor. It runs on its own thread with
+//! its own small runtime, so the main thread (which forks the workers) never
+//! holds a runtime, and a slow broker never blocks the event loop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::config::RunConfig;
+
+pub struct Evictor {
+    tx: Option<Sender<(u32, String)>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Evictor {
+    /// Off under --static-membership: a restarted static member takes its
+    /// place back under the same group.instance.id without any rebalance, and
+    /// an eviction would force one.
+    pub fn start(cfg: &RunConfig) -> Self {
+        let pending = Arc::new(AtomicUsize::new(0));
+        if cfg.consume.static_membership {
+            return Self { tx: None, pending };
+        }
+        let (tx, rx) = mpsc::channel::<(u32, String)>();
+        let brokers = cfg.connect.brokers.clone();
+        let timeout = cfg.connect.connect_timeout;
+        let group = cfg.consume.group.clone();
+        let count = pending.clone();
+        let spawned = std::thread::Builder::new().name("evict".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    warn!("no fast failover (cannot start a runtime: {e}); dead members expire after --session-timeout");
+                    return;
+                }
+            };
+            while let Ok((slot, member)) = rx.recv() {
+                let t0 = Instant::now();
+                let result = rt.block_on(crate::group::evict(
+                    &brokers,
+                    timeout,
+                    &group,
+                    std::slice::from_ref(&member),
+                    &[],
+                ));
+                match result {
+                    Ok(()) => info!(
+                        "slot {slot}: evicted its dead member {member} from the group in {} ms",
+                        t0.elapsed().as_millis()
+                    ),
+                    Err(e) => warn!(
+                        "slot {slot}: could not evict dead member {member} ({e}); it expires after --session-timeout"
+                    ),
+                }
+                count.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+        match spawned {
+            Ok(_) => Self {
+                tx: Some(tx),
+                pending,
+            },
+            Err(e) => {
+                warn!("no fast failover (cannot start a thread: {e})");
+                Self { tx: None, pending }
+            }
+        }
+    }
+
+    pub fn evict(&self, slot: u32, member_id: String) {
+        if let Some(tx) = &self.tx {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            if tx.send((slot, member_id)).is_err() {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Give evictions in flight up to `within` to finish (before exiting).
+    pub fn drain(&self, within: Duration) {
+        let until = Instant::now() + within;
+        while self.pending.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

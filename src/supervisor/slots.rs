@@ -1,0 +1,1388 @@
+//! The slot state machine: what the supervisor should do, decided from plain
+//! data. Pure: no processes, no clock (every call takes `now`), no randomness
+//! (the backoff jitter is injected). `mod.rs` feeds it events (a worker was
+//! started, reported, exited; a signal; a timer) and carries out the
+//! [`Action`]s it returns.
+//!
+//! A slot is a stable worker number (0..N); its process changes on every
+//! restart. Lifecycle of one slot:
+//!
+//! ```text
+//! Backoff{until} --spawn--> Starting{pid} --Joined--> Running{pid, member}
+//!      ^                        |    ^------Revoked------'   |
+//!      |  (crash: delay)        '--- exit / hang / TERM -----'
+//!      '-------------------- Stopping{pid, reason} --exit--> Backoff | Retired
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use super::backoff::{BackoffPolicy, Budget, Jitter};
+use crate::config::RestartBudget;
+use crate::report::Report;
+
+pub type Pid = i32;
+
+/// The `Stopping` reason of a worker whose stdout (the stdout handler's
+/// output) was closed by its reader.
+pub const OUTPUT_CLOSED: &str = "stdout closed";
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Exit::Code(c) => write!(f, "exit status {c}"),
+            Exit::Signal(s) => match nix::sys::signal::Signal::try_from(s) {
+                Ok(sig) => write!(f, "signal {s} ({})", sig.as_str()),
+                Err(_) => write!(f, "signal {s}"),
+            },
+        }
+    }
+}
+
+/// A worker's place in the consumer group, from its last `Joined` report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub member_id: String,
+    pub generation: i32,
+    pub partitions: Vec<i32>,
+}
+
+/// Why the supervisor asked a worker to stop; decides what follows its exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// HUP: start its replacement at once, no backoff, no budget.
+    Rolling,
+    /// TTOU: the slot is retired.
+    Shrink,
+    /// No report for --hang-timeout: killed; counts as a crash.
+    Hung,
+    /// TERM/INT or a spent budget: the slot is retired.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotState {
+    /// Waiting to (re)start at `until`.
+    Backoff { until: Instant },
+    /// Process running, not (or no longer) a group member.
+    Starting {
+        pid: Pid,
+        since: Instant,
+        last_report: Instant,
+    },
+    /// Process running and a group member.
+    Running {
+        pid: Pid,
+        since: Instant,
+        last_report: Instant,
+        member: Membership,
+    },
+    /// Asked to stop (SIGTERM, or SIGKILL when `killed`); SIGKILL at `deadline`.
+    Stopping {
+        pid: Pid,
+        since: Instant,
+        deadline: Instant,
+        reason: StopReason,
+        killed: bool,
+    },
+    /// Not in use (TTOU, shutdown).
+    Retired,
+}
+
+impl SlotState {
+    pub fn pid(&self) -> Option<Pid> {
+        match *self {
+            SlotState::Starting { pid, .. }
+            | SlotState::Running { pid, .. }
+            | SlotState::Stopping { pid, .. } => Some(pid),
+            SlotState::Backoff { .. } | SlotState::Retired => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub state: SlotState,
+    /// Restart attempts since the last healthy run (drives the backoff).
+    pub attempt: u32,
+    /// Restarts of this slot since kswarm started.
+    pub restarts: u64,
+    pub last_exit: Option<Exit>,
+    /// The message of the last `Fatal` report of this slot.
+    pub last_fatal: Option<String>,
+    /// The group member id of the current process, from its last `Joined`.
+    pub member_id: Option<String>,
+    /// The reason the current process gave in its `Stopping` report.
+    pub stopping: Option<String>,
+    /// The membership a crashed process held: its replacement takes it over
+    /// (same member id, generation and partitions, no rebalance) if the
+    /// coordinator has not moved on yet.
+    pub resume: Option<Membership>,
+    /// Records acknowledged, from the last `Alive` report.
+    pub records: u64,
+}
+
+impl Slot {
+    fn new(now: Instant) -> Self {
+        Self {
+            state: SlotState::Backoff { until: now },
+            attempt: 0,
+            restarts: 0,
+            last_exit: None,
+            last_fatal: None,
+            member_id: None,
+            resume: None,
+            stopping: None,
+            records: 0,
+        }
+    }
+}
+
+/// Signals the supervisor sends to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    /// SIGTERM to the worker: drain, commit, leave, exit 0.
+    Term,
+    /// SIGKILL to the worker's process group (the worker and its handler).
+    Kill,
+}
+
+/// sd_notify messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notify {
+    Ready,
+    Reloading,
+    Stopping,
+    Status(String),
+}
+
+/// The end of `kswarm run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub code: u8,
+    pub message: String,
+    /// The slot at fault, whose last stderr lines belong in the message.
+    pub slot: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start a worker process in this slot, then call [`Slots::spawned`] or
+    /// [`Slots::spawn_failed`].
+    Spawn {
+        slot: u32,
+    },
+    Signal {
+        pid: Pid,
+        sig: Sig,
+    },
+    Notify(Notify),
+    /// A worker died without leaving the group: make the coordinator drop
+    /// its member now, so the rebalance need not wait for its session timeout.
+    Evict {
+        slot: u32,
+        member_id: String,
+    },
+    /// Every worker has ended: exit the supervisor.
+    Exit(Outcome),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// --hang-timeout: SIGKILL a group member silent this long.
+    pub hang: Duration,
+    /// A worker that is not (yet) in the group may be silent this long instead
+    /// (if longer than `hang`): joining waits for the broker and the other
+    /// members, and workers report `Alive` only once they are members.
+    pub join: Duration,
+    /// --shutdown-timeout plus a margin: SIGKILL a worker still stopping after this.
+    pub stop: Duration,
+}
+
+impl Timeouts {
+    /// When a silent worker counts as hung.
+    fn silence_deadline(&self, state: &SlotState) -> Option<Instant> {
+        match *state {
+            SlotState::Running { last_report, .. } => Some(last_report + self.hang),
+            SlotState::Starting { last_report, .. } => Some(last_report + self.hang.max(self.join)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Mode {
+    Normal,
+    /// HUP: replace `current` (slot, old pid), then the `pending` ones, one at a time.
+    Rolling {
+        current: Option<(usize, Pid)>,
+        pending: VecDeque<usize>,
+    },
+    ShuttingDown {
+        failure: Option<(String, Option<u32>)>,
+        forced: bool,
+        unclean: Vec<String>,
+    },
+    Done,
+}
+
+/// All slots and the policy that moves them.
+pub struct Slots {
+    slots: Vec<Slot>,
+    /// Slots 0..target are wanted; the rest are retired or retiring.
+    target: usize,
+    mode: Mode,
+    timeouts: Timeouts,
+    policy: BackoffPolicy,
+    budget: Budget,
+    jitter: Jitter,
+    ready_sent: bool,
+    last_status: String,
+}
+
+impl Slots {
+    /// `workers` slots, all due to start at `now`: the first [`Slots::tick`]
+    /// returns one `Spawn` each.
+    pub fn new(
+        workers: u32,
+        now: Instant,
+        timeouts: Timeouts,
+        policy: BackoffPolicy,
+        budget: RestartBudget,
+        jitter: Jitter,
+    ) -> Self {
+        let n = workers.max(1) as usize;
+        Self {
+            slots: (0..n).map(|_| Slot::new(now)).collect(),
+            target: n,
+            mode: Mode::Normal,
+            timeouts,
+            policy,
+            budget: Budget::new(budget),
+            jitter,
+            ready_sent: false,
+            last_status: String::new(),
+        }
+    }
+
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// Workers wanted now (changed by TTIN/TTOU).
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        matches!(self.mode, Mode::ShuttingDown { .. } | Mode::Done)
+    }
+
+    /// Live worker pids, in slot order.
+    pub fn pids(&self) -> Vec<Pid> {
+        self.slots.iter().filter_map(|s| s.state.pid()).collect()
+    }
+
+    pub fn slot_of(&self, pid: Pid) -> Option<usize> {
+        self.slots.iter().position(|s| s.state.pid() == Some(pid))
+    }
+
+    /// The membership the next process of `slot` should take over, if any
+    /// (taken: a later start joins afresh).
+    pub fn take_resume(&mut self, slot: u32) -> Option<Membership> {
+        self.slots.get_mut(slot as usize)?.resume.take()
+    }
+
+    /// Whether `slot` waits to be started (a `Spawn` for it is still wanted).
+    pub fn is_due(&self, slot: u32) -> bool {
+        !self.is_shutting_down()
+            && matches!(
+                self.slots.get(slot as usize).map(|s| &s.state),
+                Some(SlotState::Backoff { .. })
+            )
+    }
+
+    /// The earliest time at which [`Slots::tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let shutting = self.is_shutting_down();
+        self.slots
+            .iter()
+            .filter_map(|s| match s.state {
+                SlotState::Backoff { until } if !shutting => Some(until),
+                SlotState::Starting { .. } | SlotState::Running { .. } if !shutting => {
+                    self.timeouts.silence_deadline(&s.state)
+                }
+                SlotState::Stopping { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Timers: due starts, hung workers, workers that overstay their stop.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let shutting = self.is_shutting_down();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            match slot.state {
+                SlotState::Backoff { until } if !shutting && until <= now => {
+                    out.push(Action::Spawn { slot: i as u32 });
+                }
+                SlotState::Starting {
+                    pid,
+                    since,
+                    last_report,
+                }
+                | SlotState::Running {
+                    pid,
+                    since,
+                    last_report,
+                    ..
+                } if !shutting
+                    && self
+                        .timeouts
+                        .silence_deadline(&slot.state)
+                        .is_some_and(|d| d <= now) =>
+                {
+                    let why = match &slot.state {
+                        SlotState::Running { member, .. } => {
+                            slot.resume = Some(member.clone());
+                            "--hang-timeout"
+                        }
+                        _ => "while joining the group",
+                    };
+                    error!(
+                        "slot {i} pid {pid}: no report for {:?} ({why}); killing it",
+                        now.saturating_duration_since(last_report)
+                    );
+                    out.push(Action::Signal {
+                        pid,
+                        sig: Sig::Kill,
+                    });
+                    slot.state = SlotState::Stopping {
+                        pid,
+                        since,
+                        deadline: now + self.timeouts.stop,
+                        reason: StopReason::Hung,
+                        killed: true,
+                    };
+                }
+                SlotState::Stopping {
+                    pid,
+                    deadline,
+                    ref mut killed,
+                    ref mut reason,
+                    ..
+                } if deadline <= now && !*killed => {
+                    warn!(
+                        "slot {i} pid {pid}: still running {:?} after SIGTERM; sending SIGKILL",
+                        self.timeouts.stop
+                    );
+                    *killed = true;
+                    if *reason == StopReason::Shutdown {
+                        if let Mode::ShuttingDown { unclean, .. } = &mut self.mode {
+                            unclean.push(format!(
+                                "slot {i} pid {pid} did not stop within --shutdown-timeout and was killed"
+                            ));
+                        }
+                    }
+                    out.push(Action::Signal {
+                        pid,
+                        sig: Sig::Kill,
+                    });
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// A worker process was started for `slot`.
+    pub fn spawned(&mut self, slot: u32, pid: Pid, now: Instant) -> Vec<Action> {
+        let i = slot as usize;
+        info!("slot {slot} pid {pid} started");
+        self.slots[i].member_id = None;
+        self.slots[i].stopping = None;
+        self.slots[i].state = SlotState::Starting {
+            pid,
+            since: now,
+            last_report: now,
+        };
+        self.status()
+    }
+
+    /// Starting a worker for `slot` failed (e.g. the binary is gone): a crash.
+    pub fn spawn_failed(&mut self, slot: u32, err: &str, now: Instant) -> Vec<Action> {
+        error!("slot {slot}: cannot start a worker: {err}");
+        self.slots[slot as usize].last_fatal = Some(format!("cannot start a worker: {err}"));
+        self.crashed(slot as usize, None, now, now)
+    }
+
+    /// A report from the worker `pid` in `slot`.
+    pub fn report(&mut self, slot: u32, pid: Pid, report: Report, now: Instant) -> Vec<Action> {
+        let i = slot as usize;
+        let Some(s) = self.slots.get_mut(i) else {
+            return Vec::new();
+        };
+        if s.state.pid() != Some(pid) {
+            return Vec::new(); // a late line from a process already gone
+        }
+        match &mut s.state {
+            SlotState::Starting { last_report, .. } | SlotState::Running { last_report, .. } => {
+                *last_report = now
+            }
+            _ => {}
+        }
+        match report {
+            Report::Started { .. } => Vec::new(),
+            Report::Alive { records } => {
+                s.records = records;
+                Vec::new()
+            }
+            Report::Joined {
+                member_id,
+                generation,
+                partitions,
+            } => {
+                s.member_id = Some(member_id.clone());
+                let member = Membership {
+                    member_id,
+                    generation,
+                    partitions,
+                };
+                match s.state.clone() {
+                    SlotState::Starting { since, .. } => {
+                        info!(
+                            "slot {slot} pid {pid} joined generation {} partitions {:?} member {}",
+                            member.generation, member.partitions, member.member_id
+                        );
+                        s.state = SlotState::Running {
+                            pid,
+                            since,
+                            last_report: now,
+                            member,
+                        };
+                    }
+                    SlotState::Running {
+                        since, member: old, ..
+                    } => {
+                        if old.partitions != member.partitions
+                            || old.generation != member.generation
+                        {
+                            info!(
+                                "slot {slot} pid {pid} rebalanced: generation {} -> {} partitions {:?} -> {:?}",
+                                old.generation, member.generation, old.partitions, member.partitions
+                            );
+                        }
+                        s.state = SlotState::Running {
+                            pid,
+                            since,
+                            last_report: now,
+                            member,
+                        };
+                    }
+                    _ => {}
+                }
+                let mut out = self.status();
+                out.extend(self.advance_rolling(now));
+                out.extend(self.check_ready());
+                out
+            }
+            Report::Revoked { partitions } => {
+                if let SlotState::Running {
+                    since, last_report, ..
+                } = s.state
+                {
+                    info!("slot {slot} pid {pid} revoked partitions {partitions:?}; rejoining");
+                    s.state = SlotState::Starting {
+                        pid,
+                        since,
+                        last_report,
+                    };
+                }
+                self.status()
+            }
+            Report::Stopping { reason } => {
+                info!("slot {slot} pid {pid} stopping: {reason}");
+                s.stopping = Some(reason);
+                Vec::new()
+            }
+            Report::Fatal { message } => {
+                error!("slot {slot} pid {pid} failed: {message}");
+                s.last_fatal = Some(message);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The worker `pid` ended (reaped after SIGCHLD).
+    pub fn exited(&mut self, pid: Pid, exit: Exit, now: Instant) -> Vec<Action> {
+        let Some(i) = self.slot_of(pid) else {
+            return Vec::new();
+        };
+        self.slots[i].last_exit = Some(exit);
+        let state = self.slots[i].state.clone();
+        // Exit 0 means it left the group itself. Anything else leaves a
+        // member behind that would hold its partitions until its session
+        // timeout: a member in good standing is taken over by the
+        // replacement; any other (mid-rebalance, or no replacement coming)
+        // is evicted at once. (Evicting one that did leave is harmless.)
+        let shutting = self.is_shutting_down();
+        let takeover = match &state {
+            SlotState::Running { member, .. } if !exit.success() && !shutting => {
+                Some(member.clone())
+            }
+            SlotState::Stopping {
+                reason: StopReason::Hung,
+                ..
+            } if !shutting => self.slots[i].resume.take(),
+            _ => None,
+        };
+        let evict = match (&takeover, &self.slots[i].member_id) {
+            (None, Some(m)) if !exit.success() => vec![Action::Evict {
+                slot: i as u32,
+                member_id: m.clone(),
+            }],
+            _ => Vec::new(),
+        };
+        self.slots[i].resume = takeover;
+        let mut out = evict;
+        out.extend(match state {
+            SlotState::Starting { since, .. } | SlotState::Running { since, .. } => {
+                if self.is_shutting_down() {
+                    info!("slot {i} pid {pid} ended with {exit}");
+                    self.slots[i].state = SlotState::Retired;
+                    Vec::new()
+                } else if exit.success() && self.slots[i].stopping.as_deref() == Some(OUTPUT_CLOSED)
+                {
+                    // `kswarm run | head`: whoever reads the records is gone;
+                    // restarting cannot help. Stop everyone, cleanly.
+                    info!("slot {i} pid {pid}: stdout closed; stopping");
+                    self.slots[i].state = SlotState::Retired;
+                    self.shutdown(now)
+                } else {
+                    error!("slot {i} pid {pid} ended unexpectedly with {exit}");
+                    self.crashed(i, Some(exit), since, now)
+                }
+            }
+            SlotState::Stopping {
+                reason,
+                since,
+                killed,
+                ..
+            } => match reason {
+                StopReason::Hung => {
+                    warn!("slot {i} pid {pid} (hung) ended with {exit}");
+                    self.crashed(i, Some(exit), since, now)
+                }
+                StopReason::Rolling => {
+                    log_stop(i, pid, exit, killed);
+                    self.slots[i].state = SlotState::Backoff { until: now };
+                    self.tick(now)
+                }
+                StopReason::Shrink => {
+                    log_stop(i, pid, exit, killed);
+                    self.slots[i].state = SlotState::Retired;
+                    self.slots.truncate(self.last_used() + 1);
+                    Vec::new()
+                }
+                StopReason::Shutdown => {
+                    log_stop(i, pid, exit, killed);
+                    let clean = exit.success() || exit == Exit::Signal(libc::SIGTERM);
+                    if !clean && !killed {
+                        if let Mode::ShuttingDown { unclean, .. } = &mut self.mode {
+                            unclean.push(format!("slot {i} pid {pid} ended with {exit}"));
+                        }
+                    }
+                    self.slots[i].state = SlotState::Retired;
+                    Vec::new()
+                }
+            },
+            SlotState::Backoff { .. } | SlotState::Retired => Vec::new(),
+        });
+        out.extend(self.status());
+        out.extend(self.advance_rolling(now));
+        out.extend(self.check_done());
+        out
+    }
+
+    /// TERM, first INT, or a spent budget: stop every worker gracefully.
+    pub fn shutdown(&mut self, now: Instant) -> Vec<Action> {
+        self.begin_shutdown(None, now)
+    }
+
+    /// A second INT: SIGKILL every worker now.
+    pub fn kill_all(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = self.begin_shutdown(None, now);
+        if let Mode::ShuttingDown { forced, .. } = &mut self.mode {
+            *forced = true;
+        }
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if let SlotState::Stopping { pid, killed, .. } = &mut s.state {
+                if !*killed {
+                    warn!("slot {i} pid {pid}: killing (second interrupt)");
+                    *killed = true;
+                    out.push(Action::Signal {
+                        pid: *pid,
+                        sig: Sig::Kill,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// TTIN: one worker more.
+    pub fn grow(&mut self, now: Instant) -> Vec<Action> {
+        if self.is_shutting_down() {
+            return Vec::new();
+        }
+        self.target += 1;
+        let i = self.target - 1;
+        info!("adding a worker (TTIN): now {} workers", self.target);
+        if i >= self.slots.len() {
+            self.slots.push(Slot::new(now));
+        } else {
+            let s = &mut self.slots[i];
+            match &mut s.state {
+                SlotState::Retired => {
+                    s.attempt = 0;
+                    s.state = SlotState::Backoff { until: now };
+                }
+                // still leaving after a TTOU: start a new one when it is gone
+                SlotState::Stopping { reason, .. } => *reason = StopReason::Rolling,
+                _ => {}
+            }
+        }
+        let mut out = self.tick(now);
+        out.extend(self.status());
+        out
+    }
+
+    /// TTOU: one worker less (never below one); the highest slot stops gracefully.
+    pub fn shrink(&mut self, now: Instant) -> Vec<Action> {
+        if self.is_shutting_down() {
+            return Vec::new();
+        }
+        if self.target <= 1 {
+            warn!("TTOU ignored: kswarm keeps at least one worker");
+            return Vec::new();
+        }
+        self.target -= 1;
+        let i = self.target;
+        info!(
+            "removing a worker (TTOU): slot {i}; now {} workers",
+            self.target
+        );
+        let stop = now + self.timeouts.stop;
+        let s = &mut self.slots[i];
+        let mut out = Vec::new();
+        match s.state.clone() {
+            SlotState::Backoff { .. } => s.state = SlotState::Retired,
+            SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } => {
+                out.push(Action::Signal {
+                    pid,
+                    sig: Sig::Term,
+                });
+                s.state = SlotState::Stopping {
+                    pid,
+                    since,
+                    deadline: stop,
+                    reason: StopReason::Shrink,
+                    killed: false,
+                };
+            }
+            SlotState::Stopping { .. } => {
+                if let SlotState::Stopping { reason, .. } = &mut s.state {
+                    if *reason != StopReason::Hung {
+                        *reason = StopReason::Shrink;
+                    }
+                }
+            }
+            SlotState::Retired => {}
+        }
+        if s.state == SlotState::Retired {
+            self.slots.truncate(self.last_used() + 1);
+        }
+        out.extend(self.status());
+        out.extend(self.advance_rolling(now));
+        out.extend(self.check_ready());
+        out
+    }
+
+    /// HUP: replace every worker, one at a time, each once its predecessor's
+    /// replacement has joined.
+    pub fn rolling_restart(&mut self, now: Instant) -> Vec<Action> {
+        match self.mode {
+            Mode::Normal => {}
+            Mode::Rolling { .. } => {
+                warn!("HUP ignored: a rolling restart is already running");
+                return Vec::new();
+            }
+            _ => return Vec::new(),
+        }
+        info!("rolling restart of {} workers (HUP)", self.target);
+        self.mode = Mode::Rolling {
+            current: None,
+            pending: (0..self.target).collect(),
+        };
+        let mut out = vec![Action::Notify(Notify::Reloading)];
+        out.extend(self.advance_rolling(now));
+        out
+    }
+
+    fn advance_rolling(&mut self, now: Instant) -> Vec<Action> {
+        let Mode::Rolling { current, pending } = &mut self.mode else {
+            return Vec::new();
+        };
+        if let Some((i, old)) = *current {
+            let done = match self.slots.get(i).map(|s| &s.state) {
+                None | Some(SlotState::Retired) => true,
+                Some(SlotState::Running { pid, .. }) => *pid != old,
+                _ => false,
+            };
+            if !done {
+                return Vec::new();
+            }
+            *current = None;
+        }
+        while let Some(i) = pending.pop_front() {
+            if i >= self.target {
+                continue;
+            }
+            let s = &mut self.slots[i];
+            if let SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } =
+                s.state
+            {
+                info!("slot {i} pid {pid}: replacing (rolling restart)");
+                s.state = SlotState::Stopping {
+                    pid,
+                    since,
+                    deadline: now + self.timeouts.stop,
+                    reason: StopReason::Rolling,
+                    killed: false,
+                };
+                *current = Some((i, pid));
+                return vec![Action::Signal {
+                    pid,
+                    sig: Sig::Term,
+                }];
+            }
+            // Backoff / Stopping: it gets a new process anyway
+        }
+        info!("rolling restart done");
+        self.mode = Mode::Normal;
+        let mut out = vec![Action::Notify(Notify::Ready)];
+        out.extend(self.status());
+        out
+    }
+
+    fn crashed(
+        &mut self,
+        i: usize,
+        exit: Option<Exit>,
+        since: Instant,
+        now: Instant,
+    ) -> Vec<Action> {
+        if self.is_shutting_down() {
+            self.slots[i].state = SlotState::Retired;
+            return Vec::new();
+        }
+        let s = &mut self.slots[i];
+        if now.saturating_duration_since(since) >= self.policy.healthy_after {
+            s.attempt = 0;
+        }
+        if !self.budget.try_spend(now) {
+            let limit = self.budget.limit();
+            let how = match (exit, self.slots[i].state.pid()) {
+                (Some(e), Some(pid)) => format!("(pid {pid}) ended with {e}"),
+                (Some(e), None) => format!("ended with {e}"),
+                (None, _) => "could not be started".to_string(),
+            };
+            let mut msg = format!(
+                "slot {i} {how}; restart budget spent (--max-restarts {}/{:?}: {} restarts within {:?}); stopping. \
+                 Fix the cause (see the worker's output), or allow more with --max-restarts N/WINDOW",
+                limit.max,
+                limit.window,
+                self.budget.spent(),
+                limit.window
+            );
+            if let Some(f) = &self.slots[i].last_fatal {
+                msg.push_str(&format!("; its last error: {f}"));
+            }
+            self.slots[i].state = SlotState::Retired;
+            return self.begin_shutdown(Some((msg, Some(i as u32))), now);
+        }
+        let delay = self.policy.delay(s.attempt, (self.jitter)());
+        s.attempt += 1;
+        s.restarts += 1;
+        info!(
+            "slot {i}: restart {} in {} ms (attempt {})",
+            s.restarts,
+            delay.as_millis(),
+            s.attempt
+        );
+        s.state = SlotState::Backoff { until: now + delay };
+        if delay.is_zero() {
+            return self.tick(now);
+        }
+        Vec::new()
+    }
+
+    fn begin_shutdown(
+        &mut self,
+        failure: Option<(String, Option<u32>)>,
+        now: Instant,
+    ) -> Vec<Action> {
+        if let Mode::ShuttingDown { failure: f, .. } = &mut self.mode {
+            if f.is_none() {
+                *f = failure;
+            }
+            return Vec::new();
+        }
+        if matches!(self.mode, Mode::Done) {
+            return Vec::new();
+        }
+        match &failure {
+            Some(_) => error!(
+                "restart budget spent; stopping {} workers",
+                self.pids().len()
+            ),
+            None => info!("stopping {} workers", self.pids().len()),
+        }
+        self.mode = Mode::ShuttingDown {
+            failure,
+            forced: false,
+            unclean: Vec::new(),
+        };
+        let mut out = vec![Action::Notify(Notify::Stopping)];
+        let deadline = now + self.timeouts.stop;
+        for s in &mut self.slots {
+            match s.state.clone() {
+                SlotState::Backoff { .. } => s.state = SlotState::Retired,
+                SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } => {
+                    out.push(Action::Signal {
+                        pid,
+                        sig: Sig::Term,
+                    });
+                    s.state = SlotState::Stopping {
+                        pid,
+                        since,
+                        deadline,
+                        reason: StopReason::Shutdown,
+                        killed: false,
+                    };
+                }
+                SlotState::Stopping { .. } => {
+                    if let SlotState::Stopping { reason, .. } = &mut s.state {
+                        *reason = StopReason::Shutdown;
+                    }
+                }
+                SlotState::Retired => {}
+            }
+        }
+        out.extend(self.check_done());
+        out
+    }
+
+    fn check_done(&mut self) -> Vec<Action> {
+        let Mode::ShuttingDown {
+            failure,
+            forced,
+            unclean,
+        } = &mut self.mode
+        else {
+            return Vec::new();
+        };
+        if self.slots.iter().any(|s| s.state.pid().is_some()) {
+            return Vec::new();
+        }
+        let outcome = if let Some((message, slot)) = failure.take() {
+            Outcome {
+                code: 1,
+                message,
+                slot,
+            }
+        } else if *forced {
+            Outcome {
+                code: 1,
+                message: "stopped by a second interrupt; workers were killed without committing"
+                    .into(),
+                slot: None,
+            }
+        } else if !unclean.is_empty() {
+            Outcome {
+                code: 1,
+                message: format!(
+                    "{}; raise --shutdown-timeout if the handler needs longer to drain",
+                    unclean.join("; ")
+                ),
+                slot: None,
+            }
+        } else {
+            info!("all workers stopped cleanly");
+            Outcome {
+                code: 0,
+                message: String::new(),
+                slot: None,
+            }
+        };
+        self.mode = Mode::Done;
+        vec![Action::Exit(outcome)]
+    }
+
+    fn check_ready(&mut self) -> Vec<Action> {
+        if self.ready_sent || self.is_shutting_down() {
+            return Vec::new();
+        }
+        let all = self.slots[..self.target]
+            .iter()
+            .all(|s| matches!(s.state, SlotState::Running { .. }));
+        if !all {
+            return Vec::new();
+        }
+        self.ready_sent = true;
+        info!("all {} workers joined", self.target);
+        vec![Action::Notify(Notify::Ready)]
+    }
+
+    /// A STATUS= line when the summary changed.
+    fn status(&mut self) -> Vec<Action> {
+        let joined = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Running { .. }))
+            .count();
+        let partitions: usize = self
+            .slots
+            .iter()
+            .map(|s| match &s.state {
+                SlotState::Running { member, .. } => member.partitions.len(),
+                _ => 0,
+            })
+            .sum();
+        let restarts: u64 = self.slots.iter().map(|s| s.restarts).sum();
+        let line = format!(
+            "{joined}/{} workers joined, {partitions} partitions owned, {restarts} restarts",
+            self.target
+        );
+        if line == self.last_status {
+            return Vec::new();
+        }
+        self.last_status = line.clone();
+        vec![Action::Notify(Notify::Status(line))]
+    }
+
+    fn last_used(&self) -> usize {
+        self.slots
+            .iter()
+            .rposition(|s| s.state != SlotState::Retired)
+            .unwrap_or(0)
+            .max(self.target.saturating_sub(1))
+    }
+}
+
+fn log_stop(i: usize, pid: Pid, exit: Exit, killed: bool) {
+    if killed {
+        warn!("slot {i} pid {pid} killed ({exit})");
+    } else if exit.success() || exit == Exit::Signal(libc::SIGTERM) {
+        info!("slot {i} pid {pid} stopped ({exit})");
+    } else {
+        warn!("slot {i} pid {pid} stopped with {exit}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn slots(n: u32, budget: u32, t0: Instant) -> Slots {
+        Slots::new(
+            n,
+            t0,
+            Timeouts {
+                hang: Duration::from_secs(5),
+                join: Duration::from_secs(20),
+                stop: Duration::from_secs(12),
+            },
+            BackoffPolicy::default(),
+            RestartBudget {
+                max: budget,
+                window: Duration::from_secs(60),
+            },
+            Box::new(|| 1.0), // longest delay of each attempt
+        )
+    }
+
+    fn joined(gen: i32, parts: &[i32]) -> Report {
+        Report::Joined {
+            member_id: format!("m-{gen}"),
+            generation: gen,
+            partitions: parts.to_vec(),
+        }
+    }
+
+    fn spawns(a: &[Action]) -> Vec<u32> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::Spawn { slot } => Some(*slot),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn signals(a: &[Action]) -> Vec<(Pid, Sig)> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::Signal { pid, sig } => Some((*pid, *sig)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn exit_of(a: &[Action]) -> Option<Outcome> {
+        a.iter().find_map(|a| match a {
+            Action::Exit(o) => Some(o.clone()),
+            _ => None,
+        })
+    }
+
+    /// Start all slots with pids 100, 101, ... and join them.
+    fn started(n: u32, budget: u32, t0: Instant) -> Slots {
+        let mut s = slots(n, budget, t0);
+        assert_eq!(spawns(&s.tick(t0)), (0..n).collect::<Vec<_>>());
+        for i in 0..n {
+            s.spawned(i, 100 + i as i32, t0);
+        }
+        for i in 0..n {
+            let a = s.report(i, 100 + i as i32, joined(1, &[i as i32]), t0 + MS);
+            let ready = a.contains(&Action::Notify(Notify::Ready));
+            assert_eq!(ready, i == n - 1, "READY only once all joined");
+        }
+        s
+    }
+
+    #[test]
+    fn starts_every_slot_and_is_ready_when_all_joined() {
+        let t0 = Instant::now();
+        let s = started(3, 10, t0);
+        assert_eq!(s.pids(), vec![100, 101, 102]);
+        assert!(
+            matches!(s.slots()[2].state, SlotState::Running { ref member, .. } if member.partitions == vec![2])
+        );
+    }
+
+    #[test]
+    fn crash_restarts_in_the_same_slot_with_growing_backoff() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        // first crash: restart within 50 ms
+        let a = s.exited(101, Exit::Code(3), t0 + 10 * MS);
+        assert!(spawns(&a).is_empty());
+        let until = match s.slots()[1].state {
+            SlotState::Backoff { until } => until,
+            ref other => panic!("{other:?}"),
+        };
+        assert_eq!(until, t0 + 60 * MS);
+        assert_eq!(s.next_deadline(), Some(until));
+        assert!(spawns(&s.tick(until - MS)).is_empty());
+        assert_eq!(spawns(&s.tick(until)), vec![1]);
+        s.spawned(1, 200, until);
+        // second crash right away: 100 ms
+        s.exited(200, Exit::Signal(9), until + MS);
+        assert_eq!(
+            s.slots()[1].state,
+            SlotState::Backoff {
+                until: until + MS + 100 * MS
+            }
+        );
+        assert_eq!(s.slots()[1].restarts, 2);
+        assert_eq!(s.slots()[1].last_exit, Some(Exit::Signal(9)));
+        // slot 0 untouched
+        assert_eq!(s.slots()[0].state.pid(), Some(100));
+    }
+
+    #[test]
+    fn healthy_run_resets_the_backoff() {
+        let t0 = Instant::now();
+        let mut s = started(1, 10, t0);
+        s.exited(100, Exit::Code(1), t0);
+        let t1 = t0 + Duration::from_secs(1);
+        s.tick(t1);
+        s.spawned(0, 200, t1);
+        // ran 40 s: the next delay is a first delay again
+        let t2 = t1 + Duration::from_secs(40);
+        s.report(0, 200, Report::Alive { records: 5 }, t2);
+        s.exited(200, Exit::Code(1), t2);
+        assert_eq!(
+            s.slots()[0].state,
+            SlotState::Backoff {
+                until: t2 + 50 * MS
+            }
+        );
+        assert_eq!(s.slots()[0].records, 5);
+    }
+
+    #[test]
+    fn spent_budget_stops_everyone_and_names_the_slot() {
+        let t0 = Instant::now();
+        let mut s = started(2, 2, t0);
+        s.report(
+            1,
+            101,
+            Report::Fatal {
+                message: "handler exited 3".into(),
+            },
+            t0,
+        );
+        let mut t = t0;
+        let mut pid = 101;
+        for _ in 0..2 {
+            assert!(exit_of(&s.exited(pid, Exit::Code(3), t)).is_none());
+            t += Duration::from_secs(1);
+            assert_eq!(spawns(&s.tick(t)), vec![1]);
+            pid += 1000;
+            s.spawned(1, pid, t);
+        }
+        // third crash within the window: over budget -> TERM slot 0, no restart
+        let a = s.exited(pid, Exit::Code(3), t);
+        assert_eq!(signals(&a), vec![(100, Sig::Term)]);
+        assert!(a.contains(&Action::Notify(Notify::Stopping)));
+        assert!(exit_of(&a).is_none(), "waits for slot 0 to stop");
+        assert!(s.is_shutting_down());
+        assert!(spawns(&s.tick(t + Duration::from_secs(1))).is_empty());
+        let out = exit_of(&s.exited(100, Exit::Code(0), t + MS)).expect("exit");
+        assert_eq!(out.code, 1);
+        assert_eq!(out.slot, Some(1));
+        assert!(out.message.contains("slot 1"), "{}", out.message);
+        assert!(out.message.contains("exit status 3"), "{}", out.message);
+        assert!(out.message.contains("--max-restarts"), "{}", out.message);
+        assert!(out.message.contains("handler exited 3"), "{}", out.message);
+    }
+
+    #[test]
+    fn graceful_shutdown_exits_zero_or_kills_after_the_timeout() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        let a = s.shutdown(t0);
+        assert_eq!(signals(&a), vec![(100, Sig::Term), (101, Sig::Term)]);
+        assert!(s.shutdown(t0).is_empty(), "a second TERM changes nothing");
+        assert!(exit_of(&s.exited(100, Exit::Code(0), t0 + MS)).is_none());
+        // 101 ignores TERM: killed at the deadline
+        assert!(signals(&s.tick(t0 + Duration::from_secs(11))).is_empty());
+        let a = s.tick(t0 + Duration::from_secs(12));
+        assert_eq!(signals(&a), vec![(101, Sig::Kill)]);
+        let out = exit_of(&s.exited(101, Exit::Signal(9), t0 + Duration::from_secs(12))).unwrap();
+        assert_eq!(out.code, 1);
+        assert!(out.message.contains("slot 1"), "{}", out.message);
+
+        let mut s = started(2, 10, t0);
+        s.shutdown(t0);
+        s.exited(100, Exit::Code(0), t0);
+        let out = exit_of(&s.exited(101, Exit::Signal(libc::SIGTERM), t0)).unwrap();
+        assert_eq!(
+            out,
+            Outcome {
+                code: 0,
+                message: String::new(),
+                slot: None
+            }
+        );
+    }
+
+    #[test]
+    fn second_interrupt_kills_at_once() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        s.shutdown(t0);
+        let a = s.kill_all(t0 + MS);
+        assert_eq!(signals(&a), vec![(100, Sig::Kill), (101, Sig::Kill)]);
+        s.exited(100, Exit::Signal(9), t0 + MS);
+        let out = exit_of(&s.exited(101, Exit::Signal(9), t0 + MS)).unwrap();
+        assert_eq!(out.code, 1);
+    }
+
+    #[test]
+    fn hung_worker_is_killed_and_restarted() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        let t1 = t0 + Duration::from_secs(4);
+        s.report(0, 100, Report::Alive { records: 0 }, t1);
+        assert_eq!(s.next_deadline(), Some(t0 + MS + Duration::from_secs(5)));
+        let a = s.tick(t0 + Duration::from_secs(6));
+        assert_eq!(signals(&a), vec![(101, Sig::Kill)]);
+        let a = s.exited(101, Exit::Signal(9), t0 + Duration::from_secs(6));
+        assert!(exit_of(&a).is_none());
+        assert_eq!(
+            s.take_resume(1).map(|m| m.member_id),
+            Some("m-1".to_string())
+        );
+        assert!(matches!(s.slots()[1].state, SlotState::Backoff { .. }));
+        assert_eq!(s.slots()[1].restarts, 1);
+        // a worker still joining gets the longer join allowance
+        let t2 = t0 + Duration::from_secs(7);
+        s.tick(t2);
+        s.spawned(1, 300, t2);
+        let killed = |a: Vec<Action>| signals(&a).contains(&(300, Sig::Kill));
+        assert!(!killed(s.tick(t2 + Duration::from_secs(19))));
+        assert!(killed(s.tick(t2 + Duration::from_secs(20))));
+    }
+
+    #[test]
+    fn ttin_adds_and_ttou_removes_the_highest_slot() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        let a = s.grow(t0);
+        assert_eq!(spawns(&a), vec![2]);
+        s.spawned(2, 102, t0);
+        assert_eq!(s.target(), 3);
+        let a = s.shrink(t0);
+        assert_eq!(signals(&a), vec![(102, Sig::Term)]);
+        assert_eq!(s.target(), 2);
+        let a = s.exited(102, Exit::Code(0), t0);
+        assert!(spawns(&a).is_empty());
+        assert_eq!(s.slots().len(), 2);
+        s.shrink(t0);
+        assert_eq!(s.target(), 1);
+        s.exited(101, Exit::Code(0), t0);
+        assert!(s.shrink(t0).is_empty(), "never below one worker");
+        assert_eq!(s.target(), 1);
+        assert_eq!(s.pids(), vec![100]);
+        // grow again reuses slot 1
+        assert_eq!(spawns(&s.grow(t0)), vec![1]);
+    }
+
+    #[test]
+    fn hup_replaces_one_worker_at_a_time() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        let a = s.rolling_restart(t0);
+        assert!(a.contains(&Action::Notify(Notify::Reloading)));
+        assert_eq!(signals(&a), vec![(100, Sig::Term)]);
+        // old one leaves -> immediate replacement, no budget spent
+        let a = s.exited(100, Exit::Code(0), t0 + MS);
+        assert_eq!(spawns(&a), vec![0]);
+        s.spawned(0, 200, t0 + MS);
+        assert!(
+            signals(&s.tick(t0 + 2 * MS)).is_empty(),
+            "waits for the join"
+        );
+        let a = s.report(0, 200, joined(2, &[0]), t0 + 3 * MS);
+        assert_eq!(signals(&a), vec![(101, Sig::Term)]);
+        let a = s.exited(101, Exit::Code(0), t0 + 4 * MS);
+        assert_eq!(spawns(&a), vec![1]);
+        s.spawned(1, 201, t0 + 4 * MS);
+        let a = s.report(1, 201, joined(3, &[1]), t0 + 5 * MS);
+        assert!(a.contains(&Action::Notify(Notify::Ready)));
+        assert_eq!(s.pids(), vec![200, 201]);
+        assert_eq!(s.slots()[0].restarts + s.slots()[1].restarts, 0);
+    }
+
+    #[test]
+    fn a_member_that_died_is_evicted_one_that_left_is_not() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        // a member in good standing is taken over by the replacement, not evicted
+        let a = s.exited(101, Exit::Signal(9), t0);
+        assert!(
+            !a.iter().any(|a| matches!(a, Action::Evict { .. })),
+            "{a:?}"
+        );
+        let r = s.take_resume(1).expect("take over");
+        assert_eq!(
+            (r.member_id.as_str(), r.generation, r.partitions),
+            ("m-1", 1, vec![1])
+        );
+        assert_eq!(s.take_resume(1), None, "only once");
+        // one that was rebalancing (revoked) is evicted
+        s.tick(t0 + Duration::from_secs(1));
+        s.spawned(1, 201, t0 + Duration::from_secs(1));
+        s.report(1, 201, joined(2, &[1]), t0 + Duration::from_secs(1));
+        s.report(
+            1,
+            201,
+            Report::Revoked {
+                partitions: vec![1],
+            },
+            t0 + Duration::from_secs(1),
+        );
+        let a = s.exited(201, Exit::Code(1), t0 + Duration::from_secs(1));
+        assert!(a.contains(&Action::Evict {
+            slot: 1,
+            member_id: "m-2".into()
+        }));
+        assert_eq!(s.take_resume(1), None);
+        let a = s.shutdown(t0);
+        assert!(!a.iter().any(|a| matches!(a, Action::Evict { .. })));
+        let a = s.exited(100, Exit::Code(0), t0);
+        assert!(!a.iter().any(|a| matches!(a, Action::Evict { .. })));
+        // a new process in the slot forgets the old member id
+        let mut s = started(1, 10, t0);
+        s.exited(100, Exit::Code(1), t0);
+        s.tick(t0 + Duration::from_secs(1));
+        s.spawned(0, 200, t0 + Duration::from_secs(1));
+        let a = s.exited(200, Exit::Code(1), t0 + Duration::from_secs(1));
+        assert!(
+            !a.iter().any(|a| matches!(a, Action::Evict { .. })),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn closed_stdout_stops_everyone_cleanly() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        s.report(
+            0,
+            100,
+            Report::Stopping {
+                reason: OUTPUT_CLOSED.into(),
+            },
+            t0,
+        );
+        let a = s.exited(100, Exit::Code(0), t0);
+        assert_eq!(signals(&a), vec![(101, Sig::Term)]);
+        assert!(spawns(&a).is_empty());
+        let out = exit_of(&s.exited(101, Exit::Code(0), t0)).unwrap();
+        assert_eq!(out.code, 0);
+        // an exit 0 for any other reason is restarted
+        let mut s = started(1, 10, t0);
+        s.report(
+            0,
+            100,
+            Report::Stopping {
+                reason: "other".into(),
+            },
+            t0,
+        );
+        s.exited(100, Exit::Code(0), t0);
+        assert!(matches!(s.slots()[0].state, SlotState::Backoff { .. }));
+    }
+
+    #[test]
+    fn late_reports_from_old_pids_are_ignored() {
+        let t0 = Instant::now();
+        let mut s = started(1, 10, t0);
+        s.exited(100, Exit::Code(1), t0);
+        assert!(s.report(0, 100, joined(9, &[0]), t0).is_empty());
+        assert!(matches!(s.slots()[0].state, SlotState::Backoff { .. }));
+        assert!(s.exited(12345, Exit::Code(0), t0).is_empty());
+    }
+}
