@@ -637,6 +637,11 @@ def failover(name):
             own = stable_owners(flog, 30) or own
             victim = next(iter(own[i % 2]))
             parts = {p for p, s in own.items() if victim in s}
+            try:
+                with open(f"/proc/{victim}/cmdline", "rb") as f:
+                    what = " ".join(a.decode(errors="replace") for a in f.read().split(b"\0")[:2])
+            except OSError:
+                what = "?"
             k = time.time()
             os.kill(victim, signal.SIGKILL)
             end = time.time() + left(150)
@@ -644,7 +649,7 @@ def failover(name):
                 for t, pid, part in flog.since(k):
                     if part in parts and pid != victim:
                         gaps[i] = t - k
-                        log(f"failover {name} group {i + 1}: killed pid {victim} (partitions {sorted(parts)}), "
+                        log(f"failover {name} group {i + 1}: killed pid {victim} ({what}; partitions {sorted(parts)}), "
                             f"records again after {gaps[i]:.2f} s")
                         return
                 time.sleep(0.02)
