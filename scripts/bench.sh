@@ -3,7 +3,8 @@
 # fetch loop) on one local tansu broker; prints one markdown table.
 #   scripts/bench.sh [PORT]          (default port 19105)
 # Env: BENCH_RECORDS (default 1000000; e.g. 100000 for a quick run),
-#      BENCH_TRIALS (failover trials, default 5), BENCH_RATE (default 200/s),
+#      BENCH_TRIALS (failover groups, default 5), BENCH_RATE (default 200/s),
+#      BENCH_REPEATS (throughput runs per contender, medians; default 3),
 #      BENCH_KSWARM_MODE=run|workers (default: run if the build has the supervisor),
 #      KSWARM_BUILD_DIR (venv with tansu + confluent-kafka; default ./build).
 # See scripts/bench/harness.py for the method.

