@@ -1,0 +1,69 @@
+"""One librdkafka (confluent-kafka) consumer process for scripts/bench.sh.
+
+Default settings except what the bench needs: read from earliest, and the
+partition-EOF events that let it report promptly when it has caught up.
+  rdkafka_consumer.py BROKERS TOPIC GROUP count     -> {"first":t} then {"n":N,"last":t} lines
+  rdkafka_consumer.py BROKERS TOPIC GROUP failover  -> "pid partition offset" per record
+Stops on SIGTERM (closes the consumer: commit and leave).
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaError
+
+brokers, topic, group, mode = sys.argv[1:5]
+stop = False
+
+
+def on_term(_sig, _frm):
+    global stop
+    stop = True
+
+
+signal.signal(signal.SIGTERM, on_term)
+c = Consumer({
+    "bootstrap.servers": brokers,
+    "group.id": group,
+    "auto.offset.reset": "earliest",
+    "enable.partition.eof": True,
+})
+c.subscribe([topic])
+out = sys.stdout
+pid = os.getpid()
+n = 0
+first = None
+last = None
+reported = 0.0
+reported_n = 0
+while not stop:
+    msgs = c.consume(num_messages=1000, timeout=0.2)
+    eof = False
+    got = 0
+    now = time.time()
+    for m in msgs:
+        err = m.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                eof = True
+            continue
+        if mode == "failover":
+            out.write(f"{pid} {m.partition()} {m.offset()}\n")
+        got += 1
+    n += got
+    if mode == "failover":
+        out.flush()
+        continue
+    if n and first is None:
+        first = now
+        out.write(json.dumps({"pid": pid, "first": first}) + "\n")
+    if got:
+        last = now
+    if n != reported_n and (eof or now - reported > 0.25):
+        out.write(json.dumps({"pid": pid, "n": n, "last": last}) + "\n")
+        out.flush()
+        reported = now
+        reported_n = n
+c.close()
