@@ -42,6 +42,9 @@ impl From<GroupError> for Step {
     }
 }
 
+/// Called with each member id the coordinator assigns.
+type MemberIdHook = Box<dyn FnMut(&str) + Send>;
+
 pub struct Member {
     s: GroupSettings,
     conn: Option<BrokerConn>,
@@ -50,7 +53,7 @@ pub struct Member {
     hb: Option<Heartbeat>,
     /// Told every new member id the coordinator hands out, before the join
     /// completes, so that a supervisor can evict a member that dies mid-join.
-    on_member_id: Option<Box<dyn FnMut(&str) + Send>>,
+    on_member_id: Option<MemberIdHook>,
 }
 
 impl std::fmt::Debug for Member {
