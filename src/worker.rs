@@ -26,7 +26,7 @@ use crate::record::Record;
 use crate::report::Report;
 
 /// Largest fetch response per partition request (`-X fetch.max.bytes`).
-const DEFAULT_FETCH_MAX_BYTES: i32 = 1024 * 1024;
+const DEFAULT_FETCH_MAX_BYTES: i32 = 256 * 1024;
 /// Long-poll wait of an empty fetch (`-X fetch.wait.max.ms`).
 const DEFAULT_FETCH_WAIT_MS: i32 = 100;
 /// Fetched batches buffered per worker ahead of the handler (pipelining).
