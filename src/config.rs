@@ -281,9 +281,17 @@ pub struct ConsumeConfig {
     pub instance_prefix: String,
     pub max_in_flight: usize,
     pub shutdown_timeout: Duration,
-    /// -X key=value pairs, in order.
-    pub extra: Vec<(String, String)>,
+    /// `-X fetch.max.bytes`: largest fetch response per partition request.
+    pub fetch_max_bytes: i32,
+    /// `-X fetch.wait.max.ms`: long-poll wait of an empty fetch.
+    pub fetch_wait_ms: i32,
+    /// -X keys kswarm does not use (warned about once, by the supervisor).
+    pub ignored_extra: Vec<String>,
 }
+
+/// 256 KiB: as fast as 1 MiB on loopback, at half a worker's peak memory.
+pub const DEFAULT_FETCH_MAX_BYTES: i32 = 256 * 1024;
+pub const DEFAULT_FETCH_WAIT_MS: i32 = 100;
 
 impl ConsumeConfig {
     pub fn from_args(a: &cli::ConsumeArgs) -> Checked<Self> {
@@ -351,13 +359,20 @@ impl ConsumeConfig {
         if assignors.is_empty() {
             return usage("--assignor: name at least one of range, roundrobin");
         }
-        let mut extra = Vec::new();
+        let mut fetch_max_bytes = DEFAULT_FETCH_MAX_BYTES;
+        let mut fetch_wait_ms = DEFAULT_FETCH_WAIT_MS;
+        let mut ignored_extra = Vec::new();
         for kv in &a.extra {
-            match kv.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => {
-                    extra.push((k.trim().to_string(), v.to_string()))
-                }
-                _ => return usage(format!("-X: '{kv}' is not KEY=VALUE")),
+            let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+                return usage(format!("-X: '{kv}' is not KEY=VALUE"));
+            };
+            let k = k.trim();
+            let positive =
+                || parse_count(&format!("-X {k}"), v, 1, i32::MAX as u64).map(|n| n as i32);
+            match k {
+                "fetch.max.bytes" | "max.partition.fetch.bytes" => fetch_max_bytes = positive()?,
+                "fetch.wait.max.ms" | "fetch.max.wait.ms" => fetch_wait_ms = positive()?,
+                other => ignored_extra.push(other.to_string()),
             }
         }
         Ok(Self {
@@ -379,7 +394,9 @@ impl ConsumeConfig {
             max_in_flight: parse_count("--max-in-flight", &a.max_in_flight, 1, 10_000_000)?
                 as usize,
             shutdown_timeout: parse_positive_duration("--shutdown-timeout", &a.shutdown_timeout)?,
-            extra,
+            fetch_max_bytes,
+            fetch_wait_ms,
+            ignored_extra,
         })
     }
 }
@@ -541,6 +558,34 @@ mod tests {
         assert!(validate_topic(&"a".repeat(250)).is_err());
         assert!(validate_group("").unwrap_err().0.contains("--group"));
         assert!(validate_group("g\n").is_err());
+    }
+
+    #[test]
+    fn extra_settings_are_checked_once_here() {
+        use clap::Parser;
+        let parse = |x: &[&str]| {
+            let mut argv = vec!["kswarm", "worker", "-b", "h:1", "-t", "t", "-g", "g"];
+            argv.extend_from_slice(x);
+            let cli::Command::Worker(w) = cli::Cli::parse_from(argv).command else {
+                unreachable!()
+            };
+            ConsumeConfig::from_args(&w.consume)
+        };
+        let c = parse(&[]).unwrap();
+        assert_eq!(
+            (c.fetch_max_bytes, c.fetch_wait_ms),
+            (DEFAULT_FETCH_MAX_BYTES, 100)
+        );
+        let c = parse(&["-X", "fetch.max.bytes=65536", "-X", "foo.bar=1"]).unwrap();
+        assert_eq!(c.fetch_max_bytes, 65536);
+        assert_eq!(c.ignored_extra, vec!["foo.bar"]);
+        let e = parse(&["-X", "fetch.max.bytes=abc"]).unwrap_err();
+        assert!(e.0.contains("-X fetch.max.bytes"), "{e}");
+        assert!(parse(&["-X", "fetch.wait.max.ms=0"]).is_err());
+        assert!(parse(&["-X", "novalue"])
+            .unwrap_err()
+            .0
+            .contains("KEY=VALUE"));
     }
 
     #[test]

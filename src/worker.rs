@@ -25,10 +25,6 @@ use crate::handler::{Handler, HandlerEnv, HandlerEvent};
 use crate::record::Record;
 use crate::report::Report;
 
-/// Largest fetch response per partition request (`-X fetch.max.bytes`).
-const DEFAULT_FETCH_MAX_BYTES: i32 = 256 * 1024;
-/// Long-poll wait of an empty fetch (`-X fetch.wait.max.ms`).
-const DEFAULT_FETCH_WAIT_MS: i32 = 100;
 /// Fetched batches buffered per worker ahead of the handler (pipelining).
 const FETCH_QUEUE: usize = 4;
 /// Alive reports to the supervisor, this often.
@@ -127,8 +123,6 @@ struct Worker {
     sent: u64,
     /// When the last Alive report went out, and the acknowledged count then.
     last_alive: (Instant, u64),
-    fetch_max_bytes: i32,
-    fetch_wait_ms: i32,
 }
 
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
@@ -136,7 +130,6 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     reporter.send(Report::Started {
         pid: std::process::id(),
     });
-    let (fetch_max_bytes, fetch_wait_ms) = fetch_settings(&cfg)?;
     let shutdown = watch_shutdown_signals()?;
 
     let client = crate::admin::connect(&cfg.connect).await?;
@@ -176,8 +169,6 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         shutdown,
         sent: 0,
         last_alive: (Instant::now(), 0),
-        fetch_max_bytes,
-        fetch_wait_ms,
     };
     let result = worker.consume().await;
     match &result {
@@ -187,24 +178,6 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         }),
     }
     result
-}
-
-fn fetch_settings(cfg: &WorkerConfig) -> anyhow::Result<(i32, i32)> {
-    let mut max_bytes = DEFAULT_FETCH_MAX_BYTES;
-    let mut wait_ms = DEFAULT_FETCH_WAIT_MS;
-    for (k, v) in &cfg.consume.extra {
-        let parsed = |flag: &str| {
-            v.parse::<i32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                crate::config::UsageError(format!("-X {flag}={v}: give a positive whole number"))
-            })
-        };
-        match k.as_str() {
-            "fetch.max.bytes" | "max.partition.fetch.bytes" => max_bytes = parsed(k)?,
-            "fetch.wait.max.ms" | "fetch.max.wait.ms" => wait_ms = parsed(k)?,
-            other => warn!("-X {other}: not used by kswarm; ignored"),
-        }
-    }
-    Ok((max_bytes, wait_ms))
 }
 
 /// TERM or INT -> graceful stop (drain, commit, leave).
@@ -278,7 +251,7 @@ impl Worker {
         }
     }
 
-    /// Drain what the handler holds (bounded), commit, leave.
+    /// Leave the group (the generation loop has already drained and committed).
     async fn finish(&mut self, reason: &str) -> anyhow::Result<()> {
         self.reporter.send(Report::Stopping {
             reason: reason.to_string(),
@@ -340,8 +313,8 @@ impl Worker {
                 pc,
                 pos.acked_next,
                 tx.clone(),
-                self.fetch_max_bytes,
-                self.fetch_wait_ms,
+                self.cfg.consume.fetch_max_bytes,
+                self.cfg.consume.fetch_wait_ms,
                 self.cfg.consume.from,
             )));
         }

@@ -85,6 +85,9 @@ fn join_allowance(cfg: &RunConfig) -> Duration {
 /// stop, [`ExitWith`] 1 with the reason otherwise.
 pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     let cfg = RunConfig::from_args(&args)?;
+    for key in &cfg.consume.ignored_extra {
+        tracing::warn!("-X {key}: not used by kswarm; ignored");
+    }
     // Sizing runs (and drops) its own runtime before any worker is forked.
     let workers = crate::plan::prepare_for_run(&cfg)?.workers;
     let exe =
