@@ -7,7 +7,6 @@
 //!
 //! cargo run --release --example handler_bench -- [RECORDS] [VALUE_BYTES] > /dev/null
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kswarm::config::{Format, HandlerSpec};
@@ -20,7 +19,7 @@ async fn run(name: &str, spec: HandlerSpec, format: Format, n: i64, value: &[u8]
         group: "bench".into(),
         topic: "bench".into(),
     };
-    let topic: Arc<str> = Arc::from("bench");
+    let value = bytes::Bytes::copy_from_slice(value);
     let mut h = Handler::start(&spec, format, 10_000, env)
         .await
         .expect("start");
@@ -28,12 +27,11 @@ async fn run(name: &str, spec: HandlerSpec, format: Format, n: i64, value: &[u8]
     let mut acked = 0i64;
     for i in 0..n {
         let r = Record {
-            topic: topic.clone(),
             partition: (i % 4) as i32,
             offset: i / 4,
             timestamp_ms: 1_700_000_000_000,
             key: None,
-            value: Some(value.to_vec()),
+            value: Some(value.clone()),
             headers: Vec::new(),
         };
         h.send(r).await.expect("send");

@@ -1,17 +1,17 @@
 //! One Kafka record as the worker hands it to a handler.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
-/// A fetched record. `topic` is shared by all records of a fetch.
+/// A fetched record. Key, value and header values are slices of the fetched
+/// bytes (no copy per record); the topic is the worker's one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     /// Milliseconds since the Unix epoch (create or log-append time, as the broker says).
     pub timestamp_ms: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    /// In record order; Kafka allows repeated header keys.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// In record order; a header value may be null.
+    pub headers: Vec<(String, Option<Bytes>)>,
 }

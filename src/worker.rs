@@ -27,6 +27,12 @@ use crate::report::Report;
 
 /// Fetched batches buffered per worker ahead of the handler (pipelining).
 const FETCH_QUEUE: usize = 4;
+/// Staged bytes handed to the handler at once at most (a fetched batch is
+/// staged whole unless it formats to more than this).
+const CHUNK_BYTES: usize = 256 * 1024;
+/// The largest fetch we grow to when a single record batch is larger than
+/// `fetch.max.bytes` and the broker cuts it off (brokers before KIP-74).
+const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 /// Alive reports to the supervisor, this often.
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -98,8 +104,7 @@ struct Position {
 }
 
 struct FetchedBatch {
-    partition: i32,
-    records: Vec<rskafka::record::RecordAndOffset>,
+    records: Vec<Record>,
 }
 
 /// Why a generation's consume loop ended.
@@ -386,43 +391,46 @@ impl Worker {
         Ok(end)
     }
 
-    /// Hand one fetched batch to the handler, record by record, while still
-    /// noticing acks, signals and rebalances (send may wait for in-flight room).
+    /// Hand one fetched batch to the handler: stage as many records as it has
+    /// room for, hand them over, and when it has none, wait for room while
+    /// still noticing signals and rebalances (one fetched batch may hold
+    /// thousands of records, too many for a slow handler to take before the
+    /// group's rebalance timeout runs out).
     async fn deliver(&mut self, batch: FetchedBatch) -> anyhow::Result<Option<GenerationEnd>> {
-        for r in batch.records {
-            let record = Record {
-                topic: self.topic.clone(),
-                partition: batch.partition,
-                offset: r.offset,
-                timestamp_ms: r.record.timestamp.timestamp_millis(),
-                key: r.record.key,
-                value: r.record.value,
-                headers: r.record.headers.into_iter().collect(),
-            };
-            // send() waits while --max-in-flight records are unacknowledged
-            // (it keeps acks for next_event meanwhile); a signal cuts it short.
-            // A rebalance is noticed here too: one fetched batch may hold
-            // thousands of records, too many to hand to a slow handler
-            // before the group's rebalance timeout runs out.
-            tokio::select! {
-                biased;
-                res = self.handler.send(record) => {
-                    if res.is_err() {
-                        // The handler is gone; its Failed event says why.
-                        return Ok(None);
+        let mut records = batch.records.iter().peekable();
+        while records.peek().is_some() {
+            if self.handler.room() == 0 {
+                tokio::select! {
+                    biased;
+                    _ = self.handler.ready() => {}
+                    _ = changed_to_true(&mut self.shutdown) => return Ok(Some(GenerationEnd::Shutdown)),
+                    r = self.member.rebalance_needed() => {
+                        r.map_err(group_error)?;
+                        return Ok(Some(GenerationEnd::Rebalance));
                     }
-                    self.sent += 1;
                 }
-                _ = changed_to_true(&mut self.shutdown) => return Ok(Some(GenerationEnd::Shutdown)),
-                r = self.member.rebalance_needed() => {
-                    r.map_err(group_error)?;
-                    return Ok(Some(GenerationEnd::Rebalance));
+                if self.handler.room() == 0 {
+                    // The handler is gone; its Failed event says why.
+                    return Ok(None);
+                }
+                // The consume loop's Alive tick does not run while we are here;
+                // a handler that makes progress is alive, one that does not is not.
+                if self.last_alive.0.elapsed() >= ALIVE_EVERY && self.acked() > self.last_alive.1 {
+                    self.alive();
                 }
             }
-            // The consume loop's Alive tick does not run while we are here;
-            // a handler that makes progress is alive, one that does not is not.
-            if self.last_alive.0.elapsed() >= ALIVE_EVERY && self.acked() > self.last_alive.1 {
-                self.alive();
+            for record in records.by_ref().take(self.handler.room()) {
+                if self.handler.stage(record).is_err() {
+                    let _ = self.handler.flush();
+                    return Ok(None);
+                }
+                self.sent += 1;
+                if self.handler.staged_bytes() >= CHUNK_BYTES {
+                    break;
+                }
+            }
+            if self.handler.flush().is_err() {
+                return Ok(None);
             }
         }
         Ok(None)
@@ -518,17 +526,52 @@ async fn fetch_loop(
     use rskafka::client::error::{Error as KError, ProtocolError};
     let partition = pc.partition();
     let mut failures = 0u32;
+    let mut limit = max_bytes;
     loop {
-        match pc.fetch_records(offset, 1..max_bytes, wait_ms).await {
-            Ok((mut records, _high_watermark)) => {
+        match pc.fetch_raw(offset, 1..limit, wait_ms).await {
+            Ok((raw, _high_watermark)) => {
                 failures = 0;
-                // Compressed batches may start before the offset we asked for.
-                records.retain(|r| r.offset >= offset);
+                let mut records = Vec::new();
+                let decoded = match crate::wire::records::decode_fetched(
+                    partition,
+                    raw,
+                    offset,
+                    &mut records,
+                ) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // A corrupt batch does not heal by itself; keep trying
+                        // (the broker may serve it again from another replica)
+                        // and say so, rather than skip records.
+                        failures += 1;
+                        let pause = Duration::from_millis((50u64 << failures.min(6)).min(2000));
+                        warn!(partition, "{e}; fetching it again in {pause:?}");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                };
+                if decoded.only_partial {
+                    let grown = limit.saturating_mul(2).min(MAX_FETCH_BYTES);
+                    if grown == limit {
+                        warn!(
+                            partition,
+                            "a record batch at offset {offset} is larger than {limit} bytes; cannot fetch it"
+                        );
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    } else {
+                        debug!(partition, "a record batch at offset {offset} is larger than {limit} bytes; fetching up to {grown}");
+                        limit = grown;
+                    }
+                    continue;
+                }
+                limit = max_bytes;
+                if let Some(next) = decoded.next_offset {
+                    offset = offset.max(next);
+                }
                 if records.is_empty() {
                     continue;
                 }
-                offset = records.last().map(|r| r.offset + 1).unwrap_or(offset);
-                if tx.send(FetchedBatch { partition, records }).await.is_err() {
+                if tx.send(FetchedBatch { records }).await.is_err() {
                     return;
                 }
             }

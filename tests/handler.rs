@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use bytes::Bytes;
 use kswarm::config::{Format, HandlerSpec};
 use kswarm::handler::{Ack, Handler, HandlerEnv, HandlerEvent};
 use kswarm::record::Record;
@@ -29,13 +29,12 @@ fn env(slot: u32) -> HandlerEnv {
 
 fn rec(partition: i32, offset: i64, value: &[u8]) -> Record {
     Record {
-        topic: Arc::from("t-test"),
         partition,
         offset,
         timestamp_ms: 1_700_000_000_000 + offset,
-        key: Some(format!("k{offset}").into_bytes()),
-        value: Some(value.to_vec()),
-        headers: vec![("h".into(), b"v".to_vec())],
+        key: Some(Bytes::from(format!("k{offset}"))),
+        value: Some(Bytes::copy_from_slice(value)),
+        headers: vec![("h".into(), Some(Bytes::from_static(b"v")))],
     }
 }
 

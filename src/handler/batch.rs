@@ -15,9 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::child::{self, Group, Tail};
-use super::{format, HandlerEnv, Inner};
-use crate::config::Format;
-use crate::record::Record;
+use super::{Chunk, HandlerEnv, Inner};
 
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(5);
@@ -35,7 +33,6 @@ pub(super) struct Batcher {
     pub size: usize,
     pub wait: Duration,
     pub retries: u32,
-    pub format: Format,
     pub env: HandlerEnv,
     pub group: Group,
 }
@@ -44,30 +41,30 @@ impl Batcher {
     /// Runs until the record channel closes (then `Drained`) or a batch fails.
     pub(super) async fn run(
         self,
-        mut records: mpsc::UnboundedReceiver<Record>,
+        mut records: mpsc::UnboundedReceiver<Chunk>,
         events: mpsc::UnboundedSender<Inner>,
     ) {
         let mut buf = Vec::new();
+        // Records of a chunk that did not fit the last batch: (chunk, first record).
+        let mut rest: Option<(Chunk, usize)> = None;
         let mut closed = false;
-        while !closed {
-            let Some(first) = records.recv().await else {
-                break;
+        loop {
+            let (first, from) = match rest.take() {
+                Some(r) => r,
+                None if closed => break,
+                None => match records.recv().await {
+                    Some(c) => (c, 0),
+                    None => break,
+                },
             };
             let deadline = Instant::now() + self.wait;
             buf.clear();
-            format::encode(self.format, &first, &mut buf);
-            drop(first);
-            let mut n = 1;
-            while n < self.size {
+            let mut n = 0;
+            rest = take_records(first, from, self.size, &mut buf, &mut n);
+            while n < self.size && rest.is_none() && !closed {
                 match tokio::time::timeout_at(deadline, records.recv()).await {
-                    Ok(Some(r)) => {
-                        format::encode(self.format, &r, &mut buf);
-                        n += 1;
-                    }
-                    Ok(None) => {
-                        closed = true;
-                        break;
-                    }
+                    Ok(Some(c)) => rest = take_records(c, 0, self.size - n, &mut buf, &mut n),
+                    Ok(None) => closed = true,
                     Err(_) => break,
                 }
             }
@@ -151,9 +148,48 @@ impl Batcher {
     }
 }
 
+/// Appends at most `max` records of `chunk`, from record `from` on, to `buf`
+/// and counts them in `n`; returns what is left of the chunk.
+fn take_records(
+    chunk: Chunk,
+    from: usize,
+    max: usize,
+    buf: &mut Vec<u8>,
+    n: &mut usize,
+) -> Option<(Chunk, usize)> {
+    let to = chunk.len().min(from.saturating_add(max));
+    let start = if from == 0 { 0 } else { chunk.ends[from - 1] };
+    let end = if to == 0 { 0 } else { chunk.ends[to - 1] };
+    buf.extend_from_slice(&chunk.bytes[start..end]);
+    *n += to - from;
+    (to < chunk.len()).then_some((chunk, to))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunk(lines: &[&str]) -> Chunk {
+        let mut c = Chunk::default();
+        for l in lines {
+            c.bytes.extend_from_slice(l.as_bytes());
+            c.ends.push(c.bytes.len());
+        }
+        c
+    }
+
+    #[test]
+    fn batches_are_cut_at_record_boundaries() {
+        let (mut buf, mut n) = (Vec::new(), 0);
+        // Values may hold newlines (--format value): the cut follows the ends, not the bytes.
+        let rest = take_records(chunk(&["a\n", "b\nb\n", "c\n"]), 0, 2, &mut buf, &mut n);
+        assert_eq!((buf.as_slice(), n), (&b"a\nb\nb\n"[..], 2));
+        let (c, from) = rest.expect("one record left");
+        assert_eq!(from, 2);
+        let (mut buf, mut n) = (Vec::new(), 0);
+        assert!(take_records(c, from, 5, &mut buf, &mut n).is_none());
+        assert_eq!((buf.as_slice(), n), (&b"c\n"[..], 1));
+    }
 
     #[test]
     fn backoff_doubles_from_100ms_to_5s() {

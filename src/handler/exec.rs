@@ -6,9 +6,9 @@
 //! Four tasks on the worker's runtime, so that writing records and reading
 //! acknowledgements never wait for each other (a handler blocked on a full
 //! stdout pipe would otherwise stop reading its stdin, and both sides hang):
-//! - writer: records -> lines -> stdin, batched: it takes every record that is
-//!   ready (up to [`WRITE_CHUNK`] bytes) and writes them with one write, so a
-//!   burst costs few syscalls and a lone record is written at once;
+//! - writer: chunks of lines (formatted by the worker, see `Chunk`) -> stdin,
+//!   one write each, so a burst costs few syscalls and a lone record is
+//!   written at once;
 //! - reader: stdout -> number of lines -> `Inner::Acked(n)`;
 //! - stderr: to our stderr with a `[worker N] ` prefix (see `child`);
 //! - monitor: waits for the child and tells how it ended (`Inner::Exited`), or
@@ -21,12 +21,7 @@ use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot};
 
 use super::child::{self, Group, Tail};
-use super::{format, HandlerEnv, Inner};
-use crate::config::Format;
-use crate::record::Record;
-
-/// Bytes of encoded records gathered before one write to the handler.
-const WRITE_CHUNK: usize = 256 * 1024;
+use super::{Chunk, HandlerEnv, Inner};
 /// Pipe buffer we ask the kernel for (the default 64 KiB costs throughput;
 /// 1 MiB is the unprivileged limit by default). Best effort.
 const PIPE_SIZE: i32 = 1024 * 1024;
@@ -41,9 +36,8 @@ const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// (see `child` on PDEATHSIG).
 pub(super) fn start(
     cmd: &str,
-    format: Format,
     env: &HandlerEnv,
-    records: mpsc::UnboundedReceiver<Record>,
+    records: mpsc::UnboundedReceiver<Chunk>,
     events: mpsc::UnboundedSender<Inner>,
     group: Group,
 ) -> anyhow::Result<()> {
@@ -62,7 +56,7 @@ pub(super) fn start(
     let tail = Tail::default();
     let (broken_tx, broken_rx) = oneshot::channel();
     let (eof_tx, eof_rx) = oneshot::channel();
-    tokio::spawn(write_records(stdin, records, format, broken_tx));
+    tokio::spawn(write_records(stdin, records, broken_tx));
     tokio::spawn(read_acks(stdout, events.clone(), eof_tx));
     let stderr_done = tokio::spawn(child::forward_stderr(stderr, env.slot, tail.clone()));
     let cmd = cmd.to_string();
@@ -124,26 +118,15 @@ pub(super) fn start(
     Ok(())
 }
 
-/// Writes records as lines until the channel closes (then closes stdin: EOF
-/// tells the handler to finish) or the pipe breaks (reported on `broken`).
+/// Writes chunks of record lines until the channel closes (then closes stdin:
+/// EOF tells the handler to finish) or the pipe breaks (reported on `broken`).
 async fn write_records(
     mut stdin: ChildStdin,
-    mut records: mpsc::UnboundedReceiver<Record>,
-    format: Format,
+    mut records: mpsc::UnboundedReceiver<Chunk>,
     broken: oneshot::Sender<std::io::Error>,
 ) {
-    let mut buf = Vec::with_capacity(WRITE_CHUNK + 4096);
-    while let Some(first) = records.recv().await {
-        buf.clear();
-        format::encode(format, &first, &mut buf);
-        drop(first);
-        while buf.len() < WRITE_CHUNK {
-            match records.try_recv() {
-                Ok(r) => format::encode(format, &r, &mut buf),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = stdin.write_all(&buf).await {
+    while let Some(chunk) = records.recv().await {
+        if let Err(e) = stdin.write_all(&chunk.bytes).await {
             let _ = broken.send(e);
             return;
         }
@@ -157,12 +140,12 @@ async fn read_acks(
     events: mpsc::UnboundedSender<Inner>,
     eof: oneshot::Sender<()>,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     loop {
         match stdout.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
+                let lines = memchr::memchr_iter(b'\n', &buf[..n]).count();
                 if lines > 0 && events.send(Inner::Acked(lines)).is_err() {
                     break;
                 }

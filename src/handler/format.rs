@@ -9,7 +9,8 @@
 //!   `"value_encoding":"base64"`. No marker means the string is the bytes as UTF-8.
 //! - `headers` is a list (Kafka allows a key more than once, an object could not
 //!   keep both): `[{"key":"k","value":"v"}, ..]`, with `"value_encoding":"base64"`
-//!   inside an entry whose value is not UTF-8. Header keys are always UTF-8.
+//!   inside an entry whose value is not UTF-8, and `"value":null` for a null
+//!   header value. Header keys are always UTF-8.
 //!
 //! `value`: the raw value bytes and a newline; a null value is an empty line.
 //! Nothing is escaped, so a value that itself holds a newline looks like several
@@ -22,10 +23,11 @@ use base64::Engine as _;
 use crate::config::Format;
 use crate::record::Record;
 
-/// Appends the record's line (newline included) to `out`.
-pub fn encode(format: Format, record: &Record, out: &mut Vec<u8>) {
+/// Appends the record's line (newline included) to `out`. `topic` is the
+/// topic the record came from (json only).
+pub fn encode(format: Format, topic: &str, record: &Record, out: &mut Vec<u8>) {
     match format {
-        Format::Json => encode_json(record, out),
+        Format::Json => encode_json(topic, record, out),
         Format::Value => encode_value(record, out),
     }
 }
@@ -40,13 +42,16 @@ pub fn encode_value(record: &Record, out: &mut Vec<u8>) {
 
 /// True when `--format value` would turn this record into more than one line.
 pub fn value_breaks_line(record: &Record) -> bool {
-    record.value.as_deref().is_some_and(|v| v.contains(&b'\n'))
+    record
+        .value
+        .as_deref()
+        .is_some_and(|v| memchr::memchr(b'\n', v).is_some())
 }
 
 /// `--format json`: one JSON object + `\n` (see the module docs for the shape).
-pub fn encode_json(record: &Record, out: &mut Vec<u8>) {
+pub fn encode_json(topic: &str, record: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"topic\":");
-    json_str(&record.topic, out);
+    json_str(topic, out);
     out.extend_from_slice(b",\"partition\":");
     int(record.partition.into(), out);
     out.extend_from_slice(b",\"offset\":");
@@ -65,7 +70,7 @@ pub fn encode_json(record: &Record, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"key\":");
         json_str(k, out);
         out.push(b',');
-        bytes_field("value", Some(v), out);
+        bytes_field("value", v.as_deref(), out);
         out.push(b'}');
     }
     out.extend_from_slice(b"]}\n");
@@ -139,27 +144,27 @@ fn json_str(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
     fn rec(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, &[u8])]) -> Record {
         Record {
-            topic: "logs.app-1".into(),
             partition: 3,
             offset: 42,
             timestamp_ms: 1_700_000_000_123,
-            key: key.map(<[u8]>::to_vec),
-            value: value.map(<[u8]>::to_vec),
+            key: key.map(Bytes::copy_from_slice),
+            value: value.map(Bytes::copy_from_slice),
             headers: headers
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .map(|(k, v)| (k.to_string(), Some(Bytes::copy_from_slice(v))))
                 .collect(),
         }
     }
 
     fn json_of(r: &Record) -> Value {
         let mut out = Vec::new();
-        encode(Format::Json, r, &mut out);
+        encode(Format::Json, "logs.app-1", r, &mut out);
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(
             out.iter().filter(|&&b| b == b'\n').count(),
@@ -230,14 +235,25 @@ mod tests {
     }
 
     #[test]
+    fn json_null_header_value() {
+        let mut r = rec(None, Some(b"x"), &[]);
+        r.headers.push(("trace".into(), None));
+        assert_eq!(
+            json_of(&r)["headers"],
+            json!([{"key": "trace", "value": null}])
+        );
+    }
+
+    #[test]
     fn value_format_is_raw_plus_newline() {
         let mut out = Vec::new();
         encode(
             Format::Value,
+            "t",
             &rec(None, Some(&[0xff, b'a']), &[]),
             &mut out,
         );
-        encode(Format::Value, &rec(None, None, &[]), &mut out);
+        encode(Format::Value, "t", &rec(None, None, &[]), &mut out);
         assert_eq!(out, b"\xffa\n\n");
         assert!(value_breaks_line(&rec(None, Some(b"a\nb"), &[])));
         assert!(!value_breaks_line(&rec(None, Some(b"a b"), &[])));
@@ -254,7 +270,7 @@ mod tests {
         ) {
             let mut r = rec(key.as_deref(), value.as_deref(), &[]);
             r.offset = offset;
-            r.headers.push((text.clone(), text.clone().into_bytes()));
+            r.headers.push((text.clone(), Some(Bytes::from(text.clone()))));
             let v = json_of(&r);
             prop_assert_eq!(v["offset"].as_i64(), Some(offset));
             prop_assert_eq!(&v["headers"][0]["key"], &json!(text));

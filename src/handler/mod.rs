@@ -6,13 +6,16 @@
 //! - `--exec CMD`: one long-running child, one ack line per record (`exec`);
 //! - `--exec-batch CMD`: one run per batch, exit 0 acks it (`batch`).
 //!
-//! The [`Handler`] keeps the positions of records sent and not yet
-//! acknowledged, in send order. Every backend only says "the next n records
-//! are done" (`Inner::Acked(n)`); the handler turns that into one [`Ack`] per
-//! partition with the highest offset done. That order queue, together with
-//! `send` waiting while `max_in_flight` records are unacknowledged, bounds
-//! memory: at most `max_in_flight` records exist between the worker and the
-//! handler process, whatever the backend.
+//! The [`Handler`] formats records on the worker's own thread into a
+//! [`Chunk`] of lines ([`Handler::stage`]) and hands whole chunks to the
+//! backend ([`Handler::flush`]): one channel message and one wake-up per
+//! chunk, not per record. It keeps the positions of records staged and not
+//! yet acknowledged, in send order. Every backend only says "the next n
+//! records are done" (`Inner::Acked(n)`); the handler turns that into one
+//! [`Ack`] per partition with the highest offset done. That order queue,
+//! together with the worker staging at most [`Handler::room`] records (and
+//! `send` waiting for room), bounds memory: at most `max_in_flight` records
+//! exist between the worker and the handler process, whatever the backend.
 //!
 //! `--format value` with `--exec`: a value holding a newline would look like
 //! two records to a line-reading handler, whose two ack lines would then
@@ -34,6 +37,21 @@ use tokio::sync::mpsc;
 
 use crate::config::{Format, HandlerSpec};
 use crate::record::Record;
+
+/// Formatted records on their way to a backend: their lines, one after
+/// another, and where each line ends (the batch backend cuts batches there).
+#[derive(Debug, Default)]
+pub(crate) struct Chunk {
+    pub bytes: Vec<u8>,
+    /// `bytes[..ends[0]]` is the first record's line, and so on.
+    pub ends: Vec<usize>,
+}
+
+impl Chunk {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
 
 pub use batch::retry_delay;
 
@@ -95,8 +113,12 @@ pub struct Handler {
     command: String,
     format: Format,
     max_in_flight: usize,
+    /// The worker's topic (the json format names it).
+    topic: String,
     /// None after close_input (or when the backend is gone).
-    records: Option<mpsc::UnboundedSender<Record>>,
+    records: Option<mpsc::UnboundedSender<Chunk>>,
+    /// Records staged and not yet handed to the backend.
+    staged: Chunk,
     events: mpsc::UnboundedReceiver<Inner>,
     /// (partition, offset) of records sent and not acknowledged, in send order.
     order: VecDeque<(i32, i64)>,
@@ -120,13 +142,14 @@ impl Handler {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let group = child::Group::default();
         let mut task = None;
+        let topic = env.topic.clone();
         let (kind, command) = match spec {
             HandlerSpec::Stdout => {
-                stdout::start(format, records_rx, events_tx)?;
+                stdout::start(records_rx, events_tx)?;
                 (Kind::Stdout, String::new())
             }
             HandlerSpec::Exec(cmd) => {
-                exec::start(cmd, format, &env, records_rx, events_tx, group.clone())?;
+                exec::start(cmd, &env, records_rx, events_tx, group.clone())?;
                 (Kind::Exec, cmd.clone())
             }
             HandlerSpec::Batch {
@@ -140,7 +163,6 @@ impl Handler {
                     size: (*size).max(1),
                     wait: *wait,
                     retries: *retries,
-                    format,
                     env,
                     group: group.clone(),
                 };
@@ -154,7 +176,9 @@ impl Handler {
             command,
             format,
             max_in_flight: max_in_flight.max(1),
+            topic,
             records: Some(records_tx),
+            staged: Chunk::default(),
             events: events_rx,
             order: VecDeque::new(),
             pending: VecDeque::new(),
@@ -165,24 +189,42 @@ impl Handler {
         })
     }
 
-    /// Waits while max_in_flight records are sent but not yet acked (backpressure: a slow handler slows
-    /// fetching instead of growing memory). Err if the handler is gone (a Failed event tells why).
+    /// Stages and hands over one record, first waiting while max_in_flight records are
+    /// unacknowledged (backpressure: a slow handler slows fetching instead of growing memory).
+    /// Err if the handler is gone (a Failed event tells why). The worker stages whole
+    /// fetched batches instead ([`Handler::stage`], [`Handler::flush`]).
     ///
-    /// While it waits it reads the handler's events itself (kept for next_event), so a worker can
-    /// simply `send` a fetched batch in a loop. Cancelling it loses no event, but the record was
-    /// then not sent (and is dropped). To never wait in `send`, send only while
-    /// `in_flight() < max_in_flight` (or after [`Handler::ready`]).
+    /// While it waits it reads the handler's events itself (kept for next_event). Cancelling
+    /// it loses no event, but the record was then not sent (and is dropped).
     pub async fn send(&mut self, record: Record) -> anyhow::Result<()> {
         self.ready().await;
-        if self.finished {
+        self.stage(&record)?;
+        self.flush()
+    }
+
+    /// Records that may be staged before `max_in_flight` are unacknowledged
+    /// (0 once the handler has stopped).
+    pub fn room(&self) -> usize {
+        if self.finished || self.records.is_none() {
+            return 0;
+        }
+        self.max_in_flight.saturating_sub(self.order.len())
+    }
+
+    /// Formats one record into the chunk for the backend (call [`Handler::flush`]
+    /// to hand it over; never await with records staged). Does not wait: the
+    /// caller keeps to [`Handler::room`]. Err if the handler has stopped or
+    /// refuses the record (a Failed event tells why).
+    pub fn stage(&mut self, record: &Record) -> anyhow::Result<()> {
+        if self.finished || self.records.is_none() {
+            if self.input_closed && !self.finished {
+                anyhow::bail!("record sent to the handler after close_input");
+            }
             anyhow::bail!("the handler has stopped (its event says why)");
         }
-        let Some(tx) = &self.records else {
-            anyhow::bail!("record sent to the handler after close_input");
-        };
         if self.kind == Kind::Exec
             && self.format == Format::Value
-            && format::value_breaks_line(&record)
+            && format::value_breaks_line(record)
         {
             self.fail(format!(
                 "--exec '{}': the record at partition {} offset {} has a newline in its value; \
@@ -192,8 +234,28 @@ impl Handler {
             ));
             anyhow::bail!("the handler has stopped (its event says why)");
         }
+        format::encode(self.format, &self.topic, record, &mut self.staged.bytes);
+        self.staged.ends.push(self.staged.bytes.len());
         self.order.push_back((record.partition, record.offset));
-        if tx.send(record).is_err() {
+        Ok(())
+    }
+
+    /// Bytes staged and not yet handed over.
+    pub fn staged_bytes(&self) -> usize {
+        self.staged.bytes.len()
+    }
+
+    /// Hands the staged records to the backend. Err if the backend is gone
+    /// (its events say why).
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        if self.staged.ends.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.staged);
+        let Some(tx) = &self.records else {
+            anyhow::bail!("the handler has stopped (its event says why)");
+        };
+        if tx.send(chunk).is_err() {
             // The backend is gone; the reason is (or will be) in its events.
             self.records = None;
             anyhow::bail!("the handler has stopped (its event says why)");
@@ -201,10 +263,9 @@ impl Handler {
         Ok(())
     }
 
-    /// Returns once `send` would not wait: fewer than max_in_flight records unacknowledged, or the
-    /// handler has stopped (then `send` fails). Cancel-safe: events read meanwhile are kept for
-    /// next_event. (It borrows the handler mutably, like next_event, so the two cannot be
-    /// arms of one select!; there, guard the sending arm with `in_flight()`.)
+    /// Returns once there is [`Handler::room`], or the handler has stopped (then `stage`
+    /// fails). Cancel-safe: events read meanwhile are kept for next_event. (It borrows the
+    /// handler mutably, like next_event, so the two cannot be arms of one select!.)
     pub async fn ready(&mut self) {
         while !self.finished && self.order.len() >= self.max_in_flight {
             let ev = self.events.recv().await;
@@ -226,13 +287,15 @@ impl Handler {
         }
     }
 
-    /// Records sent and not acked yet.
+    /// Records staged or sent and not acked yet.
     pub fn in_flight(&self) -> usize {
         self.order.len()
     }
 
-    /// No more records: the handler finishes what it has; its acks still arrive via next_event.
+    /// No more records: the handler finishes what it has (staged records
+    /// included); its acks still arrive via next_event.
     pub async fn close_input(&mut self) {
+        let _ = self.flush();
         self.input_closed = true;
         self.records = None;
     }
@@ -268,6 +331,7 @@ impl Handler {
         self.pending.push_back(HandlerEvent::Failed(msg));
         self.finished = true;
         self.records = None;
+        self.staged = Chunk::default();
     }
 
     /// Folds one backend event into `order` / `pending` / `finished`.
@@ -281,6 +345,7 @@ impl Handler {
                 self.pending.push_back(HandlerEvent::OutputClosed);
                 self.finished = true;
                 self.records = None;
+                self.staged = Chunk::default();
             }
             Some(Inner::Failed(msg)) => self.fail(msg),
             Some(Inner::Exited { status, stderr }) => {

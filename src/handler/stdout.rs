@@ -18,7 +18,9 @@
 //! 4 KiB) and a warning says so.
 //!
 //! Writes are blocking, on a thread of their own, so a slow reader of our
-//! stdout never stalls the worker's runtime (heartbeats). A closed stdout
+//! stdout never stalls the worker's runtime (heartbeats). Records arrive
+//! already formatted, a chunk at a time (see [`Chunk`]), so the thread only
+//! writes and counts. A closed stdout
 //! (EPIPE, e.g. `kswarm run ... | head`) ends the handler with
 //! `OutputClosed`. Rust ignores SIGPIPE in its binaries, so EPIPE is an error
 //! value here, not a signal.
@@ -32,48 +34,49 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::mpsc;
 
-use super::{format, Inner};
-use crate::config::Format;
-use crate::record::Record;
+use super::{Chunk, Inner};
 
-/// Bytes of lines gathered before one locked write.
+/// Bytes of chunks written under one hold of the lock at most.
 const WRITE_CHUNK: usize = 256 * 1024;
+/// The writer thread only writes; it needs little stack.
+const STACK: usize = 64 * 1024;
 
 pub(super) fn start(
-    format: Format,
-    records: mpsc::UnboundedReceiver<Record>,
+    records: mpsc::UnboundedReceiver<Chunk>,
     events: mpsc::UnboundedSender<Inner>,
 ) -> anyhow::Result<()> {
     let lock = open_lock();
     std::thread::Builder::new()
         .name("kswarm-stdout".into())
-        .spawn(move || run(format, records, events, lock))
+        .stack_size(STACK)
+        .spawn(move || run(records, events, lock))
         .map_err(|e| anyhow::anyhow!("cannot start the stdout writer thread: {e}"))?;
     Ok(())
 }
 
 fn run(
-    format: Format,
-    mut records: mpsc::UnboundedReceiver<Record>,
+    mut records: mpsc::UnboundedReceiver<Chunk>,
     events: mpsc::UnboundedSender<Inner>,
     mut lock: Option<File>,
 ) {
-    let mut buf = Vec::with_capacity(WRITE_CHUNK + 4096);
+    let mut ready: Vec<Chunk> = Vec::new();
     while let Some(first) = records.blocking_recv() {
-        buf.clear();
-        format::encode(format, &first, &mut buf);
-        drop(first);
-        let mut n = 1;
-        while buf.len() < WRITE_CHUNK {
+        // Whatever else is ready goes out under the same hold of the lock.
+        let mut bytes = first.bytes.len();
+        ready.push(first);
+        while bytes < WRITE_CHUNK {
             match records.try_recv() {
-                Ok(r) => {
-                    format::encode(format, &r, &mut buf);
-                    n += 1;
+                Ok(c) => {
+                    bytes += c.bytes.len();
+                    ready.push(c);
                 }
                 Err(_) => break,
             }
         }
-        match write_locked(&mut lock, &buf) {
+        let n = ready.iter().map(Chunk::len).sum();
+        let written = write_locked(&mut lock, &ready);
+        ready.clear();
+        match written {
             Ok(()) => {
                 if events.send(Inner::Acked(n)).is_err() {
                     return;
@@ -95,14 +98,15 @@ fn run(
     let _ = events.send(Inner::Drained);
 }
 
-/// Writes all of `buf` to fd 1 while holding the lock (if any).
-fn write_locked(lock: &mut Option<File>, buf: &[u8]) -> io::Result<()> {
+/// Writes every chunk to fd 1 while holding the lock (if any).
+fn write_locked(lock: &mut Option<File>, chunks: &[Chunk]) -> io::Result<()> {
+    let write_all = || chunks.iter().try_for_each(|c| write_all_fd1(&c.bytes));
     let Some(file) = lock.take() else {
-        return write_all_fd1(buf);
+        return write_all();
     };
     match Flock::lock(file, FlockArg::LockExclusive) {
         Ok(guard) => {
-            let res = write_all_fd1(buf);
+            let res = write_all();
             match guard.unlock() {
                 Ok(file) => *lock = Some(file),
                 Err((guard, _)) => drop(guard), // dropping also unlocks
@@ -112,7 +116,7 @@ fn write_locked(lock: &mut Option<File>, buf: &[u8]) -> io::Result<()> {
         Err((file, e)) => {
             tracing::warn!("stdout lock failed ({e}); writing without it from now on");
             drop(file);
-            write_all_fd1(buf)
+            write_all()
         }
     }
 }

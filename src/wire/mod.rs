@@ -5,11 +5,13 @@
 //! - [`conn`]: one framed connection to one broker, with version negotiation.
 //! - [`group_msgs`]: typed group requests (FindCoordinator, JoinGroup, ..) returning plain types.
 //! - [`consumer_protocol`]: the ConsumerProtocol subscription/assignment bytes.
+//! - [`records`]: the record batches of a fetch answer, decoded without a copy per record.
 
 pub mod admin;
 pub mod conn;
 pub mod consumer_protocol;
 pub mod group_msgs;
+pub mod records;
 
 pub use conn::BrokerConn;
 pub use kafka_protocol::messages::ApiKey;

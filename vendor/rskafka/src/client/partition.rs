@@ -12,6 +12,7 @@ use crate::{
             DeleteRecordsRequest, DeleteRecordsResponse, DeleteRequestPartition,
             DeleteRequestTopic, DeleteResponsePartition, FetchRequest, FetchRequestPartition,
             FetchRequestTopic, FetchResponse, FetchResponsePartition, IsolationLevel,
+            RawFetchRequest,
             ListOffsetsRequest, ListOffsetsRequestPartition, ListOffsetsRequestTopic,
             ListOffsetsResponse, ListOffsetsResponsePartition, NORMAL_CONSUMER, ProduceRequest,
             ProduceRequestPartitionData, ProduceRequestTopicData, ProduceResponse,
@@ -267,6 +268,52 @@ impl PartitionClient {
         let records = extract_records(partition.records.0, offset)?;
 
         Ok((records, partition.high_watermark.0))
+    }
+
+    /// kswarm patch: like [`fetch_records`](Self::fetch_records), but the
+    /// partition's record batches come back as the broker sent them (the last
+    /// one possibly cut off by `bytes.end`), for the caller to decode. Returns
+    /// the raw bytes and the high watermark.
+    pub async fn fetch_raw(
+        &self,
+        offset: i64,
+        bytes: Range<i32>,
+        max_wait_ms: i32,
+    ) -> Result<(bytes::Bytes, i64)> {
+        let request = &RawFetchRequest(build_fetch_request(
+            offset,
+            bytes,
+            max_wait_ms,
+            self.partition,
+            &self.topic,
+        ));
+
+        let partition = maybe_retry(
+            &self.backoff_config,
+            self.unknown_topic_handling,
+            self,
+            "fetch_raw",
+            || async move {
+                let (broker, r#gen) = self
+                    .get()
+                    .await
+                    .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
+                let response = broker
+                    .request(&request)
+                    .await
+                    .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
+                maybe_throttle(response.throttle_time_ms)?;
+                process_fetch_response(self.partition, &self.topic, response, offset)
+                    .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))
+            },
+        )
+        .await?;
+
+        let raw = partition.records;
+        Ok((
+            bytes::Bytes::from(raw.buf).slice(raw.range),
+            partition.high_watermark.0,
+        ))
     }
 
     /// Get offset for this partition.
@@ -783,12 +830,12 @@ fn build_fetch_request(
     }
 }
 
-fn process_fetch_response(
+fn process_fetch_response<Rec>(
     partition: i32,
     topic: &str,
-    response: FetchResponse,
+    response: FetchResponse<Rec>,
     request_offset: i64,
-) -> Result<FetchResponsePartition> {
+) -> Result<FetchResponsePartition<Rec>> {
     let response_topic = response
         .responses
         .exactly_one()

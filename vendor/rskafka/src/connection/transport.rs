@@ -148,7 +148,7 @@ impl Transport {
     #[cfg(not(feature = "transport-socks5"))]
     async fn connect_tcp(broker: &str, _socks5_proxy: Option<String>) -> Result<TcpStream> {
         let s = TcpStream::connect(broker).await?;
-        s.set_nodelay(true)?;
+        s.set_nodelay(true)?; // kswarm patch: see KSWARM.md
         Ok(s)
     }
 
