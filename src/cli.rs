@@ -270,6 +270,11 @@ pub struct WorkerArgs {
     #[arg(long, requires_all = ["resume_generation", "resume_partitions"])]
     pub resume_member_id: Option<String>,
 
+    /// Join the group under this member id, the id of this slot's previous
+    /// worker (set by the supervisor; a broker that no longer knows it hands out a new one).
+    #[arg(long, conflicts_with = "resume_member_id")]
+    pub rejoin_member_id: Option<String>,
+
     /// Generation of the member to take over.
     #[arg(long, allow_negative_numbers = true)]
     pub resume_generation: Option<i32>,

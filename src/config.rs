@@ -281,17 +281,38 @@ pub struct ConsumeConfig {
     pub instance_prefix: String,
     pub max_in_flight: usize,
     pub shutdown_timeout: Duration,
-    /// `-X fetch.max.bytes`: largest fetch response per partition request.
+    /// `-X fetch.max.bytes`: what a worker's fetches of all its partitions
+    /// may ask for together (see [`partition_fetch_bytes`]).
     pub fetch_max_bytes: i32,
+    /// `-X max.partition.fetch.bytes`: the most one partition's fetch asks for.
+    pub partition_fetch_max_bytes: i32,
     /// `-X fetch.wait.max.ms`: long-poll wait of an empty fetch.
     pub fetch_wait_ms: i32,
     /// -X keys kswarm does not use (warned about once, by the supervisor).
     pub ignored_extra: Vec<String>,
 }
 
+/// 1 MiB for all of a worker's partitions together: a worker that owns many
+/// partitions asks each for less, so its memory does not grow with them.
+pub const DEFAULT_FETCH_MAX_BYTES: i32 = 1024 * 1024;
 /// 256 KiB: as fast as 1 MiB on loopback, at half a worker's peak memory.
-pub const DEFAULT_FETCH_MAX_BYTES: i32 = 256 * 1024;
+pub const DEFAULT_PARTITION_FETCH_MAX_BYTES: i32 = 256 * 1024;
+/// A partition's fetch asks for at least this much, however many partitions
+/// share the budget (smaller fetches cost more requests than they save).
+pub const MIN_PARTITION_FETCH_BYTES: i32 = 32 * 1024;
 pub const DEFAULT_FETCH_WAIT_MS: i32 = 100;
+
+/// What one partition's fetch asks for when a worker owns `owned`
+/// partitions: an equal share of `fetch.max.bytes`, at most
+/// `max.partition.fetch.bytes`, at least [`MIN_PARTITION_FETCH_BYTES`] (or
+/// `max.partition.fetch.bytes`, when that is smaller).
+pub fn partition_fetch_bytes(fetch_max_bytes: i32, partition_max: i32, owned: usize) -> i32 {
+    let share = fetch_max_bytes / i32::try_from(owned.max(1)).unwrap_or(i32::MAX);
+    share
+        .max(MIN_PARTITION_FETCH_BYTES)
+        .min(partition_max)
+        .max(1)
+}
 
 impl ConsumeConfig {
     pub fn from_args(a: &cli::ConsumeArgs) -> Checked<Self> {
@@ -360,6 +381,7 @@ impl ConsumeConfig {
             return usage("--assignor: name at least one of range, roundrobin");
         }
         let mut fetch_max_bytes = DEFAULT_FETCH_MAX_BYTES;
+        let mut partition_fetch_max_bytes = DEFAULT_PARTITION_FETCH_MAX_BYTES;
         let mut fetch_wait_ms = DEFAULT_FETCH_WAIT_MS;
         let mut ignored_extra = Vec::new();
         for kv in &a.extra {
@@ -370,7 +392,8 @@ impl ConsumeConfig {
             let positive =
                 || parse_count(&format!("-X {k}"), v, 1, i32::MAX as u64).map(|n| n as i32);
             match k {
-                "fetch.max.bytes" | "max.partition.fetch.bytes" => fetch_max_bytes = positive()?,
+                "fetch.max.bytes" => fetch_max_bytes = positive()?,
+                "max.partition.fetch.bytes" => partition_fetch_max_bytes = positive()?,
                 "fetch.wait.max.ms" | "fetch.max.wait.ms" => fetch_wait_ms = positive()?,
                 other => ignored_extra.push(other.to_string()),
             }
@@ -395,6 +418,7 @@ impl ConsumeConfig {
                 as usize,
             shutdown_timeout: parse_positive_duration("--shutdown-timeout", &a.shutdown_timeout)?,
             fetch_max_bytes,
+            partition_fetch_max_bytes,
             fetch_wait_ms,
             ignored_extra,
         })
@@ -454,6 +478,9 @@ pub struct WorkerConfig {
     pub report_fd: Option<i32>,
     /// A dead worker's membership to take over (see `Member::resume`).
     pub resume: Option<Resume>,
+    /// The member id of this slot's previous worker, to join under (see
+    /// `Member::rejoin_as`).
+    pub rejoin: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,6 +518,7 @@ impl WorkerConfig {
             slot: a.slot,
             report_fd: a.report_fd,
             resume: parse_resume(a)?,
+            rejoin: a.rejoin_member_id.clone().filter(|id| !id.is_empty()),
         })
     }
 
@@ -561,6 +589,23 @@ mod tests {
     }
 
     #[test]
+    fn partition_fetches_share_the_budget() {
+        let (budget, per) = (DEFAULT_FETCH_MAX_BYTES, DEFAULT_PARTITION_FETCH_MAX_BYTES);
+        // One or a few partitions: each may ask for the per-partition most.
+        assert_eq!(partition_fetch_bytes(budget, per, 0), per);
+        assert_eq!(partition_fetch_bytes(budget, per, 1), per);
+        assert_eq!(partition_fetch_bytes(budget, per, 4), per);
+        // Many: an equal share, so the total stays at the budget...
+        assert_eq!(partition_fetch_bytes(budget, per, 16), 64 * 1024);
+        // ...but never below the floor.
+        assert_eq!(partition_fetch_bytes(budget, per, 32), 32 * 1024);
+        assert_eq!(partition_fetch_bytes(budget, per, 1000), 32 * 1024);
+        // A per-partition limit below the floor wins.
+        assert_eq!(partition_fetch_bytes(budget, 4096, 1000), 4096);
+        assert_eq!(partition_fetch_bytes(1, 1, 3), 1);
+    }
+
+    #[test]
     fn extra_settings_are_checked_once_here() {
         use clap::Parser;
         let parse = |x: &[&str]| {
@@ -576,8 +621,17 @@ mod tests {
             (c.fetch_max_bytes, c.fetch_wait_ms),
             (DEFAULT_FETCH_MAX_BYTES, 100)
         );
-        let c = parse(&["-X", "fetch.max.bytes=65536", "-X", "foo.bar=1"]).unwrap();
+        let c = parse(&[
+            "-X",
+            "fetch.max.bytes=65536",
+            "-X",
+            "foo.bar=1",
+            "-X",
+            "max.partition.fetch.bytes=4096",
+        ])
+        .unwrap();
         assert_eq!(c.fetch_max_bytes, 65536);
+        assert_eq!(c.partition_fetch_max_bytes, 4096);
         assert_eq!(c.ignored_extra, vec!["foo.bar"]);
         let e = parse(&["-X", "fetch.max.bytes=abc"]).unwrap_err();
         assert!(e.0.contains("-X fetch.max.bytes"), "{e}");

@@ -64,6 +64,18 @@ fn read_state_file(path: &std::path::Path) -> Option<SupervisorState> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// The state a supervisor of `group` and `topic` on this host left behind
+/// when it died without cleaning up (SIGKILL, crash), if any: its workers'
+/// member ids let the next `kswarm run` take their places back.
+pub fn read_orphaned(group: &str, topic: &str) -> Option<SupervisorState> {
+    let s = read_state_file(&state_path(group))?;
+    let gone = matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid as i32), None),
+        Err(nix::errno::Errno::ESRCH)
+    );
+    (gone && s.topic == topic && s.pid != std::process::id()).then_some(s)
+}
+
 /// The state of a live supervisor of `group` on this host, if any.
 pub fn read_state(group: &str) -> Option<SupervisorState> {
     let s = read_state_file(&state_path(group))?;

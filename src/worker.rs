@@ -31,7 +31,7 @@ const FETCH_QUEUE: usize = 4;
 /// staged whole unless it formats to more than this).
 const CHUNK_BYTES: usize = 256 * 1024;
 /// The largest fetch we grow to when a single record batch is larger than
-/// `fetch.max.bytes` and the broker cuts it off (brokers before KIP-74).
+/// the fetch asked for and the broker cuts it off (brokers before KIP-74).
 const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 /// Alive reports to the supervisor, this often.
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
@@ -151,6 +151,16 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             member_id: id.to_string(),
         })
     });
+    if let Some(id) = &cfg.rejoin {
+        info!(
+            slot = cfg.slot,
+            "rejoining as member {id} (this slot's previous worker)"
+        );
+        member.rejoin_as(id);
+        reporter.send(Report::MemberId {
+            member_id: id.clone(),
+        });
+    }
     let handler = Handler::start(
         &cfg.consume.handler,
         cfg.consume.format,
@@ -312,13 +322,18 @@ impl Worker {
         let mut positions = self.start_offsets(owned).await?;
         let (tx, mut rx) = mpsc::channel::<FetchedBatch>(FETCH_QUEUE);
         let mut fetchers: Vec<JoinHandle<()>> = Vec::new();
+        let fetch_bytes = crate::config::partition_fetch_bytes(
+            self.cfg.consume.fetch_max_bytes,
+            self.cfg.consume.partition_fetch_max_bytes,
+            positions.len(),
+        );
         for (&p, pos) in &positions {
             let pc = self.partition_client(p).await?;
             fetchers.push(tokio::spawn(fetch_loop(
                 pc,
                 pos.acked_next,
                 tx.clone(),
-                self.cfg.consume.fetch_max_bytes,
+                fetch_bytes,
                 self.cfg.consume.fetch_wait_ms,
                 self.cfg.consume.from,
             )));
@@ -340,9 +355,13 @@ impl Worker {
                     Some(HandlerEvent::Ack(a)) => self.on_ack(&mut positions, a.partition, a.offset),
                     Some(HandlerEvent::OutputClosed) => break GenerationEnd::OutputClosed,
                     Some(HandlerEvent::Failed(why)) => {
+                        // Commit what was acknowledged, but stay in the group:
+                        // the supervisor's replacement takes our membership
+                        // over. A LeaveGroup here would only force a rebalance
+                        // (and a broker like tansu keeps a leader that leaves
+                        // mid-rebalance as leader, so the group never forms).
                         stop_fetchers(&mut fetchers);
                         self.commit(&mut positions).await.ok();
-                        let _ = self.member.leave().await;
                         return Err(anyhow::anyhow!("handler failed: {why}"));
                     }
                     None => {
@@ -530,6 +549,7 @@ async fn fetch_loop(
     loop {
         match pc.fetch_raw(offset, 1..limit, wait_ms).await {
             Ok((raw, _high_watermark)) => {
+                tracing::trace!(partition, offset, limit, bytes = raw.len(), "fetched");
                 failures = 0;
                 let mut records = Vec::new();
                 let decoded = match crate::wire::records::decode_fetched(

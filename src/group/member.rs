@@ -54,6 +54,9 @@ pub struct Member {
     /// Told every new member id the coordinator hands out, before the join
     /// completes, so that a supervisor can evict a member that dies mid-join.
     on_member_id: Option<MemberIdHook>,
+    /// The leader named by our last JoinGroup answers whose SyncGroup failed
+    /// as a follower, and since when (see `note_silent_leader`).
+    silent_leader: Option<(String, std::time::Instant, bool)>,
 }
 
 impl std::fmt::Debug for Member {
@@ -96,6 +99,7 @@ impl Member {
             generation_id: -1,
             hb: None,
             on_member_id: None,
+            silent_leader: None,
         })
     }
 
@@ -171,6 +175,21 @@ impl Member {
                 Err(Step::Fail(e)) => return Err(e),
             }
         }
+    }
+
+    /// Join (at the next [`Member::join`]) under `member_id`, the id of this
+    /// slot's previous worker, instead of asking for a new one. A coordinator
+    /// that still counts that member in the rebalance under way (it died
+    /// mid-join) gets it back at once instead of waiting for it; one that
+    /// forgot it answers UNKNOWN_MEMBER_ID and the join asks for a new id.
+    /// It also keeps a broker that still names a departed member as the
+    /// group's leader (tansu does, for a leader that leaves while the group
+    /// forms) from waiting on that leader forever: the slot's next worker is
+    /// that leader again.
+    pub fn rejoin_as(&mut self, member_id: &str) {
+        self.hb = None;
+        self.member_id = member_id.to_string();
+        self.generation_id = -1;
     }
 
     /// Take over a dead member's place without a rebalance: the classic
@@ -295,7 +314,11 @@ impl Member {
                 return Err(Step::Pause(format!("SyncGroup: no answer within {wait:?}")));
             }
         };
+        if sync.error != 0 && !leader {
+            self.note_silent_leader(&ans.leader);
+        }
         self.react(sync.error, "SyncGroup", None).await?;
+        self.silent_leader = None;
         let assignment = cp::decode_assignment(&sync.assignment).map_err(|e| {
             GroupError::Fatal(format!(
                 "the group leader sent an assignment kswarm cannot read ({e}); are all members of --group {} consumers of --topic {}?",
@@ -310,6 +333,34 @@ impl Member {
             leader,
             partitions,
         })
+    }
+
+    /// A follower whose SyncGroup failed: the leader of that generation did
+    /// not hand out the assignment. Normal once during churn; the same leader
+    /// failing us for longer than a session and a rebalance timeout means the
+    /// broker names a member as leader that is gone (tansu does this after a
+    /// leader leaves while the group forms). Say so once: the group cannot
+    /// form until that member id joins again or the broker is restarted.
+    fn note_silent_leader(&mut self, leader: &str) {
+        let now = std::time::Instant::now();
+        match &mut self.silent_leader {
+            Some((l, since, warned)) if l == leader => {
+                let limit = self.s.session_timeout + self.s.rebalance_timeout;
+                if !*warned && now.duration_since(*since) > limit {
+                    *warned = true;
+                    tracing::warn!(
+                        "the coordinator of --group {} has named {leader} as the group's leader \
+                         for {:?}, but that member never assigns the partitions; it has probably \
+                         left the group while it was forming (a broker bug: tansu keeps such a \
+                         leader). The group cannot form until a member joins under that id or \
+                         the broker restarts",
+                        self.s.group,
+                        now.duration_since(*since)
+                    );
+                }
+            }
+            _ => self.silent_leader = Some((leader.to_string(), now, false)),
+        }
     }
 
     /// What a Join/Sync error code means for the join loop.
@@ -454,12 +505,10 @@ impl Member {
         };
         match hb.changed().await {
             Beat::Alive => Ok(()),
-            Beat::Rebalance { reset_member } => {
-                if reset_member {
-                    self.member_id.clear();
-                }
-                Ok(())
-            }
+            // UNKNOWN_MEMBER_ID included: the next JoinGroup keeps our id (see
+            // `rejoin_as` for why); it asks for a new one if the coordinator
+            // confirms it does not know it.
+            Beat::Rebalance { .. } => Ok(()),
             Beat::Fatal(m) => Err(GroupError::Fatal(m)),
         }
     }
@@ -560,7 +609,10 @@ impl Member {
                         match classify(code, "OffsetCommit") {
                             Class::Ok => {}
                             Class::Rejoin => return Err(GroupError::Rebalance),
-                            Class::ResetMember | Class::MemberIdRequired => {
+                            // As for the heartbeat: the next JoinGroup
+                            // keeps our id and learns whether it is known.
+                            Class::ResetMember => return Err(GroupError::Rebalance),
+                            Class::MemberIdRequired => {
                                 self.member_id.clear();
                                 return Err(GroupError::Rebalance);
                             }

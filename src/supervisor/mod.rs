@@ -41,7 +41,7 @@ use crate::state_file;
 use backoff::{thread_rng_jitter, BackoffPolicy};
 use notify::Notifier;
 use signals::SignalEvent;
-use slots::{Action, Exit, Outcome, Pid, Sig, Slots, Timeouts};
+use slots::{Action, Exit, Inherit, Outcome, Pid, Sig, Slots, Timeouts};
 
 /// Lines of each slot's stderr kept for the crash-loop message.
 const STDERR_TAIL: usize = 10;
@@ -115,6 +115,19 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         cfg.consume.group,
         std::process::id()
     );
+    // A predecessor that was killed left its members in the group: take them
+    // back instead of waiting for their sessions to expire.
+    if let Some(old) = state_file::read_orphaned(&cfg.consume.group, &cfg.topic) {
+        for w in old.workers {
+            if let Some(id) = w.member_id.filter(|_| w.slot < workers) {
+                info!(
+                    "slot {}: joining as member {id}, left behind by kswarm pid {} (killed)",
+                    w.slot, old.pid
+                );
+                slots.adopt(w.slot, id);
+            }
+        }
+    }
     let notifier = Notifier::from_env();
     let evictor = evict::Evictor::start(&cfg);
     let mut tails = Tails::new();
@@ -129,14 +142,18 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                     if !slots.is_due(slot) {
                         continue; // asked twice in one batch; already started
                     }
-                    let resume = slots.take_resume(slot);
-                    if let Some(m) = &resume {
-                        info!(
+                    let inherit = slots.take_inherit(slot);
+                    match &inherit {
+                        Some(Inherit::TakeOver(m)) => info!(
                             "slot {slot}: the replacement takes over member {} (generation {}, partitions {:?})",
                             m.member_id, m.generation, m.partitions
-                        );
+                        ),
+                        Some(Inherit::Rejoin(id)) => {
+                            debug!("slot {slot}: the next worker joins as member {id}")
+                        }
+                        None => {}
                     }
-                    match spawn::spawn(&exe, &args, slot, resume.as_ref(), log_level) {
+                    match spawn::spawn(&exe, &args, slot, inherit.as_ref(), log_level) {
                         Ok(w) => {
                             read_worker(&tx, slot, w.pid, w.reports, w.stderr);
                             pending.extend(slots.spawned(slot, w.pid, now));
@@ -219,7 +236,10 @@ fn snapshot(slots: &Slots, cfg: &RunConfig) -> state_file::SupervisorState {
             Some(state_file::WorkerState {
                 slot: i as u32,
                 pid: pid as u32,
-                member_id: member.map(|m| m.member_id.clone()),
+                // A worker still joining shows the id it joins under.
+                member_id: member
+                    .map(|m| m.member_id.clone())
+                    .or_else(|| s.member_id.clone()),
                 generation: member.map(|m| m.generation),
                 partitions: member.map(|m| m.partitions.clone()).unwrap_or_default(),
                 records: s.records,

@@ -63,6 +63,31 @@ pub struct Membership {
     pub partitions: Vec<i32>,
 }
 
+/// What a slot's next worker inherits from the one before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inherit {
+    /// A member in good standing that died: carry on as it (same member id
+    /// and generation, no rebalance).
+    TakeOver(Membership),
+    /// A member id without a generation to carry on with (the worker died
+    /// mid-join, left, or belonged to a crashed supervisor): join under it.
+    Rejoin(String),
+}
+
+impl Inherit {
+    pub fn member_id(&self) -> &str {
+        match self {
+            Inherit::TakeOver(m) => &m.member_id,
+            Inherit::Rejoin(id) => id,
+        }
+    }
+}
+
+/// A worker that died mid-join is evicted (LeaveGroup on its behalf) when its
+/// replacement starts this late or later; a sooner replacement rejoins under
+/// its member id instead, which completes the rebalance just as fast.
+pub const EVICT_IF_RESTART_AFTER: Duration = Duration::from_secs(1);
+
 /// Why the supervisor asked a worker to stop; decides what follows its exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -126,14 +151,13 @@ pub struct Slot {
     pub last_exit: Option<Exit>,
     /// The message of the last `Fatal` report of this slot.
     pub last_fatal: Option<String>,
-    /// The group member id of the current process, from its last `Joined`.
+    /// The slot's group member id: the current process's, from its reports,
+    /// or until it reports one, the one it was started with (see [`Inherit`]).
     pub member_id: Option<String>,
     /// The reason the current process gave in its `Stopping` report.
     pub stopping: Option<String>,
-    /// The membership a crashed process held: its replacement takes it over
-    /// (same member id, generation and partitions, no rebalance) if the
-    /// coordinator has not moved on yet.
-    pub resume: Option<Membership>,
+    /// What the slot's next process inherits (see [`Inherit`]).
+    pub inherit: Option<Inherit>,
     /// Records acknowledged, from the last `Alive` report.
     pub records: u64,
 }
@@ -147,7 +171,7 @@ impl Slot {
             last_exit: None,
             last_fatal: None,
             member_id: None,
-            resume: None,
+            inherit: None,
             stopping: None,
             records: 0,
         }
@@ -303,10 +327,20 @@ impl Slots {
         self.slots.iter().position(|s| s.state.pid() == Some(pid))
     }
 
-    /// The membership the next process of `slot` should take over, if any
-    /// (taken: a later start joins afresh).
-    pub fn take_resume(&mut self, slot: u32) -> Option<Membership> {
-        self.slots.get_mut(slot as usize)?.resume.take()
+    /// What the next process of `slot` inherits, if anything (taken: asked
+    /// once per start).
+    pub fn take_inherit(&mut self, slot: u32) -> Option<Inherit> {
+        self.slots.get_mut(slot as usize)?.inherit.take()
+    }
+
+    /// A member id a crashed supervisor's worker in `slot` held (from its
+    /// state file): the slot's first worker joins under it, so the group need
+    /// not wait for the dead member's session to expire.
+    pub fn adopt(&mut self, slot: u32, member_id: String) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.member_id = Some(member_id.clone());
+            s.inherit = Some(Inherit::Rejoin(member_id));
+        }
     }
 
     /// Whether `slot` waits to be started (a `Spawn` for it is still wanted).
@@ -361,7 +395,7 @@ impl Slots {
                 {
                     let why = match &slot.state {
                         SlotState::Running { member, .. } => {
-                            slot.resume = Some(member.clone());
+                            slot.inherit = Some(Inherit::TakeOver(member.clone()));
                             "--hang-timeout"
                         }
                         _ => "while joining the group",
@@ -416,7 +450,6 @@ impl Slots {
     pub fn spawned(&mut self, slot: u32, pid: Pid, now: Instant) -> Vec<Action> {
         let i = slot as usize;
         info!("slot {slot} pid {pid} started");
-        self.slots[i].member_id = None;
         self.slots[i].stopping = None;
         self.slots[i].state = SlotState::Starting {
             pid,
@@ -546,29 +579,32 @@ impl Slots {
         // Exit 0 means it left the group itself. Anything else leaves a
         // member behind that would hold its partitions until its session
         // timeout: a member in good standing is taken over by the
-        // replacement; any other (mid-rebalance, or no replacement coming)
-        // is evicted at once. (Evicting one that did leave is harmless.)
+        // replacement; any other (mid-rebalance) is rejoined under its id by
+        // a replacement that comes soon, and evicted otherwise (see the end).
         let shutting = self.is_shutting_down();
         let takeover = match &state {
             SlotState::Running { member, .. } if !exit.success() && !shutting => {
-                Some(member.clone())
+                Some(Inherit::TakeOver(member.clone()))
             }
             SlotState::Stopping {
                 reason: StopReason::Hung,
                 ..
-            } if !shutting => self.slots[i].resume.take(),
+            } if !shutting => self.slots[i]
+                .inherit
+                .take()
+                .filter(|h| matches!(h, Inherit::TakeOver(_))),
             _ => None,
         };
-        let evict = match (&takeover, &self.slots[i].member_id) {
-            (None, Some(m)) if !exit.success() => vec![Action::Evict {
-                slot: i as u32,
-                member_id: m.clone(),
-            }],
-            _ => Vec::new(),
-        };
-        self.slots[i].resume = takeover;
-        let mut out = evict;
-        out.extend(match state {
+        let taken_over = takeover.is_some();
+        let dead_member = self.slots[i].member_id.clone();
+        self.slots[i].inherit = takeover.or_else(|| {
+            self.slots[i]
+                .member_id
+                .clone()
+                .filter(|_| !shutting)
+                .map(Inherit::Rejoin)
+        });
+        let mut out: Vec<Action> = match state {
             SlotState::Starting { since, .. } | SlotState::Running { since, .. } => {
                 if self.is_shutting_down() {
                     info!("slot {i} pid {pid} ended with {exit}");
@@ -620,7 +656,32 @@ impl Slots {
                 }
             },
             SlotState::Backoff { .. } | SlotState::Retired => Vec::new(),
-        });
+        };
+        // A member that died without leaving, that nobody takes over soon:
+        // evict it so the rest of the group need not wait for it.
+        // (A TTOU may have dropped the slot altogether.)
+        let restarts_soon = match self.slots.get(i).map(|s| &s.state) {
+            Some(SlotState::Backoff { until }) => {
+                until.saturating_duration_since(now) < EVICT_IF_RESTART_AFTER
+            }
+            _ => false,
+        };
+        if !exit.success() && !taken_over && !restarts_soon {
+            if let Some(m) = dead_member {
+                out.insert(
+                    0,
+                    Action::Evict {
+                        slot: i as u32,
+                        member_id: m,
+                    },
+                );
+            }
+        }
+        if let Some(s) = self.slots.get_mut(i) {
+            if !matches!(s.state, SlotState::Backoff { .. }) {
+                s.inherit = None;
+            }
+        }
         out.extend(self.status());
         out.extend(self.advance_rolling(now));
         out.extend(self.check_done());
@@ -1237,8 +1298,12 @@ mod tests {
         let a = s.exited(101, Exit::Signal(9), t0 + Duration::from_secs(6));
         assert!(exit_of(&a).is_none());
         assert_eq!(
-            s.take_resume(1).map(|m| m.member_id),
-            Some("m-1".to_string())
+            s.take_inherit(1),
+            Some(Inherit::TakeOver(Membership {
+                member_id: "m-1".into(),
+                generation: 1,
+                partitions: vec![1]
+            }))
         );
         assert!(matches!(s.slots()[1].state, SlotState::Backoff { .. }));
         assert_eq!(s.slots()[1].restarts, 1);
@@ -1301,80 +1366,141 @@ mod tests {
         assert_eq!(s.slots()[0].restarts + s.slots()[1].restarts, 0);
     }
 
+    fn evictions(a: &[Action]) -> Vec<(u32, String)> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::Evict { slot, member_id } => Some((*slot, member_id.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn a_member_that_died_is_evicted_one_that_left_is_not() {
+    fn a_member_in_good_standing_is_taken_over_not_evicted() {
         let t0 = Instant::now();
         let mut s = started(2, 10, t0);
-        // a member in good standing is taken over by the replacement, not evicted
         let a = s.exited(101, Exit::Signal(9), t0);
-        assert!(
-            !a.iter().any(|a| matches!(a, Action::Evict { .. })),
-            "{a:?}"
-        );
-        let r = s.take_resume(1).expect("take over");
+        assert!(evictions(&a).is_empty(), "{a:?}");
+        let Some(Inherit::TakeOver(r)) = s.take_inherit(1) else {
+            panic!("take over")
+        };
         assert_eq!(
             (r.member_id.as_str(), r.generation, r.partitions),
             ("m-1", 1, vec![1])
         );
-        assert_eq!(s.take_resume(1), None, "only once");
-        // one that was rebalancing (revoked) is evicted
-        s.tick(t0 + Duration::from_secs(1));
-        s.spawned(1, 201, t0 + Duration::from_secs(1));
-        s.report(1, 201, joined(2, &[1]), t0 + Duration::from_secs(1));
-        s.report(
-            1,
-            201,
-            Report::Revoked {
-                partitions: vec![1],
-            },
-            t0 + Duration::from_secs(1),
-        );
-        let a = s.exited(201, Exit::Code(1), t0 + Duration::from_secs(1));
-        assert!(a.contains(&Action::Evict {
-            slot: 1,
-            member_id: "m-2".into()
-        }));
-        assert_eq!(s.take_resume(1), None);
+        assert_eq!(s.take_inherit(1), None, "only once");
+        // a graceful stop at shutdown leaves nothing behind
         let a = s.shutdown(t0);
-        assert!(!a.iter().any(|a| matches!(a, Action::Evict { .. })));
+        assert!(evictions(&a).is_empty());
         let a = s.exited(100, Exit::Code(0), t0);
-        assert!(!a.iter().any(|a| matches!(a, Action::Evict { .. })));
-        // a new process in the slot forgets the old member id
-        let mut s = started(1, 10, t0);
-        s.exited(100, Exit::Code(1), t0);
-        s.tick(t0 + Duration::from_secs(1));
-        s.spawned(0, 200, t0 + Duration::from_secs(1));
-        let a = s.exited(200, Exit::Code(1), t0 + Duration::from_secs(1));
-        assert!(
-            !a.iter().any(|a| matches!(a, Action::Evict { .. })),
-            "{a:?}"
-        );
+        assert!(evictions(&a).is_empty());
     }
 
     #[test]
-    fn a_worker_that_dies_mid_join_is_evicted_by_its_early_member_id() {
+    fn a_member_that_died_mid_rebalance_is_rejoined_by_a_quick_replacement() {
         let t0 = Instant::now();
         let mut s = started(1, 10, t0);
-        s.exited(100, Exit::Code(1), t0);
-        s.tick(t0 + Duration::from_secs(1));
-        s.spawned(0, 200, t0 + Duration::from_secs(1));
+        s.report(
+            0,
+            100,
+            Report::Revoked {
+                partitions: vec![0],
+            },
+            t0,
+        );
+        // first crash: the replacement starts within 50 ms and joins as m-1
+        let a = s.exited(100, Exit::Code(1), t0);
+        assert!(evictions(&a).is_empty(), "{a:?}");
+        assert_eq!(s.take_inherit(0), Some(Inherit::Rejoin("m-1".into())));
+        // the slot keeps that id while its next process has not reported one
+        let t1 = t0 + Duration::from_secs(1);
+        s.tick(t1);
+        s.spawned(0, 200, t1);
+        assert_eq!(s.slots()[0].member_id.as_deref(), Some("m-1"));
+        // ...and follows the ids it reports
         s.report(
             0,
             200,
             Report::MemberId {
-                member_id: "m-mid".into(),
+                member_id: "m-2".into(),
             },
-            t0 + Duration::from_secs(1),
+            t1,
         );
-        let a = s.exited(200, Exit::Signal(9), t0 + Duration::from_secs(1));
-        assert!(
-            a.contains(&Action::Evict {
-                slot: 0,
-                member_id: "m-mid".into()
-            }),
-            "{a:?}"
+        assert_eq!(s.slots()[0].member_id.as_deref(), Some("m-2"));
+    }
+
+    #[test]
+    fn a_member_that_died_mid_rebalance_is_evicted_when_its_replacement_is_late() {
+        let t0 = Instant::now();
+        let mut s = started(1, 100, t0);
+        // crash the slot mid-join until its backoff reaches a second
+        let mut t = t0;
+        let mut pid = 100;
+        for n in 0.. {
+            s.report(
+                0,
+                pid,
+                Report::MemberId {
+                    member_id: format!("m-{n}"),
+                },
+                t,
+            );
+            let a = s.exited(pid, Exit::Signal(9), t);
+            let SlotState::Backoff { until } = s.slots()[0].state else {
+                panic!()
+            };
+            if until - t >= EVICT_IF_RESTART_AFTER {
+                assert_eq!(evictions(&a), vec![(0, format!("m-{n}"))]);
+                // evicted or not, the replacement joins under the same id
+                assert_eq!(s.take_inherit(0), Some(Inherit::Rejoin(format!("m-{n}"))));
+                break;
+            }
+            assert!(evictions(&a).is_empty(), "attempt {n}: {a:?}");
+            t = until;
+            s.tick(t);
+            pid += 1;
+            s.spawned(0, pid, t);
+        }
+    }
+
+    #[test]
+    fn a_dead_member_is_evicted_when_no_replacement_comes() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        s.report(
+            1,
+            101,
+            Report::Revoked {
+                partitions: vec![1],
+            },
+            t0,
         );
-        assert_eq!(s.take_resume(0), None, "nothing to take over before a join");
+        s.shutdown(t0);
+        let a = s.exited(101, Exit::Signal(9), t0);
+        assert_eq!(evictions(&a), vec![(1, "m-1".into())]);
+        assert_eq!(s.take_inherit(1), None);
+    }
+
+    #[test]
+    fn a_rolling_replacement_joins_under_the_old_id() {
+        let t0 = Instant::now();
+        let mut s = started(1, 10, t0);
+        s.rolling_restart(t0);
+        let a = s.exited(100, Exit::Code(0), t0 + MS);
+        assert!(evictions(&a).is_empty());
+        assert_eq!(spawns(&a), vec![0]);
+        assert_eq!(s.take_inherit(0), Some(Inherit::Rejoin("m-1".into())));
+    }
+
+    #[test]
+    fn adopted_member_ids_go_to_the_first_workers() {
+        let t0 = Instant::now();
+        let mut s = slots(2, 10, t0);
+        s.adopt(1, "old-1".into());
+        s.adopt(7, "no such slot".into());
+        assert_eq!(spawns(&s.tick(t0)), vec![0, 1]);
+        assert_eq!(s.take_inherit(0), None);
+        assert_eq!(s.take_inherit(1), Some(Inherit::Rejoin("old-1".into())));
     }
 
     #[test]

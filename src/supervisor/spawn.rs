@@ -18,7 +18,7 @@ use std::process::{ChildStderr, Command, Stdio};
 
 use clap::{Args, CommandFactory as _};
 
-use super::slots::Membership;
+use super::slots::Inherit;
 use crate::cli::{RunArgs, WorkerArgs};
 
 /// The fd number on which a worker finds its report pipe.
@@ -33,7 +33,7 @@ pub struct Spawned {
 
 /// `worker --slot S --report-fd 3` plus the connect, topic and consume flags
 /// of `run` (not the sizing, budget or hang flags, which are the supervisor's).
-pub fn worker_argv(run: &RunArgs, slot: u32, resume: Option<&Membership>) -> Vec<OsString> {
+pub fn worker_argv(run: &RunArgs, slot: u32, inherit: Option<&Inherit>) -> Vec<OsString> {
     let c = &run.consume;
     let mut v: Vec<OsString> = Vec::new();
     let mut flag = |name: &str, value: &str| {
@@ -70,11 +70,15 @@ pub fn worker_argv(run: &RunArgs, slot: u32, resume: Option<&Membership>) -> Vec
     }
     flag("--slot", &slot.to_string());
     flag("--report-fd", &REPORT_FD.to_string());
-    if let Some(m) = resume {
-        flag("--resume-member-id", &m.member_id);
-        flag("--resume-generation", &m.generation.to_string());
-        let parts: Vec<String> = m.partitions.iter().map(i32::to_string).collect();
-        flag("--resume-partitions", &parts.join(","));
+    match inherit {
+        Some(Inherit::TakeOver(m)) => {
+            flag("--resume-member-id", &m.member_id);
+            flag("--resume-generation", &m.generation.to_string());
+            let parts: Vec<String> = m.partitions.iter().map(i32::to_string).collect();
+            flag("--resume-partitions", &parts.join(","));
+        }
+        Some(Inherit::Rejoin(id)) => flag("--rejoin-member-id", id),
+        None => {}
     }
     if c.static_membership {
         v.push("--static-membership".into());
@@ -112,7 +116,7 @@ pub fn spawn(
     exe: &Path,
     run: &RunArgs,
     slot: u32,
-    resume: Option<&Membership>,
+    inherit: Option<&Inherit>,
     log_level: &str,
 ) -> io::Result<Spawned> {
     // O_CLOEXEC on both ends: no other child (a later worker) inherits them.
@@ -122,7 +126,7 @@ pub fn spawn(
     let supervisor = std::process::id();
 
     let mut cmd = Command::new(exe);
-    cmd.args(worker_argv(run, slot, resume))
+    cmd.args(worker_argv(run, slot, inherit))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
@@ -187,6 +191,7 @@ fn install_child_setup(cmd: &mut Command, report_fd: i32, supervisor: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervisor::slots::Membership;
     use clap::Parser;
 
     #[test]
@@ -266,31 +271,33 @@ mod tests {
             generation: 7,
             partitions: vec![0, 3],
         };
-        let mut full = vec![std::ffi::OsString::from("kswarm")];
-        full.extend(worker_argv(&run, 2, Some(&m)));
-        let parsed = crate::cli::Cli::try_parse_from(full).expect("resume argv parses");
-        let crate::cli::Command::Worker(w) = parsed.command else {
-            panic!()
+        let cfg_of = |inherit: &Inherit| {
+            let mut full = vec![std::ffi::OsString::from("kswarm")];
+            full.extend(worker_argv(&run, 2, Some(inherit)));
+            let parsed = crate::cli::Cli::try_parse_from(full).expect("inherit argv parses");
+            let crate::cli::Command::Worker(w) = parsed.command else {
+                panic!()
+            };
+            crate::config::WorkerConfig::from_args(&w).unwrap()
         };
-        let cfg = crate::config::WorkerConfig::from_args(&w).unwrap();
+        let cfg = cfg_of(&Inherit::TakeOver(m.clone()));
         let r = cfg.resume.expect("resume");
         assert_eq!(
             (r.member_id.as_str(), r.generation, r.partitions),
             ("kswarm-2-abc", 7, vec![0, 3])
         );
+        assert_eq!(cfg.rejoin, None);
         // no partitions is still a valid take-over
         let m = Membership {
             partitions: vec![],
             ..m
         };
-        let mut full = vec![std::ffi::OsString::from("kswarm")];
-        full.extend(worker_argv(&run, 2, Some(&m)));
-        let parsed = crate::cli::Cli::try_parse_from(full).expect("empty partitions parse");
-        let crate::cli::Command::Worker(w) = parsed.command else {
-            panic!()
-        };
-        let cfg = crate::config::WorkerConfig::from_args(&w).unwrap();
+        let cfg = cfg_of(&Inherit::TakeOver(m));
         assert_eq!(cfg.resume.unwrap().partitions, Vec::<i32>::new());
+        // a replacement that joins under its predecessor's member id
+        let cfg = cfg_of(&Inherit::Rejoin("kswarm-2-def".into()));
+        assert_eq!(cfg.resume, None);
+        assert_eq!(cfg.rejoin.as_deref(), Some("kswarm-2-def"));
     }
 
     #[test]

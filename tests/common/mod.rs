@@ -30,8 +30,12 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The binary under test; KSWARM_TEST_BIN overrides it (say, a copy kept
+/// fixed while the tree is rebuilt during a long bug hunt).
 pub fn kswarm_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kswarm"))
+    std::env::var_os("KSWARM_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kswarm")))
 }
 
 pub fn kswarm() -> Command {
