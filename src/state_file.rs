@@ -22,6 +22,16 @@ pub struct SupervisorState {
     pub group: String,
     pub topic: String,
     pub workers: Vec<WorkerState>,
+    /// The group member id of every slot that had one, running or not: what
+    /// the next `kswarm run` for this group joins under (see `read_previous`).
+    #[serde(default)]
+    pub members: Vec<SlotMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotMember {
+    pub slot: u32,
+    pub member_id: String,
 }
 
 /// `$KSWARM_STATE_DIR/kswarm-<group>.json` (default: the temp dir).
@@ -29,6 +39,10 @@ pub fn state_path(group: &str) -> PathBuf {
     let dir = std::env::var_os("KSWARM_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    state_path_in(&dir, group)
+}
+
+fn state_path_in(dir: &std::path::Path, group: &str) -> PathBuf {
     let safe: String = group
         .chars()
         .map(|c| {
@@ -53,22 +67,21 @@ pub fn write_state(state: &SupervisorState) {
     }
 }
 
-pub fn remove_state(group: &str, pid: u32) {
-    let path = state_path(group);
-    if read_state_file(&path).is_some_and(|s| s.pid == pid) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
 fn read_state_file(path: &std::path::Path) -> Option<SupervisorState> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// The state a supervisor of `group` and `topic` on this host left behind
-/// when it died without cleaning up (SIGKILL, crash), if any: its workers'
-/// member ids let the next `kswarm run` take their places back.
-pub fn read_orphaned(group: &str, topic: &str) -> Option<SupervisorState> {
-    let s = read_state_file(&state_path(group))?;
+/// The state the last supervisor of `group` and `topic` on this host left
+/// behind, once it is gone (stopped, or killed before it could clean up):
+/// its slots' member ids let the next `kswarm run` join under them. After a
+/// kill those members are still in the group, and joining under their ids
+/// takes their places back instead of waiting for their sessions to expire;
+/// after a clean stop a coordinator that forgot them hands out new ids.
+pub fn read_previous(group: &str, topic: &str) -> Option<SupervisorState> {
+    previous_in(read_state_file(&state_path(group))?, topic)
+}
+
+fn previous_in(s: SupervisorState, topic: &str) -> Option<SupervisorState> {
     let gone = matches!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid as i32), None),
         Err(nix::errno::Errno::ESRCH)
@@ -87,9 +100,40 @@ pub fn read_state(group: &str) -> Option<SupervisorState> {
 mod tests {
     use super::*;
 
+    fn state(pid: u32, topic: &str) -> SupervisorState {
+        SupervisorState {
+            pid,
+            group: "g".into(),
+            topic: topic.into(),
+            workers: vec![],
+            members: vec![SlotMember {
+                slot: 1,
+                member_id: "kswarm-1-abc".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn only_a_gone_supervisor_of_the_same_topic_hands_its_members_on() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let prev = previous_in(state(dead, "t"), "t").expect("a dead supervisor's state");
+        assert_eq!(prev.members[0].member_id, "kswarm-1-abc");
+        assert!(previous_in(state(dead, "t"), "other").is_none(), "topic");
+        assert!(
+            previous_in(state(std::process::id(), "t"), "t").is_none(),
+            "alive"
+        );
+        // an old file without the members list still reads
+        let old = r#"{"pid":1,"group":"g","topic":"t","workers":[]}"#;
+        let s: SupervisorState = serde_json::from_str(old).unwrap();
+        assert!(s.members.is_empty());
+    }
+
     #[test]
     fn path_is_sanitized() {
-        let p = state_path("a/b c");
+        let p = state_path_in(std::path::Path::new("/x"), "a/b c");
         assert!(p.to_string_lossy().ends_with("kswarm-a_b_c.json"));
     }
 }

@@ -69,7 +69,8 @@ fn chaos_under_run_loses_nothing() {
         .args(["--exec", &handler])
         .args(["--session-timeout", "6s", "--commit-interval", "200ms"])
         .args(["--shutdown-timeout", "5s", "--max-restarts", "1000/60s"])
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env("KSWARM_STATE_DIR", common::state_dir());
         if let Ok(level) = std::env::var("KSWARM_CHAOS_LOG") {
             cmd.args(["--log-level", &level]);
         }

@@ -115,17 +115,17 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         cfg.consume.group,
         std::process::id()
     );
-    // A predecessor that was killed left its members in the group: take them
-    // back instead of waiting for their sessions to expire.
-    if let Some(old) = state_file::read_orphaned(&cfg.consume.group, &cfg.topic) {
-        for w in old.workers {
-            if let Some(id) = w.member_id.filter(|_| w.slot < workers) {
-                info!(
-                    "slot {}: joining as member {id}, left behind by kswarm pid {} (killed)",
-                    w.slot, old.pid
-                );
-                slots.adopt(w.slot, id);
-            }
+    // Join under the members our predecessor for this group had: if it was
+    // killed they are still in the group (taking them back beats waiting for
+    // their sessions to expire); if it stopped, a broker that forgot them
+    // hands out new ids (and tansu gets back a leader it may still name).
+    if let Some(old) = state_file::read_previous(&cfg.consume.group, &cfg.topic) {
+        for m in old.members.into_iter().filter(|m| m.slot < workers) {
+            info!(
+                "slot {}: joining as member {}, left by the previous kswarm (pid {})",
+                m.slot, m.member_id, old.pid
+            );
+            slots.adopt(m.slot, m.member_id);
         }
     }
     let notifier = Notifier::from_env();
@@ -165,7 +165,11 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                 Action::Notify(n) => notifier.send(&n),
                 Action::Evict { slot, member_id } => evictor.evict(slot, member_id),
                 Action::Exit(outcome) => {
-                    state_file::remove_state(&cfg.consume.group, std::process::id());
+                    // The state file stays: the next run joins under its member ids.
+                    let last = snapshot(&slots, &cfg);
+                    if written.as_ref() != Some(&last) {
+                        state_file::write_state(&last);
+                    }
                     evictor.drain(cfg.connect.connect_timeout.min(Duration::from_secs(5)));
                     return finish(outcome, &mut tails, &rx);
                 }
@@ -247,11 +251,23 @@ fn snapshot(slots: &Slots, cfg: &RunConfig) -> state_file::SupervisorState {
             })
         })
         .collect();
+    let members = slots
+        .slots()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            Some(state_file::SlotMember {
+                slot: i as u32,
+                member_id: s.member_id.clone()?,
+            })
+        })
+        .collect();
     state_file::SupervisorState {
         pid: std::process::id(),
         group: cfg.consume.group.clone(),
         topic: cfg.topic.clone(),
         workers,
+        members,
     }
 }
 

@@ -40,8 +40,17 @@ pub fn kswarm_bin() -> PathBuf {
 
 pub fn kswarm() -> Command {
     let mut c = Command::new(kswarm_bin());
-    c.env_remove("RUST_LOG");
+    c.env_remove("RUST_LOG")
+        .env("KSWARM_STATE_DIR", state_dir());
     c
+}
+
+/// Where the supervisors started by the tests keep their state files (they
+/// stay after a run, one per group), instead of the system's temp dir.
+pub fn state_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kswarm-state");
+    let _ = std::fs::create_dir_all(&d);
+    d
 }
 
 pub fn repo_root() -> PathBuf {
