@@ -141,6 +141,11 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_MAX_IN_FLIGHT", default_value = "10000")]
     pub max_in_flight: String,
 
+    /// Bytes of records (as formatted for the handler) handed over but not yet
+    /// acknowledged, per worker, at most: 1MiB, 512KiB, 4096...
+    #[arg(long, env = "KSWARM_MAX_IN_FLIGHT_BYTES", default_value = "1MiB")]
+    pub max_in_flight_bytes: String,
+
     /// Time allowed for a graceful stop (drain, commit, leave) before SIGKILL.
     #[arg(long, env = "KSWARM_SHUTDOWN_TIMEOUT", default_value = "10s")]
     pub shutdown_timeout: String,

@@ -78,6 +78,37 @@ pub fn parse_count(flag: &str, raw: &str, min: u64, max: u64) -> Checked<u64> {
     }
 }
 
+/// A byte size: `4096`, `512KiB`, `1MiB`, `2GiB` (K, KB, M, MB, G, GB mean
+/// the same binary multiples), between `min` and `max` bytes.
+pub fn parse_size(flag: &str, raw: &str, min: u64, max: u64) -> Checked<u64> {
+    let s = raw.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = (&s[..split], s[split..].trim());
+    let unit_size: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return usage(format!(
+                "{flag}: unknown unit '{unit}' in '{raw}'; write a size like 4096, 512KiB or 1MiB"
+            ))
+        }
+    };
+    let Ok(n) = num.parse::<u64>() else {
+        return usage(format!(
+            "{flag}: '{raw}' is not a size; write it like 4096, 512KiB or 1MiB"
+        ));
+    };
+    match n.checked_mul(unit_size) {
+        Some(b) if (min..=max).contains(&b) => Ok(b),
+        _ => usage(format!(
+            "{flag}: '{raw}' is out of range; give {min} bytes to {} MiB",
+            max >> 20
+        )),
+    }
+}
+
 /// Largest worker count we accept: forks beyond this are a typo, not a plan.
 pub const MAX_WORKERS: u64 = 1024;
 /// Largest partition count we will create or grow to.
@@ -280,6 +311,8 @@ pub struct ConsumeConfig {
     pub static_membership: bool,
     pub instance_prefix: String,
     pub max_in_flight: usize,
+    /// `--max-in-flight-bytes`.
+    pub max_in_flight_bytes: usize,
     pub shutdown_timeout: Duration,
     /// `-X fetch.max.bytes`: what a worker's fetches of all its partitions
     /// may ask for together (see [`partition_fetch_bytes`]).
@@ -416,6 +449,12 @@ impl ConsumeConfig {
             static_membership: a.static_membership,
             max_in_flight: parse_count("--max-in-flight", &a.max_in_flight, 1, 10_000_000)?
                 as usize,
+            max_in_flight_bytes: parse_size(
+                "--max-in-flight-bytes",
+                &a.max_in_flight_bytes,
+                1,
+                16 << 30,
+            )? as usize,
             shutdown_timeout: parse_positive_duration("--shutdown-timeout", &a.shutdown_timeout)?,
             fetch_max_bytes,
             partition_fetch_max_bytes,
@@ -653,5 +692,22 @@ mod tests {
         let b = RestartBudget::parse("5/30s").unwrap();
         assert_eq!((b.max, b.window), (5, Duration::from_secs(30)));
         assert!(RestartBudget::parse("5").is_err());
+    }
+
+    #[test]
+    fn sizes_with_units() {
+        let p = |raw: &str| parse_size("--x", raw, 1, 1 << 30);
+        assert_eq!(p("4096").unwrap(), 4096);
+        assert_eq!(p("512KiB").unwrap(), 512 << 10);
+        assert_eq!(p("1MiB").unwrap(), 1 << 20);
+        assert_eq!(p(" 2m ").unwrap(), 2 << 20);
+        assert_eq!(p("1G").unwrap(), 1 << 30);
+        for bad in ["", "MiB", "1.5MiB", "-1", "3 parsecs"] {
+            let e = p(bad).unwrap_err().0;
+            assert!(e.starts_with("--x:"), "{bad}: {e}");
+        }
+        assert!(p("0").unwrap_err().0.contains("out of range"));
+        assert!(p("2GiB").unwrap_err().0.contains("out of range"));
+        assert!(p("99999999999999999999").is_err());
     }
 }

@@ -26,7 +26,7 @@ use crate::record::Record;
 use crate::report::Report;
 
 /// Fetched batches buffered per worker ahead of the handler (pipelining).
-const FETCH_QUEUE: usize = 4;
+const FETCH_QUEUE: usize = 2;
 /// Staged bytes handed to the handler at once at most (a fetched batch is
 /// staged whole unless it formats to more than this).
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -161,7 +161,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             member_id: id.clone(),
         });
     }
-    let handler = Handler::start(
+    let mut handler = Handler::start(
         &cfg.consume.handler,
         cfg.consume.format,
         cfg.consume.max_in_flight,
@@ -172,6 +172,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         },
     )
     .await?;
+    handler.limit_bytes(cfg.consume.max_in_flight_bytes);
 
     let mut worker = Worker {
         topic: Arc::from(cfg.topic.as_str()),
@@ -417,8 +418,11 @@ impl Worker {
     /// group's rebalance timeout runs out).
     async fn deliver(&mut self, batch: FetchedBatch) -> anyhow::Result<Option<GenerationEnd>> {
         let mut records = batch.records.iter().peekable();
-        while records.peek().is_some() {
+        while let Some(&record) = records.peek() {
             if self.handler.room() == 0 {
+                if self.handler.flush().is_err() {
+                    return Ok(None);
+                }
                 tokio::select! {
                     biased;
                     _ = self.handler.ready() => {}
@@ -438,19 +442,18 @@ impl Worker {
                     self.alive();
                 }
             }
-            for record in records.by_ref().take(self.handler.room()) {
-                if self.handler.stage(record).is_err() {
-                    let _ = self.handler.flush();
-                    return Ok(None);
-                }
-                self.sent += 1;
-                if self.handler.staged_bytes() >= CHUNK_BYTES {
-                    break;
-                }
-            }
-            if self.handler.flush().is_err() {
+            if self.handler.stage(record).is_err() {
+                let _ = self.handler.flush();
                 return Ok(None);
             }
+            records.next();
+            self.sent += 1;
+            if self.handler.staged_bytes() >= CHUNK_BYTES && self.handler.flush().is_err() {
+                return Ok(None);
+            }
+        }
+        if self.handler.flush().is_err() {
+            return Ok(None);
         }
         Ok(None)
     }

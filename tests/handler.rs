@@ -154,6 +154,23 @@ async fn exec_command_not_found_fails_clearly() {
 }
 
 #[tokio::test]
+async fn the_byte_limit_stops_staging_but_lets_one_big_record_through() {
+    let mut h = Handler::start(&exec("cat >/dev/null"), Format::Value, 1000, env(1))
+        .await
+        .unwrap();
+    h.limit_bytes(1000);
+    // 1 KiB values: the first goes through (one record always does), then no room.
+    assert_eq!(h.room(), 1000);
+    h.send(rec(0, 0, &[b'x'; 1024])).await.unwrap();
+    assert_eq!(h.in_flight_bytes(), 1025, "the line, newline included");
+    assert_eq!(h.room(), 0, "over the byte limit");
+    let blocked =
+        tokio::time::timeout(Duration::from_millis(300), h.send(rec(0, 1, &[b'x'; 10]))).await;
+    assert!(blocked.is_err(), "send waits while the bytes are in flight");
+    h.kill();
+}
+
+#[tokio::test]
 async fn never_acking_handler_stops_send_at_max_in_flight() {
     let mut h = Handler::start(&exec("cat >/dev/null"), Format::Json, 5, env(1))
         .await

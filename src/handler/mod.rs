@@ -38,6 +38,15 @@ use tokio::sync::mpsc;
 use crate::config::{Format, HandlerSpec};
 use crate::record::Record;
 
+/// A record sent to the backend and not yet acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    offset: i64,
+    partition: i32,
+    /// Bytes of its line.
+    len: u32,
+}
+
 /// Formatted records on their way to a backend: their lines, one after
 /// another, and where each line ends (the batch backend cuts batches there).
 #[derive(Debug, Default)]
@@ -120,8 +129,12 @@ pub struct Handler {
     /// Records staged and not yet handed to the backend.
     staged: Chunk,
     events: mpsc::UnboundedReceiver<Inner>,
-    /// (partition, offset) of records sent and not acknowledged, in send order.
-    order: VecDeque<(i32, i64)>,
+    /// Records sent and not acknowledged, in send order.
+    order: VecDeque<Sent>,
+    /// Bytes of their lines.
+    in_flight_bytes: usize,
+    /// No more records are staged while this many bytes are in flight.
+    max_in_flight_bytes: usize,
     /// Events ready for next_event.
     pending: VecDeque<HandlerEvent>,
     /// No more events will come after `pending`.
@@ -181,6 +194,8 @@ impl Handler {
             staged: Chunk::default(),
             events: events_rx,
             order: VecDeque::new(),
+            in_flight_bytes: 0,
+            max_in_flight_bytes: usize::MAX,
             pending: VecDeque::new(),
             finished: false,
             input_closed: false,
@@ -208,7 +223,21 @@ impl Handler {
         if self.finished || self.records.is_none() {
             return 0;
         }
+        if self.in_flight_bytes >= self.max_in_flight_bytes {
+            return 0;
+        }
         self.max_in_flight.saturating_sub(self.order.len())
+    }
+
+    /// Also stop staging while `bytes` of formatted records are unacknowledged
+    /// (`--max-in-flight-bytes`; one record is always let through, however large).
+    pub fn limit_bytes(&mut self, bytes: usize) {
+        self.max_in_flight_bytes = bytes.max(1);
+    }
+
+    /// Bytes of the records staged or sent and not acked yet.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes
     }
 
     /// Formats one record into the chunk for the backend (call [`Handler::flush`]
@@ -234,9 +263,16 @@ impl Handler {
             ));
             anyhow::bail!("the handler has stopped (its event says why)");
         }
+        let start = self.staged.bytes.len();
         format::encode(self.format, &self.topic, record, &mut self.staged.bytes);
+        let len = self.staged.bytes.len() - start;
         self.staged.ends.push(self.staged.bytes.len());
-        self.order.push_back((record.partition, record.offset));
+        self.in_flight_bytes += len;
+        self.order.push_back(Sent {
+            offset: record.offset,
+            partition: record.partition,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        });
         Ok(())
     }
 
@@ -267,7 +303,10 @@ impl Handler {
     /// fails). Cancel-safe: events read meanwhile are kept for next_event. (It borrows the
     /// handler mutably, like next_event, so the two cannot be arms of one select!.)
     pub async fn ready(&mut self) {
-        while !self.finished && self.order.len() >= self.max_in_flight {
+        while !self.finished
+            && (self.order.len() >= self.max_in_flight
+                || self.in_flight_bytes >= self.max_in_flight_bytes)
+        {
             let ev = self.events.recv().await;
             self.absorb(ev);
         }
@@ -394,7 +433,13 @@ impl Handler {
         // One Ack per partition, with the highest offset acknowledged (records of a
         // partition are sent in offset order, so the last one seen is the highest).
         let mut acks: Vec<Ack> = Vec::new();
-        for (partition, offset) in self.order.drain(..n) {
+        for Sent {
+            partition,
+            offset,
+            len,
+        } in self.order.drain(..n)
+        {
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(len as usize);
             match acks.iter_mut().find(|a| a.partition == partition) {
                 Some(a) => a.offset = offset,
                 None => acks.push(Ack { partition, offset }),

@@ -64,6 +64,7 @@ pub fn worker_argv(run: &RunArgs, slot: u32, inherit: Option<&Inherit>) -> Vec<O
         flag("--instance-prefix", p);
     }
     flag("--max-in-flight", &c.max_in_flight);
+    flag("--max-in-flight-bytes", &c.max_in_flight_bytes);
     flag("--shutdown-timeout", &c.shutdown_timeout);
     for kv in &c.extra {
         flag("-X", kv);
