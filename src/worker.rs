@@ -39,11 +39,30 @@ const ALIVE_EVERY: Duration = Duration::from_secs(1);
 pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
     let cfg = WorkerConfig::from_args(&args)?;
     check_parent_alive()?;
+    keep_freed_buffers();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the worker's runtime")?;
     rt.block_on(run(cfg))
+}
+
+/// A worker allocates and frees a buffer of a few hundred KiB per fetch.
+/// glibc's defaults (mmap above 128 KiB, trim the heap top above 256 KiB,
+/// both adjusted as it goes) return such buffers to the kernel and fault
+/// fresh zeroed pages in for the next one: in `perf record` of `kswarm run
+/// --exec` that was several percent of the worker's CPU in page faults and
+/// page clearing, and fixed thresholds took the run's CPU per 1M records from
+/// 0.39 to about 0.30 s at the same peak RSS. Freed buffers are kept and reused.
+fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets two allocator tunables; it is called once,
+    // before the runtime (and any other thread) starts.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
 }
 
 /// The supervisor sets PR_SET_PDEATHSIG before exec; if it died before that,
