@@ -24,6 +24,7 @@ use crate::group::{GroupError, GroupSettings, Member};
 use crate::handler::{Handler, HandlerEnv, HandlerEvent};
 use crate::record::Record;
 use crate::report::Report;
+use crate::wire::records::{decode_fetched, AbortedTxn};
 
 /// Fetched batches buffered per worker ahead of the handler (pipelining).
 const FETCH_QUEUE: usize = 2;
@@ -570,16 +571,18 @@ async fn fetch_loop(
     let mut limit = max_bytes;
     loop {
         match pc.fetch_raw(offset, 1..limit, wait_ms).await {
-            Ok((raw, _high_watermark)) => {
+            Ok((raw, _high_watermark, aborted)) => {
                 tracing::trace!(partition, offset, limit, bytes = raw.len(), "fetched");
                 failures = 0;
                 let mut records = Vec::new();
-                let decoded = match crate::wire::records::decode_fetched(
-                    partition,
-                    raw,
-                    offset,
-                    &mut records,
-                ) {
+                let aborted: Vec<AbortedTxn> = aborted
+                    .into_iter()
+                    .map(|(producer_id, first_offset)| AbortedTxn {
+                        producer_id,
+                        first_offset,
+                    })
+                    .collect();
+                let decoded = match decode_fetched(partition, raw, offset, &aborted, &mut records) {
                     Ok(d) => d,
                     Err(e) => {
                         // A corrupt batch does not heal by itself; keep trying

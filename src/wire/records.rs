@@ -6,6 +6,11 @@
 //! its records as slices of the fetched buffer. Keys and values therefore are
 //! no copies: they share the fetched bytes until the handler has formatted
 //! them.
+//!
+//! kswarm fetches read_committed, so the broker stops at the last stable
+//! offset, but the records of aborted transactions before it are still in the
+//! log: the broker lists those transactions beside the records and the client
+//! drops them, as Kafka's own consumer does (`AbortedTransactions`).
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -27,17 +32,86 @@ pub struct Decoded {
     pub only_partial: bool,
 }
 
+/// A transaction the broker reported as aborted in a fetch answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+}
+
+/// Which producers' transactional batches are aborted at the batch being
+/// decoded: a producer joins when a batch reaches its aborted transaction's
+/// first offset and leaves at that transaction's abort marker.
+struct AbortFilter {
+    /// Reported transactions, latest first offset first (popped from the end).
+    pending: Vec<AbortedTxn>,
+    aborted_producers: Vec<i64>,
+}
+
+impl AbortFilter {
+    fn new(aborted: &[AbortedTxn]) -> Self {
+        let mut pending = aborted.to_vec();
+        pending.sort_by_key(|t| std::cmp::Reverse(t.first_offset));
+        AbortFilter {
+            pending,
+            aborted_producers: Vec::new(),
+        }
+    }
+
+    /// Whether to drop the batch whose records are `records` (a transactional
+    /// data batch of an aborted transaction). Moves the state past the batch.
+    fn drops(&mut self, records: &[kafka_protocol::records::Record]) -> bool {
+        let Some(first) = records.first() else {
+            return false;
+        };
+        if first.producer_id < 0 {
+            return false; // not from an idempotent or transactional producer
+        }
+        let last_offset = records
+            .iter()
+            .map(|r| r.offset)
+            .max()
+            .unwrap_or(first.offset);
+        while self
+            .pending
+            .last()
+            .is_some_and(|t| t.first_offset <= last_offset)
+        {
+            let t = self.pending.pop().expect("checked");
+            self.aborted_producers.push(t.producer_id);
+        }
+        let aborted = self.aborted_producers.contains(&first.producer_id);
+        if first.control {
+            if is_abort_marker(first) {
+                self.aborted_producers.retain(|p| *p != first.producer_id);
+            }
+            return false; // control records are skipped record by record
+        }
+        first.transactional && aborted
+    }
+}
+
+/// A control record's key is a version (int16) and a type (int16): 0 = ABORT,
+/// 1 = COMMIT.
+fn is_abort_marker(r: &kafka_protocol::records::Record) -> bool {
+    r.key
+        .as_ref()
+        .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 0])
+}
+
 /// Decodes every complete batch of `raw` and appends its records at offset
-/// `from` or later to `out` (control records and, in compressed batches,
-/// records before `from` are skipped). A batch cut off at the end is left
-/// out: the next fetch starts there again.
+/// `from` or later to `out` (control records, the batches of transactions in
+/// `aborted` and, in compressed batches, records before `from` are skipped).
+/// A batch cut off at the end is left out: the next fetch starts there again.
 pub fn decode_fetched(
     partition: i32,
     mut raw: Bytes,
     from: i64,
+    aborted: &[AbortedTxn],
     out: &mut Vec<Record>,
 ) -> Result<Decoded, String> {
     let mut decoded = Decoded::default();
+    let mut abort_filter = AbortFilter::new(aborted);
     while raw.len() >= BATCH_PREFIX {
         let base_offset = (&raw[0..8]).get_i64();
         let length = (&raw[8..12]).get_i32();
@@ -56,6 +130,11 @@ pub fn decode_fetched(
         let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| {
             format!("partition {partition}: cannot decode the record batch at offset {base_offset}: {e}")
         })?;
+        if abort_filter.drops(&set.records) {
+            let end = set.records.iter().map(|r| r.offset + 1).max();
+            decoded.next_offset = decoded.next_offset.max(end);
+            continue;
+        }
         for r in set.records {
             decoded.next_offset = Some(decoded.next_offset.unwrap_or(i64::MIN).max(r.offset + 1));
             if r.control || r.offset < from {
@@ -145,7 +224,7 @@ mod tests {
             batch(&c, Compression::Lz4),
         ]);
         let mut out = Vec::new();
-        let d = decode_fetched(3, raw, 10, &mut out).unwrap();
+        let d = decode_fetched(3, raw, 10, &[], &mut out).unwrap();
         assert_eq!(d.next_offset, Some(18));
         assert!(!d.only_partial);
         let offsets: Vec<i64> = out.iter().map(|r| r.offset).collect();
@@ -173,7 +252,7 @@ mod tests {
             batch(&ctl, Compression::None),
         ]);
         let mut out = Vec::new();
-        let d = decode_fetched(0, raw, 3, &mut out).unwrap();
+        let d = decode_fetched(0, raw, 3, &[], &mut out).unwrap();
         assert_eq!(out.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![3, 4]);
         // The control batch still moves the next fetch on.
         assert_eq!(d.next_offset, Some(6));
@@ -189,22 +268,104 @@ mod tests {
             whole_b.slice(..whole_b.len() - 7),
         ]);
         let mut out = Vec::new();
-        let d = decode_fetched(0, raw, 0, &mut out).unwrap();
+        let d = decode_fetched(0, raw, 0, &[], &mut out).unwrap();
         assert_eq!(out.len(), 3);
         assert_eq!(d.next_offset, Some(3));
         assert!(!d.only_partial);
 
         // Only a cut-off batch: nothing decoded, and the caller must fetch more.
         let mut out = Vec::new();
-        let d = decode_fetched(0, whole_b.slice(..20), 3, &mut out).unwrap();
+        let d = decode_fetched(0, whole_b.slice(..20), 3, &[], &mut out).unwrap();
         assert!(out.is_empty());
         assert_eq!(d.next_offset, None);
         assert!(d.only_partial);
         // An empty answer is not partial: the partition has nothing new.
         assert_eq!(
-            decode_fetched(0, Bytes::new(), 3, &mut out).unwrap(),
+            decode_fetched(0, Bytes::new(), 3, &[], &mut out).unwrap(),
             Decoded::default()
         );
+    }
+
+    /// A record of producer `pid`'s transaction; `marker` makes it the
+    /// transaction's control record (0 = ABORT, 1 = COMMIT).
+    fn txn_rec(offset: i64, pid: i64, marker: Option<u8>) -> KRecord {
+        let mut r = krec(offset, "t", marker.is_some());
+        r.transactional = true;
+        r.producer_id = pid;
+        r.producer_epoch = 0;
+        if let Some(kind) = marker {
+            r.key = Some(Bytes::from(vec![0, 0, 0, kind]));
+            r.value = Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0]));
+            r.headers.clear();
+        }
+        r
+    }
+
+    fn offsets(out: &[Record]) -> Vec<i64> {
+        out.iter().map(|r| r.offset).collect()
+    }
+
+    #[test]
+    fn records_of_aborted_transactions_are_dropped() {
+        let plain: Vec<KRecord> = (0..2).map(|o| krec(o, "p", false)).collect();
+        let raw = concat(&[
+            batch(&plain, Compression::None),
+            // producer 7's transaction at 2 is aborted, producer 8's at 4 commits
+            batch(
+                &[txn_rec(2, 7, None), txn_rec(3, 7, None)],
+                Compression::None,
+            ),
+            batch(&[txn_rec(4, 8, None)], Compression::Gzip),
+            batch(&[txn_rec(5, 7, Some(0))], Compression::None),
+            batch(&[txn_rec(6, 8, Some(1))], Compression::None),
+            // producer 7's next transaction commits: delivered
+            batch(
+                &[txn_rec(7, 7, None), txn_rec(8, 7, None)],
+                Compression::None,
+            ),
+            batch(&[txn_rec(9, 7, Some(1))], Compression::None),
+        ]);
+        let aborted = [AbortedTxn {
+            producer_id: 7,
+            first_offset: 2,
+        }];
+        let mut out = Vec::new();
+        let d = decode_fetched(0, raw.clone(), 0, &aborted, &mut out).unwrap();
+        assert_eq!(offsets(&out), vec![0, 1, 4, 7, 8]);
+        assert_eq!(d.next_offset, Some(10));
+
+        // Without the broker's list (tansu sends none) nothing is dropped.
+        let mut out = Vec::new();
+        decode_fetched(0, raw.clone(), 0, &[], &mut out).unwrap();
+        assert_eq!(offsets(&out), vec![0, 1, 2, 3, 4, 7, 8]);
+
+        // A fetch that starts inside the aborted transaction drops the rest of it.
+        let mut out = Vec::new();
+        decode_fetched(0, raw, 3, &aborted, &mut out).unwrap();
+        assert_eq!(offsets(&out), vec![4, 7, 8]);
+    }
+
+    #[test]
+    fn an_aborted_transaction_only_covers_batches_from_its_first_offset_on() {
+        // Producer 7 aborts a later transaction (first offset 4); the batch
+        // at 0-1 belongs to an earlier one and is delivered.
+        let raw = concat(&[
+            batch(
+                &[txn_rec(0, 7, None), txn_rec(1, 7, None)],
+                Compression::None,
+            ),
+            batch(&[txn_rec(2, 7, Some(1))], Compression::None),
+            batch(&[txn_rec(4, 7, None)], Compression::None),
+            batch(&[txn_rec(5, 7, Some(0))], Compression::None),
+        ]);
+        let aborted = [AbortedTxn {
+            producer_id: 7,
+            first_offset: 4,
+        }];
+        let mut out = Vec::new();
+        let d = decode_fetched(0, raw, 0, &aborted, &mut out).unwrap();
+        assert_eq!(offsets(&out), vec![0, 1]);
+        assert_eq!(d.next_offset, Some(6));
     }
 
     #[test]
@@ -213,7 +374,7 @@ mod tests {
         let mut raw = BytesMut::from(&batch(&a, Compression::None)[..]);
         let last = raw.len() - 1;
         raw[last] ^= 0xff;
-        let err = decode_fetched(7, raw.freeze(), 40, &mut Vec::new()).unwrap_err();
+        let err = decode_fetched(7, raw.freeze(), 40, &[], &mut Vec::new()).unwrap_err();
         assert!(
             err.contains("partition 7") && err.contains("offset 40"),
             "{err}"

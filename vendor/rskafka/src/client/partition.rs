@@ -273,13 +273,15 @@ impl PartitionClient {
     /// kswarm patch: like [`fetch_records`](Self::fetch_records), but the
     /// partition's record batches come back as the broker sent them (the last
     /// one possibly cut off by `bytes.end`), for the caller to decode. Returns
-    /// the raw bytes and the high watermark.
+    /// the raw bytes, the high watermark and the aborted transactions the
+    /// broker listed for the fetched range as `(producer_id, first_offset)`
+    /// (a read_committed consumer drops their records).
     pub async fn fetch_raw(
         &self,
         offset: i64,
         bytes: Range<i32>,
         max_wait_ms: i32,
-    ) -> Result<(bytes::Bytes, i64)> {
+    ) -> Result<(bytes::Bytes, i64, Vec<(i64, i64)>)> {
         let request = &RawFetchRequest(build_fetch_request(
             offset,
             bytes,
@@ -309,10 +311,16 @@ impl PartitionClient {
         )
         .await?;
 
+        let aborted = partition
+            .aborted_transactions
+            .iter()
+            .map(|t| (t.producer_id.0, t.first_offset.0))
+            .collect();
         let raw = partition.records;
         Ok((
             bytes::Bytes::from(raw.buf).slice(raw.range),
             partition.high_watermark.0,
+            aborted,
         ))
     }
 
