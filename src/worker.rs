@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,6 +144,8 @@ struct Worker {
     handler: Handler,
     reporter: Reporter,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Set with `shutdown` by SIGUSR1: stop without leaving the group.
+    hand_over: Arc<AtomicBool>,
     /// Records handed to the handler since the worker started; minus the
     /// handler's in-flight count, the records it acknowledged.
     sent: u64,
@@ -155,7 +158,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     reporter.send(Report::Started {
         pid: std::process::id(),
     });
-    let shutdown = watch_shutdown_signals()?;
+    let (shutdown, hand_over) = watch_shutdown_signals()?;
 
     let client = crate::admin::connect(&cfg.connect).await?;
 
@@ -203,6 +206,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         handler,
         reporter,
         shutdown,
+        hand_over,
         sent: 0,
         last_alive: (Instant::now(), 0),
     };
@@ -216,20 +220,35 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     result
 }
 
-/// TERM or INT -> graceful stop (drain, commit, leave).
-fn watch_shutdown_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+/// TERM or INT -> graceful stop (drain, commit, leave). USR1 -> hand-over,
+/// the supervisor's rolling restart: drain and commit the same way, but stay
+/// in the group, for the slot's next worker to take the member over without a
+/// rebalance. A TERM or INT after a USR1 still leaves.
+fn watch_shutdown_signals() -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, Arc<AtomicBool>)>
+{
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let hand_over = Arc::new(AtomicBool::new(false));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let flag = hand_over.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            let leave = tokio::select! {
+                _ = term.recv() => true,
+                _ = int.recv() => true,
+                _ = usr1.recv() => false,
+            };
+            if leave {
+                flag.store(false, Ordering::SeqCst);
+            } else if !*tx.borrow() {
+                flag.store(true, Ordering::SeqCst);
+            }
+            let _ = tx.send(true);
         }
-        let _ = tx.send(true);
     });
-    Ok(rx)
+    Ok((rx, hand_over))
 }
 
 async fn changed_to_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
@@ -292,6 +311,14 @@ impl Worker {
         self.reporter.send(Report::Stopping {
             reason: reason.to_string(),
         });
+        if self.hand_over.load(Ordering::SeqCst) {
+            info!(
+                slot = self.cfg.slot,
+                "handing member {} over to the slot's next worker (rolling restart)",
+                self.member.member_id()
+            );
+            return Ok(());
+        }
         info!(slot = self.cfg.slot, "stopping ({reason})");
         let _ = self.member.leave().await;
         Ok(())

@@ -455,12 +455,38 @@ fn ttin_and_ttou_change_the_worker_count() {
     assert!(!log.contains("slot 2"), "never more than 2 slots: {log}");
 }
 
+/// The generation in a "slot S pid P joined generation G ..." or
+/// "slot S pid P rebalanced: generation F -> G ..." line.
+fn generation_in(line: &str) -> i32 {
+    if line.contains(" rebalanced: generation ") {
+        pid_after(line, "-> ")
+    } else {
+        pid_after(line, "joined generation ")
+    }
+}
+
+/// The group's generation per the supervisor's last join or rebalance line.
+fn last_generation(lines: &[String]) -> i32 {
+    let l = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains(" joined generation ") || l.contains(" rebalanced: generation "))
+        .expect("a join line");
+    generation_in(l)
+}
+
 #[test]
-fn hup_replaces_every_worker_once_one_at_a_time() {
+fn hup_replaces_every_worker_once_one_at_a_time_without_a_rebalance() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "2"]);
+    let mut run = Run::start(&t, &g, &["-w", "2", "--format", "value"]);
     let (_, a) = run.wait_joined(0, 0, JOIN);
     let (_, b) = run.wait_joined(0, 1, JOIN);
+    run.wait_text(0, JOIN, "all 2 workers joined");
+    let before: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
+    produce(&t, &before);
+    assert_eq!(run.wait_records(100, Duration::from_secs(20)).len(), 100);
+    let generation = last_generation(&run.lines());
+
     let n = run.lines().len();
     run.signal(Signal::SIGHUP);
     let (done, _) = run.wait_text(n, Duration::from_secs(60), "rolling restart done");
@@ -474,13 +500,29 @@ fn hup_replaces_every_worker_once_one_at_a_time() {
     let (j0, a2) = run.wait_joined(n, 0, Duration::ZERO);
     let (r1, _) = run.wait_text(n, Duration::ZERO, &format!("slot 1 pid {b}: replacing"));
     assert!(j0 < r1, "{after:#?}");
-    let (_, b2) = run.wait_joined(r1, 1, Duration::ZERO);
+    let (j1, b2) = run.wait_joined(r1, 1, Duration::ZERO);
     assert!(a2 != a && b2 != b);
     assert!(wait_dead(&[a, b], Duration::from_secs(2)).is_empty());
     assert!(
         !after.iter().any(|l| l.contains("restart 1 in")),
         "HUP is no crash: {after:#?}"
     );
+    // Each old worker handed its member over and its replacement carried on
+    // in the same generation: nobody left, the group never rebalanced.
+    assert_eq!(count("handing member"), 2, "{after:#?}");
+    assert_eq!(count("taking over member"), 2, "{after:#?}");
+    assert_eq!(generation_in(&lines[j0]), generation, "{after:#?}");
+    assert_eq!(generation_in(&lines[j1]), generation, "{after:#?}");
+    assert_eq!(count("rebalanced"), 0, "{after:#?}");
+
+    // Both partitions flow again, and nothing was delivered twice: each old
+    // worker committed what it had written before handing over.
+    let later: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
+    produce(&t, &later);
+    assert_eq!(run.wait_records(200, Duration::from_secs(20)).len(), 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = run.out.lock().unwrap().clone();
+    assert_eq!(out.len(), 200, "duplicates after a rolling restart");
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }

@@ -375,6 +375,7 @@ fn send_signal(pid: Pid, sig: Sig) {
     let target = NixPid::from_raw(pid);
     let result = match sig {
         Sig::Term => kill(target, Signal::SIGTERM),
+        Sig::HandOver => kill(target, Signal::SIGUSR1),
         // The worker leads its process group; its handler is in it too.
         Sig::Kill => killpg(target, Signal::SIGKILL).or_else(|_| kill(target, Signal::SIGKILL)),
     };

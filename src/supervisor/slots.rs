@@ -183,6 +183,9 @@ impl Slot {
 pub enum Sig {
     /// SIGTERM to the worker: drain, commit, leave, exit 0.
     Term,
+    /// SIGUSR1 to the worker: drain, commit, exit 0 without leaving, for the
+    /// slot's next worker to take the member over (rolling restart).
+    HandOver,
     /// SIGKILL to the worker's process group (the worker and its handler).
     Kill,
 }
@@ -535,6 +538,14 @@ impl Slots {
                             member,
                         };
                     }
+                    // A worker handing over (HUP) that had just joined a
+                    // new generation: its successor takes that one over.
+                    SlotState::Stopping {
+                        reason: StopReason::Rolling,
+                        ..
+                    } if matches!(s.inherit, Some(Inherit::TakeOver(_))) => {
+                        s.inherit = Some(Inherit::TakeOver(member));
+                    }
                     _ => {}
                 }
                 let mut out = self.status();
@@ -587,7 +598,7 @@ impl Slots {
                 Some(Inherit::TakeOver(member.clone()))
             }
             SlotState::Stopping {
-                reason: StopReason::Hung,
+                reason: StopReason::Hung | StopReason::Rolling,
                 ..
             } if !shutting => self.slots[i]
                 .inherit
@@ -837,6 +848,12 @@ impl Slots {
                 s.state
             {
                 info!("slot {i} pid {pid}: replacing (rolling restart)");
+                // The worker stays a member and its replacement takes it
+                // over: no LeaveGroup, no rebalance (one mid-join is rejoined
+                // under its member id instead).
+                if let SlotState::Running { member, .. } = &s.state {
+                    s.inherit = Some(Inherit::TakeOver(member.clone()));
+                }
                 s.state = SlotState::Stopping {
                     pid,
                     since,
@@ -847,7 +864,7 @@ impl Slots {
                 *current = Some((i, pid));
                 return vec![Action::Signal {
                     pid,
-                    sig: Sig::Term,
+                    sig: Sig::HandOver,
                 }];
             }
             // Backoff / Stopping: it gets a new process anyway
@@ -1346,19 +1363,36 @@ mod tests {
         let mut s = started(2, 10, t0);
         let a = s.rolling_restart(t0);
         assert!(a.contains(&Action::Notify(Notify::Reloading)));
-        assert_eq!(signals(&a), vec![(100, Sig::Term)]);
-        // old one leaves -> immediate replacement, no budget spent
+        assert_eq!(signals(&a), vec![(100, Sig::HandOver)]);
+        // old one hands over -> immediate replacement as the same member, no
+        // budget spent, nobody evicted
         let a = s.exited(100, Exit::Code(0), t0 + MS);
         assert_eq!(spawns(&a), vec![0]);
+        assert!(evictions(&a).is_empty(), "{a:?}");
+        assert_eq!(
+            s.take_inherit(0),
+            Some(Inherit::TakeOver(Membership {
+                member_id: "m-1".into(),
+                generation: 1,
+                partitions: vec![0],
+            }))
+        );
         s.spawned(0, 200, t0 + MS);
         assert!(
             signals(&s.tick(t0 + 2 * MS)).is_empty(),
             "waits for the join"
         );
-        let a = s.report(0, 200, joined(2, &[0]), t0 + 3 * MS);
-        assert_eq!(signals(&a), vec![(101, Sig::Term)]);
+        let a = s.report(0, 200, joined(1, &[0]), t0 + 3 * MS);
+        assert_eq!(signals(&a), vec![(101, Sig::HandOver)]);
+        // It joined a new generation just before the signal reached it: the
+        // successor takes that one over.
+        s.report(1, 101, joined(3, &[1]), t0 + 3 * MS);
         let a = s.exited(101, Exit::Code(0), t0 + 4 * MS);
         assert_eq!(spawns(&a), vec![1]);
+        assert!(
+            matches!(s.take_inherit(1), Some(Inherit::TakeOver(m)) if m.generation == 3),
+            "the newest generation is taken over"
+        );
         s.spawned(1, 201, t0 + 4 * MS);
         let a = s.report(1, 201, joined(3, &[1]), t0 + 5 * MS);
         assert!(a.contains(&Action::Notify(Notify::Ready)));
@@ -1373,6 +1407,28 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn hup_of_a_worker_still_joining_rejoins_under_its_member_id() {
+        let t0 = Instant::now();
+        let mut s = slots(1, 10, t0);
+        s.tick(t0);
+        s.spawned(0, 100, t0);
+        s.report(
+            0,
+            100,
+            Report::MemberId {
+                member_id: "m-x".into(),
+            },
+            t0,
+        );
+        let a = s.rolling_restart(t0);
+        assert_eq!(signals(&a), vec![(100, Sig::HandOver)]);
+        let a = s.exited(100, Exit::Code(0), t0 + MS);
+        assert_eq!(spawns(&a), vec![0]);
+        assert!(evictions(&a).is_empty(), "{a:?}");
+        assert_eq!(s.take_inherit(0), Some(Inherit::Rejoin("m-x".into())));
     }
 
     #[test]
@@ -1479,17 +1535,6 @@ mod tests {
         let a = s.exited(101, Exit::Signal(9), t0);
         assert_eq!(evictions(&a), vec![(1, "m-1".into())]);
         assert_eq!(s.take_inherit(1), None);
-    }
-
-    #[test]
-    fn a_rolling_replacement_joins_under_the_old_id() {
-        let t0 = Instant::now();
-        let mut s = started(1, 10, t0);
-        s.rolling_restart(t0);
-        let a = s.exited(100, Exit::Code(0), t0 + MS);
-        assert!(evictions(&a).is_empty());
-        assert_eq!(spawns(&a), vec![0]);
-        assert_eq!(s.take_inherit(0), Some(Inherit::Rejoin("m-1".into())));
     }
 
     #[test]
