@@ -221,9 +221,10 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
 }
 
 /// TERM or INT -> graceful stop (drain, commit, leave). USR1 -> hand-over,
-/// the supervisor's rolling restart: drain and commit the same way, but stay
-/// in the group, for the slot's next worker to take the member over without a
-/// rebalance. A TERM or INT after a USR1 still leaves.
+/// what the supervisor sends for a rolling restart and at shutdown: drain and
+/// commit the same way, but stay in the group; the slot's next worker takes
+/// the member over without a rebalance, or at shutdown the supervisor removes
+/// all members in one LeaveGroup. A TERM or INT after a USR1 still leaves.
 fn watch_shutdown_signals() -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, Arc<AtomicBool>)>
 {
     use tokio::signal::unix::{signal, SignalKind};
@@ -312,9 +313,11 @@ impl Worker {
             reason: reason.to_string(),
         });
         if self.hand_over.load(Ordering::SeqCst) {
+            // The supervisor hands the member to this slot's next worker
+            // (rolling restart) or removes it with the others (shutdown).
             info!(
                 slot = self.cfg.slot,
-                "handing member {} over to the slot's next worker (rolling restart)",
+                "stopping ({reason}); member {} stays in the group for the supervisor to hand on",
                 self.member.member_id()
             );
             return Ok(());

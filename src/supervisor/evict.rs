@@ -1,6 +1,8 @@
 //! Fast failover: when a worker dies without leaving the group, tell the
 //! group coordinator at once (LeaveGroup on its behalf, [`crate::group::evict`])
-//! instead of letting its partitions idle until its session timeout.
+//! instead of letting its partitions idle until its session timeout. At a
+//! shutdown, all members leave together the same way (see
+//! `Slots::leave_together`).
 //!
 //! The only Kafka traffic of the supervisor. It runs on its own thread with
 //! its own small runtime, so the main thread (which forks the workers) never
@@ -16,8 +18,15 @@ use tracing::{info, warn};
 use crate::config::RunConfig;
 
 pub struct Evictor {
-    tx: Option<Sender<(u32, String)>>,
+    tx: Option<Sender<Job>>,
     pending: Arc<AtomicUsize>,
+}
+
+enum Job {
+    /// A dead worker's member.
+    Evict { slot: u32, member_id: String },
+    /// Every member of a stopped kswarm, in one LeaveGroup.
+    LeaveTogether { member_ids: Vec<String> },
 }
 
 impl Evictor {
@@ -29,7 +38,7 @@ impl Evictor {
         if cfg.consume.static_membership {
             return Self { tx: None, pending };
         }
-        let (tx, rx) = mpsc::channel::<(u32, String)>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let brokers = cfg.connect.brokers.clone();
         let timeout = cfg.connect.connect_timeout;
         let group = cfg.consume.group.clone();
@@ -42,22 +51,31 @@ impl Evictor {
                     return;
                 }
             };
-            while let Ok((slot, member)) = rx.recv() {
+            while let Ok(job) = rx.recv() {
                 let t0 = Instant::now();
+                let members = match &job {
+                    Job::Evict { member_id, .. } => std::slice::from_ref(member_id),
+                    Job::LeaveTogether { member_ids } => member_ids.as_slice(),
+                };
                 let result = rt.block_on(crate::group::evict(
-                    &brokers,
-                    timeout,
-                    &group,
-                    std::slice::from_ref(&member),
-                    &[],
+                    &brokers, timeout, &group, members, &[],
                 ));
-                match result {
-                    Ok(()) => info!(
-                        "slot {slot}: evicted its dead member {member} from the group in {} ms",
+                match (job, result) {
+                    (Job::Evict { slot, member_id }, Ok(())) => info!(
+                        "slot {slot}: evicted its dead member {member_id} from the group in {} ms",
                         t0.elapsed().as_millis()
                     ),
-                    Err(e) => warn!(
-                        "slot {slot}: could not evict dead member {member} ({e}); it expires after --session-timeout"
+                    (Job::Evict { slot, member_id }, Err(e)) => warn!(
+                        "slot {slot}: could not evict dead member {member_id} ({e}); it expires after --session-timeout"
+                    ),
+                    (Job::LeaveTogether { member_ids }, Ok(())) => info!(
+                        "left group {group}: {} members in one LeaveGroup ({} ms)",
+                        member_ids.len(),
+                        t0.elapsed().as_millis()
+                    ),
+                    (Job::LeaveTogether { member_ids }, Err(e)) => warn!(
+                        "could not leave group {group} ({e}); its {} members expire after --session-timeout",
+                        member_ids.len()
                     ),
                 }
                 count.fetch_sub(1, Ordering::SeqCst);
@@ -76,9 +94,18 @@ impl Evictor {
     }
 
     pub fn evict(&self, slot: u32, member_id: String) {
+        self.send(Job::Evict { slot, member_id });
+    }
+
+    /// Remove all `member_ids` from the group in one LeaveGroup (shutdown).
+    pub fn leave_together(&self, member_ids: Vec<String>) {
+        self.send(Job::LeaveTogether { member_ids });
+    }
+
+    fn send(&self, job: Job) {
         if let Some(tx) = &self.tx {
             self.pending.fetch_add(1, Ordering::SeqCst);
-            if tx.send((slot, member_id)).is_err() {
+            if tx.send(job).is_err() {
                 self.pending.fetch_sub(1, Ordering::SeqCst);
             }
         }

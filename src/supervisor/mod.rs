@@ -108,7 +108,8 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         BackoffPolicy::default(),
         cfg.max_restarts,
         thread_rng_jitter(),
-    );
+    )
+    .leave_together(!cfg.consume.static_membership);
     info!(
         "starting {workers} workers for topic {} group {} (pid {})",
         cfg.topic,
@@ -164,6 +165,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                 Action::Signal { pid, sig } => send_signal(pid, sig),
                 Action::Notify(n) => notifier.send(&n),
                 Action::Evict { slot, member_id } => evictor.evict(slot, member_id),
+                Action::LeaveTogether { member_ids } => evictor.leave_together(member_ids),
                 Action::Exit(outcome) => {
                     // The state file stays: the next run joins under its member ids.
                     let last = snapshot(&slots, &cfg);

@@ -226,6 +226,11 @@ pub enum Action {
         slot: u32,
         member_id: String,
     },
+    /// Every worker has ended after a shutdown without leaving the group:
+    /// make the coordinator drop all their members in one LeaveGroup.
+    LeaveTogether {
+        member_ids: Vec<String>,
+    },
     /// Every worker has ended: exit the supervisor.
     Exit(Outcome),
 }
@@ -281,6 +286,10 @@ pub struct Slots {
     jitter: Jitter,
     ready_sent: bool,
     last_status: String,
+    /// At shutdown the workers hand over instead of leaving one by one, and
+    /// the supervisor removes all their members in one LeaveGroup (see
+    /// [`Slots::leave_together`]).
+    leave_together: bool,
 }
 
 impl Slots {
@@ -305,7 +314,24 @@ impl Slots {
             jitter,
             ready_sent: false,
             last_status: String::new(),
+            leave_together: false,
         }
+    }
+
+    /// Stop the group's members together: at shutdown every worker drains,
+    /// commits and exits without LeaveGroup, and once all have ended one
+    /// LeaveGroup removes all their members ([`Action::LeaveTogether`]).
+    ///
+    /// Why: members that leave one by one put the group into a rebalance
+    /// with the first LeaveGroup, and the rest leave during it. tansu keeps a
+    /// leader that leaves while the group forms, so a group left that way
+    /// names a departed leader and no later consumer (kswarm or another
+    /// client) can form it. One LeaveGroup for all of them empties the group
+    /// in one step. Off under --static-membership, whose members leave with
+    /// their group.instance.id themselves.
+    pub fn leave_together(mut self, on: bool) -> Self {
+        self.leave_together = on;
+        self
     }
 
     pub fn slots(&self) -> &[Slot] {
@@ -656,7 +682,11 @@ impl Slots {
                 }
                 StopReason::Shutdown => {
                     log_stop(i, pid, exit, killed);
-                    let clean = exit.success() || exit == Exit::Signal(libc::SIGTERM);
+                    // Killed by the stop signal itself: it came before the
+                    // worker set up its handler, with nothing to drain yet.
+                    let clean = exit.success()
+                        || exit == Exit::Signal(libc::SIGTERM)
+                        || exit == Exit::Signal(libc::SIGUSR1);
                     if !clean && !killed {
                         if let Mode::ShuttingDown { unclean, .. } = &mut self.mode {
                             unclean.push(format!("slot {i} pid {pid} ended with {exit}"));
@@ -677,7 +707,9 @@ impl Slots {
             }
             _ => false,
         };
-        if !exit.success() && !taken_over && !restarts_soon {
+        // At a shutdown with `leave_together` every member leaves at the end.
+        let leaves_later = self.leave_together && self.is_shutting_down();
+        if !exit.success() && !taken_over && !restarts_soon && !leaves_later {
             if let Some(m) = dead_member {
                 out.insert(
                     0,
@@ -960,10 +992,12 @@ impl Slots {
             match s.state.clone() {
                 SlotState::Backoff { .. } => s.state = SlotState::Retired,
                 SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } => {
-                    out.push(Action::Signal {
-                        pid,
-                        sig: Sig::Term,
-                    });
+                    let sig = if self.leave_together {
+                        Sig::HandOver
+                    } else {
+                        Sig::Term
+                    };
+                    out.push(Action::Signal { pid, sig });
                     s.state = SlotState::Stopping {
                         pid,
                         since,
@@ -1027,7 +1061,19 @@ impl Slots {
             }
         };
         self.mode = Mode::Done;
-        vec![Action::Exit(outcome)]
+        let mut out = Vec::new();
+        if self.leave_together {
+            let member_ids: Vec<String> = self
+                .slots
+                .iter()
+                .filter_map(|s| s.member_id.clone())
+                .collect();
+            if !member_ids.is_empty() {
+                out.push(Action::LeaveTogether { member_ids });
+            }
+        }
+        out.push(Action::Exit(outcome));
+        out
     }
 
     fn check_ready(&mut self) -> Vec<Action> {
@@ -1289,6 +1335,52 @@ mod tests {
                 slot: None
             }
         );
+    }
+
+    fn leaves(a: &[Action]) -> Vec<Vec<String>> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::LeaveTogether { member_ids } => Some(member_ids.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn at_shutdown_members_leave_together_after_the_last_worker_ended() {
+        let t0 = Instant::now();
+        let mut s = started(3, 10, t0).leave_together(true);
+        let a = s.shutdown(t0);
+        assert_eq!(
+            signals(&a),
+            vec![
+                (100, Sig::HandOver),
+                (101, Sig::HandOver),
+                (102, Sig::HandOver)
+            ]
+        );
+        let a = s.exited(100, Exit::Code(0), t0 + MS);
+        assert!(leaves(&a).is_empty() && exit_of(&a).is_none());
+        // One is killed at the deadline: no eviction of its own (that would
+        // be one member leaving alone); it leaves with the others.
+        let a = s.exited(101, Exit::Signal(9), t0 + MS);
+        assert!(evictions(&a).is_empty(), "{a:?}");
+        // Killed by the hand-over signal before it could catch it: clean.
+        let a = s.exited(102, Exit::Signal(libc::SIGUSR1), t0 + 2 * MS);
+        assert_eq!(leaves(&a), vec![vec!["m-1".to_string(); 3]]);
+        let exit_at = a.iter().position(|x| matches!(x, Action::Exit(_)));
+        let leave_at = a
+            .iter()
+            .position(|x| matches!(x, Action::LeaveTogether { .. }));
+        assert!(leave_at < exit_at, "leave before exiting: {a:?}");
+        assert_eq!(exit_of(&a).unwrap().code, 1, "slot 1 ended with signal 9");
+
+        // Without it (static membership) every worker leaves by itself.
+        let mut s = started(1, 10, t0);
+        assert_eq!(signals(&s.shutdown(t0)), vec![(100, Sig::Term)]);
+        let a = s.exited(100, Exit::Code(0), t0 + MS);
+        assert!(leaves(&a).is_empty());
+        assert_eq!(exit_of(&a).unwrap().code, 0);
     }
 
     #[test]
