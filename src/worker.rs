@@ -605,14 +605,14 @@ async fn fetch_loop(
                 tracing::trace!(partition, offset, limit, bytes = raw.len(), "fetched");
                 failures = 0;
                 let mut records = Vec::new();
-                let aborted: Vec<AbortedTxn> = aborted
+                let aborted = aborted
                     .into_iter()
                     .map(|(producer_id, first_offset)| AbortedTxn {
                         producer_id,
                         first_offset,
                     })
                     .collect();
-                let decoded = match decode_fetched(partition, raw, offset, &aborted, &mut records) {
+                let decoded = match decode_fetched(partition, raw, offset, aborted, &mut records) {
                     Ok(d) => d,
                     Err(e) => {
                         // A corrupt batch does not heal by itself; keep trying

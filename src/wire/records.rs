@@ -49,8 +49,7 @@ struct AbortFilter {
 }
 
 impl AbortFilter {
-    fn new(aborted: &[AbortedTxn]) -> Self {
-        let mut pending = aborted.to_vec();
+    fn new(mut pending: Vec<AbortedTxn>) -> Self {
         pending.sort_by_key(|t| std::cmp::Reverse(t.first_offset));
         AbortFilter {
             pending,
@@ -107,7 +106,7 @@ pub fn decode_fetched(
     partition: i32,
     mut raw: Bytes,
     from: i64,
-    aborted: &[AbortedTxn],
+    aborted: Vec<AbortedTxn>,
     out: &mut Vec<Record>,
 ) -> Result<Decoded, String> {
     let mut decoded = Decoded::default();
@@ -224,7 +223,7 @@ mod tests {
             batch(&c, Compression::Lz4),
         ]);
         let mut out = Vec::new();
-        let d = decode_fetched(3, raw, 10, &[], &mut out).unwrap();
+        let d = decode_fetched(3, raw, 10, Vec::new(), &mut out).unwrap();
         assert_eq!(d.next_offset, Some(18));
         assert!(!d.only_partial);
         let offsets: Vec<i64> = out.iter().map(|r| r.offset).collect();
@@ -252,7 +251,7 @@ mod tests {
             batch(&ctl, Compression::None),
         ]);
         let mut out = Vec::new();
-        let d = decode_fetched(0, raw, 3, &[], &mut out).unwrap();
+        let d = decode_fetched(0, raw, 3, Vec::new(), &mut out).unwrap();
         assert_eq!(out.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![3, 4]);
         // The control batch still moves the next fetch on.
         assert_eq!(d.next_offset, Some(6));
@@ -268,20 +267,20 @@ mod tests {
             whole_b.slice(..whole_b.len() - 7),
         ]);
         let mut out = Vec::new();
-        let d = decode_fetched(0, raw, 0, &[], &mut out).unwrap();
+        let d = decode_fetched(0, raw, 0, Vec::new(), &mut out).unwrap();
         assert_eq!(out.len(), 3);
         assert_eq!(d.next_offset, Some(3));
         assert!(!d.only_partial);
 
         // Only a cut-off batch: nothing decoded, and the caller must fetch more.
         let mut out = Vec::new();
-        let d = decode_fetched(0, whole_b.slice(..20), 3, &[], &mut out).unwrap();
+        let d = decode_fetched(0, whole_b.slice(..20), 3, Vec::new(), &mut out).unwrap();
         assert!(out.is_empty());
         assert_eq!(d.next_offset, None);
         assert!(d.only_partial);
         // An empty answer is not partial: the partition has nothing new.
         assert_eq!(
-            decode_fetched(0, Bytes::new(), 3, &[], &mut out).unwrap(),
+            decode_fetched(0, Bytes::new(), 3, Vec::new(), &mut out).unwrap(),
             Decoded::default()
         );
     }
@@ -330,18 +329,18 @@ mod tests {
             first_offset: 2,
         }];
         let mut out = Vec::new();
-        let d = decode_fetched(0, raw.clone(), 0, &aborted, &mut out).unwrap();
+        let d = decode_fetched(0, raw.clone(), 0, aborted.to_vec(), &mut out).unwrap();
         assert_eq!(offsets(&out), vec![0, 1, 4, 7, 8]);
         assert_eq!(d.next_offset, Some(10));
 
         // Without the broker's list (tansu sends none) nothing is dropped.
         let mut out = Vec::new();
-        decode_fetched(0, raw.clone(), 0, &[], &mut out).unwrap();
+        decode_fetched(0, raw.clone(), 0, Vec::new(), &mut out).unwrap();
         assert_eq!(offsets(&out), vec![0, 1, 2, 3, 4, 7, 8]);
 
         // A fetch that starts inside the aborted transaction drops the rest of it.
         let mut out = Vec::new();
-        decode_fetched(0, raw, 3, &aborted, &mut out).unwrap();
+        decode_fetched(0, raw, 3, aborted.to_vec(), &mut out).unwrap();
         assert_eq!(offsets(&out), vec![4, 7, 8]);
     }
 
@@ -363,7 +362,7 @@ mod tests {
             first_offset: 4,
         }];
         let mut out = Vec::new();
-        let d = decode_fetched(0, raw, 0, &aborted, &mut out).unwrap();
+        let d = decode_fetched(0, raw, 0, aborted.to_vec(), &mut out).unwrap();
         assert_eq!(offsets(&out), vec![0, 1]);
         assert_eq!(d.next_offset, Some(6));
     }
@@ -374,7 +373,7 @@ mod tests {
         let mut raw = BytesMut::from(&batch(&a, Compression::None)[..]);
         let last = raw.len() - 1;
         raw[last] ^= 0xff;
-        let err = decode_fetched(7, raw.freeze(), 40, &[], &mut Vec::new()).unwrap_err();
+        let err = decode_fetched(7, raw.freeze(), 40, Vec::new(), &mut Vec::new()).unwrap_err();
         assert!(
             err.contains("partition 7") && err.contains("offset 40"),
             "{err}"
