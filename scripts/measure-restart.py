@@ -2,6 +2,7 @@
 """Measure kswarm's supervisor on a live broker:
   * start:   from exec of `kswarm run` to "all N workers joined" in its log
   * replace: from SIGKILL of one worker to its replacement's "joined" line
+  * hup:     from SIGHUP to "rolling restart done" (every worker replaced)
 Prints each run and the medians.
 
   scripts/measure-restart.py BROKER [RUNS] [-- extra kswarm run flags]
@@ -54,12 +55,17 @@ def one(broker, n, extra):
         time.sleep(1.0)
         k0 = time.time()
         os.kill(old, signal.SIGKILL)
-        _, l = wait(lambda l: re.search(r"slot 0 pid (\d+) joined", l) and f"pid {old} " not in l, start=i + 1)
+        i, l = wait(lambda l: re.search(r"slot 0 pid (\d+) joined", l) and f"pid {old} " not in l, start=i + 1)
         replace_s = ts(l) - k0
+        time.sleep(1.0)
+        h0 = time.time()
+        p.send_signal(signal.SIGHUP)
+        _, l = wait(lambda l: "rolling restart done" in l, start=i + 1)
+        hup_s = ts(l) - h0
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(30)
-    return start_s, replace_s
+    return start_s, replace_s, hup_s
 
 
 def main():
@@ -70,14 +76,17 @@ def main():
         args = args[:args.index("--")]
     broker = args[0]
     runs = int(args[1]) if len(args) > 1 else 5
-    starts, replaces = [], []
+    starts, replaces, hups = [], [], []
     for n in range(runs):
-        s, r = one(broker, n, extra)
+        s, r, h = one(broker, n, extra)
         starts.append(s)
         replaces.append(r)
-        print(f"run {n}: start->all joined {s*1000:.0f} ms, SIGKILL->replacement joined {r*1000:.0f} ms", flush=True)
+        hups.append(h)
+        print(f"run {n}: start->all joined {s*1000:.0f} ms, SIGKILL->replacement joined {r*1000:.0f} ms, "
+              f"SIGHUP->rolling restart done {h*1000:.0f} ms", flush=True)
     print(f"median start->all joined {statistics.median(starts)*1000:.0f} ms; "
-          f"median SIGKILL->replacement joined {statistics.median(replaces)*1000:.0f} ms ({runs} runs)")
+          f"median SIGKILL->replacement joined {statistics.median(replaces)*1000:.0f} ms; "
+          f"median SIGHUP->rolling restart done {statistics.median(hups)*1000:.0f} ms ({runs} runs)")
 
 
 if __name__ == "__main__":
