@@ -18,6 +18,9 @@ async fn run(name: &str, spec: HandlerSpec, format: Format, n: i64, value: &[u8]
         slot: 0,
         group: "bench".into(),
         topic: "bench".into(),
+        // The kswarm binary of the same build (cargo builds it first).
+        guard_exe: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/release/kswarm"),
     };
     let value = bytes::Bytes::copy_from_slice(value);
     let mut h = Handler::start(&spec, format, 10_000, env)

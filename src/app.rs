@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(a) => crate::status::run(&a),
         Command::Produce(a) => crate::produce::run(&a),
         Command::Worker(a) => crate::worker::cmd(a),
+        Command::Guard(a) => crate::handler::guard::run(&a.command),
     }
 }
 

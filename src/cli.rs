@@ -32,6 +32,15 @@ pub enum Command {
     /// One consumer-group member (started by `run`; hidden).
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Runs one handler (`sh -c CMD`) and kills every process it leaves (started by workers; hidden).
+    #[command(hide = true)]
+    Guard(GuardArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GuardArgs {
+    /// The handler command, for `sh -c`.
+    pub command: String,
 }
 
 /// How to reach the cluster; shared by every subcommand.
@@ -146,9 +155,20 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_MAX_IN_FLIGHT_BYTES", default_value = "1MiB")]
     pub max_in_flight_bytes: String,
 
+    /// No more records are handed over while the oldest unacknowledged one has
+    /// waited this long: the window then holds about what the handler does in
+    /// that time, so a stop or a rebalance drains it in about that time.
+    #[arg(long, env = "KSWARM_MAX_IN_FLIGHT_TIME", default_value = "1s")]
+    pub max_in_flight_time: String,
+
     /// Time allowed for a graceful stop (drain, commit, leave) before SIGKILL.
     #[arg(long, env = "KSWARM_SHUTDOWN_TIMEOUT", default_value = "10s")]
     pub shutdown_timeout: String,
+
+    /// A worker whose handler holds records and acknowledges none for this long
+    /// ends (and is restarted); one that sends no liveness report for this long is killed.
+    #[arg(long, env = "KSWARM_HANG_TIMEOUT", default_value = "30s")]
+    pub hang_timeout: String,
 
     /// Rarer Kafka settings, key=value (repeatable), e.g. -X fetch.max.bytes=1048576.
     #[arg(short = 'X', value_name = "KEY=VALUE")]
@@ -174,9 +194,9 @@ pub struct RunArgs {
     #[arg(long, env = "KSWARM_MAX_RESTARTS", default_value = "10/60s")]
     pub max_restarts: String,
 
-    /// Kill a worker that sends no liveness report for this long.
-    #[arg(long, env = "KSWARM_HANG_TIMEOUT", default_value = "30s")]
-    pub hang_timeout: String,
+    /// Give up (exit 1) once the brokers have been out of reach this long; `none` waits for ever.
+    #[arg(long, env = "KSWARM_BROKER_OUTAGE_LIMIT", default_value = "none")]
+    pub broker_outage_limit: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -313,6 +313,10 @@ pub struct ConsumeConfig {
     pub max_in_flight: usize,
     /// `--max-in-flight-bytes`.
     pub max_in_flight_bytes: usize,
+    /// `--max-in-flight-time`.
+    pub max_in_flight_time: Duration,
+    /// `--hang-timeout`.
+    pub hang_timeout: Duration,
     pub shutdown_timeout: Duration,
     /// `-X fetch.max.bytes`: what a worker's fetches of all its partitions
     /// may ask for together (see [`partition_fetch_bytes`]).
@@ -455,7 +459,12 @@ impl ConsumeConfig {
                 1,
                 16 << 30,
             )? as usize,
+            max_in_flight_time: parse_positive_duration(
+                "--max-in-flight-time",
+                &a.max_in_flight_time,
+            )?,
             shutdown_timeout: parse_positive_duration("--shutdown-timeout", &a.shutdown_timeout)?,
+            hang_timeout: parse_positive_duration("--hang-timeout", &a.hang_timeout)?,
             fetch_max_bytes,
             partition_fetch_max_bytes,
             fetch_wait_ms,
@@ -492,18 +501,25 @@ pub struct RunConfig {
     pub sizing: SizingConfig,
     pub consume: ConsumeConfig,
     pub max_restarts: RestartBudget,
-    pub hang_timeout: Duration,
+    /// `--broker-outage-limit`: None waits for the brokers for ever.
+    pub broker_outage_limit: Option<Duration>,
 }
 
 impl RunConfig {
     pub fn from_args(a: &cli::RunArgs) -> Checked<Self> {
+        let limit = a.broker_outage_limit.trim();
+        let broker_outage_limit = if limit.eq_ignore_ascii_case("none") {
+            None
+        } else {
+            Some(parse_positive_duration("--broker-outage-limit", limit)?)
+        };
         Ok(Self {
+            broker_outage_limit,
             connect: ConnectConfig::from_args(&a.connect)?,
             topic: validate_topic(&a.topic)?,
             sizing: SizingConfig::from_args(&a.sizing)?,
             consume: ConsumeConfig::from_args(&a.consume)?,
             max_restarts: RestartBudget::parse(&a.max_restarts)?,
-            hang_timeout: parse_positive_duration("--hang-timeout", &a.hang_timeout)?,
         })
     }
 }

@@ -23,7 +23,9 @@ pub mod assignor;
 pub mod group;
 
 pub mod app;
+pub mod backoff;
 pub mod logging;
+pub mod proctree;
 pub mod state_file;
 pub mod status;
 pub mod wire;

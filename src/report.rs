@@ -23,9 +23,20 @@ pub enum Report {
     Alive { records: u64 },
     /// The worker is stopping on purpose (signal, closed stdout).
     Stopping { reason: String },
-    /// A fatal error, just before a non-zero exit.
+    /// The brokers cannot be reached (or answer nothing) right now; the
+    /// worker waits and retries. Sent again every few seconds while it lasts.
+    Outage { error: String },
+    /// The brokers answer again after an outage.
+    Recovered,
+    /// A fatal error, just before a non-zero exit: 2 for a configuration
+    /// error (restarting cannot help), 1 otherwise.
     Fatal { message: String },
 }
+
+/// The exit status of a worker that stopped on a configuration error (a
+/// handler that cannot be run, a setting the broker refuses): the supervisor
+/// does not restart it and exits 2 itself.
+pub const EXIT_CONFIG: i32 = 2;
 
 impl Report {
     /// One line, newline included.

@@ -76,7 +76,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         .map(|(p, off, _)| (*p, *off))
         .collect();
 
-    let supervisor = read_state(group);
+    let supervisor = read_state(group, topic);
     let mut rows = Vec::new();
     let mut total_lag = 0;
     for &p in &partitions {

@@ -19,12 +19,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::app::ExitWith;
+use crate::backoff::Doubling;
 use crate::cli::WorkerArgs;
 use crate::config::{StartFrom, WorkerConfig};
 use crate::group::{GroupError, GroupSettings, Member};
-use crate::handler::{Handler, HandlerEnv, HandlerEvent};
+use crate::handler::{Handler, HandlerEnv, HandlerEvent, Refused};
 use crate::record::Record;
-use crate::report::Report;
+use crate::report::{Report, EXIT_CONFIG};
 use crate::wire::records::{decode_fetched, AbortedTxn};
 
 /// Fetched batches buffered per worker ahead of the handler (pipelining).
@@ -35,8 +36,17 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// The largest fetch we grow to when a single record batch is larger than
 /// the fetch asked for and the broker cuts it off (brokers before KIP-74).
 const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
+/// The in-flight window never goes below this many records (see
+/// `handler::window`).
+const MIN_WINDOW: usize = 100;
 /// Alive reports to the supervisor, this often.
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
+/// While the brokers cannot be reached: the first pause before trying again,
+/// the longest, and how often the supervisor hears that it still lasts.
+const OUTAGE_PAUSE: Doubling = Doubling::new(Duration::from_millis(500), Duration::from_secs(10));
+/// Fetch retries (a failed fetch, a corrupt batch): 100 ms doubling to 2 s.
+const FETCH_PAUSE: Doubling = Doubling::new(Duration::from_millis(100), Duration::from_secs(2));
+const OUTAGE_REPORT_EVERY: Duration = Duration::from_secs(5);
 
 pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
     let cfg = WorkerConfig::from_args(&args)?;
@@ -128,11 +138,31 @@ struct FetchedBatch {
     records: Vec<Record>,
 }
 
+/// A fetched batch the handler has taken only part of so far.
+struct Pending {
+    records: Vec<Record>,
+    next: usize,
+}
+
 /// Why a generation's consume loop ended.
 enum GenerationEnd {
     Rebalance,
     Shutdown,
     OutputClosed,
+    /// A record the handler cannot take: everything before it is delivered
+    /// and committed, then the worker stops with this message.
+    Poison(String),
+}
+
+/// How a drain of the handler ended.
+enum Drained {
+    /// Everything handed over was acknowledged (and, when closing, the
+    /// handler ended).
+    All,
+    /// The time allowed ran out first.
+    TimedOut,
+    Failed(String),
+    Untrusted(String),
 }
 
 struct Worker {
@@ -151,20 +181,66 @@ struct Worker {
     sent: u64,
     /// When the last Alive report went out, and the acknowledged count then.
     last_alive: (Instant, u64),
+    /// Whether (and since when) the brokers are out of reach.
+    outage: OutageClock,
+    /// Per partition: the next offset after what the handler acknowledged in
+    /// an earlier generation that could not be committed then (the group
+    /// moved on, the broker was away). Every record below it was handled,
+    /// so a later generation that owns the partition starts there and
+    /// commits it, instead of delivering those records again.
+    carried: BTreeMap<i32, i64>,
 }
+
+/// A worker error that restarting cannot fix (a handler that cannot be run,
+/// a setting the broker refuses): the worker exits with [`EXIT_CONFIG`] and
+/// the supervisor stops with exit status 2 instead of restarting it.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let mut reporter = Reporter::open(cfg.report_fd)?;
     reporter.send(Report::Started {
         pid: std::process::id(),
     });
-    let (shutdown, hand_over) = watch_shutdown_signals()?;
+    let (mut shutdown, hand_over) = watch_shutdown_signals()?;
+    let mut outage = OutageClock::default();
 
-    let client = crate::admin::connect(&cfg.connect).await?;
-
-    let mut member = Member::connect(GroupSettings::from_worker(&cfg))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The brokers may be down when we start (an outage, a restart of the
+    // whole cluster): wait for them like for any other outage.
+    let client = loop {
+        match crate::admin::connect(&cfg.connect).await {
+            Ok(c) => break c,
+            Err(e) => {
+                let pause = outage.failed(&mut reporter, &format!("{e:#}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = changed_to_true(&mut shutdown) => return Ok(()),
+                }
+            }
+        }
+    };
+    let mut member = loop {
+        match Member::connect(GroupSettings::from_worker(&cfg)).await {
+            Ok(m) => break m,
+            Err(GroupError::Other(e)) => {
+                let pause = outage.failed(&mut reporter, &format!("{e:#}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = changed_to_true(&mut shutdown) => return Ok(()),
+                }
+            }
+            Err(e) => return Err(fatal(&mut reporter, group_error(e))),
+        }
+    };
+    outage.recovered(&mut reporter);
     // Tell the supervisor our member id before the join completes: if we die
     // mid-join (say as the leader, before SyncGroup), it evicts us, and the
     // rest of the group does not wait on a dead member.
@@ -184,7 +260,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             member_id: id.clone(),
         });
     }
-    let mut handler = Handler::start(
+    let handler = Handler::start(
         &cfg.consume.handler,
         cfg.consume.format,
         cfg.consume.max_in_flight,
@@ -192,10 +268,22 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             slot: cfg.slot,
             group: cfg.consume.group.clone(),
             topic: cfg.topic.clone(),
+            guard_exe: "/proc/self/exe".into(),
         },
     )
-    .await?;
+    .await;
+    let mut handler = match handler {
+        Ok(h) => h,
+        Err(e) => return Err(fatal(&mut reporter, e)),
+    };
     handler.limit_bytes(cfg.consume.max_in_flight_bytes);
+    // An --exec-batch handler needs two whole batches in flight (one running,
+    // one filling); other handlers start small and grow with their rate.
+    let floor = match &cfg.consume.handler {
+        crate::config::HandlerSpec::Batch { size, .. } => size.saturating_mul(2),
+        _ => MIN_WINDOW,
+    };
+    handler.limit_time(cfg.consume.max_in_flight_time, floor);
 
     let mut worker = Worker {
         topic: Arc::from(cfg.topic.as_str()),
@@ -209,15 +297,69 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         hand_over,
         sent: 0,
         last_alive: (Instant::now(), 0),
+        outage,
+        carried: BTreeMap::new(),
     };
     let result = worker.consume().await;
-    match &result {
-        Ok(()) => {}
-        Err(e) => worker.reporter.send(Report::Fatal {
-            message: format!("{e:#}"),
-        }),
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => Err(fatal(&mut worker.reporter, e)),
     }
-    result
+}
+
+/// Report a fatal error to the supervisor; a configuration error becomes
+/// exit status [`EXIT_CONFIG`].
+fn fatal(reporter: &mut Reporter, e: anyhow::Error) -> anyhow::Error {
+    let message = format!("{e:#}");
+    reporter.send(Report::Fatal {
+        message: message.clone(),
+    });
+    if e.downcast_ref::<ConfigError>().is_some() {
+        return ExitWith(EXIT_CONFIG as u8, message).into();
+    }
+    e
+}
+
+/// How long the brokers have been out of reach, and the pacing of retries.
+#[derive(Debug, Default)]
+struct OutageClock {
+    since: Option<Instant>,
+    attempts: u32,
+    last_report: Option<Instant>,
+}
+
+impl OutageClock {
+    /// One more failed try: log and report it (not every time), and return
+    /// the pause before the next (doubling from 0.5 s to 10 s).
+    fn failed(&mut self, reporter: &mut Reporter, error: &str) -> Duration {
+        let now = Instant::now();
+        let since = *self.since.get_or_insert(now);
+        let due = self
+            .last_report
+            .is_none_or(|t| now.duration_since(t) >= OUTAGE_REPORT_EVERY);
+        if due {
+            warn!(
+                "the brokers cannot be reached ({:?} so far): {error}; waiting and retrying",
+                now.duration_since(since)
+            );
+            reporter.send(Report::Outage {
+                error: error.to_string(),
+            });
+            self.last_report = Some(now);
+        }
+        let pause = OUTAGE_PAUSE.delay(self.attempts);
+        self.attempts += 1;
+        pause
+    }
+
+    fn recovered(&mut self, reporter: &mut Reporter) {
+        if let Some(since) = self.since.take() {
+            info!("the brokers answer again after {:?}", since.elapsed());
+            reporter.send(Report::Recovered);
+        }
+        self.attempts = 0;
+        self.last_report = None;
+    }
 }
 
 /// TERM or INT -> graceful stop (drain, commit, leave). USR1 -> hand-over,
@@ -277,9 +419,9 @@ impl Worker {
                     );
                     self.member.resume(&r.member_id, r.generation, r.partitions)
                 }
-                None => tokio::select! {
-                    r = self.member.join() => r.map_err(group_error)?,
-                    _ = changed_to_true(&mut self.shutdown) => return self.finish("signal").await,
+                None => match self.join().await? {
+                    Some(a) => a,
+                    None => return self.finish("signal").await,
                 },
             };
             info!(
@@ -303,6 +445,36 @@ impl Worker {
                 }
                 GenerationEnd::Shutdown => return self.finish("signal").await,
                 GenerationEnd::OutputClosed => return self.finish("stdout closed").await,
+                GenerationEnd::Poison(msg) => {
+                    self.reporter.send(Report::Stopping {
+                        reason: "a record the handler cannot take".into(),
+                    });
+                    return Err(anyhow::anyhow!(msg));
+                }
+            }
+        }
+    }
+
+    /// Join the group, waiting out broker outages. None: a stop signal came first.
+    async fn join(&mut self) -> anyhow::Result<Option<crate::group::Assigned>> {
+        loop {
+            let r = tokio::select! {
+                r = self.member.join() => r,
+                _ = changed_to_true(&mut self.shutdown) => return Ok(None),
+            };
+            match r {
+                Ok(a) => {
+                    self.outage.recovered(&mut self.reporter);
+                    return Ok(Some(a));
+                }
+                Err(GroupError::Other(e)) => {
+                    let pause = self.outage.failed(&mut self.reporter, &format!("{e:#}"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = changed_to_true(&mut self.shutdown) => return Ok(None),
+                    }
+                }
+                Err(e) => return Err(group_error(e)),
             }
         }
     }
@@ -341,12 +513,66 @@ impl Worker {
         Ok(pc)
     }
 
-    async fn start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<BTreeMap<i32, Position>> {
-        let committed = self.member.committed(owned).await.map_err(group_error)?;
+    /// Where each owned partition starts: its committed offset, or --from.
+    /// Waits out broker outages; None if the group rebalanced or a stop
+    /// signal came meanwhile.
+    async fn start_offsets(
+        &mut self,
+        owned: &[i32],
+    ) -> anyhow::Result<Option<BTreeMap<i32, Position>>> {
+        let mut stop = self.shutdown.clone();
+        loop {
+            let attempt = tokio::select! {
+                r = self.try_start_offsets(owned) => r,
+                _ = changed_to_true(&mut stop) => return Ok(None),
+            };
+            match attempt {
+                Ok(p) => {
+                    self.outage.recovered(&mut self.reporter);
+                    return Ok(Some(p));
+                }
+                Err(e) => match e.downcast::<GroupError>() {
+                    Ok(GroupError::Rebalance) => return Ok(None),
+                    Ok(GroupError::Fatal(m)) => return Err(ConfigError(m).into()),
+                    Ok(GroupError::Other(e)) | Err(e) => {
+                        let pause = self.outage.failed(&mut self.reporter, &format!("{e:#}"));
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            r = self.member.rebalance_needed() => {
+                                r.map_err(group_error)?;
+                                return Ok(None);
+                            }
+                            _ = changed_to_true(&mut self.shutdown) => return Ok(None),
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn try_start_offsets(
+        &mut self,
+        owned: &[i32],
+    ) -> anyhow::Result<BTreeMap<i32, Position>> {
+        let committed = self.member.committed(owned).await?;
         let mut out = BTreeMap::new();
         for &p in owned {
+            let carried = self.carried.get(&p).copied();
             let start = match committed.get(&p).copied().flatten() {
-                Some(o) if o >= 0 => o,
+                Some(o) if o >= 0 => {
+                    if let Some(c) = carried.filter(|&c| c > o) {
+                        // Handled by us, not yet committed: commit, not redeliver.
+                        out.insert(
+                            p,
+                            Position {
+                                acked_next: c,
+                                committed: o,
+                            },
+                        );
+                        continue;
+                    }
+                    o
+                }
                 _ => {
                     let pc = self.partition_client(p).await?;
                     let at = match self.cfg.consume.from {
@@ -370,7 +596,19 @@ impl Worker {
     }
 
     async fn consume_generation(&mut self, owned: &[i32]) -> anyhow::Result<GenerationEnd> {
-        let mut positions = self.start_offsets(owned).await?;
+        let Some(mut positions) = self.start_offsets(owned).await? else {
+            return Ok(if *self.shutdown.borrow() {
+                GenerationEnd::Shutdown
+            } else {
+                GenerationEnd::Rebalance
+            });
+        };
+        // Where this assignment began: what a handler whose acknowledgements
+        // turn out to be untrustworthy is rolled back to.
+        let assigned_at: BTreeMap<i32, i64> = positions
+            .iter()
+            .map(|(&p, pos)| (p, pos.committed))
+            .collect();
         let (tx, mut rx) = mpsc::channel::<FetchedBatch>(FETCH_QUEUE);
         let mut fetchers: Vec<JoinHandle<()>> = Vec::new();
         let fetch_bytes = crate::config::partition_fetch_bytes(
@@ -398,7 +636,22 @@ impl Worker {
 
         let mut commit_tick = tokio::time::interval(self.cfg.consume.commit_interval);
         let mut alive_tick = tokio::time::interval(ALIVE_EVERY);
+        // One loop for everything, so that a handler with a backlog never
+        // keeps the worker from committing, reporting or noticing a
+        // rebalance: the pending batch is handed over as the handler makes room.
+        let mut pending: Option<Pending> = None;
         let end = loop {
+            if let Some(p) = pending.as_mut() {
+                let offered = self.handler.offer(&p.records[p.next..], CHUNK_BYTES);
+                p.next += offered.taken;
+                self.sent += offered.taken as u64;
+                if let Some(Refused::Poison(msg)) = offered.refused {
+                    break GenerationEnd::Poison(msg);
+                }
+                if p.next >= p.records.len() {
+                    pending = None;
+                }
+            }
             tokio::select! {
                 biased;
                 _ = changed_to_true(&mut self.shutdown) => break GenerationEnd::Shutdown,
@@ -412,12 +665,17 @@ impl Worker {
                         // (and a broker like tansu keeps a leader that leaves
                         // mid-rebalance as leader, so the group never forms).
                         stop_fetchers(&mut fetchers);
-                        self.commit(&mut positions).await.ok();
-                        return Err(anyhow::anyhow!("handler failed: {why}"));
+                        self.commit_or_warn(&mut positions, "before the restart").await;
+                        return Err(self.handler_failure(why));
+                    }
+                    Some(HandlerEvent::Untrusted(why)) => {
+                        stop_fetchers(&mut fetchers);
+                        self.take_back(&positions, &assigned_at).await;
+                        return Err(anyhow::anyhow!(why));
                     }
                     None => {
                         stop_fetchers(&mut fetchers);
-                        self.commit(&mut positions).await.ok();
+                        self.commit_or_warn(&mut positions, "before the restart").await;
                         return Err(anyhow::anyhow!("handler ended unexpectedly"));
                     }
                 },
@@ -426,86 +684,89 @@ impl Worker {
                     break GenerationEnd::Rebalance;
                 }
                 _ = commit_tick.tick() => {
-                    if let Err(e) = self.commit(&mut positions).await {
-                        match e {
-                            GroupError::Rebalance => break GenerationEnd::Rebalance,
-                            other => return Err(group_error(other)),
+                    match self.commit(&mut positions).await {
+                        Ok(()) => self.outage.recovered(&mut self.reporter),
+                        Err(GroupError::Rebalance) => break GenerationEnd::Rebalance,
+                        Err(GroupError::Other(e)) => {
+                            // Keep consuming; the acknowledged offsets stay due and
+                            // go out with a later commit once the broker answers.
+                            self.outage.failed(&mut self.reporter, &format!("{e:#}"));
                         }
+                        Err(e) => return Err(group_error(e)),
                     }
                 }
                 // Alive: idle, or the handler made progress since the last
                 // report. A handler that holds records and acknowledges none
                 // looks hung, however few records it holds (--hang-timeout).
                 _ = alive_tick.tick() => {
+                    if let Some(stalled) = self.handler.stalled_for(Instant::now()) {
+                        if stalled >= self.cfg.consume.hang_timeout {
+                            let why = self.handler.stall_message(stalled, "--hang-timeout");
+                            stop_fetchers(&mut fetchers);
+                            self.commit_or_warn(&mut positions, "before the restart").await;
+                            return Err(anyhow::anyhow!("handler failed: {why}"));
+                        }
+                    }
                     if self.handler.in_flight() == 0 || self.acked() > self.last_alive.1 {
                         self.alive();
                     }
                 }
-                batch = rx.recv() => {
-                    let Some(batch) = batch else { continue };
-                    if let Some(end) = self.deliver(batch).await? {
-                        break end;
+                batch = rx.recv(), if pending.is_none() => {
+                    if let Some(b) = batch {
+                        pending = Some(Pending { records: b.records, next: 0 });
                     }
                 }
             }
         };
         stop_fetchers(&mut fetchers);
         // Everything already handed to the handler must be acknowledged
-        // before we commit and let another member take the partitions.
+        // before we commit and let another member take the partitions. A
+        // rebalance waits for us only up to the rebalance timeout, so its
+        // drain must end well before that.
         let closing = !matches!(end, GenerationEnd::Rebalance);
-        self.drain(&mut positions, closing).await;
-        match self.commit(&mut positions).await {
-            Ok(()) | Err(GroupError::Rebalance) => {}
-            Err(e) => warn!(slot = self.cfg.slot, "final commit failed: {e}"),
+        let limit = if closing {
+            self.cfg.consume.shutdown_timeout
+        } else {
+            self.cfg
+                .consume
+                .shutdown_timeout
+                .min(self.cfg.consume.rebalance_timeout.mul_f64(0.75))
+        };
+        match self.drain(&mut positions, closing, limit).await {
+            Drained::All | Drained::TimedOut => {}
+            Drained::Failed(why) => {
+                warn!(
+                    slot = self.cfg.slot,
+                    "{why}; records not acknowledged will be delivered again"
+                );
+            }
+            Drained::Untrusted(why) => {
+                self.take_back(&positions, &assigned_at).await;
+                return Err(anyhow::anyhow!(why));
+            }
+        }
+        let when = match end {
+            GenerationEnd::Rebalance => "before the rebalance",
+            _ => "before stopping",
+        };
+        self.commit_or_warn(&mut positions, when).await;
+        for (&p, pos) in &positions {
+            if pos.acked_next > pos.committed {
+                self.carried.insert(p, pos.acked_next);
+            } else {
+                self.carried.remove(&p);
+            }
         }
         Ok(end)
     }
 
-    /// Hand one fetched batch to the handler: stage as many records as it has
-    /// room for, hand them over, and when it has none, wait for room while
-    /// still noticing signals and rebalances (one fetched batch may hold
-    /// thousands of records, too many for a slow handler to take before the
-    /// group's rebalance timeout runs out).
-    async fn deliver(&mut self, batch: FetchedBatch) -> anyhow::Result<Option<GenerationEnd>> {
-        let mut records = batch.records.iter().peekable();
-        while let Some(&record) = records.peek() {
-            if self.handler.room() == 0 {
-                if self.handler.flush().is_err() {
-                    return Ok(None);
-                }
-                tokio::select! {
-                    biased;
-                    _ = self.handler.ready() => {}
-                    _ = changed_to_true(&mut self.shutdown) => return Ok(Some(GenerationEnd::Shutdown)),
-                    r = self.member.rebalance_needed() => {
-                        r.map_err(group_error)?;
-                        return Ok(Some(GenerationEnd::Rebalance));
-                    }
-                }
-                if self.handler.room() == 0 {
-                    // The handler is gone; its Failed event says why.
-                    return Ok(None);
-                }
-                // The consume loop's Alive tick does not run while we are here;
-                // a handler that makes progress is alive, one that does not is not.
-                if self.last_alive.0.elapsed() >= ALIVE_EVERY && self.acked() > self.last_alive.1 {
-                    self.alive();
-                }
-            }
-            if self.handler.stage(record).is_err() {
-                let _ = self.handler.flush();
-                return Ok(None);
-            }
-            records.next();
-            self.sent += 1;
-            if self.handler.staged_bytes() >= CHUNK_BYTES && self.handler.flush().is_err() {
-                return Ok(None);
-            }
+    /// A handler failure for the worker's exit: a handler that could not be
+    /// started at all is a configuration error.
+    fn handler_failure(&self, why: String) -> anyhow::Error {
+        if self.acked() == 0 && self.handler.could_not_start() {
+            return ConfigError(why).into();
         }
-        if self.handler.flush().is_err() {
-            return Ok(None);
-        }
-        Ok(None)
+        anyhow::anyhow!("handler failed: {why}")
     }
 
     /// Records the handler acknowledged since the worker started.
@@ -527,37 +788,102 @@ impl Worker {
         }
     }
 
-    /// Wait (bounded by --shutdown-timeout) for the handler to acknowledge
-    /// everything it holds. On a final stop, close its input first.
-    async fn drain(&mut self, positions: &mut BTreeMap<i32, Position>, closing: bool) {
-        let deadline = Instant::now() + self.cfg.consume.shutdown_timeout;
+    /// Wait, at most `limit`, for the handler to acknowledge everything it
+    /// holds; commit what it acknowledges meanwhile (every --commit-interval),
+    /// so that a drain cut short by its limit loses as little as possible.
+    /// On a final stop, close the handler's input first and wait for it to end.
+    async fn drain(
+        &mut self,
+        positions: &mut BTreeMap<i32, Position>,
+        closing: bool,
+        limit: Duration,
+    ) -> Drained {
+        let deadline = tokio::time::Instant::now() + limit;
         if closing {
             self.handler.close_input().await;
         }
-        while self.handler.in_flight() > 0 || closing {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.handler.next_event()).await {
-                Ok(Some(HandlerEvent::Ack(a))) => self.on_ack(positions, a.partition, a.offset),
-                Ok(Some(HandlerEvent::Failed(why))) => {
-                    warn!(
-                        slot = self.cfg.slot,
-                        "{why}; records not acknowledged will be delivered again"
-                    );
-                    break;
-                }
-                Ok(Some(HandlerEvent::OutputClosed)) | Ok(None) => break,
-                Err(_) => {
-                    warn!(
-                        slot = self.cfg.slot,
-                        in_flight = self.handler.in_flight(),
-                        "handler did not acknowledge within --shutdown-timeout; those records will be delivered again"
-                    );
-                    if closing {
-                        self.handler.kill();
+        let mut commit_tick = tokio::time::interval(self.cfg.consume.commit_interval);
+        commit_tick.reset();
+        loop {
+            if !closing && self.handler.in_flight() == 0 {
+                return Drained::All;
+            }
+            tokio::select! {
+                ev = tokio::time::timeout_at(deadline, self.handler.next_event()) => match ev {
+                    Ok(Some(HandlerEvent::Ack(a))) => self.on_ack(positions, a.partition, a.offset),
+                    Ok(Some(HandlerEvent::Failed(why))) => return Drained::Failed(why),
+                    Ok(Some(HandlerEvent::Untrusted(why))) => return Drained::Untrusted(why),
+                    Ok(Some(HandlerEvent::OutputClosed)) | Ok(None) => return Drained::All,
+                    Err(_) => {
+                        let held = self.handler.in_flight();
+                        if held > 0 {
+                            warn!(
+                                slot = self.cfg.slot,
+                                in_flight = held,
+                                "the handler did not acknowledge {held} record(s) within {limit:?}; they will be delivered again"
+                            );
+                        } else {
+                            warn!(
+                                slot = self.cfg.slot,
+                                "the handler acknowledged every record but did not exit within {limit:?} of its input being closed (--shutdown-timeout); killing it"
+                            );
+                        }
+                        if closing {
+                            self.handler.kill();
+                        }
+                        return Drained::TimedOut;
                     }
-                    break;
+                },
+                _ = commit_tick.tick() => {
+                    let _ = self.commit(positions).await;
                 }
             }
+        }
+    }
+
+    /// Commit what was acknowledged; say so if that fails (those records
+    /// will be delivered again).
+    async fn commit_or_warn(&mut self, positions: &mut BTreeMap<i32, Position>, when: &str) {
+        let due: u64 = positions
+            .values()
+            .map(|p| (p.acked_next - p.committed).max(0) as u64)
+            .sum();
+        if let Err(e) = self.commit(positions).await {
+            warn!(
+                slot = self.cfg.slot,
+                "could not commit the offsets of {due} acknowledged record(s) {when} ({e}); this worker commits them if it gets their partitions again, else they will be delivered again"
+            );
+        }
+    }
+
+    /// The handler's acknowledgements cannot be trusted: commit, for every
+    /// partition of this assignment, the offset at which the assignment
+    /// began, so that whatever it claimed to have handled since is
+    /// delivered again.
+    async fn take_back(
+        &mut self,
+        positions: &BTreeMap<i32, Position>,
+        assigned_at: &BTreeMap<i32, i64>,
+    ) {
+        let back: Vec<(i32, i64)> = positions
+            .iter()
+            .filter_map(|(&p, pos)| {
+                let start = *assigned_at.get(&p)?;
+                (pos.committed != start).then_some((p, start))
+            })
+            .collect();
+        if back.is_empty() {
+            return;
+        }
+        match self.member.commit(&back).await {
+            Ok(()) => warn!(
+                slot = self.cfg.slot,
+                "took back the commits of this assignment: offsets {back:?} (partition, offset) are committed again"
+            ),
+            Err(e) => tracing::error!(
+                slot = self.cfg.slot,
+                "could not take back the commits of this assignment ({e}); records acknowledged by the untrustworthy handler may be lost: {back:?} (partition, offset) were the offsets to restore"
+            ),
         }
     }
 
@@ -581,8 +907,14 @@ impl Worker {
     }
 }
 
+/// A group error for the worker's exit: retrying cannot fix a fatal one, so
+/// it is a configuration error (a setting the broker refuses, no rights...).
 fn group_error(e: GroupError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    match e {
+        GroupError::Fatal(m) => ConfigError(m).into(),
+        GroupError::Rebalance => anyhow::anyhow!("{e}"),
+        GroupError::Other(e) => e,
+    }
 }
 
 /// Fetch one partition from `offset` on, pipelined ahead of the handler by the
@@ -618,8 +950,8 @@ async fn fetch_loop(
                         // A corrupt batch does not heal by itself; keep trying
                         // (the broker may serve it again from another replica)
                         // and say so, rather than skip records.
+                        let pause = FETCH_PAUSE.delay(failures);
                         failures += 1;
-                        let pause = Duration::from_millis((50u64 << failures.min(6)).min(2000));
                         warn!(partition, "{e}; fetching it again in {pause:?}");
                         tokio::time::sleep(pause).await;
                         continue;
@@ -676,8 +1008,8 @@ async fn fetch_loop(
                 }
             }
             Err(e) => {
+                let pause = FETCH_PAUSE.delay(failures);
                 failures += 1;
-                let pause = Duration::from_millis((50u64 << failures.min(6)).min(2000));
                 warn!(partition, "fetch failed ({e}); retrying in {pause:?}");
                 tokio::time::sleep(pause).await;
             }

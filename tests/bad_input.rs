@@ -12,8 +12,8 @@ use base64::Engine as _;
 use kswarm::report::Report;
 use nix::sys::signal::Signal;
 use support::{
-    appending_handler, committed, create_topic, missing, numbered, produce, read_seen, tally,
-    wait_for, WorkerSpec,
+    appending_handler, committed, create_topic, missing, numbered, produce, produce_with,
+    read_seen, tally, wait_for, WorkerSpec,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -230,19 +230,22 @@ fn non_utf8_values_come_as_base64_with_a_marker() {
     assert!(w.wait(Duration::from_secs(20)).success());
 }
 
+const BIG: usize = 1000 * 1024;
+
 #[test]
-fn one_mib_values_reach_the_handler_whole() {
+fn huge_values_reach_the_handler_whole() {
     let b = common::brokers();
     let (topic, group) = (common::unique("b-big"), common::unique("g-big"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
     let mut data = String::new();
+    // 1000 KiB: as large as Kafka's default message.max.bytes (1 MiB per batch) lets one record be.
     for i in 0..6 {
-        data.push_str(&format!("big-{i}-{}\n", "v".repeat(1024 * 1024)));
+        data.push_str(&format!("big-{i}-{}\n", "v".repeat(BIG)));
         data.push_str(&format!("small-{i}\n"));
     }
-    produce(&b, &topic, &data);
+    produce_with(&b, &topic, &data, &["--batch-size", "1"]);
     let mut w = WorkerSpec::new(&b, &topic, &group, dir.path())
         .args(&["--exec", &appending_handler(&file)])
         .start(0);
@@ -259,7 +262,7 @@ fn one_mib_values_reach_the_handler_whole() {
             .iter()
             .find(|v| v.starts_with(&format!("big-{i}-")))
             .unwrap_or_else(|| panic!("big-{i} missing"));
-        assert_eq!(big.len(), format!("big-{i}-").len() + 1024 * 1024);
+        assert_eq!(big.len(), format!("big-{i}-").len() + BIG);
     }
     w.signal(Signal::SIGTERM);
     let st = w.wait(Duration::from_secs(20));

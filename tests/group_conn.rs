@@ -77,7 +77,7 @@ async fn join_on_a_missing_topic_names_it() {
         client_id: "t".into(),
         group: common::unique("g"),
         topic: topic.clone(),
-        session_timeout: Duration::from_secs(2),
+        session_timeout: Duration::from_secs(6),
         session_timeout_auto: false,
         rebalance_timeout: Duration::from_secs(2),
         heartbeat_interval: Duration::from_millis(300),

@@ -24,6 +24,7 @@ fn env(slot: u32) -> HandlerEnv {
         slot,
         group: "g-test".into(),
         topic: "t-test".into(),
+        guard_exe: env!("CARGO_BIN_EXE_kswarm").into(),
     }
 }
 

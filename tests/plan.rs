@@ -253,17 +253,32 @@ fn taskset_to_one_cpu_gives_one_core() {
     assert_eq!(j["target"], 1, "{j}");
 }
 
+/// Kafka grows the topic with CreatePartitions; tansu has no CreatePartitions,
+/// and kswarm names the way out.
 #[test]
-fn growing_on_a_broker_without_create_partitions_names_the_way_out() {
+fn growing_a_topic_grows_it_or_names_the_way_out() {
     let b = brokers();
     let t = unique("plan-grow");
     let o = plan(&["-b", &b, "-t", &t, "-p", "1", "--apply"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    // The dry run already warns.
     let dry = plan(&["-b", &b, "-t", &t, "-w", "3"]);
     assert!(dry.status.success());
     assert!(stdout(&dry).contains("grow topic"), "{}", stdout(&dry));
+    if common::broker_kind() == common::Broker::Kafka {
+        assert!(
+            !stdout(&dry).contains("does not support CreatePartitions"),
+            "{}",
+            stdout(&dry)
+        );
+        let o = plan(&["-b", &b, "-t", &t, "-w", "3", "--apply"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(peer_partitions(&t), Some(3));
+        let j = json_plan(&["-b", &b, "-t", &t, "-w", "3"]);
+        assert_eq!(j["action"], "nothing", "{j}");
+        return;
+    }
+    // The dry run already warns.
     assert!(
         stdout(&dry).contains("does not support CreatePartitions"),
         "{}",

@@ -204,7 +204,7 @@ fn sigkilled_worker_partitions_go_to_the_survivor_after_the_session_timeout() {
     let (topic, group) = (common::unique("w-kill"), common::unique("g-kill"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
-    let spec = WorkerSpec::new(&b, &topic, &group, dir.path()).session("3s");
+    let spec = WorkerSpec::new(&b, &topic, &group, dir.path()).session("6s");
     let w0 = spec.start(0);
     let w1 = spec.start(1);
     wait_split(&w0, &w1);
@@ -222,7 +222,7 @@ fn sigkilled_worker_partitions_go_to_the_survivor_after_the_session_timeout() {
     eprintln!("survivor owns everything {took:?} after the SIGKILL");
     assert!(
         took < Duration::from_secs(15),
-        "took {took:?} (session timeout 3 s)"
+        "took {took:?} (session timeout 6 s)"
     );
     wait_values(&[&w0, &w1], "b", 1000, LONG);
     let t = tally(&seen_on_stdout(&[&w0, &w1]));

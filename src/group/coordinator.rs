@@ -15,18 +15,18 @@ use crate::wire::{BrokerConn, WireError};
 pub(crate) struct Pacer {
     started: Instant,
     window: Duration,
-    delay: Duration,
+    attempt: u32,
 }
 
 impl Pacer {
-    const FIRST: Duration = Duration::from_millis(50);
-    const MAX: Duration = Duration::from_secs(1);
+    const PAUSE: crate::backoff::Doubling =
+        crate::backoff::Doubling::new(Duration::from_millis(50), Duration::from_secs(1));
 
     pub(crate) fn new(window: Duration) -> Self {
         Self {
             started: Instant::now(),
             window,
-            delay: Self::FIRST,
+            attempt: 0,
         }
     }
 
@@ -38,9 +38,10 @@ impl Pacer {
                 self.window
             )));
         }
-        tracing::debug!("{what}: {last}; retrying in {:?}", self.delay);
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(Self::MAX);
+        let pause = Self::PAUSE.delay(self.attempt);
+        self.attempt += 1;
+        tracing::debug!("{what}: {last}; retrying in {pause:?}");
+        tokio::time::sleep(pause).await;
         Ok(())
     }
 }

@@ -17,15 +17,15 @@ use tokio::time::Instant;
 use super::child::{self, Group, Tail};
 use super::{Chunk, HandlerEnv, Inner};
 
-const FIRST_DELAY: Duration = Duration::from_millis(100);
-const MAX_DELAY: Duration = Duration::from_secs(5);
+/// Pauses between runs of a failed batch: 100 ms doubling to 5 s.
+const RETRY_PAUSE: crate::backoff::Doubling =
+    crate::backoff::Doubling::new(Duration::from_millis(100), Duration::from_secs(5));
 /// After a run exited, how long we wait for the rest of its stderr.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Delay before retry number `retry` (1 = the first retry).
 pub fn retry_delay(retry: u32) -> Duration {
-    let factor = 1u32 << retry.saturating_sub(1).min(16);
-    FIRST_DELAY.saturating_mul(factor).min(MAX_DELAY)
+    RETRY_PAUSE.delay(retry.saturating_sub(1))
 }
 
 pub(super) struct Batcher {
@@ -74,8 +74,8 @@ impl Batcher {
                         return;
                     }
                 }
-                Err(msg) => {
-                    let _ = events.send(Inner::Failed(msg));
+                Err(failure) => {
+                    let _ = events.send(failure);
                     return;
                 }
             }
@@ -83,18 +83,18 @@ impl Batcher {
         let _ = events.send(Inner::Drained);
     }
 
-    async fn run_with_retries(&self, input: &[u8], n: usize) -> Result<(), String> {
+    async fn run_with_retries(&self, input: &[u8], n: usize) -> Result<(), Inner> {
         let mut retry = 0;
         loop {
-            let (status, tail) = self.run_once(input).await?;
+            let (status, tail) = self.run_once(input).await.map_err(Inner::Failed)?;
             if status.success() {
                 return Ok(());
             }
             if let Some(msg) = child::not_started("--exec-batch", &self.cmd, status) {
-                return Err(format!("{msg}{tail}"));
+                return Err(Inner::NotStarted(format!("{msg}{tail}")));
             }
             if retry >= self.retries {
-                return Err(format!(
+                return Err(Inner::Failed(format!(
                     "--exec-batch '{}': the handler failed a batch of {n} record(s) with {} \
                      {} time(s) (1 run + --batch-retries {}); the records stay uncommitted and \
                      will be delivered again after the restart{tail}",
@@ -102,7 +102,7 @@ impl Batcher {
                     child::describe_status(status),
                     retry + 1,
                     self.retries,
-                ));
+                )));
             }
             retry += 1;
             let delay = retry_delay(retry);
@@ -195,6 +195,6 @@ mod tests {
     fn backoff_doubles_from_100ms_to_5s() {
         let ms: Vec<u128> = (1..=9).map(|r| retry_delay(r).as_millis()).collect();
         assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
-        assert_eq!(retry_delay(1000), MAX_DELAY);
+        assert_eq!(retry_delay(1000), Duration::from_secs(5));
     }
 }

@@ -1,23 +1,23 @@
 //! What `--exec` and `--exec-batch` share: how a handler process is started
-//! (`sh -c`, environment, own process group, dies with its worker), how its
-//! stderr reaches ours, and how its end is described to the user.
+//! (`sh -c` under a guard, environment, own process group, dies with its
+//! worker), how its stderr reaches ours, and how its end is described.
 //!
 //! # Dying with the worker
-//! Each handler is a child of its worker with `PR_SET_PDEATHSIG(SIGKILL)`. The
-//! kernel sends that signal when the *thread* that forked the child exits, not
-//! the process. So children must be spawned from a thread that lives as long as
-//! the worker: the worker runs a tokio `current_thread` runtime, and every spawn
-//! here happens inside `Handler::start` or a task of that runtime, i.e. on the
-//! runtime's own thread. Never spawn handlers from `spawn_blocking` or another
-//! short-lived thread (the handler would be SIGKILLed when that thread retires).
-//! A multi-thread runtime's worker threads also live as long as the runtime.
+//! Each handler runs under a guard (`kswarm guard CMD`, see [`super::guard`]),
+//! a child of its worker with `PR_SET_PDEATHSIG(SIGTERM)`: when the worker
+//! dies, the guard SIGKILLs every process of the handler, grandchildren that
+//! ignore SIGTERM and EOF or call `setsid` included. The kernel sends the
+//! parent-death signal when the *thread* that forked the child exits, not the
+//! process. So children must be spawned from a thread that lives as long as
+//! the worker: the worker runs a tokio `current_thread` runtime, and every
+//! spawn here happens inside `Handler::start` or a task of that runtime, i.e.
+//! on the runtime's own thread. Never spawn handlers from `spawn_blocking` or
+//! another short-lived thread (the guard would end the handler when that
+//! thread retires).
 //!
 //! The handler gets its own process group (so a Ctrl-C on the terminal reaches
 //! kswarm, which then drains the handler through stdin EOF instead of the
-//! handler dying mid-record), and `kill` sends SIGKILL to that whole group.
-//! PDEATHSIG is not inherited across fork: grandchildren started by the
-//! handler's shell (`sh -c 'a | b'`) are not killed by it, but they lose their
-//! stdin when the handler dies and `Handler::kill`/drop kills the whole group.
+//! handler dying mid-record), and `kill` asks the guard to end it all.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -38,19 +38,21 @@ const TAIL_LINE_CHARS: usize = 300;
 /// Longer stderr lines are passed on in pieces of this size.
 const MAX_STDERR_LINE: u64 = 64 * 1024;
 
-/// `sh -c CMD` with the handler environment, its own process group and
-/// PDEATHSIG, stdin piped, stderr piped (to [`forward_stderr`]).
+/// `kswarm guard CMD` (which runs `sh -c CMD`, see [`super::guard`]) with the
+/// handler environment, its own process group, and SIGTERM when this worker
+/// dies; stdin piped, stderr piped (to [`forward_stderr`]).
 pub(super) fn command(cmd: &str, env: &HandlerEnv) -> Command {
-    let mut c = Command::new("sh");
-    c.arg("-c")
+    let mut c = Command::new(&env.guard_exe);
+    let parent = nix::unistd::getpid().as_raw();
+    c.arg("guard")
         .arg(cmd)
         .env("KSWARM_WORKER", env.slot.to_string())
         .env("KSWARM_GROUP", &env.group)
         .env("KSWARM_TOPIC", &env.topic)
+        .env(super::guard::PARENT_ENV, parent.to_string())
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let parent = nix::unistd::getpid().as_raw();
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed. It makes two raw syscalls (prctl,
     // getppid), allocates nothing, takes no lock and touches no shared state;
@@ -58,9 +60,11 @@ pub(super) fn command(cmd: &str, env: &HandlerEnv) -> Command {
     #[allow(unsafe_code)]
     unsafe {
         c.pre_exec(move || {
+            // SIGTERM, not SIGKILL: the guard must live on long enough to
+            // kill the handler's processes.
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
+                libc::SIGTERM as libc::c_ulong,
                 0,
                 0,
                 0,
@@ -69,7 +73,7 @@ pub(super) fn command(cmd: &str, env: &HandlerEnv) -> Command {
                 return Err(std::io::Error::last_os_error());
             }
             // The worker may have died between fork and prctl: then nobody
-            // would kill us later, so do not start at all.
+            // would stop us later, so do not start at all.
             if libc::getppid() != parent {
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
@@ -79,7 +83,7 @@ pub(super) fn command(cmd: &str, env: &HandlerEnv) -> Command {
     c
 }
 
-/// The process group of the running handler child (0 = none), for `kill`.
+/// The pid of the running handler's guard (0 = none), for `kill`.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Group(Arc<AtomicI32>);
 
@@ -96,13 +100,14 @@ impl Group {
         self.0.load(Ordering::SeqCst) > 0
     }
 
-    /// SIGKILL the whole group, if a child is running.
+    /// End the handler and every process it started, if one is running:
+    /// SIGTERM asks its guard to SIGKILL its whole subtree, then itself.
     pub(super) fn kill(&self) {
-        let pgid = self.0.load(Ordering::SeqCst);
-        if pgid > 0 {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pgid),
-                nix::sys::signal::Signal::SIGKILL,
+        let pid = self.0.load(Ordering::SeqCst);
+        if pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
             );
         }
     }

@@ -9,11 +9,15 @@
 //! - writer: chunks of lines (formatted by the worker, see `Chunk`) -> stdin,
 //!   one write each, so a burst costs few syscalls and a lone record is
 //!   written at once;
-//! - reader: stdout -> number of lines -> `Inner::Acked(n)`;
+//! - reader: stdout -> number of lines -> `Inner::ExecAcked`, with how much
+//!   of its stdin the handler had read by then (a handler that acknowledges
+//!   more than it has read breaks the contract: see `StdinState`);
 //! - stderr: to our stderr with a `[worker N] ` prefix (see `child`);
 //! - monitor: waits for the child and tells how it ended (`Inner::Exited`), or
 //!   that it stopped reading stdin / closed stdout while still running.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,13 +38,21 @@ const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Starts the child and its tasks. Must run on the worker runtime's thread
 /// (see `child` on PDEATHSIG).
+/// What the [`Handler`](super::Handler) can look at while the handler runs.
+pub(super) struct Probe {
+    /// The handler's stdin, when it can be told exactly (see [`StdinState`]).
+    pub stdin: Option<Arc<StdinState>>,
+    /// The inode of the pipe the handler acknowledges on (its stdout).
+    pub ack_pipe: Option<u64>,
+}
+
 pub(super) fn start(
     cmd: &str,
     env: &HandlerEnv,
     records: mpsc::UnboundedReceiver<Chunk>,
     events: mpsc::UnboundedSender<Inner>,
     group: Group,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Probe> {
     let mut c = child::command(cmd, env);
     c.stdout(std::process::Stdio::piped());
     let mut proc = c.spawn().map_err(|e| {
@@ -49,6 +61,9 @@ pub(super) fn start(
     group.set(proc.id());
     let stdin = proc.stdin.take().expect("stdin is piped");
     let stdout = proc.stdout.take().expect("stdout is piped");
+    let ack_pipe = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&stdout))
+        .ok()
+        .map(|st| st.st_ino);
     let stderr = proc.stderr.take().expect("stderr is piped");
     set_pipe_size(&stdin);
     set_pipe_size(&stdout);
@@ -56,8 +71,25 @@ pub(super) fn start(
     let tail = Tail::default();
     let (broken_tx, broken_rx) = oneshot::channel();
     let (eof_tx, eof_rx) = oneshot::channel();
-    tokio::spawn(write_records(stdin, records, broken_tx));
-    tokio::spawn(read_acks(stdout, events.clone(), eof_tx));
+    let stdin_state = Arc::new(StdinState {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&stdin),
+        written: AtomicU64::new(0),
+        open: AtomicBool::new(true),
+    });
+    // Telling how much of its stdin the handler has read needs the writer
+    // and the reader on one thread (see `StdinState`): a worker's runtime.
+    let same_thread = matches!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::CurrentThread
+    );
+    tokio::spawn(write_records(
+        stdin,
+        records,
+        broken_tx,
+        stdin_state.clone(),
+    ));
+    let probe = same_thread.then_some(stdin_state);
+    tokio::spawn(read_acks(stdout, events.clone(), eof_tx, probe.clone()));
     let stderr_done = tokio::spawn(child::forward_stderr(stderr, env.slot, tail.clone()));
     let cmd = cmd.to_string();
     tokio::spawn(async move {
@@ -115,7 +147,47 @@ pub(super) fn start(
         };
         let _ = events.send(event);
     });
-    Ok(())
+    Ok(Probe {
+        stdin: probe,
+        ack_pipe,
+    })
+}
+
+/// The handler's stdin pipe as the ack reader sees it: how many bytes went
+/// into it, and (with FIONREAD) how many still wait in it, so how many the
+/// handler has read. Exact only when writer and reader run on one thread: the
+/// writer adds each write's bytes right after the write returns, with no
+/// await in between, and the reader asks only while the pipe is open (the fd
+/// number cannot have been closed and reused).
+pub(super) struct StdinState {
+    fd: std::os::fd::RawFd,
+    written: AtomicU64,
+    open: AtomicBool,
+}
+
+impl StdinState {
+    /// Bytes of its stdin the handler has read so far.
+    pub(super) fn consumed(&self) -> Option<u64> {
+        let waiting = self.unread()?;
+        Some(self.written.load(Ordering::SeqCst).saturating_sub(waiting))
+    }
+
+    /// Bytes in its stdin pipe that the handler has not read yet.
+    fn unread(&self) -> Option<u64> {
+        if !self.open.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which points
+        // at a live local; the fd is the open write end of the handler's
+        // stdin pipe (checked just above, on the thread that would close it).
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::ioctl(self.fd, libc::FIONREAD, &mut waiting) };
+        if r != 0 || waiting < 0 {
+            return None;
+        }
+        Some(waiting as u64)
+    }
 }
 
 /// Writes chunks of record lines until the channel closes (then closes stdin:
@@ -124,13 +196,28 @@ async fn write_records(
     mut stdin: ChildStdin,
     mut records: mpsc::UnboundedReceiver<Chunk>,
     broken: oneshot::Sender<std::io::Error>,
+    state: Arc<StdinState>,
 ) {
-    while let Some(chunk) = records.recv().await {
-        if let Err(e) = stdin.write_all(&chunk.bytes).await {
-            let _ = broken.send(e);
-            return;
+    'chunks: while let Some(chunk) = records.recv().await {
+        let mut rest = &chunk.bytes[..];
+        while !rest.is_empty() {
+            match stdin.write(rest).await {
+                Ok(0) => {
+                    let _ = broken.send(std::io::ErrorKind::WriteZero.into());
+                    break 'chunks;
+                }
+                Ok(n) => {
+                    state.written.fetch_add(n as u64, Ordering::SeqCst);
+                    rest = &rest[n..];
+                }
+                Err(e) => {
+                    let _ = broken.send(e);
+                    break 'chunks;
+                }
+            }
         }
     }
+    state.open.store(false, Ordering::SeqCst);
     // Dropping stdin closes the pipe.
 }
 
@@ -139,6 +226,7 @@ async fn read_acks(
     mut stdout: ChildStdout,
     events: mpsc::UnboundedSender<Inner>,
     eof: oneshot::Sender<()>,
+    stdin: Option<Arc<StdinState>>,
 ) {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -146,7 +234,11 @@ async fn read_acks(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let lines = memchr::memchr_iter(b'\n', &buf[..n]).count();
-                if lines > 0 && events.send(Inner::Acked(lines)).is_err() {
+                if lines == 0 {
+                    continue;
+                }
+                let consumed = stdin.as_ref().and_then(|s| s.consumed());
+                if events.send(Inner::ExecAcked { lines, consumed }).is_err() {
                     break;
                 }
             }

@@ -29,9 +29,12 @@ mod batch;
 mod child;
 mod exec;
 pub mod format;
+pub mod guard;
 mod stdout;
+pub mod window;
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -78,6 +81,9 @@ pub struct HandlerEnv {
     pub slot: u32,
     pub group: String,
     pub topic: String,
+    /// The kswarm binary whose hidden `guard` subcommand runs each handler
+    /// (see [`guard`]); a worker uses its own (`/proc/self/exe`).
+    pub guard_exe: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +94,42 @@ pub enum HandlerEvent {
     /// The handler died, could not start, stopped reading, or broke the protocol: the worker must commit
     /// what was acked and exit non-zero (the supervisor restarts it; unacked records are delivered again).
     Failed(String),
+    /// The handler printed ack lines that cannot be counting records (more lines than records it was
+    /// sent or had read): none of its acknowledgements can be trusted. The worker must commit nothing
+    /// more, take back what it committed for its current assignment, and exit non-zero.
+    Untrusted(String),
+}
+
+/// Why [`Handler::stage`] or [`Handler::offer`] took no (more) records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The handler has stopped; its event says why.
+    Stopped,
+    /// This record cannot be handed to this handler (a newline in a value
+    /// under `--format value` with `--exec`): everything before it can be
+    /// delivered, nothing from it on. The message names partition and offset.
+    Poison(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Stopped => f.write_str("the handler has stopped (its event says why)"),
+            Refused::Poison(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// What [`Handler::offer`] did with the records it was offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offered {
+    /// Records taken (staged and handed over), from the front.
+    pub taken: usize,
+    /// Why it stopped before the end, if it did for another reason than a
+    /// full in-flight window.
+    pub refused: Option<Refused>,
 }
 
 /// What the backends tell the [`Handler`].
@@ -95,10 +137,17 @@ pub enum HandlerEvent {
 enum Inner {
     /// The next n records, in send order, are done.
     Acked(usize),
+    /// `--exec`: the handler printed `lines` ack lines, and by then had read
+    /// `consumed` bytes of its stdin (None when that cannot be told). A
+    /// handler acknowledges only records it has read: more acks than that
+    /// prove that its ack lines do not count records.
+    ExecAcked { lines: usize, consumed: Option<u64> },
     /// stdout is closed (EPIPE).
     OutputClosed,
     /// The backend stopped for this reason.
     Failed(String),
+    /// `sh` could not run the command at all (not found, not executable).
+    NotStarted(String),
     /// The `--exec` child exited (`stderr`: its last lines, for messages).
     Exited {
         status: std::process::ExitStatus,
@@ -131,6 +180,19 @@ pub struct Handler {
     events: mpsc::UnboundedReceiver<Inner>,
     /// Records sent and not acknowledged, in send order.
     order: VecDeque<Sent>,
+    /// Records acknowledged since the start, and their bytes.
+    acked_total: u64,
+    acked_bytes: u64,
+    /// `--max-in-flight-time`: the window that follows the handler's rate
+    /// (None: only the count and byte bounds).
+    window: Option<window::Window>,
+    /// `--exec` on a worker's runtime: how much of its stdin the handler has read.
+    stdin: Option<std::sync::Arc<exec::StdinState>>,
+    /// `--exec`: the inode of the pipe it acknowledges on.
+    ack_pipe: Option<u64>,
+    /// The last acknowledgement, or when the handler last got records while
+    /// it held none: how long it has held records without progress.
+    progress_at: Instant,
     /// Bytes of their lines.
     in_flight_bytes: usize,
     /// No more records are staged while this many bytes are in flight.
@@ -140,6 +202,8 @@ pub struct Handler {
     /// No more events will come after `pending`.
     finished: bool,
     input_closed: bool,
+    /// The handler ended because `sh` could not run its command.
+    not_started: bool,
     group: child::Group,
     task: Option<tokio::task::AbortHandle>,
 }
@@ -156,13 +220,15 @@ impl Handler {
         let group = child::Group::default();
         let mut task = None;
         let topic = env.topic.clone();
+        let (mut stdin, mut ack_pipe) = (None, None);
         let (kind, command) = match spec {
             HandlerSpec::Stdout => {
                 stdout::start(records_rx, events_tx)?;
                 (Kind::Stdout, String::new())
             }
             HandlerSpec::Exec(cmd) => {
-                exec::start(cmd, &env, records_rx, events_tx, group.clone())?;
+                let probe = exec::start(cmd, &env, records_rx, events_tx, group.clone())?;
+                (stdin, ack_pipe) = (probe.stdin, probe.ack_pipe);
                 (Kind::Exec, cmd.clone())
             }
             HandlerSpec::Batch {
@@ -194,11 +260,18 @@ impl Handler {
             staged: Chunk::default(),
             events: events_rx,
             order: VecDeque::new(),
+            acked_total: 0,
+            acked_bytes: 0,
+            window: None,
+            stdin,
+            ack_pipe,
+            progress_at: Instant::now(),
             in_flight_bytes: 0,
             max_in_flight_bytes: usize::MAX,
             pending: VecDeque::new(),
             finished: false,
             input_closed: false,
+            not_started: false,
             group,
             task,
         })
@@ -206,19 +279,24 @@ impl Handler {
 
     /// Stages and hands over one record, first waiting while max_in_flight records are
     /// unacknowledged (backpressure: a slow handler slows fetching instead of growing memory).
-    /// Err if the handler is gone (a Failed event tells why). The worker stages whole
-    /// fetched batches instead ([`Handler::stage`], [`Handler::flush`]).
+    /// Err if the handler is gone (a Failed event tells why) or refuses the record (then it
+    /// fails with the reason). The worker offers whole fetched batches instead ([`Handler::offer`]).
     ///
     /// While it waits it reads the handler's events itself (kept for next_event). Cancelling
     /// it loses no event, but the record was then not sent (and is dropped).
     pub async fn send(&mut self, record: Record) -> anyhow::Result<()> {
         self.ready().await;
-        self.stage(&record)?;
+        if let Err(e) = self.stage(&record) {
+            if let Refused::Poison(msg) = &e {
+                self.fail(msg.clone());
+            }
+            return Err(e.into());
+        }
         self.flush()
     }
 
     /// Records that may be staged before `max_in_flight` are unacknowledged
-    /// (0 once the handler has stopped).
+    /// (0 once the handler has stopped, or while the byte bound is reached).
     pub fn room(&self) -> usize {
         if self.finished || self.records.is_none() {
             return 0;
@@ -235,33 +313,100 @@ impl Handler {
         self.max_in_flight_bytes = bytes.max(1);
     }
 
+    /// Also keep the records in flight to about what the handler acknowledges
+    /// in `time` (`--max-in-flight-time`, see [`window`]), so that a slow
+    /// handler drains them within about `time` at a stop or a rebalance.
+    /// `floor`: the window never goes below it (an `--exec-batch` handler
+    /// needs whole batches).
+    pub fn limit_time(&mut self, time: Duration, floor: usize) {
+        self.window = Some(window::Window::new(time, floor, self.max_in_flight));
+    }
+
+    /// The window in records now.
+    pub fn window(&self) -> usize {
+        self.window
+            .as_ref()
+            .map_or(self.max_in_flight, |w| w.size().min(self.max_in_flight))
+    }
+
     /// Bytes of the records staged or sent and not acked yet.
     pub fn in_flight_bytes(&self) -> usize {
         self.in_flight_bytes
     }
 
+    /// Stages and hands over as many of `records` (from the front) as the
+    /// in-flight bounds allow, in chunks of about `chunk_bytes`. Never waits:
+    /// when it takes fewer than all, offer the rest again after the next
+    /// acknowledgement ([`Handler::next_event`]). A refused record is not
+    /// taken; the records before it are handed over.
+    pub fn offer(&mut self, records: &[Record], chunk_bytes: usize) -> Offered {
+        let mut taken = 0;
+        let now = Instant::now();
+        let held = self.order.len();
+        if let (Some(w), Some(stdin)) = (self.window.as_mut(), self.stdin.as_ref()) {
+            // It read everything it holds and still acknowledges nothing.
+            let handed = self.acked_bytes + self.in_flight_bytes as u64;
+            let read_all = stdin.consumed().is_some_and(|c| c >= handed);
+            if held > 0 && read_all && self.staged.ends.is_empty() {
+                w.starved(now, held);
+            }
+        }
+        let mut room = self.room().min(self.window().saturating_sub(held));
+        let mut refused = None;
+        for r in records {
+            // The byte bound lets one record through, however large.
+            if room == 0
+                || (self.in_flight_bytes >= self.max_in_flight_bytes && !self.order.is_empty())
+            {
+                break;
+            }
+            if let Err(e) = self.stage(r) {
+                refused = Some(e);
+                break;
+            }
+            taken += 1;
+            room -= 1;
+            if self.staged.bytes.len() >= chunk_bytes && self.flush().is_err() {
+                return Offered {
+                    taken,
+                    refused: Some(Refused::Stopped),
+                };
+            }
+        }
+        if self.flush().is_err() {
+            refused = Some(Refused::Stopped);
+        }
+        if taken > 0 {
+            if let Some(w) = self.window.as_mut() {
+                w.handed(now, held);
+            }
+            if held == 0 {
+                self.progress_at = now;
+            }
+        }
+        Offered { taken, refused }
+    }
+
     /// Formats one record into the chunk for the backend (call [`Handler::flush`]
     /// to hand it over; never await with records staged). Does not wait: the
     /// caller keeps to [`Handler::room`]. Err if the handler has stopped or
-    /// refuses the record (a Failed event tells why).
-    pub fn stage(&mut self, record: &Record) -> anyhow::Result<()> {
+    /// cannot take this record ([`Refused::Poison`]: nothing is failed yet,
+    /// the records staged before it can still be handed over).
+    pub fn stage(&mut self, record: &Record) -> Result<(), Refused> {
         if self.finished || self.records.is_none() {
-            if self.input_closed && !self.finished {
-                anyhow::bail!("record sent to the handler after close_input");
-            }
-            anyhow::bail!("the handler has stopped (its event says why)");
+            return Err(Refused::Stopped);
         }
         if self.kind == Kind::Exec
             && self.format == Format::Value
             && format::value_breaks_line(record)
         {
-            self.fail(format!(
+            return Err(Refused::Poison(format!(
                 "--exec '{}': the record at partition {} offset {} has a newline in its value; \
                  with --format value each record must be one line (the handler acknowledges \
-                 one line per record); use --format json, which escapes newlines",
+                 one line per record); use --format json, which escapes newlines. Every record \
+                 before it was delivered and committed; kswarm stops here and skips nothing",
                 self.command, record.partition, record.offset
-            ));
-            anyhow::bail!("the handler has stopped (its event says why)");
+            )));
         }
         let start = self.staged.bytes.len();
         format::encode(self.format, &self.topic, record, &mut self.staged.bytes);
@@ -326,6 +471,51 @@ impl Handler {
         }
     }
 
+    /// How long the handler has held records without acknowledging any
+    /// (None: it holds none).
+    pub fn stalled_for(&self, now: Instant) -> Option<Duration> {
+        (!self.order.is_empty()).then(|| now.saturating_duration_since(self.progress_at))
+    }
+
+    /// Why a handler that acknowledges nothing is taken for hung, for the
+    /// worker's message: which processes could still acknowledge.
+    pub fn stall_message(&self, stalled: Duration, limit_flag: &str) -> String {
+        let what = match self.kind {
+            Kind::Stdout => {
+                "the stdout writer (whoever reads kswarm's stdout does not read)".to_string()
+            }
+            Kind::Exec => format!("--exec '{}'", self.command),
+            Kind::Batch => format!("--exec-batch '{}'", self.command),
+        };
+        let mut msg = format!(
+            "{what} holds {} record(s) and has acknowledged none for {stalled:?} ({limit_flag})",
+            self.order.len()
+        );
+        if let Some(inode) = self.ack_pipe {
+            let holders = crate::proctree::pipe_holders(inode);
+            let named: Vec<String> = holders.iter().map(|(p, c)| format!("{p} ({c})")).collect();
+            if named.is_empty() {
+                msg.push_str("; no process has its stdout open any more");
+            } else {
+                msg.push_str(&format!(
+                    "; processes that can still write its acknowledgements: {}. If the handler \
+                     closed its stdout while a process it started keeps it open, nothing can \
+                     acknowledge any more",
+                    named.join(", ")
+                ));
+            }
+        }
+        msg.push_str("; it is taken for hung and restarted (raise --hang-timeout for a handler that needs longer per record)");
+        msg
+    }
+
+    /// Whether the handler ended because `sh` could not run its command at
+    /// all (exit status 127 or 126): a configuration error, if it never
+    /// acknowledged anything.
+    pub fn could_not_start(&self) -> bool {
+        self.not_started
+    }
+
     /// Records staged or sent and not acked yet.
     pub fn in_flight(&self) -> usize {
         self.order.len()
@@ -379,7 +569,8 @@ impl Handler {
             return;
         }
         match ev {
-            Some(Inner::Acked(n)) => self.acked(n),
+            Some(Inner::Acked(n)) => self.acked(n, None),
+            Some(Inner::ExecAcked { lines, consumed }) => self.acked(lines, consumed),
             Some(Inner::OutputClosed) => {
                 self.pending.push_back(HandlerEvent::OutputClosed);
                 self.finished = true;
@@ -387,6 +578,10 @@ impl Handler {
                 self.staged = Chunk::default();
             }
             Some(Inner::Failed(msg)) => self.fail(msg),
+            Some(Inner::NotStarted(msg)) => {
+                self.not_started = true;
+                self.fail(msg)
+            }
             Some(Inner::Exited { status, stderr }) => {
                 let unacked = self.order.len();
                 match exec::exit_message(&self.command, status, &stderr, unacked, self.input_closed)
@@ -401,7 +596,11 @@ impl Handler {
                         }
                         self.finished = true;
                     }
-                    Some(msg) => self.fail(msg),
+                    Some(msg) => {
+                        self.not_started =
+                            child::not_started("--exec", &self.command, status).is_some();
+                        self.fail(msg)
+                    }
                 }
             }
             Some(Inner::Drained) => {
@@ -418,17 +617,22 @@ impl Handler {
         }
     }
 
-    fn acked(&mut self, n: usize) {
+    fn acked(&mut self, n: usize, consumed: Option<u64>) {
         if n > self.order.len() {
             let sent = self.order.len();
-            self.fail(format!(
+            self.untrusted(format!(
                 "--exec '{}': the handler printed more lines on its stdout than records it was \
-                 sent ({n} lines, {sent} record(s) waiting); each stdout line acknowledges one \
-                 record, so print exactly one line per record after handling it and send logs \
-                 and other output to stderr (>&2)",
+                 sent ({n} lines, {sent} record(s) waiting)",
                 self.command
             ));
             return;
+        }
+        let now = Instant::now();
+        if let Some(w) = self.window.as_mut() {
+            w.acked(n, now, self.order.len());
+        }
+        if n > 0 {
+            self.progress_at = now;
         }
         // One Ack per partition, with the highest offset acknowledged (records of a
         // partition are sent in offset order, so the last one seen is the highest).
@@ -440,12 +644,40 @@ impl Handler {
         } in self.order.drain(..n)
         {
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(len as usize);
+            self.acked_bytes += u64::from(len);
             match acks.iter_mut().find(|a| a.partition == partition) {
                 Some(a) => a.offset = offset,
                 None => acks.push(Ack { partition, offset }),
             }
         }
+        self.acked_total += n as u64;
+        if let Some(read) = consumed {
+            if self.acked_bytes > read {
+                self.untrusted(format!(
+                    "--exec '{}': the handler acknowledged records it had not read yet \
+                     ({} record(s) acknowledged, but it had read only {read} of the {} bytes \
+                     they take on its stdin)",
+                    self.command, self.acked_total, self.acked_bytes
+                ));
+                return;
+            }
+        }
         self.pending.extend(acks.into_iter().map(HandlerEvent::Ack));
+    }
+
+    /// The ack stream broke its contract: nothing it said can be trusted.
+    /// Acks not yet taken by the worker are dropped with it.
+    fn untrusted(&mut self, what: String) {
+        self.pending.retain(|e| !matches!(e, HandlerEvent::Ack(_)));
+        self.pending.push_back(HandlerEvent::Untrusted(format!(
+            "{what}; each stdout line acknowledges one record, so print exactly one line per \
+             record after handling it and send logs and other output to stderr (>&2). kswarm \
+             trusts none of its acknowledgements: it takes back what it committed for this \
+             worker's current partitions, and those records are delivered again"
+        )));
+        self.finished = true;
+        self.records = None;
+        self.staged = Chunk::default();
     }
 }
 

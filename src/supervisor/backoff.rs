@@ -53,12 +53,7 @@ impl BackoffPolicy {
         if attempt == 0 {
             return self.first.mul_f64(u);
         }
-        let ceil = self
-            .first
-            .checked_mul(1u32 << attempt.min(24))
-            .unwrap_or(self.cap)
-            .min(self.cap);
-        ceil.mul_f64(0.5 + 0.5 * u)
+        crate::backoff::Doubling::new(self.first, self.cap).jittered(attempt, u)
     }
 }
 

@@ -48,6 +48,10 @@ const STDERR_TAIL: usize = 10;
 /// Grace on top of --shutdown-timeout before SIGKILL: the worker's own
 /// deadline should fire first.
 const STOP_MARGIN: Duration = Duration::from_secs(2);
+/// A worker's own check of its handler comes first (see `Timeouts::hang`).
+const HANG_MARGIN: Duration = Duration::from_secs(5);
+/// Waking up this much later than a timer asked means we were stopped.
+const PAUSED_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything the main loop waits for.
 #[derive(Debug)]
@@ -85,6 +89,10 @@ fn join_allowance(cfg: &RunConfig) -> Duration {
 /// stop, [`ExitWith`] 1 with the reason otherwise.
 pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     let cfg = RunConfig::from_args(&args)?;
+    // Before anything touches the topic or the group: one run per group and
+    // topic on this host (see `state_file`).
+    let state_dir = state_file::dir_for_run()?;
+    let _run_lock = state_file::lock(&state_dir, &cfg.consume.group, &cfg.topic)?;
     for key in &cfg.consume.ignored_extra {
         tracing::warn!("-X {key}: not used by kswarm; ignored");
     }
@@ -93,6 +101,11 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     let exe =
         std::env::current_exe().context("cannot find kswarm's own binary to start workers")?;
 
+    // Processes that a dead worker's handler leaves behind are re-parented to
+    // us rather than to init, and killed (see `kill_strays`).
+    if let Err(e) = crate::proctree::become_subreaper() {
+        warn!("cannot become a child subreaper ({e}); a handler's processes may outlive a dead worker");
+    }
     let (tx, rx) = mpsc::channel::<Event>();
     signals::listen(tx.clone(), Event::Signal).context("cannot install signal handlers")?;
 
@@ -101,9 +114,13 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         workers,
         now,
         Timeouts {
-            hang: cfg.hang_timeout,
+            // The worker ends itself when its handler stalls for
+            // --hang-timeout (with a message saying why); the supervisor's
+            // kill is for a worker that stops reporting altogether.
+            hang: cfg.consume.hang_timeout + HANG_MARGIN,
             join: join_allowance(&cfg),
             stop: cfg.consume.shutdown_timeout + STOP_MARGIN,
+            outage: cfg.broker_outage_limit,
         },
         BackoffPolicy::default(),
         cfg.max_restarts,
@@ -120,7 +137,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     // killed they are still in the group (taking them back beats waiting for
     // their sessions to expire); if it stopped, a broker that forgot them
     // hands out new ids (and tansu gets back a leader it may still name).
-    if let Some(old) = state_file::read_previous(&cfg.consume.group, &cfg.topic) {
+    if let Some(old) = state_file::read_previous(&state_dir, &cfg.consume.group, &cfg.topic) {
         for m in old.members.into_iter().filter(|m| m.slot < workers) {
             info!(
                 "slot {}: joining as member {}, left by the previous kswarm (pid {})",
@@ -167,10 +184,11 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                 Action::Evict { slot, member_id } => evictor.evict(slot, member_id),
                 Action::LeaveTogether { member_ids } => evictor.leave_together(member_ids),
                 Action::Exit(outcome) => {
+                    kill_strays(&[]);
                     // The state file stays: the next run joins under its member ids.
                     let last = snapshot(&slots, &cfg);
                     if written.as_ref() != Some(&last) {
-                        state_file::write_state(&last);
+                        state_file::write_state(&state_dir, &last);
                     }
                     evictor.drain(cfg.connect.connect_timeout.min(Duration::from_secs(5)));
                     return finish(outcome, &mut tails, &rx);
@@ -184,11 +202,13 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         }
         let snapshot = snapshot(&slots, &cfg);
         if written.as_ref() != Some(&snapshot) {
-            state_file::write_state(&snapshot);
+            state_file::write_state(&state_dir, &snapshot);
             written = Some(snapshot);
         }
 
-        let event = match slots.next_deadline() {
+        let deadline = slots.next_deadline();
+        let waited_from = Instant::now();
+        let event = match deadline {
             Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(ev) => Some(ev),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -197,6 +217,18 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
             None => Some(rx.recv().expect("we hold a sender")),
         };
         let now = Instant::now();
+        // Woken far later than asked: we were stopped (SIGSTOP, a frozen
+        // cgroup, a suspended machine). The workers' reports of that time
+        // are still in their pipes; their silence was ours.
+        if let Some(due) = deadline {
+            if now > due.max(waited_from) + PAUSED_AFTER {
+                warn!(
+                    "the supervisor did not run for {:?}; not counting that as its workers' silence",
+                    now.saturating_duration_since(due.max(waited_from))
+                );
+                slots.resumed(now);
+            }
+        }
         match event {
             None => {}
             Some(Event::Signal(sig)) => match sig {
@@ -204,6 +236,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                     for (pid, exit) in reap() {
                         pending.extend(slots.exited(pid, exit, Instant::now()));
                     }
+                    kill_strays(&slots.pids());
                 }
                 SignalEvent::Terminate => pending.extend(slots.shutdown(now)),
                 SignalEvent::Interrupt if slots.is_shutting_down() => {
@@ -216,6 +249,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                 SignalEvent::Reload => pending.extend(slots.rolling_restart(now)),
                 SignalEvent::Grow => pending.extend(slots.grow(now)),
                 SignalEvent::Shrink => pending.extend(slots.shrink(now)),
+                SignalEvent::Continued => slots.resumed(now),
             },
             Some(Event::Report { slot, pid, report }) => {
                 debug!("slot {slot} pid {pid} reports {report:?}");
@@ -371,6 +405,24 @@ fn reap() -> Vec<(Pid, Exit)> {
         }
     }
     out
+}
+
+/// Our children that are not workers: processes a dead worker's handler
+/// left behind (its guard was killed with it), re-parented to us because we
+/// are a subreaper. They are killed with everything below them.
+fn kill_strays(workers: &[Pid]) {
+    let me = std::process::id() as Pid;
+    let strays: Vec<Pid> = crate::proctree::children(me)
+        .into_iter()
+        .filter(|p| !workers.contains(p))
+        .collect();
+    if !strays.is_empty() {
+        warn!(
+            "killing {} process(es) left behind by a dead worker's handler: {strays:?}",
+            strays.len()
+        );
+        crate::proctree::kill_trees(&strays, || {});
+    }
 }
 
 fn send_signal(pid: Pid, sig: Sig) {

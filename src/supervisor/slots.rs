@@ -160,6 +160,14 @@ pub struct Slot {
     pub inherit: Option<Inherit>,
     /// Records acknowledged, from the last `Alive` report.
     pub records: u64,
+    /// Since when its worker cannot reach the brokers (its `Outage`
+    /// reports), and the last error it gave.
+    pub outage: Option<(Instant, String)>,
+    /// Whether the current process has acknowledged a record.
+    pub progressed: bool,
+    /// Workers of this slot in a row that ended without acknowledging any
+    /// record: a crash loop, however slowly it turns.
+    pub fruitless: u32,
 }
 
 impl Slot {
@@ -174,6 +182,9 @@ impl Slot {
             inherit: None,
             stopping: None,
             records: 0,
+            outage: None,
+            progressed: false,
+            fruitless: 0,
         }
     }
 }
@@ -206,6 +217,8 @@ pub struct Outcome {
     pub message: String,
     /// The slot at fault, whose last stderr lines belong in the message.
     pub slot: Option<u32>,
+    /// The short reason for the log line that starts the stop.
+    pub reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +258,9 @@ pub struct Timeouts {
     pub join: Duration,
     /// --shutdown-timeout plus a margin: SIGKILL a worker still stopping after this.
     pub stop: Duration,
+    /// --broker-outage-limit: give up (exit 1) once a worker has been unable
+    /// to reach the brokers this long; None: wait for them for ever.
+    pub outage: Option<Duration>,
 }
 
 impl Timeouts {
@@ -267,7 +283,7 @@ enum Mode {
         pending: VecDeque<usize>,
     },
     ShuttingDown {
-        failure: Option<(String, Option<u32>)>,
+        failure: Option<Outcome>,
         forced: bool,
         unclean: Vec<String>,
     },
@@ -290,6 +306,11 @@ pub struct Slots {
     /// the supervisor removes all their members in one LeaveGroup (see
     /// [`Slots::leave_together`]).
     leave_together: bool,
+    /// Workers asked for by TTIN (+1 each) and TTOU (-1 each) and not yet
+    /// added or removed: one change at a time, each once the group is stable.
+    scale_pending: i64,
+    /// The group's generation when the last scaling step began, and when.
+    last_step: Option<(i32, Instant)>,
 }
 
 impl Slots {
@@ -315,6 +336,8 @@ impl Slots {
             ready_sent: false,
             last_status: String::new(),
             leave_together: false,
+            scale_pending: 0,
+            last_step: None,
         }
     }
 
@@ -384,6 +407,10 @@ impl Slots {
     /// The earliest time at which [`Slots::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let shutting = self.is_shutting_down();
+        let outage = self
+            .outage_deadline()
+            .filter(|_| !shutting)
+            .map(|(due, _)| due);
         self.slots
             .iter()
             .filter_map(|s| match s.state {
@@ -394,11 +421,48 @@ impl Slots {
                 SlotState::Stopping { deadline, .. } => Some(deadline),
                 _ => None,
             })
+            .chain(outage)
             .min()
     }
 
-    /// Timers: due starts, hung workers, workers that overstay their stop.
+    /// When the first worker's broker outage passes --broker-outage-limit.
+    fn outage_deadline(&self) -> Option<(Instant, usize)> {
+        let limit = self.timeouts.outage?;
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state.pid().is_some())
+            .filter_map(|(i, s)| s.outage.as_ref().map(|(since, _)| (*since + limit, i)))
+            .min()
+    }
+
+    /// Timers: due starts, hung workers, workers that overstay their stop,
+    /// a broker outage past its limit; and a scaling step that waited.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = self.due(now);
+        out.extend(self.advance_scaling(now));
+        out
+    }
+
+    fn due(&mut self, now: Instant) -> Vec<Action> {
+        if !self.is_shutting_down() {
+            if let Some((due, i)) = self.outage_deadline().filter(|(due, _)| *due <= now) {
+                let (since, error) = self.slots[i].outage.clone().unwrap_or((due, String::new()));
+                let failure = Outcome {
+                    code: 1,
+                    message: format!(
+                        "the brokers could not be reached for {:?} (--broker-outage-limit {:?}); \
+                         the last error (slot {i}): {error}. Check that the cluster is up and \
+                         reachable from this host, or raise --broker-outage-limit (none waits for ever)",
+                        now.saturating_duration_since(since),
+                        self.timeouts.outage.unwrap_or_default()
+                    ),
+                    slot: None,
+                    reason: "broker outage limit passed",
+                };
+                return self.begin_shutdown(Some(failure), now);
+            }
+        }
         let mut out = Vec::new();
         let shutting = self.is_shutting_down();
         for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -480,6 +544,7 @@ impl Slots {
         let i = slot as usize;
         info!("slot {slot} pid {pid} started");
         self.slots[i].stopping = None;
+        self.slots[i].progressed = false;
         self.slots[i].state = SlotState::Starting {
             pid,
             since: now,
@@ -497,6 +562,12 @@ impl Slots {
 
     /// A report from the worker `pid` in `slot`.
     pub fn report(&mut self, slot: u32, pid: Pid, report: Report, now: Instant) -> Vec<Action> {
+        let mut out = self.take_report(slot, pid, report, now);
+        out.extend(self.advance_scaling(now));
+        out
+    }
+
+    fn take_report(&mut self, slot: u32, pid: Pid, report: Report, now: Instant) -> Vec<Action> {
         let i = slot as usize;
         let Some(s) = self.slots.get_mut(i) else {
             return Vec::new();
@@ -520,6 +591,9 @@ impl Slots {
             }
             Report::Alive { records } => {
                 s.records = records;
+                if records > 0 {
+                    s.progressed = true;
+                }
                 Vec::new()
             }
             Report::Joined {
@@ -528,6 +602,12 @@ impl Slots {
                 partitions,
             } => {
                 s.member_id = Some(member_id.clone());
+                if let Some((since, _)) = s.outage.take() {
+                    info!(
+                        "slot {slot} pid {pid}: the brokers answer again after {:?}",
+                        now.saturating_duration_since(since)
+                    );
+                }
                 let member = Membership {
                     member_id,
                     generation,
@@ -603,11 +683,49 @@ impl Slots {
                 s.last_fatal = Some(message);
                 Vec::new()
             }
+            Report::Outage { error } => {
+                match &mut s.outage {
+                    Some((_, e)) => *e = error,
+                    None => {
+                        warn!("slot {slot} pid {pid}: the brokers cannot be reached: {error}");
+                        s.outage = Some((now, error));
+                    }
+                }
+                Vec::new()
+            }
+            Report::Recovered => {
+                if let Some((since, _)) = s.outage.take() {
+                    info!(
+                        "slot {slot} pid {pid}: the brokers answer again after {:?}",
+                        now.saturating_duration_since(since)
+                    );
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// The supervisor did not run for a while (SIGSTOP then SIGCONT, a
+    /// frozen cgroup, a suspended machine): its workers' silence meanwhile
+    /// was ours, not theirs. Restart every silence clock at `now`.
+    pub fn resumed(&mut self, now: Instant) {
+        for s in &mut self.slots {
+            match &mut s.state {
+                SlotState::Starting { last_report, .. }
+                | SlotState::Running { last_report, .. } => *last_report = now,
+                _ => {}
+            }
         }
     }
 
     /// The worker `pid` ended (reaped after SIGCHLD).
     pub fn exited(&mut self, pid: Pid, exit: Exit, now: Instant) -> Vec<Action> {
+        let mut out = self.take_exit(pid, exit, now);
+        out.extend(self.advance_scaling(now));
+        out
+    }
+
+    fn take_exit(&mut self, pid: Pid, exit: Exit, now: Instant) -> Vec<Action> {
         let Some(i) = self.slot_of(pid) else {
             return Vec::new();
         };
@@ -654,6 +772,20 @@ impl Slots {
                     info!("slot {i} pid {pid}: stdout closed; stopping");
                     self.slots[i].state = SlotState::Retired;
                     self.shutdown(now)
+                } else if exit == Exit::Code(crate::report::EXIT_CONFIG) {
+                    // Restarting cannot fix a configuration error.
+                    self.slots[i].state = SlotState::Retired;
+                    let why = self.slots[i]
+                        .last_fatal
+                        .clone()
+                        .unwrap_or_else(|| "a configuration error".into());
+                    let failure = Outcome {
+                        code: 2,
+                        message: format!("slot {i} pid {pid} stopped on a configuration error, which restarting cannot fix: {why}"),
+                        slot: Some(i as u32),
+                        reason: "configuration error",
+                    };
+                    self.begin_shutdown(Some(failure), now)
                 } else {
                     error!("slot {i} pid {pid} ended unexpectedly with {exit}");
                     self.crashed(i, Some(exit), since, now)
@@ -672,7 +804,7 @@ impl Slots {
                 StopReason::Rolling => {
                     log_stop(i, pid, exit, killed);
                     self.slots[i].state = SlotState::Backoff { until: now };
-                    self.tick(now)
+                    self.due(now)
                 }
                 StopReason::Shrink => {
                     log_stop(i, pid, exit, killed);
@@ -757,11 +889,103 @@ impl Slots {
         out
     }
 
-    /// TTIN: one worker more.
+    /// TTIN: one worker more, once the group is stable (see [`Slots::advance_scaling`]).
     pub fn grow(&mut self, now: Instant) -> Vec<Action> {
         if self.is_shutting_down() {
             return Vec::new();
         }
+        self.scale_pending += 1;
+        self.log_scale_request("TTIN");
+        self.advance_scaling(now)
+    }
+
+    /// TTOU: one worker less (never below one), once the group is stable.
+    pub fn shrink(&mut self, now: Instant) -> Vec<Action> {
+        if self.is_shutting_down() {
+            return Vec::new();
+        }
+        let wanted = self.target as i64 + self.scale_pending;
+        if wanted <= 1 {
+            warn!("TTOU ignored: kswarm keeps at least one worker");
+            return Vec::new();
+        }
+        self.scale_pending -= 1;
+        self.log_scale_request("TTOU");
+        self.advance_scaling(now)
+    }
+
+    fn log_scale_request(&self, signal: &str) {
+        let wanted = self.target as i64 + self.scale_pending;
+        if self.scale_pending == 0 {
+            info!("{signal}: back to {wanted} workers as they are now");
+        } else {
+            info!(
+                "{signal}: {wanted} workers wanted (now {}); changing one at a time, each once the group is stable",
+                self.target
+            );
+        }
+    }
+
+    /// Workers wanted once every TTIN and TTOU so far is carried out.
+    pub fn wanted(&self) -> usize {
+        (self.target as i64 + self.scale_pending).max(1) as usize
+    }
+
+    /// Whether the group is stable enough for the next scaling step: every
+    /// wanted slot has a member, no removed one is still stopping, and all
+    /// share one generation newer than the last step's (a member that left
+    /// or joined starts a rebalance that the others see only at their next
+    /// heartbeat). A step that brings no new generation within the join
+    /// allowance does not block the next one for ever.
+    fn settled(&self, now: Instant) -> bool {
+        let (wanted, rest) = self.slots.split_at(self.target.min(self.slots.len()));
+        if wanted.len() < self.target || rest.iter().any(|s| s.state != SlotState::Retired) {
+            return false;
+        }
+        let mut gens = wanted.iter().map(|s| match &s.state {
+            SlotState::Running { member, .. } => Some(member.generation),
+            _ => None,
+        });
+        let Some(Some(first)) = gens.next() else {
+            return false;
+        };
+        if !gens.all(|g| g == Some(first)) {
+            return false;
+        }
+        match self.last_step {
+            None => true,
+            Some((gen, at)) => {
+                first > gen || now.saturating_duration_since(at) > self.timeouts.join
+            }
+        }
+    }
+
+    /// Carry out the next TTIN or TTOU if the group is stable.
+    fn advance_scaling(&mut self, now: Instant) -> Vec<Action> {
+        if self.scale_pending == 0 || !matches!(self.mode, Mode::Normal) || !self.settled(now) {
+            return Vec::new();
+        }
+        let gen = self
+            .slots
+            .iter()
+            .filter_map(|s| match &s.state {
+                SlotState::Running { member, .. } => Some(member.generation),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(-1);
+        self.last_step = Some((gen, now));
+        if self.scale_pending > 0 {
+            self.scale_pending -= 1;
+            self.grow_one(now)
+        } else {
+            self.scale_pending += 1;
+            self.shrink_one(now)
+        }
+    }
+
+    /// One worker more, now.
+    fn grow_one(&mut self, now: Instant) -> Vec<Action> {
         self.target += 1;
         let i = self.target - 1;
         info!("adding a worker (TTIN): now {} workers", self.target);
@@ -779,16 +1003,13 @@ impl Slots {
                 _ => {}
             }
         }
-        let mut out = self.tick(now);
+        let mut out = self.due(now);
         out.extend(self.status());
         out
     }
 
-    /// TTOU: one worker less (never below one); the highest slot stops gracefully.
-    pub fn shrink(&mut self, now: Instant) -> Vec<Action> {
-        if self.is_shutting_down() {
-            return Vec::new();
-        }
+    /// One worker less (never below one), now: the highest slot stops gracefully.
+    fn shrink_one(&mut self, now: Instant) -> Vec<Action> {
         if self.target <= 1 {
             warn!("TTOU ignored: kswarm keeps at least one worker");
             return Vec::new();
@@ -919,11 +1140,23 @@ impl Slots {
             self.slots[i].state = SlotState::Retired;
             return Vec::new();
         }
-        let s = &mut self.slots[i];
         if now.saturating_duration_since(since) >= self.policy.healthy_after {
-            s.attempt = 0;
+            self.slots[i].attempt = 0;
         }
-        if !self.budget.try_spend(now) {
+        // A worker that died while the brokers were out of reach did not
+        // crash on its own: waiting out an outage is not a crash loop.
+        let in_outage = self.slots[i].outage.is_some();
+        if in_outage {
+            info!("slot {i} ended during a broker outage; restarting it without spending the restart budget");
+        }
+        if !in_outage {
+            if self.slots[i].progressed {
+                self.slots[i].fruitless = 0;
+            } else {
+                self.slots[i].fruitless += 1;
+            }
+        }
+        if !in_outage && !self.budget.try_spend(now) {
             let limit = self.budget.limit();
             let how = match (exit, self.slots[i].state.pid()) {
                 (Some(e), Some(pid)) => format!("(pid {pid}) ended with {e}"),
@@ -942,9 +1175,39 @@ impl Slots {
                 msg.push_str(&format!("; its last error: {f}"));
             }
             self.slots[i].state = SlotState::Retired;
-            return self.begin_shutdown(Some((msg, Some(i as u32))), now);
+            let failure = Outcome {
+                code: 1,
+                message: msg,
+                slot: Some(i as u32),
+                reason: "restart budget spent",
+            };
+            return self.begin_shutdown(Some(failure), now);
         }
-        let delay = self.policy.delay(s.attempt, (self.jitter)());
+        let fruitless = self.slots[i].fruitless;
+        let loop_limit = self.budget.limit().max.max(1);
+        if !in_outage && fruitless > loop_limit {
+            let mut msg = format!(
+                "slot {i}: {fruitless} workers in a row ended without acknowledging a single record \
+                 (the last with {}); that is a crash loop however slowly it turns (--max-restarts {}/..). \
+                 Fix the cause (see the worker's output)",
+                exit.map_or("no start".to_string(), |e| e.to_string()),
+                loop_limit
+            );
+            if let Some(f) = &self.slots[i].last_fatal {
+                msg.push_str(&format!("; its last error: {f}"));
+            }
+            self.slots[i].state = SlotState::Retired;
+            let failure = Outcome {
+                code: 1,
+                message: msg,
+                slot: Some(i as u32),
+                reason: "crash loop",
+            };
+            return self.begin_shutdown(Some(failure), now);
+        }
+        let u = (self.jitter)();
+        let s = &mut self.slots[i];
+        let delay = self.policy.delay(s.attempt, u);
         s.attempt += 1;
         s.restarts += 1;
         info!(
@@ -955,16 +1218,12 @@ impl Slots {
         );
         s.state = SlotState::Backoff { until: now + delay };
         if delay.is_zero() {
-            return self.tick(now);
+            return self.due(now);
         }
         Vec::new()
     }
 
-    fn begin_shutdown(
-        &mut self,
-        failure: Option<(String, Option<u32>)>,
-        now: Instant,
-    ) -> Vec<Action> {
+    fn begin_shutdown(&mut self, failure: Option<Outcome>, now: Instant) -> Vec<Action> {
         if let Mode::ShuttingDown { failure: f, .. } = &mut self.mode {
             if f.is_none() {
                 *f = failure;
@@ -975,10 +1234,7 @@ impl Slots {
             return Vec::new();
         }
         match &failure {
-            Some(_) => error!(
-                "restart budget spent; stopping {} workers",
-                self.pids().len()
-            ),
+            Some(f) => error!("{}; stopping {} workers", f.reason, self.pids().len()),
             None => info!("stopping {} workers", self.pids().len()),
         }
         self.mode = Mode::ShuttingDown {
@@ -1030,18 +1286,15 @@ impl Slots {
         if self.slots.iter().any(|s| s.state.pid().is_some()) {
             return Vec::new();
         }
-        let outcome = if let Some((message, slot)) = failure.take() {
-            Outcome {
-                code: 1,
-                message,
-                slot,
-            }
+        let outcome = if let Some(f) = failure.take() {
+            f
         } else if *forced {
             Outcome {
                 code: 1,
                 message: "stopped by a second interrupt; workers were killed without committing"
                     .into(),
                 slot: None,
+                reason: "second interrupt",
             }
         } else if !unclean.is_empty() {
             Outcome {
@@ -1051,6 +1304,7 @@ impl Slots {
                     unclean.join("; ")
                 ),
                 slot: None,
+                reason: "unclean stop",
             }
         } else {
             info!("all workers stopped cleanly");
@@ -1058,6 +1312,7 @@ impl Slots {
                 code: 0,
                 message: String::new(),
                 slot: None,
+                reason: "clean stop",
             }
         };
         self.mode = Mode::Done;
@@ -1151,6 +1406,7 @@ mod tests {
                 hang: Duration::from_secs(5),
                 join: Duration::from_secs(20),
                 stop: Duration::from_secs(12),
+                outage: None,
             },
             BackoffPolicy::default(),
             RestartBudget {
@@ -1332,7 +1588,8 @@ mod tests {
             Outcome {
                 code: 0,
                 message: String::new(),
-                slot: None
+                slot: None,
+                reason: "clean stop",
             }
         );
     }
@@ -1426,6 +1683,166 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_crash_loop_without_progress_stops_after_the_budget_count() {
+        let t0 = Instant::now();
+        let mut s = started(1, 3, t0);
+        let (mut t, mut pid) = (t0, 100);
+        // One crash every 40 s: never 3 within the 60 s window; 3 in a row
+        // without progress are still within --max-restarts 3.
+        for round in 0..3 {
+            t += Duration::from_secs(40);
+            let a = s.exited(pid, Exit::Signal(9), t);
+            assert!(
+                exit_of(&a).is_none() && !s.is_shutting_down(),
+                "round {round}"
+            );
+            t += Duration::from_secs(1);
+            assert_eq!(spawns(&s.tick(t)), vec![0]);
+            pid += 1;
+            s.spawned(0, pid, t);
+        }
+        // A worker that acknowledged records resets the count...
+        s.report(0, pid, Report::Alive { records: 5 }, t);
+        t += Duration::from_secs(40);
+        s.exited(pid, Exit::Signal(9), t);
+        assert_eq!(s.slots()[0].fruitless, 0);
+        // ...and 4 fruitless ones in a row (more than --max-restarts 3) stop.
+        for round in 0..4 {
+            t += Duration::from_secs(40);
+            s.tick(t);
+            pid += 1;
+            s.spawned(0, pid, t);
+            t += Duration::from_secs(40);
+            let a = s.exited(pid, Exit::Code(1), t);
+            assert_eq!(s.is_shutting_down(), round == 3, "round {round}");
+            if round == 3 {
+                let out = exit_of(&a).expect("nothing else runs: exit at once");
+                assert_eq!((out.code, out.slot), (1, Some(0)));
+                assert!(
+                    out.message.contains("4 workers in a row"),
+                    "{}",
+                    out.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_worker_that_dies_in_a_broker_outage_spends_no_budget() {
+        let t0 = Instant::now();
+        let mut s = started(1, 1, t0);
+        let outage = |e: &str| Report::Outage { error: e.into() };
+        let (mut t, mut pid) = (t0, 100);
+        for _ in 0..5 {
+            s.report(0, pid, outage("no answer from b1:9092"), t);
+            t += Duration::from_secs(1);
+            let a = s.exited(pid, Exit::Code(1), t);
+            assert!(!s.is_shutting_down() && exit_of(&a).is_none());
+            t += Duration::from_secs(20);
+            assert_eq!(spawns(&s.tick(t)), vec![0]);
+            pid += 1;
+            s.spawned(0, pid, t);
+        }
+        // Once the brokers answer, crashes count again.
+        s.report(0, pid, Report::Recovered, t);
+        s.exited(pid, Exit::Code(1), t);
+        assert!(
+            !s.is_shutting_down(),
+            "the first crash is within --max-restarts 1"
+        );
+        t += Duration::from_secs(20);
+        s.tick(t);
+        pid += 1;
+        s.spawned(0, pid, t);
+        s.exited(pid, Exit::Code(1), t);
+        assert!(s.is_shutting_down(), "the second spends the budget");
+    }
+
+    #[test]
+    fn an_outage_past_its_limit_stops_with_1_and_the_error() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        s.timeouts.outage = Some(Duration::from_secs(60));
+        let report = |e: &str| Report::Outage { error: e.into() };
+        s.report(1, 101, report("first"), t0);
+        // Outage reports keep the worker from looking hung.
+        s.report(
+            1,
+            101,
+            report("cannot reach b1:9092"),
+            t0 + Duration::from_secs(30),
+        );
+        assert_eq!(s.next_deadline(), Some(t0 + MS + Duration::from_secs(5)));
+        s.report(
+            0,
+            100,
+            Report::Alive { records: 0 },
+            t0 + Duration::from_secs(59),
+        );
+        s.report(
+            1,
+            101,
+            report("cannot reach b1:9092"),
+            t0 + Duration::from_secs(59),
+        );
+        assert!(s.tick(t0 + Duration::from_secs(59)).is_empty());
+        let a = s.tick(t0 + Duration::from_secs(60));
+        assert!(s.is_shutting_down());
+        assert_eq!(signals(&a).len(), 2, "every worker is stopped: {a:?}");
+        s.exited(100, Exit::Code(0), t0 + Duration::from_secs(61));
+        let out =
+            exit_of(&s.exited(101, Exit::Code(0), t0 + Duration::from_secs(61))).expect("exit");
+        assert_eq!(out.code, 1);
+        assert!(
+            out.message.contains("--broker-outage-limit"),
+            "{}",
+            out.message
+        );
+        assert!(
+            out.message.contains("cannot reach b1:9092"),
+            "{}",
+            out.message
+        );
+    }
+
+    #[test]
+    fn a_configuration_error_stops_everyone_with_2_and_no_restart() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        let message = "--exec '/nope': command not found (sh exit status 127)";
+        s.report(
+            1,
+            101,
+            Report::Fatal {
+                message: message.into(),
+            },
+            t0,
+        );
+        let a = s.exited(101, Exit::Code(crate::report::EXIT_CONFIG), t0);
+        assert!(spawns(&a).is_empty());
+        assert_eq!(signals(&a), vec![(100, Sig::Term)]);
+        let out = exit_of(&s.exited(100, Exit::Code(0), t0)).expect("exit");
+        assert_eq!((out.code, out.slot), (2, Some(1)));
+        assert!(out.message.contains(message), "{}", out.message);
+    }
+
+    #[test]
+    fn time_the_supervisor_was_stopped_is_not_the_workers_silence() {
+        let t0 = Instant::now();
+        let mut s = started(1, 10, t0);
+        // Stopped for 60 s (hang 5 s): on waking, its timers are overdue.
+        let woke = t0 + Duration::from_secs(60);
+        s.resumed(woke);
+        assert!(signals(&s.tick(woke)).is_empty(), "not killed as hung");
+        assert_eq!(s.next_deadline(), Some(woke + Duration::from_secs(5)));
+        assert_eq!(
+            signals(&s.tick(woke + Duration::from_secs(5))),
+            vec![(100, Sig::Kill)],
+            "but still if it stays silent after"
+        );
+    }
+
+    #[test]
     fn ttin_adds_and_ttou_removes_the_highest_slot() {
         let t0 = Instant::now();
         let mut s = started(2, 10, t0);
@@ -1433,20 +1850,76 @@ mod tests {
         assert_eq!(spawns(&a), vec![2]);
         s.spawned(2, 102, t0);
         assert_eq!(s.target(), 3);
+        // The group settles at a new generation before the next step.
+        for (slot, pid) in [(0, 100), (1, 101), (2, 102)] {
+            s.report(slot, pid, joined(2, &[slot as i32]), t0);
+        }
         let a = s.shrink(t0);
         assert_eq!(signals(&a), vec![(102, Sig::Term)]);
         assert_eq!(s.target(), 2);
         let a = s.exited(102, Exit::Code(0), t0);
         assert!(spawns(&a).is_empty());
         assert_eq!(s.slots().len(), 2);
+        for (slot, pid) in [(0, 100), (1, 101)] {
+            s.report(slot, pid, joined(3, &[slot as i32]), t0);
+        }
         s.shrink(t0);
         assert_eq!(s.target(), 1);
         s.exited(101, Exit::Code(0), t0);
+        s.report(0, 100, joined(4, &[0, 1]), t0);
         assert!(s.shrink(t0).is_empty(), "never below one worker");
         assert_eq!(s.target(), 1);
         assert_eq!(s.pids(), vec![100]);
         // grow again reuses slot 1
         assert_eq!(spawns(&s.grow(t0)), vec![1]);
+    }
+
+    #[test]
+    fn scaling_signals_are_counted_and_applied_one_at_a_time_once_the_group_is_stable() {
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        // Three TTINs at once: one worker now, the next once the group has
+        // rebalanced with it.
+        assert_eq!(spawns(&s.grow(t0)), vec![2]);
+        assert!(s.grow(t0).is_empty());
+        assert!(s.grow(t0).is_empty());
+        assert_eq!(s.wanted(), 5);
+        s.spawned(2, 102, t0);
+        // The new worker joined, the others have not rejoined yet: not stable.
+        assert!(spawns(&s.report(2, 102, joined(2, &[2]), t0)).is_empty());
+        assert!(spawns(&s.report(0, 100, joined(2, &[0]), t0)).is_empty());
+        let a = s.report(1, 101, joined(2, &[1]), t0);
+        assert_eq!(
+            spawns(&a),
+            vec![3],
+            "the second step once all share the new generation"
+        );
+        s.spawned(3, 103, t0);
+        for (slot, pid) in [(0, 100), (1, 101), (2, 102), (3, 103)] {
+            s.report(slot, pid, joined(3, &[slot as i32]), t0);
+        }
+        assert_eq!(s.target(), 5);
+        s.spawned(4, 104, t0);
+        for (slot, pid) in [(0, 100), (1, 101), (2, 102), (3, 103), (4, 104)] {
+            s.report(slot, pid, joined(4, &[slot as i32]), t0);
+        }
+        // Two TTOUs: one worker leaves; the second only after the others
+        // rejoined without it (a leave mid-rebalance can wedge a group).
+        assert_eq!(signals(&s.shrink(t0)), vec![(104, Sig::Term)]);
+        assert!(s.shrink(t0).is_empty());
+        s.exited(104, Exit::Code(0), t0);
+        for (slot, pid) in [(0, 100), (1, 101), (2, 102)] {
+            assert!(signals(&s.report(slot, pid, joined(5, &[slot as i32]), t0)).is_empty());
+        }
+        let a = s.report(3, 103, joined(5, &[3]), t0);
+        assert_eq!(signals(&a), vec![(103, Sig::Term)]);
+        assert_eq!((s.target(), s.wanted()), (3, 3));
+        // A TTIN and a TTOU cancel out.
+        s.exited(103, Exit::Code(0), t0);
+        assert!(s.grow(t0).is_empty(), "not settled since the last step");
+        assert_eq!(s.wanted(), 4);
+        s.shrink(t0);
+        assert_eq!(s.wanted(), 3);
     }
 
     #[test]

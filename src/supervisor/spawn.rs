@@ -65,7 +65,9 @@ pub fn worker_argv(run: &RunArgs, slot: u32, inherit: Option<&Inherit>) -> Vec<O
     }
     flag("--max-in-flight", &c.max_in_flight);
     flag("--max-in-flight-bytes", &c.max_in_flight_bytes);
+    flag("--max-in-flight-time", &c.max_in_flight_time);
     flag("--shutdown-timeout", &c.shutdown_timeout);
+    flag("--hang-timeout", &c.hang_timeout);
     for kv in &c.extra {
         flag("-X", kv);
     }
@@ -243,16 +245,11 @@ mod tests {
             "--report-fd 3",
             "--static-membership",
             "--from latest",
+            "--hang-timeout 9s",
         ] {
             assert!(joined.contains(want), "{want} missing in {joined}");
         }
-        for not in [
-            "--workers",
-            "--partitions",
-            "--max-restarts",
-            "--hang-timeout",
-            "5/10s",
-        ] {
+        for not in ["--workers", "--partitions", "--max-restarts", "5/10s"] {
             assert!(!joined.contains(not), "{not} leaked into {joined}");
         }
         // and the worker accepts it

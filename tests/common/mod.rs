@@ -15,6 +15,22 @@ pub fn brokers() -> String {
     )
 }
 
+/// Which broker the suite runs against (`KSWARM_TEST_BROKER`, set by
+/// scripts/test.sh): Apache Kafka, the reference, or tansu, the emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    Kafka,
+    Tansu,
+}
+
+pub fn broker_kind() -> Broker {
+    match std::env::var("KSWARM_TEST_BROKER").as_deref() {
+        Ok("tansu") => Broker::Tansu,
+        Ok("kafka") | Err(_) => Broker::Kafka,
+        Ok(other) => panic!("KSWARM_TEST_BROKER={other}: use kafka or tansu"),
+    }
+}
+
 /// A name no other test (or earlier run on the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
