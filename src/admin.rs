@@ -32,11 +32,20 @@ pub async fn connect(cfg: &ConnectConfig) -> anyhow::Result<Client> {
     let builder = ClientBuilder::new(cfg.brokers.clone())
         .client_id("kswarm")
         .backoff_config(backoff(cfg.connect_timeout.mul_f64(0.8)));
-    match tokio::time::timeout(cfg.connect_timeout, builder.build()).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(unreachable(cfg, &e.to_string())),
-        Err(_) => Err(unreachable(cfg, "no answer")),
+    let cause = match tokio::time::timeout(cfg.connect_timeout, builder.build()).await {
+        Ok(Ok(c)) => return Ok(c),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer".to_string(),
+    };
+    // Say what answers instead, if something does: "no answer" from an HTTP
+    // server or a TLS listener is a riddle.
+    for b in &cfg.brokers {
+        if let Some(why) = crate::wire::BrokerConn::explain_silence(b, Duration::from_secs(2)).await
+        {
+            return Err(anyhow!("{why}"));
+        }
     }
+    Err(unreachable(cfg, &cause))
 }
 
 fn unreachable(cfg: &ConnectConfig, cause: &str) -> anyhow::Error {

@@ -211,7 +211,10 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         pid: std::process::id(),
     });
     let (mut shutdown, hand_over) = watch_shutdown_signals()?;
-    let mut outage = OutageClock::default();
+    let mut outage = OutageClock {
+        brokers: cfg.connect.brokers.join(","),
+        ..OutageClock::default()
+    };
 
     // The brokers may be down when we start (an outage, a restart of the
     // whole cluster): wait for them like for any other outage.
@@ -323,6 +326,8 @@ fn fatal(reporter: &mut Reporter, e: anyhow::Error) -> anyhow::Error {
 /// How long the brokers have been out of reach, and the pacing of retries.
 #[derive(Debug, Default)]
 struct OutageClock {
+    /// `--brokers`, named in every report.
+    brokers: String,
     since: Option<Instant>,
     attempts: u32,
     last_report: Option<Instant>,
@@ -332,6 +337,11 @@ impl OutageClock {
     /// One more failed try: log and report it (not every time), and return
     /// the pause before the next (doubling from 0.5 s to 10 s).
     fn failed(&mut self, reporter: &mut Reporter, error: &str) -> Duration {
+        let error = if error.contains(&self.brokers) {
+            error.to_string()
+        } else {
+            format!("--brokers {}: {error}", self.brokers)
+        };
         let now = Instant::now();
         let since = *self.since.get_or_insert(now);
         let due = self
@@ -558,21 +568,20 @@ impl Worker {
         let mut out = BTreeMap::new();
         for &p in owned {
             let carried = self.carried.get(&p).copied();
-            let start = match committed.get(&p).copied().flatten() {
-                Some(o) if o >= 0 => {
-                    if let Some(c) = carried.filter(|&c| c > o) {
-                        // Handled by us, not yet committed: commit, not redeliver.
-                        out.insert(
-                            p,
-                            Position {
-                                acked_next: c,
-                                committed: o,
-                            },
-                        );
-                        continue;
-                    }
-                    o
-                }
+            let broker = committed.get(&p).copied().flatten().filter(|&o| o >= 0);
+            if let Some(c) = carried.filter(|&c| broker.is_none_or(|o| c > o)) {
+                // Handled by us, not yet committed: commit it, do not deliver it again.
+                out.insert(
+                    p,
+                    Position {
+                        acked_next: c,
+                        committed: broker.unwrap_or(-1),
+                    },
+                );
+                continue;
+            }
+            let start = match broker {
+                Some(o) => o,
                 _ => {
                     let pc = self.partition_client(p).await?;
                     let at = match self.cfg.consume.from {

@@ -56,20 +56,36 @@ fn nothing_lost(b: &str, topic: &str, group: &str, dir: &Path, prefix: &str, n: 
     assert!(st.success(), "{st:?}: {}", w.stderr_text());
 }
 
-/// A worker whose handler is broken fails (non-zero) with a message; returns its stderr.
+/// A worker whose handler is broken fails (exit `code`) with a message; returns its stderr.
 fn fails_with(b: &str, topic: &str, group: &str, dir: &Path, handler: &[&str]) -> String {
+    fails_with_code(b, topic, group, dir, handler, 1)
+}
+
+fn fails_with_code(
+    b: &str,
+    topic: &str,
+    group: &str,
+    dir: &Path,
+    handler: &[&str],
+    code: i32,
+) -> String {
     let mut w = WorkerSpec::new(b, topic, group, dir).args(handler).start(3);
     let st = w.wait(Duration::from_secs(30));
     let err = w.stderr_text();
     eprintln!("{handler:?} -> {st:?}\n{err}");
     assert!(!st.success(), "{handler:?}: the worker must fail");
-    assert_eq!(st.code(), Some(1), "runtime failure is exit 1");
+    assert_eq!(
+        st.code(),
+        Some(code),
+        "runtime failure is exit 1, a configuration error 2"
+    );
+    // The Fatal report's message: what the supervisor is told, without the
+    // timestamps and log noise of stderr (a "127" there could be anything).
     let fatal = w.reports().into_iter().find_map(|r| match r {
         Report::Fatal { message } => Some(message),
         _ => None,
     });
-    assert!(fatal.is_some(), "a Fatal report tells the supervisor why");
-    err
+    fatal.expect("a Fatal report tells the supervisor why")
 }
 
 #[test]
@@ -79,19 +95,21 @@ fn handler_not_found() {
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("n", 200));
-    let err = fails_with(
+    // A handler that cannot be run is a configuration error: exit 2.
+    let err = fails_with_code(
         &b,
         &topic,
         &group,
         dir.path(),
         &["--exec", "/nonexistent/kswarm-handler"],
+        2,
     );
     assert!(
-        err.contains("/nonexistent/kswarm-handler"),
+        err.contains("'/nonexistent/kswarm-handler'"),
         "names the command: {err}"
     );
     assert!(
-        err.contains("not found") || err.contains("127"),
+        err.contains("command not found (sh exit status 127)"),
         "says why: {err}"
     );
     nothing_lost(&b, &topic, &group, dir.path(), "n", 200);
@@ -105,8 +123,11 @@ fn handler_that_exits_at_once() {
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("q", 200));
     let err = fails_with(&b, &topic, &group, dir.path(), &["--exec", "exit 3"]);
-    assert!(err.contains("exit 3"), "names the command: {err}");
-    assert!(err.contains('3'), "gives the exit status: {err}");
+    assert!(err.contains("--exec 'exit 3'"), "names the command: {err}");
+    assert!(
+        err.contains("ended (exit status 3)"),
+        "gives the exit status: {err}"
+    );
     nothing_lost(&b, &topic, &group, dir.path(), "q", 200);
 }
 
@@ -328,7 +349,7 @@ fn run_stops_with_1_naming_the_slot_when_the_handler_crash_loops() {
     assert!(last.contains("slot 0"), "names the slot: {last}");
     assert!(last.contains("--max-restarts"), "names the flag: {last}");
     assert!(
-        last.contains("exit 3"),
+        last.contains("ended (exit status 3)"),
         "gives the handler's failure: {last}"
     );
     nothing_lost(&b, &topic, &group, dir.path(), "l", 200);

@@ -128,7 +128,12 @@ fn graceful_stop_then_restart_delivers_nothing_twice() {
     assert!(before.len() < n, "the stop came too late to test anything");
     let t = tally(&before);
     assert_eq!(t.duplicates, 0);
-    let committed_now = committed(&b, &topic, &group, 2);
+    // A partition none of whose records was handled has nothing committed.
+    let committed_now: std::collections::BTreeMap<i32, Option<i64>> =
+        committed(&b, &topic, &group, 2)
+            .into_iter()
+            .filter(|(_, c)| c.is_some())
+            .collect();
     assert_eq!(
         committed_now,
         ends(&before),

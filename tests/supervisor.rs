@@ -245,7 +245,7 @@ fn a_killed_worker_is_replaced_in_its_slot() {
     let (i, old) = run.wait_joined(0, 1, JOIN);
     run.wait_text(0, JOIN, "all 2 workers joined");
     // the state file for `kswarm status` names both workers
-    let state_file = dir.path().join(format!("kswarm-{g}.json"));
+    let state_file = kswarm::state_file::state_path(dir.path(), &g, &t);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let text = std::fs::read_to_string(&state_file).unwrap_or_default();
@@ -754,7 +754,7 @@ fn a_restarted_kswarm_takes_back_the_places_of_a_killed_one() {
         })
         .collect();
     // the state file knows them before the kill
-    let state_file = dir.path().join(format!("kswarm-{g}.json"));
+    let state_file = kswarm::state_file::state_path(dir.path(), &g, &t);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !old.iter().all(|m| {
         std::fs::read_to_string(&state_file)

@@ -168,7 +168,14 @@ pub struct Slot {
     /// Workers of this slot in a row that ended without acknowledging any
     /// record: a crash loop, however slowly it turns.
     pub fruitless: u32,
+    /// When its worker's silence first passed its limit: it is killed only
+    /// if no report comes within [`SILENCE_CONFIRM`] more (reports of a time
+    /// the supervisor did not run may still be on their way).
+    pub suspected: Option<Instant>,
 }
+
+/// See [`Slot::suspected`].
+pub const SILENCE_CONFIRM: Duration = Duration::from_millis(500);
 
 impl Slot {
     fn new(now: Instant) -> Self {
@@ -185,6 +192,7 @@ impl Slot {
             outage: None,
             progressed: false,
             fruitless: 0,
+            suspected: None,
         }
     }
 }
@@ -415,9 +423,10 @@ impl Slots {
             .iter()
             .filter_map(|s| match s.state {
                 SlotState::Backoff { until } if !shutting => Some(until),
-                SlotState::Starting { .. } | SlotState::Running { .. } if !shutting => {
-                    self.timeouts.silence_deadline(&s.state)
-                }
+                SlotState::Starting { .. } | SlotState::Running { .. } if !shutting => s
+                    .suspected
+                    .map(|t| t + SILENCE_CONFIRM)
+                    .or_else(|| self.timeouts.silence_deadline(&s.state)),
                 SlotState::Stopping { deadline, .. } => Some(deadline),
                 _ => None,
             })
@@ -481,11 +490,17 @@ impl Slots {
                     last_report,
                     ..
                 } if !shutting
-                    && self
-                        .timeouts
-                        .silence_deadline(&slot.state)
+                    && slot
+                        .suspected
+                        .map(|t| t + SILENCE_CONFIRM)
+                        .or_else(|| self.timeouts.silence_deadline(&slot.state))
                         .is_some_and(|d| d <= now) =>
                 {
+                    if slot.suspected.is_none() {
+                        // Let reports already on their way arrive first.
+                        slot.suspected = Some(now);
+                        continue;
+                    }
                     let why = match &slot.state {
                         SlotState::Running { member, .. } => {
                             slot.inherit = Some(Inherit::TakeOver(member.clone()));
@@ -545,6 +560,7 @@ impl Slots {
         info!("slot {slot} pid {pid} started");
         self.slots[i].stopping = None;
         self.slots[i].progressed = false;
+        self.slots[i].suspected = None;
         self.slots[i].state = SlotState::Starting {
             pid,
             since: now,
@@ -581,6 +597,7 @@ impl Slots {
             }
             _ => {}
         }
+        s.suspected = None;
         match report {
             Report::Started { .. } => Vec::new(),
             Report::MemberId { member_id } => {
@@ -710,6 +727,7 @@ impl Slots {
     /// was ours, not theirs. Restart every silence clock at `now`.
     pub fn resumed(&mut self, now: Instant) {
         for s in &mut self.slots {
+            s.suspected = None;
             match &mut s.state {
                 SlotState::Starting { last_report, .. }
                 | SlotState::Running { last_report, .. } => *last_report = now,
@@ -1659,7 +1677,12 @@ mod tests {
         let t1 = t0 + Duration::from_secs(4);
         s.report(0, 100, Report::Alive { records: 0 }, t1);
         assert_eq!(s.next_deadline(), Some(t0 + MS + Duration::from_secs(5)));
-        let a = s.tick(t0 + Duration::from_secs(6));
+        // Silent past the limit: one more moment for reports on their way...
+        let t6 = t0 + Duration::from_secs(6);
+        assert!(signals(&s.tick(t6)).is_empty());
+        assert_eq!(s.next_deadline(), Some(t6 + SILENCE_CONFIRM));
+        // ...then killed.
+        let a = s.tick(t6 + SILENCE_CONFIRM);
         assert_eq!(signals(&a), vec![(101, Sig::Kill)]);
         let a = s.exited(101, Exit::Signal(9), t0 + Duration::from_secs(6));
         assert!(exit_of(&a).is_none());
@@ -1679,7 +1702,10 @@ mod tests {
         s.spawned(1, 300, t2);
         let killed = |a: Vec<Action>| signals(&a).contains(&(300, Sig::Kill));
         assert!(!killed(s.tick(t2 + Duration::from_secs(19))));
-        assert!(killed(s.tick(t2 + Duration::from_secs(20))));
+        assert!(!killed(s.tick(t2 + Duration::from_secs(20))));
+        assert!(killed(
+            s.tick(t2 + Duration::from_secs(20) + SILENCE_CONFIRM)
+        ));
     }
 
     #[test]
@@ -1835,11 +1861,19 @@ mod tests {
         s.resumed(woke);
         assert!(signals(&s.tick(woke)).is_empty(), "not killed as hung");
         assert_eq!(s.next_deadline(), Some(woke + Duration::from_secs(5)));
+        let later = woke + Duration::from_secs(5);
+        assert!(signals(&s.tick(later)).is_empty());
         assert_eq!(
-            signals(&s.tick(woke + Duration::from_secs(5))),
+            signals(&s.tick(later + SILENCE_CONFIRM)),
             vec![(100, Sig::Kill)],
             "but still if it stays silent after"
         );
+        // A report that comes in the moment of grace saves it.
+        let mut s = started(1, 10, t0);
+        let late = t0 + Duration::from_secs(60);
+        assert!(signals(&s.tick(late)).is_empty());
+        s.report(0, 100, Report::Alive { records: 9 }, late + MS);
+        assert!(signals(&s.tick(late + SILENCE_CONFIRM)).is_empty());
     }
 
     #[test]

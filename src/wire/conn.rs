@@ -91,6 +91,7 @@ impl BrokerConn {
         let first = conn.api_versions(API_VERSIONS_FIRST).await;
         let resp = match first {
             Ok(r) if r.error_code == 0 => r,
+            Err(e @ WireError::NotKafka { .. }) => return Err(e),
             // Too new for this broker (it answers in v0 or hangs up): start over with v0.
             Ok(_) | Err(WireError::Io { .. }) | Err(WireError::Protocol { .. }) => {
                 conn = Self::open(addr, client_id).await?;
@@ -111,6 +112,25 @@ impl BrokerConn {
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
         Ok(conn)
+    }
+
+    /// What listens at `addr`, for an error message when a broker cannot be
+    /// used: None if it answers like a Kafka broker (or nothing listens:
+    /// the usual "cannot reach" says enough); otherwise why not.
+    pub async fn explain_silence(addr: &str, timeout: Duration) -> Option<String> {
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
+        if !matches!(tcp, Ok(Ok(_))) {
+            return None;
+        }
+        match Self::connect(addr, "kswarm", timeout).await {
+            Ok(_) => None,
+            Err(e @ WireError::NotKafka { .. }) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "{addr} accepts connections but gives no Kafka answer (ApiVersions) within {timeout:?}; \
+                 check -b/--brokers: that port may belong to another service (an HTTP server, say), \
+                 or a TLS listener that wants -X security.protocol=SSL"
+            )),
+        }
     }
 
     async fn open(addr: &str, client_id: &str) -> WireResult<Self> {
@@ -211,7 +231,12 @@ impl BrokerConn {
             .await
             .map_err(|e| self.io("read", e))?;
         if len < 0 || len as usize > MAX_FRAME {
-            return Err(self.protocol(format!("response frame of {len} bytes")));
+            let (what, hint) = super::describe_foreign(len.to_be_bytes());
+            return Err(WireError::NotKafka {
+                addr: self.addr.clone(),
+                what,
+                hint,
+            });
         }
         let mut body = vec![0u8; len as usize];
         self.stream

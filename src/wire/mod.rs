@@ -44,6 +44,30 @@ pub enum WireError {
     /// The bytes made no sense (bad frame, wrong correlation id, undecodable body).
     #[error("broker {addr}: protocol error: {msg}")]
     Protocol { addr: String, msg: String },
+    /// Something answers at the address, but not the Kafka protocol (an HTTP
+    /// server, a TLS listener spoken to in plaintext, ...).
+    #[error("{addr} answered, but not as a Kafka broker ({what}); check -b/--brokers: that port may belong to another service{hint}")]
+    NotKafka {
+        addr: String,
+        what: String,
+        hint: &'static str,
+    },
+}
+
+/// What the first bytes of an answer that is no Kafka frame look like: the
+/// size prefix of a real frame is small, so these are someone else's bytes.
+pub fn describe_foreign(first: [u8; 4]) -> (String, &'static str) {
+    if first[0] == 0x15 && first[1] == 0x03 {
+        return (
+            "a TLS alert".into(),
+            ", or the listener wants TLS (-X security.protocol=SSL)",
+        );
+    }
+    if first.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        let text = String::from_utf8_lossy(&first).into_owned();
+        return (format!("its first bytes are {text:?}"), "");
+    }
+    (format!("its first bytes are {first:02x?}"), "")
 }
 
 impl WireError {
@@ -57,3 +81,16 @@ impl WireError {
 }
 
 pub type WireResult<T> = std::result::Result<T, WireError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_answers_are_described() {
+        assert_eq!(describe_foreign(*b"HTTP").0, "its first bytes are \"HTTP\"");
+        let (what, hint) = describe_foreign([0x15, 0x03, 0x03, 0x00]);
+        assert!(what.contains("TLS") && hint.contains("security.protocol=SSL"));
+        assert!(describe_foreign([0xff, 0, 1, 2]).0.contains("ff"));
+    }
+}

@@ -31,6 +31,33 @@ pub fn broker_kind() -> Broker {
     }
 }
 
+/// The pid of the broker scripts/broker.sh started for the suite (tests that
+/// stop it for a while: SIGSTOP, then SIGCONT).
+pub fn broker_pid() -> i32 {
+    let port = brokers()
+        .rsplit(':')
+        .next()
+        .expect("KSWARM_TEST_BROKERS is HOST:PORT")
+        .to_string();
+    let build = std::env::var("KSWARM_BUILD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("build"));
+    let file = match broker_kind() {
+        Broker::Kafka => build.join(format!("kafka-{port}/pid")),
+        Broker::Tansu => build.join(format!("broker-{port}.pid")),
+    };
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (start the broker with scripts/broker.sh)",
+                file.display()
+            )
+        })
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
 /// A name no other test (or earlier run on the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

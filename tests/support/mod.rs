@@ -468,3 +468,87 @@ impl WorkerSpec {
         Proc::spawn(&format!("worker slot {slot} (#{n})"), cmd, Some(report))
     }
 }
+
+/// `kswarm run -b BROKERS -t TOPIC -g GROUP ARGS..` with the state directory
+/// `state` (its state file is where tests look: see [`run_state`]).
+pub fn start_run(name: &str, topic: &str, group: &str, state: &Path, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(common::kswarm_bin());
+    cmd.args(["run", "-b", &common::brokers(), "-t", topic, "-g", group])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("KSWARM_STATE_DIR", state);
+    Proc::spawn(name, cmd, None)
+}
+
+/// What a `kswarm run` says of itself in its state file (None before it wrote one).
+pub fn run_state(
+    state: &Path,
+    group: &str,
+    topic: &str,
+) -> Option<kswarm::state_file::SupervisorState> {
+    let path = kswarm::state_file::state_path(state, group, topic);
+    // Builds before 2026-11-30 wrote `kswarm-GROUP.json`: read that too, so
+    // that the suite can run against an older build (KSWARM_TEST_BIN) and
+    // show what it catches.
+    let legacy = state.join(format!("kswarm-{group}.json"));
+    let text = std::fs::read(path)
+        .or_else(|_| std::fs::read(legacy))
+        .ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Wait until the run has `n` workers, each a member with partitions; their pids.
+pub fn wait_members(
+    state: &Path,
+    group: &str,
+    topic: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<i32> {
+    wait_for(
+        within,
+        &format!("{n} workers of {group} in the group"),
+        || {
+            let s = run_state(state, group, topic)?;
+            let joined: Vec<i32> = s
+                .workers
+                .iter()
+                .filter(|w| w.generation.is_some())
+                .map(|w| w.pid as i32)
+                .collect();
+            (s.workers.len() == n && joined.len() == n).then_some(joined)
+        },
+    )
+}
+
+/// Processes whose command line contains `needle` (other than this one).
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|&p| p != me)
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Every complete line of a file (a handler's record of what it handled).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    complete.lines().map(str::to_string).collect()
+}
+
+/// Duplicates (lines seen more than once) and distinct lines.
+pub fn count_lines(lines: &[String]) -> (usize, usize) {
+    let distinct: BTreeSet<&String> = lines.iter().collect();
+    (lines.len() - distinct.len(), distinct.len())
+}
