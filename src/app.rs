@@ -20,7 +20,7 @@ impl std::error::Error for ExitWith {}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run(a) => crate::supervisor::run(a, &cli.log_level),
+        Command::Run(a) => crate::supervisor::run(a, &cli.log_level, &cli.log_format),
         Command::Plan(a) => crate::plan::run(&a),
         Command::Status(a) => crate::status::run(&a),
         Command::Produce(a) => crate::produce::run(&a),
@@ -31,21 +31,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// 0 clean, 2 usage/configuration, otherwise 1 (or what `ExitWith` says).
 pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let (code, message) = match result {
+        Ok(()) => return ExitCode::SUCCESS,
         Err(e) => {
             if let Some(u) = e.downcast_ref::<UsageError>() {
-                eprintln!("kswarm: error: {u}");
-                return ExitCode::from(2);
+                (2, u.to_string())
+            } else if let Some(x) = e.downcast_ref::<ExitWith>() {
+                (x.0, x.1.clone())
+            } else {
+                (1, format!("{e:#}"))
             }
-            if let Some(x) = e.downcast_ref::<ExitWith>() {
-                if !x.1.is_empty() {
-                    eprintln!("kswarm: error: {}", x.1);
-                }
-                return ExitCode::from(x.0);
+        }
+    };
+    if !message.is_empty() {
+        match crate::logging::LogFormat::current() {
+            crate::logging::LogFormat::Text => eprintln!("kswarm: error: {message}"),
+            crate::logging::LogFormat::Json => {
+                tracing::error!(event = "exit", code, "{message}")
             }
-            eprintln!("kswarm: error: {e:#}");
-            ExitCode::from(1)
         }
     }
+    ExitCode::from(code)
 }

@@ -15,6 +15,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "KSWARM_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// kswarm's logs as text lines for people, or one JSON object per line (each
+    /// important moment with an `event` field) for log pipelines: text or json.
+    #[arg(long, global = true, env = "KSWARM_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -435,6 +435,7 @@ impl Worker {
                 },
             };
             info!(
+                event = "member_joined",
                 slot = self.cfg.slot,
                 generation = assigned.generation_id,
                 partitions = ?assigned.partitions,
@@ -886,6 +887,7 @@ impl Worker {
         }
         match self.member.commit(&back).await {
             Ok(()) => warn!(
+                event = "commits_taken_back",
                 slot = self.cfg.slot,
                 "took back the commits of this assignment: offsets {back:?} (partition, offset) are committed again"
             ),

@@ -1,6 +1,7 @@
 //! `kswarm run` as a process tree: real workers against the test broker, real
-//! signals. Each test reads the supervisor's log lines (stderr) to learn which
-//! pid runs in which slot.
+//! signals. Each test runs kswarm with `--log-format json` and follows its
+//! structured events (`worker_joined`, `takeover`, `restart_scheduled`, ...:
+//! the `event` field and its data), not the wording of its log lines.
 
 mod common;
 
@@ -12,34 +13,27 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use serde_json::Value;
 
-/// Time for a worker to join a group on tansu (JoinGroup waits up to the
-/// rebalance timeout for the other members).
+/// Time for a worker to join a group (on tansu JoinGroup waits up to half
+/// the session timeout for the other members).
 const JOIN: Duration = Duration::from_secs(30);
 
-/// A running `kswarm run` and everything it printed on stderr so far.
+/// A running `kswarm run` and every log event it printed on stderr so far.
 struct Run {
     child: Child,
-    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    log: Arc<(Mutex<Vec<Value>>, Condvar)>,
     /// Record lines on stdout (the stdout handler).
     out: Arc<Mutex<Vec<String>>>,
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// A worker's join as the supervisor saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Joined {
+    index: usize,
+    pid: i32,
+    generation: i64,
+    member: String,
 }
 
 impl Run {
@@ -50,11 +44,21 @@ impl Run {
     fn start_env(topic: &str, group: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let brokers = common::brokers();
         let mut cmd = common::kswarm();
-        cmd.args(["run", "-b", &brokers, "-t", topic, "-g", group])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--log-format",
+            "json",
+            "run",
+            "-b",
+            &brokers,
+            "-t",
+            topic,
+            "-g",
+            group,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -75,8 +79,11 @@ impl Run {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[kswarm] {line}");
+                // Anything not JSON (a panic, say) is kept as a bare message.
+                let ev = serde_json::from_str::<Value>(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line }));
                 let (m, cv) = &*sink;
-                m.lock().unwrap().push(strip_ansi(&line));
+                m.lock().unwrap().push(ev);
                 cv.notify_all();
             }
         });
@@ -104,48 +111,127 @@ impl Run {
         kill(Pid::from_raw(self.pid()), sig).expect("signal kswarm");
     }
 
-    fn lines(&self) -> Vec<String> {
+    fn events(&self) -> Vec<Value> {
         self.log.0.lock().unwrap().clone()
     }
 
-    /// Wait until some line (from index `from` on) satisfies `pred`; return it.
-    fn wait_line(
+    fn messages(&self) -> String {
+        self.events()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Wait for an event named `name` (from index `from` on) that satisfies
+    /// `pred`; return its index and itself.
+    fn wait_event(
         &self,
         from: usize,
         within: Duration,
-        what: &str,
-        pred: impl Fn(&str) -> bool,
-    ) -> (usize, String) {
+        name: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (usize, Value) {
         let deadline = Instant::now() + within;
         let (m, cv) = &*self.log;
-        let mut lines = m.lock().unwrap();
+        let mut events = m.lock().unwrap();
         loop {
-            if let Some((i, l)) = lines.iter().enumerate().skip(from).find(|(_, l)| pred(l)) {
-                return (i, l.clone());
+            if let Some((i, e)) = events
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, e)| e["event"] == name && pred(e))
+            {
+                return (i, e.clone());
             }
             let now = Instant::now();
             assert!(
                 now < deadline,
-                "no log line {what} within {within:?}; log:\n{}",
-                lines.join("\n")
+                "no event {name} within {within:?}; log:\n{}",
+                events
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
-            lines = cv.wait_timeout(lines, deadline - now).unwrap().0;
+            events = cv.wait_timeout(events, deadline - now).unwrap().0;
         }
     }
 
-    fn wait_text(&self, from: usize, within: Duration, text: &str) -> (usize, String) {
-        self.wait_line(from, within, &format!("containing {text:?}"), |l| {
-            l.contains(text)
-        })
+    /// Events named `name` in `from..to` that satisfy `pred`.
+    fn count(&self, from: usize, to: usize, name: &str, pred: impl Fn(&Value) -> bool) -> usize {
+        self.events()
+            .iter()
+            .take(to)
+            .skip(from)
+            .filter(|e| e["event"] == name && pred(e))
+            .count()
     }
 
-    /// Wait for "slot S pid P joined" (from `from` on) and return (line index, pid).
-    fn wait_joined(&self, from: usize, slot: u32, within: Duration) -> (usize, i32) {
-        let prefix = format!("slot {slot} pid ");
-        let (i, l) = self.wait_line(from, within, &format!("'slot {slot} .. joined'"), |l| {
-            l.contains(&prefix) && l.contains(" joined generation")
-        });
-        (i, pid_after(&l, &prefix))
+    /// Wait for `worker_joined` of `slot` (from `from` on).
+    fn wait_joined(&self, from: usize, slot: u32, within: Duration) -> Joined {
+        let (index, e) = self.wait_event(from, within, "worker_joined", |e| e["slot"] == slot);
+        Joined {
+            index,
+            pid: e["pid"].as_i64().unwrap() as i32,
+            generation: e["generation"].as_i64().unwrap(),
+            member: e["member"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// The slot's place in the group now: its last join or rebalance.
+    fn current(&self, slot: u32) -> Option<Joined> {
+        let events = self.events();
+        events
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, e)| {
+                e["slot"] == slot
+                    && (e["event"] == "worker_joined" || e["event"] == "worker_rebalanced")
+            })
+            .map(|(index, e)| Joined {
+                index,
+                pid: e["pid"].as_i64().unwrap() as i32,
+                generation: e["generation"].as_i64().unwrap(),
+                member: e["member"].as_str().unwrap().to_string(),
+            })
+    }
+
+    /// Wait until slots 0..n are members of one generation (a group that
+    /// formed in steps has settled); their memberships.
+    fn wait_settled(&self, n: u32, within: Duration) -> Vec<Joined> {
+        let deadline = Instant::now() + within;
+        loop {
+            let now: Vec<Option<Joined>> = (0..n).map(|s| self.current(s)).collect();
+            if now.iter().all(Option::is_some) {
+                let now: Vec<Joined> = now.into_iter().flatten().collect();
+                if now.iter().all(|j| j.generation == now[0].generation) {
+                    // and no rebalance under way: nothing revoked since
+                    let last = now.iter().map(|j| j.index).max().unwrap();
+                    let to = self.events().len();
+                    if self.count(last, to, "worker_revoked", |_| true) == 0 {
+                        return now;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the group did not settle: {}",
+                self.messages()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The final error message (the `exit` event).
+    fn exit_message(&self) -> String {
+        self.events()
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "exit")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
     }
 
     fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
@@ -159,7 +245,7 @@ impl Run {
             assert!(
                 Instant::now() < deadline,
                 "kswarm run did not exit within {within:?}; log:\n{}",
-                self.lines().join("\n")
+                self.messages()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -173,11 +259,6 @@ impl Drop for Run {
             let _ = self.child.wait();
         }
     }
-}
-
-fn pid_after(line: &str, prefix: &str) -> i32 {
-    let rest = &line[line.find(prefix).unwrap() + prefix.len()..];
-    rest.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 /// Alive and not a zombie.
@@ -219,42 +300,44 @@ fn default_worker_count_is_the_usable_cores_and_term_exits_zero() {
     let (t, g) = names();
     let n = usable_cores();
     let mut run = Run::start(&t, &g, &[]);
-    let (_, line) = run.wait_text(0, JOIN, "workers joined");
-    assert!(line.contains(&format!("all {n} workers joined")), "{line}");
-    let pids: Vec<i32> = (0..n).map(|s| run.wait_joined(0, s, JOIN).1).collect();
+    let (_, all) = run.wait_event(0, JOIN, "all_joined", |_| true);
+    assert_eq!(all["workers"], n, "{all}");
+    let pids: Vec<i32> = (0..n).map(|s| run.wait_joined(0, s, JOIN).pid).collect();
     run.signal(Signal::SIGTERM);
     let st = run.wait_exit(Duration::from_secs(20));
-    assert_eq!(st.code(), Some(0), "log:\n{}", run.lines().join("\n"));
+    assert_eq!(st.code(), Some(0), "log:\n{}", run.messages());
     assert!(wait_dead(&pids, Duration::from_secs(1)).is_empty());
-    run.wait_text(0, Duration::from_secs(2), "all workers stopped cleanly");
+    run.wait_event(0, Duration::from_secs(2), "stopped_cleanly", |_| true);
 }
 
+/// The dead worker's replacement takes its member over: same member id, same
+/// generation, and the other worker never rebalances. (An eviction and a
+/// rebalance would also consume the partitions again, and on Kafka about as
+/// fast, so the time alone proves nothing.)
 #[test]
-fn a_killed_worker_is_replaced_in_its_slot() {
+fn a_killed_worker_is_replaced_in_its_slot_without_a_rebalance() {
     let (t, g) = names();
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().to_str().unwrap();
-    // The replacement must not wait for the dead member's session timeout
-    // (10 s here): the supervisor evicts it at once.
     let mut run = Run::start_env(
         &t,
         &g,
         &["-w", "2", "--session-timeout", "10s"],
         &[("KSWARM_STATE_DIR", state_dir)],
     );
-    let (i, old) = run.wait_joined(0, 1, JOIN);
-    run.wait_text(0, JOIN, "all 2 workers joined");
+    run.wait_event(0, JOIN, "all_joined", |_| true);
+    let old = run.wait_settled(2, JOIN).remove(1);
     // the state file for `kswarm status` names both workers
     let state_file = kswarm::state_file::state_path(dir.path(), &g, &t);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let text = std::fs::read_to_string(&state_file).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
         let joined = v["workers"]
             .as_array()
             .map(|w| w.iter().filter(|w| w["member_id"].is_string()).count())
             .unwrap_or(0);
-        if joined == 2 && text.contains(&format!("\"pid\": {old}")) {
+        if joined == 2 && text.contains(&format!("\"pid\": {}", old.pid)) {
             assert_eq!(v["pid"].as_i64(), Some(run.pid() as i64), "{text}");
             break;
         }
@@ -264,32 +347,44 @@ fn a_killed_worker_is_replaced_in_its_slot() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let from = run.events().len();
     let t0 = Instant::now();
-    kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
-    let (_, new) = run.wait_joined(i + 1, 1, JOIN);
+    kill(Pid::from_raw(old.pid), Signal::SIGKILL).unwrap();
+    let new = run.wait_joined(from, 1, JOIN);
     let took = t0.elapsed();
     eprintln!("replacement joined {took:?} after SIGKILL");
+    let (_, takeover) = run.wait_event(from, Duration::ZERO, "takeover", |e| e["slot"] == 1);
+    assert_eq!(takeover["member"], old.member.as_str(), "{takeover}");
+    assert_eq!(takeover["generation"], old.generation, "{takeover}");
+    assert_ne!(new.pid, old.pid);
+    assert!(alive(new.pid));
+    assert_eq!(
+        (new.member.as_str(), new.generation),
+        (old.member.as_str(), old.generation)
+    );
+    let (_, crash) = run.wait_event(from, Duration::ZERO, "worker_crashed", |e| {
+        e["pid"] == old.pid
+    });
+    assert_eq!(crash["exit"], "signal 9 (SIGKILL)");
+    // Nobody rebalanced, nobody was evicted.
+    std::thread::sleep(Duration::from_secs(2));
+    let now = run.events().len();
+    for name in ["worker_rebalanced", "worker_revoked", "evicted"] {
+        assert_eq!(
+            run.count(from, now, name, |_| true),
+            0,
+            "{name} after the kill"
+        );
+    }
     assert!(
-        took < Duration::from_secs(9),
-        "waited for the session timeout? {took:?}"
-    );
-    run.wait_text(
-        0,
-        Duration::ZERO,
-        "slot 1: the replacement takes over member",
-    );
-    assert_ne!(new, old);
-    assert!(alive(new));
-    run.wait_text(
-        0,
-        Duration::ZERO,
-        &format!("slot 1 pid {old} ended unexpectedly with signal 9"),
+        took < Duration::from_secs(5),
+        "a take-over needs no session timeout (10 s): {took:?}"
     );
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
     // The state file stays, naming both slots' members for the next run.
     let text = std::fs::read_to_string(&state_file).expect("state file kept");
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["pid"].as_i64(), Some(run.pid() as i64), "{text}");
     let slots: Vec<i64> = v["members"]
         .as_array()
@@ -314,18 +409,22 @@ fn a_crash_looping_worker_spends_the_budget_and_exits_1_naming_the_slot() {
         ],
     );
     let st = run.wait_exit(Duration::from_secs(60));
-    let log = run.lines().join("\n");
-    assert_eq!(st.code(), Some(1), "log:\n{log}");
-    // the supervisor's own last word (workers print "kswarm: error:" too)
-    let last = &log[log.find("kswarm: error: slot 0").expect("final error")..];
-    assert!(last.contains("slot 0"), "{last}");
-    assert!(last.contains("--max-restarts"), "{last}");
+    assert_eq!(st.code(), Some(1), "log:\n{}", run.messages());
+    // The supervisor's last word: the slot, the flag, and the worker's last
+    // stderr lines (the handler's marker appears there, not in the command).
+    let last = run.exit_message();
+    let (_, tail) = last
+        .split_once("last stderr lines of slot 0:")
+        .expect(&last);
+    assert!(last.starts_with("slot 0"), "{last}");
+    assert!(last.contains("--max-restarts 3/"), "{last}");
     assert!(
-        last.contains("boom-marker-42"),
+        tail.contains("boom-marker-42"),
         "the worker's last stderr lines: {last}"
     );
     // 3 restarts happened before giving up
-    assert!(log.contains("slot 0: restart 3 in"), "{log}");
+    let restarts = run.count(0, usize::MAX, "restart_scheduled", |e| e["slot"] == 0);
+    assert_eq!(restarts, 3, "{}", run.messages());
 }
 
 #[test]
@@ -336,10 +435,13 @@ fn a_sigkilled_supervisor_leaves_no_worker_behind() {
     run.wait_joined(0, 0, JOIN);
     run.wait_joined(0, 1, JOIN);
     let tree = descendants(run.pid());
-    assert!(tree.len() >= 4, "2 workers and their handlers: {tree:?}");
+    assert!(
+        tree.len() >= 6,
+        "2 workers, their guards and handlers: {tree:?}"
+    );
     run.signal(Signal::SIGKILL);
     run.wait_exit(Duration::from_secs(5));
-    let left = wait_dead(&tree, Duration::from_secs(2));
+    let left = wait_dead(&tree, Duration::from_secs(3));
     assert!(
         left.is_empty(),
         "outlived the supervisor: {left:?} of {tree:?}"
@@ -432,92 +534,78 @@ fn ttin_and_ttou_change_the_worker_count() {
     let (t, g) = names();
     let mut run = Run::start(&t, &g, &["-w", "1"]);
     run.wait_joined(0, 0, JOIN);
-    let n = run.lines().len();
+    let n = run.events().len();
     run.signal(Signal::SIGTTIN);
-    let (i, added) = run.wait_joined(n, 1, JOIN);
+    let added = run.wait_joined(n, 1, JOIN);
     run.signal(Signal::SIGTTOU);
-    run.wait_text(
-        i,
+    let (_, stopped) = run.wait_event(
+        added.index,
         Duration::from_secs(20),
-        &format!("slot 1 pid {added} stopped"),
+        "worker_stopped",
+        |e| e["pid"] == added.pid,
     );
-    assert!(wait_dead(&[added], Duration::from_secs(2)).is_empty());
-    let n = run.lines().len();
+    assert_eq!(stopped["slot"], 1);
+    assert!(wait_dead(&[added.pid], Duration::from_secs(2)).is_empty());
+    // Never below one worker: the last TTOU changes nothing.
+    let n = run.events().len();
     run.signal(Signal::SIGTTOU);
-    run.wait_text(
-        n,
-        Duration::from_secs(5),
-        "TTOU ignored: kswarm keeps at least one worker",
-    );
+    std::thread::sleep(Duration::from_secs(1));
+    let to = run.events().len();
+    assert_eq!(run.count(n, to, "worker_removed", |_| true), 0);
+    assert_eq!(run.count(n, to, "worker_stopping", |_| true), 0);
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
-    let log = run.lines().join("\n");
-    assert!(!log.contains("slot 2"), "never more than 2 slots: {log}");
-}
-
-/// The generation in a "slot S pid P joined generation G ..." or
-/// "slot S pid P rebalanced: generation F -> G ..." line.
-fn generation_in(line: &str) -> i32 {
-    if line.contains(" rebalanced: generation ") {
-        pid_after(line, "-> ")
-    } else {
-        pid_after(line, "joined generation ")
-    }
-}
-
-/// The group's generation per the supervisor's last join or rebalance line.
-fn last_generation(lines: &[String]) -> i32 {
-    let l = lines
+    let slots: std::collections::BTreeSet<i64> = run
+        .events()
         .iter()
-        .rev()
-        .find(|l| l.contains(" joined generation ") || l.contains(" rebalanced: generation "))
-        .expect("a join line");
-    generation_in(l)
+        .filter(|e| e["event"] == "worker_started")
+        .filter_map(|e| e["slot"].as_i64())
+        .collect();
+    assert_eq!(slots, [0, 1].into(), "never more than 2 slots");
 }
 
 #[test]
 fn hup_replaces_every_worker_once_one_at_a_time_without_a_rebalance() {
     let (t, g) = names();
     let mut run = Run::start(&t, &g, &["-w", "2", "--format", "value"]);
-    let (_, a) = run.wait_joined(0, 0, JOIN);
-    let (_, b) = run.wait_joined(0, 1, JOIN);
-    run.wait_text(0, JOIN, "all 2 workers joined");
+    run.wait_event(0, JOIN, "all_joined", |_| true);
     let before: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
     produce(&t, &before);
     assert_eq!(run.wait_records(100, Duration::from_secs(20)).len(), 100);
-    let generation = last_generation(&run.lines());
+    let mut settled = run.wait_settled(2, JOIN);
+    let (b, a) = (settled.remove(1), settled.remove(0));
+    let generation = a.generation;
 
-    let n = run.lines().len();
+    let n = run.events().len();
     run.signal(Signal::SIGHUP);
-    let (done, _) = run.wait_text(n, Duration::from_secs(60), "rolling restart done");
-    let lines = run.lines();
-    let after = &lines[n..=done];
-    let count = |s: &str| after.iter().filter(|l| l.contains(s)).count();
-    assert_eq!(count("replacing (rolling restart)"), 2, "{after:#?}");
-    assert_eq!(count(&format!("slot 0 pid {a}: replacing")), 1);
-    assert_eq!(count(&format!("slot 1 pid {b}: replacing")), 1);
+    let (done, _) = run.wait_event(n, Duration::from_secs(60), "rolling_restart_done", |_| true);
+    let replacing = |pid: i32| run.count(n, done + 1, "worker_replacing", |e| e["pid"] == pid);
+    assert_eq!(run.count(n, done + 1, "worker_replacing", |_| true), 2);
+    assert_eq!((replacing(a.pid), replacing(b.pid)), (1, 1));
     // one at a time: slot 1 is asked to stop only after slot 0's replacement joined
-    let (j0, a2) = run.wait_joined(n, 0, Duration::ZERO);
-    let (r1, _) = run.wait_text(n, Duration::ZERO, &format!("slot 1 pid {b}: replacing"));
-    assert!(j0 < r1, "{after:#?}");
-    let (j1, b2) = run.wait_joined(r1, 1, Duration::ZERO);
-    assert!(a2 != a && b2 != b);
-    assert!(wait_dead(&[a, b], Duration::from_secs(2)).is_empty());
-    assert!(
-        !after.iter().any(|l| l.contains("restart 1 in")),
-        "HUP is no crash: {after:#?}"
+    let a2 = run.wait_joined(n, 0, Duration::ZERO);
+    let (r1, _) = run.wait_event(n, Duration::ZERO, "worker_replacing", |e| e["pid"] == b.pid);
+    assert!(a2.index < r1);
+    let b2 = run.wait_joined(r1, 1, Duration::ZERO);
+    assert!(a2.pid != a.pid && b2.pid != b.pid);
+    assert!(wait_dead(&[a.pid, b.pid], Duration::from_secs(2)).is_empty());
+    assert_eq!(
+        run.count(n, done + 1, "restart_scheduled", |_| true),
+        0,
+        "HUP is no crash"
     );
     // Each old worker handed its member over and its replacement carried on
     // in the same generation: nobody left, the group never rebalanced.
+    assert_eq!(run.count(n, done + 1, "takeover", |_| true), 2);
     assert_eq!(
-        count("stays in the group for the supervisor to hand on"),
-        2,
-        "{after:#?}"
+        (a2.member.as_str(), a2.generation),
+        (a.member.as_str(), generation)
     );
-    assert_eq!(count("taking over member"), 2, "{after:#?}");
-    assert_eq!(generation_in(&lines[j0]), generation, "{after:#?}");
-    assert_eq!(generation_in(&lines[j1]), generation, "{after:#?}");
-    assert_eq!(count("rebalanced"), 0, "{after:#?}");
+    assert_eq!(
+        (b2.member.as_str(), b2.generation),
+        (b.member.as_str(), generation)
+    );
+    assert_eq!(run.count(n, done + 1, "worker_rebalanced", |_| true), 0);
 
     // Both partitions flow again, and nothing was delivered twice: each old
     // worker committed what it had written before handing over.
@@ -535,22 +623,20 @@ fn hup_replaces_every_worker_once_one_at_a_time_without_a_rebalance() {
 fn a_hung_worker_is_killed_after_the_hang_timeout() {
     let (t, g) = names();
     let mut run = Run::start(&t, &g, &["-w", "1", "--hang-timeout", "3s"]);
-    let (i, pid) = run.wait_joined(0, 0, JOIN);
-    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    let j = run.wait_joined(0, 0, JOIN);
+    kill(Pid::from_raw(j.pid), Signal::SIGSTOP).unwrap();
     let t0 = Instant::now();
-    let (k, _) = run.wait_text(
-        i,
-        Duration::from_secs(10),
-        &format!("slot 0 pid {pid}: no report for"),
-    );
+    let (k, _) = run.wait_event(j.index, Duration::from_secs(15), "worker_hung", |e| {
+        e["pid"] == j.pid
+    });
     let waited = t0.elapsed();
     assert!(
-        waited >= Duration::from_millis(1500),
-        "killed too early: {waited:?}"
+        waited >= Duration::from_millis(2500),
+        "killed before --hang-timeout: {waited:?}"
     );
-    let (_, new) = run.wait_joined(k, 0, JOIN);
-    assert_ne!(new, pid);
-    assert!(wait_dead(&[pid], Duration::from_secs(2)).is_empty());
+    let new = run.wait_joined(k, 0, JOIN);
+    assert_ne!(new.pid, j.pid);
+    assert!(wait_dead(&[j.pid], Duration::from_secs(2)).is_empty());
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
@@ -605,7 +691,7 @@ fn sd_notify_ready_status_and_stopping() {
     recv_until(&mut fresh, "RELOADING=1", Duration::from_secs(5));
     recv_until(&mut fresh, "READY=1", Duration::from_secs(60));
     // READY=1 (socket) can overtake the log line (stderr pipe): allow a moment.
-    run.wait_text(0, Duration::from_secs(5), "rolling restart done");
+    run.wait_event(0, Duration::from_secs(5), "rolling_restart_done", |_| true);
     assert!(
         fresh
             .iter()
@@ -623,18 +709,23 @@ fn sd_notify_ready_status_and_stopping() {
 fn a_second_interrupt_kills_at_once() {
     let (t, g) = names();
     let mut run = Run::start(&t, &g, &["-w", "1", "--shutdown-timeout", "60s"]);
-    let (_, pid) = run.wait_joined(0, 0, JOIN);
+    let j = run.wait_joined(0, 0, JOIN);
     // A stopped worker cannot act on TERM: a graceful stop would take the
     // whole --shutdown-timeout.
-    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(j.pid), Signal::SIGSTOP).unwrap();
     run.signal(Signal::SIGINT);
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     run.signal(Signal::SIGINT);
     let st = run.wait_exit(Duration::from_secs(10));
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert!(st.code().is_some() && st.code() != Some(0), "{st:?}");
-    assert!(wait_dead(&[pid], Duration::from_secs(2)).is_empty());
+    assert_eq!(st.code(), Some(1), "{st:?}");
+    assert!(
+        run.exit_message().contains("second interrupt"),
+        "{}",
+        run.exit_message()
+    );
+    assert!(wait_dead(&[j.pid], Duration::from_secs(2)).is_empty());
 }
 
 fn produce(topic: &str, lines: &[String]) {
@@ -651,16 +742,22 @@ fn produce(topic: &str, lines: &[String]) {
 fn the_replacement_of_a_killed_worker_consumes_its_partitions() {
     let (t, g) = names();
     let mut run = Run::start(&t, &g, &["-w", "2", "--format", "value"]);
-    run.wait_text(0, JOIN, "all 2 workers joined");
+    run.wait_event(0, JOIN, "all_joined", |_| true);
     let before: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
     produce(&t, &before);
     assert_eq!(run.wait_records(100, Duration::from_secs(20)).len(), 100);
 
-    let (i, old) = run.wait_joined(0, 1, Duration::ZERO);
+    let old = run.wait_settled(2, JOIN).remove(1);
+    let from = run.events().len();
     let t0 = Instant::now();
-    kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
-    let (_, new) = run.wait_joined(i + 1, 1, JOIN);
-    assert_ne!(new, old);
+    kill(Pid::from_raw(old.pid), Signal::SIGKILL).unwrap();
+    let new = run.wait_joined(from, 1, JOIN);
+    assert_ne!(new.pid, old.pid);
+    // It carries on as the dead member, in its generation.
+    assert_eq!(
+        (new.member.as_str(), new.generation),
+        (old.member.as_str(), old.generation)
+    );
     // records on every partition, the dead worker's included, flow again
     let after: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
     produce(&t, &after);
@@ -672,6 +769,8 @@ fn the_replacement_of_a_killed_worker_consumes_its_partitions() {
         missing.is_empty(),
         "not consumed after the restart: {missing:?}"
     );
+    let now = run.events().len();
+    assert_eq!(run.count(from, now, "worker_rebalanced", |_| true), 0);
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
@@ -693,7 +792,19 @@ fn a_closed_stdout_stops_kswarm_cleanly() {
     produce(&t, &["first".to_string()]);
     let mut child = common::kswarm()
         .args([
-            "run", "-b", &brokers, "-t", &t, "-g", &g, "-w", "2", "--format", "value",
+            "--log-format",
+            "json",
+            "run",
+            "-b",
+            &brokers,
+            "-t",
+            &t,
+            "-g",
+            &g,
+            "-w",
+            "2",
+            "--format",
+            "value",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -702,10 +813,11 @@ fn a_closed_stdout_stops_kswarm_cleanly() {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
-        let mut s = String::new();
-        use std::io::Read;
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .collect::<Vec<Value>>()
     });
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
@@ -726,15 +838,16 @@ fn a_closed_stdout_stops_kswarm_cleanly() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let log = strip_ansi(&log.join().unwrap());
-    assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("stdout closed; stopping"), "{log}");
-    assert!(!log.contains("restart 1 in"), "no restarts: {log}");
-}
-
-/// The member id in a "slot S pid P joined generation G partitions [..] member M" line.
-fn member_after(line: &str) -> String {
-    line.rsplit(" member ").next().unwrap().trim().to_string()
+    let log = log.join().unwrap();
+    let named = |n: &str| log.iter().filter(|e| e["event"] == n).count();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|e| e["event"] == "worker_stopping" && e["reason"] == "stdout closed"),
+        "{log:?}"
+    );
+    assert_eq!(named("restart_scheduled"), 0, "no restarts: {log:?}");
+    assert_eq!(named("stopped_cleanly"), 1, "{log:?}");
 }
 
 #[test]
@@ -746,12 +859,9 @@ fn a_restarted_kswarm_takes_back_the_places_of_a_killed_one() {
     // would wait for those sessions to expire (tansu keeps the dead leader).
     let args = ["-w", "2", "--session-timeout", "20s"];
     let mut first = Run::start_env(&t, &g, &args, &env);
-    first.wait_text(0, JOIN, "all 2 workers joined");
+    first.wait_event(0, JOIN, "all_joined", |_| true);
     let old: std::collections::BTreeSet<String> = (0..2)
-        .map(|s| {
-            let (i, _) = first.wait_joined(0, s, JOIN);
-            member_after(&first.lines()[i])
-        })
+        .map(|s| first.wait_joined(0, s, JOIN).member)
         .collect();
     // the state file knows them before the kill
     let state_file = kswarm::state_file::state_path(dir.path(), &g, &t);
@@ -769,23 +879,17 @@ fn a_restarted_kswarm_takes_back_the_places_of_a_killed_one() {
 
     let t0 = Instant::now();
     let second = Run::start_env(&t, &g, &args, &env);
-    second.wait_text(0, JOIN, "all 2 workers joined");
+    second.wait_event(0, JOIN, "all_joined", |_| true);
     let took = t0.elapsed();
     eprintln!("the second kswarm had both workers joined {took:?} after its start");
     let new: std::collections::BTreeSet<String> = (0..2)
-        .map(|s| {
-            let (i, _) = second.wait_joined(0, s, JOIN);
-            member_after(&second.lines()[i])
-        })
+        .map(|s| second.wait_joined(0, s, JOIN).member)
         .collect();
     assert_eq!(new, old, "the same members again");
-    second.wait_text(
-        0,
-        Duration::from_secs(1),
-        &format!("left by the previous kswarm (pid {})", first.pid()),
-    );
     // tansu holds a JoinGroup for half the session timeout (10 s here); new
     // members that did not take the places back took 36 s in a hand check.
+    // On Kafka the dead members would hold their partitions for their 20 s
+    // sessions.
     assert!(
         took < Duration::from_secs(18),
         "waited for the dead members' 20 s sessions? {took:?}"
@@ -832,14 +936,11 @@ fn after_a_clean_stop_another_consumer_can_form_the_group() {
     for round in 0..3 {
         let (t, g) = names();
         let mut run = Run::start(&t, &g, &["-w", "2", "-p", "2"]);
-        run.wait_text(0, JOIN, "all 2 workers joined");
+        run.wait_event(0, JOIN, "all_joined", |_| true);
         run.signal(Signal::SIGTERM);
         assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
-        run.wait_text(
-            0,
-            Duration::from_secs(2),
-            &format!("left group {g}: 2 members in one LeaveGroup"),
-        );
+        let (_, left) = run.wait_event(0, Duration::from_secs(2), "left_together", |_| true);
+        assert_eq!(left["members"], 2, "{left}");
         let took = librdkafka_takes_the_group(&t, &g, Duration::from_secs(20));
         eprintln!("round {round}: librdkafka formed the group after kswarm in {took:?}");
         assert!(

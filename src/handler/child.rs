@@ -44,7 +44,8 @@ const MAX_STDERR_LINE: u64 = 64 * 1024;
 pub(super) fn command(cmd: &str, env: &HandlerEnv) -> Command {
     let mut c = Command::new(&env.guard_exe);
     let parent = nix::unistd::getpid().as_raw();
-    c.arg("guard")
+    c.arg0("kswarm")
+        .arg("guard")
         .arg(cmd)
         .env("KSWARM_WORKER", env.slot.to_string())
         .env("KSWARM_GROUP", &env.group)
@@ -144,16 +145,15 @@ impl Tail {
 }
 
 /// Copies the handler's stderr to ours line by line, each prefixed with
-/// `[worker SLOT] `, one write per line (lines up to PIPE_BUF never interleave
-/// with other workers' lines on a shared pipe). Ends at the handler's EOF.
+/// `[worker SLOT] ` (or as a JSON log event, see `logging::handler_line`),
+/// one write per line (lines up to PIPE_BUF never interleave with other
+/// workers' lines on a shared pipe). Ends at the handler's EOF.
 pub(super) async fn forward_stderr(stderr: ChildStderr, slot: u32, tail: Tail) {
-    let prefix = format!("[worker {slot}] ");
     let mut reader = BufReader::new(stderr);
     let out = stderr_writer();
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
-        line.extend_from_slice(prefix.as_bytes());
         match (&mut reader)
             .take(MAX_STDERR_LINE)
             .read_until(b'\n', &mut line)
@@ -165,10 +165,12 @@ pub(super) async fn forward_stderr(stderr: ChildStderr, slot: u32, tail: Tail) {
         if line.last() != Some(&b'\n') {
             line.push(b'\n');
         }
-        tail.push(&line[prefix.len()..]);
+        tail.push(&line);
         // If our stderr is stuck, this waits, and so does the handler's next
         // stderr write: backpressure, not memory. If it is gone, keep draining.
-        let _ = out.send(ToStderr::Line(std::mem::take(&mut line))).await;
+        let _ = out
+            .send(ToStderr::Line(slot, std::mem::take(&mut line)))
+            .await;
     }
     // Everything is on our stderr before the handler's end is reported (and
     // before a worker that exits right after could lose it).
@@ -179,7 +181,8 @@ pub(super) async fn forward_stderr(stderr: ChildStderr, slot: u32, tail: Tail) {
 }
 
 enum ToStderr {
-    Line(Vec<u8>),
+    /// A line of the handler in this slot.
+    Line(u32, Vec<u8>),
     /// Answered once every line sent before it is written.
     Flushed(oneshot::Sender<()>),
 }
@@ -198,8 +201,10 @@ fn stderr_writer() -> mpsc::Sender<ToStderr> {
                     while let Some(msg) = rx.blocking_recv() {
                         match msg {
                             // One write per line: whole lines up to PIPE_BUF.
-                            ToStderr::Line(line) => {
-                                let _ = std::io::stderr().write_all(&line);
+                            ToStderr::Line(slot, line) => {
+                                if let Some(text) = crate::logging::handler_line(slot, &line) {
+                                    let _ = std::io::stderr().write_all(&text);
+                                }
                             }
                             ToStderr::Flushed(done) => {
                                 let _ = done.send(());

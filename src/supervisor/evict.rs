@@ -62,6 +62,9 @@ impl Evictor {
                 ));
                 match (job, result) {
                     (Job::Evict { slot, member_id }, Ok(())) => info!(
+                        event = "evicted",
+                        slot,
+                        member = %member_id,
                         "slot {slot}: evicted its dead member {member_id} from the group in {} ms",
                         t0.elapsed().as_millis()
                     ),
@@ -69,6 +72,8 @@ impl Evictor {
                         "slot {slot}: could not evict dead member {member_id} ({e}); it expires after --session-timeout"
                     ),
                     (Job::LeaveTogether { member_ids }, Ok(())) => info!(
+                        event = "left_together",
+                        members = member_ids.len(),
                         "left group {group}: {} members in one LeaveGroup ({} ms)",
                         member_ids.len(),
                         t0.elapsed().as_millis()

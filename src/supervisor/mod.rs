@@ -24,6 +24,7 @@ pub mod spawn;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -87,7 +88,7 @@ fn join_allowance(cfg: &RunConfig) -> Duration {
 
 /// `kswarm run`. Returns when every worker has ended: `Ok` after a clean
 /// stop, [`ExitWith`] 1 with the reason otherwise.
-pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
+pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<()> {
     let cfg = RunConfig::from_args(&args)?;
     // Before anything touches the topic or the group: one run per group and
     // topic on this host (see `state_file`).
@@ -98,8 +99,13 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
     }
     // Sizing runs (and drops) its own runtime before any worker is forked.
     let workers = crate::plan::prepare_for_run(&cfg)?.workers;
-    let exe =
-        std::env::current_exe().context("cannot find kswarm's own binary to start workers")?;
+    // Workers run the very binary the supervisor runs, even after a package
+    // upgrade replaced the file on disk: /proc/self/exe is that image.
+    let exe = Path::new("/proc/self/exe")
+        .exists()
+        .then(|| PathBuf::from("/proc/self/exe"))
+        .map_or_else(std::env::current_exe, Ok)
+        .context("cannot find kswarm's own binary to start workers")?;
 
     // Processes that a dead worker's handler leaves behind are re-parented to
     // us rather than to init, and killed (see `kill_strays`).
@@ -163,6 +169,10 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                     let inherit = slots.take_inherit(slot);
                     match &inherit {
                         Some(Inherit::TakeOver(m)) => info!(
+                            event = "takeover",
+                            slot,
+                            member = %m.member_id,
+                            generation = m.generation,
                             "slot {slot}: the replacement takes over member {} (generation {}, partitions {:?})",
                             m.member_id, m.generation, m.partitions
                         ),
@@ -171,7 +181,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
                         }
                         None => {}
                     }
-                    match spawn::spawn(&exe, &args, slot, inherit.as_ref(), log_level) {
+                    match spawn::spawn(&exe, &args, slot, inherit.as_ref(), log_level, log_format) {
                         Ok(w) => {
                             read_worker(&tx, slot, w.pid, w.reports, w.stderr);
                             pending.extend(slots.spawned(slot, w.pid, now));
@@ -223,6 +233,7 @@ pub fn run(args: RunArgs, log_level: &str) -> anyhow::Result<()> {
         if let Some(due) = deadline {
             if now > due.max(waited_from) + PAUSED_AFTER {
                 warn!(
+                    event = "supervisor_resumed",
                     "the supervisor did not run for {:?}; not counting that as its workers' silence",
                     now.saturating_duration_since(due.max(waited_from))
                 );
@@ -418,6 +429,8 @@ fn kill_strays(workers: &[Pid]) {
         .collect();
     if !strays.is_empty() {
         warn!(
+            event = "strays_killed",
+            count = strays.len(),
             "killing {} process(es) left behind by a dead worker's handler: {strays:?}",
             strays.len()
         );

@@ -509,6 +509,9 @@ impl Slots {
                         _ => "while joining the group",
                     };
                     error!(
+                        event = "worker_hung",
+                        slot = i,
+                        pid,
                         "slot {i} pid {pid}: no report for {:?} ({why}); killing it",
                         now.saturating_duration_since(last_report)
                     );
@@ -532,6 +535,9 @@ impl Slots {
                     ..
                 } if deadline <= now && !*killed => {
                     warn!(
+                        event = "worker_overstayed",
+                        slot = i,
+                        pid,
                         "slot {i} pid {pid}: still running {:?} after SIGTERM; sending SIGKILL",
                         self.timeouts.stop
                     );
@@ -557,7 +563,10 @@ impl Slots {
     /// A worker process was started for `slot`.
     pub fn spawned(&mut self, slot: u32, pid: Pid, now: Instant) -> Vec<Action> {
         let i = slot as usize;
-        info!("slot {slot} pid {pid} started");
+        info!(
+            event = "worker_started",
+            slot, pid, "slot {slot} pid {pid} started"
+        );
         self.slots[i].stopping = None;
         self.slots[i].progressed = false;
         self.slots[i].suspected = None;
@@ -571,7 +580,10 @@ impl Slots {
 
     /// Starting a worker for `slot` failed (e.g. the binary is gone): a crash.
     pub fn spawn_failed(&mut self, slot: u32, err: &str, now: Instant) -> Vec<Action> {
-        error!("slot {slot}: cannot start a worker: {err}");
+        error!(
+            event = "spawn_failed",
+            slot, "slot {slot}: cannot start a worker: {err}"
+        );
         self.slots[slot as usize].last_fatal = Some(format!("cannot start a worker: {err}"));
         self.crashed(slot as usize, None, now, now)
     }
@@ -621,6 +633,9 @@ impl Slots {
                 s.member_id = Some(member_id.clone());
                 if let Some((since, _)) = s.outage.take() {
                     info!(
+                        event = "broker_recovered",
+                        slot,
+                        pid,
                         "slot {slot} pid {pid}: the brokers answer again after {:?}",
                         now.saturating_duration_since(since)
                     );
@@ -633,6 +648,12 @@ impl Slots {
                 match s.state.clone() {
                     SlotState::Starting { since, .. } => {
                         info!(
+                            event = "worker_joined",
+                            slot,
+                            pid,
+                            generation = member.generation,
+                            partitions = ?member.partitions,
+                            member = %member.member_id,
                             "slot {slot} pid {pid} joined generation {} partitions {:?} member {}",
                             member.generation, member.partitions, member.member_id
                         );
@@ -650,6 +671,12 @@ impl Slots {
                             || old.generation != member.generation
                         {
                             info!(
+                                event = "worker_rebalanced",
+                                slot,
+                                pid,
+                                generation = member.generation,
+                                partitions = ?member.partitions,
+                                member = %member.member_id,
                                 "slot {slot} pid {pid} rebalanced: generation {} -> {} partitions {:?} -> {:?}",
                                 old.generation, member.generation, old.partitions, member.partitions
                             );
@@ -681,7 +708,12 @@ impl Slots {
                     since, last_report, ..
                 } = s.state
                 {
-                    info!("slot {slot} pid {pid} revoked partitions {partitions:?}; rejoining");
+                    info!(
+                        event = "worker_revoked",
+                        slot,
+                        pid,
+                        "slot {slot} pid {pid} revoked partitions {partitions:?}; rejoining"
+                    );
                     s.state = SlotState::Starting {
                         pid,
                         since,
@@ -691,12 +723,15 @@ impl Slots {
                 self.status()
             }
             Report::Stopping { reason } => {
-                info!("slot {slot} pid {pid} stopping: {reason}");
+                info!(event = "worker_stopping", slot, pid, reason = %reason, "slot {slot} pid {pid} stopping: {reason}");
                 s.stopping = Some(reason);
                 Vec::new()
             }
             Report::Fatal { message } => {
-                error!("slot {slot} pid {pid} failed: {message}");
+                error!(
+                    event = "worker_failed",
+                    slot, pid, "slot {slot} pid {pid} failed: {message}"
+                );
                 s.last_fatal = Some(message);
                 Vec::new()
             }
@@ -704,7 +739,12 @@ impl Slots {
                 match &mut s.outage {
                     Some((_, e)) => *e = error,
                     None => {
-                        warn!("slot {slot} pid {pid}: the brokers cannot be reached: {error}");
+                        warn!(
+                            event = "broker_outage",
+                            slot,
+                            pid,
+                            "slot {slot} pid {pid}: the brokers cannot be reached: {error}"
+                        );
                         s.outage = Some((now, error));
                     }
                 }
@@ -713,6 +753,9 @@ impl Slots {
             Report::Recovered => {
                 if let Some((since, _)) = s.outage.take() {
                     info!(
+                        event = "broker_recovered",
+                        slot,
+                        pid,
                         "slot {slot} pid {pid}: the brokers answer again after {:?}",
                         now.saturating_duration_since(since)
                     );
@@ -780,7 +823,7 @@ impl Slots {
         let mut out: Vec<Action> = match state {
             SlotState::Starting { since, .. } | SlotState::Running { since, .. } => {
                 if self.is_shutting_down() {
-                    info!("slot {i} pid {pid} ended with {exit}");
+                    info!(event = "worker_ended", slot = i, pid, exit = %exit, "slot {i} pid {pid} ended with {exit}");
                     self.slots[i].state = SlotState::Retired;
                     Vec::new()
                 } else if exit.success() && self.slots[i].stopping.as_deref() == Some(OUTPUT_CLOSED)
@@ -805,7 +848,13 @@ impl Slots {
                     };
                     self.begin_shutdown(Some(failure), now)
                 } else {
-                    error!("slot {i} pid {pid} ended unexpectedly with {exit}");
+                    error!(
+                        event = "worker_crashed",
+                        slot = i,
+                        pid,
+                        exit = %exit,
+                        "slot {i} pid {pid} ended unexpectedly with {exit}"
+                    );
                     self.crashed(i, Some(exit), since, now)
                 }
             }
@@ -816,7 +865,7 @@ impl Slots {
                 ..
             } => match reason {
                 StopReason::Hung => {
-                    warn!("slot {i} pid {pid} (hung) ended with {exit}");
+                    warn!(event = "worker_ended", slot = i, pid, exit = %exit, "slot {i} pid {pid} (hung) ended with {exit}");
                     self.crashed(i, Some(exit), since, now)
                 }
                 StopReason::Rolling => {
@@ -1006,7 +1055,12 @@ impl Slots {
     fn grow_one(&mut self, now: Instant) -> Vec<Action> {
         self.target += 1;
         let i = self.target - 1;
-        info!("adding a worker (TTIN): now {} workers", self.target);
+        info!(
+            event = "worker_added",
+            workers = self.target,
+            "adding a worker (TTIN): now {} workers",
+            self.target
+        );
         if i >= self.slots.len() {
             self.slots.push(Slot::new(now));
         } else {
@@ -1035,6 +1089,9 @@ impl Slots {
         self.target -= 1;
         let i = self.target;
         info!(
+            event = "worker_removed",
+            slot = i,
+            workers = self.target,
             "removing a worker (TTOU): slot {i}; now {} workers",
             self.target
         );
@@ -1085,7 +1142,12 @@ impl Slots {
             }
             _ => return Vec::new(),
         }
-        info!("rolling restart of {} workers (HUP)", self.target);
+        info!(
+            event = "rolling_restart",
+            workers = self.target,
+            "rolling restart of {} workers (HUP)",
+            self.target
+        );
         self.mode = Mode::Rolling {
             current: None,
             pending: (0..self.target).collect(),
@@ -1118,7 +1180,12 @@ impl Slots {
             if let SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } =
                 s.state
             {
-                info!("slot {i} pid {pid}: replacing (rolling restart)");
+                info!(
+                    event = "worker_replacing",
+                    slot = i,
+                    pid,
+                    "slot {i} pid {pid}: replacing (rolling restart)"
+                );
                 // The worker stays a member and its replacement takes it
                 // over: no LeaveGroup, no rebalance (one mid-join is rejoined
                 // under its member id instead).
@@ -1140,7 +1207,7 @@ impl Slots {
             }
             // Backoff / Stopping: it gets a new process anyway
         }
-        info!("rolling restart done");
+        info!(event = "rolling_restart_done", "rolling restart done");
         self.mode = Mode::Normal;
         let mut out = vec![Action::Notify(Notify::Ready)];
         out.extend(self.status());
@@ -1229,6 +1296,11 @@ impl Slots {
         s.attempt += 1;
         s.restarts += 1;
         info!(
+            event = "restart_scheduled",
+            slot = i,
+            restarts = s.restarts,
+            delay_ms = delay.as_millis() as u64,
+            attempt = s.attempt,
             "slot {i}: restart {} in {} ms (attempt {})",
             s.restarts,
             delay.as_millis(),
@@ -1252,8 +1324,19 @@ impl Slots {
             return Vec::new();
         }
         match &failure {
-            Some(f) => error!("{}; stopping {} workers", f.reason, self.pids().len()),
-            None => info!("stopping {} workers", self.pids().len()),
+            Some(f) => error!(
+                event = "stopping",
+                reason = f.reason,
+                "{}; stopping {} workers",
+                f.reason,
+                self.pids().len()
+            ),
+            None => info!(
+                event = "stopping",
+                reason = "signal",
+                "stopping {} workers",
+                self.pids().len()
+            ),
         }
         self.mode = Mode::ShuttingDown {
             failure,
@@ -1325,7 +1408,7 @@ impl Slots {
                 reason: "unclean stop",
             }
         } else {
-            info!("all workers stopped cleanly");
+            info!(event = "stopped_cleanly", "all workers stopped cleanly");
             Outcome {
                 code: 0,
                 message: String::new(),
@@ -1360,7 +1443,12 @@ impl Slots {
             return Vec::new();
         }
         self.ready_sent = true;
-        info!("all {} workers joined", self.target);
+        info!(
+            event = "all_joined",
+            workers = self.target,
+            "all {} workers joined",
+            self.target
+        );
         vec![Action::Notify(Notify::Ready)]
     }
 
@@ -1402,11 +1490,11 @@ impl Slots {
 
 fn log_stop(i: usize, pid: Pid, exit: Exit, killed: bool) {
     if killed {
-        warn!("slot {i} pid {pid} killed ({exit})");
+        warn!(event = "worker_stopped", slot = i, pid, exit = %exit, killed, "slot {i} pid {pid} killed ({exit})");
     } else if exit.success() || exit == Exit::Signal(libc::SIGTERM) {
-        info!("slot {i} pid {pid} stopped ({exit})");
+        info!(event = "worker_stopped", slot = i, pid, exit = %exit, killed, "slot {i} pid {pid} stopped ({exit})");
     } else {
-        warn!("slot {i} pid {pid} stopped with {exit}");
+        warn!(event = "worker_stopped", slot = i, pid, exit = %exit, killed, "slot {i} pid {pid} stopped with {exit}");
     }
 }
 

@@ -121,6 +121,7 @@ pub fn spawn(
     slot: u32,
     inherit: Option<&Inherit>,
     log_level: &str,
+    log_format: &str,
 ) -> io::Result<Spawned> {
     // O_CLOEXEC on both ends: no other child (a later worker) inherits them.
     let (read_end, write_end): (OwnedFd, OwnedFd) =
@@ -129,12 +130,19 @@ pub fn spawn(
     let supervisor = std::process::id();
 
     let mut cmd = Command::new(exe);
+    // `ps` shows the name kswarm was started as, not /proc/self/exe.
+    cmd.arg0(
+        std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "kswarm".into()),
+    );
     cmd.args(worker_argv(run, slot, inherit))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
         .env("KSWARM_SUPERVISOR_PID", supervisor.to_string())
         .env("KSWARM_LOG_LEVEL", log_level)
+        .env("KSWARM_LOG_FORMAT", log_format)
         .process_group(0);
     for name in worker_flag_env_vars() {
         cmd.env_remove(name);

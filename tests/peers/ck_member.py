@@ -3,6 +3,14 @@
   ck_member.py consume BROKERS TOPIC GROUP ASSIGNORS
       joins GROUP, prints {"assigned": [...]} (sorted partitions of TOPIC) on
       every assignment change, and closes (LeaveGroup) when stdin closes.
+  ck_member.py consume-to-file BROKERS TOPIC GROUP ASSIGNOR OUTFILE
+      joins GROUP with ASSIGNOR (range | roundrobin), reads from the earliest
+      offset with auto commit off, appends one line
+      {"partition": P, "offset": O, "value": "..."} per record to OUTFILE
+      (flushed), commits synchronously after each poll batch, prints
+      {"assigned": [...]} / {"revoked": [...]} like consume, and closes
+      (LeaveGroup) when stdin closes, printing {"closed": true}
+      (tests/interop.rs).
   ck_member.py committed BROKERS TOPIC GROUP N
       prints {"committed": {partition: offset or null}} for partitions 0..N-1.
 """
@@ -10,7 +18,7 @@ import json
 import sys
 import threading
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 
 def out(obj):
@@ -50,6 +58,60 @@ def consume(brokers, topic, group, assignors):
     out({"closed": True})
 
 
+def consume_to_file(brokers, topic, group, assignor, outfile):
+    if assignor not in ("range", "roundrobin"):
+        raise SystemExit(f"unknown assignor {assignor}; use range or roundrobin")
+    c = Consumer({
+        "bootstrap.servers": brokers,
+        "group.id": group,
+        "client.id": "librdkafka-peer",
+        "group.protocol": "classic",
+        "partition.assignment.strategy": assignor,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 300,
+        "max.poll.interval.ms": 30000,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    stop = threading.Event()
+
+    def watch_stdin():
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+
+    def on_assign(consumer, parts):
+        out({"assigned": sorted(p.partition for p in parts if p.topic == topic)})
+
+    def on_revoke(consumer, parts):
+        out({"revoked": sorted(p.partition for p in parts if p.topic == topic)})
+
+    c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+    with open(outfile, "a") as f:
+        while not stop.is_set():
+            msgs = c.consume(num_messages=500, timeout=0.1)
+            offsets = {}
+            for m in msgs:
+                if m.error() is not None:
+                    sys.stderr.write(f"ck_member.py: {m.error()}\n")
+                    continue
+                value = (m.value() or b"").decode("utf-8", "replace")
+                f.write(json.dumps({"partition": m.partition(), "offset": m.offset(), "value": value}) + "\n")
+                f.flush()
+                offsets[m.partition()] = m.offset() + 1
+            if offsets:
+                try:
+                    c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                             asynchronous=False)
+                except KafkaException as e:
+                    # A rebalance took the partitions away: their next owner gets these records again.
+                    sys.stderr.write(f"ck_member.py: commit failed: {e}\n")
+    c.close()
+    out({"closed": True})
+
+
 def committed(brokers, topic, group, n):
     c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
     parts = c.committed([TopicPartition(topic, p) for p in range(n)], timeout=10)
@@ -66,6 +128,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "consume":
         consume(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif mode == "consume-to-file":
+        consume_to_file(*sys.argv[2:7])
     elif mode == "committed":
         committed(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     else:
