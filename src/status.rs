@@ -77,8 +77,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         .collect();
 
     let supervisor = read_state(group, topic);
-    let mut rows = Vec::new();
-    let mut total_lag = 0;
+    let mut ends = BTreeMap::new();
     for &p in &partitions {
         let pc = admin
             .client()
@@ -93,12 +92,32 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
                 )
             })?
             .with_context(|| format!("end offset of partition {p}"))?;
+        ends.insert(p, end);
+    }
+    let (rows, total_lag) = table(&ends, &committed, supervisor.as_ref());
+    Ok(StatusOut {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partitions: rows,
+        total_lag,
+        supervisor,
+    })
+}
+
+/// One row per partition, and the total lag: a partition with nothing
+/// committed counts its whole log (from offset 0) as lag, and shows none.
+fn table(
+    ends: &BTreeMap<i32, i64>,
+    committed: &BTreeMap<i32, i64>,
+    supervisor: Option<&SupervisorState>,
+) -> (Vec<PartitionRow>, i64) {
+    let mut rows = Vec::new();
+    let mut total_lag = 0;
+    for (&p, &end) in ends {
         let c = committed.get(&p).copied();
         let lag = c.map(|c| (end - c).max(0));
         total_lag += lag.unwrap_or(end);
-        let owner = supervisor
-            .as_ref()
-            .and_then(|s| s.workers.iter().find(|w| w.partitions.contains(&p)));
+        let owner = supervisor.and_then(|s| s.workers.iter().find(|w| w.partitions.contains(&p)));
         rows.push(PartitionRow {
             partition: p,
             committed: c,
@@ -108,13 +127,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
             owner_pid: owner.map(|w| w.pid),
         });
     }
-    Ok(StatusOut {
-        group: group.to_string(),
-        topic: topic.to_string(),
-        partitions: rows,
-        total_lag,
-        supervisor,
-    })
+    (rows, total_lag)
 }
 
 fn print_table(out: &StatusOut) {
@@ -148,5 +161,46 @@ fn print_table(out: &StatusOut) {
             r.end,
             r.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state_file::WorkerState;
+
+    #[test]
+    fn lag_per_partition_and_in_total() {
+        let ends = BTreeMap::from([(0, 100), (1, 50), (2, 7)]);
+        // 0: behind by 40; 1: committed past the end it was told (a broker
+        // with a stale end): no negative lag; 2: nothing committed.
+        let committed = BTreeMap::from([(0, 60), (1, 55)]);
+        let sup = SupervisorState {
+            pid: 42,
+            group: "g".into(),
+            topic: "t".into(),
+            workers: vec![WorkerState {
+                slot: 1,
+                pid: 4242,
+                member_id: Some("m".into()),
+                generation: Some(3),
+                partitions: vec![0, 2],
+                records: 0,
+                restarts: 0,
+            }],
+            members: vec![],
+        };
+        let (rows, total) = table(&ends, &committed, Some(&sup));
+        let lags: Vec<Option<i64>> = rows.iter().map(|r| r.lag).collect();
+        assert_eq!(lags, vec![Some(40), Some(0), None]);
+        assert_eq!(total, 40 + 7);
+        assert_eq!(
+            (rows[0].owner_slot, rows[0].owner_pid),
+            (Some(1), Some(4242))
+        );
+        assert_eq!(rows[1].owner_slot, None);
+        assert_eq!(rows[2].owner_pid, Some(4242));
+        let (_, no_sup) = table(&ends, &BTreeMap::new(), None);
+        assert_eq!(no_sup, 157);
     }
 }

@@ -182,6 +182,8 @@ fn leaders(brokers: &str, topic: &str) -> BTreeMap<i32, i32> {
 struct Nodes {
     ports: Vec<u16>,
     props: String,
+    /// Nodes SIGKILLed and not started again.
+    killed: Mutex<BTreeSet<u16>>,
 }
 
 impl Nodes {
@@ -189,6 +191,7 @@ impl Nodes {
         let nodes = Nodes {
             ports: ports.to_vec(),
             props: props.to_string(),
+            killed: Mutex::new(BTreeSet::new()),
         };
         // Nodes an aborted earlier run of this file left on its ports.
         nodes.stop_all();
@@ -240,18 +243,35 @@ impl Nodes {
             .is_some_and(|p| kill(Pid::from_raw(p), None).is_ok())
     }
 
-    /// `scripts/kafka.sh restart PORT` (blocks until the node answers).
-    fn restart(&self, port: u16) -> Output {
-        let p = port.to_string();
-        kafka_sh(&["restart", &p], &self.props, Duration::from_secs(180))
-            .unwrap_or_else(|| panic!("scripts/kafka.sh restart {port} hung"))
+    /// SIGKILL the node of `port`.
+    fn sigkill(&self, port: u16) {
+        kill(self.pid(port), Signal::SIGKILL).expect("SIGKILL a node");
+        self.killed.lock().unwrap().insert(port);
     }
 
-    /// Start again every node that is not running (a case that failed
+    /// `scripts/kafka.sh restart PORT` once the killed process is gone
+    /// (blocks until the node answers).
+    fn restart(&self, port: u16) -> Output {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("the killed node of {port} to be gone"),
+            || (!self.running(port)).then_some(()),
+        );
+        let p = port.to_string();
+        let out = kafka_sh(&["restart", &p], &self.props, Duration::from_secs(180))
+            .unwrap_or_else(|| panic!("scripts/kafka.sh restart {port} hung"));
+        if out.status.success() {
+            self.killed.lock().unwrap().remove(&port);
+        }
+        out
+    }
+
+    /// Start again every node that was killed (by a case, or one that failed
     /// half-way), and let a stopped one go on.
     fn ensure_up(&self) {
         for &p in &self.ports {
-            if self.running(p) {
+            let killed = self.killed.lock().unwrap().contains(&p);
+            if self.running(p) && !killed {
                 let _ = kill(self.pid(p), Signal::SIGCONT);
             } else {
                 let out = self.restart(p);
@@ -709,17 +729,16 @@ fn attempt(name: &str, failures: &mut Vec<String>, f: impl FnOnce()) {
     eprintln!("== {name}: {} ==", secs(t.elapsed()));
 }
 
-/// a. SIGKILL of the group's coordinator; returns the port of the killed node.
-fn coordinator_killed(nodes: &Nodes, killed: &Mutex<Option<u16>>) {
+/// a. SIGKILL of the group's coordinator.
+fn coordinator_killed(nodes: &Nodes) {
     let b = nodes.bootstrap();
     let mut case = Case::start("a", &b, 3);
     let (port, id) = coordinator(&b, &case.group);
     let leaders_before = leaders(&b, &case.topic);
     eprintln!("[a] coordinator: node {id} (127.0.0.1:{port}); leaders before: {leaders_before:?}");
     case.sleep_alive(Duration::from_secs(1), "before the fault");
-    kill(nodes.pid(port), Signal::SIGKILL).expect("SIGKILL the coordinator");
+    nodes.sigkill(port);
     let t0 = Instant::now();
-    *killed.lock().unwrap() = Some(port);
     let base = case.snapshot();
     let flow = case.wait_flow(t0, &base);
     let commits = case.wait_commits(t0, &base);
@@ -759,7 +778,7 @@ fn leader_killed(nodes: &Nodes) {
          (127.0.0.1:{port}), leader of partitions {led:?}"
     );
     case.sleep_alive(Duration::from_secs(1), "before the fault");
-    kill(nodes.pid(port), Signal::SIGKILL).expect("SIGKILL the leader");
+    nodes.sigkill(port);
     let t0 = Instant::now();
     let base = case.snapshot();
     let flow = case.wait_flow(t0, &base);
@@ -791,28 +810,17 @@ fn single_killed_and_restarted(nodes: &Nodes) {
     let b = nodes.bootstrap();
     let mut case = Case::start("c", &b, 1);
     case.sleep_alive(Duration::from_secs(1), "before the fault");
-    kill(nodes.pid(SINGLE), Signal::SIGKILL).expect("SIGKILL the node");
+    nodes.sigkill(SINGLE);
     let t0 = Instant::now();
     case.sleep_alive(Duration::from_secs(10), "while the node is dead");
     // The restart in a thread: kswarm's liveness is checked meanwhile.
-    let props = nodes.props.clone();
-    let restart = std::thread::spawn(move || {
-        let p = SINGLE.to_string();
-        kafka_sh(&["restart", &p], &props, Duration::from_secs(180))
+    let out = std::thread::scope(|s| {
+        let restart = s.spawn(|| nodes.restart(SINGLE));
+        case.wait_alive(Duration::from_secs(240), "the node's restart", |_| {
+            restart.is_finished().then_some(())
+        });
+        restart.join().expect("restart")
     });
-    let mut restart = Some(restart);
-    case.wait_alive(Duration::from_secs(200), "the node's restart", |_| {
-        restart
-            .as_ref()
-            .is_some_and(|t| t.is_finished())
-            .then_some(())
-    });
-    let out = restart
-        .take()
-        .unwrap()
-        .join()
-        .unwrap()
-        .expect("restart hung");
     assert!(
         out.status.success(),
         "[c] scripts/kafka.sh restart: {}",
@@ -872,21 +880,12 @@ fn a_three_node_cluster_loses_the_coordinator_then_a_partition_leader() {
     );
     let b = nodes.bootstrap();
     let mut failures = Vec::new();
-    let killed = Mutex::new(None);
     attempt("a: coordinator SIGKILLed", &mut failures, || {
-        coordinator_killed(&nodes, &killed)
+        coordinator_killed(&nodes)
     });
     attempt("b: partition leader SIGKILLed", &mut failures, || {
         // The node of a. back, and in sync again, first.
         let t = Instant::now();
-        if let Some(port) = *killed.lock().unwrap() {
-            let out = nodes.restart(port);
-            assert!(
-                out.status.success(),
-                "restart {port}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
         nodes.ensure_up();
         wait_for(
             Duration::from_secs(120),

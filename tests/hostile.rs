@@ -196,6 +196,8 @@ fn a_backlog_does_not_stop_commits_and_rebalances_and_stops_duplicate_nothing() 
     create_topic(&b, &topic, 4);
     produce_with(&b, &topic, &numbered("k", N), &["--batch-size", "1000"]);
     let handler = appender(dir.path(), &file, 0.0005);
+    // Small fetches, so that the records of a worker's partitions interleave
+    // in its handler and every partition has records in flight at a rebalance.
     let args = [
         "-w",
         "2",
@@ -205,6 +207,10 @@ fn a_backlog_does_not_stop_commits_and_rebalances_and_stops_duplicate_nothing() 
         handler.as_str(),
         "--commit-interval",
         "500ms",
+        "-X",
+        "max.partition.fetch.bytes=8192",
+        "-X",
+        "fetch.max.bytes=32768",
     ];
     let mut run = start_run("kswarm run", &topic, &group, dir.path(), &args);
     wait_for(LONG, "2,000 records handled", || {
@@ -221,6 +227,12 @@ fn a_backlog_does_not_stop_commits_and_rebalances_and_stops_duplicate_nothing() 
     );
     kill(Pid::from_raw(run.pid()), Signal::SIGTTIN).unwrap();
     wait_members(dir.path(), &group, &topic, 3, LONG);
+    let handled = read_seen(&file).len();
+    wait_for(LONG, "more records handled by three", || {
+        (read_seen(&file).len() >= handled + 1000).then_some(())
+    });
+    kill(Pid::from_raw(run.pid()), Signal::SIGTTOU).unwrap();
+    wait_members(dir.path(), &group, &topic, 2, LONG);
     wait_for(LONG, "half the records handled", || {
         (read_seen(&file).len() >= N / 2).then_some(())
     });

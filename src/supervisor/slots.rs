@@ -427,7 +427,11 @@ impl Slots {
                     .suspected
                     .map(|t| t + SILENCE_CONFIRM)
                     .or_else(|| self.timeouts.silence_deadline(&s.state)),
-                SlotState::Stopping { deadline, .. } => Some(deadline),
+                // Once SIGKILLed, only its exit (SIGCHLD) is awaited: a
+                // deadline that no timer clears would spin the loop.
+                SlotState::Stopping {
+                    deadline, killed, ..
+                } if !killed => Some(deadline),
                 _ => None,
             })
             .chain(outage)
@@ -1681,6 +1685,9 @@ mod tests {
         assert!(signals(&s.tick(t0 + Duration::from_secs(11))).is_empty());
         let a = s.tick(t0 + Duration::from_secs(12));
         assert_eq!(signals(&a), vec![(101, Sig::Kill)]);
+        // Killed: no timer is due any more (the loop would spin on one that
+        // nothing clears); its exit is what comes next.
+        assert_eq!(s.next_deadline(), None);
         let out = exit_of(&s.exited(101, Exit::Signal(9), t0 + Duration::from_secs(12))).unwrap();
         assert_eq!(out.code, 1);
         assert!(out.message.contains("slot 1"), "{}", out.message);

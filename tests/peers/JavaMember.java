@@ -1,12 +1,13 @@
 // A Java KafkaConsumer (kafka-clients) peer for the interop tests (tests/interop.rs).
 //
-//   java -cp build/java-peer:build/kafka/libs/* JavaMember BROKERS TOPIC GROUP ASSIGNOR OUTFILE
+//   java -cp build/java-peer:build/kafka/libs/* JavaMember BROKERS TOPIC GROUP ASSIGNOR OUTFILE [KEY=VALUE..]
 //
 // Joins GROUP with the classic protocol and ASSIGNOR (range | roundrobin), reads TOPIC from the
 // earliest offset with auto commit off, appends one line {"partition":P,"offset":O,"value":"..."}
 // per record to OUTFILE (written through at once), commits synchronously after each poll batch,
 // prints {"assigned":[...]} / {"revoked":[...]} on stdout on every assignment change, and closes
-// (LeaveGroup) when its stdin closes, printing {"closed":true}.
+// (LeaveGroup) when its stdin closes, printing {"closed":true}. KEY=VALUE arguments after OUTFILE are
+// more consumer settings.
 // Compiled by scripts/peers.sh install.
 
 import java.io.FileOutputStream;
@@ -81,8 +82,8 @@ public class JavaMember {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 5) {
-            System.err.println("usage: JavaMember BROKERS TOPIC GROUP range|roundrobin OUTFILE");
+        if (args.length < 5) {
+            System.err.println("usage: JavaMember BROKERS TOPIC GROUP range|roundrobin OUTFILE [KEY=VALUE..]");
             System.exit(2);
         }
         String brokers = args[0], topic = args[1], group = args[2], assignor = args[3], outfile = args[4];
@@ -111,6 +112,15 @@ public class JavaMember {
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "java-peer");
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        // More consumer settings after OUTFILE, e.g. metadata.cluster.check.enable=false for tansu.
+        for (int i = 5; i < args.length; i++) {
+            int eq = args[i].indexOf('=');
+            if (eq <= 0) {
+                System.err.println("JavaMember: " + args[i] + " is not KEY=VALUE");
+                System.exit(2);
+            }
+            p.put(args[i].substring(0, eq), args[i].substring(eq + 1));
+        }
 
         AtomicBoolean stop = new AtomicBoolean(false);
         KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p);

@@ -1,0 +1,206 @@
+//! `kswarm run`'s exit codes, which init systems act on (systemd's
+//! `RestartPreventExitStatus=2`): 0 clean stop, 1 runtime failure, 2 usage or
+//! configuration error; each with a message that names the flag or value.
+mod common;
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{create_topic, start_run, wait_members};
+
+/// `kswarm run ARGS` to its end: (exit code, the final error message).
+fn run_to_end(args: &[&str], within: Duration) -> (Option<i32>, String) {
+    let mut cmd = Command::new(common::kswarm_bin());
+    cmd.args(args).env_remove("RUST_LOG");
+    let mut p = support::Proc::spawn("kswarm run", cmd, None);
+    let st = p.wait(within);
+    let err = p.stderr_text();
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("kswarm: error: "))
+        .unwrap_or("")
+        .to_string();
+    (st.code(), last)
+}
+
+#[test]
+fn configuration_errors_exit_2_naming_the_flag() {
+    let b = common::brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    for (flags, names) in [
+        (&["--format", "xml"][..], "--format"),
+        (&["-X", "fetch.max.bytes=lots"][..], "-X fetch.max.bytes"),
+        (&["--exec", " "][..], "--exec"),
+        (&["--max-restarts", "ten"][..], "--max-restarts"),
+        (
+            &["--broker-outage-limit", "soon"][..],
+            "--broker-outage-limit",
+        ),
+        (&["--max-in-flight-time", "0s"][..], "--max-in-flight-time"),
+    ] {
+        let mut args = vec!["run", "-b", &b, "-t", "any-topic", "-g", "any-group"];
+        args.extend_from_slice(flags);
+        let t0 = Instant::now();
+        let mut cmd = Command::new(common::kswarm_bin());
+        cmd.args(&args).env("KSWARM_STATE_DIR", state);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(names), "{flags:?} names {names}: {err}");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{flags:?}: at once");
+    }
+}
+
+#[test]
+fn an_unreachable_broker_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let t0 = Instant::now();
+    let (code, last) = run_to_end(
+        &[
+            "run",
+            "-b",
+            &addr,
+            "-t",
+            "t",
+            "-g",
+            "g",
+            "--connect-timeout",
+            "2s",
+        ],
+        Duration::from_secs(30),
+    );
+    let _ = dir;
+    assert_eq!(code, Some(1), "{last}");
+    assert!(
+        last.contains(&addr) && last.contains("--connect-timeout"),
+        "{last}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(15));
+}
+
+/// Kafka grows a topic that has fewer partitions than workers; tansu cannot
+/// (no CreatePartitions): kswarm exits 1 naming the way out.
+#[test]
+fn a_topic_that_cannot_be_grown_exits_1_and_one_that_can_is_grown() {
+    let b = common::brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (common::unique("x-grow"), common::unique("g-grow"));
+    create_topic(&b, &topic, 1);
+    match common::broker_kind() {
+        common::Broker::Tansu => {
+            let (code, last) = run_to_end(
+                &[
+                    "run", "-b", &b, "-t", &topic, "-g", &group, "-w", "2", "-p", "auto",
+                ],
+                Duration::from_secs(30),
+            );
+            assert_eq!(code, Some(1), "{last}");
+            assert!(
+                last.contains("CreatePartitions") && last.contains("-p keep"),
+                "{last}"
+            );
+        }
+        common::Broker::Kafka => {
+            let mut run = start_run(
+                "kswarm run",
+                &topic,
+                &group,
+                dir.path(),
+                &["-w", "2", "-p", "auto", "--exec", "cat >/dev/null"],
+            );
+            wait_members(dir.path(), &group, &topic, 2, Duration::from_secs(60));
+            let s = support::run_state(dir.path(), &group, &topic).unwrap();
+            let owned: Vec<i32> = s
+                .workers
+                .iter()
+                .flat_map(|w| w.partitions.clone())
+                .collect();
+            assert_eq!(owned.len(), 2, "grown to 2 partitions, one each: {s:?}");
+            run.signal(Signal::SIGTERM);
+            assert_eq!(run.wait(Duration::from_secs(30)).code(), Some(0));
+        }
+    }
+}
+
+#[test]
+fn one_interrupt_stops_cleanly_with_0() {
+    let b = common::brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (common::unique("x-int"), common::unique("g-int"));
+    create_topic(&b, &topic, 2);
+    let mut run = start_run(
+        "kswarm run",
+        &topic,
+        &group,
+        dir.path(),
+        &["-w", "2", "-p", "keep", "--exec", "cat >/dev/null"],
+    );
+    wait_members(dir.path(), &group, &topic, 2, Duration::from_secs(60));
+    run.signal(Signal::SIGINT);
+    assert_eq!(
+        run.wait(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        run.stderr_text()
+    );
+}
+
+/// A worker that does not stop within --shutdown-timeout is SIGKILLed, and
+/// kswarm says so with exit 1 (what it held was not committed).
+#[test]
+fn a_worker_killed_at_shutdown_makes_the_stop_exit_1() {
+    let b = common::brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (common::unique("x-kill"), common::unique("g-kill"));
+    create_topic(&b, &topic, 1);
+    let mut run = start_run(
+        "kswarm run",
+        &topic,
+        &group,
+        dir.path(),
+        &[
+            "-w",
+            "1",
+            "-p",
+            "keep",
+            "--exec",
+            "cat >/dev/null",
+            "--shutdown-timeout",
+            "2s",
+        ],
+    );
+    let pids = wait_members(dir.path(), &group, &topic, 1, Duration::from_secs(60));
+    // A stopped worker cannot act on TERM.
+    kill(Pid::from_raw(pids[0]), Signal::SIGSTOP).unwrap();
+    let t0 = Instant::now();
+    run.signal(Signal::SIGTERM);
+    let st = run.wait(Duration::from_secs(30));
+    let took = t0.elapsed();
+    let err = run.stderr_text();
+    assert_eq!(st.code(), Some(1), "{err}");
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("kswarm: error: "))
+        .unwrap_or("");
+    assert!(
+        last.contains("slot 0") && last.contains("--shutdown-timeout"),
+        "{last}"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "killed before --shutdown-timeout: {took:?}"
+    );
+}

@@ -1,0 +1,143 @@
+//! `kswarm status`: committed offset, end and lag per partition, and the
+//! supervisor that owns them on this host, checked against Apache Kafka's own
+//! consumer-groups tool (kafka-tools, run through scripts/kafka.sh). Kafka
+//! only: tansu reports wrong high watermarks (README, Known limits).
+mod common;
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::{create_topic, numbered, produce_with, read_seen, start_run, wait_for, wait_members};
+
+/// Per partition (committed, end, lag) as `kafka-consumer-groups --describe` says.
+fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i64, Option<i64>)> {
+    let out = Command::new(common::repo_root().join("scripts/kafka.sh"))
+        .args([
+            "tool",
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            "--bootstrap-server",
+            brokers,
+            "--describe",
+            "--group",
+            group,
+        ])
+        .output()
+        .expect("scripts/kafka.sh tool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let num = |s: &str| s.parse::<i64>().ok();
+    text.lines()
+        .filter(|l| l.starts_with(group))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
+            (
+                num(f[2]).unwrap(),
+                (num(f[3]), num(f[4]).unwrap(), num(f[5])),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
+    assert_eq!(
+        common::broker_kind(),
+        common::Broker::Kafka,
+        "a Kafka-only test"
+    );
+    let b = common::brokers();
+    let (topic, group) = (common::unique("st"), common::unique("g-st"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("handled.jsonl");
+    create_topic(&b, &topic, 3);
+    produce_with(&b, &topic, &numbered("s", 3000), &["--batch-size", "100"]);
+    // A slow handler: part of the log handled and committed, part not.
+    let handler = format!(
+        "{} -c 'import sys, time\nf = open(sys.argv[1], \"a\")\nfor l in sys.stdin:\n    time.sleep(0.002); f.write(l); f.flush(); print(\"ok\", flush=True)\n' {}",
+        support::py(),
+        file.display()
+    );
+    let mut run = start_run(
+        "kswarm run",
+        &topic,
+        &group,
+        dir.path(),
+        &[
+            "-w",
+            "2",
+            "-p",
+            "keep",
+            "--exec",
+            &handler,
+            "--commit-interval",
+            "200ms",
+        ],
+    );
+    let pids = wait_members(dir.path(), &group, &topic, 2, Duration::from_secs(60));
+    wait_for(Duration::from_secs(60), "some records handled", || {
+        (read_seen(&file).len() >= 500).then_some(())
+    });
+    // While it runs: every partition has an owner among the workers.
+    let out = common::kswarm()
+        .env("KSWARM_STATE_DIR", dir.path())
+        .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["supervisor"]["pid"], run.pid());
+    for row in v["partitions"].as_array().unwrap() {
+        let owner = row["owner_pid"].as_i64().expect("an owner") as i32;
+        assert!(pids.contains(&owner), "{row}");
+    }
+    // Stopped: offsets stand still; kswarm and Kafka's tool must agree.
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(30)).code(), Some(0));
+    let out = common::kswarm()
+        .env("KSWARM_STATE_DIR", dir.path())
+        .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["supervisor"].is_null(), "no supervisor runs now: {v}");
+    let ours: BTreeMap<i64, (Option<i64>, i64, Option<i64>)> = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_i64().unwrap(),
+                (
+                    r["committed"].as_i64(),
+                    r["end"].as_i64().unwrap(),
+                    r["lag"].as_i64(),
+                ),
+            )
+        })
+        .collect();
+    let kafka = kafka_tool_view(&b, &group);
+    eprintln!("kswarm status: {ours:?}\nkafka-consumer-groups: {kafka:?}");
+    assert_eq!(ours, kafka);
+    let total: i64 = ours.values().map(|(_, _, l)| l.unwrap_or(0)).sum();
+    assert_eq!(v["total_lag"], total);
+    assert!(total > 0, "part of the log is still to be handled");
+    let ends: i64 = ours.values().map(|(_, e, _)| e).sum();
+    assert_eq!(ends, 3000);
+}
