@@ -20,6 +20,8 @@ if ! command -v systemd-analyze >/dev/null; then
   fi
 fi
 scripts/broker.sh install
+# The interop peers: kafkajs (npm, into build/node) and a Java KafkaConsumer (javac, into build/java-peer).
+scripts/peers.sh install
 # Test-speed broker settings: no initial rebalance delay (Kafka's default is 3 s); everything else is
 # Kafka's default, the 6 s minimum session timeout included.
 export KSWARM_KAFKA_PROPS="${KSWARM_KAFKA_PROPS:-group.initial.rebalance.delay.ms=0}"

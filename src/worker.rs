@@ -219,10 +219,11 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     // The brokers may be down when we start (an outage, a restart of the
     // whole cluster): wait for them like for any other outage.
     let client = loop {
+        let started = Instant::now();
         match crate::admin::connect(&cfg.connect).await {
             Ok(c) => break c,
             Err(e) => {
-                let pause = outage.failed(&mut reporter, &format!("{e:#}"));
+                let pause = outage.failed(&mut reporter, &format!("{e:#}"), started);
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = changed_to_true(&mut shutdown) => return Ok(()),
@@ -231,10 +232,11 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         }
     };
     let mut member = loop {
+        let started = Instant::now();
         match Member::connect(GroupSettings::from_worker(&cfg)).await {
             Ok(m) => break m,
             Err(GroupError::Other(e)) => {
-                let pause = outage.failed(&mut reporter, &format!("{e:#}"));
+                let pause = outage.failed(&mut reporter, &format!("{e:#}"), started);
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = changed_to_true(&mut shutdown) => return Ok(()),
@@ -336,20 +338,23 @@ struct OutageClock {
 impl OutageClock {
     /// One more failed try: log and report it (not every time), and return
     /// the pause before the next (doubling from 0.5 s to 10 s).
-    fn failed(&mut self, reporter: &mut Reporter, error: &str) -> Duration {
+    /// `started`: when the failed try began (a try may itself retry for
+    /// --connect-timeout before it gives up): the outage began then.
+    fn failed(&mut self, reporter: &mut Reporter, error: &str, started: Instant) -> Duration {
         let error = if error.contains(&self.brokers) {
             error.to_string()
         } else {
             format!("--brokers {}: {error}", self.brokers)
         };
         let now = Instant::now();
-        let since = *self.since.get_or_insert(now);
+        let since = *self.since.get_or_insert(started);
         let due = self
             .last_report
             .is_none_or(|t| now.duration_since(t) >= OUTAGE_REPORT_EVERY);
         if due {
             warn!(
-                "the brokers cannot be reached ({:?} so far): {error}; waiting and retrying",
+                event = "broker_outage",
+                "requests to the brokers fail, for {:?} now: {error}; waiting and retrying",
                 now.duration_since(since)
             );
             reporter.send(Report::Outage {
@@ -364,7 +369,11 @@ impl OutageClock {
 
     fn recovered(&mut self, reporter: &mut Reporter) {
         if let Some(since) = self.since.take() {
-            info!("the brokers answer again after {:?}", since.elapsed());
+            info!(
+                event = "broker_recovered",
+                "the brokers answer again after {:?}",
+                since.elapsed()
+            );
             reporter.send(Report::Recovered);
         }
         self.attempts = 0;
@@ -469,6 +478,7 @@ impl Worker {
     /// Join the group, waiting out broker outages. None: a stop signal came first.
     async fn join(&mut self) -> anyhow::Result<Option<crate::group::Assigned>> {
         loop {
+            let started = Instant::now();
             let r = tokio::select! {
                 r = self.member.join() => r,
                 _ = changed_to_true(&mut self.shutdown) => return Ok(None),
@@ -479,7 +489,9 @@ impl Worker {
                     return Ok(Some(a));
                 }
                 Err(GroupError::Other(e)) => {
-                    let pause = self.outage.failed(&mut self.reporter, &format!("{e:#}"));
+                    let pause = self
+                        .outage
+                        .failed(&mut self.reporter, &format!("{e:#}"), started);
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = changed_to_true(&mut self.shutdown) => return Ok(None),
@@ -533,6 +545,7 @@ impl Worker {
     ) -> anyhow::Result<Option<BTreeMap<i32, Position>>> {
         let mut stop = self.shutdown.clone();
         loop {
+            let started = Instant::now();
             let attempt = tokio::select! {
                 r = self.try_start_offsets(owned) => r,
                 _ = changed_to_true(&mut stop) => return Ok(None),
@@ -546,7 +559,9 @@ impl Worker {
                     Ok(GroupError::Rebalance) => return Ok(None),
                     Ok(GroupError::Fatal(m)) => return Err(ConfigError(m).into()),
                     Ok(GroupError::Other(e)) | Err(e) => {
-                        let pause = self.outage.failed(&mut self.reporter, &format!("{e:#}"));
+                        let pause =
+                            self.outage
+                                .failed(&mut self.reporter, &format!("{e:#}"), started);
                         tokio::select! {
                             _ = tokio::time::sleep(pause) => {}
                             r = self.member.rebalance_needed() => {
@@ -694,13 +709,14 @@ impl Worker {
                     break GenerationEnd::Rebalance;
                 }
                 _ = commit_tick.tick() => {
+                    let started = Instant::now();
                     match self.commit(&mut positions).await {
                         Ok(()) => self.outage.recovered(&mut self.reporter),
                         Err(GroupError::Rebalance) => break GenerationEnd::Rebalance,
                         Err(GroupError::Other(e)) => {
                             // Keep consuming; the acknowledged offsets stay due and
                             // go out with a later commit once the broker answers.
-                            self.outage.failed(&mut self.reporter, &format!("{e:#}"));
+                            self.outage.failed(&mut self.reporter, &format!("{e:#}"), started);
                         }
                         Err(e) => return Err(group_error(e)),
                     }

@@ -84,11 +84,19 @@ async fn restarted_static_member_gets_its_partitions_back() {
         .unwrap();
     eprintln!("static rejoin took {:?}: {back:?}", t.elapsed());
     assert_eq!(back.partitions, vec![0, 1]);
-    // b keeps its partitions, whether or not the broker made it rejoin.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // b keeps its partitions, whether or not the broker made it rejoin: wait
+    // until b is in the generation `again` joined (no sleep standing in for
+    // "no rebalance").
     let mut b_now = jb.clone();
-    while let Ok(j) = b_joins.try_recv() {
-        b_now = j;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while b_now.generation_id != back.generation_id {
+        match tokio::time::timeout_at(deadline, b_joins.recv()).await {
+            Ok(Some(j)) => b_now = j,
+            _ => panic!(
+                "b never joined generation {}: {b_now:?}",
+                back.generation_id
+            ),
+        }
     }
     eprintln!("b: {jb:?} -> {b_now:?}");
     assert_eq!(b_now.partitions, vec![2, 3]);

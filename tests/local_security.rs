@@ -1,0 +1,197 @@
+//! The state directory against another local user (issue: a state file in a
+//! shared temp dir let any local user overwrite files as kswarm's user and
+//! choose its group member ids). The attacker is `nobody`, through setpriv;
+//! kswarm runs as this (root) user in a shared sticky directory like /tmp,
+//! with fs.protected_symlinks off as in many containers. Needs root.
+mod common;
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::{create_topic, run_state, start_run, wait_members};
+
+const NOBODY: &str = "65534";
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the second-user tests need root (to act as `nobody` with setpriv): run the suite as root, as CI does"
+    );
+}
+
+/// Run a shell command as `nobody`.
+fn as_nobody(script: &str) {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            NOBODY,
+            "--regid",
+            NOBODY,
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("setpriv");
+    assert!(
+        out.status.success(),
+        "as nobody: {script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A world-writable sticky directory (like /tmp) and a victim file in a
+/// private one.
+fn shared_dir_and_victim(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let shared = root.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let victim = root.join("victim.conf");
+    std::fs::write(&victim, "precious\n").unwrap();
+    (shared, victim)
+}
+
+#[test]
+fn symlinks_planted_by_another_user_write_nothing_through() {
+    require_root();
+    let b = common::brokers();
+    let (topic, group) = (common::unique("ls-link"), common::unique("g-link"));
+    create_topic(&b, &topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, victim) = shared_dir_and_victim(dir.path());
+    let state = kswarm::state_file::state_path(&shared, &group, &topic);
+    // The state file's name, and the temp names of the build before (the
+    // state file's name plus a pid), for the next few hundred pids.
+    let next = std::process::id();
+    let mut script = format!("ln -s {} {}", victim.display(), state.display());
+    let legacy = shared.join(format!("kswarm-{group}.json"));
+    script.push_str(&format!(
+        "; ln -s {} {}",
+        victim.display(),
+        legacy.display()
+    ));
+    for pid in next..next + 400 {
+        script.push_str(&format!(
+            "; ln -s {} {}.{pid}",
+            victim.display(),
+            legacy.display()
+        ));
+    }
+    as_nobody(&script);
+    let mut run = start_run(
+        "kswarm run",
+        &topic,
+        &group,
+        &shared,
+        &["-w", "1", "-p", "keep", "--exec", "cat >/dev/null"],
+    );
+    wait_members(&shared, &group, &topic, 1, Duration::from_secs(60));
+    run.signal(Signal::SIGTERM);
+    assert_eq!(
+        run.wait(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        run.stderr_text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "written through a symlink"
+    );
+
+    // A symlink for the lock file: kswarm refuses it, naming it, and
+    // writes nothing through it either.
+    let (topic2, group2) = (common::unique("ls-lock"), common::unique("g-lock"));
+    create_topic(&b, &topic2, 1);
+    let lock = shared.join(
+        kswarm::state_file::state_path(&shared, &group2, &topic2)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".json", ".lock"),
+    );
+    as_nobody(&format!("ln -s {} {}", victim.display(), lock.display()));
+    let mut run = start_run(
+        "kswarm run",
+        &topic2,
+        &group2,
+        &shared,
+        &["-w", "1", "-p", "keep", "--exec", "cat >/dev/null"],
+    );
+    let st = run.wait(Duration::from_secs(30));
+    assert_eq!(st.code(), Some(2), "{}", run.stderr_text());
+    assert!(
+        run.stderr_text().contains(&lock.display().to_string()),
+        "{}",
+        run.stderr_text()
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn a_state_file_planted_by_another_user_is_ignored() {
+    require_root();
+    let b = common::brokers();
+    let (topic, group) = (common::unique("ls-plant"), common::unique("g-plant"));
+    create_topic(&b, &topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, _) = shared_dir_and_victim(dir.path());
+    let planted = format!(
+        r#"{{"pid":999999,"group":"{group}","topic":"{topic}","workers":[],"members":[{{"slot":0,"member_id":"attacker-chosen-id-0"}}]}}"#
+    );
+    let state = kswarm::state_file::state_path(&shared, &group, &topic);
+    let legacy = shared.join(format!("kswarm-{group}.json"));
+    as_nobody(&format!(
+        "printf '%s' '{planted}' > {}; printf '%s' '{planted}' > {}",
+        state.display(),
+        legacy.display()
+    ));
+    let mut run = start_run(
+        "kswarm run",
+        &topic,
+        &group,
+        &shared,
+        &["-w", "1", "-p", "keep", "--exec", "cat >/dev/null"],
+    );
+    wait_members(&shared, &group, &topic, 1, Duration::from_secs(60));
+    let s = run_state(&shared, &group, &topic).expect("its own state");
+    let member = s.workers[0].member_id.clone().unwrap_or_default();
+    assert!(
+        !member.starts_with("attacker"),
+        "joined under a planted id: {member}"
+    );
+    assert!(
+        run.stderr_text().contains(&state.display().to_string()),
+        "the warning names the planted file: {}",
+        run.stderr_text()
+    );
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(30)).code(), Some(0));
+}
+
+/// A state directory others can write to, without the sticky bit, is refused.
+#[test]
+fn a_state_directory_others_can_write_to_is_refused() {
+    let b = common::brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = Command::new(common::kswarm_bin());
+    cmd.env("KSWARM_STATE_DIR", &open)
+        .args(["run", "-b", &b, "-t", "t", "-g", "g"]);
+    let mut p = support::Proc::spawn("kswarm run", cmd, None);
+    let st = p.wait(Duration::from_secs(30));
+    let err = p.stderr_text();
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(
+        err.contains("KSWARM_STATE_DIR") && err.contains("sticky"),
+        "{err}"
+    );
+}

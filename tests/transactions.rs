@@ -1,0 +1,119 @@
+//! read_committed on a broker with transactions (Apache Kafka; tansu has
+//! none): records behind an open transaction wait until it ends, and the
+//! records of an aborted one are never delivered. Before this suite ran on
+//! Kafka, both were unit-tested only.
+mod common;
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::{
+    create_topic, numbered, produce_with, read_lines, start_run, wait_for, wait_members,
+};
+
+/// A transaction left open on partition 0 (tests/peers/txn_producer.py).
+struct OpenTxn(std::process::Child, BufReader<std::process::ChildStdout>);
+
+impl OpenTxn {
+    fn begin(brokers: &str, topic: &str, prefix: &str, n: usize) -> Self {
+        let mut child = Command::new(common::python())
+            .arg(common::repo_root().join("tests/peers/txn_producer.py"))
+            .args([brokers, topic, prefix, &n.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start txn_producer.py");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "open", "the transaction is open");
+        OpenTxn(child, out)
+    }
+
+    fn end(mut self, how: &str) {
+        writeln!(self.0.stdin.as_mut().unwrap(), "{how}").unwrap();
+        let mut line = String::new();
+        self.1.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "done");
+        assert!(self.0.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn records_behind_an_open_transaction_wait_and_aborted_ones_never_come() {
+    assert_eq!(
+        common::broker_kind(),
+        common::Broker::Kafka,
+        "a Kafka-only test"
+    );
+    let b = common::brokers();
+    let (topic, group) = (common::unique("txn"), common::unique("g-txn"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("handled.txt");
+    create_topic(&b, &topic, 1);
+    produce_with(&b, &topic, &numbered("before", 50), &[]);
+    let handler = format!(
+        "while IFS= read -r l; do printf '%s\\n' \"$l\" >> {}; echo ok; done",
+        file.display()
+    );
+    let mut run = start_run(
+        "kswarm run",
+        &topic,
+        &group,
+        dir.path(),
+        &[
+            "-w", "1", "-p", "keep", "--format", "value", "--exec", &handler,
+        ],
+    );
+    wait_members(dir.path(), &group, &topic, 1, Duration::from_secs(60));
+    wait_for(Duration::from_secs(30), "the records before", || {
+        (read_lines(&file).len() >= 50).then_some(())
+    });
+
+    // An open transaction, then plain records behind it.
+    let open = OpenTxn::begin(&b, &topic, "open", 20);
+    produce_with(&b, &topic, &numbered("behind", 30), &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    let now = read_lines(&file);
+    assert_eq!(
+        now.len(),
+        50,
+        "nothing past the open transaction: {:?}",
+        &now[50.min(now.len())..]
+    );
+    open.end("commit");
+    wait_for(
+        Duration::from_secs(30),
+        "the committed transaction and what stood behind it",
+        || (read_lines(&file).len() >= 100).then_some(()),
+    );
+
+    // An aborted transaction: its records are skipped, what follows comes.
+    let aborted = OpenTxn::begin(&b, &topic, "aborted", 20);
+    aborted.end("abort");
+    produce_with(&b, &topic, &numbered("after", 10), &[]);
+    wait_for(
+        Duration::from_secs(30),
+        "the records after the aborted transaction",
+        || {
+            read_lines(&file)
+                .iter()
+                .any(|l| l == "after-9")
+                .then_some(())
+        },
+    );
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(30)).code(), Some(0));
+    let lines = read_lines(&file);
+    let want: Vec<String> = numbered("before", 50)
+        .lines()
+        .chain(numbered("open", 20).lines())
+        .chain(numbered("behind", 30).lines())
+        .chain(numbered("after", 10).lines())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines, want, "in order, once, and no aborted record");
+}
