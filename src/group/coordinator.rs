@@ -30,6 +30,20 @@ impl Pacer {
         }
     }
 
+    /// What to do after one try of a multi-step request ended in `step`:
+    /// go again at once, pause first, or give up.
+    pub(crate) async fn step(
+        &mut self,
+        what: &str,
+        step: super::member::Step,
+    ) -> Result<(), GroupError> {
+        match step {
+            super::member::Step::Again => Ok(()),
+            super::member::Step::Pause(problem) => self.pause(what, problem).await,
+            super::member::Step::Fail(e) => Err(e),
+        }
+    }
+
     /// Sleep before the next try, or give up with `what` and the last problem.
     pub(crate) async fn pause(&mut self, what: &str, last: impl Display) -> Result<(), GroupError> {
         if self.started.elapsed() >= self.window {
@@ -198,7 +212,9 @@ pub async fn evict(
         // UNKNOWN_MEMBER_ID per member: already gone, which is what we want.
         let codes = std::iter::once(ans.error).chain(ans.members.iter().map(|m| m.2));
         let mut again = None;
-        for code in codes.filter(|&c| c != 0 && c != 25) {
+        for code in codes.filter(|&c| {
+            c != crate::wire::codes::NONE && c != crate::wire::codes::UNKNOWN_MEMBER_ID
+        }) {
             match classify(code, "LeaveGroup") {
                 Class::Fatal(m) => return Err(GroupError::Fatal(m)),
                 Class::CoordinatorMoved | Class::Retry => again = Some(code_name(code)),

@@ -2,6 +2,7 @@
 //! own policy: kafka-protocol's `is_retriable()` calls REBALANCE_IN_PROGRESS
 //! and UNKNOWN_MEMBER_ID non-retriable, yet both only mean "rejoin".
 
+use crate::wire::codes::*;
 use crate::wire::group_msgs::code_name;
 
 /// How to react to an error code.
@@ -27,49 +28,50 @@ pub fn classify(code: i16, request: &str) -> Class {
     let fatal =
         |why: &str| Class::Fatal(format!("{request} failed with {}: {why}", code_name(code)));
     match code {
-        0 => Class::Ok,
-        // REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION
-        27 | 22 => Class::Rejoin,
-        // UNKNOWN_MEMBER_ID
-        25 => Class::ResetMember,
-        // MEMBER_ID_REQUIRED
-        79 => Class::MemberIdRequired,
-        // COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
-        15 | 16 => Class::CoordinatorMoved,
-        // COORDINATOR_LOAD_IN_PROGRESS, REQUEST_TIMED_OUT, NETWORK_EXCEPTION,
-        // UNKNOWN_SERVER_ERROR, UNSTABLE_OFFSET_COMMIT, UNKNOWN_TOPIC_OR_PARTITION
-        // (metadata lag right after the topic was created), THROTTLING_QUOTA_EXCEEDED
-        14 | 7 | 13 | -1 | 88 | 3 | 89 => Class::Retry,
-        // FENCED_INSTANCE_ID
-        82 => fatal(
+        NONE => Class::Ok,
+        REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION => Class::Rejoin,
+        UNKNOWN_MEMBER_ID => Class::ResetMember,
+        MEMBER_ID_REQUIRED => Class::MemberIdRequired,
+        COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => Class::CoordinatorMoved,
+        // UNKNOWN_TOPIC_OR_PARTITION: metadata lag right after the topic was created.
+        COORDINATOR_LOAD_IN_PROGRESS
+        | REQUEST_TIMED_OUT
+        | NETWORK_EXCEPTION
+        | UNKNOWN_SERVER_ERROR
+        | UNSTABLE_OFFSET_COMMIT
+        | UNKNOWN_TOPIC_OR_PARTITION
+        | THROTTLING_QUOTA_EXCEEDED => Class::Retry,
+        FENCED_INSTANCE_ID => fatal(
             "another live member uses the same group instance id; two kswarm runs with \
              --static-membership and the same --group/--instance-prefix collide: give each its own \
              --instance-prefix (or stop the other run)",
         ),
-        // INVALID_GROUP_ID
-        24 => fatal("the broker rejects this group id; pick another --group"),
-        // GROUP_AUTHORIZATION_FAILED
-        30 => fatal("not authorized for this consumer group; grant the principal access to --group"),
-        // TOPIC_AUTHORIZATION_FAILED
-        29 => fatal("not authorized for the topic; grant the principal access to --topic"),
-        // INCONSISTENT_GROUP_PROTOCOL
-        23 => fatal(
+        INVALID_GROUP_ID => fatal("the broker rejects this group id; pick another --group"),
+        GROUP_AUTHORIZATION_FAILED => {
+            fatal("not authorized for this consumer group; grant the principal access to --group")
+        }
+        TOPIC_AUTHORIZATION_FAILED => {
+            fatal("not authorized for the topic; grant the principal access to --topic")
+        }
+        INCONSISTENT_GROUP_PROTOCOL => fatal(
             "the group's other members speak no assignor in common with ours (or are not consumers); \
              match --assignor to the other members (range, roundrobin) or use another --group",
         ),
-        // INVALID_SESSION_TIMEOUT
-        26 => fatal(
+        INVALID_SESSION_TIMEOUT => fatal(
             "the broker refuses this session timeout (outside its group.min/max.session.timeout.ms); \
              change --session-timeout",
         ),
-        // GROUP_MAX_SIZE_REACHED
-        81 => fatal("the group is full (broker group.max.size); run fewer --workers or raise the limit"),
-        // UNSUPPORTED_VERSION
-        35 => fatal("the broker does not support this request version; upgrade the broker"),
-        // OFFSET_METADATA_TOO_LARGE, INVALID_COMMIT_OFFSET_SIZE
-        12 | 28 => fatal("the broker refused the offset commit"),
-        // GROUP_ID_NOT_FOUND: the group vanished under us (deleted): start over.
-        69 => Class::ResetMember,
+        GROUP_MAX_SIZE_REACHED => {
+            fatal("the group is full (broker group.max.size); run fewer --workers or raise the limit")
+        }
+        UNSUPPORTED_VERSION => {
+            fatal("the broker does not support this request version; upgrade the broker")
+        }
+        OFFSET_METADATA_TOO_LARGE | INVALID_COMMIT_OFFSET_SIZE => {
+            fatal("the broker refused the offset commit")
+        }
+        // The group vanished under us (deleted): start over.
+        GROUP_ID_NOT_FOUND => Class::ResetMember,
         _ => fatal("unexpected error from the group coordinator"),
     }
 }

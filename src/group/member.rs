@@ -16,19 +16,41 @@ use crate::assignor::{self, MemberSubscription};
 use crate::config::{Assignor, SESSION_TIMEOUT_STEPS};
 use crate::wire::consumer_protocol::{self as cp, MemberAssignment, Subscription};
 use crate::wire::group_msgs::{self as gm, code_name, JoinAnswer};
-use crate::wire::{ApiKey, BrokerConn, WireError};
+use crate::wire::{codes, ApiKey, BrokerConn, WireError};
 
 const STATIC_HINT: &str =
     "--static-membership needs a broker with JoinGroup v5+ (Kafka 2.3 or later); run without --static-membership";
 
-/// Kafka's INVALID_SESSION_TIMEOUT error code.
-const INVALID_SESSION_TIMEOUT: i16 = 26;
-
 /// See the follower branch of `join_once`.
 const FOLLOWER_SYNC_DELAY: Duration = Duration::from_millis(100);
 
+/// The one path of every request to the coordinator, inside a method of
+/// [`Member`] that returns `Result<_, Step>`: (re)connect, send with a
+/// deadline, and on no answer or a transport problem drop the connection,
+/// so that the next try starts afresh (a request abandoned mid-way leaves
+/// the stream out of step). Error codes in the answer are the caller's to
+/// classify. (A macro, not a method taking a closure: the future must stay
+/// `Send` for callers that spawn it.)
+macro_rules! call {
+    ($m:expr, $name:expr, $timeout:expr, $hint:expr, |$c:ident| $send:expr) => {{
+        let timeout: Duration = $timeout;
+        let $c = $m.coordinator().await?;
+        match tokio::time::timeout(timeout, $send).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return Err($m.lost(e, $hint)),
+            Err(_) => {
+                $m.conn = None;
+                return Err(Step::Pause(format!(
+                    "{}: no answer within {timeout:?}",
+                    $name
+                )));
+            }
+        }
+    }};
+}
+
 /// How one try of a multi-step operation ended.
-enum Step {
+pub(crate) enum Step {
     /// Go again at once (new member id, rebalance under way).
     Again,
     /// Go again after a pause; the problem, for the final error.
@@ -163,16 +185,15 @@ impl Member {
     pub async fn join(&mut self) -> Result<Assigned, GroupError> {
         self.hb = None;
         let what = format!("joining --group {}", self.s.group);
-        let mut pacer = Pacer::new(self.s.connect_timeout.max(self.s.session_timeout));
+        let window = self.s.connect_timeout.max(self.s.session_timeout);
+        let mut pacer = Pacer::new(window);
         loop {
             match self.join_once().await {
-                Ok(a) => {
+                Ok(assigned) => {
                     self.start_heartbeat();
-                    return Ok(a);
+                    return Ok(assigned);
                 }
-                Err(Step::Again) => {}
-                Err(Step::Pause(problem)) => pacer.pause(&what, problem).await?,
-                Err(Step::Fail(e)) => return Err(e),
+                Err(step) => pacer.step(&what, step).await?,
             }
         }
     }
@@ -246,16 +267,10 @@ impl Member {
             instance_id: instance.as_deref(),
             protocols,
         };
-        let conn = self.coordinator().await?;
-        let ans = match tokio::time::timeout(wait, gm::join_group(conn, &args)).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(self.lost(e, STATIC_HINT)),
-            Err(_) => {
-                self.conn = None;
-                return Err(Step::Pause(format!("JoinGroup: no answer within {wait:?}")));
-            }
-        };
-        if ans.error == INVALID_SESSION_TIMEOUT && self.s.session_timeout_auto {
+        let ans = call!(self, "JoinGroup", wait, STATIC_HINT, |c| gm::join_group(
+            c, &args
+        ));
+        if ans.error == codes::INVALID_SESSION_TIMEOUT && self.s.session_timeout_auto {
             if let Some(next) = SESSION_TIMEOUT_STEPS
                 .iter()
                 .copied()
@@ -305,15 +320,9 @@ impl Member {
             protocol_name: ans.protocol_name.as_deref(),
             assignments,
         };
-        let conn = self.coordinator().await?;
-        let sync = match tokio::time::timeout(wait, gm::sync_group(conn, &args)).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(self.lost(e, STATIC_HINT)),
-            Err(_) => {
-                self.conn = None;
-                return Err(Step::Pause(format!("SyncGroup: no answer within {wait:?}")));
-            }
-        };
+        let sync = call!(self, "SyncGroup", wait, STATIC_HINT, |c| gm::sync_group(
+            c, &args
+        ));
         if sync.error != 0 && !leader {
             self.note_silent_leader(&ans.leader);
         }
@@ -427,17 +436,9 @@ impl Member {
             .into_iter()
             .collect();
         let timeout = self.s.request_timeout();
-        let conn = self.coordinator().await?;
-        let found = match tokio::time::timeout(timeout, gm::partition_counts(conn, &topics)).await {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) => return Err(self.lost(e, "")),
-            Err(_) => {
-                self.conn = None;
-                return Err(Step::Pause(format!(
-                    "Metadata: no answer within {timeout:?}"
-                )));
-            }
-        };
+        let found = call!(self, "Metadata", timeout, "", |c| gm::partition_counts(
+            c, &topics
+        ));
         let mut counts = BTreeMap::new();
         for (topic, r) in found {
             match r {
@@ -445,7 +446,7 @@ impl Member {
                     counts.insert(topic, n);
                 }
                 Err(code) if topic == self.s.topic => {
-                    let hint = if code == 3 {
+                    let hint = if code == codes::UNKNOWN_TOPIC_OR_PARTITION {
                         " (no such topic: create it, or check --topic)"
                     } else {
                         ""
@@ -519,51 +520,45 @@ impl Member {
         partitions: &[i32],
     ) -> Result<HashMap<i32, Option<i64>>, GroupError> {
         let what = format!("reading committed offsets of --group {}", self.s.group);
-        let mut pacer = Pacer::new(self.s.connect_timeout);
-        let timeout = self.s.request_timeout();
-        let (group, topic) = (self.s.group.clone(), self.s.topic.clone());
+        let window = self.s.connect_timeout;
+        let mut pacer = Pacer::new(window);
         loop {
-            let conn = self.coordinator().await?;
-            let problem = match tokio::time::timeout(
-                timeout,
-                gm::offset_fetch(conn, &group, &topic, partitions),
-            )
-            .await
-            {
-                Err(_) => {
-                    self.conn = None;
-                    format!("OffsetFetch: no answer within {timeout:?}")
-                }
-                Ok(Err(e)) => match self.lost(e, "") {
-                    Step::Fail(f) => return Err(f),
-                    Step::Pause(p) => p,
-                    Step::Again => unreachable!(),
-                },
-                Ok(Ok(ans)) => {
-                    let worst = std::iter::once(ans.error)
-                        .chain(ans.partitions.iter().map(|p| p.2))
-                        .find(|&c| c != 0);
-                    match worst.map(|c| (c, classify(c, "OffsetFetch"))) {
-                        None => {
-                            let mut out: HashMap<i32, Option<i64>> =
-                                partitions.iter().map(|&p| (p, None)).collect();
-                            for (p, off, _) in ans.partitions {
-                                if out.contains_key(&p) {
-                                    out.insert(p, (off >= 0).then_some(off));
-                                }
-                            }
-                            return Ok(out);
-                        }
-                        Some((_, Class::Fatal(m))) => return Err(GroupError::Fatal(m)),
-                        Some((c, Class::CoordinatorMoved)) => {
-                            self.conn = None;
-                            format!("OffsetFetch: {}", code_name(c))
-                        }
-                        Some((c, _)) => format!("OffsetFetch: {}", code_name(c)),
+            match self.committed_once(partitions).await {
+                Ok(v) => return Ok(v),
+                Err(step) => pacer.step(&what, step).await?,
+            }
+        }
+    }
+
+    async fn committed_once(
+        &mut self,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, Option<i64>>, Step> {
+        let (group, topic) = (self.s.group.clone(), self.s.topic.clone());
+        let timeout = self.s.request_timeout();
+        let ans = call!(self, "OffsetFetch", timeout, "", |c| gm::offset_fetch(
+            c, &group, &topic, partitions
+        ));
+        let worst = std::iter::once(ans.error)
+            .chain(ans.partitions.iter().map(|p| p.2))
+            .find(|&c| c != 0);
+        match worst.map(|c| (c, classify(c, "OffsetFetch"))) {
+            None => {
+                let mut out: HashMap<i32, Option<i64>> =
+                    partitions.iter().map(|&p| (p, None)).collect();
+                for (p, off, _) in ans.partitions {
+                    if out.contains_key(&p) {
+                        out.insert(p, (off >= 0).then_some(off));
                     }
                 }
-            };
-            pacer.pause(&what, problem).await?;
+                Ok(out)
+            }
+            Some((_, Class::Fatal(m))) => Err(Step::Fail(GroupError::Fatal(m))),
+            Some((c, Class::CoordinatorMoved)) => {
+                self.conn = None;
+                Err(Step::Pause(format!("OffsetFetch: {}", code_name(c))))
+            }
+            Some((c, _)) => Err(Step::Pause(format!("OffsetFetch: {}", code_name(c)))),
         }
     }
 
@@ -574,65 +569,59 @@ impl Member {
             return Ok(());
         }
         let what = format!("committing offsets of --group {}", self.s.group);
-        let mut pacer = Pacer::new(self.s.connect_timeout);
-        let timeout = self.s.request_timeout();
+        let window = self.s.connect_timeout;
+        let mut pacer = Pacer::new(window);
+        loop {
+            match self.commit_once(offsets).await {
+                Ok(v) => return Ok(v),
+                Err(step) => pacer.step(&what, step).await?,
+            }
+        }
+    }
+
+    async fn commit_once(&mut self, offsets: &[(i32, i64)]) -> Result<(), Step> {
         let (group, topic, instance) = (
             self.s.group.clone(),
             self.s.topic.clone(),
             self.s.instance_id.clone(),
         );
-        loop {
-            let member_id = self.member_id.clone();
-            let args = gm::CommitArgs {
-                group: &group,
-                generation_id: self.generation_id,
-                member_id: &member_id,
-                instance_id: instance.as_deref(),
-                topic: &topic,
-                offsets,
-            };
-            let conn = self.coordinator().await?;
-            let problem = match tokio::time::timeout(timeout, gm::offset_commit(conn, &args)).await
-            {
-                Err(_) => {
+        let member_id = self.member_id.clone();
+        let args = gm::CommitArgs {
+            group: &group,
+            generation_id: self.generation_id,
+            member_id: &member_id,
+            instance_id: instance.as_deref(),
+            topic: &topic,
+            offsets,
+        };
+        let timeout = self.s.request_timeout();
+        let codes = call!(self, "OffsetCommit", timeout, STATIC_HINT, |c| {
+            gm::offset_commit(c, &args)
+        });
+        let mut problem = None;
+        for (_, code) in codes.into_iter().filter(|c| c.1 != 0) {
+            match classify(code, "OffsetCommit") {
+                Class::Ok => {}
+                // As for the heartbeat: the next JoinGroup keeps our id and
+                // learns whether it is known.
+                Class::Rejoin | Class::ResetMember => {
+                    return Err(Step::Fail(GroupError::Rebalance))
+                }
+                Class::MemberIdRequired => {
+                    self.member_id.clear();
+                    return Err(Step::Fail(GroupError::Rebalance));
+                }
+                Class::Fatal(m) => return Err(Step::Fail(GroupError::Fatal(m))),
+                Class::CoordinatorMoved => {
                     self.conn = None;
-                    format!("OffsetCommit: no answer within {timeout:?}")
+                    problem = Some(format!("OffsetCommit: {}", code_name(code)));
                 }
-                Ok(Err(e)) => match self.lost(e, STATIC_HINT) {
-                    Step::Fail(f) => return Err(f),
-                    Step::Pause(p) => p,
-                    Step::Again => unreachable!(),
-                },
-                Ok(Ok(codes)) => {
-                    let mut problem = None;
-                    for (_, code) in codes.into_iter().filter(|c| c.1 != 0) {
-                        match classify(code, "OffsetCommit") {
-                            Class::Ok => {}
-                            Class::Rejoin => return Err(GroupError::Rebalance),
-                            // As for the heartbeat: the next JoinGroup
-                            // keeps our id and learns whether it is known.
-                            Class::ResetMember => return Err(GroupError::Rebalance),
-                            Class::MemberIdRequired => {
-                                self.member_id.clear();
-                                return Err(GroupError::Rebalance);
-                            }
-                            Class::Fatal(m) => return Err(GroupError::Fatal(m)),
-                            Class::CoordinatorMoved => {
-                                self.conn = None;
-                                problem = Some(format!("OffsetCommit: {}", code_name(code)));
-                            }
-                            Class::Retry => {
-                                problem = Some(format!("OffsetCommit: {}", code_name(code)))
-                            }
-                        }
-                    }
-                    match problem {
-                        None => return Ok(()),
-                        Some(p) => p,
-                    }
-                }
-            };
-            pacer.pause(&what, problem).await?;
+                Class::Retry => problem = Some(format!("OffsetCommit: {}", code_name(code))),
+            }
+        }
+        match problem {
+            None => Ok(()),
+            Some(p) => Err(Step::Pause(p)),
         }
     }
 
@@ -644,47 +633,39 @@ impl Member {
             return Ok(());
         }
         let what = format!("leaving --group {}", self.s.group);
-        let mut pacer = Pacer::new(self.s.connect_timeout);
-        let timeout = self.s.request_timeout();
+        let window = self.s.connect_timeout;
+        let mut pacer = Pacer::new(window);
+        loop {
+            match self.leave_once().await {
+                Ok(v) => return Ok(v),
+                Err(step) => pacer.step(&what, step).await?,
+            }
+        }
+    }
+
+    async fn leave_once(&mut self) -> Result<(), Step> {
         let group = self.s.group.clone();
         let me = vec![(self.member_id.clone(), self.s.instance_id.clone())];
-        loop {
-            let conn = self.coordinator().await?;
-            let problem = match tokio::time::timeout(timeout, gm::leave_group(conn, &group, &me))
-                .await
-            {
-                Err(_) => {
-                    self.conn = None;
-                    format!("LeaveGroup: no answer within {timeout:?}")
-                }
-                Ok(Err(e)) => match self.lost(e, STATIC_HINT) {
-                    Step::Fail(f) => return Err(f),
-                    Step::Pause(p) => p,
-                    Step::Again => unreachable!(),
-                },
-                Ok(Ok(ans)) => {
-                    let bad = std::iter::once(ans.error)
-                        .chain(ans.members.iter().map(|m| m.2))
-                        .find(|&c| c != 0 && c != 25);
-                    match bad.map(|c| (c, classify(c, "LeaveGroup"))) {
-                        // UNKNOWN_MEMBER_ID: already gone. Rebalance codes: we are out anyway.
-                        None
-                        | Some((_, Class::Rejoin | Class::ResetMember | Class::MemberIdRequired)) =>
-                        {
-                            self.member_id.clear();
-                            self.generation_id = -1;
-                            return Ok(());
-                        }
-                        Some((_, Class::Fatal(m))) => return Err(GroupError::Fatal(m)),
-                        Some((c, Class::CoordinatorMoved)) => {
-                            self.conn = None;
-                            format!("LeaveGroup: {}", code_name(c))
-                        }
-                        Some((c, _)) => format!("LeaveGroup: {}", code_name(c)),
-                    }
-                }
-            };
-            pacer.pause(&what, problem).await?;
+        let timeout = self.s.request_timeout();
+        let ans = call!(self, "LeaveGroup", timeout, STATIC_HINT, |c| {
+            gm::leave_group(c, &group, &me)
+        });
+        let bad = std::iter::once(ans.error)
+            .chain(ans.members.iter().map(|m| m.2))
+            .find(|&c| c != codes::NONE && c != codes::UNKNOWN_MEMBER_ID);
+        match bad.map(|c| (c, classify(c, "LeaveGroup"))) {
+            // UNKNOWN_MEMBER_ID: already gone. Rebalance codes: we are out anyway.
+            None | Some((_, Class::Rejoin | Class::ResetMember | Class::MemberIdRequired)) => {
+                self.member_id.clear();
+                self.generation_id = -1;
+                Ok(())
+            }
+            Some((_, Class::Fatal(m))) => Err(Step::Fail(GroupError::Fatal(m))),
+            Some((c, Class::CoordinatorMoved)) => {
+                self.conn = None;
+                Err(Step::Pause(format!("LeaveGroup: {}", code_name(c))))
+            }
+            Some((c, _)) => Err(Step::Pause(format!("LeaveGroup: {}", code_name(c)))),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! `kswarm worker` once per slot ([`spawn`]). From then on one thread-light
 //! loop drives everything: a signal thread, and two reader threads per worker
 //! (its report pipe and its stderr) feed one channel of [`Event`]s; the main
-//! thread owns the pure state machine ([`slots::Slots`]), carries out its
+//! thread owns the pure state machine ([`fleet::Fleet`]), carries out its
 //! actions (spawn, signal, evict, sd_notify, exit) and wakes up for its timers
 //! with `recv_timeout`. Workers are started from the main thread only, because
 //! PR_SET_PDEATHSIG fires when the thread that forked them ends.
@@ -17,9 +17,11 @@
 
 pub mod backoff;
 pub mod evict;
+pub mod fleet;
+pub mod handover;
 pub mod notify;
 pub mod signals;
-pub mod slots;
+pub mod slot;
 pub mod spawn;
 
 use std::collections::{HashMap, VecDeque};
@@ -40,9 +42,9 @@ use crate::config::RunConfig;
 use crate::report::Report;
 use crate::state_file;
 use backoff::{thread_rng_jitter, BackoffPolicy};
+use fleet::{Action, Exit, Fleet, Inherit, Outcome, Pid, Sig, Timeouts};
 use notify::Notifier;
 use signals::SignalEvent;
-use slots::{Action, Exit, Inherit, Outcome, Pid, Sig, Slots, Timeouts};
 
 /// Lines of each slot's stderr kept for the crash-loop message.
 const STDERR_TAIL: usize = 10;
@@ -116,7 +118,7 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
     signals::listen(tx.clone(), Event::Signal).context("cannot install signal handlers")?;
 
     let now = Instant::now();
-    let mut slots = Slots::new(
+    let mut slots = Fleet::new(
         workers,
         now,
         Timeouts {
@@ -273,17 +275,14 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
 }
 
 /// What `kswarm status` shows of this supervisor (see [`state_file`]).
-fn snapshot(slots: &Slots, cfg: &RunConfig) -> state_file::SupervisorState {
+fn snapshot(slots: &Fleet, cfg: &RunConfig) -> state_file::SupervisorState {
     let workers = slots
         .slots()
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let pid = s.state.pid()?;
-            let member = match &s.state {
-                slots::SlotState::Running { member, .. } => Some(member),
-                _ => None,
-            };
+            let pid = s.pid()?;
+            let member = s.membership();
             Some(state_file::WorkerState {
                 slot: i as u32,
                 pid: pid as u32,

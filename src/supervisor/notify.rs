@@ -3,7 +3,7 @@
 use sd_notify::NotifyState;
 use tracing::debug;
 
-use super::slots::Notify;
+use super::fleet::Notify;
 
 pub struct Notifier {
     enabled: bool,

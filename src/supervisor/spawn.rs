@@ -18,7 +18,7 @@ use std::process::{ChildStderr, Command, Stdio};
 
 use clap::{Args, CommandFactory as _};
 
-use super::slots::Inherit;
+use super::slot::Inherit;
 use crate::cli::{RunArgs, WorkerArgs};
 
 /// The fd number on which a worker finds its report pipe.
@@ -202,7 +202,7 @@ fn install_child_setup(cmd: &mut Command, report_fd: i32, supervisor: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::slots::Membership;
+    use crate::supervisor::slot::Membership;
     use clap::Parser;
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`records`]: the record batches of a fetch answer, decoded without a copy per record.
 
 pub mod admin;
+pub mod codes;
 pub mod conn;
 pub mod consumer_protocol;
 pub mod group_msgs;

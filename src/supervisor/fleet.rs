@@ -1,201 +1,30 @@
-//! The slot state machine: what the supervisor should do, decided from plain
+//! The fleet of slots: what the supervisor should do, decided from plain
 //! data. Pure: no processes, no clock (every call takes `now`), no randomness
 //! (the backoff jitter is injected). `mod.rs` feeds it events (a worker was
 //! started, reported, exited; a signal; a timer) and carries out the
 //! [`Action`]s it returns.
 //!
-//! A slot is a stable worker number (0..N); its process changes on every
-//! restart. Lifecycle of one slot:
-//!
-//! ```text
-//! Backoff{until} --spawn--> Starting{pid} --Joined--> Running{pid, member}
-//!      ^                        |    ^------Revoked------'   |
-//!      |  (crash: delay)        '--- exit / hang / TERM -----'
-//!      '-------------------- Stopping{pid, reason} --exit--> Backoff | Retired
-//! ```
+//! One slot's lifecycle lives in [`super::slot`]; what becomes of a dead
+//! worker's group member in [`super::handover`]; restart delays and the
+//! crash-loop budget in [`super::backoff`]. Here: the decisions that concern
+//! the fleet as a whole: restarts and when to give up, the modes (a rolling
+//! restart, TTIN/TTOU one step at a time, the shutdown and its outcome), and
+//! what sd_notify is told.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
 use super::backoff::{BackoffPolicy, Budget, Jitter};
+use super::handover;
+pub use super::slot::{Exit, Inherit, Joined, Membership, Pid, Slot, SlotState, StopReason};
 use crate::config::RestartBudget;
 use crate::report::Report;
-
-pub type Pid = i32;
 
 /// The `Stopping` reason of a worker whose stdout (the stdout handler's
 /// output) was closed by its reader.
 pub const OUTPUT_CLOSED: &str = "stdout closed";
-
-/// How a worker process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-}
-
-impl Exit {
-    pub fn success(self) -> bool {
-        self == Exit::Code(0)
-    }
-}
-
-impl fmt::Display for Exit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Exit::Code(c) => write!(f, "exit status {c}"),
-            Exit::Signal(s) => match nix::sys::signal::Signal::try_from(s) {
-                Ok(sig) => write!(f, "signal {s} ({})", sig.as_str()),
-                Err(_) => write!(f, "signal {s}"),
-            },
-        }
-    }
-}
-
-/// A worker's place in the consumer group, from its last `Joined` report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    pub member_id: String,
-    pub generation: i32,
-    pub partitions: Vec<i32>,
-}
-
-/// What a slot's next worker inherits from the one before it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inherit {
-    /// A member in good standing that died: carry on as it (same member id
-    /// and generation, no rebalance).
-    TakeOver(Membership),
-    /// A member id without a generation to carry on with (the worker died
-    /// mid-join, left, or belonged to a crashed supervisor): join under it.
-    Rejoin(String),
-}
-
-impl Inherit {
-    pub fn member_id(&self) -> &str {
-        match self {
-            Inherit::TakeOver(m) => &m.member_id,
-            Inherit::Rejoin(id) => id,
-        }
-    }
-}
-
-/// A worker that died mid-join is evicted (LeaveGroup on its behalf) when its
-/// replacement starts this late or later; a sooner replacement rejoins under
-/// its member id instead, which completes the rebalance just as fast.
-pub const EVICT_IF_RESTART_AFTER: Duration = Duration::from_secs(1);
-
-/// Why the supervisor asked a worker to stop; decides what follows its exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// HUP: start its replacement at once, no backoff, no budget.
-    Rolling,
-    /// TTOU: the slot is retired.
-    Shrink,
-    /// No report for --hang-timeout: killed; counts as a crash.
-    Hung,
-    /// TERM/INT or a spent budget: the slot is retired.
-    Shutdown,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SlotState {
-    /// Waiting to (re)start at `until`.
-    Backoff { until: Instant },
-    /// Process running, not (or no longer) a group member.
-    Starting {
-        pid: Pid,
-        since: Instant,
-        last_report: Instant,
-    },
-    /// Process running and a group member.
-    Running {
-        pid: Pid,
-        since: Instant,
-        last_report: Instant,
-        member: Membership,
-    },
-    /// Asked to stop (SIGTERM, or SIGKILL when `killed`); SIGKILL at `deadline`.
-    Stopping {
-        pid: Pid,
-        since: Instant,
-        deadline: Instant,
-        reason: StopReason,
-        killed: bool,
-    },
-    /// Not in use (TTOU, shutdown).
-    Retired,
-}
-
-impl SlotState {
-    pub fn pid(&self) -> Option<Pid> {
-        match *self {
-            SlotState::Starting { pid, .. }
-            | SlotState::Running { pid, .. }
-            | SlotState::Stopping { pid, .. } => Some(pid),
-            SlotState::Backoff { .. } | SlotState::Retired => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Slot {
-    pub state: SlotState,
-    /// Restart attempts since the last healthy run (drives the backoff).
-    pub attempt: u32,
-    /// Restarts of this slot since kswarm started.
-    pub restarts: u64,
-    pub last_exit: Option<Exit>,
-    /// The message of the last `Fatal` report of this slot.
-    pub last_fatal: Option<String>,
-    /// The slot's group member id: the current process's, from its reports,
-    /// or until it reports one, the one it was started with (see [`Inherit`]).
-    pub member_id: Option<String>,
-    /// The reason the current process gave in its `Stopping` report.
-    pub stopping: Option<String>,
-    /// What the slot's next process inherits (see [`Inherit`]).
-    pub inherit: Option<Inherit>,
-    /// Records acknowledged, from the last `Alive` report.
-    pub records: u64,
-    /// Since when its worker cannot reach the brokers (its `Outage`
-    /// reports), and the last error it gave.
-    pub outage: Option<(Instant, String)>,
-    /// Whether the current process has acknowledged a record.
-    pub progressed: bool,
-    /// Workers of this slot in a row that ended without acknowledging any
-    /// record: a crash loop, however slowly it turns.
-    pub fruitless: u32,
-    /// When its worker's silence first passed its limit: it is killed only
-    /// if no report comes within [`SILENCE_CONFIRM`] more (reports of a time
-    /// the supervisor did not run may still be on their way).
-    pub suspected: Option<Instant>,
-}
-
-/// See [`Slot::suspected`].
-pub const SILENCE_CONFIRM: Duration = Duration::from_millis(500);
-
-impl Slot {
-    fn new(now: Instant) -> Self {
-        Self {
-            state: SlotState::Backoff { until: now },
-            attempt: 0,
-            restarts: 0,
-            last_exit: None,
-            last_fatal: None,
-            member_id: None,
-            inherit: None,
-            stopping: None,
-            records: 0,
-            outage: None,
-            progressed: false,
-            fruitless: 0,
-            suspected: None,
-        }
-    }
-}
 
 /// Signals the supervisor sends to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +34,7 @@ pub enum Sig {
     /// SIGUSR1 to the worker: drain, commit, exit 0 without leaving, for the
     /// slot's next worker to take the member over (rolling restart).
     HandOver,
-    /// SIGKILL to the worker's process group (the worker and its handler).
+    /// SIGKILL to the worker.
     Kill,
 }
 
@@ -231,8 +60,8 @@ pub struct Outcome {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start a worker process in this slot, then call [`Slots::spawned`] or
-    /// [`Slots::spawn_failed`].
+    /// Start a worker process in this slot, then call [`Fleet::spawned`] or
+    /// [`Fleet::spawn_failed`].
     Spawn {
         slot: u32,
     },
@@ -262,7 +91,7 @@ pub struct Timeouts {
     pub hang: Duration,
     /// A worker that is not (yet) in the group may be silent this long instead
     /// (if longer than `hang`): joining waits for the broker and the other
-    /// members, and workers report `Alive` only once they are members.
+    /// members.
     pub join: Duration,
     /// --shutdown-timeout plus a margin: SIGKILL a worker still stopping after this.
     pub stop: Duration,
@@ -271,35 +100,49 @@ pub struct Timeouts {
     pub outage: Option<Duration>,
 }
 
-impl Timeouts {
-    /// When a silent worker counts as hung.
-    fn silence_deadline(&self, state: &SlotState) -> Option<Instant> {
-        match *state {
-            SlotState::Running { last_report, .. } => Some(last_report + self.hang),
-            SlotState::Starting { last_report, .. } => Some(last_report + self.hang.max(self.join)),
-            _ => None,
-        }
-    }
+/// HUP: replace `current` (slot, old pid), then the `pending` ones, one at a time.
+#[derive(Debug)]
+struct Rolling {
+    current: Option<(usize, Pid)>,
+    pending: VecDeque<usize>,
+}
+
+/// A shutdown under way, and what its outcome will say.
+#[derive(Debug, Default)]
+struct Stop {
+    failure: Option<Outcome>,
+    forced: bool,
+    unclean: Vec<String>,
 }
 
 #[derive(Debug)]
 enum Mode {
     Normal,
-    /// HUP: replace `current` (slot, old pid), then the `pending` ones, one at a time.
-    Rolling {
-        current: Option<(usize, Pid)>,
-        pending: VecDeque<usize>,
-    },
-    ShuttingDown {
-        failure: Option<Outcome>,
-        forced: bool,
-        unclean: Vec<String>,
-    },
+    Rolling(Rolling),
+    ShuttingDown(Stop),
     Done,
 }
 
+/// TTIN/TTOU asked for and not yet carried out: one change at a time, each
+/// once the group is stable (a member that leaves while the group
+/// rebalances can wedge it; see [`Fleet::settled`]).
+#[derive(Debug, Default)]
+struct Scaling {
+    /// +1 per TTIN, -1 per TTOU.
+    pending: i64,
+    /// The group's generation when the last step began, and when.
+    last_step: Option<(i32, Instant)>,
+}
+
+/// What sd_notify has been told.
+#[derive(Debug, Default)]
+struct Told {
+    ready: bool,
+    status: String,
+}
+
 /// All slots and the policy that moves them.
-pub struct Slots {
+pub struct Fleet {
     slots: Vec<Slot>,
     /// Slots 0..target are wanted; the rest are retired or retiring.
     target: usize,
@@ -308,21 +151,16 @@ pub struct Slots {
     policy: BackoffPolicy,
     budget: Budget,
     jitter: Jitter,
-    ready_sent: bool,
-    last_status: String,
+    told: Told,
+    scaling: Scaling,
     /// At shutdown the workers hand over instead of leaving one by one, and
     /// the supervisor removes all their members in one LeaveGroup (see
-    /// [`Slots::leave_together`]).
+    /// [`Fleet::leave_together`]).
     leave_together: bool,
-    /// Workers asked for by TTIN (+1 each) and TTOU (-1 each) and not yet
-    /// added or removed: one change at a time, each once the group is stable.
-    scale_pending: i64,
-    /// The group's generation when the last scaling step began, and when.
-    last_step: Option<(i32, Instant)>,
 }
 
-impl Slots {
-    /// `workers` slots, all due to start at `now`: the first [`Slots::tick`]
+impl Fleet {
+    /// `workers` slots, all due to start at `now`: the first [`Fleet::tick`]
     /// returns one `Spawn` each.
     pub fn new(
         workers: u32,
@@ -341,11 +179,9 @@ impl Slots {
             policy,
             budget: Budget::new(budget),
             jitter,
-            ready_sent: false,
-            last_status: String::new(),
+            told: Told::default(),
+            scaling: Scaling::default(),
             leave_together: false,
-            scale_pending: 0,
-            last_step: None,
         }
     }
 
@@ -374,23 +210,28 @@ impl Slots {
         self.target
     }
 
+    /// Workers wanted once every TTIN and TTOU so far is carried out.
+    pub fn wanted(&self) -> usize {
+        (self.target as i64 + self.scaling.pending).max(1) as usize
+    }
+
     pub fn is_shutting_down(&self) -> bool {
-        matches!(self.mode, Mode::ShuttingDown { .. } | Mode::Done)
+        matches!(self.mode, Mode::ShuttingDown(_) | Mode::Done)
     }
 
     /// Live worker pids, in slot order.
     pub fn pids(&self) -> Vec<Pid> {
-        self.slots.iter().filter_map(|s| s.state.pid()).collect()
+        self.slots.iter().filter_map(Slot::pid).collect()
     }
 
     pub fn slot_of(&self, pid: Pid) -> Option<usize> {
-        self.slots.iter().position(|s| s.state.pid() == Some(pid))
+        self.slots.iter().position(|s| s.pid() == Some(pid))
     }
 
     /// What the next process of `slot` inherits, if anything (taken: asked
     /// once per start).
     pub fn take_inherit(&mut self, slot: u32) -> Option<Inherit> {
-        self.slots.get_mut(slot as usize)?.inherit.take()
+        self.slots.get_mut(slot as usize)?.take_inherit()
     }
 
     /// A member id a crashed supervisor's worker in `slot` held (from its
@@ -398,21 +239,19 @@ impl Slots {
     /// not wait for the dead member's session to expire.
     pub fn adopt(&mut self, slot: u32, member_id: String) {
         if let Some(s) = self.slots.get_mut(slot as usize) {
-            s.member_id = Some(member_id.clone());
-            s.inherit = Some(Inherit::Rejoin(member_id));
+            if let SlotState::Waiting { until, .. } = s.state {
+                s.member_id = Some(member_id.clone());
+                s.wait(until, Some(Inherit::Rejoin(member_id)));
+            }
         }
     }
 
     /// Whether `slot` waits to be started (a `Spawn` for it is still wanted).
     pub fn is_due(&self, slot: u32) -> bool {
-        !self.is_shutting_down()
-            && matches!(
-                self.slots.get(slot as usize).map(|s| &s.state),
-                Some(SlotState::Backoff { .. })
-            )
+        !self.is_shutting_down() && self.slots.get(slot as usize).is_some_and(Slot::is_waiting)
     }
 
-    /// The earliest time at which [`Slots::tick`] has something to do.
+    /// The earliest time at which [`Fleet::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let shutting = self.is_shutting_down();
         let outage = self
@@ -422,11 +261,10 @@ impl Slots {
         self.slots
             .iter()
             .filter_map(|s| match s.state {
-                SlotState::Backoff { until } if !shutting => Some(until),
-                SlotState::Starting { .. } | SlotState::Running { .. } if !shutting => s
-                    .suspected
-                    .map(|t| t + SILENCE_CONFIRM)
-                    .or_else(|| self.timeouts.silence_deadline(&s.state)),
+                SlotState::Waiting { until, .. } if !shutting => Some(until),
+                SlotState::Joining(_) | SlotState::Member(..) if !shutting => {
+                    s.silence_deadline(self.timeouts.hang, self.timeouts.join)
+                }
                 // Once SIGKILLed, only its exit (SIGCHLD) is awaited: a
                 // deadline that no timer clears would spin the loop.
                 SlotState::Stopping {
@@ -444,8 +282,10 @@ impl Slots {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.state.pid().is_some())
-            .filter_map(|(i, s)| s.outage.as_ref().map(|(since, _)| (*since + limit, i)))
+            .filter_map(|(i, s)| {
+                let (since, _) = s.worker()?.outage.as_ref()?;
+                Some((*since + limit, i))
+            })
             .min()
     }
 
@@ -460,7 +300,10 @@ impl Slots {
     fn due(&mut self, now: Instant) -> Vec<Action> {
         if !self.is_shutting_down() {
             if let Some((due, i)) = self.outage_deadline().filter(|(due, _)| *due <= now) {
-                let (since, error) = self.slots[i].outage.clone().unwrap_or((due, String::new()));
+                let (since, error) = self.slots[i]
+                    .worker()
+                    .and_then(|w| w.outage.clone())
+                    .unwrap_or((due, String::new()));
                 let failure = Outcome {
                     code: 1,
                     message: format!(
@@ -478,39 +321,25 @@ impl Slots {
         }
         let mut out = Vec::new();
         let shutting = self.is_shutting_down();
+        let (hang, join, stop) = (self.timeouts.hang, self.timeouts.join, self.timeouts.stop);
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            match slot.state {
-                SlotState::Backoff { until } if !shutting && until <= now => {
+            let silent = slot.silence_deadline(hang, join).is_some_and(|d| d <= now);
+            match &mut slot.state {
+                SlotState::Waiting { until, .. } if !shutting && *until <= now => {
                     out.push(Action::Spawn { slot: i as u32 });
                 }
-                SlotState::Starting {
-                    pid,
-                    since,
-                    last_report,
-                }
-                | SlotState::Running {
-                    pid,
-                    since,
-                    last_report,
-                    ..
-                } if !shutting
-                    && slot
-                        .suspected
-                        .map(|t| t + SILENCE_CONFIRM)
-                        .or_else(|| self.timeouts.silence_deadline(&slot.state))
-                        .is_some_and(|d| d <= now) =>
-                {
-                    if slot.suspected.is_none() {
+                SlotState::Joining(_) | SlotState::Member(..) if !shutting && silent => {
+                    let worker = slot.worker_mut().expect("a running worker");
+                    if worker.suspected.is_none() {
                         // Let reports already on their way arrive first.
-                        slot.suspected = Some(now);
+                        worker.suspected = Some(now);
                         continue;
                     }
-                    let why = match &slot.state {
-                        SlotState::Running { member, .. } => {
-                            slot.inherit = Some(Inherit::TakeOver(member.clone()));
-                            "--hang-timeout"
-                        }
-                        _ => "while joining the group",
+                    let (pid, last_report) = (worker.pid, worker.last_report);
+                    let why = if slot.membership().is_some() {
+                        "--hang-timeout"
+                    } else {
+                        "while joining the group"
                     };
                     error!(
                         event = "worker_hung",
@@ -519,36 +348,31 @@ impl Slots {
                         "slot {i} pid {pid}: no report for {:?} ({why}); killing it",
                         now.saturating_duration_since(last_report)
                     );
+                    slot.stop(StopReason::Hung, now + stop, true);
                     out.push(Action::Signal {
                         pid,
                         sig: Sig::Kill,
                     });
-                    slot.state = SlotState::Stopping {
-                        pid,
-                        since,
-                        deadline: now + self.timeouts.stop,
-                        reason: StopReason::Hung,
-                        killed: true,
-                    };
                 }
                 SlotState::Stopping {
-                    pid,
+                    worker,
                     deadline,
-                    ref mut killed,
-                    ref mut reason,
+                    killed,
+                    reason,
                     ..
-                } if deadline <= now && !*killed => {
+                } if *deadline <= now && !*killed => {
+                    let pid = worker.pid;
                     warn!(
                         event = "worker_overstayed",
                         slot = i,
                         pid,
                         "slot {i} pid {pid}: still running {:?} after SIGTERM; sending SIGKILL",
-                        self.timeouts.stop
+                        stop
                     );
                     *killed = true;
                     if *reason == StopReason::Shutdown {
-                        if let Mode::ShuttingDown { unclean, .. } = &mut self.mode {
-                            unclean.push(format!(
+                        if let Mode::ShuttingDown(s) = &mut self.mode {
+                            s.unclean.push(format!(
                                 "slot {i} pid {pid} did not stop within --shutdown-timeout and was killed"
                             ));
                         }
@@ -566,19 +390,11 @@ impl Slots {
 
     /// A worker process was started for `slot`.
     pub fn spawned(&mut self, slot: u32, pid: Pid, now: Instant) -> Vec<Action> {
-        let i = slot as usize;
         info!(
             event = "worker_started",
             slot, pid, "slot {slot} pid {pid} started"
         );
-        self.slots[i].stopping = None;
-        self.slots[i].progressed = false;
-        self.slots[i].suspected = None;
-        self.slots[i].state = SlotState::Starting {
-            pid,
-            since: now,
-            last_report: now,
-        };
+        self.slots[slot as usize].started(pid, now);
         self.status()
     }
 
@@ -588,8 +404,10 @@ impl Slots {
             event = "spawn_failed",
             slot, "slot {slot}: cannot start a worker: {err}"
         );
-        self.slots[slot as usize].last_fatal = Some(format!("cannot start a worker: {err}"));
-        self.crashed(slot as usize, None, now, now)
+        let i = slot as usize;
+        self.slots[i].last_fatal = Some(format!("cannot start a worker: {err}"));
+        let inherit = self.slots[i].take_inherit();
+        self.crashed(i, None, now, false, false, inherit, now)
     }
 
     /// A report from the worker `pid` in `slot`.
@@ -600,20 +418,13 @@ impl Slots {
     }
 
     fn take_report(&mut self, slot: u32, pid: Pid, report: Report, now: Instant) -> Vec<Action> {
-        let i = slot as usize;
-        let Some(s) = self.slots.get_mut(i) else {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
             return Vec::new();
         };
-        if s.state.pid() != Some(pid) {
+        if s.pid() != Some(pid) {
             return Vec::new(); // a late line from a process already gone
         }
-        match &mut s.state {
-            SlotState::Starting { last_report, .. } | SlotState::Running { last_report, .. } => {
-                *last_report = now
-            }
-            _ => {}
-        }
-        s.suspected = None;
+        s.heard(now);
         match report {
             Report::Started { .. } => Vec::new(),
             Report::MemberId { member_id } => {
@@ -625,7 +436,9 @@ impl Slots {
             Report::Alive { records } => {
                 s.records = records;
                 if records > 0 {
-                    s.progressed = true;
+                    if let Some(w) = s.worker_mut() {
+                        w.progressed = true;
+                    }
                 }
                 Vec::new()
             }
@@ -634,73 +447,34 @@ impl Slots {
                 generation,
                 partitions,
             } => {
-                s.member_id = Some(member_id.clone());
-                if let Some((since, _)) = s.outage.take() {
-                    info!(
-                        event = "broker_recovered",
-                        slot,
-                        pid,
-                        "slot {slot} pid {pid}: the brokers answer again after {:?}",
-                        now.saturating_duration_since(since)
-                    );
-                }
+                recovered(s, slot, pid, now);
                 let member = Membership {
                     member_id,
                     generation,
                     partitions,
                 };
-                match s.state.clone() {
-                    SlotState::Starting { since, .. } => {
-                        info!(
-                            event = "worker_joined",
-                            slot,
-                            pid,
-                            generation = member.generation,
-                            partitions = ?member.partitions,
-                            member = %member.member_id,
-                            "slot {slot} pid {pid} joined generation {} partitions {:?} member {}",
-                            member.generation, member.partitions, member.member_id
-                        );
-                        s.state = SlotState::Running {
-                            pid,
-                            since,
-                            last_report: now,
-                            member,
-                        };
-                    }
-                    SlotState::Running {
-                        since, member: old, ..
-                    } => {
-                        if old.partitions != member.partitions
-                            || old.generation != member.generation
-                        {
-                            info!(
-                                event = "worker_rebalanced",
-                                slot,
-                                pid,
-                                generation = member.generation,
-                                partitions = ?member.partitions,
-                                member = %member.member_id,
-                                "slot {slot} pid {pid} rebalanced: generation {} -> {} partitions {:?} -> {:?}",
-                                old.generation, member.generation, old.partitions, member.partitions
-                            );
-                        }
-                        s.state = SlotState::Running {
-                            pid,
-                            since,
-                            last_report: now,
-                            member,
-                        };
-                    }
-                    // A worker handing over (HUP) that had just joined a
-                    // new generation: its successor takes that one over.
-                    SlotState::Stopping {
-                        reason: StopReason::Rolling,
-                        ..
-                    } if matches!(s.inherit, Some(Inherit::TakeOver(_))) => {
-                        s.inherit = Some(Inherit::TakeOver(member));
-                    }
-                    _ => {}
+                match s.joined(member.clone()) {
+                    Joined::First => info!(
+                        event = "worker_joined",
+                        slot,
+                        pid,
+                        generation = member.generation,
+                        partitions = ?member.partitions,
+                        member = %member.member_id,
+                        "slot {slot} pid {pid} joined generation {} partitions {:?} member {}",
+                        member.generation, member.partitions, member.member_id
+                    ),
+                    Joined::Changed(old) => info!(
+                        event = "worker_rebalanced",
+                        slot,
+                        pid,
+                        generation = member.generation,
+                        partitions = ?member.partitions,
+                        member = %member.member_id,
+                        "slot {slot} pid {pid} rebalanced: generation {} -> {} partitions {:?} -> {:?}",
+                        old.generation, member.generation, old.partitions, member.partitions
+                    ),
+                    Joined::Same | Joined::HandOver | Joined::Ignored => {}
                 }
                 let mut out = self.status();
                 out.extend(self.advance_rolling(now));
@@ -708,27 +482,21 @@ impl Slots {
                 out
             }
             Report::Revoked { partitions } => {
-                if let SlotState::Running {
-                    since, last_report, ..
-                } = s.state
-                {
+                if s.revoked() {
                     info!(
                         event = "worker_revoked",
                         slot,
                         pid,
                         "slot {slot} pid {pid} revoked partitions {partitions:?}; rejoining"
                     );
-                    s.state = SlotState::Starting {
-                        pid,
-                        since,
-                        last_report,
-                    };
                 }
                 self.status()
             }
             Report::Stopping { reason } => {
                 info!(event = "worker_stopping", slot, pid, reason = %reason, "slot {slot} pid {pid} stopping: {reason}");
-                s.stopping = Some(reason);
+                if let Some(w) = s.worker_mut() {
+                    w.stopping = Some(reason);
+                }
                 Vec::new()
             }
             Report::Fatal { message } => {
@@ -740,30 +508,24 @@ impl Slots {
                 Vec::new()
             }
             Report::Outage { error } => {
-                match &mut s.outage {
-                    Some((_, e)) => *e = error,
-                    None => {
-                        warn!(
-                            event = "broker_outage",
-                            slot,
-                            pid,
-                            "slot {slot} pid {pid}: the brokers cannot be reached: {error}"
-                        );
-                        s.outage = Some((now, error));
+                if let Some(w) = s.worker_mut() {
+                    match &mut w.outage {
+                        Some((_, e)) => *e = error,
+                        None => {
+                            warn!(
+                                event = "broker_outage",
+                                slot,
+                                pid,
+                                "slot {slot} pid {pid}: requests to the brokers fail: {error}"
+                            );
+                            w.outage = Some((now, error));
+                        }
                     }
                 }
                 Vec::new()
             }
             Report::Recovered => {
-                if let Some((since, _)) = s.outage.take() {
-                    info!(
-                        event = "broker_recovered",
-                        slot,
-                        pid,
-                        "slot {slot} pid {pid}: the brokers answer again after {:?}",
-                        now.saturating_duration_since(since)
-                    );
-                }
+                recovered(s, slot, pid, now);
                 Vec::new()
             }
         }
@@ -774,12 +536,7 @@ impl Slots {
     /// was ours, not theirs. Restart every silence clock at `now`.
     pub fn resumed(&mut self, now: Instant) {
         for s in &mut self.slots {
-            s.suspected = None;
-            match &mut s.state {
-                SlotState::Starting { last_report, .. }
-                | SlotState::Running { last_report, .. } => *last_report = now,
-                _ => {}
-            }
+            s.resumed(now);
         }
     }
 
@@ -795,51 +552,30 @@ impl Slots {
             return Vec::new();
         };
         self.slots[i].last_exit = Some(exit);
-        let state = self.slots[i].state.clone();
-        // Exit 0 means it left the group itself. Anything else leaves a
-        // member behind that would hold its partitions until its session
-        // timeout: a member in good standing is taken over by the
-        // replacement; any other (mid-rebalance) is rejoined under its id by
-        // a replacement that comes soon, and evicted otherwise (see the end).
         let shutting = self.is_shutting_down();
-        let takeover = match &state {
-            SlotState::Running { member, .. } if !exit.success() && !shutting => {
-                Some(Inherit::TakeOver(member.clone()))
-            }
-            SlotState::Stopping {
-                reason: StopReason::Hung | StopReason::Rolling,
-                ..
-            } if !shutting => self.slots[i]
-                .inherit
-                .take()
-                .filter(|h| matches!(h, Inherit::TakeOver(_))),
-            _ => None,
-        };
-        let taken_over = takeover.is_some();
+        // Exit 0 means it left the group itself. Anything else leaves a
+        // member behind (see `handover`).
+        let inherit = handover::inherit_after_exit(
+            &self.slots[i].state,
+            exit,
+            shutting,
+            self.slots[i].member_id.as_deref(),
+        );
+        let taken_over = matches!(inherit, Some(Inherit::TakeOver(_)));
         let dead_member = self.slots[i].member_id.clone();
-        self.slots[i].inherit = takeover.or_else(|| {
-            self.slots[i]
-                .member_id
-                .clone()
-                .filter(|_| !shutting)
-                .map(Inherit::Rejoin)
-        });
+        let state = std::mem::replace(&mut self.slots[i].state, SlotState::Retired);
         let mut out: Vec<Action> = match state {
-            SlotState::Starting { since, .. } | SlotState::Running { since, .. } => {
-                if self.is_shutting_down() {
+            SlotState::Joining(w) | SlotState::Member(w, _) => {
+                if shutting {
                     info!(event = "worker_ended", slot = i, pid, exit = %exit, "slot {i} pid {pid} ended with {exit}");
-                    self.slots[i].state = SlotState::Retired;
                     Vec::new()
-                } else if exit.success() && self.slots[i].stopping.as_deref() == Some(OUTPUT_CLOSED)
-                {
+                } else if exit.success() && w.stopping.as_deref() == Some(OUTPUT_CLOSED) {
                     // `kswarm run | head`: whoever reads the records is gone;
                     // restarting cannot help. Stop everyone, cleanly.
                     info!("slot {i} pid {pid}: stdout closed; stopping");
-                    self.slots[i].state = SlotState::Retired;
                     self.shutdown(now)
                 } else if exit == Exit::Code(crate::report::EXIT_CONFIG) {
                     // Restarting cannot fix a configuration error.
-                    self.slots[i].state = SlotState::Retired;
                     let why = self.slots[i]
                         .last_fatal
                         .clone()
@@ -859,27 +595,44 @@ impl Slots {
                         exit = %exit,
                         "slot {i} pid {pid} ended unexpectedly with {exit}"
                     );
-                    self.crashed(i, Some(exit), since, now)
+                    let in_outage = w.outage.is_some();
+                    self.crashed(
+                        i,
+                        Some(exit),
+                        w.since,
+                        w.progressed,
+                        in_outage,
+                        inherit,
+                        now,
+                    )
                 }
             }
             SlotState::Stopping {
+                worker,
                 reason,
-                since,
                 killed,
                 ..
             } => match reason {
                 StopReason::Hung => {
                     warn!(event = "worker_ended", slot = i, pid, exit = %exit, "slot {i} pid {pid} (hung) ended with {exit}");
-                    self.crashed(i, Some(exit), since, now)
+                    let in_outage = worker.outage.is_some();
+                    self.crashed(
+                        i,
+                        Some(exit),
+                        worker.since,
+                        worker.progressed,
+                        in_outage,
+                        inherit,
+                        now,
+                    )
                 }
                 StopReason::Rolling => {
                     log_stop(i, pid, exit, killed);
-                    self.slots[i].state = SlotState::Backoff { until: now };
+                    self.slots[i].wait(now, inherit);
                     self.due(now)
                 }
                 StopReason::Shrink => {
                     log_stop(i, pid, exit, killed);
-                    self.slots[i].state = SlotState::Retired;
                     self.slots.truncate(self.last_used() + 1);
                     Vec::new()
                 }
@@ -891,28 +644,29 @@ impl Slots {
                         || exit == Exit::Signal(libc::SIGTERM)
                         || exit == Exit::Signal(libc::SIGUSR1);
                     if !clean && !killed {
-                        if let Mode::ShuttingDown { unclean, .. } = &mut self.mode {
-                            unclean.push(format!("slot {i} pid {pid} ended with {exit}"));
+                        if let Mode::ShuttingDown(s) = &mut self.mode {
+                            s.unclean
+                                .push(format!("slot {i} pid {pid} ended with {exit}"));
                         }
                     }
-                    self.slots[i].state = SlotState::Retired;
                     Vec::new()
                 }
             },
-            SlotState::Backoff { .. } | SlotState::Retired => Vec::new(),
+            other @ (SlotState::Waiting { .. } | SlotState::Retired) => {
+                self.slots[i].state = other;
+                Vec::new()
+            }
         };
         // A member that died without leaving, that nobody takes over soon:
-        // evict it so the rest of the group need not wait for it.
-        // (A TTOU may have dropped the slot altogether.)
-        let restarts_soon = match self.slots.get(i).map(|s| &s.state) {
-            Some(SlotState::Backoff { until }) => {
-                until.saturating_duration_since(now) < EVICT_IF_RESTART_AFTER
-            }
-            _ => false,
+        // evict it so the rest of the group need not wait for it. (A TTOU
+        // may have dropped the slot altogether.)
+        let restart_in = match self.slots.get(i).map(|s| &s.state) {
+            Some(SlotState::Waiting { until, .. }) => Some(until.saturating_duration_since(now)),
+            _ => None,
         };
         // At a shutdown with `leave_together` every member leaves at the end.
         let leaves_later = self.leave_together && self.is_shutting_down();
-        if !exit.success() && !taken_over && !restarts_soon && !leaves_later {
+        if handover::evict_after_exit(exit, taken_over, restart_in, leaves_later) {
             if let Some(m) = dead_member {
                 out.insert(
                     0,
@@ -921,11 +675,6 @@ impl Slots {
                         member_id: m,
                     },
                 );
-            }
-        }
-        if let Some(s) = self.slots.get_mut(i) {
-            if !matches!(s.state, SlotState::Backoff { .. }) {
-                s.inherit = None;
             }
         }
         out.extend(self.status());
@@ -942,30 +691,27 @@ impl Slots {
     /// A second INT: SIGKILL every worker now.
     pub fn kill_all(&mut self, now: Instant) -> Vec<Action> {
         let mut out = self.begin_shutdown(None, now);
-        if let Mode::ShuttingDown { forced, .. } = &mut self.mode {
-            *forced = true;
+        if let Mode::ShuttingDown(s) = &mut self.mode {
+            s.forced = true;
         }
         for (i, s) in self.slots.iter_mut().enumerate() {
-            if let SlotState::Stopping { pid, killed, .. } = &mut s.state {
-                if !*killed {
-                    warn!("slot {i} pid {pid}: killing (second interrupt)");
-                    *killed = true;
-                    out.push(Action::Signal {
-                        pid: *pid,
-                        sig: Sig::Kill,
-                    });
-                }
+            if let Some(pid) = s.kill() {
+                warn!("slot {i} pid {pid}: killing (second interrupt)");
+                out.push(Action::Signal {
+                    pid,
+                    sig: Sig::Kill,
+                });
             }
         }
         out
     }
 
-    /// TTIN: one worker more, once the group is stable (see [`Slots::advance_scaling`]).
+    /// TTIN: one worker more, once the group is stable (see [`Fleet::settled`]).
     pub fn grow(&mut self, now: Instant) -> Vec<Action> {
         if self.is_shutting_down() {
             return Vec::new();
         }
-        self.scale_pending += 1;
+        self.scaling.pending += 1;
         self.log_scale_request("TTIN");
         self.advance_scaling(now)
     }
@@ -975,19 +721,18 @@ impl Slots {
         if self.is_shutting_down() {
             return Vec::new();
         }
-        let wanted = self.target as i64 + self.scale_pending;
-        if wanted <= 1 {
+        if self.wanted() <= 1 {
             warn!("TTOU ignored: kswarm keeps at least one worker");
             return Vec::new();
         }
-        self.scale_pending -= 1;
+        self.scaling.pending -= 1;
         self.log_scale_request("TTOU");
         self.advance_scaling(now)
     }
 
     fn log_scale_request(&self, signal: &str) {
-        let wanted = self.target as i64 + self.scale_pending;
-        if self.scale_pending == 0 {
+        let wanted = self.wanted();
+        if self.scaling.pending == 0 {
             info!("{signal}: back to {wanted} workers as they are now");
         } else {
             info!(
@@ -995,11 +740,6 @@ impl Slots {
                 self.target
             );
         }
-    }
-
-    /// Workers wanted once every TTIN and TTOU so far is carried out.
-    pub fn wanted(&self) -> usize {
-        (self.target as i64 + self.scale_pending).max(1) as usize
     }
 
     /// Whether the group is stable enough for the next scaling step: every
@@ -1013,17 +753,14 @@ impl Slots {
         if wanted.len() < self.target || rest.iter().any(|s| s.state != SlotState::Retired) {
             return false;
         }
-        let mut gens = wanted.iter().map(|s| match &s.state {
-            SlotState::Running { member, .. } => Some(member.generation),
-            _ => None,
-        });
+        let mut gens = wanted.iter().map(|s| s.membership().map(|m| m.generation));
         let Some(Some(first)) = gens.next() else {
             return false;
         };
         if !gens.all(|g| g == Some(first)) {
             return false;
         }
-        match self.last_step {
+        match self.scaling.last_step {
             None => true,
             Some((gen, at)) => {
                 first > gen || now.saturating_duration_since(at) > self.timeouts.join
@@ -1033,24 +770,21 @@ impl Slots {
 
     /// Carry out the next TTIN or TTOU if the group is stable.
     fn advance_scaling(&mut self, now: Instant) -> Vec<Action> {
-        if self.scale_pending == 0 || !matches!(self.mode, Mode::Normal) || !self.settled(now) {
+        if self.scaling.pending == 0 || !matches!(self.mode, Mode::Normal) || !self.settled(now) {
             return Vec::new();
         }
         let gen = self
             .slots
             .iter()
-            .filter_map(|s| match &s.state {
-                SlotState::Running { member, .. } => Some(member.generation),
-                _ => None,
-            })
+            .filter_map(|s| s.membership().map(|m| m.generation))
             .max()
             .unwrap_or(-1);
-        self.last_step = Some((gen, now));
-        if self.scale_pending > 0 {
-            self.scale_pending -= 1;
+        self.scaling.last_step = Some((gen, now));
+        if self.scaling.pending > 0 {
+            self.scaling.pending -= 1;
             self.grow_one(now)
         } else {
-            self.scale_pending += 1;
+            self.scaling.pending += 1;
             self.shrink_one(now)
         }
     }
@@ -1069,13 +803,13 @@ impl Slots {
             self.slots.push(Slot::new(now));
         } else {
             let s = &mut self.slots[i];
-            match &mut s.state {
+            match s.state {
                 SlotState::Retired => {
                     s.attempt = 0;
-                    s.state = SlotState::Backoff { until: now };
+                    s.wait(now, None);
                 }
                 // still leaving after a TTOU: start a new one when it is gone
-                SlotState::Stopping { reason, .. } => *reason = StopReason::Rolling,
+                SlotState::Stopping { .. } => s.restop(StopReason::Rolling),
                 _ => {}
             }
         }
@@ -1099,32 +833,20 @@ impl Slots {
             "removing a worker (TTOU): slot {i}; now {} workers",
             self.target
         );
-        let stop = now + self.timeouts.stop;
+        let deadline = now + self.timeouts.stop;
         let s = &mut self.slots[i];
         let mut out = Vec::new();
-        match s.state.clone() {
-            SlotState::Backoff { .. } => s.state = SlotState::Retired,
-            SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } => {
-                out.push(Action::Signal {
-                    pid,
-                    sig: Sig::Term,
-                });
-                s.state = SlotState::Stopping {
-                    pid,
-                    since,
-                    deadline: stop,
-                    reason: StopReason::Shrink,
-                    killed: false,
-                };
-            }
-            SlotState::Stopping { .. } => {
-                if let SlotState::Stopping { reason, .. } = &mut s.state {
-                    if *reason != StopReason::Hung {
-                        *reason = StopReason::Shrink;
-                    }
-                }
-            }
-            SlotState::Retired => {}
+        if let SlotState::Stopping {
+            reason: StopReason::Rolling | StopReason::Shutdown | StopReason::Shrink,
+            ..
+        } = s.state
+        {
+            s.restop(StopReason::Shrink);
+        } else if let Some(pid) = s.stop(StopReason::Shrink, deadline, false) {
+            out.push(Action::Signal {
+                pid,
+                sig: Sig::Term,
+            });
         }
         if s.state == SlotState::Retired {
             self.slots.truncate(self.last_used() + 1);
@@ -1140,7 +862,7 @@ impl Slots {
     pub fn rolling_restart(&mut self, now: Instant) -> Vec<Action> {
         match self.mode {
             Mode::Normal => {}
-            Mode::Rolling { .. } => {
+            Mode::Rolling(_) => {
                 warn!("HUP ignored: a rolling restart is already running");
                 return Vec::new();
             }
@@ -1152,64 +874,58 @@ impl Slots {
             "rolling restart of {} workers (HUP)",
             self.target
         );
-        self.mode = Mode::Rolling {
+        self.mode = Mode::Rolling(Rolling {
             current: None,
             pending: (0..self.target).collect(),
-        };
+        });
         let mut out = vec![Action::Notify(Notify::Reloading)];
         out.extend(self.advance_rolling(now));
         out
     }
 
     fn advance_rolling(&mut self, now: Instant) -> Vec<Action> {
-        let Mode::Rolling { current, pending } = &mut self.mode else {
+        let Mode::Rolling(rolling) = &mut self.mode else {
             return Vec::new();
         };
-        if let Some((i, old)) = *current {
-            let done = match self.slots.get(i).map(|s| &s.state) {
-                None | Some(SlotState::Retired) => true,
-                Some(SlotState::Running { pid, .. }) => *pid != old,
-                _ => false,
+        if let Some((i, old)) = rolling.current {
+            let done = match self.slots.get(i) {
+                None => true,
+                Some(s) => match &s.state {
+                    SlotState::Retired => true,
+                    SlotState::Member(w, _) => w.pid != old,
+                    _ => false,
+                },
             };
             if !done {
                 return Vec::new();
             }
-            *current = None;
+            rolling.current = None;
         }
-        while let Some(i) = pending.pop_front() {
+        while let Some(i) = rolling.pending.pop_front() {
             if i >= self.target {
                 continue;
             }
             let s = &mut self.slots[i];
-            if let SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } =
-                s.state
-            {
-                info!(
-                    event = "worker_replacing",
-                    slot = i,
-                    pid,
-                    "slot {i} pid {pid}: replacing (rolling restart)"
-                );
-                // The worker stays a member and its replacement takes it
-                // over: no LeaveGroup, no rebalance (one mid-join is rejoined
-                // under its member id instead).
-                if let SlotState::Running { member, .. } = &s.state {
-                    s.inherit = Some(Inherit::TakeOver(member.clone()));
-                }
-                s.state = SlotState::Stopping {
-                    pid,
-                    since,
-                    deadline: now + self.timeouts.stop,
-                    reason: StopReason::Rolling,
-                    killed: false,
-                };
-                *current = Some((i, pid));
-                return vec![Action::Signal {
-                    pid,
-                    sig: Sig::HandOver,
-                }];
+            if !s.is_active() {
+                continue; // waiting or stopping: it gets a new process anyway
             }
-            // Backoff / Stopping: it gets a new process anyway
+            // The worker stays a member and its replacement takes it over:
+            // no LeaveGroup, no rebalance (one mid-join is rejoined under its
+            // member id instead).
+            let Some(pid) = s.stop(StopReason::Rolling, now + self.timeouts.stop, false) else {
+                continue;
+            };
+            info!(
+                event = "worker_replacing",
+                slot = i,
+                pid,
+                "slot {i} pid {pid}: replacing (rolling restart)"
+            );
+            rolling.current = Some((i, pid));
+            return vec![Action::Signal {
+                pid,
+                sig: Sig::HandOver,
+            }];
         }
         info!(event = "rolling_restart_done", "rolling restart done");
         self.mode = Mode::Normal;
@@ -1218,80 +934,38 @@ impl Slots {
         out
     }
 
+    /// A worker of slot `i` crashed (or hung, or could not be started): restart
+    /// it after a backoff delay, its next worker inheriting `inherit`, or
+    /// give up (exit 1) once the crash loop is plain. A worker that died while
+    /// the brokers were out of reach (`in_outage`) did not crash on its own:
+    /// waiting out an outage spends no budget.
+    #[allow(clippy::too_many_arguments)]
     fn crashed(
         &mut self,
         i: usize,
         exit: Option<Exit>,
         since: Instant,
+        progressed: bool,
+        in_outage: bool,
+        inherit: Option<Inherit>,
         now: Instant,
     ) -> Vec<Action> {
         if self.is_shutting_down() {
-            self.slots[i].state = SlotState::Retired;
+            self.slots[i].retire();
             return Vec::new();
         }
         if now.saturating_duration_since(since) >= self.policy.healthy_after {
             self.slots[i].attempt = 0;
         }
-        // A worker that died while the brokers were out of reach did not
-        // crash on its own: waiting out an outage is not a crash loop.
-        let in_outage = self.slots[i].outage.is_some();
         if in_outage {
             info!("slot {i} ended during a broker outage; restarting it without spending the restart budget");
+        } else if progressed {
+            self.slots[i].fruitless = 0;
+        } else {
+            self.slots[i].fruitless += 1;
         }
-        if !in_outage {
-            if self.slots[i].progressed {
-                self.slots[i].fruitless = 0;
-            } else {
-                self.slots[i].fruitless += 1;
-            }
-        }
-        if !in_outage && !self.budget.try_spend(now) {
-            let limit = self.budget.limit();
-            let how = match (exit, self.slots[i].state.pid()) {
-                (Some(e), Some(pid)) => format!("(pid {pid}) ended with {e}"),
-                (Some(e), None) => format!("ended with {e}"),
-                (None, _) => "could not be started".to_string(),
-            };
-            let mut msg = format!(
-                "slot {i} {how}; restart budget spent (--max-restarts {}/{:?}: {} restarts within {:?}); stopping. \
-                 Fix the cause (see the worker's output), or allow more with --max-restarts N/WINDOW",
-                limit.max,
-                limit.window,
-                self.budget.spent(),
-                limit.window
-            );
-            if let Some(f) = &self.slots[i].last_fatal {
-                msg.push_str(&format!("; its last error: {f}"));
-            }
-            self.slots[i].state = SlotState::Retired;
-            let failure = Outcome {
-                code: 1,
-                message: msg,
-                slot: Some(i as u32),
-                reason: "restart budget spent",
-            };
-            return self.begin_shutdown(Some(failure), now);
-        }
-        let fruitless = self.slots[i].fruitless;
-        let loop_limit = self.budget.limit().max.max(1);
-        if !in_outage && fruitless > loop_limit {
-            let mut msg = format!(
-                "slot {i}: {fruitless} workers in a row ended without acknowledging a single record \
-                 (the last with {}); that is a crash loop however slowly it turns (--max-restarts {}/..). \
-                 Fix the cause (see the worker's output)",
-                exit.map_or("no start".to_string(), |e| e.to_string()),
-                loop_limit
-            );
-            if let Some(f) = &self.slots[i].last_fatal {
-                msg.push_str(&format!("; its last error: {f}"));
-            }
-            self.slots[i].state = SlotState::Retired;
-            let failure = Outcome {
-                code: 1,
-                message: msg,
-                slot: Some(i as u32),
-                reason: "crash loop",
-            };
+        if let Some(failure) = (!in_outage).then(|| self.give_up(i, exit, now)).flatten() {
+            self.slots[i].retire();
             return self.begin_shutdown(Some(failure), now);
         }
         let u = (self.jitter)();
@@ -1310,17 +984,67 @@ impl Slots {
             delay.as_millis(),
             s.attempt
         );
-        s.state = SlotState::Backoff { until: now + delay };
+        s.wait(now + delay, inherit);
         if delay.is_zero() {
             return self.due(now);
         }
         Vec::new()
     }
 
+    /// Why restarting slot `i` again is a crash loop, if it is: the restart
+    /// budget is spent (--max-restarts N/WINDOW), or more than N of its
+    /// workers in a row ended without acknowledging a record (however
+    /// slowly: a handler that is killed as hung every 30 s is a loop too).
+    fn give_up(&mut self, i: usize, exit: Option<Exit>, now: Instant) -> Option<Outcome> {
+        let limit = self.budget.limit();
+        let fatal = |s: &Slot| {
+            s.last_fatal
+                .as_ref()
+                .map(|f| format!("; its last error: {f}"))
+                .unwrap_or_default()
+        };
+        if !self.budget.try_spend(now) {
+            let how = match (exit, self.slots[i].pid()) {
+                (Some(e), Some(pid)) => format!("(pid {pid}) ended with {e}"),
+                (Some(e), None) => format!("ended with {e}"),
+                (None, _) => "could not be started".to_string(),
+            };
+            return Some(Outcome {
+                code: 1,
+                message: format!(
+                    "slot {i} {how}; restart budget spent (--max-restarts {}/{:?}: {} restarts within {:?}); stopping. \
+                     Fix the cause (see the worker's output), or allow more with --max-restarts N/WINDOW{}",
+                    limit.max,
+                    limit.window,
+                    self.budget.spent(),
+                    limit.window,
+                    fatal(&self.slots[i])
+                ),
+                slot: Some(i as u32),
+                reason: "restart budget spent",
+            });
+        }
+        let fruitless = self.slots[i].fruitless;
+        let loop_limit = limit.max.max(1);
+        (fruitless > loop_limit).then(|| Outcome {
+            code: 1,
+            message: format!(
+                "slot {i}: {fruitless} workers in a row ended without acknowledging a single record \
+                 (the last with {}); that is a crash loop however slowly it turns (--max-restarts {}/..). \
+                 Fix the cause (see the worker's output){}",
+                exit.map_or("no start".to_string(), |e| e.to_string()),
+                loop_limit,
+                fatal(&self.slots[i])
+            ),
+            slot: Some(i as u32),
+            reason: "crash loop",
+        })
+    }
+
     fn begin_shutdown(&mut self, failure: Option<Outcome>, now: Instant) -> Vec<Action> {
-        if let Mode::ShuttingDown { failure: f, .. } = &mut self.mode {
-            if f.is_none() {
-                *f = failure;
+        if let Mode::ShuttingDown(s) = &mut self.mode {
+            if s.failure.is_none() {
+                s.failure = failure;
             }
             return Vec::new();
         }
@@ -1342,37 +1066,22 @@ impl Slots {
                 self.pids().len()
             ),
         }
-        self.mode = Mode::ShuttingDown {
+        self.mode = Mode::ShuttingDown(Stop {
             failure,
-            forced: false,
-            unclean: Vec::new(),
-        };
+            ..Stop::default()
+        });
         let mut out = vec![Action::Notify(Notify::Stopping)];
         let deadline = now + self.timeouts.stop;
+        let sig = if self.leave_together {
+            Sig::HandOver
+        } else {
+            Sig::Term
+        };
         for s in &mut self.slots {
-            match s.state.clone() {
-                SlotState::Backoff { .. } => s.state = SlotState::Retired,
-                SlotState::Starting { pid, since, .. } | SlotState::Running { pid, since, .. } => {
-                    let sig = if self.leave_together {
-                        Sig::HandOver
-                    } else {
-                        Sig::Term
-                    };
-                    out.push(Action::Signal { pid, sig });
-                    s.state = SlotState::Stopping {
-                        pid,
-                        since,
-                        deadline,
-                        reason: StopReason::Shutdown,
-                        killed: false,
-                    };
-                }
-                SlotState::Stopping { .. } => {
-                    if let SlotState::Stopping { reason, .. } = &mut s.state {
-                        *reason = StopReason::Shutdown;
-                    }
-                }
-                SlotState::Retired => {}
+            if matches!(s.state, SlotState::Stopping { .. }) {
+                s.restop(StopReason::Shutdown);
+            } else if let Some(pid) = s.stop(StopReason::Shutdown, deadline, false) {
+                out.push(Action::Signal { pid, sig });
             }
         }
         out.extend(self.check_done());
@@ -1380,20 +1089,15 @@ impl Slots {
     }
 
     fn check_done(&mut self) -> Vec<Action> {
-        let Mode::ShuttingDown {
-            failure,
-            forced,
-            unclean,
-        } = &mut self.mode
-        else {
+        let Mode::ShuttingDown(stop) = &mut self.mode else {
             return Vec::new();
         };
-        if self.slots.iter().any(|s| s.state.pid().is_some()) {
+        if self.slots.iter().any(|s| s.pid().is_some()) {
             return Vec::new();
         }
-        let outcome = if let Some(f) = failure.take() {
+        let outcome = if let Some(f) = stop.failure.take() {
             f
-        } else if *forced {
+        } else if stop.forced {
             Outcome {
                 code: 1,
                 message: "stopped by a second interrupt; workers were killed without committing"
@@ -1401,12 +1105,12 @@ impl Slots {
                 slot: None,
                 reason: "second interrupt",
             }
-        } else if !unclean.is_empty() {
+        } else if !stop.unclean.is_empty() {
             Outcome {
                 code: 1,
                 message: format!(
                     "{}; raise --shutdown-timeout if the handler needs longer to drain",
-                    unclean.join("; ")
+                    stop.unclean.join("; ")
                 ),
                 slot: None,
                 reason: "unclean stop",
@@ -1437,16 +1141,16 @@ impl Slots {
     }
 
     fn check_ready(&mut self) -> Vec<Action> {
-        if self.ready_sent || self.is_shutting_down() {
+        if self.told.ready || self.is_shutting_down() {
             return Vec::new();
         }
         let all = self.slots[..self.target]
             .iter()
-            .all(|s| matches!(s.state, SlotState::Running { .. }));
+            .all(|s| s.membership().is_some());
         if !all {
             return Vec::new();
         }
-        self.ready_sent = true;
+        self.told.ready = true;
         info!(
             event = "all_joined",
             workers = self.target,
@@ -1461,25 +1165,22 @@ impl Slots {
         let joined = self
             .slots
             .iter()
-            .filter(|s| matches!(s.state, SlotState::Running { .. }))
+            .filter(|s| s.membership().is_some())
             .count();
         let partitions: usize = self
             .slots
             .iter()
-            .map(|s| match &s.state {
-                SlotState::Running { member, .. } => member.partitions.len(),
-                _ => 0,
-            })
+            .filter_map(|s| s.membership().map(|m| m.partitions.len()))
             .sum();
         let restarts: u64 = self.slots.iter().map(|s| s.restarts).sum();
         let line = format!(
             "{joined}/{} workers joined, {partitions} partitions owned, {restarts} restarts",
             self.target
         );
-        if line == self.last_status {
+        if line == self.told.status {
             return Vec::new();
         }
-        self.last_status = line.clone();
+        self.told.status = line.clone();
         vec![Action::Notify(Notify::Status(line))]
     }
 
@@ -1489,6 +1190,19 @@ impl Slots {
             .rposition(|s| s.state != SlotState::Retired)
             .unwrap_or(0)
             .max(self.target.saturating_sub(1))
+    }
+}
+
+/// The worker's `Joined` or `Recovered` report ends its broker outage.
+fn recovered(s: &mut Slot, slot: u32, pid: Pid, now: Instant) {
+    if let Some((since, _)) = s.worker_mut().and_then(|w| w.outage.take()) {
+        info!(
+            event = "broker_recovered",
+            slot,
+            pid,
+            "slot {slot} pid {pid}: the brokers answer again after {:?}",
+            now.saturating_duration_since(since)
+        );
     }
 }
 
@@ -1505,11 +1219,21 @@ fn log_stop(i: usize, pid: Pid, exit: Exit, killed: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervisor::handover::EVICT_IF_RESTART_AFTER;
+    use crate::supervisor::slot::SILENCE_CONFIRM;
+
+    /// When a waiting slot starts next.
+    fn until(s: &Slot) -> Instant {
+        match s.state {
+            SlotState::Waiting { until, .. } => until,
+            ref other => panic!("not waiting: {other:?}"),
+        }
+    }
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn slots(n: u32, budget: u32, t0: Instant) -> Slots {
-        Slots::new(
+    fn slots(n: u32, budget: u32, t0: Instant) -> Fleet {
+        Fleet::new(
             n,
             t0,
             Timeouts {
@@ -1561,7 +1285,7 @@ mod tests {
     }
 
     /// Start all slots with pids 100, 101, ... and join them.
-    fn started(n: u32, budget: u32, t0: Instant) -> Slots {
+    fn started(n: u32, budget: u32, t0: Instant) -> Fleet {
         let mut s = slots(n, budget, t0);
         assert_eq!(spawns(&s.tick(t0)), (0..n).collect::<Vec<_>>());
         for i in 0..n {
@@ -1581,7 +1305,7 @@ mod tests {
         let s = started(3, 10, t0);
         assert_eq!(s.pids(), vec![100, 101, 102]);
         assert!(
-            matches!(s.slots()[2].state, SlotState::Running { ref member, .. } if member.partitions == vec![2])
+            matches!(s.slots()[2].state, SlotState::Member(_, ref member) if member.partitions == vec![2])
         );
     }
 
@@ -1592,10 +1316,7 @@ mod tests {
         // first crash: restart within 50 ms
         let a = s.exited(101, Exit::Code(3), t0 + 10 * MS);
         assert!(spawns(&a).is_empty());
-        let until = match s.slots()[1].state {
-            SlotState::Backoff { until } => until,
-            ref other => panic!("{other:?}"),
-        };
+        let until = until(&s.slots()[1]);
         assert_eq!(until, t0 + 60 * MS);
         assert_eq!(s.next_deadline(), Some(until));
         assert!(spawns(&s.tick(until - MS)).is_empty());
@@ -1603,16 +1324,11 @@ mod tests {
         s.spawned(1, 200, until);
         // second crash right away: 100 ms
         s.exited(200, Exit::Signal(9), until + MS);
-        assert_eq!(
-            s.slots()[1].state,
-            SlotState::Backoff {
-                until: until + MS + 100 * MS
-            }
-        );
+        assert_eq!(super::tests::until(&s.slots()[1]), until + MS + 100 * MS);
         assert_eq!(s.slots()[1].restarts, 2);
         assert_eq!(s.slots()[1].last_exit, Some(Exit::Signal(9)));
         // slot 0 untouched
-        assert_eq!(s.slots()[0].state.pid(), Some(100));
+        assert_eq!(s.slots()[0].pid(), Some(100));
     }
 
     #[test]
@@ -1627,12 +1343,7 @@ mod tests {
         let t2 = t1 + Duration::from_secs(40);
         s.report(0, 200, Report::Alive { records: 5 }, t2);
         s.exited(200, Exit::Code(1), t2);
-        assert_eq!(
-            s.slots()[0].state,
-            SlotState::Backoff {
-                until: t2 + 50 * MS
-            }
-        );
+        assert_eq!(until(&s.slots()[0]), t2 + 50 * MS);
         assert_eq!(s.slots()[0].records, 5);
     }
 
@@ -1789,7 +1500,7 @@ mod tests {
                 partitions: vec![1]
             }))
         );
-        assert!(matches!(s.slots()[1].state, SlotState::Backoff { .. }));
+        assert!(matches!(s.slots()[1].state, SlotState::Waiting { .. }));
         assert_eq!(s.slots()[1].restarts, 1);
         // a worker still joining gets the longer join allowance
         let t2 = t0 + Duration::from_secs(7);
@@ -2196,9 +1907,7 @@ mod tests {
                 t,
             );
             let a = s.exited(pid, Exit::Signal(9), t);
-            let SlotState::Backoff { until } = s.slots()[0].state else {
-                panic!()
-            };
+            let until = until(&s.slots()[0]);
             if until - t >= EVICT_IF_RESTART_AFTER {
                 assert_eq!(evictions(&a), vec![(0, format!("m-{n}"))]);
                 // evicted or not, the replacement joins under the same id
@@ -2270,7 +1979,7 @@ mod tests {
             t0,
         );
         s.exited(100, Exit::Code(0), t0);
-        assert!(matches!(s.slots()[0].state, SlotState::Backoff { .. }));
+        assert!(matches!(s.slots()[0].state, SlotState::Waiting { .. }));
     }
 
     #[test]
@@ -2279,7 +1988,7 @@ mod tests {
         let mut s = started(1, 10, t0);
         s.exited(100, Exit::Code(1), t0);
         assert!(s.report(0, 100, joined(9, &[0]), t0).is_empty());
-        assert!(matches!(s.slots()[0].state, SlotState::Backoff { .. }));
+        assert!(matches!(s.slots()[0].state, SlotState::Waiting { .. }));
         assert!(s.exited(12345, Exit::Code(0), t0).is_empty());
     }
 }
