@@ -32,7 +32,10 @@ use support::{
 
 /// Records before the chaos, and produced during it (in steps).
 const BEFORE: usize = 40_000;
-const DURING: usize = 120_000;
+const DURING: usize = 160_000;
+/// The producer's steps: past the end of the chaos, so that records still
+/// flow when it ends.
+const STEPS: usize = 40;
 const CHAOS: Duration = Duration::from_secs(30);
 /// The in-flight window and commit interval of the run, for the bound.
 const MAX_IN_FLIGHT: usize = 2_000;
@@ -115,14 +118,14 @@ fn chaos_under_run_loses_nothing_and_duplicates_within_the_window() {
     let producer = {
         let (b, topic, producing) = (b.clone(), topic.clone(), producing.clone());
         std::thread::spawn(move || {
-            let step = DURING / 30;
-            for i in 0..30 {
+            let step = DURING / STEPS;
+            for i in 0..STEPS {
                 let mut lines = String::new();
                 for j in 0..step {
                     lines.push_str(&format!("c-{}\n", BEFORE + i * step + j));
                 }
                 produce_with(&b, &topic, &lines, &["--batch-size", "1000"]);
-                std::thread::sleep(Duration::from_millis(700));
+                std::thread::sleep(Duration::from_millis(900));
             }
             producing.store(false, Ordering::SeqCst);
         })
