@@ -233,7 +233,7 @@ impl Admin {
                 let n = self.settle(topic, to).await?.unwrap_or(to);
                 Ok(Applied::Grown { from, to: n })
             }
-            GrowOutcome::Unsupported { broker } => Err(crate::app::ExitWith(
+            GrowOutcome::Unsupported { broker } => Err(crate::error::ExitWith(
                 1,
                 format!(
                     "topic '{topic}' has {} and {to} are wanted, but the broker at {broker} does not support CreatePartitions (Kafka API 37); \

@@ -3,20 +3,7 @@
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
-use crate::config::UsageError;
-
-/// A failure that must end the process with a specific exit code (after its
-/// message has been printed by whoever built it).
-#[derive(Debug)]
-pub struct ExitWith(pub u8, pub String);
-
-impl std::fmt::Display for ExitWith {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.1)
-    }
-}
-
-impl std::error::Error for ExitWith {}
+use crate::error::{ExitWith, UsageError};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -26,6 +13,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(a) => crate::produce::run(&a),
         Command::Worker(a) => crate::worker::cmd(a),
         Command::Guard(a) => crate::handler::guard::run(&a.command),
+        Command::Spawned(_) => crate::worker::spawned(),
     }
 }
 

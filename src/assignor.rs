@@ -122,17 +122,6 @@ pub fn roundrobin(
     out
 }
 
-/// The assignor every member supports, in our order of preference. The
-/// coordinator makes this choice for real; this mirrors it for tests and
-/// for explaining a failed join.
-pub fn common_protocol(ours: &[Assignor], members: &[Vec<String>]) -> Option<Assignor> {
-    ours.iter().copied().find(|a| {
-        members
-            .iter()
-            .all(|m| m.iter().any(|n| n == a.protocol_name()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,22 +223,6 @@ mod tests {
         // A topic nobody subscribes to is left alone.
         let r = roundrobin(&ms, &counts(&[("other", 3)]));
         assert!(r.values().all(|m| m.is_empty()));
-    }
-
-    #[test]
-    fn protocol_choice() {
-        let both = vec!["range".to_string(), "roundrobin".to_string()];
-        let rr = vec!["roundrobin".to_string()];
-        use Assignor::*;
-        assert_eq!(
-            common_protocol(&[Range, RoundRobin], &[both.clone(), both.clone()]),
-            Some(Range)
-        );
-        assert_eq!(
-            common_protocol(&[Range, RoundRobin], &[both, rr.clone()]),
-            Some(RoundRobin)
-        );
-        assert_eq!(common_protocol(&[Range], &[rr]), None);
     }
 
     proptest! {

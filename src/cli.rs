@@ -40,6 +40,16 @@ pub enum Command {
     /// Runs one handler (`sh -c CMD`) and kills every process it leaves (started by workers; hidden).
     #[command(hide = true)]
     Guard(GuardArgs),
+    /// One worker started by `run`, its settings as JSON on fd 4 (hidden).
+    #[command(hide = true)]
+    Spawned(SpawnedArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpawnedArgs {
+    /// The worker's slot (for `ps`; its settings say it too).
+    #[arg(long)]
+    pub slot: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,22 +1,10 @@
 //! Validated settings. Every raw flag is checked once, here, and a bad value
 //! becomes a [`UsageError`] that names the flag and the way out (exit 2).
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::cli;
-
-/// A user mistake in flags or environment: exit code 2, no backtrace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
+pub use crate::error::UsageError;
 
 pub type Checked<T> = Result<T, UsageError>;
 
@@ -199,7 +187,7 @@ pub fn parse_brokers(raw: &str) -> Checked<Vec<String>> {
     Ok(out)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConnectConfig {
     pub brokers: Vec<String>,
     pub connect_timeout: Duration,
@@ -232,19 +220,19 @@ impl SizingConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Format {
     Json,
     Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StartFrom {
     Earliest,
     Latest,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HandlerSpec {
     /// Records go to kswarm's stdout.
     Stdout,
@@ -259,7 +247,7 @@ pub enum HandlerSpec {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Assignor {
     Range,
     RoundRobin,
@@ -295,7 +283,7 @@ pub const SESSION_TIMEOUT_STEPS: [Duration; 4] = [
 ];
 
 /// Settings of one consumer-group member (the worker) and its handler.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConsumeConfig {
     pub group: String,
     pub handler: HandlerSpec,
@@ -524,7 +512,7 @@ impl RunConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WorkerConfig {
     pub connect: ConnectConfig,
     pub topic: String,
@@ -538,7 +526,7 @@ pub struct WorkerConfig {
     pub rejoin: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resume {
     pub member_id: String,
     pub generation: i32,

@@ -3,30 +3,33 @@
 //! Layout: `cli` (raw flags) -> `config` (validated settings) -> the
 //! subcommands: `plan`/`admin`/`sizing` (topic sizing), `produce`, `status`,
 //! `supervisor` (the parent of `run`), `worker` (one group member), which uses
-//! `group` (membership over the wire), `assignor` and `handler`.
-//! Every kafka-protocol type stays inside `wire`.
+//! `group` (membership over the wire), `assignor` and `handler`; `error`
+//! holds the errors that decide exit codes. Every kafka-protocol type stays
+//! inside `wire`.
+//!
+//! The public modules are what the binary and the integration tests use;
+//! the rest is the crate's own, so that the compiler sees what is unused.
 #![deny(unsafe_code, rust_2018_idioms)]
 
+pub mod admin;
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod error;
+pub mod group;
 pub mod handler;
+pub mod logging;
+pub mod plan;
 pub mod record;
 pub mod report;
-pub mod supervisor;
-
-pub mod admin;
-pub mod plan;
-pub mod produce;
-pub mod sizing;
-
-pub mod assignor;
-pub mod group;
-
-pub mod app;
-pub mod backoff;
-pub mod logging;
-pub mod proctree;
 pub mod state_file;
-pub mod status;
 pub mod wire;
-pub mod worker;
+
+pub(crate) mod assignor;
+pub(crate) mod backoff;
+pub(crate) mod proctree;
+pub(crate) mod produce;
+pub(crate) mod sizing;
+pub(crate) mod status;
+pub(crate) mod supervisor;
+pub(crate) mod worker;

@@ -64,8 +64,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         connect.connect_timeout,
         group,
     )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .await?;
     let fetched = group_msgs::offset_fetch(&mut coord, group, topic, &partitions)
         .await
         .with_context(|| format!("reading the committed offsets of --group {group}"))?;

@@ -69,13 +69,6 @@ impl Heartbeat {
             }
         }
     }
-
-    /// The current state without waiting.
-    pub fn state(&self) -> Beat {
-        self.rx.borrow().clone()
-    }
-
-    pub fn stop(self) {}
 }
 
 impl Drop for Heartbeat {

@@ -29,10 +29,10 @@
 //! // on shutdown: m.commit(..), then m.leave()
 //! ```
 
-pub mod coordinator;
-pub mod errors;
-pub mod heartbeat;
-pub mod member;
+pub(crate) mod coordinator;
+pub(crate) mod errors;
+pub(crate) mod heartbeat;
+pub(crate) mod member;
 
 use std::time::Duration;
 

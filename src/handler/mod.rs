@@ -28,10 +28,10 @@
 mod batch;
 mod child;
 mod exec;
-pub mod format;
+pub(crate) mod format;
 pub mod guard;
 mod stdout;
-pub mod window;
+pub(crate) mod window;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

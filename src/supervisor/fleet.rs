@@ -206,6 +206,7 @@ impl Fleet {
     }
 
     /// Workers wanted now (changed by TTIN/TTOU).
+    #[cfg(test)]
     pub fn target(&self) -> usize {
         self.target
     }

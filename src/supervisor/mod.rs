@@ -15,14 +15,14 @@
 //! worker's group member is evicted at once ([`evict`]), the one piece of
 //! Kafka traffic the supervisor does, on a thread of its own.
 
-pub mod backoff;
-pub mod evict;
-pub mod fleet;
-pub mod handover;
-pub mod notify;
-pub mod signals;
-pub mod slot;
-pub mod spawn;
+pub(crate) mod backoff;
+pub(crate) mod evict;
+pub(crate) mod fleet;
+pub(crate) mod handover;
+pub(crate) mod notify;
+pub(crate) mod signals;
+pub(crate) mod slot;
+pub(crate) mod spawn;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -36,9 +36,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid as NixPid;
 use tracing::{debug, info, warn};
 
-use crate::app::ExitWith;
 use crate::cli::RunArgs;
 use crate::config::RunConfig;
+use crate::error::ExitWith;
 use crate::report::Report;
 use crate::state_file;
 use backoff::{thread_rng_jitter, BackoffPolicy};
@@ -183,7 +183,12 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
                         }
                         None => {}
                     }
-                    match spawn::spawn(&exe, &args, slot, inherit.as_ref(), log_level, log_format) {
+                    match spawn::spawn(
+                        &exe,
+                        &spawn::worker_config(&cfg, slot, inherit.as_ref()),
+                        log_level,
+                        log_format,
+                    ) {
                         Ok(w) => {
                             read_worker(&tx, slot, w.pid, w.reports, w.stderr);
                             pending.extend(slots.spawned(slot, w.pid, now));

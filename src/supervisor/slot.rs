@@ -61,15 +61,6 @@ pub enum Inherit {
     Rejoin(String),
 }
 
-impl Inherit {
-    pub fn member_id(&self) -> &str {
-        match self {
-            Inherit::TakeOver(m) => &m.member_id,
-            Inherit::Rejoin(id) => id,
-        }
-    }
-}
-
 /// Why the supervisor asked a worker to stop; decides what follows its exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {

@@ -1,16 +1,18 @@
-//! Starting one worker: re-execute our own binary as the hidden `kswarm worker`
-//! subcommand with a report pipe on fd 3 and a stderr pipe.
+//! Starting one worker: re-execute our own binary as the hidden `kswarm
+//! spawned` subcommand. The worker gets its validated settings whole, as
+//! JSON on a pipe (fd 4), not as flags to parse again: nothing it is told
+//! shows in `ps`, and no value is checked twice. It reports on a pipe (fd 3)
+//! and its stderr comes back on a third.
 //!
 //! Process groups: every worker leads its own process group (pgid = its pid),
-//! which its handler (`sh -c CMD`) joins. So the supervisor can SIGKILL a hung
-//! worker *and* its handler with one `killpg`, and a terminal ^C reaches only
-//! the supervisor, which then decides: TERM to each worker, and on a second
-//! ^C SIGKILL to each group. (systemd's KillMode=mixed sends TERM to the main
-//! process only and SIGKILLs the whole cgroup at the end, which fits.)
+//! so that a terminal ^C reaches only the supervisor, which then decides: a
+//! graceful stop, and on a second ^C SIGKILL. (systemd's KillMode=mixed sends
+//! TERM to the main process only and SIGKILLs the whole cgroup at the end,
+//! which fits.) Each handler leads a process group of its own under a guard
+//! (see `handler::guard`).
 
-use std::ffi::OsString;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -19,10 +21,13 @@ use std::process::{ChildStderr, Command, Stdio};
 use clap::{Args, CommandFactory as _};
 
 use super::slot::Inherit;
-use crate::cli::{RunArgs, WorkerArgs};
+use crate::cli::WorkerArgs;
+use crate::config::{Resume, RunConfig, WorkerConfig};
 
 /// The fd number on which a worker finds its report pipe.
 pub const REPORT_FD: i32 = 3;
+/// The fd number on which a worker reads its settings (JSON, to EOF).
+pub const CONFIG_FD: i32 = 4;
 
 /// A started worker: its pid and our ends of its pipes.
 pub struct Spawned {
@@ -31,69 +36,37 @@ pub struct Spawned {
     pub stderr: ChildStderr,
 }
 
-/// `worker --slot S --report-fd 3` plus the connect, topic and consume flags
-/// of `run` (not the sizing, budget or hang flags, which are the supervisor's).
-pub fn worker_argv(run: &RunArgs, slot: u32, inherit: Option<&Inherit>) -> Vec<OsString> {
-    let c = &run.consume;
-    let mut v: Vec<OsString> = Vec::new();
-    let mut flag = |name: &str, value: &str| {
-        v.push(name.into());
-        v.push(value.into());
+/// The settings of the worker for `slot`: those of `run` that concern a
+/// member (not the sizing, budget or outage limit, which are the
+/// supervisor's), and what it inherits from the slot's last worker.
+pub fn worker_config(run: &RunConfig, slot: u32, inherit: Option<&Inherit>) -> WorkerConfig {
+    let (resume, rejoin) = match inherit {
+        Some(Inherit::TakeOver(m)) => (
+            Some(Resume {
+                member_id: m.member_id.clone(),
+                generation: m.generation,
+                partitions: m.partitions.clone(),
+            }),
+            None,
+        ),
+        Some(Inherit::Rejoin(id)) => (None, Some(id.clone())),
+        None => (None, None),
     };
-    flag("--brokers", &run.connect.brokers);
-    flag("--connect-timeout", &run.connect.connect_timeout);
-    flag("--topic", &run.topic);
-    flag("--group", &c.group);
-    if let Some(cmd) = &c.exec {
-        flag("--exec", cmd);
+    WorkerConfig {
+        connect: run.connect.clone(),
+        topic: run.topic.clone(),
+        consume: run.consume.clone(),
+        slot,
+        report_fd: Some(REPORT_FD),
+        resume,
+        rejoin,
     }
-    if let Some(cmd) = &c.exec_batch {
-        flag("--exec-batch", cmd);
-    }
-    flag("--batch-size", &c.batch_size);
-    flag("--batch-wait", &c.batch_wait);
-    flag("--batch-retries", &c.batch_retries);
-    flag("--format", &c.format);
-    flag("--from", &c.from);
-    flag("--session-timeout", &c.session_timeout);
-    flag("--rebalance-timeout", &c.rebalance_timeout);
-    flag("--heartbeat-interval", &c.heartbeat_interval);
-    flag("--commit-interval", &c.commit_interval);
-    flag("--assignor", &c.assignor);
-    if let Some(p) = &c.instance_prefix {
-        flag("--instance-prefix", p);
-    }
-    flag("--max-in-flight", &c.max_in_flight);
-    flag("--max-in-flight-bytes", &c.max_in_flight_bytes);
-    flag("--max-in-flight-time", &c.max_in_flight_time);
-    flag("--shutdown-timeout", &c.shutdown_timeout);
-    flag("--hang-timeout", &c.hang_timeout);
-    for kv in &c.extra {
-        flag("-X", kv);
-    }
-    flag("--slot", &slot.to_string());
-    flag("--report-fd", &REPORT_FD.to_string());
-    match inherit {
-        Some(Inherit::TakeOver(m)) => {
-            flag("--resume-member-id", &m.member_id);
-            flag("--resume-generation", &m.generation.to_string());
-            let parts: Vec<String> = m.partitions.iter().map(i32::to_string).collect();
-            flag("--resume-partitions", &parts.join(","));
-        }
-        Some(Inherit::Rejoin(id)) => flag("--rejoin-member-id", id),
-        None => {}
-    }
-    if c.static_membership {
-        v.push("--static-membership".into());
-    }
-    let mut argv: Vec<OsString> = vec!["worker".into()];
-    argv.extend(v);
-    argv
 }
 
-/// The `KSWARM_*` variables the worker's flags fall back to. The argv above
-/// carries every value, so these are removed from the worker's environment:
-/// an inherited `KSWARM_EXEC` must not fight an explicit `--exec-batch`.
+/// The `KSWARM_*` variables the worker's flags fall back to. They are
+/// removed from the worker's environment (and so from its handler's): the
+/// worker is told its settings on its config pipe, and a handler has no
+/// business reading kswarm's settings (or, later, its secrets).
 fn worker_flag_env_vars() -> Vec<String> {
     let cmd = WorkerArgs::augment_args(clap::Command::new("worker"));
     let mut names: Vec<String> = cmd
@@ -110,24 +83,34 @@ fn worker_flag_env_vars() -> Vec<String> {
         .map(|e| e.to_string_lossy().into_owned())
         .collect();
     names.retain(|n| !globals.contains(n));
+    names.extend(
+        [
+            "KSWARM_MAX_RESTARTS",
+            "KSWARM_BROKER_OUTAGE_LIMIT",
+            "KSWARM_WORKERS",
+            "KSWARM_PARTITIONS",
+        ]
+        .map(String::from),
+    );
     names
 }
 
-/// Start the worker for `slot`. Call from the main thread only: the
-/// parent-death signal fires when the *thread* that forked the child ends.
+/// Start the worker for `slot` with `config`. Call from the main thread
+/// only: the parent-death signal fires when the *thread* that forked the
+/// child ends.
 pub fn spawn(
     exe: &Path,
-    run: &RunArgs,
-    slot: u32,
-    inherit: Option<&Inherit>,
+    config: &WorkerConfig,
     log_level: &str,
     log_format: &str,
 ) -> io::Result<Spawned> {
-    // O_CLOEXEC on both ends: no other child (a later worker) inherits them.
-    let (read_end, write_end): (OwnedFd, OwnedFd) =
+    // O_CLOEXEC on every end: no other child (a later worker) inherits them.
+    let (report_read, report_write): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    let write_raw = write_end.as_raw_fd();
+    let (config_read, config_write): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let supervisor = std::process::id();
+    let json = serde_json::to_vec(config).map_err(io::Error::other)?;
 
     let mut cmd = Command::new(exe);
     // `ps` shows the name kswarm was started as, not /proc/self/exe.
@@ -136,7 +119,7 @@ pub fn spawn(
             .next()
             .unwrap_or_else(|| "kswarm".into()),
     );
-    cmd.args(worker_argv(run, slot, inherit))
+    cmd.args(["spawned", "--slot", &config.slot.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
@@ -147,37 +130,60 @@ pub fn spawn(
     for name in worker_flag_env_vars() {
         cmd.env_remove(name);
     }
-    install_child_setup(&mut cmd, write_raw, supervisor);
+    install_child_setup(
+        &mut cmd,
+        report_write.as_raw_fd(),
+        config_read.as_raw_fd(),
+        supervisor,
+    );
     let mut child = cmd.spawn()?;
-    drop(write_end); // the child holds the only write end now: EOF = it is gone
+    drop(report_write); // the child holds the only write end now: EOF = it is gone
+    drop(config_read);
+    // After the spawn: a config larger than the pipe's buffer is read as it
+    // is written.
+    let mut config_write = File::from(config_write);
+    config_write.write_all(&json)?;
+    drop(config_write);
     let stderr = child.stderr.take().expect("stderr was piped");
     Ok(Spawned {
         pid: child.id() as i32,
-        reports: File::from(read_end),
+        reports: File::from(report_read),
         stderr,
     })
     // `child` is dropped without waiting: the supervisor reaps every worker
     // itself with waitpid(-1) on SIGCHLD.
 }
 
-/// In the forked child, before exec: put the report pipe on fd 3, and ask
-/// the kernel to SIGKILL us when the supervisor dies.
+/// In the forked child, before exec: the report pipe on fd 3, the config
+/// pipe on fd 4, and a SIGKILL from the kernel when the supervisor dies.
 #[allow(unsafe_code)]
-fn install_child_setup(cmd: &mut Command, report_fd: i32, supervisor: u32) {
+fn install_child_setup(cmd: &mut Command, report_fd: i32, config_fd: i32, supervisor: u32) {
     // SAFETY: `pre_exec` runs between fork and exec in the child, where only
-    // async-signal-safe calls are allowed. The closure calls only dup2, fcntl,
-    // prctl and getppid (all async-signal-safe syscalls), allocates nothing,
-    // takes no locks, and captures two integers by value.
+    // async-signal-safe calls are allowed. The closure calls only dup2,
+    // fcntl, prctl and getppid (all async-signal-safe syscalls), allocates
+    // nothing, takes no locks, and captures integers by value.
     unsafe {
         cmd.pre_exec(move || {
-            if report_fd == REPORT_FD {
-                // Already on fd 3 (dup2 would be a no-op): just clear O_CLOEXEC.
-                if libc::fcntl(REPORT_FD, libc::F_SETFD, 0) == -1 {
+            // Move each pipe to its number; dup2's copy has no FD_CLOEXEC,
+            // so it survives exec. (A pipe already on its number only needs
+            // FD_CLOEXEC cleared; one on the other's number is moved away
+            // first.)
+            let mut config_fd = config_fd;
+            if config_fd == REPORT_FD {
+                config_fd = libc::dup(config_fd);
+                if config_fd == -1 {
                     return Err(io::Error::last_os_error());
                 }
-            } else if libc::dup2(report_fd, REPORT_FD) == -1 {
-                // dup2's copy has no FD_CLOEXEC, so it survives exec.
-                return Err(io::Error::last_os_error());
+            }
+            for (from, to) in [(report_fd, REPORT_FD), (config_fd, CONFIG_FD)] {
+                let r = if from == to {
+                    libc::fcntl(to, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(from, to)
+                };
+                if r == -1 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
@@ -205,21 +211,19 @@ mod tests {
     use crate::supervisor::slot::Membership;
     use clap::Parser;
 
+    fn run(args: &[&str]) -> RunConfig {
+        let mut argv = vec!["kswarm", "run", "-b", "h:1", "-t", "t1", "-g", "g1"];
+        argv.extend_from_slice(args);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Run(run) = cli.command else {
+            panic!()
+        };
+        RunConfig::from_args(&run).unwrap()
+    }
+
     #[test]
-    fn worker_argv_carries_consume_flags_but_not_supervisor_flags() {
-        let cli = crate::cli::Cli::try_parse_from([
-            "kswarm",
-            "run",
-            "-b",
-            "h:1",
-            "-t",
-            "t1",
-            "-g",
-            "g1",
-            "-w",
-            "3",
-            "-p",
-            "keep",
+    fn a_worker_gets_the_consume_settings_whole_and_what_it_inherits() {
+        let cfg = run(&[
             "--exec",
             "cat -n",
             "--max-restarts",
@@ -231,86 +235,41 @@ mod tests {
             "--static-membership",
             "--from",
             "latest",
-        ])
-        .unwrap();
-        let crate::cli::Command::Run(run) = cli.command else {
-            panic!()
-        };
-        let argv = worker_argv(&run, 2, None);
-        let s: Vec<String> = argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let joined = s.join(" ");
-        assert_eq!(s[0], "worker");
-        for want in [
-            "--brokers h:1",
-            "--topic t1",
-            "--group g1",
-            "--exec cat -n",
-            "-X fetch.max.bytes=100",
-            "--slot 2",
-            "--report-fd 3",
-            "--static-membership",
-            "--from latest",
-            "--hang-timeout 9s",
-        ] {
-            assert!(joined.contains(want), "{want} missing in {joined}");
-        }
-        for not in ["--workers", "--partitions", "--max-restarts", "5/10s"] {
-            assert!(!joined.contains(not), "{not} leaked into {joined}");
-        }
-        // and the worker accepts it
-        let mut full = vec!["kswarm".to_string()];
-        full.extend(s);
-        let parsed = crate::cli::Cli::try_parse_from(full).expect("worker argv parses");
-        let crate::cli::Command::Worker(w) = parsed.command else {
-            panic!()
-        };
-        assert_eq!((w.slot, w.report_fd), (2, Some(3)));
-        assert_eq!(w.consume.exec.as_deref(), Some("cat -n"));
-        assert!(w.consume.static_membership);
-
-        // a replacement that takes over a dead member
-        let m = Membership {
-            member_id: "kswarm-2-abc".into(),
+        ]);
+        let member = Membership {
+            member_id: "m-1".into(),
             generation: 7,
-            partitions: vec![0, 3],
+            partitions: vec![0, 2],
         };
-        let cfg_of = |inherit: &Inherit| {
-            let mut full = vec![std::ffi::OsString::from("kswarm")];
-            full.extend(worker_argv(&run, 2, Some(inherit)));
-            let parsed = crate::cli::Cli::try_parse_from(full).expect("inherit argv parses");
-            let crate::cli::Command::Worker(w) = parsed.command else {
-                panic!()
-            };
-            crate::config::WorkerConfig::from_args(&w).unwrap()
-        };
-        let cfg = cfg_of(&Inherit::TakeOver(m.clone()));
-        let r = cfg.resume.expect("resume");
+        let w = worker_config(&cfg, 2, Some(&Inherit::TakeOver(member)));
+        assert_eq!((w.slot, w.report_fd), (2, Some(REPORT_FD)));
+        assert_eq!(w.consume.fetch_max_bytes, 100);
+        assert_eq!(w.consume.hang_timeout, std::time::Duration::from_secs(9));
+        assert!(w.consume.static_membership);
+        assert_eq!(w.instance_id().as_deref(), Some("g1-2"));
+        let r = w.resume.clone().expect("a take-over");
         assert_eq!(
             (r.member_id.as_str(), r.generation, r.partitions),
-            ("kswarm-2-abc", 7, vec![0, 3])
+            ("m-1", 7, vec![0, 2])
         );
-        assert_eq!(cfg.rejoin, None);
-        // no partitions is still a valid take-over
-        let m = Membership {
-            partitions: vec![],
-            ..m
-        };
-        let cfg = cfg_of(&Inherit::TakeOver(m));
-        assert_eq!(cfg.resume.unwrap().partitions, Vec::<i32>::new());
-        // a replacement that joins under its predecessor's member id
-        let cfg = cfg_of(&Inherit::Rejoin("kswarm-2-def".into()));
-        assert_eq!(cfg.resume, None);
-        assert_eq!(cfg.rejoin.as_deref(), Some("kswarm-2-def"));
+        // What crosses the pipe comes back the same.
+        let back: WorkerConfig = serde_json::from_slice(&serde_json::to_vec(&w).unwrap()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{w:?}"));
+        let w = worker_config(&cfg, 0, Some(&Inherit::Rejoin("m-0".into())));
+        assert_eq!((w.resume, w.rejoin.as_deref()), (None, Some("m-0")));
     }
 
     #[test]
     fn flag_env_vars_are_known() {
         let names = worker_flag_env_vars();
-        assert!(names.contains(&"KSWARM_EXEC".to_string()));
-        assert!(names.contains(&"KSWARM_BROKERS".to_string()));
+        for n in [
+            "KSWARM_BROKERS",
+            "KSWARM_EXEC",
+            "KSWARM_GROUP",
+            "KSWARM_MAX_RESTARTS",
+        ] {
+            assert!(names.contains(&n.to_string()), "{n} missing from {names:?}");
+        }
         assert!(!names.contains(&"KSWARM_LOG_LEVEL".to_string()));
     }
 }

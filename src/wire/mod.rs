@@ -7,12 +7,12 @@
 //! - [`consumer_protocol`]: the ConsumerProtocol subscription/assignment bytes.
 //! - [`records`]: the record batches of a fetch answer, decoded without a copy per record.
 
-pub mod admin;
-pub mod codes;
-pub mod conn;
-pub mod consumer_protocol;
-pub mod group_msgs;
-pub mod records;
+pub(crate) mod admin;
+pub(crate) mod codes;
+pub(crate) mod conn;
+pub(crate) mod consumer_protocol;
+pub(crate) mod group_msgs;
+pub(crate) mod records;
 
 pub use conn::BrokerConn;
 pub use kafka_protocol::messages::ApiKey;

@@ -6,7 +6,6 @@
 //! worker (PR_SET_PDEATHSIG fires when the spawning thread exits).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,39 +17,63 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::app::ExitWith;
-use crate::backoff::Doubling;
 use crate::cli::WorkerArgs;
 use crate::config::{StartFrom, WorkerConfig};
+use crate::error::{ConfigError, ExitWith};
 use crate::group::{GroupError, GroupSettings, Member};
 use crate::handler::{Handler, HandlerEnv, HandlerEvent, Refused};
 use crate::record::Record;
 use crate::report::{Report, EXIT_CONFIG};
-use crate::wire::records::{decode_fetched, AbortedTxn};
 
-/// Fetched batches buffered per worker ahead of the handler (pipelining).
-const FETCH_QUEUE: usize = 2;
+mod fetch;
+mod positions;
+mod report;
+
+use fetch::{fetch_loop, FetchedBatch, FETCH_QUEUE};
+use positions::Positions;
+use report::{OutageClock, Reporter};
+
 /// Staged bytes handed to the handler at once at most (a fetched batch is
 /// staged whole unless it formats to more than this).
 const CHUNK_BYTES: usize = 256 * 1024;
-/// The largest fetch we grow to when a single record batch is larger than
-/// the fetch asked for and the broker cuts it off (brokers before KIP-74).
-const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 /// The in-flight window never goes below this many records (see
 /// `handler::window`).
 const MIN_WINDOW: usize = 100;
 /// Alive reports to the supervisor, this often.
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
-/// While the brokers cannot be reached: the first pause before trying again,
-/// the longest, and how often the supervisor hears that it still lasts.
-const OUTAGE_PAUSE: Doubling = Doubling::new(Duration::from_millis(500), Duration::from_secs(10));
-/// Fetch retries (a failed fetch, a corrupt batch): 100 ms doubling to 2 s.
-const FETCH_PAUSE: Doubling = Doubling::new(Duration::from_millis(100), Duration::from_secs(2));
-const OUTAGE_REPORT_EVERY: Duration = Duration::from_secs(5);
 
+/// `kswarm worker FLAGS`: a worker on its own (tests, debugging).
 pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
-    let cfg = WorkerConfig::from_args(&args)?;
+    start(WorkerConfig::from_args(&args)?)
+}
+
+/// `kswarm spawned`: a worker of `kswarm run`, its settings as JSON on fd 4.
+pub fn spawned() -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut text = Vec::new();
+    std::fs::File::open(format!("/dev/fd/{}", crate::supervisor::spawn::CONFIG_FD))
+        .and_then(|mut f| f.read_to_end(&mut text))
+        .context(
+            "cannot read the worker's settings on fd 4 (kswarm spawned is started by kswarm run)",
+        )?;
+    let cfg: WorkerConfig =
+        serde_json::from_slice(&text).context("the worker's settings on fd 4 are not readable")?;
+    start(cfg)
+}
+
+fn start(cfg: WorkerConfig) -> anyhow::Result<()> {
     check_parent_alive()?;
+    // The pipes to the supervisor are ours, not the handler's: a handler
+    // that kept the report pipe open would hide our end from the supervisor.
+    for fd in [cfg.report_fd, Some(crate::supervisor::spawn::CONFIG_FD)]
+        .into_iter()
+        .flatten()
+    {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
     keep_freed_buffers();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,53 +112,6 @@ fn check_parent_alive() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Writes reports to the supervisor's pipe; a no-op without `--report-fd`.
-struct Reporter {
-    out: Option<std::fs::File>,
-}
-
-impl Reporter {
-    fn open(fd: Option<i32>) -> anyhow::Result<Self> {
-        let out = match fd {
-            // Re-opening /dev/fd/N gives us the pipe without unsafe fd adoption.
-            Some(fd) => Some(
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(format!("/dev/fd/{fd}"))
-                    .with_context(|| format!("--report-fd {fd} is not open for writing"))?,
-            ),
-            None => None,
-        };
-        Ok(Self { out })
-    }
-
-    fn try_clone(&self) -> Self {
-        Self {
-            out: self.out.as_ref().and_then(|f| f.try_clone().ok()),
-        }
-    }
-
-    fn send(&mut self, report: Report) {
-        if let Some(out) = &mut self.out {
-            // A supervisor that stopped reading is dead; PDEATHSIG ends us soon.
-            let _ = out.write_all(report.to_line().as_bytes());
-        }
-    }
-}
-
-/// One partition's positions: what went to the handler and what it acknowledged.
-#[derive(Debug, Clone, Copy)]
-struct Position {
-    /// Next offset to commit (one past the last acknowledged record).
-    acked_next: i64,
-    /// What the broker has committed for us.
-    committed: i64,
-}
-
-struct FetchedBatch {
-    records: Vec<Record>,
 }
 
 /// A fetched batch the handler has taken only part of so far.
@@ -191,30 +167,13 @@ struct Worker {
     carried: BTreeMap<i32, i64>,
 }
 
-/// A worker error that restarting cannot fix (a handler that cannot be run,
-/// a setting the broker refuses): the worker exits with [`EXIT_CONFIG`] and
-/// the supervisor stops with exit status 2 instead of restarting it.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let mut reporter = Reporter::open(cfg.report_fd)?;
     reporter.send(Report::Started {
         pid: std::process::id(),
     });
     let (mut shutdown, hand_over) = watch_shutdown_signals()?;
-    let mut outage = OutageClock {
-        brokers: cfg.connect.brokers.join(","),
-        ..OutageClock::default()
-    };
+    let mut outage = OutageClock::new(&cfg.connect.brokers.join(","));
 
     // The brokers may be down when we start (an outage, a restart of the
     // whole cluster): wait for them like for any other outage.
@@ -323,62 +282,6 @@ fn fatal(reporter: &mut Reporter, e: anyhow::Error) -> anyhow::Error {
         return ExitWith(EXIT_CONFIG as u8, message).into();
     }
     e
-}
-
-/// How long the brokers have been out of reach, and the pacing of retries.
-#[derive(Debug, Default)]
-struct OutageClock {
-    /// `--brokers`, named in every report.
-    brokers: String,
-    since: Option<Instant>,
-    attempts: u32,
-    last_report: Option<Instant>,
-}
-
-impl OutageClock {
-    /// One more failed try: log and report it (not every time), and return
-    /// the pause before the next (doubling from 0.5 s to 10 s).
-    /// `started`: when the failed try began (a try may itself retry for
-    /// --connect-timeout before it gives up): the outage began then.
-    fn failed(&mut self, reporter: &mut Reporter, error: &str, started: Instant) -> Duration {
-        let error = if error.contains(&self.brokers) {
-            error.to_string()
-        } else {
-            format!("--brokers {}: {error}", self.brokers)
-        };
-        let now = Instant::now();
-        let since = *self.since.get_or_insert(started);
-        let due = self
-            .last_report
-            .is_none_or(|t| now.duration_since(t) >= OUTAGE_REPORT_EVERY);
-        if due {
-            warn!(
-                event = "broker_outage",
-                "requests to the brokers fail, for {:?} now: {error}; waiting and retrying",
-                now.duration_since(since)
-            );
-            reporter.send(Report::Outage {
-                error: error.to_string(),
-            });
-            self.last_report = Some(now);
-        }
-        let pause = OUTAGE_PAUSE.delay(self.attempts);
-        self.attempts += 1;
-        pause
-    }
-
-    fn recovered(&mut self, reporter: &mut Reporter) {
-        if let Some(since) = self.since.take() {
-            info!(
-                event = "broker_recovered",
-                "the brokers answer again after {:?}",
-                since.elapsed()
-            );
-            reporter.send(Report::Recovered);
-        }
-        self.attempts = 0;
-        self.last_report = None;
-    }
 }
 
 /// TERM or INT -> graceful stop (drain, commit, leave). USR1 -> hand-over,
@@ -539,10 +442,7 @@ impl Worker {
     /// Where each owned partition starts: its committed offset, or --from.
     /// Waits out broker outages; None if the group rebalanced or a stop
     /// signal came meanwhile.
-    async fn start_offsets(
-        &mut self,
-        owned: &[i32],
-    ) -> anyhow::Result<Option<BTreeMap<i32, Position>>> {
+    async fn start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<Option<Positions>> {
         let mut stop = self.shutdown.clone();
         loop {
             let started = Instant::now();
@@ -576,48 +476,23 @@ impl Worker {
         }
     }
 
-    async fn try_start_offsets(
-        &mut self,
-        owned: &[i32],
-    ) -> anyhow::Result<BTreeMap<i32, Position>> {
-        let committed = self.member.committed(owned).await?;
-        let mut out = BTreeMap::new();
-        for &p in owned {
-            let carried = self.carried.get(&p).copied();
-            let broker = committed.get(&p).copied().flatten().filter(|&o| o >= 0);
-            if let Some(c) = carried.filter(|&c| broker.is_none_or(|o| c > o)) {
-                // Handled by us, not yet committed: commit it, do not deliver it again.
-                out.insert(
-                    p,
-                    Position {
-                        acked_next: c,
-                        committed: broker.unwrap_or(-1),
-                    },
-                );
-                continue;
-            }
-            let start = match broker {
-                Some(o) => o,
-                _ => {
-                    let pc = self.partition_client(p).await?;
-                    let at = match self.cfg.consume.from {
-                        StartFrom::Earliest => OffsetAt::Earliest,
-                        StartFrom::Latest => OffsetAt::Latest,
-                    };
-                    pc.get_offset(at)
-                        .await
-                        .with_context(|| format!("cannot read the start offset of partition {p}"))?
-                }
+    async fn try_start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<Positions> {
+        let broker: BTreeMap<i32, Option<i64>> =
+            self.member.committed(owned).await?.into_iter().collect();
+        let (mut positions, from) = Positions::plan(owned, &broker, &self.carried);
+        for p in from {
+            let pc = self.partition_client(p).await?;
+            let at = match self.cfg.consume.from {
+                StartFrom::Earliest => OffsetAt::Earliest,
+                StartFrom::Latest => OffsetAt::Latest,
             };
-            out.insert(
-                p,
-                Position {
-                    acked_next: start,
-                    committed: start,
-                },
-            );
+            let start = pc
+                .get_offset(at)
+                .await
+                .with_context(|| format!("cannot read the start offset of partition {p}"))?;
+            positions.start_at(p, start);
         }
-        Ok(out)
+        Ok(positions)
     }
 
     async fn consume_generation(&mut self, owned: &[i32]) -> anyhow::Result<GenerationEnd> {
@@ -628,12 +503,6 @@ impl Worker {
                 GenerationEnd::Rebalance
             });
         };
-        // Where this assignment began: what a handler whose acknowledgements
-        // turn out to be untrustworthy is rolled back to.
-        let assigned_at: BTreeMap<i32, i64> = positions
-            .iter()
-            .map(|(&p, pos)| (p, pos.committed))
-            .collect();
         let (tx, mut rx) = mpsc::channel::<FetchedBatch>(FETCH_QUEUE);
         let mut fetchers: Vec<JoinHandle<()>> = Vec::new();
         let fetch_bytes = crate::config::partition_fetch_bytes(
@@ -641,11 +510,11 @@ impl Worker {
             self.cfg.consume.partition_fetch_max_bytes,
             positions.len(),
         );
-        for (&p, pos) in &positions {
+        for (p, start) in positions.starts().collect::<Vec<_>>() {
             let pc = self.partition_client(p).await?;
             fetchers.push(tokio::spawn(fetch_loop(
                 pc,
-                pos.acked_next,
+                start,
                 tx.clone(),
                 fetch_bytes,
                 self.cfg.consume.fetch_wait_ms,
@@ -681,7 +550,7 @@ impl Worker {
                 biased;
                 _ = changed_to_true(&mut self.shutdown) => break GenerationEnd::Shutdown,
                 ev = self.handler.next_event() => match ev {
-                    Some(HandlerEvent::Ack(a)) => self.on_ack(&mut positions, a.partition, a.offset),
+                    Some(HandlerEvent::Ack(a)) => positions.acked(a.partition, a.offset),
                     Some(HandlerEvent::OutputClosed) => break GenerationEnd::OutputClosed,
                     Some(HandlerEvent::Failed(why)) => {
                         // Commit what was acknowledged, but stay in the group:
@@ -695,7 +564,7 @@ impl Worker {
                     }
                     Some(HandlerEvent::Untrusted(why)) => {
                         stop_fetchers(&mut fetchers);
-                        self.take_back(&positions, &assigned_at).await;
+                        self.take_back(&positions).await;
                         return Err(anyhow::anyhow!(why));
                     }
                     None => {
@@ -767,7 +636,7 @@ impl Worker {
                 );
             }
             Drained::Untrusted(why) => {
-                self.take_back(&positions, &assigned_at).await;
+                self.take_back(&positions).await;
                 return Err(anyhow::anyhow!(why));
             }
         }
@@ -776,13 +645,7 @@ impl Worker {
             _ => "before stopping",
         };
         self.commit_or_warn(&mut positions, when).await;
-        for (&p, pos) in &positions {
-            if pos.acked_next > pos.committed {
-                self.carried.insert(p, pos.acked_next);
-            } else {
-                self.carried.remove(&p);
-            }
-        }
+        positions.carry_into(&mut self.carried);
         Ok(end)
     }
 
@@ -806,21 +669,13 @@ impl Worker {
         self.reporter.send(Report::Alive { records });
     }
 
-    fn on_ack(&mut self, positions: &mut BTreeMap<i32, Position>, partition: i32, offset: i64) {
-        if let Some(pos) = positions.get_mut(&partition) {
-            if offset + 1 > pos.acked_next {
-                pos.acked_next = offset + 1;
-            }
-        }
-    }
-
     /// Wait, at most `limit`, for the handler to acknowledge everything it
     /// holds; commit what it acknowledges meanwhile (every --commit-interval),
     /// so that a drain cut short by its limit loses as little as possible.
     /// On a final stop, close the handler's input first and wait for it to end.
     async fn drain(
         &mut self,
-        positions: &mut BTreeMap<i32, Position>,
+        positions: &mut Positions,
         closing: bool,
         limit: Duration,
     ) -> Drained {
@@ -836,7 +691,7 @@ impl Worker {
             }
             tokio::select! {
                 ev = tokio::time::timeout_at(deadline, self.handler.next_event()) => match ev {
-                    Ok(Some(HandlerEvent::Ack(a))) => self.on_ack(positions, a.partition, a.offset),
+                    Ok(Some(HandlerEvent::Ack(a))) => positions.acked(a.partition, a.offset),
                     Ok(Some(HandlerEvent::Failed(why))) => return Drained::Failed(why),
                     Ok(Some(HandlerEvent::Untrusted(why))) => return Drained::Untrusted(why),
                     Ok(Some(HandlerEvent::OutputClosed)) | Ok(None) => return Drained::All,
@@ -869,11 +724,8 @@ impl Worker {
 
     /// Commit what was acknowledged; say so if that fails (those records
     /// will be delivered again).
-    async fn commit_or_warn(&mut self, positions: &mut BTreeMap<i32, Position>, when: &str) {
-        let due: u64 = positions
-            .values()
-            .map(|p| (p.acked_next - p.committed).max(0) as u64)
-            .sum();
+    async fn commit_or_warn(&mut self, positions: &mut Positions, when: &str) {
+        let due = positions.uncommitted();
         if let Err(e) = self.commit(positions).await {
             warn!(
                 slot = self.cfg.slot,
@@ -886,18 +738,8 @@ impl Worker {
     /// partition of this assignment, the offset at which the assignment
     /// began, so that whatever it claimed to have handled since is
     /// delivered again.
-    async fn take_back(
-        &mut self,
-        positions: &BTreeMap<i32, Position>,
-        assigned_at: &BTreeMap<i32, i64>,
-    ) {
-        let back: Vec<(i32, i64)> = positions
-            .iter()
-            .filter_map(|(&p, pos)| {
-                let start = *assigned_at.get(&p)?;
-                (pos.committed != start).then_some((p, start))
-            })
-            .collect();
+    async fn take_back(&mut self, positions: &Positions) {
+        let back = positions.take_back();
         if back.is_empty() {
             return;
         }
@@ -914,21 +756,13 @@ impl Worker {
         }
     }
 
-    async fn commit(&mut self, positions: &mut BTreeMap<i32, Position>) -> Result<(), GroupError> {
-        let due: Vec<(i32, i64)> = positions
-            .iter()
-            .filter(|(_, pos)| pos.acked_next != pos.committed)
-            .map(|(&p, pos)| (p, pos.acked_next))
-            .collect();
+    async fn commit(&mut self, positions: &mut Positions) -> Result<(), GroupError> {
+        let due = positions.due();
         if due.is_empty() {
             return Ok(());
         }
         self.member.commit(&due).await?;
-        for (p, o) in due {
-            if let Some(pos) = positions.get_mut(&p) {
-                pos.committed = o;
-            }
-        }
+        positions.committed(&due);
         debug!(slot = self.cfg.slot, "committed");
         Ok(())
     }
@@ -939,107 +773,7 @@ impl Worker {
 fn group_error(e: GroupError) -> anyhow::Error {
     match e {
         GroupError::Fatal(m) => ConfigError(m).into(),
-        GroupError::Rebalance => anyhow::anyhow!("{e}"),
+        GroupError::Rebalance => e.into(),
         GroupError::Other(e) => e,
-    }
-}
-
-/// Fetch one partition from `offset` on, pipelined ahead of the handler by the
-/// bounded channel. Ends when the receiver is gone or the task is aborted.
-async fn fetch_loop(
-    pc: Arc<PartitionClient>,
-    mut offset: i64,
-    tx: mpsc::Sender<FetchedBatch>,
-    max_bytes: i32,
-    wait_ms: i32,
-    from: StartFrom,
-) {
-    use rskafka::client::error::{Error as KError, ProtocolError};
-    let partition = pc.partition();
-    let mut failures = 0u32;
-    let mut limit = max_bytes;
-    loop {
-        match pc.fetch_raw(offset, 1..limit, wait_ms).await {
-            Ok((raw, _high_watermark, aborted)) => {
-                tracing::trace!(partition, offset, limit, bytes = raw.len(), "fetched");
-                failures = 0;
-                let mut records = Vec::new();
-                let aborted = aborted
-                    .into_iter()
-                    .map(|(producer_id, first_offset)| AbortedTxn {
-                        producer_id,
-                        first_offset,
-                    })
-                    .collect();
-                let decoded = match decode_fetched(partition, raw, offset, aborted, &mut records) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        // A corrupt batch does not heal by itself; keep trying
-                        // (the broker may serve it again from another replica)
-                        // and say so, rather than skip records.
-                        let pause = FETCH_PAUSE.delay(failures);
-                        failures += 1;
-                        warn!(partition, "{e}; fetching it again in {pause:?}");
-                        tokio::time::sleep(pause).await;
-                        continue;
-                    }
-                };
-                if decoded.only_partial {
-                    let grown = limit.saturating_mul(2).min(MAX_FETCH_BYTES);
-                    if grown == limit {
-                        warn!(
-                            partition,
-                            "a record batch at offset {offset} is larger than {limit} bytes; cannot fetch it"
-                        );
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    } else {
-                        debug!(partition, "a record batch at offset {offset} is larger than {limit} bytes; fetching up to {grown}");
-                        limit = grown;
-                    }
-                    continue;
-                }
-                limit = max_bytes;
-                if let Some(next) = decoded.next_offset {
-                    offset = offset.max(next);
-                }
-                if records.is_empty() {
-                    continue;
-                }
-                if tx.send(FetchedBatch { records }).await.is_err() {
-                    return;
-                }
-            }
-            Err(KError::ServerError {
-                protocol_error: ProtocolError::OffsetOutOfRange,
-                ..
-            }) => {
-                let at = match from {
-                    StartFrom::Earliest => OffsetAt::Earliest,
-                    StartFrom::Latest => OffsetAt::Latest,
-                };
-                match pc.get_offset(at).await {
-                    Ok(o) => {
-                        warn!(
-                            partition,
-                            "offset {offset} is out of range; resetting to {o} (--from)"
-                        );
-                        offset = o;
-                    }
-                    Err(e) => {
-                        warn!(
-                            partition,
-                            "offset {offset} out of range and reset failed: {e}"
-                        );
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            }
-            Err(e) => {
-                let pause = FETCH_PAUSE.delay(failures);
-                failures += 1;
-                warn!(partition, "fetch failed ({e}); retrying in {pause:?}");
-                tokio::time::sleep(pause).await;
-            }
-        }
     }
 }
