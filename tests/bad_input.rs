@@ -1,6 +1,5 @@
 //! Bad input through `kswarm worker` processes: each gets a clear message (or
 //! is handled) and nothing is lost.
-mod common;
 mod support;
 
 use std::io::Write;
@@ -19,7 +18,7 @@ use support::{
 const LONG: Duration = Duration::from_secs(60);
 
 fn produce_bytes(brokers: &str, topic: &str, data: &[u8]) {
-    let mut c = common::kswarm()
+    let mut c = support::kswarm()
         .args(["produce", "-b", brokers, "-t", topic, "--batch-size", "50"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -90,8 +89,8 @@ fn fails_with_code(
 
 #[test]
 fn handler_not_found() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("b-nf"), common::unique("g-nf"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("b-nf"), support::unique("g-nf"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("n", 200));
@@ -117,8 +116,8 @@ fn handler_not_found() {
 
 #[test]
 fn handler_that_exits_at_once() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("b-exit"), common::unique("g-exit"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("b-exit"), support::unique("g-exit"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("q", 200));
@@ -133,8 +132,8 @@ fn handler_that_exits_at_once() {
 
 #[test]
 fn handler_that_writes_extra_lines() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("b-garb"), common::unique("g-garb"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("b-garb"), support::unique("g-garb"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("g", 500));
@@ -156,8 +155,8 @@ fn handler_that_writes_extra_lines() {
 
 #[test]
 fn handler_that_never_acknowledges() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("b-hang"), common::unique("g-hang"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("b-hang"), support::unique("g-hang"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("h", 500));
@@ -215,8 +214,8 @@ fn handler_that_never_acknowledges() {
 
 #[test]
 fn non_utf8_values_come_as_base64_with_a_marker() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("b-bin"), common::unique("g-bin"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("b-bin"), support::unique("g-bin"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     let mut data = Vec::new();
@@ -255,8 +254,8 @@ const BIG: usize = 1000 * 1024;
 
 #[test]
 fn huge_values_reach_the_handler_whole() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("b-big"), common::unique("g-big"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("b-big"), support::unique("g-big"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
@@ -292,8 +291,8 @@ fn huge_values_reach_the_handler_whole() {
 
 #[test]
 fn empty_topic_stops_cleanly_on_term() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("b-empty"), common::unique("g-empty"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("b-empty"), support::unique("g-empty"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     let mut w = WorkerSpec::new(&b, &topic, &group, dir.path()).start(0);
@@ -314,7 +313,7 @@ fn empty_topic_stops_cleanly_on_term() {
 
 /// `kswarm run` with `args` on a 2-partition topic; waits for its exit.
 fn run_until_exit(b: &str, topic: &str, group: &str, args: &[&str]) -> (Option<i32>, String) {
-    let mut cmd = common::kswarm();
+    let mut cmd = support::kswarm();
     cmd.args([
         "run", "-b", b, "-t", topic, "-g", group, "-w", "1", "-p", "2",
     ])
@@ -329,8 +328,8 @@ fn run_until_exit(b: &str, topic: &str, group: &str, args: &[&str]) -> (Option<i
 
 #[test]
 fn run_stops_with_1_naming_the_slot_when_the_handler_crash_loops() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("b-loop"), common::unique("g-loop"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("b-loop"), support::unique("g-loop"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("l", 200));
@@ -357,11 +356,11 @@ fn run_stops_with_1_naming_the_slot_when_the_handler_crash_loops() {
 
 #[test]
 fn run_hang_timeout_catches_a_handler_that_never_acknowledges() {
-    let b = common::brokers();
+    let b = support::brokers();
     let dir = tempfile::tempdir().unwrap();
     // Many records (the worker blocks at --max-in-flight) and a handful (it does not).
     for (n, extra) in [(500, &["--max-in-flight", "10"][..]), (5, &[][..])] {
-        let (topic, group) = (common::unique("b-hung"), common::unique("g-hung"));
+        let (topic, group) = (support::unique("b-hung"), support::unique("g-hung"));
         create_topic(&b, &topic, 2);
         produce(&b, &topic, &numbered("u", n));
         let mut args = vec![

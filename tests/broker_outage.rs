@@ -5,7 +5,6 @@
 //! kswarm exited 1 with "restart budget spent".
 //!
 //! This file has one test: it stops the broker every other test uses.
-mod common;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{
-    create_topic, numbered, produce_with, py, read_seen, start_run, tally, wait_for, wait_members,
+    create_topic, numbered, produce_with, read_seen, start_run, tally, wait_for, wait_members,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -23,7 +22,7 @@ struct Stopped(Pid);
 
 impl Stopped {
     fn broker() -> Self {
-        let pid = Pid::from_raw(common::broker_pid());
+        let pid = Pid::from_raw(support::broker_pid());
         kill(pid, Signal::SIGSTOP).expect("SIGSTOP the broker");
         Stopped(pid)
     }
@@ -37,17 +36,13 @@ impl Drop for Stopped {
 
 #[test]
 fn a_broker_outage_is_waited_out_and_its_limit_ends_the_run() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("o-wait"), common::unique("g-wait"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("o-wait"), support::unique("g-wait"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 4);
     produce_with(&b, &topic, &numbered("o", 4000), &["--batch-size", "500"]);
-    let handler = format!(
-        "{} -c 'import sys, time\nf = open(sys.argv[1], \"a\")\nfor l in sys.stdin:\n    time.sleep(0.001); f.write(l); f.flush(); print(\"ok\", flush=True)\n' {}",
-        py(),
-        file.display()
-    );
+    let handler = support::slow_appending_handler(&file, 0.001);
     // A small restart budget: workers that die while the broker cannot
     // answer must not spend it.
     let args = [
@@ -95,7 +90,7 @@ fn a_broker_outage_is_waited_out_and_its_limit_ends_the_run() {
     eprintln!("duplicates after a {outage:?} outage: {}", t.duplicates);
 
     // With a limit, an outage past it ends the run with 1 and says why.
-    let group = common::unique("g-limit");
+    let group = support::unique("g-limit");
     let mut run = start_run(
         "kswarm run (limit)",
         &topic,

@@ -13,7 +13,6 @@
 //!   partition, and every offset below them was handled;
 //! - duplicates stay within what the kills can redeliver: per kill, the
 //!   in-flight window (--max-in-flight) plus one commit interval of records.
-mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,8 +76,8 @@ while True:
 
 #[test]
 fn chaos_under_run_loses_nothing_and_duplicates_within_the_window() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("chaos"), common::unique("g-chaos"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("chaos"), support::unique("g-chaos"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
@@ -93,7 +92,7 @@ fn chaos_under_run_loses_nothing_and_duplicates_within_the_window() {
     let handler = format!("{} {} {}", py(), script.display(), file.display());
     let state = dir.path().join("state");
     let start_run = |n: u32| {
-        let mut cmd = Command::new(common::kswarm_bin());
+        let mut cmd = Command::new(support::kswarm_bin());
         cmd.args([
             "run", "-b", &b, "-t", &topic, "-g", &group, "-w", "2", "-p", "keep",
         ])

@@ -21,7 +21,6 @@
 //! The two tests hold one lock: 3 JVMs on a 2-core machine are heavy enough.
 //! Ports: 39101-39103 (cluster), 39110 (single node). Every node is stopped
 //! by a guard, also when a test panics.
-mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,7 +56,7 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 fn build_dir() -> PathBuf {
     std::env::var("KSWARM_BUILD_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| common::repo_root().join("build"))
+        .unwrap_or_else(|_| support::repo_root().join("build"))
 }
 
 /// Run `cmd` (stdin `input`), killing it after `timeout`: None then.
@@ -93,7 +92,7 @@ fn run_timeout(mut cmd: Command, input: Option<String>, timeout: Duration) -> Op
 
 /// `scripts/kafka.sh ARGS` with `KSWARM_KAFKA_PROPS=props`.
 fn kafka_sh(args: &[&str], props: &str, timeout: Duration) -> Option<Output> {
-    let mut cmd = Command::new(common::repo_root().join("scripts/kafka.sh"));
+    let mut cmd = Command::new(support::repo_root().join("scripts/kafka.sh"));
     cmd.args(args).env("KSWARM_KAFKA_PROPS", props);
     run_timeout(cmd, None, timeout)
 }
@@ -334,7 +333,7 @@ fn handler(file: &Path) -> String {
 
 /// `kswarm run` against `brokers` (support::start_run reads KSWARM_TEST_BROKERS).
 fn start_run_on(brokers: &str, topic: &str, group: &str, state: &Path, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(common::kswarm_bin());
+    let mut cmd = Command::new(support::kswarm_bin());
     cmd.args(["run", "-b", brokers, "-t", topic, "-g", group])
         .args(args)
         .env_remove("RUST_LOG")
@@ -366,7 +365,7 @@ impl Producer {
                 let lines = numbered(&format!("{pfx}-c{c}"), CHUNK);
                 let mut after_stop = 0;
                 loop {
-                    let mut cmd = common::kswarm();
+                    let mut cmd = support::kswarm();
                     cmd.args(["produce", "-b", &b, "-t", &t]).args([
                         "--batch-size",
                         "5",
@@ -439,7 +438,7 @@ impl Drop for Producer {
 
 /// Committed offsets of the group per partition, by `kswarm status --json`.
 fn committed(brokers: &str, group: &str, topic: &str) -> Option<BTreeMap<i32, i64>> {
-    let mut cmd = common::kswarm();
+    let mut cmd = support::kswarm();
     cmd.args(["status", "-b", brokers, "-g", group, "-t", topic, "--json"])
         .args(["--connect-timeout", "3s"]);
     let out = run_timeout(cmd, None, Duration::from_secs(8))?;
@@ -484,13 +483,13 @@ struct Case {
 
 impl Case {
     fn start(tag: &'static str, brokers: &str, replication: u32) -> Case {
-        let topic = common::unique(&format!("cf-{tag}"));
-        let group = common::unique(&format!("cfg-{tag}"));
+        let topic = support::unique(&format!("cf-{tag}"));
+        let group = support::unique(&format!("cfg-{tag}"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("handled.jsonl");
         let t = Instant::now();
         let rf = replication.to_string();
-        let out = common::kswarm()
+        let out = support::kswarm()
             .args(["plan", "-b", brokers, "-t", &topic, "-w", "2", "-p", "4"])
             .args(["--replication-factor", &rf, "--apply"])
             .output()

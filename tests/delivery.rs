@@ -1,7 +1,6 @@
 //! The delivery promise through `kswarm worker` processes with real handlers:
 //! at-least-once with acks, a SIGKILLed handler, graceful stop without
 //! duplicates, --exec-batch, bounded memory behind a slow handler.
-mod common;
 mod support;
 
 use std::path::Path;
@@ -42,8 +41,8 @@ fn ends(seen: &[Seen]) -> std::collections::BTreeMap<i32, Option<i64>> {
 
 #[test]
 fn exec_handler_gets_every_record_once_and_the_acked_end_is_committed() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("d-exec"), common::unique("g-exec"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("d-exec"), support::unique("g-exec"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
@@ -62,8 +61,8 @@ fn exec_handler_gets_every_record_once_and_the_acked_end_is_committed() {
 
 #[test]
 fn sigkilled_handler_makes_the_worker_fail_and_a_restart_loses_nothing() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("d-kill"), common::unique("g-kill"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("d-kill"), support::unique("g-kill"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
@@ -108,8 +107,8 @@ fn sigkilled_handler_makes_the_worker_fail_and_a_restart_loses_nothing() {
 
 #[test]
 fn graceful_stop_then_restart_delivers_nothing_twice() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("d-grace"), common::unique("g-grace"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("d-grace"), support::unique("g-grace"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
@@ -151,8 +150,8 @@ fn graceful_stop_then_restart_delivers_nothing_twice() {
 
 #[test]
 fn exec_batch_end_to_end() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("d-batch"), common::unique("g-batch"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("d-batch"), support::unique("g-batch"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
@@ -171,8 +170,8 @@ fn exec_batch_end_to_end() {
 
 #[test]
 fn slow_handler_keeps_worker_memory_bounded() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("d-mem"), common::unique("g-mem"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("d-mem"), support::unique("g-mem"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     let n = 200_000;
@@ -232,8 +231,8 @@ fn slow_handler_keeps_worker_memory_bounded() {
 /// wait and whatever --max-in-flight allows.
 #[test]
 fn the_byte_bound_holds_records_back() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("d-bytes"), common::unique("g-bytes"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("d-bytes"), support::unique("g-bytes"));
     let dir = tempfile::tempdir().unwrap();
     let got = dir.path().join("got-before-first-ack");
     create_topic(&b, &topic, 1);
@@ -279,8 +278,8 @@ fn the_byte_bound_holds_records_back() {
 
 #[test]
 fn slow_but_working_handler_keeps_reporting_alive() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("d-alive"), common::unique("g-alive"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("d-alive"), support::unique("g-alive"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 1);
     // Small records: one fetched batch holds thousands of them.
@@ -329,8 +328,8 @@ fn slow_but_working_handler_keeps_reporting_alive() {
 
 #[test]
 fn worker_busy_with_a_slow_handler_still_takes_part_in_a_rebalance() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("d-rebal"), common::unique("g-rebal"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("d-rebal"), support::unique("g-rebal"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce_with(

@@ -1,6 +1,6 @@
 //! BrokerConn against the real broker: ApiVersions on connect, version choice,
 //! a request/response round trip, and a clear error for a dead address.
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use kswarm::wire::{ApiKey, BrokerConn, WireError};
 
 #[tokio::test(flavor = "current_thread")]
 async fn connects_and_negotiates() {
-    let brokers = common::brokers();
+    let brokers = support::brokers();
     let addr = brokers.split(',').next().unwrap();
     let conn = BrokerConn::connect(addr, "kswarm-test", Duration::from_secs(10))
         .await
@@ -70,12 +70,12 @@ async fn member_gives_up_on_dead_brokers_naming_them() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn join_on_a_missing_topic_names_it() {
-    let topic = common::unique("gc-missing");
+    let topic = support::unique("gc-missing");
     let s = kswarm::group::GroupSettings {
-        brokers: common::brokers().split(',').map(str::to_string).collect(),
+        brokers: support::brokers().split(',').map(str::to_string).collect(),
         connect_timeout: Duration::from_secs(2),
         client_id: "t".into(),
-        group: common::unique("g"),
+        group: support::unique("g"),
         topic: topic.clone(),
         session_timeout: Duration::from_secs(6),
         session_timeout_auto: false,

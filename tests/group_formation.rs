@@ -4,7 +4,7 @@
 //! (heartbeat default: a tenth of the session, at most 1 s).
 //!
 //!   KSWARM_BENCH=3000,6000,250 cargo test --test group_formation -- --nocapture --test-threads=1
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ fn timeouts() -> (Duration, Duration, Duration) {
 }
 
 fn brokers() -> Vec<String> {
-    common::brokers().split(',').map(str::to_string).collect()
+    support::brokers().split(',').map(str::to_string).collect()
 }
 
 fn settings(group: &str, topic: &str) -> GroupSettings {
@@ -54,17 +54,9 @@ fn settings(group: &str, topic: &str) -> GroupSettings {
     }
 }
 
-async fn create_topic(topic: &str, partitions: i32) {
-    let client = rskafka::client::ClientBuilder::new(brokers())
-        .build()
-        .await
-        .unwrap();
-    client
-        .controller_client()
-        .unwrap()
-        .create_topic(topic, partitions, 1, 10_000)
-        .await
-        .unwrap();
+/// A topic with `partitions` partitions (`kswarm plan --apply`).
+fn create_topic(topic: &str, partitions: usize) {
+    support::create_topic(&support::brokers(), topic, partitions);
 }
 
 struct Running {
@@ -117,8 +109,8 @@ async fn formed(ms: &[Running], n: i32, within: Duration) -> Duration {
 }
 
 async fn measure(n: usize, heal: bool) {
-    let (topic, group) = (common::unique("gf"), common::unique("g"));
-    create_topic(&topic, n as i32).await;
+    let (topic, group) = (support::unique("gf"), support::unique("g"));
+    create_topic(&topic, n);
     let t = Instant::now();
     let mut ms: Vec<Running> = (0..n).map(|_| start(settings(&group, &topic))).collect();
     let form = formed(&ms, n as i32, Duration::from_secs(60)).await;

@@ -1,6 +1,6 @@
 //! Consumer-group membership against the real broker: in-process members
 //! (the library API) and real peers (confluent-kafka / librdkafka).
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -18,7 +18,7 @@ const REBALANCE: Duration = Duration::from_secs(3);
 const HEARTBEAT: Duration = Duration::from_millis(300);
 
 fn brokers() -> Vec<String> {
-    common::brokers().split(',').map(str::to_string).collect()
+    support::brokers().split(',').map(str::to_string).collect()
 }
 
 fn settings(group: &str, topic: &str) -> GroupSettings {
@@ -48,17 +48,33 @@ fn long_session(group: &str, topic: &str) -> GroupSettings {
 
 const LONG_SESSION: Duration = Duration::from_secs(30);
 
-async fn create_topic(topic: &str, partitions: i32) {
-    let client = rskafka::client::ClientBuilder::new(brokers())
-        .build()
-        .await
-        .expect("rskafka client");
-    client
-        .controller_client()
-        .expect("controller")
-        .create_topic(topic, partitions, 1, 10_000)
-        .await
-        .expect("create topic");
+/// A topic with `partitions` partitions (`kswarm plan --apply`).
+fn create_topic(topic: &str, partitions: usize) {
+    support::create_topic(&support::brokers(), topic, partitions);
+}
+
+/// Three members of a fresh group on a fresh 4-partition topic, settled:
+/// (topic, group, members).
+async fn three_settled(
+    prefix: &str,
+    s: fn(&str, &str) -> GroupSettings,
+) -> (String, String, Vec<Running>) {
+    let (topic, group) = (support::unique(prefix), support::unique("g"));
+    create_topic(&topic, 4);
+    let ms: Vec<Running> = (0..3).map(|_| Running::start(s(&group, &topic))).collect();
+    settle(
+        &ms.iter().collect::<Vec<_>>(),
+        &[],
+        4,
+        Duration::from_secs(60),
+    )
+    .await;
+    (topic, group, ms)
+}
+
+/// Wait until `ms` own all 4 partitions again; how long it took, and who owns what.
+async fn settle_rest(ms: &[Running], within: Duration) -> (Duration, Vec<Assigned>) {
+    settle(&ms.iter().collect::<Vec<_>>(), &[], 4, within).await
 }
 
 enum Cmd {
@@ -148,9 +164,9 @@ impl Peer {
 
     fn spawn(script: &str, args: &[&str]) -> Self {
         let (group, topic) = (args[0], args[1]);
-        let mut child = Command::new(common::python())
-            .arg(common::repo_root().join("tests/peers").join(script))
-            .args(["consume", &common::brokers(), topic, group])
+        let mut child = Command::new(support::python())
+            .arg(support::repo_root().join("tests/peers").join(script))
+            .args(["consume", &support::brokers(), topic, group])
             .args(&args[2..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -260,8 +276,8 @@ async fn settle(
 
 #[tokio::test(flavor = "current_thread")]
 async fn three_members_share_six_partitions() {
-    let (topic, group) = (common::unique("gm-three"), common::unique("g"));
-    create_topic(&topic, 6).await;
+    let (topic, group) = (support::unique("gm-three"), support::unique("g"));
+    create_topic(&topic, 6);
     let ms: Vec<Running> = (0..3)
         .map(|_| Running::start(settings(&group, &topic)))
         .collect();
@@ -279,8 +295,8 @@ async fn three_members_share_six_partitions() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn mixed_group_with_librdkafka() {
-    let (topic, group) = (common::unique("gm-mixed"), common::unique("g"));
-    create_topic(&topic, 6).await;
+    let (topic, group) = (support::unique("gm-mixed"), support::unique("g"));
+    create_topic(&topic, 6);
     // librdkafka first, so that it leads: it decodes our subscriptions and
     // computes the assignment we decode.
     let peer = Peer::start(&group, &topic, "range,roundrobin");
@@ -311,8 +327,8 @@ async fn mixed_group_with_librdkafka() {
 /// where Kafka would rebalance onto roundrobin; so the peer comes first here.)
 #[tokio::test(flavor = "current_thread")]
 async fn common_assignor_is_chosen() {
-    let (topic, group) = (common::unique("gm-rr"), common::unique("g"));
-    create_topic(&topic, 4).await;
+    let (topic, group) = (support::unique("gm-rr"), support::unique("g"));
+    create_topic(&topic, 4);
     let peer = Peer::start(&group, &topic, "roundrobin");
     settle(&[], &[&peer], 4, Duration::from_secs(60)).await;
     let a = Running::start(settings(&group, &topic)); // offers range, roundrobin
@@ -330,8 +346,8 @@ async fn common_assignor_is_chosen() {
 /// Our leader runs the assignor the coordinator chose.
 #[tokio::test(flavor = "current_thread")]
 async fn our_leader_runs_roundrobin() {
-    let (topic, group) = (common::unique("gm-rr2"), common::unique("g"));
-    create_topic(&topic, 4).await;
+    let (topic, group) = (support::unique("gm-rr2"), support::unique("g"));
+    create_topic(&topic, 4);
     let mut s = settings(&group, &topic);
     s.assignors = vec![Assignor::RoundRobin];
     let (a, b) = (Running::start(s.clone()), Running::start(s));
@@ -345,8 +361,8 @@ async fn our_leader_runs_roundrobin() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn mixed_group_with_kafka_python_and_librdkafka() {
-    let (topic, group) = (common::unique("gm-kp"), common::unique("g"));
-    create_topic(&topic, 5).await;
+    let (topic, group) = (support::unique("gm-kp"), support::unique("g"));
+    create_topic(&topic, 5);
     let a = Running::start(settings(&group, &topic));
     let kp = Peer::start_kafka_python(&group, &topic);
     let ck = Peer::start(&group, &topic, "range");
@@ -365,8 +381,8 @@ async fn mixed_group_with_kafka_python_and_librdkafka() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn commit_is_read_back_by_librdkafka() {
-    let (topic, group) = (common::unique("gm-commit"), common::unique("g"));
-    create_topic(&topic, 3).await;
+    let (topic, group) = (support::unique("gm-commit"), support::unique("g"));
+    create_topic(&topic, 3);
     let m = Running::start(settings(&group, &topic));
     settle(&[&m], &[], 3, Duration::from_secs(30)).await;
     m.commit(vec![(0, 5), (2, 42)]).await.expect("commit");
@@ -379,9 +395,9 @@ async fn commit_is_read_back_by_librdkafka() {
     assert_eq!(ours[&2], Some(42));
 
     // And through librdkafka.
-    let out = Command::new(common::python())
-        .arg(common::repo_root().join("tests/peers/ck_member.py"))
-        .args(["committed", &common::brokers(), &topic, &group, "3"])
+    let out = Command::new(support::python())
+        .arg(support::repo_root().join("tests/peers/ck_member.py"))
+        .args(["committed", &support::brokers(), &topic, &group, "3"])
         .output()
         .unwrap();
     assert!(
@@ -398,30 +414,12 @@ async fn commit_is_read_back_by_librdkafka() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn clean_leave_hands_over_quickly() {
-    let (topic, group) = (common::unique("gm-leave"), common::unique("g"));
-    create_topic(&topic, 4).await;
-    let ms: Vec<Running> = (0..3)
-        .map(|_| Running::start(long_session(&group, &topic)))
-        .collect();
-    settle(
-        &ms.iter().collect::<Vec<_>>(),
-        &[],
-        4,
-        Duration::from_secs(60),
-    )
-    .await;
-    let mut ms = ms;
+    let (_, _, mut ms) = three_settled("gm-leave", long_session).await;
     let gone = ms.remove(0);
     let t = Instant::now();
     gone.leave().await;
     let leaving = t.elapsed();
-    let (took, a) = settle(
-        &ms.iter().collect::<Vec<_>>(),
-        &[],
-        4,
-        Duration::from_secs(30),
-    )
-    .await;
+    let (took, a) = settle_rest(&ms, Duration::from_secs(30)).await;
     let took = leaving + took;
     eprintln!("after a clean leave the survivors own everything in {took:?}: {a:?}");
     assert!(
@@ -435,28 +433,10 @@ async fn clean_leave_hands_over_quickly() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn silent_member_expires_after_session_timeout() {
-    let (topic, group) = (common::unique("gm-dead"), common::unique("g"));
-    create_topic(&topic, 4).await;
-    let ms: Vec<Running> = (0..3)
-        .map(|_| Running::start(settings(&group, &topic)))
-        .collect();
-    settle(
-        &ms.iter().collect::<Vec<_>>(),
-        &[],
-        4,
-        Duration::from_secs(60),
-    )
-    .await;
-    let mut ms = ms;
+    let (_, _, mut ms) = three_settled("gm-dead", settings).await;
     ms.remove(0).crash();
     let t = Instant::now();
-    let (took, a) = settle(
-        &ms.iter().collect::<Vec<_>>(),
-        &[],
-        4,
-        Duration::from_secs(60),
-    )
-    .await;
+    let (took, a) = settle_rest(&ms, Duration::from_secs(60)).await;
     eprintln!("after a silent death the survivors own everything after {took:?}: {a:?}");
     assert!(
         took >= SESSION / 2,
@@ -470,19 +450,7 @@ async fn silent_member_expires_after_session_timeout() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn evicted_member_is_replaced_quickly() {
-    let (topic, group) = (common::unique("gm-evict"), common::unique("g"));
-    create_topic(&topic, 4).await;
-    let ms: Vec<Running> = (0..3)
-        .map(|_| Running::start(long_session(&group, &topic)))
-        .collect();
-    settle(
-        &ms.iter().collect::<Vec<_>>(),
-        &[],
-        4,
-        Duration::from_secs(60),
-    )
-    .await;
-    let mut ms = ms;
+    let (_, group, mut ms) = three_settled("gm-evict", long_session).await;
     let dead = ms.remove(0);
     let dead_id = dead.current().unwrap().member_id;
     dead.crash();
@@ -491,13 +459,7 @@ async fn evicted_member_is_replaced_quickly() {
         .await
         .expect("evict");
     let evicting = t.elapsed();
-    let (took, a) = settle(
-        &ms.iter().collect::<Vec<_>>(),
-        &[],
-        4,
-        Duration::from_secs(30),
-    )
-    .await;
+    let (took, a) = settle_rest(&ms, Duration::from_secs(30)).await;
     let took = evicting + took;
     eprintln!("after evict() the survivors own everything in {took:?}: {a:?}");
     assert!(
@@ -519,8 +481,8 @@ async fn evicted_member_is_replaced_quickly() {
 /// without (must be `Rebalance`, never a silent success).
 #[tokio::test(flavor = "current_thread")]
 async fn commit_with_stale_generation_is_refused() {
-    let (topic, group) = (common::unique("gm-gen"), common::unique("g"));
-    create_topic(&topic, 2).await;
+    let (topic, group) = (support::unique("gm-gen"), support::unique("g"));
+    create_topic(&topic, 2);
     let mut a = Member::connect(settings(&group, &topic)).await.unwrap();
     let first = a.join().await.unwrap();
     assert_eq!(first.partitions, vec![0, 1]);
@@ -561,8 +523,8 @@ async fn commit_with_stale_generation_is_refused() {
 /// that names --assignor, not an endless retry.
 #[tokio::test(flavor = "current_thread")]
 async fn no_common_assignor_is_fatal_and_names_the_flag() {
-    let (topic, group) = (common::unique("gm-incons"), common::unique("g"));
-    create_topic(&topic, 2).await;
+    let (topic, group) = (support::unique("gm-incons"), support::unique("g"));
+    create_topic(&topic, 2);
     let mut rr = settings(&group, &topic);
     rr.assignors = vec![Assignor::RoundRobin];
     let a = Running::start(rr);

@@ -1,5 +1,5 @@
 //! Static membership (group instance ids) against the real broker.
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +7,7 @@ use kswarm::config::Assignor;
 use kswarm::group::{evict, GroupSettings, Member};
 
 fn brokers() -> Vec<String> {
-    common::brokers().split(',').map(str::to_string).collect()
+    support::brokers().split(',').map(str::to_string).collect()
 }
 
 fn settings(group: &str, topic: &str, instance: &str) -> GroupSettings {
@@ -26,17 +26,9 @@ fn settings(group: &str, topic: &str, instance: &str) -> GroupSettings {
     }
 }
 
-async fn create_topic(topic: &str, partitions: i32) {
-    let client = rskafka::client::ClientBuilder::new(brokers())
-        .build()
-        .await
-        .unwrap();
-    client
-        .controller_client()
-        .unwrap()
-        .create_topic(topic, partitions, 1, 10_000)
-        .await
-        .unwrap();
+/// A topic with `partitions` partitions (`kswarm plan --apply`).
+fn create_topic(topic: &str, partitions: usize) {
+    support::create_topic(&support::brokers(), topic, partitions);
 }
 
 /// A static member that crashed (no LeaveGroup) and comes back under the
@@ -46,8 +38,8 @@ async fn create_topic(topic: &str, partitions: i32) {
 /// old incarnation cannot be shown on it; its classification is unit-tested.)
 #[tokio::test(flavor = "current_thread")]
 async fn restarted_static_member_gets_its_partitions_back() {
-    let (topic, group) = (common::unique("gs"), common::unique("g"));
-    create_topic(&topic, 4).await;
+    let (topic, group) = (support::unique("gs"), support::unique("g"));
+    create_topic(&topic, 4);
     let mut a = Member::connect(settings(&group, &topic, &format!("{group}-0")))
         .await
         .unwrap();
@@ -111,8 +103,8 @@ async fn restarted_static_member_gets_its_partitions_back() {
 /// until that instance rejoins; so the follower is evicted here.)
 #[tokio::test(flavor = "current_thread")]
 async fn evicting_a_static_member_by_instance_id() {
-    let (topic, group) = (common::unique("gs-ev"), common::unique("g"));
-    create_topic(&topic, 4).await;
+    let (topic, group) = (support::unique("gs-ev"), support::unique("g"));
+    create_topic(&topic, 4);
     let mut a = Member::connect(settings(&group, &topic, &format!("{group}-0")))
         .await
         .unwrap();

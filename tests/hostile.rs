@@ -6,7 +6,6 @@
 //! and on tansu. Tests look at what happened (committed offsets, what the
 //! handler wrote down, processes, the state file, exit codes), not at log
 //! wording.
-mod common;
 mod support;
 
 use std::collections::BTreeSet;
@@ -17,7 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{
     committed, create_topic, numbered, processes_with, produce_with, py, read_lines, read_seen,
-    run_state, start_run, tally, wait_for, wait_members,
+    run_state, slow_appending_handler, start_run, tally, wait_for, wait_members,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -27,29 +26,6 @@ fn python_handler(dir: &Path, name: &str, source: &str, args: &str) -> String {
     let file = dir.join(name);
     std::fs::write(&file, source).unwrap();
     format!("{} {} {args}", py(), file.display())
-}
-
-/// Appends each record line to argv[1], sleeps argv[2] seconds first, acks.
-const APPEND: &str = r#"
-import sys, time
-f = open(sys.argv[1], "a")
-pause = float(sys.argv[2])
-for line in sys.stdin:
-    if pause:
-        time.sleep(pause)
-    f.write(line)
-    f.flush()
-    sys.stdout.write("ok\n")
-    sys.stdout.flush()
-"#;
-
-fn appender(dir: &Path, file: &Path, pause: f64) -> String {
-    python_handler(
-        dir,
-        "append.py",
-        APPEND,
-        &format!("{} {pause}", file.display()),
-    )
 }
 
 fn code(st: std::process::ExitStatus) -> Option<i32> {
@@ -85,8 +61,8 @@ fn assert_nothing_committed_unhandled(
 /// 200 were committed and lost).
 #[test]
 fn acknowledgements_that_cannot_be_trusted_commit_nothing_unhandled() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-ack"), common::unique("g-ack"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-ack"), support::unique("g-ack"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 1);
@@ -140,12 +116,12 @@ for line in sys.stdin:
 /// same members and consumed everything twice; the second is now refused.
 #[test]
 fn a_second_run_for_the_same_group_and_topic_is_refused() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-two"), common::unique("g-two"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-two"), support::unique("g-two"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
-    let handler = appender(dir.path(), &file, 0.0);
+    let handler = slow_appending_handler(&file, 0.0);
     let args = ["-w", "1", "-p", "keep", "--exec", handler.as_str()];
     let mut first = start_run("first", &topic, &group, dir.path(), &args);
     wait_members(dir.path(), &group, &topic, 1, LONG);
@@ -188,14 +164,14 @@ fn a_second_run_for_the_same_group_and_topic_is_refused() {
 /// flight then a restart delivers nothing twice and commits the end.
 #[test]
 fn a_backlog_does_not_stop_commits_and_rebalances_and_stops_duplicate_nothing() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-backlog"), common::unique("g-backlog"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-backlog"), support::unique("g-backlog"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     const N: usize = 16_000;
     create_topic(&b, &topic, 4);
     produce_with(&b, &topic, &numbered("k", N), &["--batch-size", "1000"]);
-    let handler = appender(dir.path(), &file, 0.0005);
+    let handler = slow_appending_handler(&file, 0.0005);
     // Small fetches, so that the records of a worker's partitions interleave
     // in its handler and every partition has records in flight at a rebalance.
     let args = [
@@ -265,11 +241,11 @@ fn a_backlog_does_not_stop_commits_and_rebalances_and_stops_duplicate_nothing() 
 /// survived a SIGKILL of their worker and of the supervisor, with parent 1.
 #[test]
 fn no_handler_process_outlives_its_worker_or_the_supervisor() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-orphan"), common::unique("g-orphan"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-orphan"), support::unique("g-orphan"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 1);
-    let mark = common::unique("stubborn");
+    let mark = support::unique("stubborn");
     let script = dir.path().join("stubborn.sh");
     std::fs::write(
         &script,
@@ -330,8 +306,8 @@ while True: time.sleep(1)' {mark}
 /// and which process, counts it as a failure, and leaves nothing behind.
 #[test]
 fn a_handler_that_closed_its_stdout_is_named_counted_and_cleaned_up() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-closed"), common::unique("g-closed"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-closed"), support::unique("g-closed"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 1);
     produce_with(&b, &topic, &numbered("c", 100), &[]);
@@ -375,8 +351,8 @@ fn a_handler_that_closed_its_stdout_is_named_counted_and_cleaned_up() {
 /// worker before the 500 records before it were delivered or committed.
 #[test]
 fn a_record_the_handler_cannot_take_comes_after_everything_before_it() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-poison"), common::unique("g-poison"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-poison"), support::unique("g-poison"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.txt");
     create_topic(&b, &topic, 1);
@@ -419,7 +395,7 @@ fn a_record_the_handler_cannot_take_comes_after_everything_before_it() {
 /// One record with this value on partition 0, by librdkafka (`kswarm
 /// produce` cannot write a newline inside a value: it splits lines).
 fn produce_value(brokers: &str, topic: &str, value: &str) {
-    let out = std::process::Command::new(common::python())
+    let out = std::process::Command::new(support::python())
         .arg("-c")
         .arg(
             "import sys\nfrom confluent_kafka import Producer\n\
@@ -441,8 +417,8 @@ fn produce_value(brokers: &str, topic: &str, value: &str) {
 /// silence: it used to kill a healthy worker as hung after SIGCONT.
 #[test]
 fn a_stopped_supervisor_kills_no_healthy_worker_when_it_continues() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-stop"), common::unique("g-stop"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-stop"), support::unique("g-stop"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
@@ -452,7 +428,7 @@ fn a_stopped_supervisor_kills_no_healthy_worker_when_it_continues() {
         &numbered("s", 40_000),
         &["--batch-size", "1000"],
     );
-    let handler = appender(dir.path(), &file, 0.0005);
+    let handler = slow_appending_handler(&file, 0.0005);
     let mut run = start_run(
         "kswarm run",
         &topic,
@@ -494,12 +470,12 @@ fn a_stopped_supervisor_kills_no_healthy_worker_when_it_continues() {
 /// change waits for the group to be stable.
 #[test]
 fn every_ttin_and_ttou_counts_and_the_group_goes_on() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-scale"), common::unique("g-scale"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-scale"), support::unique("g-scale"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 8);
-    let handler = appender(dir.path(), &file, 0.0);
+    let handler = slow_appending_handler(&file, 0.0);
     let mut run = start_run(
         "kswarm run",
         &topic,
@@ -513,12 +489,26 @@ fn every_ttin_and_ttou_counts_and_the_group_goes_on() {
         kill(pid, Signal::SIGTTIN).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
-    wait_members(dir.path(), &group, &topic, 7, Duration::from_secs(180));
+    support::wait_run_members(
+        &run,
+        dir.path(),
+        &group,
+        &topic,
+        7,
+        Duration::from_secs(180),
+    );
     for _ in 0..3 {
         kill(pid, Signal::SIGTTOU).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
-    wait_members(dir.path(), &group, &topic, 4, Duration::from_secs(120));
+    support::wait_run_members(
+        &run,
+        dir.path(),
+        &group,
+        &topic,
+        4,
+        Duration::from_secs(120),
+    );
     // The group consumes: every record produced now is handled.
     produce_with(&b, &topic, &numbered("after", 2000), &[]);
     wait_for(LONG, "records handled after the scaling", || {
@@ -535,8 +525,8 @@ fn every_ttin_and_ttou_counts_and_the_group_goes_on() {
 /// ends on its own, and a restart delivers nothing twice.
 #[test]
 fn a_slow_handler_drains_at_a_stop_and_ends_on_its_own() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-slow"), common::unique("g-slow"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-slow"), support::unique("g-slow"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     let ended = dir.path().join("ended");
@@ -585,8 +575,8 @@ open(sys.argv[2], "a").write("read to EOF\n")
 /// (exit 2, so that systemd does not retry it).
 #[test]
 fn a_missing_state_directory_is_made_and_a_missing_handler_exits_2() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("h-small"), common::unique("g-small"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-small"), support::unique("g-small"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 1);
     let state = dir.path().join("not/yet/there");
@@ -603,7 +593,7 @@ fn a_missing_state_directory_is_made_and_a_missing_handler_exits_2() {
         m.permissions().mode() & 0o777
     });
     assert_eq!(mode.ok(), Some(0o700));
-    let out = common::kswarm()
+    let out = support::kswarm()
         .env("KSWARM_STATE_DIR", &state)
         .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
         .output()
@@ -617,7 +607,7 @@ fn a_missing_state_directory_is_made_and_a_missing_handler_exits_2() {
     let mut run = start_run(
         "kswarm run",
         &topic,
-        &common::unique("g-missing"),
+        &support::unique("g-missing"),
         dir.path(),
         &["-w", "2", "-p", "keep", "--exec", "/nonexistent/handler"],
     );

@@ -2,7 +2,7 @@
 //! for real against the test broker (with temporary pid and log files), and
 //! the systemd unit checked by `systemd-analyze verify` and by its keys.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,12 +35,12 @@ impl SysV {
 
     fn cmd(&self, action: &str) -> Output {
         Command::new("sh")
-            .arg(common::repo_root().join("scripts/kswarm.init"))
+            .arg(support::repo_root().join("scripts/kswarm.init"))
             .arg(action)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KSWARM_DEFAULTS", &self.defaults)
-            .env("KSWARM_BIN", common::kswarm_bin())
+            .env("KSWARM_BIN", support::kswarm_bin())
             .env("KSWARM_PIDFILE", self.pidfile())
             .env("KSWARM_LOGFILE", self.logfile())
             .env("KSWARM_STOP_TIMEOUT", "20")
@@ -122,9 +122,9 @@ fn worker_pids(log: &str) -> Vec<i32> {
 
 #[test]
 fn sysv_script_starts_reports_reloads_and_stops_kswarm() {
-    let brokers = common::brokers();
-    let topic = common::unique("init-t");
-    let group = common::unique("init-g");
+    let brokers = support::brokers();
+    let topic = support::unique("init-t");
+    let group = support::unique("init-g");
     let s = SysV::new(&[
         ("KSWARM_BROKERS", &brokers),
         ("KSWARM_TOPIC", &topic),
@@ -188,7 +188,7 @@ fn sysv_script_starts_reports_reloads_and_stops_kswarm() {
 #[test]
 fn sysv_start_fails_loudly_on_bad_settings() {
     let s = SysV::new(&[
-        ("KSWARM_BROKERS", &common::brokers()),
+        ("KSWARM_BROKERS", &support::brokers()),
         ("KSWARM_TOPIC", "bad topic name"),
         ("KSWARM_GROUP", "g"),
     ]);
@@ -205,7 +205,7 @@ fn sysv_start_fails_loudly_on_bad_settings() {
 }
 
 fn unit_text() -> String {
-    std::fs::read_to_string(common::repo_root().join("scripts/kswarm.service")).unwrap()
+    std::fs::read_to_string(support::repo_root().join("scripts/kswarm.service")).unwrap()
 }
 
 /// `key=value` of one section of the unit (comments skipped).
@@ -266,7 +266,7 @@ fn systemd_analyze_verifies_the_unit() {
     // verify checks that ExecStart's binary exists: point it at ours.
     let unit = unit_text().replace(
         "/usr/local/bin/kswarm",
-        common::kswarm_bin().to_str().unwrap(),
+        support::kswarm_bin().to_str().unwrap(),
     );
     let path = dir.path().join("kswarm.service");
     std::fs::write(&path, unit).unwrap();

@@ -25,7 +25,6 @@
 //! build/venv, from `scripts/broker.sh install`), tests/peers/kjs_member.js
 //! and tests/peers/JavaMember.java (`scripts/peers.sh install`). A missing
 //! peer fails its cases, never skips them.
-mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,11 +62,11 @@ const STOP: Duration = Duration::from_secs(40);
 fn build_dir() -> PathBuf {
     std::env::var("KSWARM_BUILD_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| common::repo_root().join("build"))
+        .unwrap_or_else(|_| support::repo_root().join("build"))
 }
 
 fn peers_dir() -> PathBuf {
-    common::repo_root().join("tests/peers")
+    support::repo_root().join("tests/peers")
 }
 
 const INSTALL_HINT: &str = "run scripts/peers.sh install";
@@ -113,8 +112,8 @@ impl PeerKind {
                 } else {
                     "kp_member.py"
                 };
-                // common::python() panics naming scripts/broker.sh install.
-                let mut c = Command::new(common::python());
+                // support::python() panics naming scripts/broker.sh install.
+                let mut c = Command::new(support::python());
                 c.arg(peers_dir().join(script))
                     .arg("consume-to-file")
                     .args(tail);
@@ -167,7 +166,7 @@ impl PeerKind {
                     .arg(format!("{}:{}/*", classes.display(), libs.display()))
                     .arg("JavaMember")
                     .args(tail);
-                if common::broker_kind() == common::Broker::Tansu {
+                if support::broker_kind() == support::Broker::Tansu {
                     // kafka-clients 4.4 sends ApiVersions v5 with the cluster and node id it
                     // expects (KIP "misrouted connection" check) once it knows them; tansu 0.6
                     // reads v5 with an older layout, fails ("failed to fill whole buffer") and
@@ -379,8 +378,8 @@ impl Drop for Case {
 
 impl Case {
     fn new(kind: PeerKind, assignor: &'static str) -> Case {
-        let brokers = common::brokers();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("interop"));
+        let brokers = support::brokers();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(support::unique("interop"));
         let state = dir.join("state");
         std::fs::create_dir_all(&state).unwrap();
         let name = format!("interop-{}-{assignor}", kind.name());
@@ -388,8 +387,8 @@ impl Case {
             kind,
             assignor,
             brokers,
-            topic: common::unique(&name),
-            group: common::unique(&format!("{name}-g")),
+            topic: support::unique(&name),
+            group: support::unique(&format!("{name}-g")),
             state,
             kswarm_file: dir.join("kswarm.jsonl"),
             peer_file: dir.join("peer.jsonl"),

@@ -3,7 +3,6 @@
 //! choose its group member ids). The attacker is `nobody`, through setpriv;
 //! kswarm runs as this (root) user in a shared sticky directory like /tmp,
 //! with fs.protected_symlinks off as in many containers. Needs root.
-mod common;
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +10,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use support::{create_topic, run_state, start_run, wait_members};
 
 const NOBODY: &str = "65534";
@@ -60,8 +58,8 @@ fn shared_dir_and_victim(root: &Path) -> (std::path::PathBuf, std::path::PathBuf
 #[test]
 fn symlinks_planted_by_another_user_write_nothing_through() {
     require_root();
-    let b = common::brokers();
-    let (topic, group) = (common::unique("ls-link"), common::unique("g-link"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("ls-link"), support::unique("g-link"));
     create_topic(&b, &topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let (shared, victim) = shared_dir_and_victim(dir.path());
@@ -92,13 +90,7 @@ fn symlinks_planted_by_another_user_write_nothing_through() {
         &["-w", "1", "-p", "keep", "--exec", "cat >/dev/null"],
     );
     wait_members(&shared, &group, &topic, 1, Duration::from_secs(60));
-    run.signal(Signal::SIGTERM);
-    assert_eq!(
-        run.wait(Duration::from_secs(30)).code(),
-        Some(0),
-        "{}",
-        run.stderr_text()
-    );
+    assert_eq!(support::stop(&mut run), Some(0), "{}", run.stderr_text());
     assert_eq!(
         std::fs::read_to_string(&victim).unwrap(),
         "precious\n",
@@ -107,7 +99,7 @@ fn symlinks_planted_by_another_user_write_nothing_through() {
 
     // A symlink for the lock file: kswarm refuses it, naming it, and
     // writes nothing through it either.
-    let (topic2, group2) = (common::unique("ls-lock"), common::unique("g-lock"));
+    let (topic2, group2) = (support::unique("ls-lock"), support::unique("g-lock"));
     create_topic(&b, &topic2, 1);
     let lock = shared.join(
         kswarm::state_file::state_path(&shared, &group2, &topic2)
@@ -137,8 +129,8 @@ fn symlinks_planted_by_another_user_write_nothing_through() {
 #[test]
 fn a_state_file_planted_by_another_user_is_ignored() {
     require_root();
-    let b = common::brokers();
-    let (topic, group) = (common::unique("ls-plant"), common::unique("g-plant"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("ls-plant"), support::unique("g-plant"));
     create_topic(&b, &topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let (shared, _) = shared_dir_and_victim(dir.path());
@@ -171,19 +163,18 @@ fn a_state_file_planted_by_another_user_is_ignored() {
         "the warning names the planted file: {}",
         run.stderr_text()
     );
-    run.signal(Signal::SIGTERM);
-    assert_eq!(run.wait(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(support::stop(&mut run), Some(0));
 }
 
 /// A state directory others can write to, without the sticky bit, is refused.
 #[test]
 fn a_state_directory_others_can_write_to_is_refused() {
-    let b = common::brokers();
+    let b = support::brokers();
     let dir = tempfile::tempdir().unwrap();
     let open = dir.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut cmd = Command::new(common::kswarm_bin());
+    let mut cmd = Command::new(support::kswarm_bin());
     cmd.env("KSWARM_STATE_DIR", &open)
         .args(["run", "-b", &b, "-t", "t", "-g", "g"]);
     let mut p = support::Proc::spawn("kswarm run", cmd, None);

@@ -1,12 +1,12 @@
 //! `kswarm plan` and `prepare_for_run` against the real broker; partition
 //! counts are checked with confluent-kafka (librdkafka), not with kswarm.
 
-mod common;
+mod support;
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{brokers, kswarm, python, unique};
+use support::{brokers, kswarm, python, unique};
 
 /// Run a command to completion, killing it (and failing) after `limit`.
 fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
@@ -242,7 +242,7 @@ fn taskset_to_one_cpu_gives_one_core() {
     );
     let mut c = Command::new("taskset");
     c.args(["-c", "0"])
-        .arg(common::kswarm_bin())
+        .arg(support::kswarm_bin())
         .args(["plan", "-b", &b, "-t", &t, "--json"]);
     let (o, _) = run_bounded(c, Duration::from_secs(30));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -265,7 +265,7 @@ fn growing_a_topic_grows_it_or_names_the_way_out() {
     let dry = plan(&["-b", &b, "-t", &t, "-w", "3"]);
     assert!(dry.status.success());
     assert!(stdout(&dry).contains("grow topic"), "{}", stdout(&dry));
-    if common::broker_kind() == common::Broker::Kafka {
+    if support::broker_kind() == support::Broker::Kafka {
         assert!(
             !stdout(&dry).contains("does not support CreatePartitions"),
             "{}",

@@ -2,14 +2,14 @@
 //! confluent-kafka (librdkafka), and key placement is checked against
 //! kafka-python's murmur2 partitioner.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{brokers, kswarm, python, unique};
+use support::{brokers, kswarm, python, unique};
 
 /// Reads every partition of a topic from the start until it has `want`
 /// records and saw the end of every partition, or the time is up. Prints one
@@ -95,24 +95,7 @@ fn read_back(topic: &str, want: usize) -> Vec<Rec> {
 }
 
 fn create_topic(topic: &str, partitions: u32) {
-    let out = kswarm()
-        .args([
-            "plan",
-            "-b",
-            &brokers(),
-            "-t",
-            topic,
-            "-p",
-            &partitions.to_string(),
-            "--apply",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::create_topic(&brokers(), topic, partitions as usize);
 }
 
 /// Run `kswarm produce ARGS` with `input` on stdin, within `limit`.

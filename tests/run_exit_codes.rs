@@ -1,7 +1,6 @@
 //! `kswarm run`'s exit codes, which init systems act on (systemd's
 //! `RestartPreventExitStatus=2`): 0 clean stop, 1 runtime failure, 2 usage or
 //! configuration error; each with a message that names the flag or value.
-mod common;
 mod support;
 
 use std::process::Command;
@@ -13,7 +12,7 @@ use support::{create_topic, start_run, wait_members};
 
 /// `kswarm run ARGS` to its end: (exit code, the final error message).
 fn run_to_end(args: &[&str], within: Duration) -> (Option<i32>, String) {
-    let mut cmd = Command::new(common::kswarm_bin());
+    let mut cmd = Command::new(support::kswarm_bin());
     cmd.args(args).env_remove("RUST_LOG");
     let mut p = support::Proc::spawn("kswarm run", cmd, None);
     let st = p.wait(within);
@@ -29,7 +28,7 @@ fn run_to_end(args: &[&str], within: Duration) -> (Option<i32>, String) {
 
 #[test]
 fn configuration_errors_exit_2_naming_the_flag() {
-    let b = common::brokers();
+    let b = support::brokers();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_str().unwrap();
     for (flags, names) in [
@@ -46,7 +45,7 @@ fn configuration_errors_exit_2_naming_the_flag() {
         let mut args = vec!["run", "-b", &b, "-t", "any-topic", "-g", "any-group"];
         args.extend_from_slice(flags);
         let t0 = Instant::now();
-        let mut cmd = Command::new(common::kswarm_bin());
+        let mut cmd = Command::new(support::kswarm_bin());
         cmd.args(&args).env("KSWARM_STATE_DIR", state);
         let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -94,12 +93,12 @@ fn an_unreachable_broker_exits_1_naming_it() {
 /// (no CreatePartitions): kswarm exits 1 naming the way out.
 #[test]
 fn a_topic_that_cannot_be_grown_exits_1_and_one_that_can_is_grown() {
-    let b = common::brokers();
+    let b = support::brokers();
     let dir = tempfile::tempdir().unwrap();
-    let (topic, group) = (common::unique("x-grow"), common::unique("g-grow"));
+    let (topic, group) = (support::unique("x-grow"), support::unique("g-grow"));
     create_topic(&b, &topic, 1);
-    match common::broker_kind() {
-        common::Broker::Tansu => {
+    match support::broker_kind() {
+        support::Broker::Tansu => {
             let (code, last) = run_to_end(
                 &[
                     "run", "-b", &b, "-t", &topic, "-g", &group, "-w", "2", "-p", "auto",
@@ -112,7 +111,7 @@ fn a_topic_that_cannot_be_grown_exits_1_and_one_that_can_is_grown() {
                 "{last}"
             );
         }
-        common::Broker::Kafka => {
+        support::Broker::Kafka => {
             let mut run = start_run(
                 "kswarm run",
                 &topic,
@@ -128,17 +127,16 @@ fn a_topic_that_cannot_be_grown_exits_1_and_one_that_can_is_grown() {
                 .flat_map(|w| w.partitions.clone())
                 .collect();
             assert_eq!(owned.len(), 2, "grown to 2 partitions, one each: {s:?}");
-            run.signal(Signal::SIGTERM);
-            assert_eq!(run.wait(Duration::from_secs(30)).code(), Some(0));
+            assert_eq!(support::stop(&mut run), Some(0));
         }
     }
 }
 
 #[test]
 fn one_interrupt_stops_cleanly_with_0() {
-    let b = common::brokers();
+    let b = support::brokers();
     let dir = tempfile::tempdir().unwrap();
-    let (topic, group) = (common::unique("x-int"), common::unique("g-int"));
+    let (topic, group) = (support::unique("x-int"), support::unique("g-int"));
     create_topic(&b, &topic, 2);
     let mut run = start_run(
         "kswarm run",
@@ -161,9 +159,9 @@ fn one_interrupt_stops_cleanly_with_0() {
 /// kswarm says so with exit 1 (what it held was not committed).
 #[test]
 fn a_worker_killed_at_shutdown_makes_the_stop_exit_1() {
-    let b = common::brokers();
+    let b = support::brokers();
     let dir = tempfile::tempdir().unwrap();
-    let (topic, group) = (common::unique("x-kill"), common::unique("g-kill"));
+    let (topic, group) = (support::unique("x-kill"), support::unique("g-kill"));
     create_topic(&b, &topic, 1);
     let mut run = start_run(
         "kswarm run",

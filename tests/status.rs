@@ -2,19 +2,17 @@
 //! supervisor that owns them on this host, checked against Apache Kafka's own
 //! consumer-groups tool (kafka-tools, run through scripts/kafka.sh). Kafka
 //! only: tansu reports wrong high watermarks (README, Known limits).
-mod common;
 mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use support::{create_topic, numbered, produce_with, read_seen, start_run, wait_for, wait_members};
 
 /// Per partition (committed, end, lag) as `kafka-consumer-groups --describe` says.
 fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i64, Option<i64>)> {
-    let out = Command::new(common::repo_root().join("scripts/kafka.sh"))
+    let out = Command::new(support::repo_root().join("scripts/kafka.sh"))
         .args([
             "tool",
             "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
@@ -49,22 +47,18 @@ fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i6
 #[test]
 fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
     assert_eq!(
-        common::broker_kind(),
-        common::Broker::Kafka,
+        support::broker_kind(),
+        support::Broker::Kafka,
         "a Kafka-only test"
     );
-    let b = common::brokers();
-    let (topic, group) = (common::unique("st"), common::unique("g-st"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("st"), support::unique("g-st"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 3);
     produce_with(&b, &topic, &numbered("s", 3000), &["--batch-size", "100"]);
     // A slow handler: part of the log handled and committed, part not.
-    let handler = format!(
-        "{} -c 'import sys, time\nf = open(sys.argv[1], \"a\")\nfor l in sys.stdin:\n    time.sleep(0.002); f.write(l); f.flush(); print(\"ok\", flush=True)\n' {}",
-        support::py(),
-        file.display()
-    );
+    let handler = support::slow_appending_handler(&file, 0.002);
     let mut run = start_run(
         "kswarm run",
         &topic,
@@ -86,7 +80,7 @@ fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
         (read_seen(&file).len() >= 500).then_some(())
     });
     // While it runs: every partition has an owner among the workers.
-    let out = common::kswarm()
+    let out = support::kswarm()
         .env("KSWARM_STATE_DIR", dir.path())
         .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
         .output()
@@ -103,9 +97,8 @@ fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
         assert!(pids.contains(&owner), "{row}");
     }
     // Stopped: offsets stand still; kswarm and Kafka's tool must agree.
-    run.signal(Signal::SIGTERM);
-    assert_eq!(run.wait(Duration::from_secs(30)).code(), Some(0));
-    let out = common::kswarm()
+    assert_eq!(support::stop(&mut run), Some(0));
+    let out = support::kswarm()
         .env("KSWARM_STATE_DIR", dir.path())
         .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
         .output()

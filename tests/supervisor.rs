@@ -3,7 +3,7 @@
 //! structured events (`worker_joined`, `takeover`, `restart_scheduled`, ...:
 //! the `event` field and its data), not the wording of its log lines.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
@@ -42,8 +42,8 @@ impl Run {
     }
 
     fn start_env(topic: &str, group: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let brokers = common::brokers();
-        let mut cmd = common::kswarm();
+        let brokers = support::brokers();
+        let mut cmd = support::kswarm();
         cmd.args([
             "--log-format",
             "json",
@@ -286,7 +286,7 @@ fn wait_dead(pids: &[i32], within: Duration) -> Vec<i32> {
 }
 
 fn names() -> (String, String) {
-    (common::unique("sup-t"), common::unique("sup-g"))
+    (support::unique("sup-t"), support::unique("sup-g"))
 }
 
 fn usable_cores() -> u32 {
@@ -473,9 +473,9 @@ fn descendants(pid: i32) -> Vec<i32> {
 #[test]
 fn records_reach_stdout_through_the_workers() {
     let (t, g) = names();
-    let brokers = common::brokers();
+    let brokers = support::brokers();
     // size the topic (2 partitions) before producing
-    let plan = common::kswarm()
+    let plan = support::kswarm()
         .args(["plan", "-b", &brokers, "-t", &t, "-w", "2", "--apply"])
         .output()
         .unwrap();
@@ -485,14 +485,14 @@ fn records_reach_stdout_through_the_workers() {
         String::from_utf8_lossy(&plan.stderr)
     );
     let lines: String = (0..200).map(|i| format!("rec-{i}\n")).collect();
-    let out = common::kswarm_with_stdin(&["produce", "-b", &brokers, "-t", &t], &lines);
+    let out = support::kswarm_with_stdin(&["produce", "-b", &brokers, "-t", &t], &lines);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut child = common::kswarm()
+    let mut child = support::kswarm()
         .args([
             "run", "-b", &brokers, "-t", &t, "-g", &g, "-w", "2", "--format", "value",
         ])
@@ -730,7 +730,8 @@ fn a_second_interrupt_kills_at_once() {
 
 fn produce(topic: &str, lines: &[String]) {
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let out = common::kswarm_with_stdin(&["produce", "-b", &common::brokers(), "-t", topic], &text);
+    let out =
+        support::kswarm_with_stdin(&["produce", "-b", &support::brokers(), "-t", topic], &text);
     assert!(
         out.status.success(),
         "{}",
@@ -779,8 +780,8 @@ fn the_replacement_of_a_killed_worker_consumes_its_partitions() {
 fn a_closed_stdout_stops_kswarm_cleanly() {
     // `kswarm run | head -n 1`
     let (t, g) = names();
-    let brokers = common::brokers();
-    let plan = common::kswarm()
+    let brokers = support::brokers();
+    let plan = support::kswarm()
         .args(["plan", "-b", &brokers, "-t", &t, "-w", "2", "--apply"])
         .output()
         .unwrap();
@@ -790,7 +791,7 @@ fn a_closed_stdout_stops_kswarm_cleanly() {
         String::from_utf8_lossy(&plan.stderr)
     );
     produce(&t, &["first".to_string()]);
-    let mut child = common::kswarm()
+    let mut child = support::kswarm()
         .args([
             "--log-format",
             "json",
@@ -900,9 +901,9 @@ fn a_restarted_kswarm_takes_back_the_places_of_a_killed_one() {
 /// assigned every partition of `topic`; how long that took, or None.
 fn librdkafka_takes_the_group(topic: &str, group: &str, within: Duration) -> Option<Duration> {
     let t0 = Instant::now();
-    let mut peer = std::process::Command::new(common::python())
-        .arg(common::repo_root().join("tests/peers/ck_member.py"))
-        .args(["consume", &common::brokers(), topic, group, "range"])
+    let mut peer = std::process::Command::new(support::python())
+        .arg(support::repo_root().join("tests/peers/ck_member.py"))
+        .args(["consume", &support::brokers(), topic, group, "range"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -2,14 +2,12 @@
 //! none): records behind an open transaction wait until it ends, and the
 //! records of an aborted one are never delivered. Before this suite ran on
 //! Kafka, both were unit-tested only.
-mod common;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use support::{
     create_topic, numbered, produce_with, read_lines, start_run, wait_for, wait_members,
 };
@@ -19,8 +17,8 @@ struct OpenTxn(std::process::Child, BufReader<std::process::ChildStdout>);
 
 impl OpenTxn {
     fn begin(brokers: &str, topic: &str, prefix: &str, n: usize) -> Self {
-        let mut child = Command::new(common::python())
-            .arg(common::repo_root().join("tests/peers/txn_producer.py"))
+        let mut child = Command::new(support::python())
+            .arg(support::repo_root().join("tests/peers/txn_producer.py"))
             .args([brokers, topic, prefix, &n.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -45,12 +43,12 @@ impl OpenTxn {
 #[test]
 fn records_behind_an_open_transaction_wait_and_aborted_ones_never_come() {
     assert_eq!(
-        common::broker_kind(),
-        common::Broker::Kafka,
+        support::broker_kind(),
+        support::Broker::Kafka,
         "a Kafka-only test"
     );
-    let b = common::brokers();
-    let (topic, group) = (common::unique("txn"), common::unique("g-txn"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("txn"), support::unique("g-txn"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handled.txt");
     create_topic(&b, &topic, 1);
@@ -105,8 +103,7 @@ fn records_behind_an_open_transaction_wait_and_aborted_ones_never_come() {
                 .then_some(())
         },
     );
-    run.signal(Signal::SIGTERM);
-    assert_eq!(run.wait(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(support::stop(&mut run), Some(0));
     let lines = read_lines(&file);
     let want: Vec<String> = numbered("before", 50)
         .lines()

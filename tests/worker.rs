@@ -1,7 +1,6 @@
 //! `kswarm worker` processes against the real broker: reading, committing,
 //! sharing a group with librdkafka, surviving a SIGKILLed or stopped peer and
 //! a cut broker connection.
-mod common;
 mod support;
 
 use std::collections::BTreeSet;
@@ -69,8 +68,8 @@ fn ends(seen: &[Seen]) -> std::collections::BTreeMap<i32, Option<i64>> {
 
 #[test]
 fn one_worker_reads_everything_once_in_order_and_commits_the_end_on_term() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("w-one"), common::unique("g-one"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("w-one"), support::unique("g-one"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("r", 3000));
@@ -151,14 +150,14 @@ fn ck_owned(p: &Proc) -> Option<Vec<i32>> {
 
 #[test]
 fn two_workers_and_a_librdkafka_consumer_split_the_partitions_and_lose_nothing() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("w-mixed"), common::unique("g-mixed"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("w-mixed"), support::unique("g-mixed"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 4);
     let spec = WorkerSpec::new(&b, &topic, &group, dir.path());
     let w0 = spec.start(0);
     let w1 = spec.start(1);
-    let mut ck = Command::new(common::python());
+    let mut ck = Command::new(support::python());
     ck.args(["-c", CK_CONSUMER, &b, &topic, &group]);
     let ck = Proc::spawn("confluent-kafka consumer", ck, None);
 
@@ -200,8 +199,8 @@ fn two_workers_and_a_librdkafka_consumer_split_the_partitions_and_lose_nothing()
 
 #[test]
 fn sigkilled_worker_partitions_go_to_the_survivor_after_the_session_timeout() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("w-kill"), common::unique("g-kill"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("w-kill"), support::unique("g-kill"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     let spec = WorkerSpec::new(&b, &topic, &group, dir.path()).session("6s");
@@ -232,8 +231,8 @@ fn sigkilled_worker_partitions_go_to_the_survivor_after_the_session_timeout() {
 
 #[test]
 fn terminated_worker_hands_its_partitions_over_well_before_the_session_timeout() {
-    let b = common::brokers();
-    let (topic, group) = (common::unique("w-term"), common::unique("g-term"));
+    let b = support::brokers();
+    let (topic, group) = (support::unique("w-term"), support::unique("g-term"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     // A long session: a hand-over that waited for it would take 30 s.
@@ -361,7 +360,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 fn tansu_bin() -> std::path::PathBuf {
-    let lib = common::python()
+    let lib = support::python()
         .parent()
         .unwrap()
         .parent()
@@ -400,7 +399,7 @@ fn worker_survives_a_cut_broker_connection() {
     let proxy = Proxy::start(b_listener, a_port);
     let b = format!("127.0.0.1:{}", proxy.port);
 
-    let (topic, group) = (common::unique("w-cut"), common::unique("g-cut"));
+    let (topic, group) = (support::unique("w-cut"), support::unique("g-cut"));
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 2);
     produce(&b, &topic, &numbered("a", 2000));

@@ -1,21 +1,148 @@
-//! Process-level helpers for the delivery tests (tests/worker.rs,
-//! tests/delivery.rs, tests/bad_input.rs, tests/chaos.rs): topics, records,
-//! `kswarm worker` processes under a kill-on-drop guard, their reports, and
-//! committed offsets read by a real librdkafka consumer.
+//! The one support module of the integration tests: the broker under test
+//! (which, and where), unique names, the kswarm binary and the Python peers'
+//! venv; topics, records, `kswarm worker` and `kswarm run` processes under a
+//! kill-on-drop guard, their reports and state files, and committed offsets
+//! read by a real librdkafka consumer.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kswarm::report::Report;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::common;
+/// The broker to test against. A missing broker is a failure, never a skip:
+/// run the suite through `scripts/test.sh`, which starts one.
+pub fn brokers() -> String {
+    std::env::var("KSWARM_TEST_BROKERS").expect(
+        "KSWARM_TEST_BROKERS is not set: run the tests with scripts/test.sh (it starts a local broker)",
+    )
+}
+
+/// Which broker the suite runs against (`KSWARM_TEST_BROKER`, set by
+/// scripts/test.sh): Apache Kafka, the reference, or tansu, the emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    Kafka,
+    Tansu,
+}
+
+pub fn broker_kind() -> Broker {
+    match std::env::var("KSWARM_TEST_BROKER").as_deref() {
+        Ok("tansu") => Broker::Tansu,
+        Ok("kafka") | Err(_) => Broker::Kafka,
+        Ok(other) => panic!("KSWARM_TEST_BROKER={other}: use kafka or tansu"),
+    }
+}
+
+/// The pid of the broker scripts/broker.sh started for the suite (tests that
+/// stop it for a while: SIGSTOP, then SIGCONT).
+pub fn broker_pid() -> i32 {
+    let port = brokers()
+        .rsplit(':')
+        .next()
+        .expect("KSWARM_TEST_BROKERS is HOST:PORT")
+        .to_string();
+    let build = std::env::var("KSWARM_BUILD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("build"));
+    let file = match broker_kind() {
+        Broker::Kafka => build.join(format!("kafka-{port}/pid")),
+        Broker::Tansu => build.join(format!("broker-{port}.pid")),
+    };
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (start the broker with scripts/broker.sh)",
+                file.display()
+            )
+        })
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// A name no other test (or earlier run on the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+/// The binary under test; KSWARM_TEST_BIN overrides it (say, a copy kept
+/// fixed while the tree is rebuilt during a long bug hunt).
+pub fn kswarm_bin() -> PathBuf {
+    std::env::var_os("KSWARM_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kswarm")))
+}
+
+pub fn kswarm() -> Command {
+    let mut c = Command::new(kswarm_bin());
+    c.env_remove("RUST_LOG")
+        .env("KSWARM_STATE_DIR", state_dir());
+    c
+}
+
+/// Where the supervisors started by the tests keep their state files (they
+/// stay after a run, one per group), instead of the system's temp dir.
+pub fn state_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kswarm-state");
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Python of the venv that scripts/broker.sh installs (confluent-kafka, kafka-python).
+pub fn python() -> PathBuf {
+    let build = std::env::var("KSWARM_BUILD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("build"));
+    let p = build.join("venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/broker.sh install",
+        p.display()
+    );
+    p
+}
+
+/// Run kswarm with args and stdin text; return the output.
+pub fn kswarm_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = kswarm()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kswarm");
+    let mut sin = child.stdin.take().unwrap();
+    let text = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = sin.write_all(text.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait kswarm");
+    writer.join().unwrap();
+    out
+}
 
 /// Poll `f` every 50 ms until it returns Some, or panic naming `what` after `timeout`.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -35,7 +162,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 /// `kswarm plan --apply`: a topic with `partitions` partitions.
 pub fn create_topic(brokers: &str, topic: &str, partitions: usize) {
     let n = partitions.to_string();
-    let out = common::kswarm()
+    let out = kswarm()
         .args([
             "plan", "-b", brokers, "-t", topic, "-w", &n, "-p", &n, "--apply",
         ])
@@ -50,7 +177,7 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: usize) {
 
 /// `kswarm produce`: one record per line (unkeyed: round-robin batches).
 pub fn produce(brokers: &str, topic: &str, lines: &str) {
-    let out = common::kswarm_with_stdin(
+    let out = kswarm_with_stdin(
         &["produce", "-b", brokers, "-t", topic, "--batch-size", "50"],
         lines,
     );
@@ -65,7 +192,7 @@ pub fn produce(brokers: &str, topic: &str, lines: &str) {
 pub fn produce_with(brokers: &str, topic: &str, lines: &str, flags: &[&str]) {
     let mut args = vec!["produce", "-b", brokers, "-t", topic];
     args.extend_from_slice(flags);
-    let out = common::kswarm_with_stdin(&args, lines);
+    let out = kswarm_with_stdin(&args, lines);
     assert!(
         out.status.success(),
         "kswarm produce failed: {}",
@@ -208,8 +335,8 @@ pub fn missing(values: &BTreeSet<String>, prefix: &str, n: usize) -> Vec<String>
 /// Committed offsets of `group` on partitions 0..n of `topic`, read by a
 /// confluent-kafka consumer (None: nothing committed).
 pub fn committed(brokers: &str, topic: &str, group: &str, n: usize) -> BTreeMap<i32, Option<i64>> {
-    let script = common::repo_root().join("tests/peers/ck_member.py");
-    let out = Command::new(common::python())
+    let script = repo_root().join("tests/peers/ck_member.py");
+    let out = Command::new(python())
         .arg(script)
         .args(["committed", brokers, topic, group, &n.to_string()])
         .output()
@@ -231,7 +358,7 @@ pub fn committed(brokers: &str, topic: &str, group: &str, n: usize) -> BTreeMap<
 
 /// Python of the test venv, for handlers.
 pub fn py() -> String {
-    common::python().display().to_string()
+    python().display().to_string()
 }
 
 /// An `--exec` handler that appends each record line to `file` (flushed to the
@@ -449,7 +576,7 @@ impl WorkerSpec {
         cmd.arg("-c")
             .arg("exec \"$@\" 3>\"$KSWARM_TEST_REPORT\"")
             .arg("sh")
-            .arg(common::kswarm_bin())
+            .arg(kswarm_bin())
             .args([
                 "worker",
                 "-b",
@@ -472,12 +599,33 @@ impl WorkerSpec {
 /// `kswarm run -b BROKERS -t TOPIC -g GROUP ARGS..` with the state directory
 /// `state` (its state file is where tests look: see [`run_state`]).
 pub fn start_run(name: &str, topic: &str, group: &str, state: &Path, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(common::kswarm_bin());
-    cmd.args(["run", "-b", &common::brokers(), "-t", topic, "-g", group])
+    let mut cmd = Command::new(kswarm_bin());
+    cmd.args(["run", "-b", &brokers(), "-t", topic, "-g", group])
         .args(args)
         .env_remove("RUST_LOG")
         .env("KSWARM_STATE_DIR", state);
     Proc::spawn(name, cmd, None)
+}
+
+/// [`start_run`], then wait (60 s) until its `n` workers are members; the
+/// run and the workers' pids.
+pub fn start_joined(
+    name: &str,
+    topic: &str,
+    group: &str,
+    state: &Path,
+    args: &[&str],
+    n: usize,
+) -> (Proc, Vec<i32>) {
+    let run = start_run(name, topic, group, state, args);
+    let pids = wait_members(state, group, topic, n, Duration::from_secs(60));
+    (run, pids)
+}
+
+/// SIGTERM a `kswarm run` and wait (30 s) for its exit code.
+pub fn stop(run: &mut Proc) -> Option<i32> {
+    run.signal(Signal::SIGTERM);
+    run.wait(Duration::from_secs(30)).code()
 }
 
 /// What a `kswarm run` says of itself in its state file (None before it wrote one).
@@ -495,6 +643,38 @@ pub fn run_state(
         .or_else(|_| std::fs::read(legacy))
         .ok()?;
     serde_json::from_slice(&text).ok()
+}
+
+/// [`wait_members`] of a run, with its stderr in the message if it times out.
+pub fn wait_run_members(
+    run: &Proc,
+    state: &Path,
+    group: &str,
+    topic: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<i32> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = run_state(state, group, topic) {
+            let joined: Vec<i32> = s
+                .workers
+                .iter()
+                .filter(|w| w.generation.is_some())
+                .map(|w| w.pid as i32)
+                .collect();
+            if s.workers.len() == n && joined.len() == n {
+                return joined;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} workers of {group} not in the group within {within:?}: {:?}\n{}",
+            run_state(state, group, topic),
+            run.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Wait until the run has `n` workers, each a member with partitions; their pids.
