@@ -1,43 +1,102 @@
 #!/usr/bin/env bash
-# kswarm beside its peers (librdkafka, Node cluster + kafkajs, a bare rskafka
-# fetch loop) on one local tansu broker; prints one markdown table.
-#   scripts/bench.sh [PORT]          (default port 19105)
+# kswarm beside its peers (librdkafka, the Java KafkaConsumer, Node cluster + kafkajs, a bare rskafka
+# fetch loop) on a local broker it starts and stops itself; one markdown table per broker, and a plot
+# of the failover measurement.
+#   scripts/bench.sh [--broker kafka|tansu|both] [PORT]
+# The broker: --broker, else KSWARM_BROKER, else kafka (Apache Kafka, the reference). Default port 19105;
+# on Kafka, PORT+1 is a second broker with Kafka's default settings for the start-up measurement.
 # Env: BENCH_RECORDS (default 1000000; e.g. 100000 for a quick run),
 #      BENCH_TRIALS (failover groups, default 5), BENCH_RATE (default 200/s),
 #      BENCH_REPEATS (throughput runs per contender, medians; default 3),
-#      BENCH_KSWARM_MODE=run|workers (default: run if the build has the supervisor),
-#      KSWARM_BUILD_DIR (venv with tansu + confluent-kafka; default ./build).
-# See scripts/bench/harness.py for the method.
+#      BENCH_STARTUP_RUNS (start-up runs per contender on Kafka's default settings; default 5, 0 skips),
+#      BENCH_KAFKA_PROPS (more Kafka broker settings, key=value ..), BENCH_JAVA_OPTS (JVM options for the
+#      Java peer), BENCH_MAX_SECONDS (guard per broker, default 2400),
+#      KSWARM_BUILD_DIR (venv with tansu + confluent-kafka, the Kafka jars; default ./build).
+# Output: build/bench/results-BROKER.md (+ .json), build/bench/failover-BROKER.svg, and a copy of the
+# plot in scripts/bench/. See scripts/bench/harness.py for the method.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${KSWARM_BUILD_DIR:-$ROOT/build}"
-PORT="${1:-${BENCH_PORT:-19105}}"
-NODE_DIR="$ROOT/build/node"
+NODE_DIR="$BUILD/node"
+JAVA_DIR="$BUILD/bench/java"
+JAVA_SRC="$ROOT/scripts/bench/JavaConsumer.java"
+ARGS=("$@")
+
+broker="${KSWARM_BROKER:-kafka}"
+PORT="${BENCH_PORT:-19105}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --broker) broker="${2:?--broker needs kafka, tansu or both}"; shift 2 ;;
+    --broker=*) broker="${1#--broker=}"; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    [0-9]*) PORT="$1"; shift ;;
+    *) echo "bench.sh: unknown argument '$1'; usage: scripts/bench.sh [--broker kafka|tansu|both] [PORT]" >&2; exit 2 ;;
+  esac
+done
+case "$broker" in
+  kafka|tansu) kinds=("$broker") ;;
+  both) kinds=(kafka tansu) ;;
+  *) echo "bench.sh: --broker $broker: use kafka (Apache Kafka, the default), tansu or both" >&2; exit 2 ;;
+esac
 cd "$ROOT"
 
 echo "bench.sh: building kswarm and the rskafka_fetch example (release)" >&2
 cargo build --release --quiet
 cargo build --release --quiet --example rskafka_fetch
 
-if [[ ! -d "$NODE_DIR/node_modules/kafkajs" ]]; then
-  echo "bench.sh: installing kafkajs@2 into $NODE_DIR" >&2
-  mkdir -p "$NODE_DIR"
-  npm install --silent --no-audit --no-fund --prefix "$NODE_DIR" kafkajs@2 >&2
+# Python venv (confluent-kafka, tansu), the Kafka jars (broker and kafka-clients for the Java peer),
+# kafkajs (pinned) into build/node.
+KSWARM_BROKER=tansu scripts/broker.sh install
+scripts/kafka.sh install
+scripts/peers.sh install
+
+# The bench's Java consumer, compiled with javac against the installed kafka-clients.
+CP="$(scripts/kafka.sh classpath)"
+jar="$(ls "$BUILD"/kafka/libs/kafka-clients-*.jar | head -1)"
+if [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
+      || "$(cat "$JAVA_DIR/.kafka-clients" 2>/dev/null)" != "$(basename "$jar")" ]]; then
+  echo "bench.sh: compiling $JAVA_SRC into $JAVA_DIR" >&2
+  rm -rf "$JAVA_DIR"
+  mkdir -p "$JAVA_DIR"
+  javac -nowarn -d "$JAVA_DIR" -cp "$CP" "$JAVA_SRC"
+  basename "$jar" >"$JAVA_DIR/.kafka-clients"
 fi
+printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: E' '      target: SYSTEM_ERR' \
+  '      PatternLayout:' '        pattern: "[java] %d %p %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
+  '      AppenderRef:' '        - ref: E' >"$JAVA_DIR/log4j2.yaml"
 
-mode="${BENCH_KSWARM_MODE:-}"
-if [[ -z "$mode" ]]; then
-  if [[ -d src/supervisor ]]; then mode=run; else mode=workers; fi
-fi
+# The harness starts and stops its brokers; this stops whatever a killed run left, and drops the Kafka
+# nodes' data (over half a GB after a full run; their server.log stays).
+cleanup() {
+  for k in "${kinds[@]}"; do
+    KSWARM_BROKER="$k" scripts/broker.sh stop "$PORT" >/dev/null 2>&1 || true
+    if [[ "$k" == kafka ]]; then
+      KSWARM_BROKER=kafka scripts/broker.sh stop "$((PORT + 1))" >/dev/null 2>&1 || true
+      rm -rf "$BUILD/kafka-$PORT/data" "$BUILD/kafka-$((PORT + 1))/data"
+    fi
+  done
+}
+trap cleanup EXIT
 
-scripts/broker.sh start "$PORT"
-trap 'scripts/broker.sh stop "$PORT" || true' EXIT
-
-BENCH_BROKERS="127.0.0.1:$PORT" \
-BENCH_BROKER_PID="$(cat "$BUILD/broker-$PORT.pid")" \
-BENCH_KSWARM="$ROOT/target/release/kswarm" \
-BENCH_FETCH="$ROOT/target/release/examples/rskafka_fetch" \
-BENCH_NODE_DIR="$NODE_DIR" \
-BENCH_KSWARM_MODE="$mode" \
-  timeout 900 "$BUILD/venv/bin/python" scripts/bench/harness.py
+command_line=""
+for v in BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
+  if [[ -n "${!v:-}" ]]; then
+    if [[ "${!v}" == *" "* ]]; then command_line+="$v='${!v}' "; else command_line+="$v=${!v} "; fi
+  fi
+done
+command_line+="scripts/bench.sh ${ARGS[*]:-}"
+max="${BENCH_MAX_SECONDS:-2400}"
+for k in "${kinds[@]}"; do
+  BENCH_BROKER="$k" \
+  BENCH_PORT="$PORT" \
+  BENCH_MAX_SECONDS="$max" \
+  BENCH_COMMAND="${command_line% }" \
+  BENCH_KSWARM="$ROOT/target/release/kswarm" \
+  BENCH_FETCH="$ROOT/target/release/examples/rskafka_fetch" \
+  BENCH_NODE_DIR="$NODE_DIR" \
+  BENCH_JAVA_CP="$JAVA_DIR:$CP" \
+  BENCH_JAVA_LOG="$JAVA_DIR/log4j2.yaml" \
+  BENCH_OUT="$BUILD/bench" \
+    timeout "$((max + 120))" "$BUILD/venv/bin/python" scripts/bench/harness.py
+done

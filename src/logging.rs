@@ -51,8 +51,11 @@ pub fn init(level: &str, format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let _ = match format {
+        // For people: the message and the fields of a line, but not the
+        // `event` name (it is for machines, and says what the message says).
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(TextFields)
             .try_init(),
         LogFormat::Json => builder
             .json()
@@ -61,6 +64,47 @@ pub fn init(level: &str, format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+}
+
+/// Fields of a text log line: the message, then `name=value` for each other
+/// field, except on lines with an `event` (their message already says all
+/// their fields say; the fields are for machines, in JSON).
+struct TextFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        #[derive(Default)]
+        struct Collect {
+            message: String,
+            rest: String,
+            event: bool,
+        }
+        impl tracing::field::Visit for Collect {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                match field.name() {
+                    "message" => {
+                        let _ = write!(self.message, "{value:?}");
+                    }
+                    "event" => self.event = true,
+                    name => {
+                        let _ = write!(self.rest, " {name}={value:?}");
+                    }
+                }
+            }
+        }
+        let mut c = Collect::default();
+        fields.record(&mut c);
+        writer.write_str(&c.message)?;
+        if !c.event {
+            writer.write_str(&c.rest)?;
+        }
+        Ok(())
+    }
 }
 
 /// A handler's stderr line as kswarm logs it, `[worker N] line`. In JSON

