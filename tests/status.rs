@@ -5,31 +5,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use support::{create_topic, numbered, produce_with, read_seen, start_run, wait_for, wait_members};
 
 /// Per partition (committed, end, lag) as `kafka-consumer-groups --describe` says.
 fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i64, Option<i64>)> {
-    let out = Command::new(support::repo_root().join("scripts/kafka.sh"))
-        .args([
-            "tool",
-            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-            "--bootstrap-server",
-            brokers,
-            "--describe",
-            "--group",
-            group,
-        ])
-        .output()
-        .expect("scripts/kafka.sh tool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = brokers;
+    let text = support::kafka_consumer_groups(group, &[]);
     let num = |s: &str| s.parse::<i64>().ok();
     text.lines()
         .filter(|l| l.starts_with(group))

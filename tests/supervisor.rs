@@ -950,3 +950,31 @@ fn after_a_clean_stop_another_consumer_can_form_the_group() {
         );
     }
 }
+
+/// --static-membership under `run`: every worker is a member with its own
+/// group.instance.id (PREFIX-SLOT), a killed one is taken over in the same
+/// generation, and a TERM ends the run cleanly.
+#[test]
+fn static_membership_under_run() {
+    let (t, g) = names();
+    let mut run = Run::start(&t, &g, &["-w", "2", "--static-membership"]);
+    run.wait_event(0, JOIN, "all_joined", |_| true);
+    let old = run.wait_settled(2, JOIN).remove(1);
+    if support::broker_kind() == support::Broker::Kafka {
+        let members = support::kafka_consumer_groups(&g, &["--members"]);
+        for slot in 0..2 {
+            assert!(
+                members
+                    .lines()
+                    .any(|l| l.split_whitespace().nth(2) == Some(&format!("{g}-{slot}"))),
+                "instance id {g}-{slot}: {members}"
+            );
+        }
+    }
+    let from = run.events().len();
+    kill(Pid::from_raw(old.pid), Signal::SIGKILL).unwrap();
+    let new = run.wait_joined(from, 1, JOIN);
+    assert_eq!((new.member, new.generation), (old.member, old.generation));
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}

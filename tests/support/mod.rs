@@ -68,6 +68,30 @@ pub fn broker_pid() -> i32 {
         .expect("a pid")
 }
 
+/// Kafka's consumer-groups tool (kafka-tools, through scripts/kafka.sh) on
+/// `group`, with more flags (`--members`, ...); its standard output.
+pub fn kafka_consumer_groups(group: &str, flags: &[&str]) -> String {
+    let out = Command::new(repo_root().join("scripts/kafka.sh"))
+        .args([
+            "tool",
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            "--bootstrap-server",
+            &brokers(),
+            "--describe",
+            "--group",
+            group,
+        ])
+        .args(flags)
+        .output()
+        .expect("scripts/kafka.sh tool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A name no other test (or earlier run on the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
