@@ -170,9 +170,9 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_MAX_IN_FLIGHT_BYTES", default_value = "1MiB")]
     pub max_in_flight_bytes: String,
 
-    /// No more records are handed over while the oldest unacknowledged one has
-    /// waited this long: the window then holds about what the handler does in
-    /// that time, so a stop or a rebalance drains it in about that time.
+    /// The in-flight window follows the handler's measured rate: about what it
+    /// acknowledges in this time (within --max-in-flight and --max-in-flight-bytes),
+    /// so that a stop or a rebalance drains it in about this time.
     #[arg(long, env = "KSWARM_MAX_IN_FLIGHT_TIME", default_value = "1s")]
     pub max_in_flight_time: String,
 

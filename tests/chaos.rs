@@ -40,9 +40,10 @@ const CHAOS: Duration = Duration::from_secs(30);
 const MAX_IN_FLIGHT: usize = 2_000;
 const COMMIT_INTERVAL_MS: u64 = 200;
 
+/// A worker process: `kswarm spawned --slot N` (its settings come on fd 4).
 fn is_worker(pid: i32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| c.split(|&b| b == 0).nth(1) == Some(b"worker".as_slice()))
+        .map(|c| c.split(|&b| b == 0).nth(1) == Some(b"spawned".as_slice()))
         .unwrap_or(false)
 }
 
