@@ -56,6 +56,19 @@ fn unreachable(cfg: &ConnectConfig, cause: &str) -> anyhow::Error {
     )
 }
 
+/// The cluster metadata names no live controller yet (a broker that has just
+/// started, or one that has not registered): worth asking again.
+fn no_controller_yet(e: &ClientError) -> bool {
+    match e {
+        ClientError::InvalidResponse(m) => m.contains("not found in metadata"),
+        ClientError::ServerError { protocol_error, .. } => matches!(
+            protocol_error,
+            ProtocolError::NotController | ProtocolError::BrokerNotAvailable
+        ),
+        _ => false,
+    }
+}
+
 /// What applying a plan did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -181,16 +194,28 @@ impl Admin {
         partitions: u32,
         replication_factor: i16,
     ) -> anyhow::Result<Applied> {
-        let controller = self
-            .client
-            .controller_client()
-            .context("controller client")?;
         let timeout_ms = self.cfg.connect_timeout.as_millis().min(i32::MAX as u128) as i32;
-        let res = tokio::time::timeout(
-            self.cfg.connect_timeout,
-            controller.create_topic(topic, partitions as i32, replication_factor, timeout_ms),
-        )
-        .await;
+        let deadline = tokio::time::Instant::now() + self.cfg.connect_timeout;
+        let res = loop {
+            let controller = self
+                .client
+                .controller_client()
+                .context("controller client")?;
+            let res = tokio::time::timeout_at(
+                deadline,
+                controller.create_topic(topic, partitions as i32, replication_factor, timeout_ms),
+            )
+            .await;
+            // A broker that has just (re)started answers metadata before it
+            // knows the controller (id -1): ask again until --connect-timeout.
+            match &res {
+                Ok(Err(e)) if no_controller_yet(e) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "no controller known yet; asking again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => break res,
+            }
+        };
         let by_other = match res {
             Ok(Ok(())) => false,
             Ok(Err(ClientError::ServerError {

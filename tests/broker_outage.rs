@@ -123,4 +123,7 @@ fn a_broker_outage_is_waited_out_and_its_limit_ends_the_run() {
         "names the limit: {last}"
     );
     assert!(last.contains(&b), "names the brokers: {last}");
+    // A broker paused past its session is fenced for a moment when it
+    // resumes (no controller, no leaders): sizing a topic then waits it out.
+    create_topic(&b, &support::unique("o-after"), 2);
 }
