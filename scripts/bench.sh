@@ -78,6 +78,17 @@ cleanup() {
   done
 }
 trap cleanup EXIT
+# A TERM or INT (Ctrl-C, or `timeout` around this script) goes on to the harness, which stops its
+# contenders and its broker; bash alone would wait for it to finish first.
+child=""
+on_signal() {
+  if [[ -n "$child" ]]; then
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  exit 143
+}
+trap on_signal TERM INT
 
 command_line=""
 for v in BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
@@ -98,5 +109,8 @@ for k in "${kinds[@]}"; do
   BENCH_JAVA_CP="$JAVA_DIR:$CP" \
   BENCH_JAVA_LOG="$JAVA_DIR/log4j2.yaml" \
   BENCH_OUT="$BUILD/bench" \
-    timeout "$((max + 120))" "$BUILD/venv/bin/python" scripts/bench/harness.py
+    timeout "$((max + 120))" "$BUILD/venv/bin/python" scripts/bench/harness.py &
+  child=$!
+  wait "$child"
+  child=""
 done
