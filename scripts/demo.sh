@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on a local broker this script starts itself:
-# build kswarm, start tansu, produce sample syslog lines, size the topic,
+# build kswarm, start the broker (Apache Kafka; KSWARM_BROKER=tansu for tansu),
+# size the topic, produce sample syslog lines,
 # run one worker per core with a handler until every line is acknowledged,
 # show who consumed what, then stop everything it started.
 set -euo pipefail

@@ -616,3 +616,91 @@ fn a_missing_state_directory_is_made_and_a_missing_handler_exits_2() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(run.stderr_text().contains("/nonexistent/handler"));
 }
+
+/// Acknowledges in groups of 20, as `mawk` reading a pipe does (it waits for
+/// a full buffer); writes each record down as it arrives.
+const GROUPED_ACKS: &str = r#"
+import sys
+seen = open(sys.argv[1], "a")
+held = 0
+for line in sys.stdin:
+    seen.write(line); seen.flush()
+    held += 1
+    if held == 20:
+        sys.stdout.write("ok\n" * held); sys.stdout.flush()
+        held = 0
+"#;
+
+/// A handler that acknowledges in groups holds its last records at a
+/// rebalance until the drain bound (0.75 of the 10 s rebalance timeout)
+/// runs out: longer than Kafka's 6 s session. The member stopped
+/// heartbeating at the rebalance, so the coordinator dropped it, the group
+/// formed without it, and its rejoin revoked the other member, which then
+/// drained as long: two members evicting each other in turn for ever (found
+/// by the benchmark's failover groups on Kafka). Heartbeats now go on while
+/// a member drains, so the group settles in one rebalance.
+#[test]
+fn a_drain_longer_than_the_session_keeps_the_member() {
+    let b = support::brokers();
+    let (topic, group) = (support::unique("h-drain"), support::unique("g-drain"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("arrived.jsonl");
+    create_topic(&b, &topic, 2);
+    let handler = python_handler(
+        dir.path(),
+        "grouped.py",
+        GROUPED_ACKS,
+        &file.display().to_string(),
+    );
+    let args = [
+        "-w",
+        "1",
+        "-p",
+        "keep",
+        "--exec",
+        handler.as_str(),
+        "--session-timeout",
+        "6s",
+        "--hang-timeout",
+        "5m",
+    ];
+    let mut run = start_run("kswarm run", &topic, &group, dir.path(), &args);
+    wait_members(dir.path(), &group, &topic, 1, LONG);
+    // Fewer records than a group of acknowledgements: the handler holds them.
+    produce_with(&b, &topic, &numbered("held", 5), &[]);
+    wait_for(LONG, "5 records at the handler", || {
+        (read_lines(&file).len() >= 5).then_some(())
+    });
+    kill(Pid::from_raw(run.pid()), Signal::SIGTTIN).unwrap();
+    let t0 = Instant::now();
+    // One rebalance: about 7.5 s of drain, then the join.
+    std::thread::sleep(Duration::from_secs(15));
+    let settled = |what: &str| {
+        let s = run_state(dir.path(), &group, &topic).expect("state file");
+        let owners: Vec<(Option<i32>, usize)> = s
+            .workers
+            .iter()
+            .map(|w| (w.generation, w.partitions.len()))
+            .collect();
+        assert!(
+            owners.len() == 2 && owners.iter().all(|&(g, n)| g == owners[0].0 && n == 1),
+            "{what} ({:?} after the TTIN): workers (generation, partitions) {owners:?}, not one partition each in one generation\n{}",
+            t0.elapsed(),
+            run.stderr_text()
+        );
+        owners[0].0
+    };
+    let generation = settled("settled");
+    // And it stays so: no member drops out and rejoins.
+    while t0.elapsed() < Duration::from_secs(30) {
+        assert_eq!(
+            settled("still settled"),
+            generation,
+            "{}",
+            run.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    run.signal(Signal::SIGTERM);
+    assert_eq!(code(run.wait(Duration::from_secs(30))), Some(0));
+}

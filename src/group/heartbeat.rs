@@ -2,6 +2,15 @@
 //! the coordinator, beating every heartbeat interval. It publishes what it
 //! learns on a watch channel and stops once the generation is over.
 //! Works on a current_thread runtime (it only needs the worker to await).
+//!
+//! A rebalance does not end the generation for us yet: the worker first
+//! drains its handler and commits (up to 0.75 of the rebalance timeout), and
+//! the coordinator still expires a member whose heartbeats stop for a
+//! session. So on REBALANCE_IN_PROGRESS the task says "rebalance" and beats
+//! on until the worker's JoinGroup replaces it, as Java's heartbeat thread
+//! does during its revocation callback. Without this, a drain longer than the
+//! session (Kafka's 6 s minimum against a 7.5 s drain bound) cost the member
+//! its place, and two members could evict each other in turn for ever.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::coordinator::connect_coordinator;
 use super::errors::{classify, Class};
+use crate::wire::codes::REBALANCE_IN_PROGRESS;
 use crate::wire::group_msgs::{self, code_name};
 use crate::wire::BrokerConn;
 
@@ -78,12 +88,12 @@ impl Drop for Heartbeat {
 }
 
 async fn run(p: BeatParams, tx: watch::Sender<Beat>) {
-    let verdict = beat(&p).await;
+    let verdict = beat(&p, &tx).await;
     tracing::debug!(generation = p.generation_id, ?verdict, "heartbeat stops");
     let _ = tx.send(verdict);
 }
 
-async fn beat(p: &BeatParams) -> Beat {
+async fn beat(p: &BeatParams, tx: &watch::Sender<Beat>) -> Beat {
     let mut conn: Option<BrokerConn> = None;
     let mut known = p.coordinator.clone();
     let mut last_ok = Instant::now();
@@ -133,6 +143,19 @@ async fn beat(p: &BeatParams) -> Beat {
         };
         match classify(code, "Heartbeat") {
             Class::Ok => last_ok = Instant::now(),
+            // Our session goes on while we drain: say so once, beat on.
+            Class::Rejoin if code == REBALANCE_IN_PROGRESS => {
+                last_ok = Instant::now();
+                tx.send_if_modified(|b| {
+                    let first = *b == Beat::Alive;
+                    if first {
+                        *b = Beat::Rebalance {
+                            reset_member: false,
+                        };
+                    }
+                    first
+                });
+            }
             Class::Rejoin => {
                 return Beat::Rebalance {
                     reset_member: false,
