@@ -764,6 +764,20 @@ class FailoverLog:
             return self.events[bisect.bisect_left(self.times, t):]
 
 
+def _awk_line_reads():
+    """mawk (Debian's awk) reads a pipe in blocks and acts on a line only once
+    its buffer fills: records would wait in it, and at a rebalance the last
+    ones would never be acknowledged. `-W interactive` makes it read lines."""
+    try:
+        v = subprocess.run(["awk", "-W", "version"], capture_output=True, text=True, timeout=5)
+        return "-W interactive " if "mawk" in (v.stdout + v.stderr) else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+AWK_LINE_READS = _awk_line_reads()
+
+
 def start_failover(name, topic, group):
     """One contender in failover mode; returns (Launch, FailoverLog)."""
     l = Launch()
@@ -773,7 +787,7 @@ def start_failover(name, topic, group):
         fd = os.open(fifo, os.O_RDWR)
         # The handler acks each record and logs "worker-pid record-json" to the FIFO.
         # Its parent is kswarm's guard process; the guard's parent is the worker.
-        handler = ("w=$(cut -d' ' -f4 /proc/$PPID/stat); exec awk -v p=$w -v f=" + fifo +
+        handler = ("w=$(cut -d' ' -f4 /proc/$PPID/stat); exec awk " + AWK_LINE_READS + "-v p=$w -v f=" + fifo +
                    " '{print \"ok\"; fflush(); print p \" \" $0 >> f; fflush(f)}'")
         launch_kswarm(l, topic, group, WORKERS, ["--format", "json", "--exec", handler], subprocess.DEVNULL)
         return l, FailoverLog(os.fdopen(fd, "rb"))
