@@ -196,6 +196,9 @@ impl Admin {
     ) -> anyhow::Result<Applied> {
         let timeout_ms = self.cfg.connect_timeout.as_millis().min(i32::MAX as u128) as i32;
         let deadline = tokio::time::Instant::now() + self.cfg.connect_timeout;
+        let pause =
+            crate::backoff::Doubling::new(Duration::from_millis(50), Duration::from_secs(1));
+        let mut attempt = 0;
         let res = loop {
             let controller = self
                 .client
@@ -211,7 +214,8 @@ impl Admin {
             match &res {
                 Ok(Err(e)) if no_controller_yet(e) && tokio::time::Instant::now() < deadline => {
                     tracing::debug!(error = %e, "no controller known yet; asking again");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(pause.delay(attempt)).await;
+                    attempt += 1;
                 }
                 _ => break res,
             }

@@ -113,11 +113,7 @@ fn a_broker_outage_is_waited_out_and_its_limit_ends_the_run() {
     drop(stopped);
     let err = run.stderr_text();
     assert_eq!(st.code(), Some(1), "{err}");
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("kswarm: error:"))
-        .unwrap_or("");
+    let last = support::last_error(&err);
     assert!(
         last.contains("--broker-outage-limit"),
         "names the limit: {last}"

@@ -16,13 +16,7 @@ fn run_to_end(args: &[&str], within: Duration) -> (Option<i32>, String) {
     cmd.args(args).env_remove("RUST_LOG");
     let mut p = support::Proc::spawn("kswarm run", cmd, None);
     let st = p.wait(within);
-    let err = p.stderr_text();
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("kswarm: error: "))
-        .unwrap_or("")
-        .to_string();
+    let last = support::last_error(&p.stderr_text()).to_string();
     (st.code(), last)
 }
 
@@ -188,11 +182,7 @@ fn a_worker_killed_at_shutdown_makes_the_stop_exit_1() {
     let took = t0.elapsed();
     let err = run.stderr_text();
     assert_eq!(st.code(), Some(1), "{err}");
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("kswarm: error: "))
-        .unwrap_or("");
+    let last = support::last_error(&err);
     assert!(
         last.contains("slot 0") && last.contains("--shutdown-timeout"),
         "{last}"

@@ -27,6 +27,21 @@ fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i6
         .collect()
 }
 
+/// `kswarm status --json` with the run's state directory; it must succeed.
+fn status_json(state: &std::path::Path, b: &str, group: &str, topic: &str) -> serde_json::Value {
+    let out = support::kswarm()
+        .env("KSWARM_STATE_DIR", state)
+        .args(["status", "-b", b, "-g", group, "-t", topic, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
     assert_eq!(
@@ -63,17 +78,7 @@ fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
         (read_seen(&file).len() >= 500).then_some(())
     });
     // While it runs: every partition has an owner among the workers.
-    let out = support::kswarm()
-        .env("KSWARM_STATE_DIR", dir.path())
-        .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = status_json(dir.path(), &b, &group, &topic);
     assert_eq!(v["supervisor"]["pid"], run.pid());
     for row in v["partitions"].as_array().unwrap() {
         let owner = row["owner_pid"].as_i64().expect("an owner") as i32;
@@ -81,17 +86,7 @@ fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
     }
     // Stopped: offsets stand still; kswarm and Kafka's tool must agree.
     assert_eq!(support::stop(&mut run), Some(0));
-    let out = support::kswarm()
-        .env("KSWARM_STATE_DIR", dir.path())
-        .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = status_json(dir.path(), &b, &group, &topic);
     assert!(v["supervisor"].is_null(), "no supervisor runs now: {v}");
     let ours: BTreeMap<i64, (Option<i64>, i64, Option<i64>)> = v["partitions"]
         .as_array()

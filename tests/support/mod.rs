@@ -646,6 +646,16 @@ pub fn start_joined(
     (run, pids)
 }
 
+/// The last `kswarm: error: ..` line of a run's stderr (the message that
+/// goes with its exit code), or "" if there is none.
+pub fn last_error(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("kswarm: error: "))
+        .unwrap_or("")
+}
+
 /// SIGTERM a `kswarm run` and wait (30 s) for its exit code.
 pub fn stop(run: &mut Proc) -> Option<i32> {
     run.signal(Signal::SIGTERM);
