@@ -149,9 +149,17 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_COMMIT_INTERVAL", default_value = "1s")]
     pub commit_interval: String,
 
-    /// Partition assignors to advertise, by preference: range, roundrobin.
-    #[arg(long, env = "KSWARM_ASSIGNOR", default_value = "range,roundrobin")]
-    pub assignor: String,
+    /// The consumer group protocol: classic (JoinGroup/SyncGroup, every broker)
+    /// or consumer (KIP-848: the broker assigns, incrementally; Kafka 4.0+).
+    /// Also -X group.protocol=. [default: classic]
+    #[arg(long, env = "KSWARM_GROUP_PROTOCOL")]
+    pub group_protocol: Option<String>,
+
+    /// Partition assignors, by preference. Classic protocol: range, roundrobin
+    /// [default: range,roundrobin]. Consumer protocol: the broker's assignor,
+    /// uniform or range (also -X group.remote.assignor=) [default: the broker's].
+    #[arg(long, env = "KSWARM_ASSIGNOR")]
+    pub assignor: Option<String>,
 
     /// Use static membership (group.instance.id = PREFIX-SLOT).
     #[arg(long, env = "KSWARM_STATIC_MEMBERSHIP")]

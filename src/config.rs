@@ -271,6 +271,29 @@ impl Assignor {
     }
 }
 
+/// `--group-protocol`: how workers take part in the consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup with a client-side assignor (every broker).
+    #[default]
+    Classic,
+    /// KIP-848's ConsumerGroupHeartbeat: the broker assigns, incrementally.
+    Consumer,
+}
+
+impl GroupProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+/// The server-side assignors of the consumer protocol (Kafka's
+/// `group.consumer.assignors`).
+pub const REMOTE_ASSIGNORS: [&str; 2] = ["uniform", "range"];
+
 /// `--session-timeout auto` starts here: short enough for a group to form in
 /// about two seconds on brokers that wait half the session timeout (tansu),
 /// and raised along [`SESSION_TIMEOUT_STEPS`] on brokers that refuse it.
@@ -295,7 +318,11 @@ pub struct ConsumeConfig {
     pub rebalance_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub commit_interval: Duration,
+    pub group_protocol: GroupProtocol,
+    /// Classic protocol: the assignors we offer, by preference.
     pub assignors: Vec<Assignor>,
+    /// Consumer protocol: the broker's assignor to ask for (None: its default).
+    pub remote_assignor: Option<String>,
     pub static_membership: bool,
     pub instance_prefix: String,
     pub max_in_flight: usize,
@@ -385,30 +412,12 @@ impl ConsumeConfig {
                 a.heartbeat_interval, a.session_timeout
             ));
         }
-        let mut assignors = Vec::new();
-        for name in a
-            .assignor
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            match Assignor::from_protocol_name(name) {
-                Some(x) if !assignors.contains(&x) => assignors.push(x),
-                Some(_) => {}
-                None => {
-                    return usage(format!(
-                        "--assignor: unknown assignor '{name}'; use range, roundrobin or both (range,roundrobin)"
-                    ))
-                }
-            }
-        }
-        if assignors.is_empty() {
-            return usage("--assignor: name at least one of range, roundrobin");
-        }
         let mut fetch_max_bytes = DEFAULT_FETCH_MAX_BYTES;
         let mut partition_fetch_max_bytes = DEFAULT_PARTITION_FETCH_MAX_BYTES;
         let mut fetch_wait_ms = DEFAULT_FETCH_WAIT_MS;
         let mut ignored_extra = Vec::new();
+        let mut x_protocol = None;
+        let mut x_remote_assignor = None;
         for kv in &a.extra {
             let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
                 return usage(format!("-X: '{kv}' is not KEY=VALUE"));
@@ -420,9 +429,17 @@ impl ConsumeConfig {
                 "fetch.max.bytes" => fetch_max_bytes = positive()?,
                 "max.partition.fetch.bytes" => partition_fetch_max_bytes = positive()?,
                 "fetch.wait.max.ms" | "fetch.max.wait.ms" => fetch_wait_ms = positive()?,
+                "group.protocol" => x_protocol = Some(v.trim().to_string()),
+                "group.remote.assignor" => x_remote_assignor = Some(v.trim().to_string()),
                 other => ignored_extra.push(other.to_string()),
             }
         }
+        let group_protocol = group_protocol(a.group_protocol.as_deref(), x_protocol.as_deref())?;
+        let (assignors, remote_assignor) = assignors(
+            group_protocol,
+            a.assignor.as_deref(),
+            x_remote_assignor.as_deref(),
+        )?;
         Ok(Self {
             instance_prefix: a.instance_prefix.clone().unwrap_or_else(|| group.clone()),
             group,
@@ -437,7 +454,9 @@ impl ConsumeConfig {
             )?,
             heartbeat_interval,
             commit_interval: parse_positive_duration("--commit-interval", &a.commit_interval)?,
+            group_protocol,
             assignors,
+            remote_assignor,
             static_membership: a.static_membership,
             max_in_flight: parse_count("--max-in-flight", &a.max_in_flight, 1, 10_000_000)?
                 as usize,
@@ -458,6 +477,95 @@ impl ConsumeConfig {
             fetch_wait_ms,
             ignored_extra,
         })
+    }
+}
+
+/// `--group-protocol`, or else `-X group.protocol`; both must agree.
+fn group_protocol(flag: Option<&str>, x: Option<&str>) -> Result<GroupProtocol, UsageError> {
+    let parse = |what: &str, v: &str| {
+        match v.trim().to_ascii_lowercase().as_str() {
+        "classic" => Ok(GroupProtocol::Classic),
+        "consumer" => Ok(GroupProtocol::Consumer),
+        other => usage(format!(
+            "{what}: '{other}' is not a group protocol; use classic (any broker) or consumer (Kafka 4.0+)"
+        )),
+    }
+    };
+    let flag = flag.map(|v| parse("--group-protocol", v)).transpose()?;
+    let x = x.map(|v| parse("-X group.protocol", v)).transpose()?;
+    match (flag, x) {
+        (Some(f), Some(x)) if f != x => usage(format!(
+            "--group-protocol {} and -X group.protocol={} disagree; give one of them",
+            f.name(),
+            x.name()
+        )),
+        (f, x) => Ok(f.or(x).unwrap_or_default()),
+    }
+}
+
+/// The classic protocol's assignors (`--assignor`, default range then
+/// roundrobin), or the consumer protocol's server assignor (`--assignor` or
+/// `-X group.remote.assignor`, default: the broker's).
+fn assignors(
+    protocol: GroupProtocol,
+    flag: Option<&str>,
+    x_remote: Option<&str>,
+) -> Result<(Vec<Assignor>, Option<String>), UsageError> {
+    let names = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    match protocol {
+        GroupProtocol::Classic => {
+            if x_remote.is_some() {
+                return usage(
+                    "-X group.remote.assignor is for --group-protocol consumer; the classic protocol uses --assignor range,roundrobin",
+                );
+            }
+            let mut assignors = Vec::new();
+            for name in names(flag.unwrap_or("range,roundrobin")) {
+                match Assignor::from_protocol_name(&name) {
+                    Some(x) if !assignors.contains(&x) => assignors.push(x),
+                    Some(_) => {}
+                    None => {
+                        return usage(format!(
+                            "--assignor: unknown assignor '{name}'; use range, roundrobin or both (range,roundrobin){}",
+                            if REMOTE_ASSIGNORS.contains(&name.as_str()) {
+                                " ('uniform' is the consumer protocol's: add --group-protocol consumer)"
+                            } else {
+                                ""
+                            }
+                        ))
+                    }
+                }
+            }
+            if assignors.is_empty() {
+                return usage("--assignor: name at least one of range, roundrobin");
+            }
+            Ok((assignors, None))
+        }
+        GroupProtocol::Consumer => {
+            let pick = |what: &str, v: &str| -> Result<String, UsageError> {
+                match names(v).as_slice() {
+                    [one] if REMOTE_ASSIGNORS.contains(&one.as_str()) => Ok(one.clone()),
+                    _ => usage(format!(
+                        "{what}: '{v}' is not an assignor of --group-protocol consumer, where the broker assigns; use uniform or range (or leave it out for the broker's default)"
+                    )),
+                }
+            };
+            let flag = flag.map(|v| pick("--assignor", v)).transpose()?;
+            let x = x_remote
+                .map(|v| pick("-X group.remote.assignor", v))
+                .transpose()?;
+            match (flag, x) {
+                (Some(f), Some(x)) if f != x => usage(format!(
+                    "--assignor {f} and -X group.remote.assignor={x} disagree; give one of them"
+                )),
+                (f, x) => Ok((vec![Assignor::Range], f.or(x))),
+            }
+        }
     }
 }
 

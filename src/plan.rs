@@ -162,7 +162,7 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
 }
 
 /// Print to stdout; a closed pipe (`kswarm plan | head -3`) is not an error.
-fn print_out(text: &str) -> anyhow::Result<()> {
+pub(crate) fn print_out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|_| out.flush()) {

@@ -1,7 +1,9 @@
 //! `kswarm status`: per partition, the group's committed offset, the end of the
 //! log and the lag; and, when a kswarm supervisor for the group runs on this
 //! host, which slot and pid own which partitions (from its state file, since
-//! DescribeGroups is not answered with members by every broker).
+//! DescribeGroups is not answered with members by every broker). For a
+//! consumer-protocol group (KIP-848) it also lists every member on every host,
+//! from ConsumerGroupDescribe.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +26,20 @@ struct PartitionRow {
     owner_pid: Option<u32>,
 }
 
+/// A member of a consumer-protocol group (`--group-protocol consumer`), from
+/// ConsumerGroupDescribe: every member on every host, kswarm's or not.
+#[derive(Debug, Serialize)]
+struct GroupMember {
+    member_id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    /// The member's address as the broker sees it.
+    client_host: String,
+    member_epoch: i32,
+    /// Its partitions of --topic, owned now.
+    partitions: Vec<i32>,
+}
+
 #[derive(Debug, Serialize)]
 struct StatusOut {
     group: String,
@@ -31,6 +47,11 @@ struct StatusOut {
     partitions: Vec<PartitionRow>,
     total_lag: i64,
     supervisor: Option<SupervisorState>,
+    /// "consumer" for a KIP-848 group whose members the broker describes,
+    /// else null (a classic group, or a broker without ConsumerGroupDescribe).
+    group_protocol: Option<String>,
+    /// The members of a consumer-protocol group (null otherwise).
+    members: Option<Vec<GroupMember>>,
 }
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
@@ -41,12 +62,12 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let out = rt.block_on(collect(&connect, &group, &topic))?;
+    // A closed pipe (`kswarm status | head`) is not an error.
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        crate::plan::print_out(&serde_json::to_string_pretty(&out)?)
     } else {
-        print_table(&out);
+        crate::plan::print_out(table_text(&out).trim_end())
     }
-    Ok(())
 }
 
 async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::Result<StatusOut> {
@@ -75,6 +96,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         .map(|(p, off, _)| (*p, *off))
         .collect();
 
+    let members = describe_members(&mut coord, group, topic).await;
     let supervisor = read_state(group, topic);
     let mut ends = BTreeMap::new();
     for &p in &partitions {
@@ -100,7 +122,50 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         partitions: rows,
         total_lag,
         supervisor,
+        group_protocol: members.as_ref().map(|_| "consumer".to_string()),
+        members,
     })
+}
+
+/// The members of a consumer-protocol group; None for a classic group (or a
+/// broker that cannot describe one), whose members only the state file shows.
+async fn describe_members(
+    coord: &mut crate::wire::BrokerConn,
+    group: &str,
+    topic: &str,
+) -> Option<Vec<GroupMember>> {
+    use crate::wire::consumer_group as cg;
+    if !cg::supports_consumer_groups(coord) {
+        return None;
+    }
+    let d = cg::consumer_group_describe(coord, group)
+        .await
+        .map_err(|e| tracing::debug!("ConsumerGroupDescribe: {e}"))
+        .ok()?;
+    if d.error != 0 {
+        return None;
+    }
+    let mut members: Vec<GroupMember> = d
+        .members
+        .into_iter()
+        .map(|m| GroupMember {
+            partitions: m
+                .assignment
+                .iter()
+                .filter(|(t, _)| t == topic)
+                .flat_map(|(_, p)| p.iter().copied())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            member_id: m.member_id,
+            instance_id: m.instance_id,
+            client_id: m.client_id,
+            client_host: m.client_host.trim_start_matches('/').to_string(),
+            member_epoch: m.member_epoch,
+        })
+        .collect();
+    members.sort_by(|a, b| (&a.client_host, &a.client_id).cmp(&(&b.client_host, &b.client_id)));
+    Some(members)
 }
 
 /// One row per partition, and the total lag: a partition with nothing
@@ -129,20 +194,39 @@ fn table(
     (rows, total_lag)
 }
 
-fn print_table(out: &StatusOut) {
-    println!(
+fn table_text(out: &StatusOut) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
         "group {}  topic {}  total lag {}",
         out.group, out.topic, out.total_lag
     );
-    match &out.supervisor {
-        Some(s) => println!(
+    let _ = match &out.supervisor {
+        Some(s) => writeln!(
+            t,
             "supervisor pid {} on this host: {} workers",
             s.pid,
             s.workers.len()
         ),
-        None => println!("no kswarm supervisor for this group on this host"),
+        None => writeln!(t, "no kswarm supervisor for this group on this host"),
+    };
+    if let Some(members) = &out.members {
+        let _ = writeln!(
+            t,
+            "{} members (consumer protocol, all hosts):",
+            members.len()
+        );
+        for m in members {
+            let _ = writeln!(
+                t,
+                "  {:<24} {:<16} {:<18} epoch {:<5} partitions {:?}",
+                m.member_id, m.client_id, m.client_host, m.member_epoch, m.partitions
+            );
+        }
     }
-    println!(
+    let _ = writeln!(
+        t,
         "{:>9}  {:>12}  {:>12}  {:>10}  owner",
         "partition", "committed", "end", "lag"
     );
@@ -151,7 +235,8 @@ fn print_table(out: &StatusOut) {
             (Some(s), Some(pid)) => format!("slot {s} pid {pid}"),
             _ => "-".into(),
         };
-        println!(
+        let _ = writeln!(
+            t,
             "{:>9}  {:>12}  {:>12}  {:>10}  {owner}",
             r.partition,
             r.committed
@@ -161,6 +246,7 @@ fn print_table(out: &StatusOut) {
             r.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
         );
     }
+    t
 }
 
 #[cfg(test)]

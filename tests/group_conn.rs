@@ -56,6 +56,8 @@ async fn member_gives_up_on_dead_brokers_naming_them() {
         heartbeat_interval: Duration::from_millis(300),
         assignors: vec![kswarm::config::Assignor::Range],
         instance_id: None,
+        protocol: kswarm::config::GroupProtocol::Classic,
+        remote_assignor: None,
     };
     let t = std::time::Instant::now();
     let err = kswarm::group::Member::connect(s).await.unwrap_err();
@@ -83,6 +85,8 @@ async fn join_on_a_missing_topic_names_it() {
         heartbeat_interval: Duration::from_millis(300),
         assignors: vec![kswarm::config::Assignor::Range],
         instance_id: None,
+        protocol: kswarm::config::GroupProtocol::Classic,
+        remote_assignor: None,
     };
     let mut m = kswarm::group::Member::connect(s).await.unwrap();
     let err = tokio::time::timeout(Duration::from_secs(30), m.join())

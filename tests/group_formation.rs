@@ -51,6 +51,8 @@ fn settings(group: &str, topic: &str) -> GroupSettings {
         heartbeat_interval: heartbeat,
         assignors: vec![Assignor::Range],
         instance_id: None,
+        protocol: kswarm::config::GroupProtocol::Classic,
+        remote_assignor: None,
     }
 }
 

@@ -34,6 +34,8 @@ fn settings(group: &str, topic: &str) -> GroupSettings {
         heartbeat_interval: HEARTBEAT,
         assignors: vec![Assignor::Range, Assignor::RoundRobin],
         instance_id: None,
+        protocol: kswarm::config::GroupProtocol::Classic,
+        remote_assignor: None,
     }
 }
 

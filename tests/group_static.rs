@@ -23,6 +23,8 @@ fn settings(group: &str, topic: &str, instance: &str) -> GroupSettings {
         heartbeat_interval: Duration::from_millis(300),
         assignors: vec![Assignor::Range],
         instance_id: Some(instance.into()),
+        protocol: kswarm::config::GroupProtocol::Classic,
+        remote_assignor: None,
     }
 }
 

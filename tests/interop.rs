@@ -382,7 +382,7 @@ impl Case {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(support::unique("interop"));
         let state = dir.join("state");
         std::fs::create_dir_all(&state).unwrap();
-        let name = format!("interop-{}-{assignor}", kind.name());
+        let name = format!("interop-{}-{}", kind.name(), assignor.replace(':', "-"));
         Case {
             kind,
             assignor,
@@ -397,22 +397,20 @@ impl Case {
         }
     }
 
+    /// The server-side assignor of a consumer-protocol case ("consumer:uniform").
+    fn remote_assignor(&self) -> Option<&'static str> {
+        self.assignor.strip_prefix("consumer:")
+    }
+
     fn start_kswarm(&mut self) {
         let handler = appending_handler(&self.kswarm_file);
-        let args = [
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--assignor",
-            self.assignor,
-            "--format",
-            "json",
-            "--session-timeout",
-            SESSION,
-            "--exec",
-            &handler,
+        let mut args = vec![
+            "-w", "2", "-p", "keep", "--format", "json", "--exec", &handler,
         ];
+        match self.remote_assignor() {
+            Some(remote) => args.extend(["--group-protocol", "consumer", "--assignor", remote]),
+            None => args.extend(["--assignor", self.assignor, "--session-timeout", SESSION]),
+        }
         self.kswarm = Some(start_run(
             "kswarm run",
             &self.topic,
@@ -442,13 +440,15 @@ impl Case {
     }
 
     /// kswarm's workers' partitions when every worker is a member of one and
-    /// the same generation (None otherwise).
+    /// the same generation (None otherwise). Under the consumer protocol each
+    /// member has its own epoch: every worker a member is enough.
     fn kswarm_view(&self) -> Option<Vec<Vec<i32>>> {
         let s = run_state(&self.state, &self.group, &self.topic)?;
         let first = s.workers.first()?.generation?;
+        let consumer = self.remote_assignor().is_some();
         s.workers
             .iter()
-            .all(|w| w.generation == Some(first))
+            .all(|w| w.generation == Some(first) || (consumer && w.generation.is_some()))
             .then(|| s.workers.iter().map(|w| w.partitions.clone()).collect())
     }
 
@@ -545,8 +545,13 @@ fn run_case(kind: PeerKind, assignor: &'static str, first: First) {
     // A missing peer fails here, before anything is started.
     drop(kind.command(&c.brokers, "t", "g", assignor, Path::new("/dev/null")));
     create_topic(&c.brokers, &c.topic, PARTITIONS);
+    if c.remote_assignor().is_some() && support::broker_kind() == support::Broker::Tansu {
+        // tansu has no KIP-848 group protocol: kswarm says so at once.
+        consumer_protocol_refused(&mut c);
+        return;
+    }
     let name = kind.name();
-    let prefix = format!("{name}-{assignor}");
+    let prefix = format!("{name}-{}", assignor.replace(':', "-"));
     let (pa, pb, pc) = (
         format!("{prefix}-a"),
         format!("{prefix}-b"),
@@ -722,6 +727,32 @@ fn run_case(kind: PeerKind, assignor: &'static str, first: First) {
     );
 }
 
+/// On a broker without the consumer group protocol, `--group-protocol
+/// consumer` exits 2 at once, naming the flag and the way out.
+fn consumer_protocol_refused(c: &mut Case) {
+    let t0 = Instant::now();
+    c.start_kswarm();
+    let k = c.kswarm_proc();
+    let status = k.wait(Duration::from_secs(20));
+    let err = k.stderr_text();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "kswarm on a broker without KIP-848: {status}\n{err}"
+    );
+    let last = support::last_error(&err);
+    assert!(
+        last.contains("--group-protocol consumer") && last.contains("use --group-protocol classic"),
+        "the message names the flag and the way out: {last}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    eprintln!("refused in {:?}: {last}", t0.elapsed());
+}
+
 macro_rules! cases {
     ($($name:ident: $kind:ident, $assignor:literal, $first:ident;)*) => {
         $(
@@ -750,4 +781,10 @@ cases! {
     java_range_kswarm_first: Java, "range", Kswarm;
     java_roundrobin_peer_first: Java, "roundrobin", Peer;
     java_roundrobin_kswarm_first: Java, "roundrobin", Kswarm;
+    // The consumer group protocol (KIP-848): the broker assigns, and members
+    // of any client share the group.
+    librdkafka_consumer_protocol_uniform_peer_first: Librdkafka, "consumer:uniform", Peer;
+    librdkafka_consumer_protocol_range_kswarm_first: Librdkafka, "consumer:range", Kswarm;
+    java_consumer_protocol_uniform_kswarm_first: Java, "consumer:uniform", Kswarm;
+    java_consumer_protocol_range_peer_first: Java, "consumer:range", Peer;
 }

@@ -30,7 +30,9 @@ pub fn classify(code: i16, request: &str) -> Class {
     match code {
         NONE => Class::Ok,
         REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION => Class::Rejoin,
-        UNKNOWN_MEMBER_ID => Class::ResetMember,
+        // FENCED_MEMBER_EPOCH (consumer protocol): our epoch is gone; give up
+        // the partitions and join again at epoch 0 under the same member id.
+        UNKNOWN_MEMBER_ID | FENCED_MEMBER_EPOCH => Class::ResetMember,
         MEMBER_ID_REQUIRED => Class::MemberIdRequired,
         COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => Class::CoordinatorMoved,
         // UNKNOWN_TOPIC_OR_PARTITION: metadata lag right after the topic was created.
@@ -40,7 +42,19 @@ pub fn classify(code: i16, request: &str) -> Class {
         | UNKNOWN_SERVER_ERROR
         | UNSTABLE_OFFSET_COMMIT
         | UNKNOWN_TOPIC_OR_PARTITION
-        | THROTTLING_QUOTA_EXCEEDED => Class::Retry,
+        | THROTTLING_QUOTA_EXCEEDED
+        // A commit with an epoch the heartbeat has just moved past, and a
+        // static member whose previous incarnation has not left yet.
+        | STALE_MEMBER_EPOCH
+        | UNRELEASED_INSTANCE_ID => Class::Retry,
+        UNSUPPORTED_ASSIGNOR => fatal(
+            "the broker has no such server-side assignor; use --assignor uniform or range \
+             (the broker's group.consumer.assignors), or leave --assignor out",
+        ),
+        INVALID_REQUEST => fatal(
+            "the broker refused the request; with --group-protocol consumer, check that the broker \
+             enables it (group.coordinator.rebalance.protocols includes consumer)",
+        ),
         FENCED_INSTANCE_ID => fatal(
             "another live member uses the same group instance id; two kswarm runs with \
              --static-membership and the same --group/--instance-prefix collide: give each its own \
@@ -64,9 +78,10 @@ pub fn classify(code: i16, request: &str) -> Class {
         GROUP_MAX_SIZE_REACHED => {
             fatal("the group is full (broker group.max.size); run fewer --workers or raise the limit")
         }
-        UNSUPPORTED_VERSION => {
-            fatal("the broker does not support this request version; upgrade the broker")
-        }
+        UNSUPPORTED_VERSION => fatal(
+            "the broker does not support this request version; upgrade the broker (or, for \
+             ConsumerGroupHeartbeat, use --group-protocol classic)",
+        ),
         OFFSET_METADATA_TOO_LARGE | INVALID_COMMIT_OFFSET_SIZE => {
             fatal("the broker refused the offset commit")
         }

@@ -13,7 +13,7 @@ use super::errors::{classify, Class};
 use super::heartbeat::{Beat, BeatParams, Heartbeat};
 use super::{Assigned, GroupError, GroupSettings};
 use crate::assignor::{self, MemberSubscription};
-use crate::config::{Assignor, SESSION_TIMEOUT_STEPS};
+use crate::config::{Assignor, GroupProtocol, SESSION_TIMEOUT_STEPS};
 use crate::wire::consumer_protocol::{self as cp, MemberAssignment, Subscription};
 use crate::wire::group_msgs::{self as gm, code_name, JoinAnswer};
 use crate::wire::{codes, ApiKey, BrokerConn, WireError};
@@ -68,10 +68,10 @@ impl From<GroupError> for Step {
 type MemberIdHook = Box<dyn FnMut(&str) + Send>;
 
 pub struct Member {
-    s: GroupSettings,
-    conn: Option<BrokerConn>,
-    member_id: String,
-    generation_id: i32,
+    pub(super) s: GroupSettings,
+    pub(super) conn: Option<BrokerConn>,
+    pub(super) member_id: String,
+    pub(super) generation_id: i32,
     hb: Option<Heartbeat>,
     /// Told every new member id the coordinator hands out, before the join
     /// completes, so that a supervisor can evict a member that dies mid-join.
@@ -79,6 +79,8 @@ pub struct Member {
     /// The leader named by our last JoinGroup answers whose SyncGroup failed
     /// as a follower, and since when (see `note_silent_leader`).
     silent_leader: Option<(String, std::time::Instant, bool)>,
+    /// Consumer protocol: the heartbeat of a member in good standing.
+    pub(super) beating: Option<super::consumer::Beating>,
 }
 
 impl std::fmt::Debug for Member {
@@ -108,7 +110,11 @@ impl Member {
             &settings.group,
         )
         .await?;
-        if settings.instance_id.is_some() && conn.version_for(ApiKey::JoinGroup, 5, 9).is_none() {
+        if settings.protocol == GroupProtocol::Consumer {
+            super::consumer::check_broker(&conn)?;
+        } else if settings.instance_id.is_some()
+            && conn.version_for(ApiKey::JoinGroup, 5, 9).is_none()
+        {
             return Err(GroupError::Fatal(format!(
                 "broker {}: {STATIC_HINT}",
                 conn.addr()
@@ -122,6 +128,7 @@ impl Member {
             hb: None,
             on_member_id: None,
             silent_leader: None,
+            beating: None,
         })
     }
 
@@ -131,7 +138,7 @@ impl Member {
         self.on_member_id = Some(Box::new(f));
     }
 
-    fn tell_member_id(&mut self, id: &str) {
+    pub(super) fn tell_member_id(&mut self, id: &str) {
         if let Some(f) = self.on_member_id.as_mut() {
             if !id.is_empty() {
                 f(id);
@@ -153,7 +160,7 @@ impl Member {
     }
 
     /// The connection to the coordinator, (re)made if needed.
-    async fn coordinator(&mut self) -> Result<&mut BrokerConn, GroupError> {
+    pub(super) async fn coordinator(&mut self) -> Result<&mut BrokerConn, GroupError> {
         if self.conn.as_ref().is_none_or(BrokerConn::is_broken) {
             self.conn = None;
             let c = connect_coordinator(
@@ -170,7 +177,7 @@ impl Member {
     }
 
     /// A transport problem: drop the connection, retry after a pause.
-    fn lost(&mut self, e: WireError, hint: &str) -> Step {
+    pub(super) fn lost(&mut self, e: WireError, hint: &str) -> Step {
         self.conn = None;
         match fatal_or_retry(e, hint) {
             Ok(e) => Step::Pause(e.to_string()),
@@ -183,6 +190,9 @@ impl Member {
     /// Retries through rebalances, coordinator moves and dropped connections;
     /// (re)starts the heartbeat for the new generation.
     pub async fn join(&mut self) -> Result<Assigned, GroupError> {
+        if self.s.protocol == GroupProtocol::Consumer {
+            return self.join_consumer().await;
+        }
         self.hb = None;
         let what = format!("joining --group {}", self.s.group);
         let window = self.s.connect_timeout.max(self.s.session_timeout);
@@ -209,6 +219,7 @@ impl Member {
     /// that leader again.
     pub fn rejoin_as(&mut self, member_id: &str) {
         self.hb = None;
+        self.beating = None;
         self.member_id = member_id.to_string();
         self.generation_id = -1;
     }
@@ -225,6 +236,9 @@ impl Member {
         generation_id: i32,
         partitions: Vec<i32>,
     ) -> Assigned {
+        if self.s.protocol == GroupProtocol::Consumer {
+            return self.resume_consumer(member_id, generation_id, partitions);
+        }
         self.member_id = member_id.to_string();
         self.generation_id = generation_id;
         self.start_heartbeat();
@@ -501,6 +515,9 @@ impl Member {
     /// generation is stale), or with an error if heartbeating failed fatally.
     /// Right away when not joined. Cancel-safe.
     pub async fn rebalance_needed(&mut self) -> Result<(), GroupError> {
+        if self.s.protocol == GroupProtocol::Consumer {
+            return self.consumer_rebalance_needed().await;
+        }
         let Some(hb) = self.hb.as_mut() else {
             return Ok(());
         };
@@ -586,9 +603,14 @@ impl Member {
             self.s.instance_id.clone(),
         );
         let member_id = self.member_id.clone();
+        // Consumer protocol: the member epoch, which the heartbeat keeps current.
+        let generation_id = match self.s.protocol {
+            GroupProtocol::Consumer => self.consumer_epoch(),
+            GroupProtocol::Classic => self.generation_id,
+        };
         let args = gm::CommitArgs {
             group: &group,
-            generation_id: self.generation_id,
+            generation_id,
             member_id: &member_id,
             instance_id: instance.as_deref(),
             topic: &topic,
@@ -629,6 +651,7 @@ impl Member {
     /// instance id is set). Fine to call twice.
     pub async fn leave(&mut self) -> Result<(), GroupError> {
         self.hb = None;
+        self.beating = None;
         if self.member_id.is_empty() {
             return Ok(());
         }
@@ -644,6 +667,9 @@ impl Member {
     }
 
     async fn leave_once(&mut self) -> Result<(), Step> {
+        if self.s.protocol == GroupProtocol::Consumer {
+            return self.leave_consumer_once().await;
+        }
         let group = self.s.group.clone();
         let me = vec![(self.member_id.clone(), self.s.instance_id.clone())];
         let timeout = self.s.request_timeout();
@@ -670,6 +696,6 @@ impl Member {
     }
 }
 
-fn millis(d: Duration) -> i32 {
+pub(super) fn millis(d: Duration) -> i32 {
     d.as_millis().min(i32::MAX as u128) as i32
 }

@@ -29,6 +29,7 @@
 //! // on shutdown: m.commit(..), then m.leave()
 //! ```
 
+pub(crate) mod consumer;
 pub(crate) mod coordinator;
 pub(crate) mod errors;
 pub(crate) mod heartbeat;
@@ -36,6 +37,7 @@ pub(crate) mod member;
 
 use std::time::Duration;
 
+pub use consumer::evict_consumer_members;
 pub use coordinator::evict;
 pub use member::Member;
 
@@ -54,6 +56,10 @@ pub struct GroupSettings {
     pub heartbeat_interval: Duration,
     pub assignors: Vec<crate::config::Assignor>,
     pub instance_id: Option<String>,
+    /// `--group-protocol`.
+    pub protocol: crate::config::GroupProtocol,
+    /// Consumer protocol: the server-side assignor to ask for.
+    pub remote_assignor: Option<String>,
 }
 
 impl GroupSettings {
@@ -70,6 +76,8 @@ impl GroupSettings {
             heartbeat_interval: cfg.consume.heartbeat_interval,
             assignors: cfg.consume.assignors.clone(),
             instance_id: cfg.instance_id(),
+            protocol: cfg.consume.group_protocol,
+            remote_assignor: cfg.consume.remote_assignor.clone(),
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::config::RunConfig;
+use crate::config::{GroupProtocol, RunConfig};
 
 pub struct Evictor {
     tx: Option<Sender<Job>>,
@@ -42,6 +42,7 @@ impl Evictor {
         let brokers = cfg.connect.brokers.clone();
         let timeout = cfg.connect.connect_timeout;
         let group = cfg.consume.group.clone();
+        let protocol = cfg.consume.group_protocol;
         let count = pending.clone();
         let spawned = std::thread::Builder::new().name("evict".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -57,9 +58,14 @@ impl Evictor {
                     Job::Evict { member_id, .. } => std::slice::from_ref(member_id),
                     Job::LeaveTogether { member_ids } => member_ids.as_slice(),
                 };
-                let result = rt.block_on(crate::group::evict(
-                    &brokers, timeout, &group, members, &[],
-                ));
+                let result = match protocol {
+                    GroupProtocol::Classic => rt.block_on(crate::group::evict(
+                        &brokers, timeout, &group, members, &[],
+                    )),
+                    GroupProtocol::Consumer => rt.block_on(crate::group::evict_consumer_members(
+                        &brokers, timeout, &group, members,
+                    )),
+                };
                 match (job, result) {
                     (Job::Evict { slot, member_id }, Ok(())) => info!(
                         event = "evicted",
@@ -74,8 +80,12 @@ impl Evictor {
                     (Job::LeaveTogether { member_ids }, Ok(())) => info!(
                         event = "left_together",
                         members = member_ids.len(),
-                        "left group {group}: {} members in one LeaveGroup ({} ms)",
+                        "left group {group}: {} members {} ({} ms)",
                         member_ids.len(),
+                        match protocol {
+                            GroupProtocol::Classic => "in one LeaveGroup",
+                            GroupProtocol::Consumer => "(a leave heartbeat each)",
+                        },
                         t0.elapsed().as_millis()
                     ),
                     (Job::LeaveTogether { member_ids }, Err(e)) => warn!(

@@ -37,7 +37,7 @@ use nix::unistd::Pid as NixPid;
 use tracing::{debug, info, warn};
 
 use crate::cli::RunArgs;
-use crate::config::RunConfig;
+use crate::config::{GroupProtocol, RunConfig};
 use crate::error::ExitWith;
 use crate::report::Report;
 use crate::state_file;
@@ -98,6 +98,12 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
     let _run_lock = state_file::lock(&state_dir, &cfg.consume.group, &cfg.topic)?;
     for key in &cfg.consume.ignored_extra {
         tracing::warn!("-X {key}: not used by kswarm; ignored");
+    }
+    if cfg.consume.group_protocol == GroupProtocol::Consumer && !cfg.consume.session_timeout_auto {
+        tracing::warn!(
+            "--session-timeout: not used with --group-protocol consumer, where the broker sets the \
+             session (group.consumer.session.timeout.ms, 45 s by default); ignored"
+        );
     }
     // Sizing runs (and drops) its own runtime before any worker is forked.
     let workers = crate::plan::prepare_for_run(&cfg)?.workers;

@@ -28,6 +28,11 @@ pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
+pub const INVALID_REQUEST: i16 = 42;
+pub const FENCED_MEMBER_EPOCH: i16 = 110;
+pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+pub const STALE_MEMBER_EPOCH: i16 = 113;
 
 #[cfg(test)]
 mod tests {
@@ -61,6 +66,11 @@ mod tests {
             (FENCED_INSTANCE_ID, E::FencedInstanceId),
             (UNSTABLE_OFFSET_COMMIT, E::UnstableOffsetCommit),
             (THROTTLING_QUOTA_EXCEEDED, E::ThrottlingQuotaExceeded),
+            (INVALID_REQUEST, E::InvalidRequest),
+            (FENCED_MEMBER_EPOCH, E::FencedMemberEpoch),
+            (UNRELEASED_INSTANCE_ID, E::UnreleasedInstanceId),
+            (UNSUPPORTED_ASSIGNOR, E::UnsupportedAssignor),
+            (STALE_MEMBER_EPOCH, E::StaleMemberEpoch),
         ];
         for (code, e) in ours {
             assert_eq!(e.code(), code, "{e:?}");

@@ -53,6 +53,8 @@ wire_requests! {
     ListGroupsRequest => ListGroupsResponse: ListGroups,
     CreateTopicsRequest => CreateTopicsResponse: CreateTopics,
     CreatePartitionsRequest => CreatePartitionsResponse: CreatePartitions,
+    ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse: ConsumerGroupHeartbeat,
+    ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse: ConsumerGroupDescribe,
 }
 
 pub struct BrokerConn {

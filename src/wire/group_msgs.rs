@@ -338,7 +338,7 @@ pub async fn offset_commit(
     a: &CommitArgs<'_>,
 ) -> WireResult<Vec<(i32, i16)>> {
     let min = if a.instance_id.is_some() { 7 } else { 2 };
-    let v = conn.negotiate::<m::OffsetCommitRequest>(min, 8)?;
+    let v = conn.negotiate::<m::OffsetCommitRequest>(min, 9)?;
     let mut req = m::OffsetCommitRequest::default()
         .with_group_id(GroupId(s(a.group)))
         .with_generation_id_or_member_epoch(a.generation_id)

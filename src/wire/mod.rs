@@ -10,6 +10,7 @@
 pub(crate) mod admin;
 pub(crate) mod codes;
 pub(crate) mod conn;
+pub(crate) mod consumer_group;
 pub(crate) mod consumer_protocol;
 pub(crate) mod group_msgs;
 pub(crate) mod records;

@@ -530,6 +530,8 @@ impl Worker {
 
         let mut commit_tick = tokio::time::interval(self.cfg.consume.commit_interval);
         let mut alive_tick = tokio::time::interval(ALIVE_EVERY);
+        let mut epochs = self.member.epochs();
+        let mut reported_epoch = self.member.generation_id();
         // One loop for everything, so that a handler with a backlog never
         // keeps the worker from committing, reporting or noticing a
         // rebalance: the pending batch is handed over as the handler makes room.
@@ -576,6 +578,19 @@ impl Worker {
                 r = self.member.rebalance_needed() => {
                     r.map_err(group_error)?;
                     break GenerationEnd::Rebalance;
+                }
+                // Consumer protocol: the member epoch moved on with the same
+                // partitions; the supervisor needs it to take the member over.
+                epoch = crate::group::consumer::next_epoch(&mut epochs), if epochs.is_some() => {
+                    if epoch == reported_epoch {
+                        continue;
+                    }
+                    reported_epoch = epoch;
+                    self.reporter.send(Report::Joined {
+                        member_id: self.member.member_id().to_string(),
+                        generation: epoch,
+                        partitions: owned.to_vec(),
+                    });
                 }
                 _ = commit_tick.tick() => {
                     let started = Instant::now();

@@ -19,9 +19,11 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.apache.kafka.clients.consumer.CloseOptions;
@@ -83,28 +85,33 @@ public class JavaMember {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 5) {
-            System.err.println("usage: JavaMember BROKERS TOPIC GROUP range|roundrobin OUTFILE [KEY=VALUE..]");
+            System.err.println("usage: JavaMember BROKERS TOPIC GROUP range|roundrobin|consumer:uniform|consumer:range OUTFILE [KEY=VALUE..]");
             System.exit(2);
         }
         String brokers = args[0], topic = args[1], group = args[2], assignor = args[3], outfile = args[4];
-        String strategy;
-        switch (assignor) {
-            case "range": strategy = RangeAssignor.class.getName(); break;
-            case "roundrobin": strategy = RoundRobinAssignor.class.getName(); break;
-            default:
-                System.err.println("JavaMember: unknown assignor " + assignor + "; use range or roundrobin");
-                System.exit(2);
-                return;
-        }
-
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
         p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
-        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
-        p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, strategy);
-        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "6000");
-        p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "300");
-        // The rebalance timeout of a classic member.
+        if (assignor.startsWith("consumer:")) {
+            // KIP-848: the broker assigns (uniform or range) and sets the session.
+            p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+            p.put(ConsumerConfig.GROUP_REMOTE_ASSIGNOR_CONFIG, assignor.substring("consumer:".length()));
+        } else {
+            String strategy;
+            switch (assignor) {
+                case "range": strategy = RangeAssignor.class.getName(); break;
+                case "roundrobin": strategy = RoundRobinAssignor.class.getName(); break;
+                default:
+                    System.err.println("JavaMember: unknown assignor " + assignor + "; use range, roundrobin, consumer:uniform or consumer:range");
+                    System.exit(2);
+                    return;
+            }
+            p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+            p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, strategy);
+            p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "6000");
+            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "300");
+        }
+        // The rebalance timeout of a member.
         p.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, "30000");
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
@@ -141,15 +148,26 @@ public class JavaMember {
         watcher.setDaemon(true);
         watcher.start();
 
+        // The callbacks name what changed: everything under the classic (eager)
+        // protocol, only the partitions added or taken away under the consumer
+        // protocol. "assigned" always prints the whole set owned now.
+        Set<TopicPartition> owned = new HashSet<>();
         c.subscribe(Collections.singletonList(topic), new ConsumerRebalanceListener() {
             @Override
             public void onPartitionsRevoked(Collection<TopicPartition> parts) {
+                owned.removeAll(parts);
                 out(partitionsJson("revoked", parts, topic));
             }
 
             @Override
+            public void onPartitionsLost(Collection<TopicPartition> parts) {
+                onPartitionsRevoked(parts);
+            }
+
+            @Override
             public void onPartitionsAssigned(Collection<TopicPartition> parts) {
-                out(partitionsJson("assigned", parts, topic));
+                owned.addAll(parts);
+                out(partitionsJson("assigned", owned, topic));
             }
         });
 

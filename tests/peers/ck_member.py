@@ -59,21 +59,28 @@ def consume(brokers, topic, group, assignors):
 
 
 def consume_to_file(brokers, topic, group, assignor, outfile):
-    if assignor not in ("range", "roundrobin"):
-        raise SystemExit(f"unknown assignor {assignor}; use range or roundrobin")
-    c = Consumer({
+    conf = {
         "bootstrap.servers": brokers,
         "group.id": group,
         "client.id": "librdkafka-peer",
-        "group.protocol": "classic",
-        "partition.assignment.strategy": assignor,
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 300,
         "max.poll.interval.ms": 30000,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "topic.metadata.refresh.interval.ms": 1000,
-    })
+    }
+    if assignor.startswith("consumer:"):
+        # KIP-848: the broker assigns (uniform or range) and sets the session.
+        conf.update({"group.protocol": "consumer", "group.remote.assignor": assignor.split(":", 1)[1]})
+    elif assignor in ("range", "roundrobin"):
+        conf.update({
+            "group.protocol": "classic",
+            "partition.assignment.strategy": assignor,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 300,
+        })
+    else:
+        raise SystemExit(f"unknown assignor {assignor}; use range, roundrobin, consumer:uniform or consumer:range")
+    c = Consumer(conf)
     stop = threading.Event()
 
     def watch_stdin():
@@ -81,14 +88,21 @@ def consume_to_file(brokers, topic, group, assignor, outfile):
         stop.set()
 
     threading.Thread(target=watch_stdin, daemon=True).start()
+    # The callbacks name what changed: everything under the classic (eager)
+    # protocol, only the partitions added or taken away under the consumer
+    # protocol. "assigned" always prints the whole set owned now.
+    owned = set()
 
     def on_assign(consumer, parts):
-        out({"assigned": sorted(p.partition for p in parts if p.topic == topic)})
+        owned.update(p.partition for p in parts if p.topic == topic)
+        out({"assigned": sorted(owned)})
 
     def on_revoke(consumer, parts):
-        out({"revoked": sorted(p.partition for p in parts if p.topic == topic)})
+        gone = sorted(p.partition for p in parts if p.topic == topic)
+        owned.difference_update(gone)
+        out({"revoked": gone})
 
-    c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+    c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
     with open(outfile, "a") as f:
         while not stop.is_set():
             msgs = c.consume(num_messages=500, timeout=0.1)
