@@ -740,6 +740,66 @@ mod tests {
     }
 
     #[test]
+    fn group_protocol_from_the_flag_or_x() {
+        use GroupProtocol::*;
+        assert_eq!(group_protocol(None, None).unwrap(), Classic);
+        assert_eq!(group_protocol(Some("consumer"), None).unwrap(), Consumer);
+        assert_eq!(group_protocol(None, Some("CONSUMER")).unwrap(), Consumer);
+        assert_eq!(
+            group_protocol(Some("classic"), Some("classic")).unwrap(),
+            Classic
+        );
+        let e = group_protocol(Some("classic"), Some("consumer")).unwrap_err();
+        assert!(
+            e.0.contains("--group-protocol") && e.0.contains("-X group.protocol"),
+            "{e}"
+        );
+        let e = group_protocol(Some("share"), None).unwrap_err();
+        assert!(e.0.contains("--group-protocol: 'share'"), "{e}");
+        assert!(group_protocol(None, Some("bogus"))
+            .unwrap_err()
+            .0
+            .contains("-X group.protocol"));
+    }
+
+    #[test]
+    fn assignors_per_protocol() {
+        use GroupProtocol::*;
+        assert_eq!(
+            assignors(Classic, None, None).unwrap(),
+            (vec![Assignor::Range, Assignor::RoundRobin], None)
+        );
+        assert_eq!(
+            assignors(Classic, Some("roundrobin, range,range"), None)
+                .unwrap()
+                .0,
+            vec![Assignor::RoundRobin, Assignor::Range]
+        );
+        let e = assignors(Classic, Some("uniform"), None).unwrap_err();
+        assert!(e.0.contains("--group-protocol consumer"), "{e}");
+        assert!(assignors(Classic, None, Some("uniform")).is_err());
+        assert_eq!(assignors(Consumer, None, None).unwrap().1, None);
+        assert_eq!(
+            assignors(Consumer, Some("Uniform"), None)
+                .unwrap()
+                .1
+                .as_deref(),
+            Some("uniform")
+        );
+        assert_eq!(
+            assignors(Consumer, None, Some("range"))
+                .unwrap()
+                .1
+                .as_deref(),
+            Some("range")
+        );
+        let e = assignors(Consumer, Some("roundrobin"), None).unwrap_err();
+        assert!(e.0.contains("uniform or range"), "{e}");
+        assert!(assignors(Consumer, Some("range,uniform"), None).is_err());
+        assert!(assignors(Consumer, Some("range"), Some("uniform")).is_err());
+    }
+
+    #[test]
     fn partition_fetches_share_the_budget() {
         let (budget, per) = (DEFAULT_FETCH_MAX_BYTES, DEFAULT_PARTITION_FETCH_MAX_BYTES);
         // One or a few partitions: each may ask for the per-partition most.
