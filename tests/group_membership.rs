@@ -544,3 +544,71 @@ async fn no_common_assignor_is_fatal_and_names_the_flag() {
     }
     a.leave().await;
 }
+
+/// [`settings`] for the consumer group protocol (KIP-848; the broker assigns
+/// and sets the session: 45 s on Kafka).
+fn consumer_protocol(group: &str, topic: &str) -> GroupSettings {
+    GroupSettings {
+        protocol: kswarm::config::GroupProtocol::Consumer,
+        ..settings(group, topic)
+    }
+}
+
+/// Wait until `ms` own the 4 partitions between them, each some; how long it took.
+async fn consumer_settled(ms: &[Running], within: Duration) -> (Duration, Vec<Assigned>) {
+    let t = Instant::now();
+    loop {
+        let now: Option<Vec<Assigned>> = ms.iter().map(|m| m.current()).collect();
+        if let Some(now) = now {
+            let owners: Vec<Vec<i32>> = now.iter().map(|a| a.partitions.clone()).collect();
+            if is_partition(&owners, 4) && owners.iter().all(|o| !o.is_empty()) {
+                return (t.elapsed(), now);
+            }
+        }
+        assert!(
+            t.elapsed() < within,
+            "no complete assignment within {within:?}: {:?}",
+            ms.iter().map(|m| m.current()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Under the consumer protocol a dead member keeps its partitions for the
+/// broker's session (45 s); evicting it (a leave heartbeat on its behalf)
+/// moves them at once, and evicting an unknown member is fine.
+#[tokio::test(flavor = "current_thread")]
+async fn consumer_protocol_evicted_member_is_replaced_quickly() {
+    let (topic, group) = (support::unique("gm-cp-evict"), support::unique("g"));
+    create_topic(&topic, 4);
+    let mut ms: Vec<Running> = (0..3)
+        .map(|_| Running::start(consumer_protocol(&group, &topic)))
+        .collect();
+    let (took, a) = consumer_settled(&ms, Duration::from_secs(60)).await;
+    eprintln!("3 consumer-protocol members settled in {took:?}: {a:?}");
+    let dead = ms.remove(0);
+    let dead_id = dead.current().unwrap().member_id;
+    dead.crash();
+    let t = Instant::now();
+    kswarm::group::evict_consumer_members(&brokers(), Duration::from_secs(10), &group, &[dead_id])
+        .await
+        .expect("evict");
+    let (_, a) = consumer_settled(&ms, Duration::from_secs(40)).await;
+    let took = t.elapsed();
+    eprintln!("after the eviction the survivors own everything in {took:?}: {a:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "eviction took {took:?}: it waited for the broker's session (45 s)?"
+    );
+    kswarm::group::evict_consumer_members(
+        &brokers(),
+        Duration::from_secs(10),
+        &group,
+        &["nobody-of-this-group".to_string()],
+    )
+    .await
+    .expect("evicting an unknown member");
+    for m in ms {
+        m.leave().await;
+    }
+}
