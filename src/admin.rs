@@ -1,60 +1,23 @@
 //! Topic administration: describe a topic's partition count, create a missing
 //! topic, grow a small one (CreatePartitions, through `wire::admin`), and carry
 //! out a sizing [`Plan`]. Every broker call is bounded by --connect-timeout.
+//! (Building the client is `connect`'s job.)
 
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
-use rskafka::client::{Client, ClientBuilder};
-use rskafka::BackoffConfig;
+use rskafka::client::Client;
 
 use crate::config::ConnectConfig;
 use crate::sizing::{Action, Plan};
 
+/// Reaching the brokers lives in `connect`; callers know it as `admin::connect`.
+pub use crate::connect::connect;
+
 /// Time a created topic is given to show up in metadata.
 const SETTLE: Duration = Duration::from_secs(5);
-
-/// rskafka's retry policy, bounded so that no call retries forever.
-pub fn backoff(deadline: Duration) -> BackoffConfig {
-    BackoffConfig {
-        init_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_secs(1),
-        base: 2.0,
-        deadline: Some(deadline),
-    }
-}
-
-/// Build an rskafka client, giving up after --connect-timeout with a message
-/// that names the brokers and the flag.
-pub async fn connect(cfg: &ConnectConfig) -> anyhow::Result<Client> {
-    let builder = ClientBuilder::new(cfg.brokers.clone())
-        .client_id("kswarm")
-        .backoff_config(backoff(cfg.connect_timeout.mul_f64(0.8)));
-    let cause = match tokio::time::timeout(cfg.connect_timeout, builder.build()).await {
-        Ok(Ok(c)) => return Ok(c),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "no answer".to_string(),
-    };
-    // Say what answers instead, if something does: "no answer" from an HTTP
-    // server or a TLS listener is a riddle.
-    for b in &cfg.brokers {
-        if let Some(why) = crate::wire::BrokerConn::explain_silence(b, Duration::from_secs(2)).await
-        {
-            return Err(anyhow!("{why}"));
-        }
-    }
-    Err(unreachable(cfg, &cause))
-}
-
-fn unreachable(cfg: &ConnectConfig, cause: &str) -> anyhow::Error {
-    anyhow!(
-        "cannot reach the brokers at {} within {:?} (--connect-timeout): {cause}; check -b/--brokers and that the cluster is up",
-        cfg.brokers.join(","),
-        cfg.connect_timeout
-    )
-}
 
 /// The cluster metadata names no live controller yet (a broker that has just
 /// started, or one that has not registered): worth asking again.

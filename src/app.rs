@@ -11,6 +11,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(a) => crate::plan::run(&a),
         Command::Status(a) => crate::status::run(&a),
         Command::Produce(a) => crate::produce::run(&a),
+        Command::Completions(a) => crate::install::print(&crate::install::completions(a.shell)),
+        Command::Man => crate::install::print(&crate::install::man_page()?),
         Command::Worker(a) => crate::worker::cmd(a),
         Command::Guard(a) => crate::handler::guard::run(&a.command),
         Command::Spawned(_) => crate::worker::spawned(),

@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
     propagate_version = true
 )]
 pub struct Cli {
-    /// Log filter for kswarm's own logs on stderr (error, warn, info, debug, trace, or a RUST_LOG directive).
+    /// Log filter for kswarm's own logs on stderr: error, warn, info, debug, trace or off,
+    /// or RUST_LOG-style directives such as kswarm=debug,info.
     #[arg(long, global = true, env = "KSWARM_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
@@ -34,6 +35,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Lines on stdin become records on the topic.
     Produce(ProduceArgs),
+    /// Print the shell completion script for bash, zsh or fish (see the README's Install).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, e.g. `kswarm man > kswarm.1`.
+    Man,
     /// One consumer-group member (started by `run`; hidden).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -43,6 +48,20 @@ pub enum Command {
     /// One worker started by `run`, its settings as JSON on fd 4 (hidden).
     #[command(hide = true)]
     Spawned(SpawnedArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: Shell,
+}
+
+/// The shells `kswarm completions` writes for (Linux only, like kswarm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -193,8 +212,15 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_HANG_TIMEOUT", default_value = "30s")]
     pub hang_timeout: String,
 
-    /// Rarer Kafka settings, key=value (repeatable), e.g. -X fetch.max.bytes=1048576.
-    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    /// Rarer Kafka settings, key=value (repeatable, or comma-separated), e.g.
+    /// -X fetch.max.bytes=1048576. None of the keys kswarm reads takes a comma,
+    /// which lets one variable carry several.
+    #[arg(
+        short = 'X',
+        value_name = "KEY=VALUE",
+        env = "KSWARM_X",
+        value_delimiter = ','
+    )]
     pub extra: Vec<String>,
 }
 
@@ -239,11 +265,12 @@ pub struct PlanArgs {
     pub group: Option<String>,
 
     /// Carry out the plan: create or grow the topic.
+    // No KSWARM_* fallback: a change to the topic is asked for on the command line.
     #[arg(long)]
     pub apply: bool,
 
     /// Print the plan as one JSON object.
-    #[arg(long)]
+    #[arg(long, env = "KSWARM_JSON")]
     pub json: bool,
 }
 
@@ -261,7 +288,7 @@ pub struct StatusArgs {
     pub topic: String,
 
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, env = "KSWARM_JSON")]
     pub json: bool,
 }
 
@@ -275,23 +302,24 @@ pub struct ProduceArgs {
     pub topic: String,
 
     /// A fixed key for every record (records with one key go to one partition).
-    #[arg(long, conflicts_with = "key_separator")]
+    #[arg(long, env = "KSWARM_KEY", conflicts_with = "key_separator")]
     pub key: Option<String>,
 
     /// Split each line at the first SEP into key and value.
-    #[arg(long, value_name = "SEP")]
+    #[arg(long, env = "KSWARM_KEY_SEPARATOR", value_name = "SEP")]
     pub key_separator: Option<String>,
 
     /// Compression: none, gzip, lz4, snappy, zstd.
-    #[arg(long, default_value = "none")]
+    #[arg(long, env = "KSWARM_COMPRESSION", default_value = "none")]
     pub compression: String,
 
     /// How long to wait to fill a batch.
-    #[arg(long, default_value = "5ms")]
+    #[arg(long, env = "KSWARM_LINGER", default_value = "5ms")]
     pub linger: String,
 
     /// Records per produce request at most.
-    #[arg(long, default_value = "1000")]
+    // Not KSWARM_BATCH_SIZE: that one sizes `run`'s --exec-batch batches.
+    #[arg(long, env = "KSWARM_PRODUCE_BATCH_SIZE", default_value = "1000")]
     pub batch_size: String,
 }
 

@@ -16,6 +16,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod from_env;
 pub mod group;
 pub mod handler;
 pub mod logging;
@@ -27,6 +28,8 @@ pub mod wire;
 
 pub(crate) mod assignor;
 pub(crate) mod backoff;
+pub(crate) mod connect;
+pub(crate) mod install;
 pub(crate) mod proctree;
 pub(crate) mod produce;
 pub(crate) mod sizing;

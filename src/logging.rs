@@ -39,13 +39,49 @@ impl LogFormat {
 
 static CURRENT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
-pub fn init(level: &str, format: LogFormat) {
+/// The levels `--log-level` takes on its own.
+const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// The log filter for `--log-level`. A bare level is kswarm's own (other
+/// crates stay at warn, rskafka at error: its retries are kswarm's to
+/// report); RUST_LOG-style directives (`kswarm=debug,info`) are taken as
+/// written. Anything else is refused, so that a typo does not quietly log at
+/// some other level.
+pub fn filter_for(raw: &str) -> Result<String, crate::config::UsageError> {
+    let is_level = |s: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s.trim()));
+    let t = raw.trim();
+    if is_level(t) {
+        return Ok(format!(
+            "kswarm={},rskafka=error,warn",
+            t.to_ascii_lowercase()
+        ));
+    }
+    // A bare word is a valid directive to EnvFilter (a target at trace), so
+    // `loud` would pass its parser: each directive must end in a level.
+    let directives = !t.is_empty()
+        && t.split(',').all(|d| {
+            is_level(d)
+                || d.rsplit_once('=')
+                    .is_some_and(|(target, level)| !target.trim().is_empty() && is_level(level))
+        });
+    if directives && EnvFilter::try_new(t).is_ok() {
+        return Ok(t.to_string());
+    }
+    Err(crate::config::UsageError(format!(
+        "--log-level/KSWARM_LOG_LEVEL: '{raw}' is not a log level; use one of {}, \
+         or RUST_LOG-style directives such as kswarm=debug,info",
+        LEVELS.join(", ")
+    )))
+}
+
+/// Install the logger; a bad `--log-level` is a usage error (exit 2).
+pub fn init(level: &str, format: LogFormat) -> Result<(), crate::config::UsageError> {
+    let own = filter_for(level)?;
     let _ = CURRENT.set(format);
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_new(format!("kswarm={level},rskafka=error,warn")).ok())
-        .unwrap_or_else(|| EnvFilter::new("kswarm=info,warn"));
+        .unwrap_or_else(|| EnvFilter::new(own));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -64,6 +100,7 @@ pub fn init(level: &str, format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    Ok(())
 }
 
 /// Fields of a text log line: the message, then `name=value` for each other
@@ -133,6 +170,34 @@ mod tests {
             .unwrap_err()
             .0
             .contains("--log-format"));
+    }
+
+    #[test]
+    fn log_levels_and_directives() {
+        assert_eq!(
+            filter_for("debug").unwrap(),
+            "kswarm=debug,rskafka=error,warn"
+        );
+        assert_eq!(
+            filter_for(" WARN ").unwrap(),
+            "kswarm=warn,rskafka=error,warn"
+        );
+        assert_eq!(
+            filter_for("kswarm=debug,info").unwrap(),
+            "kswarm=debug,info"
+        );
+        assert_eq!(
+            filter_for("kswarm::worker=trace").unwrap(),
+            "kswarm::worker=trace"
+        );
+        for bad in ["loud", "", "kswarm", "kswarm=loud", "info,", "=debug"] {
+            let e = filter_for(bad).unwrap_err().0;
+            assert!(
+                e.contains("--log-level") && e.contains("KSWARM_LOG_LEVEL"),
+                "{bad:?}: {e}"
+            );
+            assert!(e.contains("error, warn, info, debug, trace, off"), "{e}");
+        }
     }
 
     #[test]

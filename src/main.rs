@@ -1,13 +1,11 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = kswarm::cli::Cli::parse();
-    let format = match kswarm::logging::LogFormat::parse(&cli.log_format) {
-        Ok(f) => f,
-        Err(e) => return kswarm::app::exit_code(Err(e.into())),
-    };
-    kswarm::logging::init(&cli.log_level, format);
-    kswarm::app::exit_code(kswarm::app::run(cli))
+    // Which flags the environment set: a bad value names its variable too.
+    let (cli, from_env) = kswarm::from_env::parse();
+    let result = kswarm::logging::LogFormat::parse(&cli.log_format)
+        .and_then(|format| kswarm::logging::init(&cli.log_level, format))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| kswarm::app::run(cli));
+    kswarm::app::exit_code(result.map_err(|e| from_env.annotate(e)))
 }
