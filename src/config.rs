@@ -599,6 +599,8 @@ pub struct RunConfig {
     pub max_restarts: RestartBudget,
     /// `--broker-outage-limit`: None waits for the brokers for ever.
     pub broker_outage_limit: Option<Duration>,
+    /// `--metrics-addr`: where to serve /metrics, /healthz and /readyz.
+    pub metrics_addr: Option<String>,
 }
 
 impl RunConfig {
@@ -616,6 +618,17 @@ impl RunConfig {
             sizing: SizingConfig::from_args(&a.sizing)?,
             consume: ConsumeConfig::from_args(&a.consume)?,
             max_restarts: RestartBudget::parse(&a.max_restarts)?,
+            metrics_addr: match a.metrics_addr.as_deref().map(str::trim) {
+                None => None,
+                Some(addr) if addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) => {
+                    Some(addr.to_string())
+                }
+                Some(addr) => {
+                    return usage(format!(
+                        "--metrics-addr: '{addr}' is not HOST:PORT; e.g. 127.0.0.1:9187 (or 0.0.0.0:9187 for every interface)"
+                    ))
+                }
+            },
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod from_env;
 pub mod group;
 pub mod handler;
 pub mod logging;
+pub mod metrics;
 pub mod plan;
 pub mod record;
 pub mod report;

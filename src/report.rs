@@ -21,6 +21,8 @@ pub enum Report {
     /// Sent at least every heartbeat interval while healthy; `records` counts
     /// records acknowledged by the handler since the worker started.
     Alive { records: u64 },
+    /// The worker's statistics for `--metrics-addr`, every second.
+    Stats(crate::metrics::WorkerStats),
     /// The worker is stopping on purpose (signal, closed stdout).
     Stopping { reason: String },
     /// The brokers cannot be reached (or answer nothing) right now; the

@@ -21,7 +21,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -251,8 +251,11 @@ fn read_trusted(path: &Path, or_root: bool) -> Option<SupervisorState> {
     serde_json::from_slice(&text).ok()
 }
 
-/// Write atomically: a new temp file (O_EXCL, 0600) in the same directory,
-/// renamed into place. Failures only cost `status` detail and the take-over
+/// Write atomically: a new temp file (O_EXCL) in the same directory,
+/// renamed into place. It is readable by all (0644: pids, member ids and
+/// partitions, no secret), so that an operator's `kswarm status` can read a
+/// service's state where the directory lets them in (the shipped unit's
+/// /run/kswarm is 0755); only its owner can write it, as ever. Failures only cost `status` detail and the take-over
 /// of members after a kill, so they are logged, not fatal.
 pub fn write_state(dir: &Path, state: &SupervisorState) {
     let path = state_path(dir, &state.group, &state.topic);
@@ -261,6 +264,8 @@ pub fn write_state(dir: &Path, state: &SupervisorState) {
             .prefix(".kswarm-state-")
             .tempfile_in(dir)?;
         serde_json::to_writer_pretty(&mut tmp, state)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
         tmp.persist(&path).map_err(|e| e.error)?;
         Ok(())
     })();
@@ -305,11 +310,26 @@ pub fn dirs_for_status() -> Vec<PathBuf> {
     out
 }
 
+/// State directories `kswarm status` may not read (a service's, under
+/// another user), to say why it shows no supervisor.
+pub fn unreadable_dirs_for_status() -> Vec<PathBuf> {
+    dirs_for_status()
+        .into_iter()
+        .filter(|d| {
+            matches!(std::fs::read_dir(d), Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied)
+        })
+        .collect()
+}
+
 /// The state of a live supervisor of `group` and `topic` on this host, if any.
 pub fn read_state(group: &str, topic: &str) -> Option<SupervisorState> {
     dirs_for_status().into_iter().find_map(|dir| {
         let s = read_trusted(&state_path(&dir, group, topic), true)?;
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid as i32), None).is_ok();
+        // EPERM: it lives, under another user (a service run as root).
+        let alive = !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid as i32), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
         alive.then_some(s)
     })
 }
@@ -406,7 +426,11 @@ mod tests {
         write_state(dir.path(), &s);
         let path = state_path(dir.path(), "grp", "t");
         let md = std::fs::metadata(&path).unwrap();
-        assert_eq!(md.mode() & 0o777, 0o600);
+        assert_eq!(
+            md.mode() & 0o777,
+            0o644,
+            "readable by operators, written by us"
+        );
         assert_eq!(read_trusted(&path, false), Some(s));
         let held = lock(dir.path(), "grp", "t").expect("first lock");
         let second = lock(dir.path(), "grp", "t").unwrap_err();

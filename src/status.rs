@@ -26,8 +26,9 @@ struct PartitionRow {
     owner_pid: Option<u32>,
 }
 
-/// A member of a consumer-protocol group (`--group-protocol consumer`), from
-/// ConsumerGroupDescribe: every member on every host, kswarm's or not.
+/// One member of the group, on any host, kswarm's or not: from
+/// ConsumerGroupDescribe for a consumer-protocol group, from DescribeGroups
+/// for a classic one.
 #[derive(Debug, Serialize)]
 struct GroupMember {
     member_id: String,
@@ -35,23 +36,37 @@ struct GroupMember {
     client_id: String,
     /// The member's address as the broker sees it.
     client_host: String,
-    member_epoch: i32,
+    /// "classic" or "consumer" (the protocol this member speaks).
+    protocol: String,
+    /// Its member epoch (consumer protocol) or null.
+    member_epoch: Option<i32>,
     /// Its partitions of --topic, owned now.
     partitions: Vec<i32>,
 }
 
+/// The layout of `status --json`; raised only when a field changes meaning
+/// or goes away (new fields may be added).
+const JSON_VERSION: u32 = 1;
+
 #[derive(Debug, Serialize)]
 struct StatusOut {
+    version: u32,
     group: String,
     topic: String,
     partitions: Vec<PartitionRow>,
     total_lag: i64,
     supervisor: Option<SupervisorState>,
-    /// "consumer" for a KIP-848 group whose members the broker describes,
-    /// else null (a classic group, or a broker without ConsumerGroupDescribe).
+    /// The group's protocol ("classic" or "consumer") and state as the
+    /// broker describes them; null when it does not (no such group yet).
     group_protocol: Option<String>,
-    /// The members of a consumer-protocol group (null otherwise).
+    group_state: Option<String>,
+    /// Every member on every host, as the broker describes them; null when
+    /// it does not (tansu describes no members).
     members: Option<Vec<GroupMember>>,
+    /// State directories this user may not read (a service's under another
+    /// user), when no supervisor was found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreadable: Vec<String>,
 }
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
@@ -61,12 +76,34 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // --interval is checked before anything is drawn.
+    let every = crate::config::parse_positive_duration("--interval", &args.interval)?;
     let out = rt.block_on(collect(&connect, &group, &topic))?;
     // A closed pipe (`kswarm status | head`) is not an error.
-    if args.json {
-        crate::plan::print_out(&serde_json::to_string_pretty(&out)?)
-    } else {
-        crate::plan::print_out(table_text(&out).trim_end())
+    if !args.watch {
+        return if args.json {
+            crate::plan::print_out(&serde_json::to_string_pretty(&out)?)
+        } else {
+            crate::plan::print_out(table_text(&out).trim_end())
+        };
+    }
+    let mut out = Some(out);
+    loop {
+        let now = match out.take() {
+            Some(o) => o,
+            None => rt.block_on(collect(&connect, &group, &topic))?,
+        };
+        if args.json {
+            crate::plan::print_out(&serde_json::to_string(&now)?)?;
+        } else {
+            // Home, clear the screen, then the table: a live view in a terminal.
+            crate::plan::print_out(&format!(
+                "\x1b[H\x1b[2J{}\n(every {every:?}, {}; Ctrl-C to stop)",
+                table_text(&now).trim_end(),
+                time_of_day()
+            ))?;
+        }
+        std::thread::sleep(every);
     }
 }
 
@@ -96,7 +133,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         .map(|(p, off, _)| (*p, *off))
         .collect();
 
-    let members = describe_members(&mut coord, group, topic).await;
+    let described = describe_members(&mut coord, group, topic).await;
     let supervisor = read_state(group, topic);
     let mut ends = BTreeMap::new();
     for &p in &partitions {
@@ -116,56 +153,140 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         ends.insert(p, end);
     }
     let (rows, total_lag) = table(&ends, &committed, supervisor.as_ref());
+    let supervisor_missing = supervisor.is_none();
     Ok(StatusOut {
         group: group.to_string(),
         topic: topic.to_string(),
         partitions: rows,
         total_lag,
         supervisor,
-        group_protocol: members.as_ref().map(|_| "consumer".to_string()),
-        members,
+        version: JSON_VERSION,
+        unreadable: if supervisor_missing {
+            crate::state_file::unreadable_dirs_for_status()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        group_protocol: described.as_ref().map(|d| d.protocol.clone()),
+        group_state: described.as_ref().map(|d| d.state.clone()),
+        members: described.map(|d| d.members),
     })
 }
 
-/// The members of a consumer-protocol group; None for a classic group (or a
-/// broker that cannot describe one), whose members only the state file shows.
+/// UTC time of day, HH:MM:SS, for the --watch footer.
+fn time_of_day() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+struct Described {
+    protocol: String,
+    state: String,
+    members: Vec<GroupMember>,
+}
+
+/// The group's members on every host, as the broker describes them:
+/// ConsumerGroupDescribe for a consumer-protocol group (its classic members
+/// included), else DescribeGroups. None if the broker describes neither (no
+/// such group, or no members: tansu).
 async fn describe_members(
     coord: &mut crate::wire::BrokerConn,
     group: &str,
     topic: &str,
-) -> Option<Vec<GroupMember>> {
+) -> Option<Described> {
     use crate::wire::consumer_group as cg;
-    if !cg::supports_consumer_groups(coord) {
-        return None;
+    if cg::supports_consumer_groups(coord) {
+        match cg::consumer_group_describe(coord, group).await {
+            Ok(d) if d.error == 0 => {
+                let members = d
+                    .members
+                    .into_iter()
+                    .map(|m| GroupMember {
+                        partitions: sorted(
+                            m.assignment
+                                .iter()
+                                .filter(|(t, _)| t == topic)
+                                .flat_map(|(_, p)| p.iter().copied()),
+                        ),
+                        protocol: if m.classic == Some(true) {
+                            "classic"
+                        } else {
+                            "consumer"
+                        }
+                        .into(),
+                        member_id: m.member_id,
+                        instance_id: m.instance_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host.trim_start_matches('/').to_string(),
+                        member_epoch: Some(m.member_epoch),
+                    })
+                    .collect();
+                return Some(Described {
+                    protocol: "consumer".into(),
+                    state: d.state,
+                    members: by_host(members),
+                });
+            }
+            Ok(_) => {} // not a consumer-protocol group: try the classic view
+            Err(e) => tracing::debug!("ConsumerGroupDescribe: {e}"),
+        }
     }
-    let d = cg::consumer_group_describe(coord, group)
+    let g = group_msgs::describe_group(coord, group)
         .await
-        .map_err(|e| tracing::debug!("ConsumerGroupDescribe: {e}"))
+        .map_err(|e| tracing::debug!("DescribeGroups: {e}"))
         .ok()?;
-    if d.error != 0 {
+    if g.error != 0 || g.members.is_empty() {
         return None;
     }
-    let mut members: Vec<GroupMember> = d
+    let members = g
         .members
         .into_iter()
         .map(|m| GroupMember {
-            partitions: m
-                .assignment
-                .iter()
-                .filter(|(t, _)| t == topic)
-                .flat_map(|(_, p)| p.iter().copied())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+            partitions: crate::wire::consumer_protocol::decode_assignment(&m.assignment)
+                .map(|a| a.partitions_of(topic))
+                .unwrap_or_default(),
+            protocol: "classic".into(),
             member_id: m.member_id,
             instance_id: m.instance_id,
             client_id: m.client_id,
             client_host: m.client_host.trim_start_matches('/').to_string(),
-            member_epoch: m.member_epoch,
+            member_epoch: None,
         })
         .collect();
-    members.sort_by(|a, b| (&a.client_host, &a.client_id).cmp(&(&b.client_host, &b.client_id)));
-    Some(members)
+    Some(Described {
+        protocol: "classic".into(),
+        state: g.state,
+        members: by_host(members),
+    })
+}
+
+fn sorted(parts: impl Iterator<Item = i32>) -> Vec<i32> {
+    let mut v: Vec<i32> = parts.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn by_host(mut members: Vec<GroupMember>) -> Vec<GroupMember> {
+    members.sort_by(|a, b| {
+        (&a.client_host, &a.client_id, &a.member_id).cmp(&(
+            &b.client_host,
+            &b.client_id,
+            &b.member_id,
+        ))
+    });
+    members
 }
 
 /// One row per partition, and the total lag: a partition with nothing
@@ -209,20 +330,44 @@ fn table_text(out: &StatusOut) -> String {
             s.pid,
             s.workers.len()
         ),
+        None if !out.unreadable.is_empty() => writeln!(
+            t,
+            "no kswarm supervisor found on this host: {} is not readable by this user (run status as the service's user or root)",
+            out.unreadable.join(", ")
+        ),
         None => writeln!(t, "no kswarm supervisor for this group on this host"),
     };
-    if let Some(members) = &out.members {
-        let _ = writeln!(
-            t,
-            "{} members (consumer protocol, all hosts):",
-            members.len()
-        );
-        for m in members {
+    match &out.members {
+        Some(members) => {
             let _ = writeln!(
                 t,
-                "  {:<24} {:<16} {:<18} epoch {:<5} partitions {:?}",
-                m.member_id, m.client_id, m.client_host, m.member_epoch, m.partitions
+                "{} members on all hosts ({} group, {}):",
+                members.len(),
+                out.group_protocol.as_deref().unwrap_or("?"),
+                out.group_state.as_deref().unwrap_or("?")
             );
+            let _ = writeln!(
+                t,
+                "  {:<18} {:<16} {:<9} {:<6} {:<24} partitions",
+                "host", "client id", "protocol", "epoch", "member id"
+            );
+            for m in members {
+                let _ = writeln!(
+                    t,
+                    "  {:<18} {:<16} {:<9} {:<6} {:<24} {:?}",
+                    m.client_host,
+                    m.client_id,
+                    m.protocol,
+                    m.member_epoch
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    m.member_id,
+                    m.partitions
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(t, "the broker describes no members of this group");
         }
     }
     let _ = writeln!(

@@ -186,3 +186,87 @@ fn a_state_directory_others_can_write_to_is_refused() {
         "{err}"
     );
 }
+
+/// `kswarm status` as `nobody`, no flags but the group's: (exit code, stdout, stderr).
+fn status_as_nobody(group: &str, topic: &str) -> (Option<i32>, String, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .arg(support::kswarm_bin())
+        .args([
+            "status",
+            "-b",
+            &support::brokers(),
+            "-g",
+            group,
+            "-t",
+            topic,
+            "--json",
+        ])
+        .env_clear()
+        .env("HOME", "/nonexistent")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("setpriv");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The shipped unit runs kswarm as root with its state in /run/kswarm (mode
+/// 0755); an operator's `kswarm status`, as another user and with no flags
+/// but the group's, finds it there. With the directory closed (0700) status
+/// says which directory it could not read.
+#[test]
+fn an_operator_finds_a_root_service_in_run_kswarm() {
+    require_root();
+    let b = support::brokers();
+    let run_dir = Path::new("/run/kswarm");
+    /// Puts /run/kswarm's mode back however the test ends.
+    struct Restore(Option<u32>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(mode) = self.0 {
+                let _ =
+                    std::fs::set_permissions("/run/kswarm", std::fs::Permissions::from_mode(mode));
+            }
+        }
+    }
+    let _restore = Restore(
+        std::fs::metadata(run_dir)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+            .or(Some(0o700)),
+    );
+    std::fs::create_dir_all(run_dir).unwrap();
+    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (topic, group) = (support::unique("svc"), support::unique("g-svc"));
+    create_topic(&b, &topic, 2);
+    let mut run = start_run(
+        "kswarm run",
+        &topic,
+        &group,
+        run_dir,
+        &["-w", "2", "-p", "keep"],
+    );
+    wait_members(run_dir, &group, &topic, 2, Duration::from_secs(60));
+
+    let (code, out, err) = status_as_nobody(&group, &topic);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["supervisor"]["pid"], run.pid(), "{v}");
+    assert_eq!(v["supervisor"]["workers"].as_array().unwrap().len(), 2);
+
+    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, out, err) = status_as_nobody(&group, &topic);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["supervisor"].is_null(), "{v}");
+    assert_eq!(v["unreadable"][0], "/run/kswarm", "{v}");
+
+    assert_eq!(support::stop(&mut run), Some(0));
+    let state = kswarm::state_file::state_path(run_dir, &group, &topic);
+    let _ = std::fs::remove_file(state.with_extension("lock"));
+    let _ = std::fs::remove_file(state);
+}

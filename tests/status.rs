@@ -84,6 +84,71 @@ fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
         let owner = row["owner_pid"].as_i64().expect("an owner") as i32;
         assert!(pids.contains(&owner), "{row}");
     }
+    // The broker's view of the group, every host: both workers, their
+    // client ids and address, and the 3 partitions between them.
+    assert_eq!(v["version"], 1, "{v}");
+    assert_eq!(v["group_protocol"], "classic", "{v}");
+    assert_eq!(v["group_state"], "Stable", "{v}");
+    let members = v["members"]
+        .as_array()
+        .expect("members from DescribeGroups");
+    assert_eq!(members.len(), 2, "{v}");
+    let mut clients: Vec<&str> = members
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap())
+        .collect();
+    clients.sort();
+    assert_eq!(clients, ["kswarm-0", "kswarm-1"]);
+    let mut owned: Vec<i64> = members
+        .iter()
+        .flat_map(|m| {
+            m["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_i64().unwrap())
+        })
+        .collect();
+    owned.sort();
+    assert_eq!(owned, [0, 1, 2]);
+    assert!(
+        members
+            .iter()
+            .all(|m| m["client_host"] == "127.0.0.1" && m["protocol"] == "classic"),
+        "{v}"
+    );
+    // --watch --json: one document per --interval, until stopped.
+    let mut watch = support::kswarm()
+        .env("KSWARM_STATE_DIR", dir.path())
+        .args([
+            "status",
+            "-b",
+            &b,
+            "-g",
+            &group,
+            "-t",
+            &topic,
+            "--json",
+            "--watch",
+            "--interval",
+            "300ms",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON document per line"))
+        .collect();
+    assert!(
+        docs.len() >= 2,
+        "{} documents in 1.5 s at 300ms",
+        docs.len()
+    );
+    assert!(docs.iter().all(|d| d["group"] == group.as_str()));
     // Stopped: offsets stand still; kswarm and Kafka's tool must agree.
     assert_eq!(support::stop(&mut run), Some(0));
     let v = status_json(dir.path(), &b, &group, &topic);
@@ -125,4 +190,26 @@ fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
     assert!(total > 0, "part of the log is still to be handled");
     let ends: i64 = ours.values().map(|(_, e, _)| e).sum();
     assert_eq!(ends, 3000);
+}
+
+#[test]
+fn a_bad_watch_interval_exits_2_before_connecting() {
+    let out = support::kswarm()
+        .args([
+            "status",
+            "-b",
+            "127.0.0.1:1",
+            "-g",
+            "g",
+            "-t",
+            "t",
+            "--watch",
+            "--interval",
+            "soon",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(support::last_error(&err).contains("--interval"), "{err}");
 }

@@ -183,6 +183,13 @@ pub struct Handler {
     /// Records acknowledged since the start, and their bytes.
     acked_total: u64,
     acked_bytes: u64,
+    /// Per partition: records and bytes acknowledged since the start (the
+    /// metrics; a few partitions per worker, so a short list).
+    handled: Vec<(i32, u64, u64)>,
+    /// When each chunk handed to the backend went, and how many of its
+    /// records are not acknowledged yet (in order): acknowledgement latency.
+    flushed: VecDeque<(Instant, usize)>,
+    latency: crate::metrics::LatencyHistogram,
     /// `--max-in-flight-time`: the window that follows the handler's rate
     /// (None: only the count and byte bounds).
     window: Option<window::Window>,
@@ -262,6 +269,9 @@ impl Handler {
             order: VecDeque::new(),
             acked_total: 0,
             acked_bytes: 0,
+            handled: Vec::new(),
+            flushed: VecDeque::new(),
+            latency: crate::metrics::LatencyHistogram::default(),
             window: None,
             stdin,
             ack_pipe,
@@ -433,6 +443,7 @@ impl Handler {
             return Ok(());
         }
         let chunk = std::mem::take(&mut self.staged);
+        self.flushed.push_back((Instant::now(), chunk.len()));
         let Some(tx) = &self.records else {
             anyhow::bail!("the handler has stopped (its event says why)");
         };
@@ -636,7 +647,7 @@ impl Handler {
         }
         // One Ack per partition, with the highest offset acknowledged (records of a
         // partition are sent in offset order, so the last one seen is the highest).
-        let mut acks: Vec<Ack> = Vec::new();
+        let mut acks: Vec<(Ack, u64, u64)> = Vec::new();
         for Sent {
             partition,
             offset,
@@ -645,12 +656,18 @@ impl Handler {
         {
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(len as usize);
             self.acked_bytes += u64::from(len);
-            match acks.iter_mut().find(|a| a.partition == partition) {
-                Some(a) => a.offset = offset,
-                None => acks.push(Ack { partition, offset }),
+            match acks.iter_mut().find(|a| a.0.partition == partition) {
+                Some(a) => {
+                    a.0.offset = offset;
+                    a.1 += 1;
+                    a.2 += u64::from(len);
+                }
+                None => acks.push((Ack { partition, offset }, 1, u64::from(len))),
             }
         }
         self.acked_total += n as u64;
+        self.count_handled(&acks, n, now);
+        let acks: Vec<Ack> = acks.into_iter().map(|a| a.0).collect();
         if let Some(read) = consumed {
             if self.acked_bytes > read {
                 self.untrusted(format!(
@@ -663,6 +680,40 @@ impl Handler {
             }
         }
         self.pending.extend(acks.into_iter().map(HandlerEvent::Ack));
+    }
+
+    /// The metrics of `n` records just acknowledged: per partition, and how
+    /// long each waited since its chunk went to the backend.
+    fn count_handled(&mut self, acks: &[(Ack, u64, u64)], n: usize, now: Instant) {
+        for (a, records, bytes) in acks {
+            match self.handled.iter_mut().find(|h| h.0 == a.partition) {
+                Some(h) => {
+                    h.1 += records;
+                    h.2 += bytes;
+                }
+                None => self.handled.push((a.partition, *records, *bytes)),
+            }
+        }
+        let mut left = n;
+        while left > 0 {
+            let Some((at, count)) = self.flushed.front_mut() else {
+                break;
+            };
+            let take = left.min(*count);
+            self.latency
+                .observe(now.saturating_duration_since(*at), take as u64);
+            *count -= take;
+            left -= take;
+            if *count == 0 {
+                self.flushed.pop_front();
+            }
+        }
+    }
+
+    /// Per partition (records, bytes) acknowledged since the start, and the
+    /// acknowledgement latency histogram.
+    pub fn handled(&self) -> (&[(i32, u64, u64)], &crate::metrics::LatencyHistogram) {
+        (&self.handled, &self.latency)
     }
 
     /// The ack stream broke its contract: nothing it said can be trusted.

@@ -206,9 +206,13 @@ impl Fleet {
     }
 
     /// Workers wanted now (changed by TTIN/TTOU).
-    #[cfg(test)]
     pub fn target(&self) -> usize {
         self.target
+    }
+
+    /// Whether a rolling restart (HUP) is under way.
+    pub fn is_rolling(&self) -> bool {
+        matches!(self.mode, Mode::Rolling(_))
     }
 
     /// Workers wanted once every TTIN and TTOU so far is carried out.
@@ -408,7 +412,7 @@ impl Fleet {
         let i = slot as usize;
         self.slots[i].last_fatal = Some(format!("cannot start a worker: {err}"));
         let inherit = self.slots[i].take_inherit();
-        self.crashed(i, None, now, false, false, inherit, now)
+        self.crashed(i, None, "spawn", now, false, false, inherit, now)
     }
 
     /// A report from the worker `pid` in `slot`.
@@ -428,6 +432,10 @@ impl Fleet {
         s.heard(now);
         match report {
             Report::Started { .. } => Vec::new(),
+            Report::Stats(stats) => {
+                s.stats = Some(stats);
+                Vec::new()
+            }
             Report::MemberId { member_id } => {
                 // Known before the join completes, so a worker that dies
                 // mid-join is evicted instead of stalling the group.
@@ -597,9 +605,14 @@ impl Fleet {
                         "slot {i} pid {pid} ended unexpectedly with {exit}"
                     );
                     let in_outage = w.outage.is_some();
+                    let why = match exit {
+                        Exit::Signal(_) => "signal",
+                        _ => "exit",
+                    };
                     self.crashed(
                         i,
                         Some(exit),
+                        why,
                         w.since,
                         w.progressed,
                         in_outage,
@@ -620,6 +633,7 @@ impl Fleet {
                     self.crashed(
                         i,
                         Some(exit),
+                        "hung",
                         worker.since,
                         worker.progressed,
                         in_outage,
@@ -941,10 +955,12 @@ impl Fleet {
     /// the brokers were out of reach (`in_outage`) did not crash on its own:
     /// waiting out an outage spends no budget.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn crashed(
         &mut self,
         i: usize,
         exit: Option<Exit>,
+        why: &'static str,
         since: Instant,
         progressed: bool,
         in_outage: bool,
@@ -974,6 +990,7 @@ impl Fleet {
         let delay = self.policy.delay(s.attempt, u);
         s.attempt += 1;
         s.restarts += 1;
+        *s.restart_reasons.entry(why.to_string()).or_default() += 1;
         info!(
             event = "restart_scheduled",
             slot = i,

@@ -19,6 +19,7 @@ pub(crate) mod backoff;
 pub(crate) mod evict;
 pub(crate) mod fleet;
 pub(crate) mod handover;
+pub(crate) mod metrics_server;
 pub(crate) mod notify;
 pub(crate) mod signals;
 pub(crate) mod slot;
@@ -105,6 +106,15 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
              session (group.consumer.session.timeout.ms, 45 s by default); ignored"
         );
     }
+    // Before sizing and forking: a bad or busy --metrics-addr is a usage error.
+    let metrics: Option<metrics_server::Shared> = match &cfg.metrics_addr {
+        Some(addr) => {
+            let shared = metrics_server::Shared::default();
+            metrics_server::start(addr, shared.clone())?;
+            Some(shared)
+        }
+        None => None,
+    };
     // Sizing runs (and drops) its own runtime before any worker is forked.
     let workers = crate::plan::prepare_for_run(&cfg)?.workers;
     // Workers run the very binary the supervisor runs, even after a package
@@ -228,6 +238,12 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
             state_file::write_state(&state_dir, &snapshot);
             written = Some(snapshot);
         }
+        if let Some(m) = &metrics {
+            let view = metrics_view(&slots, &cfg);
+            if let Ok(mut v) = m.lock() {
+                *v = view;
+            }
+        }
 
         let deadline = slots.next_deadline();
         let waited_from = Instant::now();
@@ -282,6 +298,35 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
             Some(Event::Stderr { slot, pid, line }) => tails.keep(slot, pid, line),
             Some(Event::StderrClosed { .. }) => {}
         }
+    }
+}
+
+/// What `--metrics-addr` shows of the slots (see [`crate::metrics`]).
+fn metrics_view(slots: &Fleet, cfg: &RunConfig) -> crate::metrics::FleetView {
+    crate::metrics::FleetView {
+        group: cfg.consume.group.clone(),
+        topic: cfg.topic.clone(),
+        target: slots.target(),
+        rolling_restart: slots.is_rolling(),
+        shutting_down: slots.is_shutting_down(),
+        slots: slots
+            .slots()
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i < slots.target() || s.pid().is_some())
+            .map(|(i, s)| {
+                let member = s.membership();
+                crate::metrics::SlotView {
+                    slot: i as u32,
+                    pid: s.pid(),
+                    joined: member.is_some(),
+                    partitions: member.map(|m| m.partitions.clone()).unwrap_or_default(),
+                    restarts: s.restart_reasons.clone(),
+                    stats: s.stats.clone(),
+                    rss_bytes: None,
+                }
+            })
+            .collect(),
     }
 }
 

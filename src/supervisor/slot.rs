@@ -171,6 +171,10 @@ pub struct Slot {
     pub member_id: Option<String>,
     /// Records acknowledged, from the last `Alive` report.
     pub records: u64,
+    /// Restarts by reason (the metrics' `reason` label).
+    pub restart_reasons: std::collections::BTreeMap<String, u64>,
+    /// The latest statistics of its worker (`--metrics-addr`).
+    pub stats: Option<crate::metrics::WorkerStats>,
 }
 
 impl Slot {
@@ -187,6 +191,8 @@ impl Slot {
             last_fatal: None,
             member_id: None,
             records: 0,
+            restart_reasons: Default::default(),
+            stats: None,
         }
     }
 

@@ -123,6 +123,9 @@ pub struct DescribedMember {
     pub client_host: String,
     /// Partitions owned now, per topic name.
     pub assignment: Vec<(String, Vec<i32>)>,
+    /// Whether it speaks the classic protocol in this consumer group (an
+    /// online-converted group); None: the broker does not say (v0).
+    pub classic: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +173,11 @@ pub async fn consumer_group_describe(
                     .into_iter()
                     .map(|t| (t.topic_name.0.to_string(), t.partitions))
                     .collect(),
+                classic: match x.member_type {
+                    0 => Some(true),
+                    1 => Some(false),
+                    _ => None,
+                },
             })
             .collect(),
     })

@@ -414,6 +414,60 @@ pub async fn offset_fetch(
     })
 }
 
+/// One member of a classic group, as DescribeGroups tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Its ConsumerProtocol assignment bytes (empty while the group forms).
+    pub assignment: bytes::Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicGroup {
+    pub error: i16,
+    pub state: String,
+    pub protocol_type: String,
+    /// The assignor the group chose.
+    pub protocol: String,
+    pub members: Vec<ClassicMember>,
+}
+
+/// DescribeGroups of one group.
+pub async fn describe_group(conn: &mut BrokerConn, group: &str) -> WireResult<ClassicGroup> {
+    let v = conn.negotiate::<m::DescribeGroupsRequest>(0, 5)?;
+    let req = m::DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
+    let r = conn.send(req, v).await?;
+    let Some(g) = r.groups.into_iter().next() else {
+        return Ok(ClassicGroup {
+            error: super::codes::GROUP_ID_NOT_FOUND,
+            state: String::new(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        });
+    };
+    Ok(ClassicGroup {
+        error: g.error_code,
+        state: g.group_state.to_string(),
+        protocol_type: g.protocol_type.to_string(),
+        protocol: g.protocol_data.to_string(),
+        members: g
+            .members
+            .into_iter()
+            .map(|x| ClassicMember {
+                member_id: x.member_id.to_string(),
+                instance_id: x.group_instance_id.map(|i| i.to_string()),
+                client_id: x.client_id.to_string(),
+                client_host: x.client_host.to_string(),
+                assignment: x.member_assignment,
+            })
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ pub struct FetchedBatch {
 
 /// Fetch one partition from `offset` on, pipelined ahead of the handler by the
 /// bounded channel. Ends when the receiver is gone or the task is aborted.
+/// Each answer's high watermark goes to `high_watermark` (the metrics' lag).
 pub async fn fetch_loop(
     pc: Arc<PartitionClient>,
     mut offset: i64,
@@ -37,6 +38,7 @@ pub async fn fetch_loop(
     max_bytes: i32,
     wait_ms: i32,
     from: StartFrom,
+    high_watermark: Arc<std::sync::atomic::AtomicI64>,
 ) {
     use rskafka::client::error::{Error as KError, ProtocolError};
     let partition = pc.partition();
@@ -44,7 +46,8 @@ pub async fn fetch_loop(
     let mut limit = max_bytes;
     loop {
         match pc.fetch_raw(offset, 1..limit, wait_ms).await {
-            Ok((raw, _high_watermark, aborted)) => {
+            Ok((raw, hw, aborted)) => {
+                high_watermark.store(hw, std::sync::atomic::Ordering::Relaxed);
                 tracing::trace!(partition, offset, limit, bytes = raw.len(), "fetched");
                 failures = 0;
                 let mut records = Vec::new();

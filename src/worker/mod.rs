@@ -165,6 +165,13 @@ struct Worker {
     /// so a later generation that owns the partition starts there and
     /// commits it, instead of delivering those records again.
     carried: BTreeMap<i32, i64>,
+    /// Per partition fetched: the end of its log at the last fetch (-1:
+    /// not known yet), written by its fetch task.
+    high_watermarks: HashMap<i32, Arc<std::sync::atomic::AtomicI64>>,
+    /// Per partition: the last committed offset we know (the metrics).
+    committed_at: BTreeMap<i32, i64>,
+    /// Times our partitions changed since the worker started.
+    rebalances: u64,
 }
 
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
@@ -263,6 +270,9 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         last_alive: (Instant::now(), 0),
         outage,
         carried: BTreeMap::new(),
+        high_watermarks: HashMap::new(),
+        committed_at: BTreeMap::new(),
+        rebalances: 0,
     };
     let result = worker.consume().await;
     match result {
@@ -362,6 +372,7 @@ impl Worker {
             });
             match self.consume_generation(&assigned.partitions).await? {
                 GenerationEnd::Rebalance => {
+                    self.rebalances += 1;
                     self.reporter.send(Report::Revoked {
                         partitions: assigned.partitions.clone(),
                     });
@@ -512,6 +523,11 @@ impl Worker {
         );
         for (p, start) in positions.starts().collect::<Vec<_>>() {
             let pc = self.partition_client(p).await?;
+            let hw = self
+                .high_watermarks
+                .entry(p)
+                .or_insert_with(|| Arc::new(std::sync::atomic::AtomicI64::new(-1)))
+                .clone();
             fetchers.push(tokio::spawn(fetch_loop(
                 pc,
                 start,
@@ -519,7 +535,11 @@ impl Worker {
                 fetch_bytes,
                 self.cfg.consume.fetch_wait_ms,
                 self.cfg.consume.from,
+                hw,
             )));
+        }
+        for (p, c) in positions.committed_offsets() {
+            self.committed_at.insert(p, c);
         }
         drop(tx);
         let stop_fetchers = |fetchers: &mut Vec<JoinHandle<()>>| {
@@ -620,6 +640,7 @@ impl Worker {
                     if self.handler.in_flight() == 0 || self.acked() > self.last_alive.1 {
                         self.alive();
                     }
+                    self.report_stats(owned);
                 }
                 batch = rx.recv(), if pending.is_none() => {
                     if let Some(b) = batch {
@@ -676,6 +697,48 @@ impl Worker {
     /// Records the handler acknowledged since the worker started.
     fn acked(&self) -> u64 {
         self.sent.saturating_sub(self.handler.in_flight() as u64)
+    }
+
+    /// The statistics `--metrics-addr` shows, to the supervisor.
+    fn report_stats(&mut self, owned: &[i32]) {
+        use crate::metrics::{PartitionStats, WorkerStats};
+        use std::sync::atomic::Ordering;
+        let (handled, latency) = self.handler.handled();
+        let mut parts: BTreeMap<i32, PartitionStats> = owned
+            .iter()
+            .map(|&p| {
+                (
+                    p,
+                    PartitionStats {
+                        partition: p,
+                        ..PartitionStats::default()
+                    },
+                )
+            })
+            .collect();
+        for &(p, records, bytes) in handled {
+            let e = parts.entry(p).or_insert_with(|| PartitionStats {
+                partition: p,
+                ..PartitionStats::default()
+            });
+            e.records = records;
+            e.bytes = bytes;
+        }
+        for (p, e) in parts.iter_mut() {
+            e.committed = self.committed_at.get(p).copied();
+            e.high_watermark = self
+                .high_watermarks
+                .get(p)
+                .map(|h| h.load(Ordering::Relaxed))
+                .filter(|&h| h >= 0);
+        }
+        self.reporter.send(Report::Stats(WorkerStats {
+            partitions: parts.into_values().collect(),
+            in_flight_records: self.handler.in_flight() as u64,
+            in_flight_bytes: self.handler.in_flight_bytes() as u64,
+            ack_latency: latency.clone(),
+            rebalances: self.rebalances,
+        }));
     }
 
     fn alive(&mut self) {
@@ -778,6 +841,7 @@ impl Worker {
         }
         self.member.commit(&due).await?;
         positions.committed(&due);
+        self.committed_at.extend(due.iter().copied());
         debug!(slot = self.cfg.slot, "committed");
         Ok(())
     }

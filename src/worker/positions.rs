@@ -79,6 +79,15 @@ impl Positions {
     }
 
     #[allow(clippy::len_without_is_empty)]
+    /// (partition, committed next offset) of the partitions the broker has
+    /// a commit for.
+    pub fn committed_offsets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.parts
+            .iter()
+            .filter(|(_, p)| p.committed >= 0)
+            .map(|(&k, p)| (k, p.committed))
+    }
+
     pub fn len(&self) -> usize {
         self.parts.len()
     }
