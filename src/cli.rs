@@ -80,9 +80,31 @@ pub struct GuardArgs {
 /// How to reach the cluster; shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// Bootstrap brokers, HOST:PORT[,HOST:PORT..].
+    /// Bootstrap brokers, HOST:PORT[,HOST:PORT..] (or bootstrap.servers in -F FILE).
     #[arg(short = 'b', long, env = "KSWARM_BROKERS")]
-    pub brokers: String,
+    pub brokers: Option<String>,
+
+    /// A librdkafka/kcat properties file (key=value lines, # comments): the
+    /// security settings (security.protocol, sasl.*, ssl.*) and any -X key.
+    /// -X flags override it. Keep secrets here, not in -X: ps shows flags.
+    #[arg(
+        short = 'F',
+        long = "config",
+        value_name = "FILE",
+        env = "KSWARM_CONFIG"
+    )]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Kafka settings by librdkafka's names, key=value (repeatable, or
+    /// comma-separated), e.g. -X security.protocol=SASL_SSL or
+    /// -X fetch.max.bytes=1048576; they override -F FILE.
+    #[arg(
+        short = 'X',
+        value_name = "KEY=VALUE",
+        env = "KSWARM_X",
+        value_delimiter = ','
+    )]
+    pub extra: Vec<String>,
 
     /// Give up reaching the brokers after this long (e.g. 10s, 500ms).
     #[arg(long, env = "KSWARM_CONNECT_TIMEOUT", default_value = "10s")]
@@ -211,17 +233,6 @@ pub struct ConsumeArgs {
     /// ends (and is restarted); one that sends no liveness report for this long is killed.
     #[arg(long, env = "KSWARM_HANG_TIMEOUT", default_value = "30s")]
     pub hang_timeout: String,
-
-    /// Rarer Kafka settings, key=value (repeatable, or comma-separated), e.g.
-    /// -X fetch.max.bytes=1048576. None of the keys kswarm reads takes a comma,
-    /// which lets one variable carry several.
-    #[arg(
-        short = 'X',
-        value_name = "KEY=VALUE",
-        env = "KSWARM_X",
-        value_delimiter = ','
-    )]
-    pub extra: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use crate::cli;
 pub use crate::error::UsageError;
+use crate::security::Security;
+use crate::settings::Settings;
 
 pub type Checked<T> = Result<T, UsageError>;
 
@@ -169,6 +171,10 @@ pub fn validate_group(raw: &str) -> Checked<String> {
 
 /// `host:port[,host:port..]`, each with a port.
 pub fn parse_brokers(raw: &str) -> Checked<Vec<String>> {
+    parse_brokers_named("--brokers", raw)
+}
+
+fn parse_brokers_named(flag: &str, raw: &str) -> Checked<Vec<String>> {
     let mut out = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let ok = part.rsplit_once(':').is_some_and(|(host, port)| {
@@ -176,13 +182,15 @@ pub fn parse_brokers(raw: &str) -> Checked<Vec<String>> {
         });
         if !ok {
             return usage(format!(
-                "--brokers: '{part}' is not HOST:PORT (e.g. 127.0.0.1:9092)"
+                "{flag}: '{part}' is not HOST:PORT (e.g. 127.0.0.1:9092)"
             ));
         }
         out.push(part.to_string());
     }
     if out.is_empty() {
-        return usage("--brokers: no broker given; pass -b HOST:PORT or set KSWARM_BROKERS");
+        return usage(
+            "--brokers: no broker given; pass -b HOST:PORT, set KSWARM_BROKERS, or put bootstrap.servers in the -F/--config file",
+        );
     }
     Ok(out)
 }
@@ -191,14 +199,51 @@ pub fn parse_brokers(raw: &str) -> Checked<Vec<String>> {
 pub struct ConnectConfig {
     pub brokers: Vec<String>,
     pub connect_timeout: Duration,
+    /// TLS and SASL (from the -F file and -X flags).
+    pub security: Security,
+    /// Every -F/-X setting, flags over the file (read again by the consumer
+    /// settings; secrets redacted from Debug).
+    pub settings: Settings,
 }
 
 impl ConnectConfig {
     pub fn from_args(a: &cli::ConnectArgs) -> Checked<Self> {
+        let settings = Settings::load(a.config.as_deref(), &a.extra)?;
+        let brokers = match (
+            &a.brokers,
+            settings.get("bootstrap.servers"),
+            settings.get("metadata.broker.list"),
+        ) {
+            (Some(flag), _, _) => parse_brokers(flag)?,
+            (None, Some(b), _) => parse_brokers_named(&settings.name("bootstrap.servers"), b)?,
+            (None, None, Some(b)) => {
+                parse_brokers_named(&settings.name("metadata.broker.list"), b)?
+            }
+            (None, None, None) => parse_brokers("")?,
+        };
         Ok(Self {
-            brokers: parse_brokers(&a.brokers)?,
+            brokers,
             connect_timeout: parse_positive_duration("--connect-timeout", &a.connect_timeout)?,
+            security: Security::from_settings(&settings)?,
+            settings,
         })
+    }
+
+    /// Say once, in the process that read them, which settings kswarm does
+    /// not use and which secrets `ps` can see.
+    pub fn warn_about_settings(&self) {
+        for key in self.settings.unknown_keys() {
+            tracing::warn!(
+                "{}: kswarm does not use this setting; it is ignored",
+                self.settings.name(&key)
+            );
+        }
+        for key in self.settings.secrets_on_command_line() {
+            tracing::warn!(
+                "-X {key} is on the command line, where ps and /proc show it to every user; \
+                 put it in a -F/--config file readable only by kswarm's user"
+            );
+        }
     }
 }
 
@@ -340,8 +385,6 @@ pub struct ConsumeConfig {
     pub partition_fetch_max_bytes: i32,
     /// `-X fetch.wait.max.ms`: long-poll wait of an empty fetch.
     pub fetch_wait_ms: i32,
-    /// -X keys kswarm does not use (warned about once, by the supervisor).
-    pub ignored_extra: Vec<String>,
 }
 
 /// 1 MiB for all of a worker's partitions together: a worker that owns many
@@ -367,7 +410,8 @@ pub fn partition_fetch_bytes(fetch_max_bytes: i32, partition_max: i32, owned: us
 }
 
 impl ConsumeConfig {
-    pub fn from_args(a: &cli::ConsumeArgs) -> Checked<Self> {
+    /// The consumer flags, and the consumer keys among the -F/-X `settings`.
+    pub fn from_args(a: &cli::ConsumeArgs, settings: &Settings) -> Checked<Self> {
         let group = validate_group(&a.group)?;
         let handler = match (&a.exec, &a.exec_batch) {
             (Some(_), Some(_)) => {
@@ -415,31 +459,28 @@ impl ConsumeConfig {
         let mut fetch_max_bytes = DEFAULT_FETCH_MAX_BYTES;
         let mut partition_fetch_max_bytes = DEFAULT_PARTITION_FETCH_MAX_BYTES;
         let mut fetch_wait_ms = DEFAULT_FETCH_WAIT_MS;
-        let mut ignored_extra = Vec::new();
-        let mut x_protocol = None;
-        let mut x_remote_assignor = None;
-        for kv in &a.extra {
-            let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
-                return usage(format!("-X: '{kv}' is not KEY=VALUE"));
-            };
-            let k = k.trim();
-            let positive =
-                || parse_count(&format!("-X {k}"), v, 1, i32::MAX as u64).map(|n| n as i32);
-            match k {
-                "fetch.max.bytes" => fetch_max_bytes = positive()?,
-                "max.partition.fetch.bytes" => partition_fetch_max_bytes = positive()?,
-                "fetch.wait.max.ms" | "fetch.max.wait.ms" => fetch_wait_ms = positive()?,
-                "group.protocol" => x_protocol = Some(v.trim().to_string()),
-                "group.remote.assignor" => x_remote_assignor = Some(v.trim().to_string()),
-                other => ignored_extra.push(other.to_string()),
+        let positive = |k: &str| -> Checked<Option<i32>> {
+            settings
+                .get(k)
+                .map(|v| parse_count(&settings.name(k), v, 1, i32::MAX as u64).map(|n| n as i32))
+                .transpose()
+        };
+        if let Some(n) = positive("fetch.max.bytes")? {
+            fetch_max_bytes = n;
+        }
+        if let Some(n) = positive("max.partition.fetch.bytes")? {
+            partition_fetch_max_bytes = n;
+        }
+        for k in ["fetch.wait.max.ms", "fetch.max.wait.ms"] {
+            if let Some(n) = positive(k)? {
+                fetch_wait_ms = n;
             }
         }
-        let group_protocol = group_protocol(a.group_protocol.as_deref(), x_protocol.as_deref())?;
-        let (assignors, remote_assignor) = assignors(
-            group_protocol,
-            a.assignor.as_deref(),
-            x_remote_assignor.as_deref(),
-        )?;
+        let x_protocol = settings.get("group.protocol");
+        let x_remote_assignor = settings.get("group.remote.assignor");
+        let group_protocol = group_protocol(a.group_protocol.as_deref(), x_protocol)?;
+        let (assignors, remote_assignor) =
+            assignors(group_protocol, a.assignor.as_deref(), x_remote_assignor)?;
         Ok(Self {
             instance_prefix: a.instance_prefix.clone().unwrap_or_else(|| group.clone()),
             group,
@@ -475,7 +516,6 @@ impl ConsumeConfig {
             fetch_max_bytes,
             partition_fetch_max_bytes,
             fetch_wait_ms,
-            ignored_extra,
         })
     }
 }
@@ -611,12 +651,13 @@ impl RunConfig {
         } else {
             Some(parse_positive_duration("--broker-outage-limit", limit)?)
         };
+        let connect = ConnectConfig::from_args(&a.connect)?;
         Ok(Self {
             broker_outage_limit,
-            connect: ConnectConfig::from_args(&a.connect)?,
             topic: validate_topic(&a.topic)?,
             sizing: SizingConfig::from_args(&a.sizing)?,
-            consume: ConsumeConfig::from_args(&a.consume)?,
+            consume: ConsumeConfig::from_args(&a.consume, &connect.settings)?,
+            connect,
             max_restarts: RestartBudget::parse(&a.max_restarts)?,
             metrics_addr: match a.metrics_addr.as_deref().map(str::trim) {
                 None => None,
@@ -675,10 +716,11 @@ fn parse_resume(a: &cli::WorkerArgs) -> Checked<Option<Resume>> {
 
 impl WorkerConfig {
     pub fn from_args(a: &cli::WorkerArgs) -> Checked<Self> {
+        let connect = ConnectConfig::from_args(&a.connect)?;
         Ok(Self {
-            connect: ConnectConfig::from_args(&a.connect)?,
             topic: validate_topic(&a.topic)?,
-            consume: ConsumeConfig::from_args(&a.consume)?,
+            consume: ConsumeConfig::from_args(&a.consume, &connect.settings)?,
+            connect,
             slot: a.slot,
             report_fd: a.report_fd,
             resume: parse_resume(a)?,
@@ -838,7 +880,8 @@ mod tests {
             let cli::Command::Worker(w) = cli::Cli::parse_from(argv).command else {
                 unreachable!()
             };
-            ConsumeConfig::from_args(&w.consume)
+            let settings = Settings::load(None, &w.connect.extra)?;
+            ConsumeConfig::from_args(&w.consume, &settings)
         };
         let c = parse(&[]).unwrap();
         assert_eq!(
@@ -856,7 +899,6 @@ mod tests {
         .unwrap();
         assert_eq!(c.fetch_max_bytes, 65536);
         assert_eq!(c.partition_fetch_max_bytes, 4096);
-        assert_eq!(c.ignored_extra, vec!["foo.bar"]);
         let e = parse(&["-X", "fetch.max.bytes=abc"]).unwrap_err();
         assert!(e.0.contains("-X fetch.max.bytes"), "{e}");
         assert!(parse(&["-X", "fetch.wait.max.ms=0"]).is_err());

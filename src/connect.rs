@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, OauthBearerCredentials, SaslConfig};
 use rskafka::BackoffConfig;
 use tokio::time::Instant;
 
@@ -17,6 +17,15 @@ const PROBE: Duration = Duration::from_millis(500);
 /// How long an address that takes connections has to answer ApiVersions
 /// then: a broker answers at once, an HTTP or TLS port never does.
 const LOOK: Duration = Duration::from_secs(1);
+
+/// Before a command's first connection: warn (once) about settings kswarm
+/// does not use, and set the transport every connection of this process
+/// uses (reading the certificate files: a bad one exits 2 naming it).
+pub fn prepare(cfg: &ConnectConfig) -> anyhow::Result<()> {
+    cfg.warn_about_settings();
+    crate::transport::install(&cfg.security)?;
+    Ok(())
+}
 
 /// rskafka's retry policy, bounded so that no call retries forever.
 pub fn backoff(deadline: Duration) -> BackoffConfig {
@@ -32,15 +41,25 @@ pub fn backoff(deadline: Duration) -> BackoffConfig {
 /// giving up with a message that names the brokers, the flag and the way out.
 pub async fn connect(cfg: &ConnectConfig) -> anyhow::Result<Client> {
     let deadline = Instant::now() + cfg.connect_timeout;
+    let transport = crate::transport::current();
+    if transport.security.protocol != crate::security::Protocol::Plaintext {
+        preflight(cfg, deadline).await?;
+    }
     let pause = crate::backoff::Doubling::new(Duration::from_millis(100), Duration::from_secs(1));
     let mut attempt = 0;
     // rskafka's own retries end early: its deadline adds up the pauses it
     // plans, not the time spent, and stops before the one that would cross
     // it (6.8 s of a 10 s --connect-timeout). So build again until ours.
     loop {
-        let builder = ClientBuilder::new(cfg.brokers.clone())
+        let mut builder = ClientBuilder::new(cfg.brokers.clone())
             .client_id("kswarm")
             .backoff_config(backoff(cfg.connect_timeout.mul_f64(0.8)));
+        if let Some(tls) = &transport.tls {
+            builder = builder.tls_config(tls.clone());
+        }
+        if let Some(sasl) = transport.sasl() {
+            builder = builder.sasl_config(rskafka_sasl(sasl, cfg.connect_timeout));
+        }
         match tokio::time::timeout_at(deadline, builder.build()).await {
             Ok(Ok(c)) => return Ok(c),
             Ok(Err(e)) => tracing::debug!(error = %e, "no broker answered yet; trying again"),
@@ -54,6 +73,55 @@ pub async fn connect(cfg: &ConnectConfig) -> anyhow::Result<Client> {
         attempt += 1;
     }
     Err(why_unreachable(cfg).await)
+}
+
+/// The SASL settings in rskafka's terms (its handshake uses rsasl, as ours does).
+fn rskafka_sasl(sasl: &crate::security::Sasl, timeout: Duration) -> SaslConfig {
+    use crate::security::Mechanism;
+    let creds = || Credentials::new(sasl.username.clone(), sasl.password.expose().to_string());
+    match sasl.mechanism {
+        Mechanism::Plain => SaslConfig::Plain(creds()),
+        Mechanism::ScramSha256 => SaslConfig::ScramSha256(creds()),
+        Mechanism::ScramSha512 => SaslConfig::ScramSha512(creds()),
+        Mechanism::OauthBearer => {
+            let source = sasl.token.clone();
+            SaslConfig::Oauthbearer(OauthBearerCredentials {
+                // fetched again for each new connection (see TokenSource)
+                callback: std::sync::Arc::new(move || {
+                    let source = source.clone();
+                    Box::pin(async move {
+                        let source = source.ok_or("no OAUTHBEARER token source")?;
+                        crate::transport::oauth_token(&source, timeout)
+                            .await
+                            .map_err(|e| e.to_string().into())
+                    })
+                }),
+                authz_id: None,
+                bearer_kvs: Vec::new(),
+            })
+        }
+    }
+}
+
+/// On a secured cluster, open one connection of our own first: a refused
+/// password or an untrusted certificate ends the command at once with its
+/// reason (rskafka would retry it until --connect-timeout, and then say
+/// less). Unreachable brokers are left to the connect loop.
+async fn preflight(cfg: &ConnectConfig, deadline: Instant) -> anyhow::Result<()> {
+    use crate::wire::WireError;
+    for addr in &cfg.brokers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match crate::wire::BrokerConn::connect(addr, "kswarm", left.min(Duration::from_secs(5)))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e @ (WireError::Auth { .. } | WireError::Tls { .. })) => {
+                return Err(anyhow!("{e}"))
+            }
+            Err(e) => tracing::debug!(error = %e, "preflight: {addr} not usable yet"),
+        }
+    }
+    Ok(())
 }
 
 /// What one address did when looked at after a failed connect.

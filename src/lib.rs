@@ -3,7 +3,9 @@
 //! Layout: `cli` (raw flags) -> `config` (validated settings) -> the
 //! subcommands: `plan`/`admin`/`sizing` (topic sizing), `produce`, `status`,
 //! `supervisor` (the parent of `run`), `worker` (one group member), which uses
-//! `group` (membership over the wire), `assignor` and `handler`; `error`
+//! `group` (membership over the wire), `assignor` and `handler`; `settings`
+//! (`-F` files and `-X` flags) -> `security` (checked TLS/SASL settings) ->
+//! `transport` (how every connection is opened); `error`
 //! holds the errors that decide exit codes. Every kafka-protocol type stays
 //! inside `wire`.
 //!
@@ -24,6 +26,8 @@ pub mod metrics;
 pub mod plan;
 pub mod record;
 pub mod report;
+pub mod security;
+pub mod settings;
 pub mod state_file;
 pub mod wire;
 
@@ -36,4 +40,5 @@ pub(crate) mod produce;
 pub(crate) mod sizing;
 pub(crate) mod status;
 pub(crate) mod supervisor;
+pub(crate) mod transport;
 pub(crate) mod worker;

@@ -104,6 +104,7 @@ async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
 /// `kswarm plan`.
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let cfg = PlanConfig::from_args(args)?;
+    crate::connect::prepare(&cfg.connect)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -191,6 +192,7 @@ fn plan_text(cfg: &PlanConfig, cores: &Cores, plan: &Plan, applied: Option<&Appl
     let mut row = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
     row("topic", cfg.topic.clone());
     row("brokers", cfg.connect.brokers.join(","));
+    row("security", cfg.connect.security.describe());
     row(
         "usable cores",
         format!("{} ({})", cores.usable, cores.explain()),
@@ -239,6 +241,7 @@ fn plan_json(
     json!({
         "topic": cfg.topic,
         "brokers": cfg.connect.brokers,
+        "security": cfg.connect.security.describe(),
         "cores": cores.usable,
         "cores_affinity": cores.affinity,
         "cores_quota": cores.quota,

@@ -166,6 +166,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// `kswarm produce`.
 pub fn run(args: &ProduceArgs) -> anyhow::Result<()> {
     let cfg = ProduceConfig::from_args(args)?;
+    crate::connect::prepare(&cfg.connect)?;
     let threads = crate::sizing::usable_cores().usable.clamp(1, 4) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

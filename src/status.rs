@@ -71,6 +71,7 @@ struct StatusOut {
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let connect = ConnectConfig::from_args(&args.connect)?;
+    crate::connect::prepare(&connect)?;
     let group = validate_group(&args.group)?;
     let topic = validate_topic(&args.topic)?;
     let rt = tokio::runtime::Builder::new_current_thread()

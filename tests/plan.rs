@@ -378,6 +378,8 @@ fn creating_an_existing_topic_counts_as_created_by_someone_else() {
         let cfg = kswarm::config::ConnectConfig {
             brokers: vec![b.clone()],
             connect_timeout: Duration::from_secs(10),
+            security: Default::default(),
+            settings: Default::default(),
         };
         let admin = kswarm::admin::Admin::connect(&cfg).await.expect("connect");
         let first = admin.create_topic(&t, 2, 1).await.expect("create");

@@ -64,6 +64,8 @@ impl Pacer {
 pub(crate) fn fatal_or_retry(e: WireError, hint: &str) -> Result<WireError, GroupError> {
     match e {
         WireError::Unsupported { .. } => Err(GroupError::Fatal(format!("{e}; {hint}"))),
+        // refused credentials, an untrusted certificate: the same settings fail again
+        WireError::Auth { .. } | WireError::Tls { .. } => Err(GroupError::Fatal(e.to_string())),
         other => Ok(other),
     }
 }
@@ -125,7 +127,10 @@ async fn try_coordinator(
 ) -> Result<BrokerConn, Attempt> {
     let mut boot = bootstrap(brokers, client_id, connect_timeout)
         .await
-        .map_err(|e| Attempt::Again(e.to_string()))?;
+        .map_err(|e| match fatal_or_retry(e, "") {
+            Err(f) => Attempt::Fatal(f),
+            Ok(e) => Attempt::Again(e.to_string()),
+        })?;
     let ans = match group_msgs::find_coordinator(&mut boot, group).await {
         Ok(a) => a,
         Err(e) => {
@@ -153,7 +158,10 @@ async fn try_coordinator(
     }
     BrokerConn::connect(&addr, client_id, connect_timeout)
         .await
-        .map_err(|e| Attempt::Again(format!("coordinator {addr}: {e}")))
+        .map_err(|e| match fatal_or_retry(e, "") {
+            Err(f) => Attempt::Fatal(f),
+            Ok(e) => Attempt::Again(format!("coordinator {addr}: {e}")),
+        })
 }
 
 /// Make the coordinator drop members now instead of after their session

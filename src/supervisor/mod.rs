@@ -97,9 +97,7 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
     // topic on this host (see `state_file`).
     let state_dir = state_file::dir_for_run()?;
     let _run_lock = state_file::lock(&state_dir, &cfg.consume.group, &cfg.topic)?;
-    for key in &cfg.consume.ignored_extra {
-        tracing::warn!("-X {key}: not used by kswarm; ignored");
-    }
+    crate::connect::prepare(&cfg.connect)?;
     if cfg.consume.group_protocol == GroupProtocol::Consumer && !cfg.consume.session_timeout_auto {
         tracing::warn!(
             "--session-timeout: not used with --group-protocol consumer, where the broker sets the \

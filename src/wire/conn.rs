@@ -14,6 +14,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::transport::Stream;
+
 use super::{WireError, WireResult};
 
 /// Frames larger than this are a protocol error, not an allocation.
@@ -55,12 +57,14 @@ wire_requests! {
     CreatePartitionsRequest => CreatePartitionsResponse: CreatePartitions,
     ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse: ConsumerGroupHeartbeat,
     ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse: ConsumerGroupDescribe,
+    SaslHandshakeRequest => SaslHandshakeResponse: SaslHandshake,
+    SaslAuthenticateRequest => SaslAuthenticateResponse: SaslAuthenticate,
 }
 
 pub struct BrokerConn {
     addr: String,
     client_id: String,
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Stream>>,
     next_correlation: i32,
     /// api key -> (min, max) the broker supports.
     versions: HashMap<i16, (i16, i16)>,
@@ -77,7 +81,8 @@ impl std::fmt::Debug for BrokerConn {
 }
 
 impl BrokerConn {
-    /// Connect (TCP + ApiVersions) within `timeout`.
+    /// Connect (TCP, TLS if the transport wants it, ApiVersions, SASL if it
+    /// wants it) within `timeout`.
     pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> WireResult<Self> {
         match tokio::time::timeout(timeout, Self::connect_inner(addr, client_id)).await {
             Ok(r) => r,
@@ -113,6 +118,21 @@ impl BrokerConn {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        let transport = crate::transport::current();
+        if let Some(sasl) = transport.sasl() {
+            let token = match &sasl.token {
+                Some(source) => Some(
+                    crate::transport::oauth_token(source, std::time::Duration::from_secs(30))
+                        .await
+                        .map_err(|e| WireError::Auth {
+                            addr: addr.to_string(),
+                            msg: format!("{e:#}"),
+                        })?,
+                ),
+                None => None,
+            };
+            super::sasl::authenticate(&mut conn, sasl, token).await?;
+        }
         Ok(conn)
     }
 
@@ -126,7 +146,12 @@ impl BrokerConn {
         }
         match Self::connect(addr, "kswarm", timeout).await {
             Ok(_) => None,
-            Err(e @ WireError::NotKafka { .. }) => Some(e.to_string()),
+            Err(
+                e @ (WireError::NotKafka { .. } | WireError::Tls { .. } | WireError::Auth { .. }),
+            ) => Some(e.to_string()),
+            Err(WireError::Io { source, .. }) if crate::transport::current().tls.is_some() => {
+                Some(source.to_string())
+            }
             Err(_) => Some(format!(
                 "{addr} accepts connections but gives no Kafka answer (ApiVersions) within {timeout:?}; \
                  check -b/--brokers: that port may belong to another service (an HTTP server, say), \
@@ -136,18 +161,24 @@ impl BrokerConn {
     }
 
     async fn open(addr: &str, client_id: &str) -> WireResult<Self> {
-        let tcp = TcpStream::connect(addr)
+        let stream = crate::transport::current()
+            .open(addr)
             .await
-            .map_err(|source| WireError::Io {
-                addr: addr.to_string(),
-                what: "connect",
-                source,
+            .map_err(|e| match e {
+                crate::transport::OpenError::Io(source) => WireError::Io {
+                    addr: addr.to_string(),
+                    what: "connect",
+                    source,
+                },
+                crate::transport::OpenError::Tls(msg) => WireError::Tls {
+                    addr: addr.to_string(),
+                    msg,
+                },
             })?;
-        let _ = tcp.set_nodelay(true);
         Ok(Self {
             addr: addr.to_string(),
             client_id: client_id.to_string(),
-            stream: BufReader::new(tcp),
+            stream: BufReader::new(stream),
             next_correlation: 1,
             versions: HashMap::new(),
             broken: false,

@@ -14,6 +14,7 @@ pub(crate) mod consumer_group;
 pub(crate) mod consumer_protocol;
 pub(crate) mod group_msgs;
 pub(crate) mod records;
+pub(crate) mod sasl;
 
 pub use conn::BrokerConn;
 pub use kafka_protocol::messages::ApiKey;
@@ -46,6 +47,14 @@ pub enum WireError {
     /// The bytes made no sense (bad frame, wrong correlation id, undecodable body).
     #[error("broker {addr}: protocol error: {msg}")]
     Protocol { addr: String, msg: String },
+    /// The TLS handshake failed for a reason that will not pass: an untrusted
+    /// or misnamed certificate, a listener that does not speak TLS.
+    #[error("{msg}")]
+    Tls { addr: String, msg: String },
+    /// The broker refused our credentials, or the mechanism: retrying with
+    /// the same settings cannot help.
+    #[error("broker {addr}: {msg}")]
+    Auth { addr: String, msg: String },
     /// Something answers at the address, but not the Kafka protocol (an HTTP
     /// server, a TLS listener spoken to in plaintext, ...).
     #[error("{addr} answered, but not as a Kafka broker ({what}); check -b/--brokers: that port may belong to another service{hint}")]

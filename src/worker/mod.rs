@@ -44,7 +44,9 @@ const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// `kswarm worker FLAGS`: a worker on its own (tests, debugging).
 pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
-    start(WorkerConfig::from_args(&args)?)
+    let cfg = WorkerConfig::from_args(&args)?;
+    crate::connect::prepare(&cfg.connect)?;
+    start(cfg)
 }
 
 /// `kswarm spawned`: a worker of `kswarm run`, its settings as JSON on fd 4.
@@ -58,6 +60,8 @@ pub fn spawned() -> anyhow::Result<()> {
         )?;
     let cfg: WorkerConfig =
         serde_json::from_slice(&text).context("the worker's settings on fd 4 are not readable")?;
+    // The supervisor warned about the settings already.
+    crate::transport::install(&cfg.connect.security)?;
     start(cfg)
 }
 
