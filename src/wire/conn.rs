@@ -145,7 +145,20 @@ impl BrokerConn {
             return None;
         }
         match Self::connect(addr, "kswarm", timeout).await {
-            Ok(_) => None,
+            // It answers ApiVersions (allowed before authentication); a SASL
+            // listener then hangs up on the first other request.
+            Ok(mut conn) => {
+                let v = conn.negotiate::<m::MetadataRequest>(1, 12).ok()?;
+                let req = m::MetadataRequest::default().with_topics(Some(vec![]));
+                match conn.send_timeout(req, v, timeout).await {
+                    Err(WireError::Io { .. }) if crate::transport::current().sasl().is_none() => Some(format!(
+                        "{addr} answers ApiVersions but hangs up on the next request: it is probably a SASL \
+                         listener; set security.protocol=SASL_SSL (or SASL_PLAINTEXT) and sasl.mechanism, \
+                         sasl.username, sasl.password (in the -F/--config file)"
+                    )),
+                    _ => None,
+                }
+            }
             Err(
                 e @ (WireError::NotKafka { .. } | WireError::Tls { .. } | WireError::Auth { .. }),
             ) => Some(e.to_string()),
@@ -313,6 +326,17 @@ impl BrokerConn {
     }
 
     fn io(&self, what: &'static str, source: std::io::Error) -> WireError {
+        // A TLS alert after the handshake (TLS 1.3 refuses a missing client
+        // certificate only then): no retry will change it.
+        if source
+            .get_ref()
+            .is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
+        {
+            return WireError::Tls {
+                addr: self.addr.clone(),
+                msg: crate::transport::explain_tls(&self.addr, &source),
+            };
+        }
         WireError::Io {
             addr: self.addr.clone(),
             what,
