@@ -619,3 +619,166 @@ fn a_kcat_config_file_works_as_it_is() {
         text(&o)
     );
 }
+
+/// librdkafka (confluent-kafka) and kswarm in one group over SASL_SSL with
+/// SCRAM-SHA-512: kswarm alone, then the peer joins and they share, then
+/// the peer leaves and kswarm takes everything back. Nothing lost, nothing
+/// handled twice, the commits at the ends.
+#[test]
+fn a_librdkafka_peer_shares_the_group_over_sasl_ssl() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let l = Listeners::load();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = scram_file(&l, dir.path(), "SCRAM-SHA-512");
+    let cfg_s = cfg.to_str().unwrap();
+    let b = l.get("sasl_ssl");
+    let topic = unique("sec-peer");
+    let group = unique("sec-peer-g");
+    create_topic(&l.get("plaintext"), &topic, 4);
+    let produce = |prefix: &str, n: usize| {
+        let o = kswarm_with_stdin(
+            &[
+                "produce",
+                "-b",
+                &b,
+                "-F",
+                cfg_s,
+                "-t",
+                &topic,
+                "--batch-size",
+                "50",
+            ],
+            &numbered(prefix, n),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    let (na, nb, nc) = (400, 2000, 400);
+    produce("a", na);
+
+    let kfile = dir.path().join("kswarm-seen");
+    let mut cmd = kswarm();
+    cmd.args([
+        "run",
+        "-b",
+        &b,
+        "-F",
+        cfg_s,
+        "-t",
+        &topic,
+        "-g",
+        &group,
+        "-w",
+        "2",
+        "--session-timeout",
+        "6s",
+        "--format",
+        "json",
+        "--exec",
+        &appending_handler(&kfile),
+    ]);
+    let mut run = Proc::spawn("kswarm run", cmd, None);
+    wait_for(
+        Duration::from_secs(60),
+        "kswarm alone handles batch a",
+        || (read_seen(&kfile).len() >= na).then_some(()),
+    );
+
+    // the peer reads its librdkafka settings from a file (CK_MEMBER_CONFIG)
+    let pfile = dir.path().join("peer-seen");
+    let mut peer = Command::new(python())
+        .arg(repo_root().join("tests/peers/ck_member.py"))
+        .args(["consume-to-file", &b, &topic, &group, "range"])
+        .arg(&pfile)
+        .env("CK_MEMBER_CONFIG", &cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start ck_member.py");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let out = peer.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let peer_owns = || -> Vec<i64> {
+        let lines = lines.lock().unwrap();
+        lines
+            .iter()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["assigned"].as_array().cloned())
+            .map(|a| a.iter().filter_map(|p| p.as_i64()).collect())
+            .unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(60), "the peer owns partitions", || {
+        let owned = peer_owns();
+        (!owned.is_empty() && owned.len() < 4).then_some(())
+    });
+    produce("b", nb);
+    let everything = |n_a: usize, n_b: usize, n_c: usize| {
+        let mut all = read_seen(&kfile);
+        all.extend(read_seen(&pfile));
+        let t = tally(&all);
+        missing(&t.values, "a", n_a).is_empty()
+            && missing(&t.values, "b", n_b).is_empty()
+            && missing(&t.values, "c", n_c).is_empty()
+    };
+    wait_for(
+        Duration::from_secs(90),
+        "batch b handled by both sides",
+        || everything(na, nb, 0).then_some(()),
+    );
+    let peer_b = read_seen(&pfile)
+        .iter()
+        .filter(|s| s.value.starts_with('b'))
+        .count();
+    let kswarm_b = read_seen(&kfile)
+        .iter()
+        .filter(|s| s.value.starts_with('b'))
+        .count();
+    assert!(
+        peer_b > 0 && kswarm_b > 0,
+        "shared: peer {peer_b}, kswarm {kswarm_b}"
+    );
+    eprintln!(
+        "batch b: the peer handled {peer_b}, kswarm {kswarm_b}; the peer owned {:?}",
+        peer_owns()
+    );
+
+    // the peer leaves (its stdin closes); kswarm takes everything back
+    drop(peer.stdin.take());
+    assert!(peer.wait().unwrap().success(), "the peer closed cleanly");
+    reader.join().unwrap();
+    produce("c", nc);
+    wait_for(Duration::from_secs(60), "kswarm handles batch c", || {
+        everything(na, nb, nc).then_some(())
+    });
+    run.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        run.wait(Duration::from_secs(30)).success(),
+        "{}",
+        run.stderr_text()
+    );
+
+    let mut all = read_seen(&kfile);
+    all.extend(read_seen(&pfile));
+    let t = tally(&all);
+    assert_eq!(
+        t.duplicates, 0,
+        "records handled twice across the two clients"
+    );
+    assert_eq!(t.distinct, na + nb + nc);
+    let commits = committed(&l.get("plaintext"), &topic, &group, 4);
+    let total: i64 = commits.values().map(|c| c.unwrap_or(0)).sum();
+    assert_eq!(
+        total,
+        (na + nb + nc) as i64,
+        "committed offsets {commits:?}"
+    );
+}
