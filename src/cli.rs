@@ -137,6 +137,12 @@ pub struct SizingArgs {
     /// Replication factor for a topic kswarm creates.
     #[arg(long, env = "KSWARM_REPLICATION_FACTOR", default_value = "1")]
     pub replication_factor: String,
+
+    /// This host's name in the group (default: the host name). Each host's
+    /// workers tell the others how many they are under it, so that `-p auto`
+    /// sizes the topic for every host's workers together.
+    #[arg(long, env = "KSWARM_HOST_ID")]
+    pub host_id: Option<String>,
 }
 
 /// Consumer flags; shared by `run` and `worker`.

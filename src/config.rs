@@ -252,6 +252,8 @@ pub struct SizingConfig {
     pub workers: WorkersSpec,
     pub partitions: PartitionsSpec,
     pub replication_factor: i16,
+    /// `--host-id` (sanitized for a client id), else the host name.
+    pub host_id: String,
 }
 
 impl SizingConfig {
@@ -261,6 +263,13 @@ impl SizingConfig {
             partitions: PartitionsSpec::parse(&a.partitions)?,
             replication_factor: parse_count("--replication-factor", &a.replication_factor, 1, 32)?
                 as i16,
+            host_id: match a.host_id.as_deref().map(str::trim) {
+                Some("") => return usage(
+                    "--host-id: empty; give this host's name, or leave it out for the host name",
+                ),
+                Some(h) => crate::group_size::sanitize_host(h),
+                None => crate::group_size::sanitize_host(&crate::group_size::default_host_id()),
+            },
         })
     }
 }
@@ -686,6 +695,16 @@ pub struct WorkerConfig {
     /// The member id of this slot's previous worker, to join under (see
     /// `Member::rejoin_as`).
     pub rejoin: Option<String>,
+    /// This host's id and how many workers it runs: said to the group in the
+    /// client id (see `group_size`).
+    #[serde(default = "crate::group_size::default_host_id")]
+    pub host_id: String,
+    #[serde(default = "one")]
+    pub host_workers: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -725,6 +744,8 @@ impl WorkerConfig {
             report_fd: a.report_fd,
             resume: parse_resume(a)?,
             rejoin: a.rejoin_member_id.clone().filter(|id| !id.is_empty()),
+            host_id: crate::group_size::sanitize_host(&crate::group_size::default_host_id()),
+            host_workers: 1,
         })
     }
 

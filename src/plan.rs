@@ -18,6 +18,8 @@ use crate::sizing::{self, Action, Cores, Plan};
 pub struct PlanConfig {
     pub connect: ConnectConfig,
     pub topic: String,
+    /// `-g`: show and size for the group's other hosts too.
+    pub group: Option<String>,
     pub sizing: SizingConfig,
     pub apply: bool,
     pub json: bool,
@@ -25,10 +27,13 @@ pub struct PlanConfig {
 
 impl PlanConfig {
     pub fn from_args(a: &PlanArgs) -> Checked<Self> {
-        if let Some(g) = &a.group {
-            crate::config::validate_group(g)?;
-        }
+        let group = a
+            .group
+            .as_deref()
+            .map(crate::config::validate_group)
+            .transpose()?;
         Ok(Self {
+            group,
             connect: ConnectConfig::from_args(&a.connect)?,
             topic: validate_topic(&a.topic)?,
             sizing: SizingConfig::from_args(&a.sizing)?,
@@ -59,15 +64,39 @@ pub fn prepare_for_run(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
     result
 }
 
+/// The group-wide view for `-p auto` (empty otherwise: no other sizing
+/// looks at the group).
+async fn view_for_sizing(
+    connect: &crate::config::ConnectConfig,
+    sizing: &crate::config::SizingConfig,
+    group: Option<&str>,
+    topic: &str,
+) -> crate::group_size::GroupView {
+    match (sizing.partitions, group) {
+        (crate::config::PartitionsSpec::Auto, Some(g)) => {
+            crate::status::group_view(connect, g, topic).await
+        }
+        _ => Default::default(),
+    }
+}
+
 async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
     let cores = sizing::usable_cores();
     let admin = Admin::connect(&cfg.connect).await?;
     let current = admin.partition_count(&cfg.topic).await?;
-    let plan = sizing::plan(
+    let view = view_for_sizing(
+        &cfg.connect,
+        &cfg.sizing,
+        Some(&cfg.consume.group),
+        &cfg.topic,
+    )
+    .await;
+    let plan = sizing::plan_for_group(
         cores.usable,
         cfg.sizing.workers,
         cfg.sizing.partitions,
         current,
+        view.others(&cfg.sizing.host_id),
     );
     if plan.action == Action::Keep && current.is_none() {
         anyhow::bail!(
@@ -118,11 +147,13 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
     let cores = sizing::usable_cores();
     let admin = Admin::connect(&cfg.connect).await?;
     let current = admin.partition_count(&cfg.topic).await?;
-    let mut plan = sizing::plan(
+    let view = view_for_sizing(&cfg.connect, &cfg.sizing, cfg.group.as_deref(), &cfg.topic).await;
+    let mut plan = sizing::plan_for_group(
         cores.usable,
         cfg.sizing.workers,
         cfg.sizing.partitions,
         current,
+        view.others(&cfg.sizing.host_id),
     );
     if plan.action == Action::Grow && !cfg.apply {
         if let Some(note) = admin.grow_support_note(&cfg.topic, &plan).await {
@@ -149,11 +180,12 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
             cfg,
             &cores,
             &plan,
+            &view,
             applied.as_ref(),
             failure.is_some(),
         ))?
     } else {
-        plan_text(cfg, &cores, &plan, applied.as_ref())
+        plan_text(cfg, &cores, &plan, &view, applied.as_ref())
     };
     print_out(&text)?;
     match failure {
@@ -187,7 +219,13 @@ fn target_origin(spec: PartitionsSpec) -> &'static str {
     }
 }
 
-fn plan_text(cfg: &PlanConfig, cores: &Cores, plan: &Plan, applied: Option<&Applied>) -> String {
+fn plan_text(
+    cfg: &PlanConfig,
+    cores: &Cores,
+    plan: &Plan,
+    view: &crate::group_size::GroupView,
+    applied: Option<&Applied>,
+) -> String {
     let mut out = String::new();
     let mut row = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
     row("topic", cfg.topic.clone());
@@ -201,6 +239,30 @@ fn plan_text(cfg: &PlanConfig, cores: &Cores, plan: &Plan, applied: Option<&Appl
         "workers",
         format!("{} ({})", plan.workers, workers_origin(cfg.sizing.workers)),
     );
+    if cfg.group.is_some() {
+        row("this host", cfg.sizing.host_id.clone());
+        let mut hosts: Vec<String> = view
+            .hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} ({} workers, {} in the group)",
+                    h.host, h.workers, h.members
+                )
+            })
+            .collect();
+        if view.other_members > 0 {
+            hosts.push(format!("{} other consumer(s)", view.other_members));
+        }
+        row(
+            "group hosts",
+            if hosts.is_empty() {
+                "none yet".to_string()
+            } else {
+                hosts.join(", ")
+            },
+        );
+    }
     row(
         "partitions now",
         plan.current
@@ -235,6 +297,7 @@ fn plan_json(
     cfg: &PlanConfig,
     cores: &Cores,
     plan: &Plan,
+    view: &crate::group_size::GroupView,
     applied: Option<&Applied>,
     failed: bool,
 ) -> serde_json::Value {
@@ -246,6 +309,11 @@ fn plan_json(
         "cores_affinity": cores.affinity,
         "cores_quota": cores.quota,
         "workers": plan.workers,
+        "host_id": cfg.sizing.host_id,
+        "group": cfg.group,
+        "group_hosts": view.hosts,
+        "group_other_members": view.other_members,
+        "group_workers": plan.workers + plan.others,
         "current": plan.current,
         "target": plan.target,
         "action": plan.action.name(),

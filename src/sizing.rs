@@ -279,6 +279,9 @@ impl Action {
 pub struct Plan {
     pub cores: u32,
     pub workers: u32,
+    /// Workers of the group on other hosts (and foreign members), which
+    /// `-p auto` sizes for too (see `group_size`).
+    pub others: u32,
     /// Partitions now (None: the topic is missing).
     pub current: Option<u32>,
     /// Partitions wanted (None only for `-p keep` on a missing topic).
@@ -332,11 +335,24 @@ impl Plan {
 
 /// Decide workers and partitions. Pure: `cores` is the usable core count,
 /// `current` the topic's partition count now (None: missing).
+#[cfg(test)]
 pub fn plan(
     cores: u32,
     workers: WorkersSpec,
     partitions: PartitionsSpec,
     current: Option<u32>,
+) -> Plan {
+    plan_for_group(cores, workers, partitions, current, 0)
+}
+
+/// [`plan`] for a group whose other hosts run `others` workers: `-p auto`
+/// wants one partition per worker of the whole group.
+pub fn plan_for_group(
+    cores: u32,
+    workers: WorkersSpec,
+    partitions: PartitionsSpec,
+    current: Option<u32>,
+    others: u32,
 ) -> Plan {
     let cores = cores.max(1);
     let workers = match workers {
@@ -350,7 +366,11 @@ pub fn plan(
         ));
     }
     let target = match partitions {
-        PartitionsSpec::Auto => Some(workers),
+        PartitionsSpec::Auto => Some(
+            workers
+                .saturating_add(others)
+                .min(crate::config::MAX_PARTITIONS as u32),
+        ),
         PartitionsSpec::Fixed(n) => Some(n.max(1)),
         PartitionsSpec::Keep => current,
     };
@@ -377,6 +397,7 @@ pub fn plan(
     let draft = Plan {
         cores,
         workers,
+        others,
         current,
         target,
         action,
@@ -384,7 +405,13 @@ pub fn plan(
     };
     let mut notes = draft.notes.clone();
     if let Some(parts) = draft.final_partitions() {
-        notes.extend(share_note(parts, workers));
+        notes.extend(share_note(parts, workers + others));
+        if others > 0 {
+            notes.push(format!(
+                "the group has {others} more worker(s) on other hosts, so {} in all",
+                workers + others
+            ));
+        }
     }
     Plan { notes, ..draft }
 }
@@ -564,6 +591,26 @@ mod tests {
             Some(4)
         );
         assert_eq!(cgroup_cpu_limit(&mounts, "0::/\n", read), None);
+    }
+
+    #[test]
+    fn auto_sizes_for_every_host_of_the_group() {
+        // this host: 2 workers; the others: 4 + 8
+        let p = plan_for_group(2, W::Auto, P::Auto, Some(6), 12);
+        assert_eq!((p.target, p.action), (Some(14), Action::Grow));
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.contains("12 more worker(s) on other hosts")));
+        // a fixed count ignores the others; a topic never shrinks
+        assert_eq!(
+            plan_for_group(2, W::Auto, P::Fixed(3), Some(3), 12).action,
+            Action::Nothing
+        );
+        assert_eq!(
+            plan_for_group(2, W::Auto, P::Auto, Some(20), 12).action,
+            Action::CannotShrink
+        );
     }
 
     #[test]

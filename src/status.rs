@@ -197,6 +197,37 @@ struct Described {
     members: Vec<GroupMember>,
 }
 
+/// The group's hosts and their worker counts (see `group_size`), from the
+/// broker's description of `group`. An empty view if the group has no
+/// members yet or cannot be described (the caller sizes for itself then).
+pub(crate) async fn group_view(
+    connect: &ConnectConfig,
+    group: &str,
+    topic: &str,
+) -> crate::group_size::GroupView {
+    let coord = crate::group::coordinator::connect_coordinator(
+        &connect.brokers,
+        "kswarm-sizing",
+        connect.connect_timeout,
+        connect.connect_timeout,
+        group,
+    )
+    .await;
+    let mut coord = match coord {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("cannot describe --group {group} for sizing: {e}");
+            return Default::default();
+        }
+    };
+    match describe_members(&mut coord, group, topic).await {
+        Some(d) => crate::group_size::GroupView::from_client_ids(
+            d.members.iter().map(|m| m.client_id.as_str()),
+        ),
+        None => Default::default(),
+    }
+}
+
 /// The group's members on every host, as the broker describes them:
 /// ConsumerGroupDescribe for a consumer-protocol group (its classic members
 /// included), else DescribeGroups. None if the broker describes neither (no
@@ -347,15 +378,22 @@ fn table_text(out: &StatusOut) -> String {
                 out.group_protocol.as_deref().unwrap_or("?"),
                 out.group_state.as_deref().unwrap_or("?")
             );
+            // client ids carry the host id (kswarm-SLOT.wN.HOST): as wide as the longest
+            let w = members
+                .iter()
+                .map(|m| m.client_id.len())
+                .max()
+                .unwrap_or(0)
+                .max(16);
             let _ = writeln!(
                 t,
-                "  {:<18} {:<16} {:<9} {:<6} {:<24} partitions",
+                "  {:<18} {:<w$} {:<9} {:<6} {:<24} partitions",
                 "host", "client id", "protocol", "epoch", "member id"
             );
             for m in members {
                 let _ = writeln!(
                     t,
-                    "  {:<18} {:<16} {:<9} {:<6} {:<24} {:?}",
+                    "  {:<18} {:<w$} {:<9} {:<6} {:<24} {:?}",
                     m.client_host,
                     m.client_id,
                     m.protocol,

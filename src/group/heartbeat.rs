@@ -12,6 +12,7 @@
 //! session (Kafka's 6 s minimum against a 7.5 s drain bound) cost the member
 //! its place, and two members could evict each other in turn for ever.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -48,7 +49,15 @@ pub struct BeatParams {
     pub session_timeout: Duration,
     /// The coordinator the join went to (reused first).
     pub coordinator: Option<String>,
+    /// The group's leader: the partition counts its assignment was made
+    /// from. Checked every [`GROWTH_CHECK`]; a topic with more partitions
+    /// now ends the generation, so the leader rejoins and the group
+    /// rebalances onto them (another host, or `-p auto`, grew the topic).
+    pub led_counts: Option<BTreeMap<String, i32>>,
 }
+
+/// How often the leader looks for partitions added to its topics.
+pub const GROWTH_CHECK: Duration = Duration::from_secs(5);
 
 /// A running heartbeat; dropping it stops the task.
 #[derive(Debug)]
@@ -100,6 +109,7 @@ async fn beat(p: &BeatParams, tx: &watch::Sender<Beat>) -> Beat {
     let mut next = tokio::time::Instant::now() + p.interval;
     // A request must finish well inside the session, or it is as good as lost.
     let request_timeout = p.session_timeout.max(Duration::from_secs(1));
+    let mut growth_check = tokio::time::Instant::now() + GROWTH_CHECK;
     loop {
         tokio::time::sleep_until(next).await;
         next = tokio::time::Instant::now() + p.interval;
@@ -118,6 +128,39 @@ async fn beat(p: &BeatParams, tx: &watch::Sender<Beat>) -> Beat {
             conn = reconnect(p, known.as_deref()).await;
             if conn.is_none() {
                 continue;
+            }
+        }
+        let c = conn.as_mut().unwrap();
+        if let Some(led) = &p.led_counts {
+            if tokio::time::Instant::now() >= growth_check {
+                growth_check = tokio::time::Instant::now() + GROWTH_CHECK;
+                let topics: Vec<String> = led.keys().cloned().collect();
+                match tokio::time::timeout(
+                    request_timeout,
+                    group_msgs::partition_counts(c, &topics),
+                )
+                .await
+                {
+                    Ok(Ok(now)) => {
+                        if let Some((t, was, is)) = grown(led, &now) {
+                            tracing::info!(
+                                "topic {t} grew from {was} to {is} partitions; rejoining so that the group takes them"
+                            );
+                            return Beat::Rebalance {
+                                reset_member: false,
+                            };
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("partition counts: {e}");
+                        conn = None;
+                        continue;
+                    }
+                    Err(_) => {
+                        conn = None;
+                        continue;
+                    }
+                }
             }
         }
         let c = conn.as_mut().unwrap();
@@ -178,6 +221,18 @@ async fn beat(p: &BeatParams, tx: &watch::Sender<Beat>) -> Beat {
     }
 }
 
+/// The first topic with more partitions `now` than when the assignment
+/// was made: (topic, then, now).
+fn grown(
+    led: &BTreeMap<String, i32>,
+    now: &BTreeMap<String, Result<i32, i16>>,
+) -> Option<(String, i32, i32)> {
+    led.iter().find_map(|(t, was)| match now.get(t) {
+        Some(Ok(is)) if is > was => Some((t.clone(), *was, *is)),
+        _ => None,
+    })
+}
+
 /// The coordinator again (first the known address, then via FindCoordinator).
 /// None if it cannot be reached right now; the caller tries at the next beat.
 async fn reconnect(p: &BeatParams, known: Option<&str>) -> Option<BrokerConn> {
@@ -191,4 +246,19 @@ async fn reconnect(p: &BeatParams, known: Option<&str>) -> Option<BrokerConn> {
         .await
         .map_err(|e| tracing::debug!("heartbeat: {e}"))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_topic_with_more_partitions_counts_as_grown() {
+        let led: BTreeMap<String, i32> = [("t".to_string(), 4), ("u".to_string(), 2)].into();
+        let same: BTreeMap<String, Result<i32, i16>> =
+            [("t".to_string(), Ok(4)), ("u".to_string(), Err(3))].into();
+        assert_eq!(grown(&led, &same), None);
+        let more: BTreeMap<String, Result<i32, i16>> = [("t".to_string(), Ok(6))].into();
+        assert_eq!(grown(&led, &more), Some(("t".to_string(), 4, 6)));
+    }
 }

@@ -79,6 +79,10 @@ pub struct Member {
     /// The leader named by our last JoinGroup answers whose SyncGroup failed
     /// as a follower, and since when (see `note_silent_leader`).
     silent_leader: Option<(String, std::time::Instant, bool)>,
+    /// As the group's leader: the partition counts the assignment was made
+    /// from, which the heartbeat watches (a topic that grows needs a new
+    /// assignment, as Java's leader does on a metadata change).
+    led_counts: Option<BTreeMap<String, i32>>,
     /// Consumer protocol: the heartbeat of a member in good standing.
     pub(super) beating: Option<super::consumer::Beating>,
 }
@@ -128,6 +132,7 @@ impl Member {
             hb: None,
             on_member_id: None,
             silent_leader: None,
+            led_counts: None,
             beating: None,
         })
     }
@@ -306,6 +311,7 @@ impl Member {
         self.member_id = ans.member_id.clone();
         self.generation_id = ans.generation_id;
         let leader = ans.leader == ans.member_id;
+        self.led_counts = None;
         let assignments = if leader {
             self.lead(&ans).await?
         } else {
@@ -483,6 +489,7 @@ impl Member {
             )));
         }
         let plan = assignor::assign(alg, &members, &counts);
+        self.led_counts = Some(counts.clone());
         let mut out = Vec::with_capacity(plan.len());
         for (member, topics) in plan {
             let a = MemberAssignment {
@@ -508,6 +515,7 @@ impl Member {
             interval: self.s.heartbeat_interval,
             session_timeout: self.s.session_timeout,
             coordinator: self.conn.as_ref().map(|c| c.addr().to_string()),
+            led_counts: self.led_counts.clone(),
         }));
     }
 

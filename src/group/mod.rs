@@ -67,7 +67,7 @@ impl GroupSettings {
         Self {
             brokers: cfg.connect.brokers.clone(),
             connect_timeout: cfg.connect.connect_timeout,
-            client_id: format!("kswarm-{}", cfg.slot),
+            client_id: crate::group_size::client_id(cfg.slot, cfg.host_workers, &cfg.host_id),
             group: cfg.consume.group.clone(),
             topic: cfg.topic.clone(),
             session_timeout: cfg.consume.session_timeout,

@@ -18,6 +18,7 @@
 pub(crate) mod backoff;
 pub(crate) mod evict;
 pub(crate) mod fleet;
+pub(crate) mod grow;
 pub(crate) mod handover;
 pub(crate) mod metrics_server;
 pub(crate) mod notify;
@@ -170,11 +171,14 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
     }
     let notifier = Notifier::from_env();
     let evictor = evict::Evictor::start(&cfg);
+    let wanted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(slots.wanted()));
+    let _grower = grow::Grower::start(&cfg, wanted.clone());
     let mut tails = Tails::new();
     let mut pending: VecDeque<Action> = slots.tick(now).into();
     let mut written: Option<state_file::SupervisorState> = None;
 
     loop {
+        wanted.store(slots.wanted(), std::sync::atomic::Ordering::Relaxed);
         while let Some(action) = pending.pop_front() {
             match action {
                 Action::Spawn { slot } => {
@@ -199,7 +203,7 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
                     }
                     match spawn::spawn(
                         &exe,
-                        &spawn::worker_config(&cfg, slot, inherit.as_ref()),
+                        &spawn::worker_config(&cfg, slot, slots.wanted(), inherit.as_ref()),
                         log_level,
                         log_format,
                     ) {

@@ -39,7 +39,12 @@ pub struct Spawned {
 /// The settings of the worker for `slot`: those of `run` that concern a
 /// member (not the sizing, budget or outage limit, which are the
 /// supervisor's), and what it inherits from the slot's last worker.
-pub fn worker_config(run: &RunConfig, slot: u32, inherit: Option<&Inherit>) -> WorkerConfig {
+pub fn worker_config(
+    run: &RunConfig,
+    slot: u32,
+    host_workers: usize,
+    inherit: Option<&Inherit>,
+) -> WorkerConfig {
     let (resume, rejoin) = match inherit {
         Some(Inherit::TakeOver(m)) => (
             Some(Resume {
@@ -60,6 +65,8 @@ pub fn worker_config(run: &RunConfig, slot: u32, inherit: Option<&Inherit>) -> W
         report_fd: Some(REPORT_FD),
         resume,
         rejoin,
+        host_id: run.sizing.host_id.clone(),
+        host_workers: host_workers as u32,
     }
 }
 
@@ -241,7 +248,7 @@ mod tests {
             generation: 7,
             partitions: vec![0, 2],
         };
-        let w = worker_config(&cfg, 2, Some(&Inherit::TakeOver(member)));
+        let w = worker_config(&cfg, 2, 3, Some(&Inherit::TakeOver(member)));
         assert_eq!((w.slot, w.report_fd), (2, Some(REPORT_FD)));
         assert_eq!(w.consume.fetch_max_bytes, 100);
         assert_eq!(w.consume.hang_timeout, std::time::Duration::from_secs(9));
@@ -255,7 +262,7 @@ mod tests {
         // What crosses the pipe comes back the same.
         let back: WorkerConfig = serde_json::from_slice(&serde_json::to_vec(&w).unwrap()).unwrap();
         assert_eq!(format!("{back:?}"), format!("{w:?}"));
-        let w = worker_config(&cfg, 0, Some(&Inherit::Rejoin("m-0".into())));
+        let w = worker_config(&cfg, 0, 3, Some(&Inherit::Rejoin("m-0".into())));
         assert_eq!((w.resume, w.rejoin.as_deref()), (None, Some("m-0")));
     }
 

@@ -424,16 +424,25 @@ impl PartitionClient {
             });
         }
 
-        let partition = topic
+        let Some(partition) = topic
             .partitions
             .iter()
             .find(|p| p.partition_index.0 == self.partition)
-            .ok_or_else(|| {
-                Error::InvalidResponse(format!(
-                    "Could not find metadata for partition {} in topic \"{}\"",
-                    self.partition, self.topic
-                ))
-            })?;
+        else {
+            // kswarm patch: a partition the cached metadata does not know yet
+            // (the topic grew since it was cached): drop the cache, or every
+            // later attempt would read the same stale entry.
+            if let Some(g) = r#gen {
+                self.brokers.invalidate_metadata_cache(
+                    "partition client: partition missing from the cached metadata (the topic grew)",
+                    g,
+                );
+            }
+            return Err(Error::InvalidResponse(format!(
+                "Could not find metadata for partition {} in topic \"{}\"",
+                self.partition, self.topic
+            )));
+        };
 
         if let Some(e) = partition.error {
             // TODO: Add retry logic

@@ -1,0 +1,94 @@
+//! `-p auto` across hosts, while running: every [`CHECK`] the supervisor
+//! reads the group's hosts and worker counts (see `group_size`) and grows
+//! the topic to one partition per worker of the whole group. Hosts that
+//! start at the same moment each see only themselves at first and size for
+//! themselves; Kafka never shrinks a topic and CreatePartitions refuses a
+//! count below the current one, so whatever order their grows land in, the
+//! next check of any of them brings the topic to the sum. The group's
+//! leader then sees the new partitions and rebalances onto them (see
+//! `group::heartbeat`).
+//!
+//! Runs on its own thread with its own runtime, like the evictor.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use crate::admin::{Admin, Applied};
+use crate::config::{PartitionsSpec, RunConfig};
+
+/// How often the group's size is checked.
+pub const CHECK: Duration = Duration::from_secs(10);
+
+/// The growing thread; dropping it stops the thread.
+pub struct Grower {
+    _stop: Option<Sender<()>>,
+}
+
+impl Grower {
+    /// Only for `-p auto`; `wanted` is this host's worker count, kept
+    /// current by the supervisor (TTIN/TTOU change it).
+    pub fn start(cfg: &RunConfig, wanted: Arc<AtomicUsize>) -> Self {
+        if cfg.sizing.partitions != PartitionsSpec::Auto {
+            return Self { _stop: None };
+        }
+        let (tx, rx) = mpsc::channel::<()>();
+        let cfg = cfg.clone();
+        let spawned = std::thread::Builder::new().name("grow".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    warn!("-p auto will not follow the group's other hosts (cannot start a runtime: {e})");
+                    return;
+                }
+            };
+            let mut admin: Option<Admin> = None;
+            loop {
+                match rx.recv_timeout(CHECK) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let own = wanted.load(Ordering::Relaxed) as u32;
+                if let Err(e) = rt.block_on(check(&cfg, own, &mut admin)) {
+                    debug!("group-wide sizing: {e:#}");
+                    admin = None;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            warn!("-p auto will not follow the group's other hosts (cannot start a thread: {e})");
+        }
+        Self { _stop: Some(tx) }
+    }
+}
+
+async fn check(cfg: &RunConfig, own: u32, admin: &mut Option<Admin>) -> anyhow::Result<()> {
+    if admin.is_none() {
+        *admin = Some(Admin::connect(&cfg.connect).await?);
+    }
+    let a = admin.as_ref().expect("just connected");
+    let Some(current) = a.partition_count(&cfg.topic).await? else {
+        return Ok(());
+    };
+    let view = crate::status::group_view(&cfg.connect, &cfg.consume.group, &cfg.topic).await;
+    let others = view.others(&cfg.sizing.host_id);
+    let target = (own + others).min(crate::config::MAX_PARTITIONS as u32);
+    if target <= current {
+        return Ok(());
+    }
+    match a.grow_topic(&cfg.topic, current, target).await? {
+        Applied::Grown { from, to } => info!(
+            event = "grown",
+            "the group has {target} workers ({own} here, {others} on {} other host(s) or clients): \
+             grew topic '{}' from {from} to {to} partitions",
+            view.hosts.iter().filter(|h| h.host != cfg.sizing.host_id).count()
+                + view.other_members as usize,
+            cfg.topic
+        ),
+        other => debug!("{}", other.describe(&cfg.topic)),
+    }
+    Ok(())
+}
