@@ -4,7 +4,11 @@
 //! a veth pair, each with its own host name (a UTS namespace via `unshare`),
 //! its own state directory and its own `kswarm run` with a different `-w`.
 //!
-//! One test, the scenarios in order, on one topic and group:
+//! One test, the scenarios in order:
+//! 0. hosts of 1, 2 and 3 workers start at the same moment: the topic ends
+//!    with 6 partitions, one per worker (then they stop);
+//!
+//! then on one topic and group:
 //! 1. hosts of 1, 2 and 3 workers start one after another: `-p auto` sizes
 //!    the topic for the whole group (1, then 3, then 6 partitions) and every
 //!    worker owns one partition;
@@ -272,6 +276,21 @@ fn three_hosts_share_one_group() {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("hosts");
     let group = unique("hosts-g");
+    // 0. three hosts start at the same moment on a fresh topic: each sees
+    //    only itself at first; within a few size checks the topic has one
+    //    partition per worker of all three, and each worker owns one
+    {
+        let t0 = unique("hosts-race");
+        let g0 = unique("hosts-race-g");
+        let racers: Vec<Host> = [("a", 1), ("b", 2), ("c", 3)]
+            .iter()
+            .map(|(h, w)| start_host(&net, dir.path(), h, *w, &t0, &g0))
+            .collect();
+        let took = wait_spread(&net, &t0, &g0, 6, &[], Duration::from_secs(60));
+        eprintln!("three hosts started together: 6 partitions, one per worker, after {took:?}");
+        assert_eq!(partition_count(&b, &t0), Some(6));
+        drop(racers);
+    }
     let mut produced = 0usize;
     let produce_batch = |prefix: &str, n: usize| -> usize {
         produce(&b, &topic, &numbered(prefix, n));
