@@ -20,8 +20,23 @@ use tracing::{debug, info, warn};
 use crate::admin::{Admin, Applied};
 use crate::config::{PartitionsSpec, RunConfig};
 
-/// How often the group's size is checked.
+/// How soon the group's size is checked after the start or a change (of
+/// this host's workers, or of the group's members); each check that finds
+/// nothing changed doubles the pause, up to [`CHECK_MAX`], so that a large
+/// group is not described by every host every few seconds (a description
+/// of 6,400 members is about a megabyte).
 pub const CHECK: Duration = Duration::from_secs(10);
+pub const CHECK_MAX: Duration = Duration::from_secs(160);
+
+/// The pause before the next check: back to [`CHECK`] after a change,
+/// else twice the last, at most [`CHECK_MAX`].
+pub fn next_pause(last: Duration, changed: bool) -> Duration {
+    if changed {
+        CHECK
+    } else {
+        (last * 2).min(CHECK_MAX)
+    }
+}
 
 /// The growing thread; dropping it stops the thread.
 pub struct Grower {
@@ -46,16 +61,24 @@ impl Grower {
                 }
             };
             let mut admin: Option<Admin> = None;
+            let mut pause = CHECK;
+            let mut last_seen: Option<(u32, u32)> = None;
             loop {
-                match rx.recv_timeout(CHECK) {
+                match rx.recv_timeout(pause) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
                 let own = wanted.load(Ordering::Relaxed) as u32;
-                if let Err(e) = rt.block_on(check(&cfg, own, &mut admin)) {
-                    debug!("group-wide sizing: {e:#}");
-                    admin = None;
-                }
+                let seen = match rt.block_on(check(&cfg, own, &mut admin)) {
+                    Ok(members) => Some((own, members)),
+                    Err(e) => {
+                        debug!("group-wide sizing: {e:#}");
+                        admin = None;
+                        None
+                    }
+                };
+                pause = next_pause(pause, seen.is_none() || seen != last_seen);
+                last_seen = seen;
             }
         });
         if let Err(e) = spawned {
@@ -65,19 +88,21 @@ impl Grower {
     }
 }
 
-async fn check(cfg: &RunConfig, own: u32, admin: &mut Option<Admin>) -> anyhow::Result<()> {
+/// One check; the group's member count.
+async fn check(cfg: &RunConfig, own: u32, admin: &mut Option<Admin>) -> anyhow::Result<u32> {
     if admin.is_none() {
         *admin = Some(Admin::connect(&cfg.connect).await?);
     }
     let a = admin.as_ref().expect("just connected");
     let Some(current) = a.partition_count(&cfg.topic).await? else {
-        return Ok(());
+        return Ok(0);
     };
     let view = crate::status::group_view(&cfg.connect, &cfg.consume.group, &cfg.topic).await;
+    let members = view.hosts.iter().map(|h| h.members).sum::<u32>() + view.other_members;
     let others = view.others(&cfg.sizing.host_id);
     let target = (own + others).min(crate::config::MAX_PARTITIONS as u32);
     if target <= current {
-        return Ok(());
+        return Ok(members);
     }
     match a.grow_topic(&cfg.topic, current, target).await? {
         Applied::Grown { from, to } => info!(
@@ -90,5 +115,22 @@ async fn check(cfg: &RunConfig, own: u32, admin: &mut Option<Admin>) -> anyhow::
         ),
         other => debug!("{}", other.describe(&cfg.topic)),
     }
-    Ok(())
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_back_off_while_nothing_changes() {
+        let mut p = CHECK;
+        let mut seen = vec![];
+        for _ in 0..6 {
+            p = next_pause(p, false);
+            seen.push(p.as_secs());
+        }
+        assert_eq!(seen, vec![20, 40, 80, 160, 160, 160]);
+        assert_eq!(next_pause(CHECK_MAX, true), CHECK);
+    }
 }
