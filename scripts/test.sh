@@ -4,6 +4,7 @@
 # it, and stops the broker again. Extra arguments go to `cargo test`.
 #   KSWARM_TEST_BROKER=kafka (default): Apache Kafka 4.x, the reference broker
 #   KSWARM_TEST_BROKER=tansu: the light emulator (see README, Known limits)
+# With Kafka, KSWARM_TEST_SECURITY names the broker's TLS/SASL listeners (build/kafka-PORT/security.json).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -29,6 +30,14 @@ PORT="${KSWARM_TEST_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind
 scripts/broker.sh start "$PORT"
 trap 'scripts/broker.sh stop "$PORT"' EXIT
 export KSWARM_TEST_BROKERS="127.0.0.1:$PORT"
+# Apache Kafka also opens TLS and SASL listeners (scripts/kafka.sh); the tests of those read their addresses,
+# certificates and credentials from this JSON file. tansu has none: the variable is unset.
+if [[ "$KSWARM_BROKER" == kafka ]]; then
+  export KSWARM_TEST_SECURITY="$KSWARM_BUILD_DIR/kafka-$PORT/security.json"
+  [[ -f "$KSWARM_TEST_SECURITY" ]] || { echo "test.sh: the Kafka broker wrote no $KSWARM_TEST_SECURITY" >&2; exit 1; }
+else
+  unset KSWARM_TEST_SECURITY
+fi
 # Broker tests run one file at a time and a few threads each: the machine has 2 cores,
 # and the group tests measure timing-sensitive behaviour (session timeouts).
 cargo test --release "$@" -- --test-threads="${KSWARM_TEST_THREADS:-2}"

@@ -13,8 +13,17 @@
       (tests/interop.rs).
   ck_member.py committed BROKERS TOPIC GROUP N
       prints {"committed": {partition: offset or null}} for partitions 0..N-1.
+
+Extra librdkafka settings, for every mode, on top of (and overriding) the
+ones above, e.g. to join over TLS or SASL:
+  --set KEY=VALUE        anywhere in the arguments, repeatable
+                         (--set security.protocol=SASL_SSL --set sasl.mechanism=PLAIN ...)
+  CK_MEMBER_CONFIG=FILE  (environment) a file of KEY=VALUE lines; blank lines
+                         and lines starting with # are skipped. --set wins over it.
+Without them the peer behaves exactly as before.
 """
 import json
+import os
 import sys
 import threading
 
@@ -26,8 +35,52 @@ def out(obj):
     sys.stdout.flush()
 
 
+# The extra librdkafka settings (--set and CK_MEMBER_CONFIG), filled in by parse_args.
+EXTRA = {}
+
+
+def parse_args(argv):
+    """Takes the --set KEY=VALUE options out of argv into EXTRA (after the CK_MEMBER_CONFIG file's); returns the rest."""
+    path = os.environ.get("CK_MEMBER_CONFIG")
+    if path:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                if "=" not in line:
+                    raise SystemExit(f"{path}:{n}: not KEY=VALUE: {line}")
+                k, v = line.split("=", 1)
+                EXTRA[k.strip()] = v.strip()
+    rest = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--set" or a.startswith("--set="):
+            if a == "--set":
+                if i + 1 >= len(argv):
+                    raise SystemExit("--set needs KEY=VALUE")
+                kv = argv[i + 1]
+                i += 2
+            else:
+                kv = a[len("--set="):]
+                i += 1
+            if "=" not in kv:
+                raise SystemExit(f"--set needs KEY=VALUE, got {kv!r}")
+            k, v = kv.split("=", 1)
+            EXTRA[k] = v
+        else:
+            rest.append(a)
+            i += 1
+    return rest
+
+
+def with_extra(conf):
+    return {**conf, **EXTRA}
+
+
 def consume(brokers, topic, group, assignors):
-    c = Consumer({
+    c = Consumer(with_extra({
         "bootstrap.servers": brokers,
         "group.id": group,
         "partition.assignment.strategy": assignors,
@@ -36,7 +89,7 @@ def consume(brokers, topic, group, assignors):
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "topic.metadata.refresh.interval.ms": 1000,
-    })
+    }))
     stop = threading.Event()
 
     def watch_stdin():
@@ -80,7 +133,7 @@ def consume_to_file(brokers, topic, group, assignor, outfile):
         })
     else:
         raise SystemExit(f"unknown assignor {assignor}; use range, roundrobin, consumer:uniform or consumer:range")
-    c = Consumer(conf)
+    c = Consumer(with_extra(conf))
     stop = threading.Event()
 
     def watch_stdin():
@@ -127,7 +180,7 @@ def consume_to_file(brokers, topic, group, assignor, outfile):
 
 
 def committed(brokers, topic, group, n):
-    c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+    c = Consumer(with_extra({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False}))
     parts = c.committed([TopicPartition(topic, p) for p in range(n)], timeout=10)
     res = {}
     for p in parts:
@@ -139,12 +192,13 @@ def committed(brokers, topic, group, n):
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1]
+    args = [sys.argv[0]] + parse_args(sys.argv[1:])
+    mode = args[1]
     if mode == "consume":
-        consume(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+        consume(args[2], args[3], args[4], args[5])
     elif mode == "consume-to-file":
-        consume_to_file(*sys.argv[2:7])
+        consume_to_file(*args[2:7])
     elif mode == "committed":
-        committed(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        committed(args[2], args[3], args[4], int(args[5]))
     else:
         raise SystemExit(f"unknown mode {mode}")
