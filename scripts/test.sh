@@ -20,6 +20,16 @@ if ! command -v systemd-analyze >/dev/null; then
     echo "test.sh: systemd-analyze is missing; install the systemd package" >&2
   fi
 fi
+# tests/hosts.rs makes network namespaces (ip, from iproute2) with host names of their own (unshare,
+# from util-linux); it needs root.
+if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing iproute2 and util-linux (for tests/hosts.rs)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 util-linux >&2
+  else
+    echo "test.sh: ip or unshare is missing; install iproute2 and util-linux" >&2
+  fi
+fi
 scripts/broker.sh install
 # The interop peers: kafkajs (npm, into build/node) and a Java KafkaConsumer (javac, into build/java-peer).
 scripts/peers.sh install
