@@ -396,7 +396,14 @@ fn bad_security_settings_fail_fast_and_name_the_setting() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
     // (name, brokers, -X settings, exit code, message part, within)
-    type Case = (&'static str, String, Vec<String>, i32, &'static str, Duration);
+    type Case = (
+        &'static str,
+        String,
+        Vec<String>,
+        i32,
+        &'static str,
+        Duration,
+    );
     let cases: Vec<Case> = vec![
         (
             "untrusted certificate",
