@@ -98,7 +98,12 @@ fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
         .map(|m| m["client_id"].as_str().unwrap())
         .collect();
     clients.sort();
-    assert_eq!(clients, ["kswarm-0", "kswarm-1"]);
+    // kswarm-SLOT.wN.HOST: this host runs 2 workers (see group_size)
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(
+        clients,
+        [format!("kswarm-0.w2.{host}"), format!("kswarm-1.w2.{host}")]
+    );
     let mut owned: Vec<i64> = members
         .iter()
         .flat_map(|m| {
