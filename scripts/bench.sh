@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kswarm beside its peers (librdkafka, the Java KafkaConsumer, Node cluster + kafkajs, a bare rskafka
 # fetch loop) on a local broker it starts and stops itself; one markdown table per broker, and a plot
-# of the failover measurement.
+# of the failover measurement. On Kafka also kswarm and librdkafka over SASL_SSL (SCRAM-SHA-512, TLS)
+# beside plaintext, on the broker's secured listener (build/kafka-PORT/security.json).
 #   scripts/bench.sh [--broker kafka|tansu|both] [PORT]
 # The broker: --broker, else KSWARM_BROKER, else kafka (Apache Kafka, the reference). Default port 19105;
 # on Kafka, PORT+1 is a second broker with Kafka's default settings for the start-up measurement.
@@ -11,9 +12,15 @@
 #      BENCH_STARTUP_RUNS (start-up runs per contender on Kafka's default settings; default 5, 0 skips),
 #      BENCH_KAFKA_PROPS (more Kafka broker settings, key=value ..), BENCH_JAVA_OPTS (JVM options for the
 #      Java peer), BENCH_MAX_SECONDS (guard per broker, default 2400),
-#      KSWARM_BUILD_DIR (venv with tansu + confluent-kafka, the Kafka jars; default ./build).
+#      KSWARM_BUILD_DIR (venv with tansu + confluent-kafka, the Kafka jars; default ./build),
+#      BENCH_ONLY=security: only the SASL_SSL section (Kafka only; throughput topic, untimed warm-up, then
+#      kswarm and librdkafka on plaintext and SASL_SSL, BENCH_REPEATS rounds), e.g.
+#      `BENCH_ONLY=security BENCH_RECORDS=200000 scripts/bench.sh --broker kafka` (about a minute here, as
+#      with the default 1M records; 200k-record runs last under 0.5 s each, so their figures are rough).
 # Output: build/bench/results-BROKER.md (+ .json), build/bench/failover-BROKER.svg, and a copy of the
-# plot in scripts/bench/. See scripts/bench/harness.py for the method.
+# plot in scripts/bench/; with BENCH_ONLY=security build/bench/results-kafka-security.md (+ .json)
+# instead. The SASL_SSL client settings (with the broker's throwaway password) go to
+# build/bench/security-kafka.properties, mode 0600. See scripts/bench/harness.py for the method.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,7 +36,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --broker) broker="${2:?--broker needs kafka, tansu or both}"; shift 2 ;;
     --broker=*) broker="${1#--broker=}"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     [0-9]*) PORT="$1"; shift ;;
     *) echo "bench.sh: unknown argument '$1'; usage: scripts/bench.sh [--broker kafka|tansu|both] [PORT]" >&2; exit 2 ;;
   esac
@@ -39,6 +46,16 @@ case "$broker" in
   both) kinds=(kafka tansu) ;;
   *) echo "bench.sh: --broker $broker: use kafka (Apache Kafka, the default), tansu or both" >&2; exit 2 ;;
 esac
+only="${BENCH_ONLY:-}"
+case "$only" in
+  ""|security) ;;
+  *) echo "bench.sh: BENCH_ONLY=$only: use security (only the SASL_SSL section, Kafka only), or leave it unset" >&2
+     exit 2 ;;
+esac
+if [[ "$only" == security && "$broker" == tansu ]]; then
+  echo "bench.sh: BENCH_ONLY=security runs on Kafka only (the SASL_SSL listener of scripts/kafka.sh)" >&2
+  exit 2
+fi
 cd "$ROOT"
 
 echo "bench.sh: building kswarm and the rskafka_fetch example (release)" >&2
@@ -49,12 +66,13 @@ cargo build --release --quiet --example rskafka_fetch
 # kafkajs (pinned) into build/node.
 KSWARM_BROKER=tansu scripts/broker.sh install
 scripts/kafka.sh install
-scripts/peers.sh install
+[[ "$only" == security ]] || scripts/peers.sh install
 
-# The bench's Java consumer, compiled with javac against the installed kafka-clients.
+# The bench's Java consumer, compiled with javac against the installed kafka-clients (not needed by
+# BENCH_ONLY=security).
 CP="$(scripts/kafka.sh classpath)"
 jar="$(ls "$BUILD"/kafka/libs/kafka-clients-*.jar | head -1)"
-if [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
+if [[ "$only" != security ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
       || "$(cat "$JAVA_DIR/.kafka-clients" 2>/dev/null)" != "$(basename "$jar")" ]]; then
   echo "bench.sh: compiling $JAVA_SRC into $JAVA_DIR" >&2
   rm -rf "$JAVA_DIR"
@@ -91,7 +109,7 @@ on_signal() {
 trap on_signal TERM INT
 
 command_line=""
-for v in BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
+for v in BENCH_ONLY BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
   if [[ -n "${!v:-}" ]]; then
     if [[ "${!v}" == *" "* ]]; then command_line+="$v='${!v}' "; else command_line+="$v=${!v} "; fi
   fi

@@ -15,6 +15,9 @@ stops its own brokers with scripts/broker.sh. Environment:
   BENCH_KAFKA_PROPS  more broker settings for both Kafka brokers (key=value ..)
   BENCH_JAVA_OPTS    JVM options for the Java peer (default: none, JVM defaults)
   BENCH_MAX_SECONDS  guard for the whole run (default 2400)
+  BENCH_ONLY         empty (default): everything; "security": only the
+                     SASL_SSL section (Kafka only) on the main broker, written
+                     to results-kafka-security.md/.json instead
   BENCH_KSWARM, BENCH_FETCH (the rskafka_fetch example), BENCH_NODE_DIR
   (node_modules with kafkajs), BENCH_JAVA_CP (JavaConsumer + kafka-clients),
   BENCH_JAVA_LOG (log4j2 config), BENCH_OUT (results directory), BENCH_COMMAND
@@ -51,6 +54,17 @@ Method (every number comes from real processes on the same broker):
   is milliseconds, and all groups at once load a small machine's broker);
   then the three peers side by side (their gaps are session timeouts). The
   first group's records around its kill are plotted (failover-BROKER.svg).
+- Over SASL_SSL (Kafka only; scripts/kafka.sh's broker also opens a SASL_SSL
+  listener and describes it in build/kafka-PORT/security.json): kswarm
+  (`--format value`, the settings in a -F file, mode 0600, in BENCH_OUT) and
+  librdkafka (rdkafka_consumer.py, the same file through
+  BENCH_RDKAFKA_CONFIG), each on the plaintext listener and on the SASL_SSL
+  one with SCRAM-SHA-512 and the broker's CA, read the main throughput topic
+  (a fresh group each run), REPEATS interleaved rounds, medians; the same
+  throughput() runs as the main table. An untimed pass first: kswarm reads
+  the topic once over SASL_SSL (the broker's TLS path warms up) and a
+  librdkafka group joins over it; a client that cannot get in there is left
+  out with a note.
 """
 
 import bisect
@@ -90,6 +104,7 @@ JAVA_LOG = os.environ.get("BENCH_JAVA_LOG", "")
 JAVA_OPTS = os.environ.get("BENCH_JAVA_OPTS", "").split()
 OUT = os.environ.get("BENCH_OUT", os.path.join(BUILD, "bench"))
 COMMAND = os.environ.get("BENCH_COMMAND", "scripts/bench.sh")
+ONLY = os.environ.get("BENCH_ONLY", "").strip()
 PY = sys.executable
 CLK = os.sysconf("SC_CLK_TCK")
 VALUE_BYTES = 200
@@ -101,6 +116,10 @@ LOGS = os.path.join(OUT, f"logs-{KIND}")
 DEADLINE = time.time() + float(os.environ.get("BENCH_MAX_SECONDS", "2400"))
 # kswarm keeps a state file per group: keep them out of the shared temp dir.
 os.environ["KSWARM_STATE_DIR"] = TMP
+# Client settings from the caller's environment would reach every row (the plaintext
+# ones too); the SASL_SSL rows get theirs from the harness alone.
+for _var in ("KSWARM_CONFIG", "KSWARM_X", "BENCH_RDKAFKA_CONFIG"):
+    os.environ.pop(_var, None)
 
 PEERS = ["librdkafka", "java", "kafkajs"]
 KSWARMS = ["kswarm-value", "kswarm-exec"]
@@ -503,14 +522,15 @@ def logfile(name):
     return open(os.path.join(LOGS, f"{name}.log"), "ab")
 
 
-def launch_kswarm(l, topic, group, workers, extra, stdout, tracker=None):
-    """`kswarm run -w N -p keep`; its JSON log feeds `tracker` (or a log file)."""
+def launch_kswarm(l, topic, group, workers, extra, stdout, tracker=None, addr=None):
+    """`kswarm run -w N -p keep`; its JSON log feeds `tracker` (or a log file).
+    addr: the bootstrap address (default: the broker's plaintext one)."""
     err = subprocess.PIPE if tracker else logfile("kswarm-failover")
     p = l.start([KSWARM, "--log-format", "json", "run", "-w", str(workers), "-p", "keep",
-                 "-b", brokers(), "-t", topic, "-g", group, "--from", "earliest"] + extra,
+                 "-b", addr or brokers(), "-t", topic, "-g", group, "--from", "earliest"] + extra,
                 stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
     if tracker:
-        KswarmLog(p.stderr, tracker)
+        l.klog = KswarmLog(p.stderr, tracker)
 
 
 def kswarm_worker_pids(l):
@@ -537,13 +557,18 @@ def java_argv(topic, group, mode):
                                     "JavaConsumer", brokers(), topic, group, mode] + JAVA_SETTINGS)
 
 
-def start_contender(name, topic, group, workers=WORKERS, partitions=PARTITIONS):
-    """Start one contender in count mode; returns (Launch, reader, worker_pids_fn, tracker)."""
+def start_contender(name, topic, group, workers=WORKERS, partitions=PARTITIONS, sec=None):
+    """Start one contender in count mode; returns (Launch, reader, worker_pids_fn, tracker).
+    sec (kswarm-value and librdkafka only): {"addr": bootstrap, "file": properties file}
+    for a secured listener (kswarm: -F FILE; librdkafka: BENCH_RDKAFKA_CONFIG=FILE)."""
     l = Launch()
     tracker = AssignTracker(workers, partitions)
+    if sec and name not in ("kswarm-value", "librdkafka"):
+        raise ValueError(f"{name} has no secured variant")
     if name == "kswarm-value":
         r, w = os.pipe()
-        launch_kswarm(l, topic, group, workers, ["--format", "value"], w, tracker)
+        launch_kswarm(l, topic, group, workers, ["--format", "value"] + (["-F", sec["file"]] if sec else []),
+                      w, tracker, addr=sec["addr"] if sec else None)
         os.close(w)
         return l, LineCounter(r), lambda: kswarm_worker_pids(l), tracker
     if name == "kswarm-exec":
@@ -556,9 +581,10 @@ def start_contender(name, topic, group, workers=WORKERS, partitions=PARTITIONS):
         return l, reader, lambda: kswarm_worker_pids(l), tracker
     if name == "librdkafka":
         r, w = os.pipe()
+        env = dict(os.environ, BENCH_RDKAFKA_CONFIG=sec["file"]) if sec else None
         for _ in range(workers):
-            l.start([PY, os.path.join(HERE, "rdkafka_consumer.py"), brokers(), topic, group, "count"],
-                    stdout=w, stdin=subprocess.DEVNULL)
+            l.start([PY, os.path.join(HERE, "rdkafka_consumer.py"), sec["addr"] if sec else brokers(), topic,
+                     group, "count"], stdout=w, stdin=subprocess.DEVNULL, env=env)
         os.close(w)
         reader = ProtocolReader(os.fdopen(r, "rb"), tracker)
         return l, reader, lambda: l.roots(), tracker
@@ -597,17 +623,20 @@ class PidTag:
 JOIN_WAIT = 30.0  # s a run may go on after its last record, for every worker to have joined
 
 
-def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=None, quiet=False):
+def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=None, quiet=False, sec=None,
+               label=None):
     """One run of `name` over the topic's n records. CPU, RSS and broker CPU
     are read when the last record has arrived; if not every worker has joined
     by then (one member may consume everything before the group's rebalance
     lets the others in), the run goes on, idle, until they have (at most
-    JOIN_WAIT s), and stops."""
-    group = uniq(f"g-{name}")
+    JOIN_WAIT s), and stops. sec: a secured listener (start_contender);
+    label: the result's name (default `name`)."""
+    label = label or name
+    group = uniq(f"g-{label}")
     timeout = timeout or (30 + n / 10000)
     b0 = BROKER.cpu()
-    l, reader, worker_pids, tracker = start_contender(name, topic, group, workers, partitions)
-    res = {"name": name}
+    l, reader, worker_pids, tracker = start_contender(name, topic, group, workers, partitions, sec=sec)
+    res = {"name": label}
     try:
         end = time.time() + left(timeout)
         hwm = {}
@@ -631,7 +660,10 @@ def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=N
         res.update(n=got, first=first, last=last, cpu=cpu, rss=max(hwm.values()) if hwm else None,
                    broker_cpu=BROKER.cpu() - b0, t0=l.t0, complete=got >= n)
         if got < n:
-            log(f"{name}: only {got} of {n} records within {timeout:.0f} s")
+            log(f"{label}: only {got} of {n} records within {timeout:.0f} s")
+            klog = getattr(l, "klog", None)
+            for raw in (klog.lines[-5:] if klog else []):
+                log(f"{label}: kswarm: {raw.decode(errors='replace').rstrip()}")
         if tracker:
             join_end = time.time() + left(JOIN_WAIT)
             while tracker.joined_at is None and time.time() < join_end:
@@ -652,14 +684,14 @@ def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=N
     res["cpu_per_m"] = res["cpu"] / (n / 1e6)
     res["broker_per_m"] = res["broker_cpu"] / (n / 1e6)
     if not quiet:
-        log(f"{name}: {fmt_res(res)}")
+        log(f"{label}: {fmt_res(res)}")
     return res
 
 
-def startup_run(name, topic, cap=90.0):
+def startup_run(name, topic, cap=90.0, sec=None):
     """Launch, wait for the first record and (if a group) every worker joined, stop."""
     group = uniq(f"gs-{name}")
-    l, reader, _, tracker = start_contender(name, topic, group)
+    l, reader, _, tracker = start_contender(name, topic, group, sec=sec)
     res = {"name": name}
     try:
         end = time.time() + left(cap)
@@ -673,7 +705,7 @@ def startup_run(name, topic, cap=90.0):
         res["joined"] = tracker.joined_at - l.t0 if tracker and tracker.joined_at else None
     finally:
         l.stop()
-    log(f"start-up {name}: {fmt_res(res)}")
+    log(f"start-up {name}{' over ' + sec['addr'] if sec else ''}: {fmt_res(res)}")
     return res
 
 
@@ -1059,6 +1091,183 @@ def failover_svg(plot, labels, title, subtitle):
     return "\n".join(o) + "\n"
 
 
+
+# ------------------------------------------------------------ security ---
+
+SEC_MECHANISM = "SCRAM-SHA-512"
+SEC_TITLE = f"Over SASL_SSL ({SEC_MECHANISM}, TLS)"
+# (label, contender, over SASL_SSL?): the order of each round and of the table
+SEC_RUNS = [("kswarm-plaintext", "kswarm-value", False), ("kswarm-sasl_ssl", "kswarm-value", True),
+            ("librdkafka-plaintext", "librdkafka", False), ("librdkafka-sasl_ssl", "librdkafka", True)]
+
+
+def tls_probe(addr, ca):
+    """What an OpenSSL client (librdkafka's TLS library) negotiates with the listener, e.g.
+    "TLSv1.3, TLS_AES_256_GCM_SHA384"; None if openssl cannot tell."""
+    try:
+        r = subprocess.run(["openssl", "s_client", "-brief", "-connect", addr, "-CAfile", ca],
+                           input="", capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = r.stdout + r.stderr
+    proto = re.search(r"Protocol version:\s*(\S+)", text)
+    cipher = re.search(r"Ciphersuite:\s*(\S+)", text)
+    return f"{proto.group(1)}, {cipher.group(1)}" if proto and cipher else None
+
+
+def aes_ni():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return "aes" in line.split(":", 1)[1].split()
+    return False
+
+
+def security_setup(broker):
+    """The SASL_SSL listener of a broker started by scripts/kafka.sh (its
+    security.json), and a properties file with the client settings for it
+    (OUT/security-KIND.properties, mode 0600: it holds the password). None
+    (with a log line) if the broker describes no such listener."""
+    path = os.path.join(BUILD, f"kafka-{broker.port}", "security.json")
+    try:
+        with open(path) as f:
+            desc = json.load(f)
+        addr, ca, user, password = desc["sasl_ssl"], desc["ca"], desc["user"], desc["password"]
+    except (OSError, ValueError, KeyError) as e:
+        log(f"security: no SASL_SSL listener described in {path} ({e!r}); section skipped")
+        return None
+    if SEC_MECHANISM not in desc.get("sasl_mechanisms", [SEC_MECHANISM]):
+        log(f"security: {path} does not list {SEC_MECHANISM}; section skipped")
+        return None
+    conf = os.path.join(OUT, f"security-{KIND}.properties")
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# scripts/bench/harness.py: the SASL_SSL listener of the broker on port {broker.port} ({path})\n"
+                "security.protocol=SASL_SSL\n"
+                f"sasl.mechanism={SEC_MECHANISM}\n"
+                f"sasl.username={user}\n"
+                f"sasl.password={password}\n"
+                f"ssl.ca.location={ca}\n")
+    return {"addr": addr, "file": conf, "ca": ca, "user": user, "json": path, "tls": tls_probe(addr, ca),
+            "aes_ni": aes_ni()}
+
+
+def security_section(topic, n, sec):
+    """kswarm and librdkafka on the plaintext and the SASL_SSL listener, same topic,
+    REPEATS interleaved rounds; returns {"setup", "excluded", "results", "runs"}."""
+    t = time.time()
+    excluded = {}
+    # Untimed: kswarm reads the topic once over SASL_SSL (the broker's TLS path warms
+    # up) and a librdkafka group joins over it; each checks that its client gets in.
+    w = throughput("kswarm-value", topic, n, quiet=True, sec=sec, label="kswarm-sasl_ssl-warm-up")
+    if not w["complete"]:
+        excluded["kswarm-sasl_ssl"] = f"the untimed pass over SASL_SSL read {w['n']:,} of {n:,} records"
+    s = startup_run("librdkafka", topic, cap=60, sec=sec)
+    if s.get("startup") is None:
+        excluded["librdkafka-sasl_ssl"] = "no record within 60 s over SASL_SSL in the untimed pass"
+    for label, why in excluded.items():
+        log(f"security: {label} left out: {why}")
+    log(f"security: warm-up took {time.time() - t:.1f} s")
+    runs = {label: [] for label, _, _ in SEC_RUNS if label not in excluded}
+    for _ in range(REPEATS):
+        for label, name, secured in SEC_RUNS:
+            if label in runs:
+                runs[label].append(throughput(name, topic, n, sec=sec if secured else None, label=label))
+    log(f"security: section took {time.time() - t:.0f} s")
+    return {"setup": {k: sec[k] for k in ("addr", "user", "json", "tls", "aes_ni")}, "excluded": excluded,
+            "results": {label: combine(rs) for label, rs in runs.items()},
+            "runs": {label: [{k: r.get(k) for k in ("rate", "cpu_per_m", "startup", "joined", "broker_per_m", "n")}
+                             for r in rs] for label, rs in runs.items()}}
+
+
+def security_markdown(sec_out, labels, n):
+    """The section's paragraph, table, ratios and per-run figures (markdown lines)."""
+    md = []
+    p = md.append
+    st = sec_out["setup"]
+    tls = f"an OpenSSL client negotiates {st['tls']}" if st.get("tls") else "TLS version not probed"
+    p(f"The throughput topic ({n:,} records of {VALUE_BYTES} bytes, {PARTITIONS} partitions) read by each client "
+      f"on the broker's plaintext listener ({BROKER.addr}) and on its SASL_SSL listener ({st['addr']}: "
+      f"{SEC_MECHANISM} as {st['user']}, the server certificate checked against the broker's throwaway CA; "
+      f"{tls}; the CPU {'has' if st.get('aes_ni') else 'lacks'} AES-NI), a fresh group per run, "
+      f"{f'{REPEATS} interleaved rounds, medians' if REPEATS != 1 else 'one round'}. The settings come from one properties file (mode 0600): kswarm `-F FILE`, "
+      f"rdkafka_consumer.py `BENCH_RDKAFKA_CONFIG=FILE`. CPU: user+sys of the client's whole process tree "
+      f"(µs per record = CPU s per 1M records); broker CPU: the broker process over the same run.")
+    p("")
+    p("| client | listener | records/s | CPU µs per record | start-up s | every worker joined s "
+      "| broker CPU µs per record |")
+    p("|---|---|---:|---:|---:|---:|---:|")
+    res = sec_out["results"]
+    client_label = {"kswarm": labels["kswarm-value"], "librdkafka": labels["librdkafka"]}
+    for label, name, secured in SEC_RUNS:
+        client = label.split("-")[0]
+        listener = "SASL_SSL" if secured else "plaintext"
+        if label in sec_out["excluded"]:
+            p(f"| {client_label[client]} | {listener} | failed: {sec_out['excluded'][label]} | – | – | – | – |")
+            continue
+        r = res[label]
+        rate = f1(r["rate"], 0) + ("" if r["complete"] else f" (only {r['n']:,})")
+        p(f"| {client_label[client]} | {listener} | {rate} | {f1(r['cpu_per_m'], 2)} | {f1(r['startup'], 2)} "
+          f"| {f1(r.get('joined'), 2)} | {f1(r['broker_per_m'], 2)} |")
+    p("")
+    p("| client | records/s, SASL_SSL ÷ plaintext | CPU per record, SASL_SSL ÷ plaintext "
+      "| broker CPU per record, SASL_SSL ÷ plaintext |")
+    p("|---|---:|---:|---:|")
+
+    def x(v):
+        return "–" if v is None else f"{v:.2f}×"
+
+    for client in ("kswarm", "librdkafka"):
+        a, b = res.get(f"{client}-sasl_ssl"), res.get(f"{client}-plaintext")
+        if a is None or b is None:
+            p(f"| {client} | – | – | – |")
+            continue
+        p(f"| {client} | {x(ratio(a['rate'], b['rate']))} | {x(ratio(a['cpu_per_m'], b['cpu_per_m']))} "
+          f"| {x(ratio(a['broker_per_m'], b['broker_per_m']))} |")
+    p("")
+    bits = []
+    for listener in ("plaintext", "sasl_ssl"):
+        k, lr = res.get(f"kswarm-{listener}"), res.get(f"librdkafka-{listener}")
+        if k and lr:
+            bits.append(f"{'SASL_SSL' if listener == 'sasl_ssl' else listener}: throughput "
+                        f"{x(ratio(k['rate'], lr['rate']))}, CPU per record {x(ratio(k['cpu_per_m'], lr['cpu_per_m']))}")
+    if bits:
+        p("- kswarm ÷ librdkafka: " + "; ".join(bits))
+    p("- records/s per run: " + "; ".join(
+        f"{label}: " + ", ".join(f1(r["rate"], 0) for r in rs) for label, rs in sec_out["runs"].items()))
+    p("- CPU µs per record per run: " + "; ".join(
+        f"{label}: " + ", ".join(f1(r["cpu_per_m"], 2) for r in rs) for label, rs in sec_out["runs"].items()))
+    p("- every worker joined per run, s: " + "; ".join(
+        f"{label}: " + ", ".join(f1(r.get("joined"), 2) for r in rs) for label, rs in sec_out["runs"].items()))
+    # A group of processes started together may form at once or in two generations
+    # (the first member alone, the other let in by a rebalance at the first one's next
+    # heartbeat); records/s then depends on that more than on the listener.
+    for client in ("kswarm", "librdkafka"):
+        per = {lst: [r.get("joined") for r in sec_out["runs"].get(f"{client}-{lst}", []) if r.get("joined") is not None]
+               for lst in ("plaintext", "sasl_ssl")}
+        every = per["plaintext"] + per["sasl_ssl"]
+        if not every or max(every) - min(every) <= 1.0:
+            continue
+        cut = min(every) + 1.0
+        fast = [j for j in every if j <= cut]
+        slow = [j for j in every if j > cut]
+        counts = ", ".join(f"{'SASL_SSL' if lst == 'sasl_ssl' else lst} {sum(j > cut for j in js)} of {len(js)}"
+                           for lst, js in per.items())
+        def span(js):
+            return f"{min(js):.2f}" if f"{min(js):.2f}" == f"{max(js):.2f}" else f"{min(js):.2f}–{max(js):.2f}"
+
+        p(f"- {client}: the group formed at once in some runs (every worker joined after {span(fast)} s) "
+          f"and in two generations in others ({span(slow)} s: the first "
+          f"process alone held both partitions, reading much of the topic by itself, until the other's join "
+          f"brought a rebalance at its next heartbeat): two generations on {counts} runs. Read its records/s "
+          f"ratio with that in mind; CPU per record hardly depends on it.")
+    p("- start-up (launch to first record) includes the TLS handshake and SCRAM exchange of every connection "
+      "each process opens; records/s counts from the first record to the last, so it is the fetch path over "
+      "established TLS connections.")
+    return md
+
+
 # --------------------------------------------------------------- main ---
 
 def cpu_model():
@@ -1115,12 +1324,60 @@ def best(results, key, pick):
     return pick(vals) if vals else (None, None)
 
 
+def main_security_only(t_start, labels):
+    """BENCH_ONLY=security: the main broker, the throughput topic, the
+    untimed warm-up, the SASL_SSL section; results-KIND-security.md/.json."""
+    global BROKER
+    broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
+    log(f"only the SASL_SSL section: {N} records, {REPEATS} repeats")
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    BROKER = broker
+    broker.start()
+    try:
+        sec = security_setup(broker)
+        if sec is None:
+            raise SystemExit(f"bench: the broker on port {PORT} describes no SASL_SSL listener "
+                             f"(build/kafka-{PORT}/security.json from scripts/kafka.sh start)")
+        topic = make_topic(PARTITIONS)
+        fill_topic(topic, N)
+        warm_up(topic, N)
+        security = security_section(topic, N, sec)
+    finally:
+        broker.stop()
+    md = [f"### Apache Kafka: {SEC_TITLE}", "",
+          f"{date}; machine: nproc {os.cpu_count()}, {cpu_model()}, load before {load}.  ",
+          f"Broker: {broker.describe()}.  ",
+          f"Command: `{COMMAND}`; {N:,} records of {VALUE_BYTES} bytes, {PARTITIONS} partitions, "
+          f"{WORKERS} processes per client, median of {REPEATS} interleaved runs.", ""]
+    md += security_markdown(security, labels, N)
+    md += ["", f"(bench took {time.time() - t_start:.0f} s)"]
+    text = "\n".join(md) + "\n"
+    print()
+    print(text)
+    with open(os.path.join(OUT, f"results-{KIND}-security.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(OUT, f"results-{KIND}-security.json"), "w") as f:
+        json.dump({"date": date, "broker": broker.describe(), "command": COMMAND, "records": N,
+                   "security": security}, f, indent=1, default=str)
+    log(f"wrote {OUT}/results-{KIND}-security.md and results-{KIND}-security.json")
+
+
 def main():
     global BROKER
     t_start = time.time()
     os.makedirs(OUT, exist_ok=True)
+    if ONLY not in ("", "security"):
+        raise SystemExit(f"bench: BENCH_ONLY={ONLY}: use security (only the SASL_SSL section), or leave it empty")
     v = versions()
     labels = labels_for(v)
+    if ONLY == "security":
+        if KIND != "kafka":
+            log("BENCH_ONLY=security: the SASL_SSL section runs on Kafka only; nothing to do on tansu")
+            return
+        main_security_only(t_start, labels)
+        return
     names = KSWARMS + PEERS + (["rskafka"] if FETCH else [])
     if KIND == "kafka":
         main_broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
@@ -1190,6 +1447,13 @@ def main():
             r = throughput("kswarm-value", t, N, workers=workers, partitions=partitions)
             r["workers"], r["partitions"] = workers, partitions
             scaling.append(r)
+
+        # kswarm and librdkafka over SASL_SSL beside plaintext, on the same topic (Kafka only)
+        security = None
+        if KIND == "kafka":
+            sec = security_setup(main_broker)
+            if sec is not None:
+                security = security_section(topic, N, sec)
     finally:
         main_broker.stop()
 
@@ -1323,6 +1587,14 @@ def main():
         p(f"| {r['workers']} workers, {r['partitions']} partitions | {r['n']} | {st} | {f1(r['rate'], 0)} "
           f"| {f1(r['cpu_per_m'], 2)} | {f1(r['rss'], 1)} |")
     p("")
+    if KIND == "kafka":
+        p(f"#### {SEC_TITLE}")
+        p("")
+        if security is not None:
+            md.extend(security_markdown(security, labels, N))
+        else:
+            p(f"(skipped: build/kafka-{PORT}/security.json describes no SASL_SSL listener with {SEC_MECHANISM})")
+        p("")
     svg_name = f"failover-{KIND}.svg"
     flabels = {"kswarm": "kswarm run --exec", "librdkafka": "librdkafka", "java": "Java KafkaConsumer",
                "kafkajs": "Node cluster + kafkajs"}
@@ -1345,6 +1617,7 @@ def main():
         f.write(text)
     raw = {"date": date, "broker": main_broker.describe(), "command": COMMAND, "records": N,
            "results": results, "startup_default": startup_default, "failover": fo, "scaling": scaling,
+           "security": security,
            "plot": {k: {kk: vv for kk, vv in d.items() if kk != "events"} for k, d in plot.items()}}
     with open(os.path.join(OUT, f"results-{KIND}.json"), "w") as f:
         json.dump(raw, f, indent=1, default=str)

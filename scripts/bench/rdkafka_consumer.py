@@ -7,6 +7,10 @@ partition-EOF events that let it report promptly when it has caught up.
 Both modes print {"pid":P,"assigned":[..],"t":t} on every assignment change
 (empty list: revoked).
 Stops on SIGTERM (closes the consumer: commit and leave).
+BENCH_RDKAFKA_CONFIG=FILE (optional): a librdkafka properties file (key=value
+lines, # or ! comments, as for kcat -F) whose settings go on top of the ones
+above, e.g. security.protocol=SASL_SSL, sasl.mechanism, sasl.username,
+sasl.password, ssl.ca.location. Unset: the settings above and nothing else.
 """
 import json
 import os
@@ -25,13 +29,31 @@ def on_term(_sig, _frm):
     stop = True
 
 
+def properties(path):
+    """key=value lines of a properties file; blank lines and # or ! comments skipped."""
+    conf = {}
+    with open(path) as f:
+        for no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line[0] in "#!":
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise SystemExit(f"rdkafka_consumer.py: {path}:{no}: not key=value")
+            conf[key.strip()] = value.strip()
+    return conf
+
+
 signal.signal(signal.SIGTERM, on_term)
-c = Consumer({
+conf = {
     "bootstrap.servers": brokers,
     "group.id": group,
     "auto.offset.reset": "earliest",
     "enable.partition.eof": True,
-})
+}
+if os.environ.get("BENCH_RDKAFKA_CONFIG"):
+    conf.update(properties(os.environ["BENCH_RDKAFKA_CONFIG"]))
+c = Consumer(conf)
 out = sys.stdout
 pid = os.getpid()
 owned = set()
