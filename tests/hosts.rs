@@ -6,7 +6,8 @@
 //!
 //! One test, the scenarios in order:
 //! 0. hosts of 1, 2 and 3 workers start at the same moment: the topic ends
-//!    with 6 partitions, one per worker (then they stop);
+//!    with 6 partitions, one per worker (then they stop); the same again
+//!    under `--group-protocol consumer`;
 //!
 //! then on one topic and group:
 //! 1. hosts of 1, 2 and 3 workers start one after another: `-p auto` sizes
@@ -233,32 +234,43 @@ struct Host {
 }
 
 fn start_host(net: &Net, dir: &Path, host: &str, workers: u32, topic: &str, group: &str) -> Host {
+    start_host_with(net, dir, host, workers, topic, group, &[])
+}
+
+fn start_host_with(
+    net: &Net,
+    dir: &Path,
+    host: &str,
+    workers: u32,
+    topic: &str,
+    group: &str,
+    extra: &[&str],
+) -> Host {
     let seen = dir.join(format!("seen-{host}"));
     let state = dir.join(format!("state-{host}"));
     std::fs::create_dir_all(&state).unwrap();
     let w = workers.to_string();
     let handler = appending_handler(&seen);
-    let cmd = net.kswarm(
-        host,
-        &state,
-        &[
-            "run",
-            "-b",
-            &net.brokers(),
-            "-t",
-            topic,
-            "-g",
-            group,
-            "-w",
-            &w,
-            "--session-timeout",
-            SESSION,
-            "--format",
-            "json",
-            "--exec",
-            &handler,
-        ],
-    );
+    let brokers = net.brokers();
+    let mut args = vec![
+        "run",
+        "-b",
+        &brokers,
+        "-t",
+        topic,
+        "-g",
+        group,
+        "-w",
+        &w,
+        "--session-timeout",
+        SESSION,
+        "--format",
+        "json",
+        "--exec",
+        &handler,
+    ];
+    args.extend_from_slice(extra);
+    let cmd = net.kswarm(host, &state, &args);
     Host {
         proc: Proc::spawn(&format!("kswarm on {host}"), cmd, None),
         seen,
@@ -289,6 +301,27 @@ fn three_hosts_share_one_group() {
         let took = wait_spread(&net, &t0, &g0, 6, &[], Duration::from_secs(60));
         eprintln!("three hosts started together: 6 partitions, one per worker, after {took:?}");
         assert_eq!(partition_count(&b, &t0), Some(6));
+        drop(racers);
+        // the same under KIP-848, where the broker assigns the new partitions
+        let t1 = unique("hosts-race-848");
+        let g1 = unique("hosts-race-848-g");
+        let racers: Vec<Host> = [("a", 1), ("b", 2), ("c", 3)]
+            .iter()
+            .map(|(h, w)| {
+                start_host_with(
+                    &net,
+                    dir.path(),
+                    h,
+                    *w,
+                    &t1,
+                    &g1,
+                    &["--group-protocol", "consumer"],
+                )
+            })
+            .collect();
+        let took = wait_spread(&net, &t1, &g1, 6, &[], Duration::from_secs(60));
+        eprintln!("the same with --group-protocol consumer: after {took:?}");
+        assert_eq!(partition_count(&b, &t1), Some(6));
         drop(racers);
     }
     let mut produced = 0usize;
