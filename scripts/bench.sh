@@ -17,9 +17,15 @@
 #      kswarm and librdkafka on plaintext and SASL_SSL, BENCH_REPEATS rounds), e.g.
 #      `BENCH_ONLY=security BENCH_RECORDS=200000 scripts/bench.sh --broker kafka` (about a minute here, as
 #      with the default 1M records; 200k-record runs last under 0.5 s each, so their figures are rough).
+#      BENCH_ONLY=partitions: only the partition-count section (issue 19; Kafka or tansu): per count a fresh
+#      topic of BENCH_RECORDS records, untimed warm-up, then kswarm (-w 2 --format value) and librdkafka
+#      (2 processes), BENCH_REPEATS interleaved rounds; counts from BENCH_PARTITIONS (default 2,64,256,1024),
+#      e.g. `BENCH_ONLY=partitions scripts/bench.sh --broker kafka`, or for a quick check
+#      `BENCH_ONLY=partitions BENCH_PARTITIONS=2,64 BENCH_RECORDS=50000 BENCH_REPEATS=1 scripts/bench.sh`.
 # Output: build/bench/results-BROKER.md (+ .json), build/bench/failover-BROKER.svg, and a copy of the
 # plot in scripts/bench/; with BENCH_ONLY=security build/bench/results-kafka-security.md (+ .json)
-# instead. The SASL_SSL client settings (with the broker's throwaway password) go to
+# instead, with BENCH_ONLY=partitions build/bench/results-BROKER-partitions.md (+ .json) instead.
+# The SASL_SSL client settings (with the broker's throwaway password) go to
 # build/bench/security-kafka.properties, mode 0600. See scripts/bench/harness.py for the method.
 set -euo pipefail
 
@@ -36,7 +42,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --broker) broker="${2:?--broker needs kafka, tansu or both}"; shift 2 ;;
     --broker=*) broker="${1#--broker=}"; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
     [0-9]*) PORT="$1"; shift ;;
     *) echo "bench.sh: unknown argument '$1'; usage: scripts/bench.sh [--broker kafka|tansu|both] [PORT]" >&2; exit 2 ;;
   esac
@@ -48,10 +54,16 @@ case "$broker" in
 esac
 only="${BENCH_ONLY:-}"
 case "$only" in
-  ""|security) ;;
-  *) echo "bench.sh: BENCH_ONLY=$only: use security (only the SASL_SSL section, Kafka only), or leave it unset" >&2
+  ""|security|partitions) ;;
+  *) echo "bench.sh: BENCH_ONLY=$only: use security (only the SASL_SSL section, Kafka only) or partitions" \
+          "(only the partition-count section, Kafka or tansu; counts from BENCH_PARTITIONS, default 2,64,256,1024)," \
+          "or leave it unset" >&2
      exit 2 ;;
 esac
+if [[ "$only" == partitions && -n "${BENCH_PARTITIONS:-}" && ! "$BENCH_PARTITIONS" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+  echo "bench.sh: BENCH_PARTITIONS=$BENCH_PARTITIONS: use partition counts separated by commas, e.g. 2,64,256,1024" >&2
+  exit 2
+fi
 if [[ "$only" == security && "$broker" == tansu ]]; then
   echo "bench.sh: BENCH_ONLY=security runs on Kafka only (the SASL_SSL listener of scripts/kafka.sh)" >&2
   exit 2
@@ -66,13 +78,13 @@ cargo build --release --quiet --example rskafka_fetch
 # kafkajs (pinned) into build/node.
 KSWARM_BROKER=tansu scripts/broker.sh install
 scripts/kafka.sh install
-[[ "$only" == security ]] || scripts/peers.sh install
+[[ -n "$only" ]] || scripts/peers.sh install
 
 # The bench's Java consumer, compiled with javac against the installed kafka-clients (not needed by
-# BENCH_ONLY=security).
+# BENCH_ONLY=security or partitions).
 CP="$(scripts/kafka.sh classpath)"
 jar="$(ls "$BUILD"/kafka/libs/kafka-clients-*.jar | head -1)"
-if [[ "$only" != security ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
+if [[ -z "$only" ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
       || "$(cat "$JAVA_DIR/.kafka-clients" 2>/dev/null)" != "$(basename "$jar")" ]]; then
   echo "bench.sh: compiling $JAVA_SRC into $JAVA_DIR" >&2
   rm -rf "$JAVA_DIR"
@@ -109,7 +121,7 @@ on_signal() {
 trap on_signal TERM INT
 
 command_line=""
-for v in BENCH_ONLY BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
+for v in BENCH_ONLY BENCH_PARTITIONS BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
   if [[ -n "${!v:-}" ]]; then
     if [[ "${!v}" == *" "* ]]; then command_line+="$v='${!v}' "; else command_line+="$v=${!v} "; fi
   fi

@@ -17,7 +17,12 @@ stops its own brokers with scripts/broker.sh. Environment:
   BENCH_MAX_SECONDS  guard for the whole run (default 2400)
   BENCH_ONLY         empty (default): everything; "security": only the
                      SASL_SSL section (Kafka only) on the main broker, written
-                     to results-kafka-security.md/.json instead
+                     to results-kafka-security.md/.json instead; "partitions":
+                     only the partition-count section (issue 19) on the main
+                     broker (Kafka or tansu), written to
+                     results-BROKER-partitions.md/.json instead
+  BENCH_PARTITIONS   partition counts for BENCH_ONLY=partitions, comma-separated
+                     (default 2,64,256,1024)
   BENCH_KSWARM, BENCH_FETCH (the rskafka_fetch example), BENCH_NODE_DIR
   (node_modules with kafkajs), BENCH_JAVA_CP (JavaConsumer + kafka-clients),
   BENCH_JAVA_LOG (log4j2 config), BENCH_OUT (results directory), BENCH_COMMAND
@@ -65,6 +70,14 @@ Method (every number comes from real processes on the same broker):
   the topic once over SASL_SSL (the broker's TLS path warms up) and a
   librdkafka group joins over it; a client that cannot get in there is left
   out with a note.
+- Partition counts (BENCH_ONLY=partitions, issue 19): per count in
+  BENCH_PARTITIONS (ascending) a fresh topic of that many partitions
+  (`kswarm plan -p N --apply`, checked against the broker's metadata), filled
+  with BENCH_RECORDS records by fill_topic and read once untimed (warm_up);
+  then REPEATS interleaved rounds of kswarm-value and librdkafka, the same
+  throughput() runs as the main table; medians (peak RSS too). A count whose
+  topic cannot be created, filled or read keeps its row with the reason, and
+  the next count runs.
 """
 
 import bisect
@@ -477,18 +490,50 @@ def make_topic(partitions):
     return topic
 
 
+class BenchFailure(SystemExit):
+    """A step that failed (uncaught: the run ends with its message, as a SystemExit;
+    BENCH_ONLY=partitions catches it and reports it in the row)."""
+
+
 def fill_topic(topic, n):
     """n records of VALUE_BYTES (incl. newline) through `kswarm produce`."""
     t = time.time()
     p = subprocess.Popen([KSWARM, "produce", "-b", brokers(), "-t", topic],
-                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    said = []  # its stderr goes on to ours; the last line names a failure
+
+    def relay():
+        for raw in p.stderr:
+            sys.stderr.buffer.write(raw)
+            sys.stderr.flush()
+            said[:] = [raw.decode(errors="replace").strip()]
+
+    relay_th = threading.Thread(target=relay, daemon=True)
+    relay_th.start()
+    # A producer stuck on a broker that does not answer stops reading its stdin,
+    # and the writes below would block: kill it after a while (the writes then fail).
+    watchdog = threading.Timer(left(600), p.kill)
+    watchdog.daemon = True
+    watchdog.start()
     pad = "x" * (VALUE_BYTES - 12)
     chunk = 10000
-    for start in range(0, n, chunk):
-        p.stdin.write("".join(f"{i:010d} {pad}\n" for i in range(start, min(n, start + chunk))).encode())
-    p.stdin.close()
-    if p.wait(timeout=left(300)) != 0:
-        raise SystemExit(f"bench: kswarm produce failed for {topic}")
+    try:
+        for start in range(0, n, chunk):
+            p.stdin.write("".join(f"{i:010d} {pad}\n" for i in range(start, min(n, start + chunk))).encode())
+        p.stdin.close()
+        rc = p.wait(timeout=left(300))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        p.kill()
+        p.wait()
+        relay_th.join(timeout=5)
+        raise BenchFailure(f"bench: kswarm produce failed for {topic} after {time.time() - t:.0f} s "
+                           f"({type(e).__name__}{': ' + said[0] if said else ''})")
+    finally:
+        watchdog.cancel()
+    relay_th.join(timeout=5)
+    if rc != 0:
+        raise BenchFailure(f"bench: kswarm produce failed for {topic} (exit status {rc}, "
+                           f"after {time.time() - t:.0f} s{': ' + said[0] if said else ''})")
     log(f"produced {n} records to {topic} in {time.time() - t:.1f} s")
 
 
@@ -664,6 +709,9 @@ def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=N
             klog = getattr(l, "klog", None)
             for raw in (klog.lines[-5:] if klog else []):
                 log(f"{label}: kswarm: {raw.decode(errors='replace').rstrip()}")
+            res["timeout"] = timeout
+            res["exited"] = all(p.poll() is not None for p in l.procs)
+            res["log_tail"] = [raw.decode(errors="replace").rstrip() for raw in (klog.lines[-3:] if klog else [])]
         if tracker:
             join_end = time.time() + left(JOIN_WAIT)
             while tracker.joined_at is None and time.time() < join_end:
@@ -688,10 +736,10 @@ def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=N
     return res
 
 
-def startup_run(name, topic, cap=90.0, sec=None):
+def startup_run(name, topic, cap=90.0, sec=None, partitions=PARTITIONS):
     """Launch, wait for the first record and (if a group) every worker joined, stop."""
     group = uniq(f"gs-{name}")
-    l, reader, _, tracker = start_contender(name, topic, group, sec=sec)
+    l, reader, _, tracker = start_contender(name, topic, group, partitions=partitions, sec=sec)
     res = {"name": name}
     try:
         end = time.time() + left(cap)
@@ -732,14 +780,15 @@ def fmt_res(r):
                      for k, v in r.items() if k not in ("t0",))
 
 
-def warm_up(topic, n):
+def warm_up(topic, n, partitions=PARTITIONS):
     """Untimed: the rskafka loop reads the topic (n records) once; one
-    librdkafka consumer joins a group (on Kafka that creates __consumer_offsets)."""
+    librdkafka consumer joins a group (on Kafka that creates __consumer_offsets).
+    Returns (the rskafka pass or None, the librdkafka start-up run)."""
     t = time.time()
-    if FETCH:
-        throughput("rskafka", topic, n, quiet=True)
-    startup_run("librdkafka", topic)
+    read = throughput("rskafka", topic, n, partitions=partitions, quiet=True) if FETCH else None
+    joined = startup_run("librdkafka", topic, partitions=partitions)
     log(f"warm-up took {time.time() - t:.1f} s")
+    return read, joined
 
 
 # ----------------------------------------------------------- failover ---
@@ -1268,6 +1317,246 @@ def security_markdown(sec_out, labels, n):
     return md
 
 
+# ---------------------------------------------------------- partitions ---
+
+# BENCH_ONLY=partitions (issue 19: does the cost stay flat as partitions grow?)
+PART_CONTENDERS = ["kswarm-value", "librdkafka"]  # the order of each round and of the table
+PART_SHORT = {"kswarm-value": "kswarm", "librdkafka": "librdkafka"}
+PART_DEFAULT = "2,64,256,1024"
+
+
+def partition_counts():
+    """BENCH_PARTITIONS (e.g. 2,64), ascending; default PART_DEFAULT."""
+    raw = os.environ.get("BENCH_PARTITIONS", "").strip() or PART_DEFAULT
+    try:
+        counts = sorted({int(x) for x in raw.split(",") if x.strip()})
+    except ValueError:
+        counts = []
+    if not counts or counts[0] < 1:
+        raise SystemExit(f"bench: BENCH_PARTITIONS={raw}: use partition counts separated by commas, e.g. 2,64")
+    return counts
+
+
+def topic_partitions(topic):
+    """The topic's partition count in the broker's metadata (librdkafka's view), or None."""
+    try:
+        from confluent_kafka.admin import AdminClient
+        md = AdminClient({"bootstrap.servers": brokers()}).list_topics(topic, timeout=20)
+        t = md.topics.get(topic)
+        return None if t is None or t.error is not None else len(t.partitions)
+    except Exception:  # noqa: BLE001 - a check only
+        return None
+
+
+def partitions_holding(topic, partitions):
+    """How many of the topic's partitions hold records, from their high watermarks
+    (librdkafka, untimed); None on tansu (its ListOffsets reports wrong high
+    watermarks) or if the broker does not answer."""
+    if KIND == "tansu":
+        return None
+    try:
+        from confluent_kafka import Consumer, TopicPartition
+        c = Consumer({"bootstrap.servers": brokers(), "group.id": uniq("g-watermarks")})
+        try:
+            return sum(c.get_watermark_offsets(TopicPartition(topic, i), timeout=10, cached=False)[1] > 0
+                       for i in range(partitions))
+        finally:
+            c.close()
+    except Exception:  # noqa: BLE001 - a note only
+        return None
+
+
+def last_lines(text, k=2):
+    return " / ".join(line.strip() for line in text.strip().splitlines()[-k:])
+
+
+def partitions_one(p):
+    """One partition count: a fresh topic of p partitions filled with N records, the
+    untimed warm-up, then REPEATS interleaved rounds of PART_CONTENDERS. A step that
+    fails ends this count with its reason in "error"; the next count still runs."""
+    out = {"partitions": p, "topic": None, "error": None, "notes": [], "results": {}, "runs": {}}
+    t = time.time()
+    topic = uniq(f"bench-p{p}")
+    try:
+        cap = 180
+        try:
+            r = subprocess.run([KSWARM, "plan", "-b", brokers(), "-t", topic, "-p", str(p), "--apply"],
+                               capture_output=True, text=True, timeout=left(cap))
+        except subprocess.TimeoutExpired:
+            raise BenchFailure(f"topic not created: `kswarm plan -p {p} --apply` did not finish within {cap} s")
+        if r.returncode != 0:
+            raise BenchFailure(f"topic not created: `kswarm plan -p {p} --apply` exited {r.returncode} "
+                               f"({last_lines(r.stderr or r.stdout)})")
+        out["topic"] = topic
+        have = topic_partitions(topic)
+        out["metadata_partitions"] = have
+        if have is not None and have != p:
+            raise BenchFailure(f"the topic has {have} partitions in the broker's metadata, not {p}")
+        log(f"partitions {p}: topic {topic} created in {time.time() - t:.1f} s")
+        fill_topic(topic, N)
+        out["holding"] = partitions_holding(topic, p)
+        if out["holding"] is not None and out["holding"] < p:
+            out["notes"].append(f"{out['holding']:,} of the {p:,} partitions hold records (high watermarks; "
+                                f"the fill writes batches of up to 1,000 records round-robin)")
+        read, joined = warm_up(topic, N, partitions=p)
+        if read is not None and not read["complete"]:
+            out["notes"].append(f"the untimed rskafka pass read {read['n']:,} of {N:,} records")
+        if joined.get("startup") is None:
+            out["notes"].append("in the untimed pass a librdkafka group got no record within 90 s")
+        elif joined.get("joined") is None:
+            out["notes"].append("in the untimed pass not every librdkafka process held partitions within 90 s")
+        runs = {name: [] for name in PART_CONTENDERS}
+        for _ in range(REPEATS):
+            for name in PART_CONTENDERS:
+                runs[name].append(throughput(name, topic, N, partitions=p, label=f"{PART_SHORT[name]}-p{p}"))
+        for name, rs in runs.items():
+            c = combine(rs)
+            rss = [x["rss"] for x in rs if x.get("rss") is not None]
+            c["rss_max"] = c["rss"]
+            c["rss"] = statistics.median(rss) if rss else None  # the table's: median over the runs
+            out["results"][name] = c
+            out["runs"][name] = [{k: x.get(k) for k in ("rate", "cpu_per_m", "rss", "startup", "joined",
+                                                         "broker_per_m", "n", "complete", "exited", "log_tail")}
+                                 for x in rs]
+    except BenchFailure as e:
+        out["error"] = str(e.code).removeprefix("bench: ")
+        log(f"partitions {p}: {out['error']}")
+    except Exception as e:  # noqa: BLE001 - report it in the row; the next count still runs
+        out["error"] = f"harness error {e!r}"
+        log(f"partitions {p}: {out['error']}")
+    out["seconds"] = time.time() - t
+    log(f"partitions {p}: took {out['seconds']:.0f} s")
+    return out
+
+
+def partitions_cell(r):
+    """The records/s cell: the rate, or why there is none."""
+    if r["complete"]:
+        return f1(r["rate"], 0)
+    timeout = 30 + N / 10000  # throughput()'s
+    got = f"only {r['n']:,} of {N:,} records" if r["n"] else "no record"
+    if r["rate"] is None:
+        return f"failed: {got} within {timeout:.0f} s"
+    return f"{f1(r['rate'], 0)} ({'a run' if REPEATS > 1 else 'the run'} read {got} within {timeout:.0f} s)"
+
+
+def partitions_markdown(counts, labels):
+    md = []
+    p = md.append
+    p(f"Each partition count gets a fresh topic of that many partitions, filled with {N:,} records of "
+      f"{VALUE_BYTES} bytes by `kswarm produce` (round-robin, one batch of up to 1,000 records per partition in "
+      f"turn) and read once untimed (the rskafka loop, then one librdkafka group joins); then "
+      f"{f'{REPEATS} interleaved rounds' if REPEATS != 1 else 'one round'} of the two clients, each run a fresh "
+      f"group reading every record{', medians' if REPEATS != 1 else ''}. kswarm: `{labels['kswarm-value']}`, "
+      f"its stdout to a pipe the harness counts; librdkafka: {labels['librdkafka']} (scripts/bench/"
+      f"rdkafka_consumer.py, default settings). CPU: user+sys of the client's whole process tree (µs per record "
+      f"= CPU s per 1M records); peak RSS: the largest worker's VmHWM in a run; start-up: launch to first "
+      f"record; broker CPU: the broker process over the same run. Earlier counts' topics stay on the broker, "
+      f"idle.")
+    p("")
+    p("| partitions | contender | records/s | CPU µs per record | peak RSS per worker MiB | start-up s (first record) "
+      "| broker CPU µs per record |")
+    p("|---:|---|---:|---:|---:|---:|---:|")
+    for c in counts:
+        for name in PART_CONTENDERS:
+            who = PART_SHORT[name]
+            if c["error"]:
+                p(f"| {c['partitions']:,} | {who} | failed: {c['error']} | – | – | – | – |")
+                continue
+            r = c["results"][name]
+            p(f"| {c['partitions']:,} | {who} | {partitions_cell(r)} | {f1(r['cpu_per_m'], 2)} | {f1(r['rss'], 1)} "
+              f"| {f1(r['startup'], 2)} | {f1(r['broker_per_m'], 2)} |")
+    p("")
+
+    def x(v):
+        return "–" if v is None else f"{v:.2f}×"
+
+    def rss_of(c, name):
+        return None if c["error"] else c["results"][name]["rss"]
+
+    base = {name: next(((c["partitions"], rss_of(c, name)) for c in counts if rss_of(c, name) is not None),
+                       (None, None)) for name in PART_CONTENDERS}
+    for c in counts:
+        if c["error"]:
+            p(f"- {c['partitions']:,} partitions: no figures ({c['error']})")
+            continue
+        k, lr = c["results"]["kswarm-value"], c["results"]["librdkafka"]
+        bits = [f"kswarm ÷ librdkafka: records/s {x(ratio(k['rate'], lr['rate']))}, "
+                f"CPU per record {x(ratio(k['cpu_per_m'], lr['cpu_per_m']))}"]
+        deltas = []
+        for name in PART_CONTENDERS:
+            b_count, b_rss = base[name]
+            if b_rss is None or c["results"][name]["rss"] is None:
+                continue
+            d = c["results"][name]["rss"] - b_rss
+            if b_count == c["partitions"]:
+                deltas.append(f"{PART_SHORT[name]} {c['results'][name]['rss']:.1f} MiB (the base)")
+            else:
+                deltas.append(f"{PART_SHORT[name]} {d:+.1f} MiB over {b_count:,} partitions")
+        if deltas:
+            bits.append("peak RSS per worker: " + ", ".join(deltas))
+        incomplete = [PART_SHORT[n] for n in PART_CONTENDERS if not c["results"][n]["complete"]]
+        if incomplete:
+            bits.append(f"not every record read by {', '.join(incomplete)} in every run")
+        p(f"- {c['partitions']:,} partitions: " + "; ".join(bits))
+    ok = [c for c in counts if not c["error"]]
+    for key, what, nd in (("rate", "records/s", 0), ("cpu_per_m", "CPU µs per record", 2),
+                          ("rss", "peak RSS per worker MiB", 1), ("startup", "start-up s", 2),
+                          ("joined", "every worker joined s", 2)):
+        p(f"- {what} per run: " + "; ".join(
+            f"{PART_SHORT[n]} at {c['partitions']:,}: " + ", ".join(f1(r.get(key), nd) for r in c["runs"][n])
+            for c in ok for n in PART_CONTENDERS))
+    for c in counts:
+        for note in c["notes"]:
+            p(f"- {c['partitions']:,} partitions: {note}")
+    if KIND == "tansu":
+        p("- tansu answers a new group's first JoinGroup after about half the session timeout, which dominates "
+          "librdkafka's start-up here; tansu keeps every topic in memory.")
+    return md
+
+
+def main_partitions_only(t_start, labels):
+    """BENCH_ONLY=partitions: the main broker, then per partition count a fresh topic,
+    its fill and warm-up and the measured rounds; results-KIND-partitions.md/.json."""
+    global BROKER
+    counts = partition_counts()
+    if KIND == "kafka":
+        broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
+    else:
+        broker = Broker("tansu", PORT, [])
+    log(f"only the partitions section: partition counts {counts}, {N} records each, {REPEATS} repeats")
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    BROKER = broker
+    broker.start()
+    try:
+        out = [partitions_one(c) for c in counts]
+    finally:
+        broker.stop()
+    bname = "Apache Kafka" if KIND == "kafka" else "tansu"
+    md = [f"### {bname}: cost as partitions grow (issue 19)", "",
+          f"{date}; machine: nproc {os.cpu_count()}, {cpu_model()}, load before {load}.  ",
+          f"Broker: {broker.describe()}.  ",
+          f"Command: `{COMMAND}`; partition counts {', '.join(f'{c:,}' for c in counts)}; {N:,} records of "
+          f"{VALUE_BYTES} bytes per topic, {WORKERS} processes per client, "
+          f"{f'median of {REPEATS} interleaved runs' if REPEATS != 1 else 'one run'}.", ""]
+    md += partitions_markdown(out, labels)
+    md += ["", f"(bench took {time.time() - t_start:.0f} s)"]
+    text = "\n".join(md) + "\n"
+    print()
+    print(text)
+    with open(os.path.join(OUT, f"results-{KIND}-partitions.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(OUT, f"results-{KIND}-partitions.json"), "w") as f:
+        json.dump({"date": date, "broker": broker.describe(), "command": COMMAND, "records": N,
+                   "value_bytes": VALUE_BYTES, "repeats": REPEATS, "workers": WORKERS,
+                   "partition_counts": counts,
+                   "contenders": {PART_SHORT[n]: labels[n] for n in PART_CONTENDERS},
+                   "partitions": out}, f, indent=1, default=str)
+    log(f"wrote {OUT}/results-{KIND}-partitions.md and results-{KIND}-partitions.json")
+
+
 # --------------------------------------------------------------- main ---
 
 def cpu_model():
@@ -1368,10 +1657,16 @@ def main():
     global BROKER
     t_start = time.time()
     os.makedirs(OUT, exist_ok=True)
-    if ONLY not in ("", "security"):
-        raise SystemExit(f"bench: BENCH_ONLY={ONLY}: use security (only the SASL_SSL section), or leave it empty")
+    if ONLY not in ("", "security", "partitions"):
+        raise SystemExit(f"bench: BENCH_ONLY={ONLY}: use security (only the SASL_SSL section) or partitions "
+                         f"(only the partition-count section), or leave it empty")
+    if ONLY == "partitions":
+        partition_counts()  # a bad BENCH_PARTITIONS fails before the broker starts
     v = versions()
     labels = labels_for(v)
+    if ONLY == "partitions":
+        main_partitions_only(t_start, labels)
+        return
     if ONLY == "security":
         if KIND != "kafka":
             log("BENCH_ONLY=security: the SASL_SSL section runs on Kafka only; nothing to do on tansu")
