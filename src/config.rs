@@ -387,8 +387,8 @@ pub struct ConsumeConfig {
     /// `--hang-timeout`.
     pub hang_timeout: Duration,
     pub shutdown_timeout: Duration,
-    /// `-X fetch.max.bytes`: what a worker's fetches of all its partitions
-    /// may ask for together (see [`partition_fetch_bytes`]).
+    /// `-X fetch.max.bytes`: what one fetch request (one per partition
+    /// leader, covering all of the worker's partitions there) asks for.
     pub fetch_max_bytes: i32,
     /// `-X max.partition.fetch.bytes`: the most one partition's fetch asks for.
     pub partition_fetch_max_bytes: i32,
@@ -396,27 +396,13 @@ pub struct ConsumeConfig {
     pub fetch_wait_ms: i32,
 }
 
-/// 1 MiB for all of a worker's partitions together: a worker that owns many
-/// partitions asks each for less, so its memory does not grow with them.
+/// 1 MiB per fetch request (Kafka's default is 50 MiB): one request covers
+/// every partition a worker reads from a broker, so a worker's memory does
+/// not grow with its partitions.
 pub const DEFAULT_FETCH_MAX_BYTES: i32 = 1024 * 1024;
 /// 256 KiB: as fast as 1 MiB on loopback, at half a worker's peak memory.
 pub const DEFAULT_PARTITION_FETCH_MAX_BYTES: i32 = 256 * 1024;
-/// A partition's fetch asks for at least this much, however many partitions
-/// share the budget (smaller fetches cost more requests than they save).
-pub const MIN_PARTITION_FETCH_BYTES: i32 = 32 * 1024;
 pub const DEFAULT_FETCH_WAIT_MS: i32 = 100;
-
-/// What one partition's fetch asks for when a worker owns `owned`
-/// partitions: an equal share of `fetch.max.bytes`, at most
-/// `max.partition.fetch.bytes`, at least [`MIN_PARTITION_FETCH_BYTES`] (or
-/// `max.partition.fetch.bytes`, when that is smaller).
-pub fn partition_fetch_bytes(fetch_max_bytes: i32, partition_max: i32, owned: usize) -> i32 {
-    let share = fetch_max_bytes / i32::try_from(owned.max(1)).unwrap_or(i32::MAX);
-    share
-        .max(MIN_PARTITION_FETCH_BYTES)
-        .min(partition_max)
-        .max(1)
-}
 
 impl ConsumeConfig {
     /// The consumer flags, and the consumer keys among the -F/-X `settings`.
@@ -873,23 +859,6 @@ mod tests {
         assert!(e.0.contains("uniform or range"), "{e}");
         assert!(assignors(Consumer, Some("range,uniform"), None).is_err());
         assert!(assignors(Consumer, Some("range"), Some("uniform")).is_err());
-    }
-
-    #[test]
-    fn partition_fetches_share_the_budget() {
-        let (budget, per) = (DEFAULT_FETCH_MAX_BYTES, DEFAULT_PARTITION_FETCH_MAX_BYTES);
-        // One or a few partitions: each may ask for the per-partition most.
-        assert_eq!(partition_fetch_bytes(budget, per, 0), per);
-        assert_eq!(partition_fetch_bytes(budget, per, 1), per);
-        assert_eq!(partition_fetch_bytes(budget, per, 4), per);
-        // Many: an equal share, so the total stays at the budget...
-        assert_eq!(partition_fetch_bytes(budget, per, 16), 64 * 1024);
-        // ...but never below the floor.
-        assert_eq!(partition_fetch_bytes(budget, per, 32), 32 * 1024);
-        assert_eq!(partition_fetch_bytes(budget, per, 1000), 32 * 1024);
-        // A per-partition limit below the floor wins.
-        assert_eq!(partition_fetch_bytes(budget, 4096, 1000), 4096);
-        assert_eq!(partition_fetch_bytes(1, 1, 3), 1);
     }
 
     #[test]

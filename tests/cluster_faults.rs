@@ -7,7 +7,12 @@
 //! - b. the same cluster (the node of a. started again): SIGKILL of the leader
 //!   of a partition kswarm consumes (not the coordinator);
 //! - c. one disk-backed node: SIGKILL, `scripts/kafka.sh restart` 10 s later;
-//! - d. one node: SIGSTOP for 30 s, then SIGCONT.
+//! - d. one node: SIGSTOP for 30 s, then SIGCONT;
+//! - e. the 3-node cluster again: every partition's leadership moved to
+//!   another live node (replica order reassigned, preferred leader election)
+//!   while records flow: the old leader answers NOT_LEADER_OR_FOLLOWER or
+//!   FENCED_LEADER_EPOCH, and kswarm's fetcher must find the new one without
+//!   a restart, a duplicate or a record out of order.
 //!
 //! In each case kswarm runs 2 workers with an `--exec` handler that appends
 //! every record (`--format json`) to a file and acknowledges it; numbered
@@ -479,6 +484,9 @@ struct Case {
     file: PathBuf,
     run: Proc,
     producer: Producer,
+    /// No fault that costs a worker: nothing may be handled twice and no
+    /// worker restarted.
+    exact: bool,
 }
 
 impl Case {
@@ -523,6 +531,7 @@ impl Case {
             file,
             run,
             producer,
+            exact: false,
         };
         let state = case.dir.path().to_path_buf();
         wait_members(&state, &case.group, &case.topic, 2, Duration::from_secs(90));
@@ -710,6 +719,10 @@ impl Case {
             self.stderr_tail(40)
         );
         assert_eq!(st.code(), Some(0), "[{}] SIGTERM: exit status", self.tag);
+        if self.exact {
+            assert_eq!(t.duplicates, 0, "[{}] records handled twice", self.tag);
+            assert_eq!(restarts, 0, "[{}] workers restarted", self.tag);
+        }
     }
 }
 
@@ -804,6 +817,83 @@ fn leader_killed(nodes: &Nodes) {
     case.finish();
 }
 
+/// e. Every partition's leadership moves to another live node while records
+/// flow (no node dies): the fetcher follows the new leaders by itself.
+fn leaders_moved(nodes: &Nodes) {
+    let b = nodes.bootstrap();
+    let mut case = Case::start("e", &b, 3);
+    let before = leaders(&b, &case.topic);
+    // Each partition's replicas, the next node first: after the reassignment
+    // (only the order changes, so it completes at once) a preferred leader
+    // election makes that node the leader.
+    let next = |n: i32| n % 3 + 1;
+    let parts: Vec<String> = before
+        .iter()
+        .map(|(p, &l)| {
+            let (a, c) = (next(l), next(next(l)));
+            format!(
+                r#"{{"topic":"{}","partition":{p},"replicas":[{a},{l},{c}]}}"#,
+                case.topic
+            )
+        })
+        .collect();
+    let plan = case.dir.path().join("reassign.json");
+    std::fs::write(
+        &plan,
+        format!(r#"{{"version":1,"partitions":[{}]}}"#, parts.join(",")),
+    )
+    .unwrap();
+    case.sleep_alive(Duration::from_secs(1), "before the move");
+    let base = case.snapshot();
+    let t0 = Instant::now();
+    tool(
+        "org.apache.kafka.tools.reassign.ReassignPartitionsCommand",
+        &[
+            "--bootstrap-server",
+            &b,
+            "--reassignment-json-file",
+            plan.to_str().unwrap(),
+            "--execute",
+        ],
+    )
+    .expect("ReassignPartitionsCommand --execute");
+    let topic = case.topic.clone();
+    wait_for(
+        Duration::from_secs(60),
+        "the preferred leader election",
+        || {
+            tool(
+                "org.apache.kafka.tools.LeaderElectionCommand",
+                &[
+                    "--bootstrap-server",
+                    &b,
+                    "--election-type",
+                    "preferred",
+                    "--topic",
+                    &topic,
+                    "--all-topic-partitions",
+                ],
+            )
+            .map(|_| ())
+            .filter(|_| {
+                let now = leaders(&b, &topic);
+                before.iter().all(|(p, &l)| now.get(p) == Some(&next(l)))
+            })
+        },
+    );
+    let moved = t0.elapsed();
+    let flow = case.wait_flow(t0, &base);
+    let after = leaders(&b, &case.topic);
+    eprintln!(
+        "[e] leaders {before:?} -> {after:?} ({} for the tools): records flow again on every          partition {} after the move began (per partition {:?})",
+        secs(moved),
+        secs(flow.values().max().copied().unwrap()),
+        flow.iter().map(|(p, d)| (*p, secs(*d))).collect::<Vec<_>>(),
+    );
+    case.exact = true;
+    case.finish();
+}
+
 /// c. SIGKILL of the only node, `restart` 10 s later.
 fn single_killed_and_restarted(nodes: &Nodes) {
     let b = nodes.bootstrap();
@@ -871,7 +961,7 @@ fn single_stopped(nodes: &Nodes) {
 }
 
 #[test]
-fn a_three_node_cluster_loses_the_coordinator_then_a_partition_leader() {
+fn a_three_node_cluster_loses_the_coordinator_then_a_partition_leader_then_moves_leaders() {
     let _one = one_at_a_time();
     let nodes = Nodes::start(
         &CLUSTER,
@@ -907,6 +997,10 @@ fn a_three_node_cluster_loses_the_coordinator_then_a_partition_leader() {
             secs(t.elapsed())
         );
         leader_killed(&nodes)
+    });
+    attempt("e: every partition leader moved", &mut failures, || {
+        nodes.ensure_up();
+        leaders_moved(&nodes)
     });
     drop(nodes);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -33,6 +33,21 @@ pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const UNRELEASED_INSTANCE_ID: i16 = 111;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
+// fetching
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const CORRUPT_MESSAGE: i16 = 2;
+pub const LEADER_NOT_AVAILABLE: i16 = 5;
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+pub const REPLICA_NOT_AVAILABLE: i16 = 9;
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+pub const FENCED_LEADER_EPOCH: i16 = 74;
+pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+pub const OFFSET_NOT_AVAILABLE: i16 = 78;
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const INCONSISTENT_TOPIC_ID: i16 = 103;
+pub const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
 
 #[cfg(test)]
 mod tests {
@@ -71,6 +86,20 @@ mod tests {
             (UNRELEASED_INSTANCE_ID, E::UnreleasedInstanceId),
             (UNSUPPORTED_ASSIGNOR, E::UnsupportedAssignor),
             (STALE_MEMBER_EPOCH, E::StaleMemberEpoch),
+            (OFFSET_OUT_OF_RANGE, E::OffsetOutOfRange),
+            (CORRUPT_MESSAGE, E::CorruptMessage),
+            (LEADER_NOT_AVAILABLE, E::LeaderNotAvailable),
+            (NOT_LEADER_OR_FOLLOWER, E::NotLeaderOrFollower),
+            (REPLICA_NOT_AVAILABLE, E::ReplicaNotAvailable),
+            (KAFKA_STORAGE_ERROR, E::KafkaStorageError),
+            (FETCH_SESSION_ID_NOT_FOUND, E::FetchSessionIdNotFound),
+            (INVALID_FETCH_SESSION_EPOCH, E::InvalidFetchSessionEpoch),
+            (FENCED_LEADER_EPOCH, E::FencedLeaderEpoch),
+            (UNKNOWN_LEADER_EPOCH, E::UnknownLeaderEpoch),
+            (OFFSET_NOT_AVAILABLE, E::OffsetNotAvailable),
+            (UNKNOWN_TOPIC_ID, E::UnknownTopicId),
+            (INCONSISTENT_TOPIC_ID, E::InconsistentTopicId),
+            (FETCH_SESSION_TOPIC_ID_ERROR, E::FetchSessionTopicIdError),
         ];
         for (code, e) in ours {
             assert_eq!(e.code(), code, "{e:?}");

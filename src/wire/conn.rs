@@ -51,6 +51,7 @@ wire_requests! {
     OffsetCommitRequest => OffsetCommitResponse: OffsetCommit,
     OffsetFetchRequest => OffsetFetchResponse: OffsetFetch,
     ListOffsetsRequest => ListOffsetsResponse: ListOffsets,
+    FetchRequest => FetchResponse: Fetch,
     DescribeGroupsRequest => DescribeGroupsResponse: DescribeGroups,
     ListGroupsRequest => ListGroupsResponse: ListGroups,
     CreateTopicsRequest => CreateTopicsResponse: CreateTopics,

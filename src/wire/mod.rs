@@ -5,6 +5,7 @@
 //! - [`conn`]: one framed connection to one broker, with version negotiation.
 //! - [`group_msgs`]: typed group requests (FindCoordinator, JoinGroup, ..) returning plain types.
 //! - [`consumer_protocol`]: the ConsumerProtocol subscription/assignment bytes.
+//! - [`fetch`]: Fetch with sessions (KIP-227), the topic's leaders, ListOffsets: what a worker reads with.
 //! - [`records`]: the record batches of a fetch answer, decoded without a copy per record.
 
 pub(crate) mod admin;
@@ -12,6 +13,7 @@ pub(crate) mod codes;
 pub(crate) mod conn;
 pub(crate) mod consumer_group;
 pub(crate) mod consumer_protocol;
+pub(crate) mod fetch;
 pub(crate) mod group_msgs;
 pub(crate) mod records;
 pub(crate) mod sasl;

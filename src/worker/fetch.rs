@@ -1,132 +1,499 @@
-//! Fetching: one task per owned partition reads its records from the
-//! partition's leader (rskafka, record batches decoded as slices of the
-//! fetched bytes) and queues them, pipelined ahead of the handler by a
-//! bounded channel: a slow handler slows fetching instead of growing memory.
+//! Fetching as Kafka's own consumers do: one task per worker keeps one Fetch
+//! in flight per partition leader, covering every owned partition that
+//! broker leads, inside an incremental fetch session (KIP-227). Answers are
+//! decoded (record batches as slices of the fetched bytes) and queued,
+//! pipelined ahead of the handler by a bounded channel: a slow handler slows
+//! fetching instead of growing memory, and the bytes held stay bounded by
+//! `fetch.max.bytes` per broker whatever the partition count.
+//!
+//! A partition's records are taken from an answer only if the answering
+//! broker still leads it and the answer starts where the partition stands,
+//! so a leader change never delivers records twice or out of order.
 
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rskafka::client::partition::{OffsetAt, PartitionClient};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
 
+use super::cluster::{fatal_or, Cluster, Fatal};
 use crate::backoff::Doubling;
 use crate::config::StartFrom;
 use crate::record::Record;
-use crate::wire::records::{decode_fetched, AbortedTxn};
+use crate::wire::codes;
+use crate::wire::fetch::{self, FetchAnswer, FetchLimits, FetchPlan, FetchSession, PartitionWant};
+use crate::wire::group_msgs::code_name;
+use crate::wire::records::decode_fetched;
+use crate::wire::{BrokerConn, WireError};
 
 /// Fetched batches buffered per worker ahead of the handler (pipelining).
 pub const FETCH_QUEUE: usize = 2;
-/// The largest fetch we grow to when a single record batch is larger than
-/// the fetch asked for and the broker cuts it off (brokers before KIP-74).
+/// The largest a partition's share grows to when a single record batch is
+/// larger than it and the broker cuts it off (brokers before KIP-74).
 const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
-/// Fetch retries (a failed fetch, a corrupt batch): 100 ms doubling to 2 s.
+/// Retries of a broker or a partition: 100 ms doubling to 2 s.
 const FETCH_PAUSE: Doubling = Doubling::new(Duration::from_millis(100), Duration::from_secs(2));
+/// Metadata is read again at most this often while leaders are missing.
+const METADATA_PAUSE: Doubling = Doubling::new(Duration::from_millis(100), Duration::from_secs(2));
+/// A fetch answer may take the broker's wait plus this (Java's request.timeout.ms).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The records of one fetch of one partition, in offset order.
-pub struct FetchedBatch {
-    pub records: Vec<Record>,
+/// What a partition's error in a fetch answer calls for.
+#[derive(Debug, PartialEq, Eq)]
+enum OnError {
+    /// The offset is gone (retention) or beyond the end: reset by `--from`.
+    Reset,
+    /// The leader moved or the topic changed: read the leaders again.
+    FindLeader,
+    /// The broker is behind our metadata, or briefly unable: wait, then
+    /// read the leaders again.
+    Wait,
+    /// Retrying with these settings cannot help.
+    Fatal,
 }
 
-/// Fetch one partition from `offset` on, pipelined ahead of the handler by the
-/// bounded channel. Ends when the receiver is gone or the task is aborted.
-/// Each answer's high watermark goes to `high_watermark` (the metrics' lag).
-pub async fn fetch_loop(
-    pc: Arc<PartitionClient>,
-    mut offset: i64,
-    tx: mpsc::Sender<FetchedBatch>,
+fn on_partition_error(code: i16) -> OnError {
+    match code {
+        codes::OFFSET_OUT_OF_RANGE => OnError::Reset,
+        codes::TOPIC_AUTHORIZATION_FAILED => OnError::Fatal,
+        codes::NOT_LEADER_OR_FOLLOWER
+        | codes::FENCED_LEADER_EPOCH
+        | codes::LEADER_NOT_AVAILABLE
+        | codes::UNKNOWN_TOPIC_OR_PARTITION
+        | codes::UNKNOWN_TOPIC_ID
+        | codes::INCONSISTENT_TOPIC_ID
+        | codes::KAFKA_STORAGE_ERROR => OnError::FindLeader,
+        codes::UNKNOWN_LEADER_EPOCH
+        | codes::OFFSET_NOT_AVAILABLE
+        | codes::REPLICA_NOT_AVAILABLE
+        | codes::CORRUPT_MESSAGE => OnError::Wait,
+        // anything new: wait too, rather than spin
+        _ => OnError::Wait,
+    }
+}
+
+/// What the fetch task hands the worker.
+pub enum Fetched {
+    /// Records of one answer, in offset order per partition.
+    Records(Vec<Record>),
+    /// Fetching cannot go on with these settings.
+    Fatal(String),
+}
+
+/// How the fetch task reads.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchSettings {
+    /// `fetch.max.bytes`: what one request asks for in all.
+    pub max_bytes: i32,
+    /// `max.partition.fetch.bytes`: the most one partition gets per request.
+    pub partition_max_bytes: i32,
+    /// `fetch.wait.max.ms`
+    pub wait_ms: i32,
+    /// Where an out-of-range offset resets to.
+    pub from: StartFrom,
+}
+
+struct Part {
+    offset: i64,
     max_bytes: i32,
-    wait_ms: i32,
-    from: StartFrom,
-    high_watermark: Arc<std::sync::atomic::AtomicI64>,
+    /// Not fetched before this (a corrupt batch, a partition error).
+    not_before: Option<Instant>,
+    failures: u32,
+    high_watermark: Arc<AtomicI64>,
+}
+
+type InFlight = (
+    i32,
+    Option<BrokerConn>,
+    FetchPlan,
+    Result<FetchAnswer, WireError>,
+);
+
+/// Fetch `starts` ((partition, offset)) until the receiver is gone or the
+/// task is aborted. Each answer's high watermarks go to `high_watermarks`.
+pub async fn fetch_loop(
+    mut cluster: Cluster,
+    starts: Vec<(i32, i64)>,
+    tx: mpsc::Sender<Fetched>,
+    settings: FetchSettings,
+    high_watermarks: HashMap<i32, Arc<AtomicI64>>,
 ) {
-    use rskafka::client::error::{Error as KError, ProtocolError};
-    let partition = pc.partition();
-    let mut failures = 0u32;
-    let mut limit = max_bytes;
+    if let Err(e) = run(&mut cluster, starts, &tx, settings, high_watermarks).await {
+        let _ = tx.send(Fetched::Fatal(format!("{e:#}"))).await;
+    }
+}
+
+async fn run(
+    cluster: &mut Cluster,
+    starts: Vec<(i32, i64)>,
+    tx: &mpsc::Sender<Fetched>,
+    settings: FetchSettings,
+    mut high_watermarks: HashMap<i32, Arc<AtomicI64>>,
+) -> Result<(), Fatal> {
+    let mut parts: BTreeMap<i32, Part> = starts
+        .iter()
+        .map(|&(p, offset)| {
+            let hw = high_watermarks
+                .remove(&p)
+                .unwrap_or_else(|| Arc::new(AtomicI64::new(-1)));
+            (
+                p,
+                Part {
+                    offset,
+                    max_bytes: settings.partition_max_bytes,
+                    not_before: None,
+                    failures: 0,
+                    high_watermark: hw,
+                },
+            )
+        })
+        .collect();
+    // The order full requests name partitions in: one that got records goes
+    // to the back, so a small fetch.max.bytes does not starve the rest.
+    let mut order: VecDeque<i32> = parts.keys().copied().collect();
+    let mut sessions: HashMap<i32, FetchSession> = HashMap::new();
+    let mut broker_pause: HashMap<i32, (Instant, u32)> = HashMap::new();
+    let mut in_flight: HashSet<i32> = HashSet::new();
+    let mut requests: JoinSet<InFlight> = JoinSet::new();
+    let mut need_metadata =
+        cluster.topic_ref().id.is_none() || parts.keys().any(|p| cluster.leader(*p).is_none());
+    let mut metadata_failures = 0u32;
+    let limits = FetchLimits {
+        max_wait_ms: settings.wait_ms,
+        max_bytes: settings.max_bytes,
+    };
     loop {
-        match pc.fetch_raw(offset, 1..limit, wait_ms).await {
-            Ok((raw, hw, aborted)) => {
-                high_watermark.store(hw, std::sync::atomic::Ordering::Relaxed);
-                tracing::trace!(partition, offset, limit, bytes = raw.len(), "fetched");
-                failures = 0;
-                let mut records = Vec::new();
-                let aborted = aborted
-                    .into_iter()
-                    .map(|(producer_id, first_offset)| AbortedTxn {
-                        producer_id,
-                        first_offset,
-                    })
-                    .collect();
-                let decoded = match decode_fetched(partition, raw, offset, aborted, &mut records) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        // A corrupt batch does not heal by itself; keep trying
-                        // (the broker may serve it again from another replica)
-                        // and say so, rather than skip records.
-                        let pause = FETCH_PAUSE.delay(failures);
-                        failures += 1;
-                        warn!(partition, "{e}; fetching it again in {pause:?}");
-                        tokio::time::sleep(pause).await;
-                        continue;
+        if need_metadata {
+            match cluster.refresh().await {
+                Ok(()) => need_metadata = false,
+                Err(e) => {
+                    if let Some(f) = e.downcast_ref::<Fatal>() {
+                        return Err(Fatal(f.0.clone()));
                     }
-                };
-                if decoded.only_partial {
-                    let grown = limit.saturating_mul(2).min(MAX_FETCH_BYTES);
-                    if grown == limit {
-                        warn!(
-                            partition,
-                            "a record batch at offset {offset} is larger than {limit} bytes; cannot fetch it"
-                        );
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    } else {
-                        debug!(partition, "a record batch at offset {offset} is larger than {limit} bytes; fetching up to {grown}");
-                        limit = grown;
-                    }
-                    continue;
-                }
-                limit = max_bytes;
-                if let Some(next) = decoded.next_offset {
-                    offset = offset.max(next);
-                }
-                if records.is_empty() {
-                    continue;
-                }
-                if tx.send(FetchedBatch { records }).await.is_err() {
-                    return;
+                    warn!("{e:#}; trying again");
                 }
             }
-            Err(KError::ServerError {
-                protocol_error: ProtocolError::OffsetOutOfRange,
-                ..
-            }) => {
-                let at = match from {
-                    StartFrom::Earliest => OffsetAt::Earliest,
-                    StartFrom::Latest => OffsetAt::Latest,
-                };
-                match pc.get_offset(at).await {
-                    Ok(o) => {
-                        warn!(
-                            partition,
-                            "offset {offset} is out of range; resetting to {o} (--from)"
-                        );
-                        offset = o;
-                    }
-                    Err(e) => {
-                        warn!(
-                            partition,
-                            "offset {offset} out of range and reset failed: {e}"
-                        );
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+            if parts.keys().any(|p| cluster.leader(*p).is_none()) || need_metadata {
+                // A leader is being elected (or the brokers are away): ask
+                // again soon, and fetch what has a leader meanwhile.
+                need_metadata = true;
+                let pause = METADATA_PAUSE.delay(metadata_failures);
+                metadata_failures += 1;
+                if requests.is_empty() {
+                    tokio::time::sleep(pause).await;
+                    continue;
                 }
-            }
-            Err(e) => {
-                let pause = FETCH_PAUSE.delay(failures);
-                failures += 1;
-                warn!(partition, "fetch failed ({e}); retrying in {pause:?}");
-                tokio::time::sleep(pause).await;
+            } else {
+                metadata_failures = 0;
             }
         }
+
+        // One request per leader that has none in flight.
+        let now = Instant::now();
+        let topic = cluster.topic_ref();
+        let mut wanted: BTreeMap<i32, Vec<(i32, PartitionWant)>> = BTreeMap::new();
+        for &p in &order {
+            let part = &parts[&p];
+            if part.not_before.is_some_and(|t| t > now) {
+                continue;
+            }
+            let Some(leader) = cluster.leader(p) else {
+                continue;
+            };
+            wanted.entry(leader.node).or_default().push((
+                p,
+                PartitionWant {
+                    offset: part.offset,
+                    leader_epoch: leader.epoch,
+                    max_bytes: part.max_bytes,
+                },
+            ));
+        }
+        for (node, want) in wanted {
+            if in_flight.contains(&node) {
+                continue;
+            }
+            let Some(addr) = cluster.addr(node) else {
+                continue;
+            };
+            let plan = sessions.entry(node).or_default().plan(&want);
+            let conn = cluster.take_conn(node);
+            let delay = broker_pause
+                .get(&node)
+                .map(|(until, _)| until.saturating_duration_since(now))
+                .unwrap_or_default();
+            let (client_id, connect_timeout, topic) = (
+                cluster.client_id().to_string(),
+                cluster.connect_timeout(),
+                topic.clone(),
+            );
+            let timeout = REQUEST_TIMEOUT + Duration::from_millis(settings.wait_ms.max(0) as u64);
+            in_flight.insert(node);
+            requests.spawn(async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let mut conn = match conn {
+                    Some(c) => c,
+                    None => match BrokerConn::connect(&addr, &client_id, connect_timeout).await {
+                        Ok(c) => c,
+                        Err(e) => return (node, None, plan, Err(e)),
+                    },
+                };
+                let r = match tokio::time::timeout(
+                    timeout,
+                    fetch::fetch(&mut conn, &topic, &plan, limits),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(WireError::Io {
+                        addr,
+                        what: "fetch",
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer within {timeout:?}"),
+                        ),
+                    }),
+                };
+                (node, Some(conn), plan, r)
+            });
+        }
+        if requests.is_empty() {
+            // Every partition waits: on a pause, or on a leader.
+            let next = parts.values().filter_map(|p| p.not_before).min();
+            let pause = next
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(100));
+            tokio::time::sleep(pause.max(Duration::from_millis(1))).await;
+            need_metadata |= parts.keys().any(|p| cluster.leader(*p).is_none());
+            continue;
+        }
+
+        let Some(done) = requests.join_next().await else {
+            continue;
+        };
+        let Ok((node, conn, plan, answer)) = done else {
+            continue; // a request task panicked: its broker is retried
+        };
+        in_flight.remove(&node);
+        let session = sessions.entry(node).or_default();
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                if let WireError::Auth { .. }
+                | WireError::Tls { .. }
+                | WireError::Unsupported { .. } = e
+                {
+                    let e = fatal_or(e, "fetching");
+                    return Err(Fatal(format!("{e:#}")));
+                }
+                session.failed(true);
+                let (_, n) = broker_pause.get(&node).copied().unwrap_or((now, 0));
+                let pause = FETCH_PAUSE.delay(n);
+                broker_pause.insert(node, (Instant::now() + pause, n + 1));
+                warn!(broker = node, "fetch failed ({e}); retrying in {pause:?}");
+                // The broker may be gone for good: its partitions' leaders may have moved.
+                need_metadata = true;
+                continue;
+            }
+        };
+        if let Some(conn) = conn {
+            cluster.put_conn(node, conn);
+        }
+        if answer.error != codes::NONE {
+            let known = answer.error != codes::FETCH_SESSION_ID_NOT_FOUND;
+            session.failed(known);
+            if matches!(
+                answer.error,
+                codes::FETCH_SESSION_ID_NOT_FOUND
+                    | codes::INVALID_FETCH_SESSION_EPOCH
+                    | codes::FETCH_SESSION_TOPIC_ID_ERROR
+            ) {
+                debug!(
+                    broker = node,
+                    "fetch session ended ({}); starting a new one",
+                    code_name(answer.error)
+                );
+            } else {
+                let (_, n) = broker_pause.get(&node).copied().unwrap_or((now, 0));
+                let pause = FETCH_PAUSE.delay(n);
+                broker_pause.insert(node, (Instant::now() + pause, n + 1));
+                warn!(
+                    broker = node,
+                    "fetch failed ({}); retrying in {pause:?}",
+                    code_name(answer.error)
+                );
+                need_metadata = true;
+            }
+            continue;
+        }
+        if plan.full {
+            debug!(
+                broker = node,
+                session = answer.session_id,
+                partitions = plan.partitions.len(),
+                "full fetch answered (session 0: the broker keeps none)"
+            );
+        }
+        session.answered(&plan, answer.session_id);
+        if answer.throttle_ms > 0 {
+            // KIP-219: the broker wants the client to wait out its quota.
+            let until = Instant::now() + Duration::from_millis(answer.throttle_ms as u64);
+            broker_pause.insert(node, (until, 0));
+        } else {
+            broker_pause.remove(&node);
+        }
+
+        let mut records = Vec::new();
+        let mut resets = Vec::new();
+        let mut fed = Vec::new();
+        for pa in answer.partitions {
+            let p = pa.partition;
+            let Some(part) = parts.get_mut(&p) else {
+                continue;
+            };
+            // Only the current leader's answer, and only from where we stand.
+            let asked = session.holds(p).map(|w| w.offset);
+            if cluster.leader(p).map(|l| l.node) != Some(node) || asked != Some(part.offset) {
+                continue;
+            }
+            match pa.error {
+                codes::NONE => {
+                    part.high_watermark.store(pa.high_watermark, Ordering::Relaxed);
+                    let before = records.len();
+                    match decode_fetched(p, pa.records, part.offset, pa.aborted, &mut records) {
+                        Ok(d) if d.only_partial => {
+                            let grown = part.max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+                            if grown == part.max_bytes {
+                                warn!(partition = p, "a record batch at offset {} is larger than {grown} bytes; cannot fetch it", part.offset);
+                                part.not_before = Some(Instant::now() + Duration::from_secs(1));
+                            } else {
+                                debug!(partition = p, "a record batch at offset {} is larger than {} bytes; fetching up to {grown}", part.offset, part.max_bytes);
+                                part.max_bytes = grown;
+                            }
+                        }
+                        Ok(d) => {
+                            part.max_bytes = settings.partition_max_bytes;
+                            part.failures = 0;
+                            part.not_before = None;
+                            if let Some(next) = d.next_offset {
+                                part.offset = part.offset.max(next);
+                            }
+                            if records.len() > before {
+                                fed.push(p);
+                            }
+                        }
+                        Err(e) => {
+                            // A corrupt batch does not heal by itself; keep
+                            // trying (another replica may lead later) and say
+                            // so, rather than skip records.
+                            records.truncate(before);
+                            let pause = FETCH_PAUSE.delay(part.failures);
+                            part.failures += 1;
+                            part.not_before = Some(Instant::now() + pause);
+                            warn!(partition = p, "{e}; fetching it again in {pause:?}");
+                        }
+                    }
+                }
+                code => match on_partition_error(code) {
+                    OnError::Reset => resets.push(p),
+                    OnError::Fatal => {
+                        return Err(Fatal(format!(
+                            "not allowed to read topic {} (TopicAuthorizationFailed): grant this principal Read on it",
+                            cluster.topic()
+                        )))
+                    }
+                    OnError::FindLeader => {
+                        debug!(partition = p, broker = node, "fetch: {}; reading the leaders again", code_name(code));
+                        cluster.forget_leader(p, code);
+                        need_metadata = true;
+                    }
+                    OnError::Wait => {
+                        let pause = FETCH_PAUSE.delay(part.failures);
+                        part.failures += 1;
+                        part.not_before = Some(Instant::now() + pause);
+                        let level_warn = part.failures > 3;
+                        if level_warn {
+                            warn!(partition = p, broker = node, "fetch: {}; retrying in {pause:?}", code_name(code));
+                        } else {
+                            debug!(partition = p, broker = node, "fetch: {}; retrying in {pause:?}", code_name(code));
+                        }
+                        need_metadata = true;
+                    }
+                },
+            }
+        }
+        for p in fed {
+            if let Some(i) = order.iter().position(|&q| q == p) {
+                order.remove(i);
+                order.push_back(p);
+            }
+        }
+        if !resets.is_empty() {
+            match cluster.start_offsets(&resets, settings.from).await {
+                Ok(offsets) => {
+                    for (p, o) in offsets {
+                        if let Some(part) = parts.get_mut(&p) {
+                            warn!(
+                                partition = p,
+                                "offset {} is out of range; resetting to {o} (--from)", part.offset
+                            );
+                            part.offset = o;
+                        }
+                    }
+                }
+                Err(e) => {
+                    if let Some(f) = e.downcast_ref::<Fatal>() {
+                        return Err(Fatal(f.0.clone()));
+                    }
+                    warn!("offsets out of range and reset failed: {e:#}");
+                    need_metadata = true;
+                }
+            }
+        }
+        if !records.is_empty() && tx.send(Fetched::Records(records)).await.is_err() {
+            info!("fetching stops: the worker is done with this assignment");
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_errors_are_acted_on() {
+        assert_eq!(
+            on_partition_error(codes::OFFSET_OUT_OF_RANGE),
+            OnError::Reset
+        );
+        for moved in [
+            codes::NOT_LEADER_OR_FOLLOWER,
+            codes::FENCED_LEADER_EPOCH,
+            codes::LEADER_NOT_AVAILABLE,
+            codes::UNKNOWN_TOPIC_ID,
+            codes::INCONSISTENT_TOPIC_ID,
+            codes::KAFKA_STORAGE_ERROR,
+        ] {
+            assert_eq!(on_partition_error(moved), OnError::FindLeader, "{moved}");
+        }
+        for behind in [
+            codes::UNKNOWN_LEADER_EPOCH,
+            codes::OFFSET_NOT_AVAILABLE,
+            codes::REPLICA_NOT_AVAILABLE,
+            codes::CORRUPT_MESSAGE,
+            9999,
+        ] {
+            assert_eq!(on_partition_error(behind), OnError::Wait, "{behind}");
+        }
+        assert_eq!(
+            on_partition_error(codes::TOPIC_AUTHORIZATION_FAILED),
+            OnError::Fatal
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! One consumer-group member: join, fetch (rskafka), hand records to the
+//! One consumer-group member: join, fetch (one request per leader), hand records to the
 //! handler, commit what the handler acknowledged, report to the supervisor.
 //!
 //! Runs on a current-thread tokio runtime: one worker is meant to use one core,
@@ -11,25 +11,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::Client;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::cli::WorkerArgs;
-use crate::config::{StartFrom, WorkerConfig};
+use crate::config::WorkerConfig;
 use crate::error::{ConfigError, ExitWith};
 use crate::group::{GroupError, GroupSettings, Member};
 use crate::handler::{Handler, HandlerEnv, HandlerEvent, Refused};
 use crate::record::Record;
 use crate::report::{Report, EXIT_CONFIG};
 
+mod cluster;
 mod fetch;
 mod positions;
 mod report;
 
-use fetch::{fetch_loop, FetchedBatch, FETCH_QUEUE};
+use cluster::{Cluster, Fatal};
+use fetch::{fetch_loop, FetchSettings, Fetched, FETCH_QUEUE};
 use positions::Positions;
 use report::{OutageClock, Reporter};
 
@@ -147,9 +147,9 @@ enum Drained {
 
 struct Worker {
     cfg: WorkerConfig,
-    topic: Arc<str>,
-    client: Client,
-    partitions: HashMap<i32, Arc<PartitionClient>>,
+    /// The topic's leaders and a connection per broker (start offsets; the
+    /// fetch task of each generation gets a copy of its own).
+    cluster: Cluster,
     member: Member,
     handler: Handler,
     reporter: Reporter,
@@ -170,7 +170,7 @@ struct Worker {
     /// commits it, instead of delivering those records again.
     carried: BTreeMap<i32, i64>,
     /// Per partition fetched: the end of its log at the last fetch (-1:
-    /// not known yet), written by its fetch task.
+    /// not known yet), written by the fetch task.
     high_watermarks: HashMap<i32, Arc<std::sync::atomic::AtomicI64>>,
     /// Per partition: the last committed offset we know (the metrics).
     committed_at: BTreeMap<i32, i64>,
@@ -188,10 +188,19 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
 
     // The brokers may be down when we start (an outage, a restart of the
     // whole cluster): wait for them like for any other outage.
-    let client = loop {
+    let mut cluster = Cluster::new(
+        &cfg.topic,
+        &cfg.connect.brokers,
+        &crate::group_size::client_id(cfg.slot, cfg.host_workers, &cfg.host_id),
+        cfg.connect.connect_timeout,
+    );
+    loop {
         let started = Instant::now();
-        match crate::admin::connect(&cfg.connect).await {
-            Ok(c) => break c,
+        match cluster.refresh().await {
+            Ok(()) => break,
+            Err(e) if e.is::<Fatal>() => {
+                return Err(fatal(&mut reporter, ConfigError(format!("{e:#}")).into()))
+            }
             Err(e) => {
                 let pause = outage.failed(&mut reporter, &format!("{e:#}"), started);
                 tokio::select! {
@@ -200,7 +209,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                 }
             }
         }
-    };
+    }
     let mut member = loop {
         let started = Instant::now();
         match Member::connect(GroupSettings::from_worker(&cfg)).await {
@@ -261,10 +270,8 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     handler.limit_time(cfg.consume.max_in_flight_time, floor);
 
     let mut worker = Worker {
-        topic: Arc::from(cfg.topic.as_str()),
         cfg,
-        client,
-        partitions: HashMap::new(),
+        cluster,
         member,
         handler,
         reporter,
@@ -440,20 +447,6 @@ impl Worker {
         Ok(())
     }
 
-    async fn partition_client(&mut self, p: i32) -> anyhow::Result<Arc<PartitionClient>> {
-        if let Some(pc) = self.partitions.get(&p) {
-            return Ok(pc.clone());
-        }
-        let pc = Arc::new(
-            self.client
-                .partition_client(self.topic.to_string(), p, UnknownTopicHandling::Retry)
-                .await
-                .with_context(|| format!("no client for partition {p} of {}", self.topic))?,
-        );
-        self.partitions.insert(p, pc.clone());
-        Ok(pc)
-    }
-
     /// Where each owned partition starts: its committed offset, or --from.
     /// Waits out broker outages; None if the group rebalanced or a stop
     /// signal came meanwhile.
@@ -495,17 +488,14 @@ impl Worker {
         let broker: BTreeMap<i32, Option<i64>> =
             self.member.committed(owned).await?.into_iter().collect();
         let (mut positions, from) = Positions::plan(owned, &broker, &self.carried);
-        for p in from {
-            let pc = self.partition_client(p).await?;
-            let at = match self.cfg.consume.from {
-                StartFrom::Earliest => OffsetAt::Earliest,
-                StartFrom::Latest => OffsetAt::Latest,
-            };
-            let start = pc
-                .get_offset(at)
-                .await
-                .with_context(|| format!("cannot read the start offset of partition {p}"))?;
-            positions.start_at(p, start);
+        if !from.is_empty() {
+            let starts = self
+                .cluster
+                .start_offsets(&from, self.cfg.consume.from)
+                .await?;
+            for (p, start) in starts {
+                positions.start_at(p, start);
+            }
         }
         Ok(positions)
     }
@@ -518,34 +508,34 @@ impl Worker {
                 GenerationEnd::Rebalance
             });
         };
-        let (tx, mut rx) = mpsc::channel::<FetchedBatch>(FETCH_QUEUE);
-        let mut fetchers: Vec<JoinHandle<()>> = Vec::new();
-        let fetch_bytes = crate::config::partition_fetch_bytes(
-            self.cfg.consume.fetch_max_bytes,
-            self.cfg.consume.partition_fetch_max_bytes,
-            positions.len(),
-        );
-        for (p, start) in positions.starts().collect::<Vec<_>>() {
-            let pc = self.partition_client(p).await?;
-            let hw = self
-                .high_watermarks
-                .entry(p)
-                .or_insert_with(|| Arc::new(std::sync::atomic::AtomicI64::new(-1)))
-                .clone();
-            fetchers.push(tokio::spawn(fetch_loop(
-                pc,
-                start,
-                tx.clone(),
-                fetch_bytes,
-                self.cfg.consume.fetch_wait_ms,
-                self.cfg.consume.from,
-                hw,
-            )));
-        }
+        let (tx, mut rx) = mpsc::channel::<Fetched>(FETCH_QUEUE);
+        let starts: Vec<(i32, i64)> = positions.starts().collect();
+        let high_watermarks = starts
+            .iter()
+            .map(|&(p, _)| {
+                let hw = self
+                    .high_watermarks
+                    .entry(p)
+                    .or_insert_with(|| Arc::new(std::sync::atomic::AtomicI64::new(-1)));
+                (p, hw.clone())
+            })
+            .collect();
+        let settings = FetchSettings {
+            max_bytes: self.cfg.consume.fetch_max_bytes,
+            partition_max_bytes: self.cfg.consume.partition_fetch_max_bytes,
+            wait_ms: self.cfg.consume.fetch_wait_ms,
+            from: self.cfg.consume.from,
+        };
+        let mut fetchers: Vec<JoinHandle<()>> = vec![tokio::spawn(fetch_loop(
+            self.cluster.detached(),
+            starts,
+            tx,
+            settings,
+            high_watermarks,
+        ))];
         for (p, c) in positions.committed_offsets() {
             self.committed_at.insert(p, c);
         }
-        drop(tx);
         let stop_fetchers = |fetchers: &mut Vec<JoinHandle<()>>| {
             for f in fetchers.drain(..) {
                 f.abort();
@@ -646,11 +636,15 @@ impl Worker {
                     }
                     self.report_stats(owned);
                 }
-                batch = rx.recv(), if pending.is_none() => {
-                    if let Some(b) = batch {
-                        pending = Some(Pending { records: b.records, next: 0 });
+                fetched = rx.recv(), if pending.is_none() => match fetched {
+                    Some(Fetched::Records(records)) => pending = Some(Pending { records, next: 0 }),
+                    Some(Fetched::Fatal(why)) => {
+                        stop_fetchers(&mut fetchers);
+                        self.commit_or_warn(&mut positions, "before stopping").await;
+                        return Err(ConfigError(why).into());
                     }
-                }
+                    None => {}
+                },
             }
         };
         stop_fetchers(&mut fetchers);

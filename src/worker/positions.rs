@@ -78,7 +78,6 @@ impl Positions {
         self.parts.iter().map(|(&p, pos)| (p, pos.acked_next))
     }
 
-    #[allow(clippy::len_without_is_empty)]
     /// (partition, committed next offset) of the partitions the broker has
     /// a commit for.
     pub fn committed_offsets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
@@ -86,10 +85,6 @@ impl Positions {
             .iter()
             .filter(|(_, p)| p.committed >= 0)
             .map(|(&k, p)| (k, p.committed))
-    }
-
-    pub fn len(&self) -> usize {
-        self.parts.len()
     }
 
     /// The handler acknowledged everything of `p` up to `offset`.
