@@ -495,10 +495,12 @@ class BenchFailure(SystemExit):
     BENCH_ONLY=partitions catches it and reports it in the row)."""
 
 
-def fill_topic(topic, n):
-    """n records of VALUE_BYTES (incl. newline) through `kswarm produce`."""
+def fill_topic(topic, n, batch=None):
+    """n records of VALUE_BYTES (incl. newline) through `kswarm produce`; `batch`:
+    its --batch-size (batches go round-robin over the partitions)."""
     t = time.time()
-    p = subprocess.Popen([KSWARM, "produce", "-b", brokers(), "-t", topic],
+    extra = ["--batch-size", str(batch)] if batch else []
+    p = subprocess.Popen([KSWARM, "produce", "-b", brokers(), "-t", topic] + extra,
                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     said = []  # its stderr goes on to ours; the last line names a failure
 
@@ -1393,11 +1395,12 @@ def partitions_one(p):
         if have is not None and have != p:
             raise BenchFailure(f"the topic has {have} partitions in the broker's metadata, not {p}")
         log(f"partitions {p}: topic {topic} created in {time.time() - t:.1f} s")
-        fill_topic(topic, N)
+        # Batches small enough that every partition gets its share (round-robin).
+        fill_topic(topic, N, batch=max(1, min(1000, N // p)))
         out["holding"] = partitions_holding(topic, p)
         if out["holding"] is not None and out["holding"] < p:
             out["notes"].append(f"{out['holding']:,} of the {p:,} partitions hold records (high watermarks; "
-                                f"the fill writes batches of up to 1,000 records round-robin)")
+                                f"the fill writes batches of N/partitions records round-robin)")
         read, joined = warm_up(topic, N, partitions=p)
         if read is not None and not read["complete"]:
             out["notes"].append(f"the untimed rskafka pass read {read['n']:,} of {N:,} records")

@@ -285,14 +285,32 @@ impl BrokerConn {
                 hint,
             });
         }
-        let mut body = vec![0u8; len as usize];
-        self.stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| self.io("read", e))?;
+        // Read into spare capacity: fetch answers are up to fetch.max.bytes,
+        // and zero-filling them first costs as much as a copy.
+        let len = len as usize;
+        let mut body = BytesMut::with_capacity(len);
+        let read = {
+            let mut frame = (&mut self.stream).take(len as u64);
+            let mut r = Ok(());
+            while body.len() < len {
+                match frame.read_buf(&mut body).await {
+                    Ok(0) => {
+                        r = Err(std::io::ErrorKind::UnexpectedEof.into());
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
+                }
+            }
+            r
+        };
+        read.map_err(|e| self.io("read", e))?;
         self.broken = false;
 
-        let mut buf = Bytes::from(body);
+        let mut buf = body.freeze();
         let rh = ResponseHeader::decode(&mut buf, key.response_header_version(version))
             .map_err(|e| self.protocol(format!("bad {key:?} response header: {e}")))?;
         if rh.correlation_id != correlation_id {

@@ -1,7 +1,7 @@
 //! The record batches of a fetch answer -> kswarm's plain [`Record`]s.
 //!
-//! rskafka fetches (our `fetch_raw` patch, see vendor/rskafka/KSWARM.md) and
-//! hands back the partition's record data undecoded; kafka-protocol's
+//! A Fetch answer (`wire::fetch`) holds each partition's record data as a
+//! slice of the answer's buffer; kafka-protocol's
 //! [`RecordBatchDecoder`] checks each batch's CRC, decompresses it and decodes
 //! its records as slices of the fetched buffer. Keys and values therefore are
 //! no copies: they share the fetched bytes until the handler has formatted

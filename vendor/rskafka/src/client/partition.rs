@@ -12,7 +12,6 @@ use crate::{
             DeleteRecordsRequest, DeleteRecordsResponse, DeleteRequestPartition,
             DeleteRequestTopic, DeleteResponsePartition, FetchRequest, FetchRequestPartition,
             FetchRequestTopic, FetchResponse, FetchResponsePartition, IsolationLevel,
-            RawFetchRequest,
             ListOffsetsRequest, ListOffsetsRequestPartition, ListOffsetsRequestTopic,
             ListOffsetsResponse, ListOffsetsResponsePartition, NORMAL_CONSUMER, ProduceRequest,
             ProduceRequestPartitionData, ProduceRequestTopicData, ProduceResponse,
@@ -268,60 +267,6 @@ impl PartitionClient {
         let records = extract_records(partition.records.0, offset)?;
 
         Ok((records, partition.high_watermark.0))
-    }
-
-    /// kswarm patch: like [`fetch_records`](Self::fetch_records), but the
-    /// partition's record batches come back as the broker sent them (the last
-    /// one possibly cut off by `bytes.end`), for the caller to decode. Returns
-    /// the raw bytes, the high watermark and the aborted transactions the
-    /// broker listed for the fetched range as `(producer_id, first_offset)`
-    /// (a read_committed consumer drops their records).
-    pub async fn fetch_raw(
-        &self,
-        offset: i64,
-        bytes: Range<i32>,
-        max_wait_ms: i32,
-    ) -> Result<(bytes::Bytes, i64, Vec<(i64, i64)>)> {
-        let request = &RawFetchRequest(build_fetch_request(
-            offset,
-            bytes,
-            max_wait_ms,
-            self.partition,
-            &self.topic,
-        ));
-
-        let partition = maybe_retry(
-            &self.backoff_config,
-            self.unknown_topic_handling,
-            self,
-            "fetch_raw",
-            || async move {
-                let (broker, r#gen) = self
-                    .get()
-                    .await
-                    .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
-                let response = broker
-                    .request(&request)
-                    .await
-                    .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
-                maybe_throttle(response.throttle_time_ms)?;
-                process_fetch_response(self.partition, &self.topic, response, offset)
-                    .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))
-            },
-        )
-        .await?;
-
-        let aborted = partition
-            .aborted_transactions
-            .iter()
-            .map(|t| (t.producer_id.0, t.first_offset.0))
-            .collect();
-        let raw = partition.records;
-        Ok((
-            bytes::Bytes::from(raw.buf).slice(raw.range),
-            partition.high_watermark.0,
-            aborted,
-        ))
     }
 
     /// Get offset for this partition.
@@ -847,12 +792,12 @@ fn build_fetch_request(
     }
 }
 
-fn process_fetch_response<Rec>(
+fn process_fetch_response(
     partition: i32,
     topic: &str,
-    response: FetchResponse<Rec>,
+    response: FetchResponse,
     request_offset: i64,
-) -> Result<FetchResponsePartition<Rec>> {
+) -> Result<FetchResponsePartition> {
     let response_topic = response
         .responses
         .exactly_one()

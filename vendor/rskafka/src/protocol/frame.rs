@@ -69,13 +69,8 @@ where
             });
         }
 
-        // kswarm patch: read into spare capacity instead of zero-filling the
-        // buffer first (a fetch answer is hundreds of KiB).
-        let mut buf = Vec::with_capacity(len);
-        (&mut *self).take(len as u64).read_to_end(&mut buf).await?;
-        if buf.len() < len {
-            return Err(ReadError::IO(std::io::ErrorKind::UnexpectedEof.into()));
-        }
+        let mut buf = vec![0u8; len];
+        self.read_exact(&mut buf).await?;
         Ok(buf)
     }
 }

@@ -163,80 +163,6 @@ impl RequestBody for FetchRequest {
     const FIRST_TAGGED_FIELD_IN_REQUEST_VERSION: ApiVersion = ApiVersion(Int16(12));
 }
 
-/// kswarm patch: a partition's record data as the broker sent it (record
-/// batches, the last one possibly cut off by `max_bytes`), left undecoded so
-/// that the caller can decode it without a copy per record. `buf[range]` are
-/// the bytes.
-#[derive(Debug, Default)]
-pub struct RawRecords {
-    pub buf: Vec<u8>,
-    pub range: std::ops::Range<usize>,
-}
-
-impl ReadType<std::io::Cursor<Vec<u8>>> for RawRecords {
-    fn read(reader: &mut std::io::Cursor<Vec<u8>>) -> Result<Self, crate::protocol::traits::ReadError> {
-        use crate::protocol::traits::ReadError;
-        let len = Int32::read(reader)?.0;
-        if len < -1 {
-            return Err(ReadError::Malformed(
-                format!("Invalid negative length for nullable bytes: {}", len).into(),
-            ));
-        }
-        if len <= 0 {
-            return Ok(Self::default());
-        }
-        let start = usize::try_from(reader.position())?;
-        let end = start + usize::try_from(len)?;
-        let total = reader.get_ref().len();
-        if end > total {
-            return Err(ReadError::IO(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        if end == total {
-            // The records end the answer (always so when one partition was
-            // fetched): take the whole answer's buffer instead of copying
-            // them out of it. The cursor is left empty and fully read.
-            let buf = std::mem::take(reader.get_mut());
-            reader.set_position(0);
-            return Ok(Self {
-                buf,
-                range: start..end,
-            });
-        }
-        let buf = reader.get_ref()[start..end].to_vec();
-        reader.set_position(end as u64);
-        Ok(Self {
-            range: 0..buf.len(),
-            buf,
-        })
-    }
-}
-
-/// kswarm patch: a [`FetchRequest`] whose answer keeps the record data raw
-/// ([`RawRecords`]).
-#[derive(Debug)]
-pub struct RawFetchRequest(pub FetchRequest);
-
-impl<W> WriteVersionedType<W> for RawFetchRequest
-where
-    W: Write,
-{
-    fn write_versioned(
-        &self,
-        writer: &mut W,
-        version: ApiVersion,
-    ) -> Result<(), WriteVersionedError> {
-        self.0.write_versioned(writer, version)
-    }
-}
-
-impl RequestBody for RawFetchRequest {
-    type ResponseBody = FetchResponse<RawRecords>;
-    const API_KEY: ApiKey = FetchRequest::API_KEY;
-    const API_VERSION_RANGE: ApiVersionRange = FetchRequest::API_VERSION_RANGE;
-    const FIRST_TAGGED_FIELD_IN_REQUEST_VERSION: ApiVersion =
-        FetchRequest::FIRST_TAGGED_FIELD_IN_REQUEST_VERSION;
-}
-
 #[derive(Debug)]
 #[allow(missing_copy_implementations)]
 pub struct FetchResponseAbortedTransaction {
@@ -263,7 +189,7 @@ where
 }
 
 #[derive(Debug)]
-pub struct FetchResponsePartition<Rec = Records> {
+pub struct FetchResponsePartition {
     /// The partition index.
     pub partition_index: Int32,
 
@@ -287,13 +213,12 @@ pub struct FetchResponsePartition<Rec = Records> {
     pub aborted_transactions: Vec<FetchResponseAbortedTransaction>,
 
     /// The record data.
-    pub records: Rec,
+    pub records: Records,
 }
 
-impl<R, Rec> ReadVersionedType<R> for FetchResponsePartition<Rec>
+impl<R> ReadVersionedType<R> for FetchResponsePartition
 where
     R: Read,
-    Rec: ReadType<R>,
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
@@ -309,24 +234,23 @@ where
                 .transpose()?
                 .flatten()
                 .unwrap_or_default(),
-            records: Rec::read(reader)?,
+            records: Records::read(reader)?,
         })
     }
 }
 
 #[derive(Debug)]
-pub struct FetchResponseTopic<Rec = Records> {
+pub struct FetchResponseTopic {
     /// The topic name.
     pub topic: String_,
 
     /// The topic partitions.
-    pub partitions: Vec<FetchResponsePartition<Rec>>,
+    pub partitions: Vec<FetchResponsePartition>,
 }
 
-impl<R, Rec> ReadVersionedType<R> for FetchResponseTopic<Rec>
+impl<R> ReadVersionedType<R> for FetchResponseTopic
 where
     R: Read,
-    Rec: ReadType<R>,
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
@@ -340,20 +264,19 @@ where
 }
 
 #[derive(Debug)]
-pub struct FetchResponse<Rec = Records> {
+pub struct FetchResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
     /// Added in version 1.
     pub throttle_time_ms: Option<Int32>,
 
     /// The response topics.
-    pub responses: Vec<FetchResponseTopic<Rec>>,
+    pub responses: Vec<FetchResponseTopic>,
 }
 
-impl<R, Rec> ReadVersionedType<R> for FetchResponse<Rec>
+impl<R> ReadVersionedType<R> for FetchResponse
 where
     R: Read,
-    Rec: ReadType<R>,
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
