@@ -235,3 +235,73 @@ fn a_compacted_topic_with_holes_in_its_offsets_is_read_through() {
         "committed past the last hole"
     );
 }
+
+/// Commits offset 50 for a group (a standalone commit) and deletes the
+/// topic's records before offset 80 (DeleteRecords), so the group's
+/// position is below the log's start.
+const COMMIT_THEN_DELETE: &str = r#"
+import sys
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+brokers, topic, group = sys.argv[1:4]
+c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+import time
+for attempt in range(100):  # until the group's coordinator is found
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 50)], asynchronous=False)
+        break
+    except Exception:
+        if attempt == 99:
+            raise
+        time.sleep(0.2)
+c.close()
+a = AdminClient({"bootstrap.servers": brokers})
+for f in a.delete_records([TopicPartition(topic, 0, 80)]).values():
+    r = f.result(30)
+    assert r.low_watermark == 80, r
+"#;
+
+#[test]
+fn a_committed_offset_below_the_log_start_resets_by_from_and_says_so() {
+    let b = support::brokers();
+    let (topic, group) = (support::unique("f-oor"), support::unique("fg-oor"));
+    let dir = tempfile::tempdir().unwrap();
+    create_topic(&b, &topic, 1);
+    let lines: String = (0..100).map(|i| format!("r-{i}-x\n")).collect();
+    support::produce(&b, &topic, &lines);
+    let out = std::process::Command::new(support::python())
+        .args(["-c", COMMIT_THEN_DELETE, &b, &topic, &group])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "commit 50, delete before 80: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut w = WorkerSpec::new(&b, &topic, &group, dir.path())
+        .args(["--from", "earliest"].as_slice())
+        .start(0);
+    wait_for(LONG, "records 80..99", || {
+        (ids(&seen(&w)).len() == 20).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let offsets: Vec<i64> = seen(&w).iter().map(|s| s.offset).collect();
+    assert_eq!(
+        offsets,
+        (80..100).collect::<Vec<i64>>(),
+        "read from the log's start, once"
+    );
+    w.signal(Signal::SIGTERM);
+    let st = w.wait(Duration::from_secs(30));
+    assert!(st.success(), "exit after TERM: {st:?}");
+    let err = w.stderr_text();
+    assert!(
+        err.contains("offset 50 is out of range; resetting to 80 (--from)"),
+        "the reset is logged: {err}"
+    );
+    assert_eq!(
+        committed(&b, &topic, &group, 1).get(&0).copied().flatten(),
+        Some(100)
+    );
+}
