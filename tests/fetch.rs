@@ -26,6 +26,17 @@ fn ids(seen: &[Seen]) -> std::collections::BTreeSet<usize> {
         .collect()
 }
 
+/// SIGTERM, and the worker exits 0.
+fn stop(w: &mut support::Proc) {
+    w.signal(Signal::SIGTERM);
+    let st = w.wait(Duration::from_secs(30));
+    assert!(
+        st.success(),
+        "exit after TERM: {st:?}; stderr: {}",
+        w.stderr_text()
+    );
+}
+
 /// Per partition, the offsets seen in the order they were handled.
 fn offsets_by_partition(seen: &[Seen]) -> BTreeMap<i32, Vec<i64>> {
     let mut m: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
@@ -87,13 +98,7 @@ fn one_worker_reads_256_partitions_in_order_per_partition_without_starving_any()
         assert_eq!(offs, &want, "partition {p}: offsets not 0.. in order");
     }
 
-    w.signal(Signal::SIGTERM);
-    let st = w.wait(Duration::from_secs(30));
-    assert!(
-        st.success(),
-        "exit after TERM: {st:?}; stderr: {}",
-        w.stderr_text()
-    );
+    stop(&mut w);
     let ends: BTreeMap<i32, Option<i64>> = by_part
         .iter()
         .map(|(p, o)| (*p, Some(o.len() as i64)))
@@ -221,13 +226,7 @@ fn a_compacted_topic_with_holes_in_its_offsets_is_read_through() {
             "the latest value of k{k} ({v}) is missing"
         );
     }
-    w.signal(Signal::SIGTERM);
-    let st = w.wait(Duration::from_secs(30));
-    assert!(
-        st.success(),
-        "exit after TERM: {st:?}; stderr: {}",
-        w.stderr_text()
-    );
+    stop(&mut w);
     let c = committed(&b, &topic, &group, 1);
     assert_eq!(
         c.get(&0).copied().flatten(),
@@ -292,9 +291,7 @@ fn a_committed_offset_below_the_log_start_resets_by_from_and_says_so() {
         (80..100).collect::<Vec<i64>>(),
         "read from the log's start, once"
     );
-    w.signal(Signal::SIGTERM);
-    let st = w.wait(Duration::from_secs(30));
-    assert!(st.success(), "exit after TERM: {st:?}");
+    stop(&mut w);
     let err = w.stderr_text();
     assert!(
         err.contains("offset 50 is out of range; resetting to 80 (--from)"),

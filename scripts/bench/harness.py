@@ -495,6 +495,18 @@ class BenchFailure(SystemExit):
     BENCH_ONLY=partitions catches it and reports it in the row)."""
 
 
+def write_section(name, md, data):
+    """Print a BENCH_ONLY section's report and write it to results-KIND-NAME.md and .json."""
+    text = "\n".join(md) + "\n"
+    print()
+    print(text)
+    with open(os.path.join(OUT, f"results-{KIND}-{name}.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(OUT, f"results-{KIND}-{name}.json"), "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    log(f"wrote {OUT}/results-{KIND}-{name}.md and results-{KIND}-{name}.json")
+
+
 def fill_topic(topic, n, batch=None):
     """n records of VALUE_BYTES (incl. newline) through `kswarm produce`; `batch`:
     its --batch-size (batches go round-robin over the partitions)."""
@@ -1546,18 +1558,10 @@ def main_partitions_only(t_start, labels):
           f"{f'median of {REPEATS} interleaved runs' if REPEATS != 1 else 'one run'}.", ""]
     md += partitions_markdown(out, labels)
     md += ["", f"(bench took {time.time() - t_start:.0f} s)"]
-    text = "\n".join(md) + "\n"
-    print()
-    print(text)
-    with open(os.path.join(OUT, f"results-{KIND}-partitions.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(OUT, f"results-{KIND}-partitions.json"), "w") as f:
-        json.dump({"date": date, "broker": broker.describe(), "command": COMMAND, "records": N,
-                   "value_bytes": VALUE_BYTES, "repeats": REPEATS, "workers": WORKERS,
-                   "partition_counts": counts,
-                   "contenders": {PART_SHORT[n]: labels[n] for n in PART_CONTENDERS},
-                   "partitions": out}, f, indent=1, default=str)
-    log(f"wrote {OUT}/results-{KIND}-partitions.md and results-{KIND}-partitions.json")
+    write_section("partitions", md, {
+        "date": date, "broker": broker.describe(), "command": COMMAND, "records": N,
+        "value_bytes": VALUE_BYTES, "repeats": REPEATS, "workers": WORKERS, "partition_counts": counts,
+        "contenders": {PART_SHORT[n]: labels[n] for n in PART_CONTENDERS}, "partitions": out})
 
 
 # --------------------------------------------------------------- main ---
@@ -1645,15 +1649,8 @@ def main_security_only(t_start, labels):
           f"{WORKERS} processes per client, median of {REPEATS} interleaved runs.", ""]
     md += security_markdown(security, labels, N)
     md += ["", f"(bench took {time.time() - t_start:.0f} s)"]
-    text = "\n".join(md) + "\n"
-    print()
-    print(text)
-    with open(os.path.join(OUT, f"results-{KIND}-security.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(OUT, f"results-{KIND}-security.json"), "w") as f:
-        json.dump({"date": date, "broker": broker.describe(), "command": COMMAND, "records": N,
-                   "security": security}, f, indent=1, default=str)
-    log(f"wrote {OUT}/results-{KIND}-security.md and results-{KIND}-security.json")
+    write_section("security", md, {"date": date, "broker": broker.describe(), "command": COMMAND,
+                                   "records": N, "security": security})
 
 
 def main():
