@@ -495,6 +495,17 @@ class BenchFailure(SystemExit):
     BENCH_ONLY=partitions catches it and reports it in the row)."""
 
 
+def start_section(broker):
+    """Start a BENCH_ONLY section's broker (it becomes BROKER); the load before and the date."""
+    global BROKER
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    BROKER = broker
+    broker.start()
+    return load, date
+
+
 def write_section(name, md, data):
     """Print a BENCH_ONLY section's report and write it to results-KIND-NAME.md and .json."""
     text = "\n".join(md) + "\n"
@@ -1533,18 +1544,13 @@ def partitions_markdown(counts, labels):
 def main_partitions_only(t_start, labels):
     """BENCH_ONLY=partitions: the main broker, then per partition count a fresh topic,
     its fill and warm-up and the measured rounds; results-KIND-partitions.md/.json."""
-    global BROKER
     counts = partition_counts()
     if KIND == "kafka":
         broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
     else:
         broker = Broker("tansu", PORT, [])
     log(f"only the partitions section: partition counts {counts}, {N} records each, {REPEATS} repeats")
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[0]
-    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    BROKER = broker
-    broker.start()
+    load, date = start_section(broker)
     try:
         out = [partitions_one(c) for c in counts]
     finally:
@@ -1623,14 +1629,9 @@ def best(results, key, pick):
 def main_security_only(t_start, labels):
     """BENCH_ONLY=security: the main broker, the throughput topic, the
     untimed warm-up, the SASL_SSL section; results-KIND-security.md/.json."""
-    global BROKER
     broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
     log(f"only the SASL_SSL section: {N} records, {REPEATS} repeats")
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[0]
-    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    BROKER = broker
-    broker.start()
+    load, date = start_section(broker)
     try:
         sec = security_setup(broker)
         if sec is None:
