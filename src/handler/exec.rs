@@ -52,6 +52,7 @@ pub(super) fn start(
     records: mpsc::UnboundedReceiver<Chunk>,
     events: mpsc::UnboundedSender<Inner>,
     group: Group,
+    verdicts: Arc<AtomicBool>,
 ) -> anyhow::Result<Probe> {
     let mut c = child::command(cmd, env);
     c.stdout(std::process::Stdio::piped());
@@ -89,7 +90,17 @@ pub(super) fn start(
         stdin_state.clone(),
     ));
     let probe = same_thread.then_some(stdin_state);
-    tokio::spawn(read_acks(stdout, events.clone(), eof_tx, probe.clone()));
+    tokio::spawn(read_acks(
+        stdout,
+        events.clone(),
+        eof_tx,
+        probe.clone(),
+        Verdicts {
+            on: verdicts,
+            lines: Default::default(),
+            cmd: cmd.to_string(),
+        },
+    ));
     let stderr_done = tokio::spawn(child::forward_stderr(stderr, env.slot, tail.clone()));
     let cmd = cmd.to_string();
     tokio::spawn(async move {
@@ -221,17 +232,47 @@ async fn write_records(
     // Dropping stdin closes the pipe.
 }
 
-/// Counts stdout lines; each is one acknowledgement.
+/// `--verdicts`: whether the ack lines are verdicts (set before the first
+/// record), and the line cutter that parses them.
+struct Verdicts {
+    on: Arc<AtomicBool>,
+    lines: super::verdict::Lines,
+    cmd: String,
+}
+
+/// Counts stdout lines; each is one acknowledgement (with `--verdicts`, each
+/// is parsed as one verdict).
 async fn read_acks(
     mut stdout: ChildStdout,
     events: mpsc::UnboundedSender<Inner>,
     eof: oneshot::Sender<()>,
     stdin: Option<Arc<StdinState>>,
+    mut verdicts: Verdicts,
 ) {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         match stdout.read(&mut buf).await {
             Ok(0) | Err(_) => break,
+            Ok(n) if verdicts.on.load(Ordering::Relaxed) => {
+                let event = match verdicts.lines.feed(&buf[..n]) {
+                    Ok(v) if v.is_empty() => continue,
+                    Ok(v) => Inner::ExecVerdicts {
+                        verdicts: v,
+                        consumed: stdin.as_ref().and_then(|s| s.consumed()),
+                    },
+                    Err(line) => Inner::Failed(format!(
+                        "--exec '{}': with --verdicts each line the handler prints on stdout \
+                         must be {} (one per record, in order), but it printed {line}; send \
+                         logs to stderr (>&2)",
+                        verdicts.cmd,
+                        super::verdict::VERDICT_FORMS
+                    )),
+                };
+                let failed = matches!(event, Inner::Failed(_));
+                if events.send(event).is_err() || failed {
+                    break;
+                }
+            }
             Ok(n) => {
                 let lines = memchr::memchr_iter(b'\n', &buf[..n]).count();
                 if lines == 0 {

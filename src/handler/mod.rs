@@ -31,9 +31,12 @@ mod exec;
 pub(crate) mod format;
 pub mod guard;
 mod stdout;
+pub mod verdict;
 pub(crate) mod window;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -66,6 +69,16 @@ impl Chunk {
 }
 
 pub use batch::retry_delay;
+pub use verdict::Verdict;
+
+/// Per-record acknowledgement mode ([`Handler::per_record`]): what became of
+/// the record at (partition, offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    pub partition: i32,
+    pub offset: i64,
+    pub verdict: Verdict,
+}
 
 /// The record at (partition, offset) and every record of that partition sent before it are done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +102,10 @@ pub struct HandlerEnv {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandlerEvent {
     Ack(Ack),
+    /// Per-record mode ([`Handler::per_record`]) instead of `Ack`: the next
+    /// records in send order, each with its verdict (`Ok` for every line
+    /// when the handler does not give verdicts).
+    Judged(Vec<Judged>),
     /// Stdout handler only: our stdout was closed (`kswarm run ... | head`): a clean stop, not a crash.
     OutputClosed,
     /// The handler died, could not start, stopped reading, or broke the protocol: the worker must commit
@@ -142,6 +159,12 @@ enum Inner {
     /// handler acknowledges only records it has read: more acks than that
     /// prove that its ack lines do not count records.
     ExecAcked { lines: usize, consumed: Option<u64> },
+    /// `--exec` with `--verdicts`: the verdicts of the next records, as
+    /// `ExecAcked` otherwise.
+    ExecVerdicts {
+        verdicts: Vec<Verdict>,
+        consumed: Option<u64>,
+    },
     /// stdout is closed (EPIPE).
     OutputClosed,
     /// The backend stopped for this reason.
@@ -213,6 +236,10 @@ pub struct Handler {
     not_started: bool,
     group: child::Group,
     task: Option<tokio::task::AbortHandle>,
+    /// Acknowledgements are told per record ([`HandlerEvent::Judged`]).
+    per_record: bool,
+    /// `--exec` reads verdicts from the ack lines (shared with its reader).
+    verdicts: Arc<AtomicBool>,
 }
 
 impl Handler {
@@ -228,13 +255,21 @@ impl Handler {
         let mut task = None;
         let topic = env.topic.clone();
         let (mut stdin, mut ack_pipe) = (None, None);
+        let verdicts = Arc::new(AtomicBool::new(false));
         let (kind, command) = match spec {
             HandlerSpec::Stdout => {
                 stdout::start(records_rx, events_tx)?;
                 (Kind::Stdout, String::new())
             }
             HandlerSpec::Exec(cmd) => {
-                let probe = exec::start(cmd, &env, records_rx, events_tx, group.clone())?;
+                let probe = exec::start(
+                    cmd,
+                    &env,
+                    records_rx,
+                    events_tx,
+                    group.clone(),
+                    verdicts.clone(),
+                )?;
                 (stdin, ack_pipe) = (probe.stdin, probe.ack_pipe);
                 (Kind::Exec, cmd.clone())
             }
@@ -284,7 +319,20 @@ impl Handler {
             not_started: false,
             group,
             task,
+            per_record: false,
+            verdicts,
         })
+    }
+
+    /// From now on (call it before the first record) tell acknowledgements
+    /// per record, as [`HandlerEvent::Judged`]. `verdicts`: an `--exec`
+    /// handler's ack lines are verdicts (`--verdicts`); otherwise every
+    /// line, or every record another backend finishes, is `Ok`.
+    pub fn per_record(&mut self, verdicts: bool) {
+        self.per_record = true;
+        if verdicts && self.kind == Kind::Exec {
+            self.verdicts.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Stages and hands over one record, first waiting while max_in_flight records are
@@ -580,8 +628,11 @@ impl Handler {
             return;
         }
         match ev {
-            Some(Inner::Acked(n)) => self.acked(n, None),
-            Some(Inner::ExecAcked { lines, consumed }) => self.acked(lines, consumed),
+            Some(Inner::Acked(n)) => self.acked(n, None, None),
+            Some(Inner::ExecAcked { lines, consumed }) => self.acked(lines, consumed, None),
+            Some(Inner::ExecVerdicts { verdicts, consumed }) => {
+                self.acked(verdicts.len(), consumed, Some(verdicts))
+            }
             Some(Inner::OutputClosed) => {
                 self.pending.push_back(HandlerEvent::OutputClosed);
                 self.finished = true;
@@ -628,7 +679,7 @@ impl Handler {
         }
     }
 
-    fn acked(&mut self, n: usize, consumed: Option<u64>) {
+    fn acked(&mut self, n: usize, consumed: Option<u64>, verdicts: Option<Vec<Verdict>>) {
         if n > self.order.len() {
             let sent = self.order.len();
             self.untrusted(format!(
@@ -648,12 +699,22 @@ impl Handler {
         // One Ack per partition, with the highest offset acknowledged (records of a
         // partition are sent in offset order, so the last one seen is the highest).
         let mut acks: Vec<(Ack, u64, u64)> = Vec::new();
+        let mut judged = Vec::with_capacity(if self.per_record { n } else { 0 });
+        let mut verdicts = verdicts.map(Vec::into_iter);
         for Sent {
             partition,
             offset,
             len,
         } in self.order.drain(..n)
         {
+            if self.per_record {
+                let verdict = verdicts.as_mut().and_then(Iterator::next);
+                judged.push(Judged {
+                    partition,
+                    offset,
+                    verdict: verdict.unwrap_or(Verdict::Ok),
+                });
+            }
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(len as usize);
             self.acked_bytes += u64::from(len);
             match acks.iter_mut().find(|a| a.0.partition == partition) {
@@ -679,7 +740,13 @@ impl Handler {
                 return;
             }
         }
-        self.pending.extend(acks.into_iter().map(HandlerEvent::Ack));
+        if self.per_record {
+            if !judged.is_empty() {
+                self.pending.push_back(HandlerEvent::Judged(judged));
+            }
+        } else {
+            self.pending.extend(acks.into_iter().map(HandlerEvent::Ack));
+        }
     }
 
     /// The metrics of `n` records just acknowledged: per partition, and how
@@ -719,7 +786,8 @@ impl Handler {
     /// The ack stream broke its contract: nothing it said can be trusted.
     /// Acks not yet taken by the worker are dropped with it.
     fn untrusted(&mut self, what: String) {
-        self.pending.retain(|e| !matches!(e, HandlerEvent::Ack(_)));
+        self.pending
+            .retain(|e| !matches!(e, HandlerEvent::Ack(_) | HandlerEvent::Judged(_)));
         self.pending.push_back(HandlerEvent::Untrusted(format!(
             "{what}; each stdout line acknowledges one record, so print exactly one line per \
              record after handling it and send logs and other output to stderr (>&2). kswarm \
