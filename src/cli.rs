@@ -172,6 +172,24 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_BATCH_RETRIES", default_value = "3")]
     pub batch_retries: String,
 
+    /// --exec only: each ack line is a verdict on its record: `ok` (done),
+    /// `retry` (deliver it again later) or `reject REASON` (poison). Without
+    /// it any line means done.
+    #[arg(long, env = "KSWARM_VERDICTS")]
+    pub verdicts: bool,
+
+    /// With --verdicts: rejected records, and records retried more than
+    /// --max-record-retries times, are produced to this topic (headers name
+    /// the original topic, partition, offset, the reason and the attempts)
+    /// before their offsets are committed. Without it such a record stops the worker.
+    #[arg(long, env = "KSWARM_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
+
+    /// With --verdicts: how many times one record may be retried; the next
+    /// `retry` dead-letters it (or stops the worker). [default: 3]
+    #[arg(long, env = "KSWARM_MAX_RECORD_RETRIES")]
+    pub max_record_retries: Option<String>,
+
     /// Record format for the handler or stdout: json or value.
     #[arg(long, env = "KSWARM_FORMAT", default_value = "json")]
     pub format: String,

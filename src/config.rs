@@ -394,6 +394,72 @@ pub struct ConsumeConfig {
     pub partition_fetch_max_bytes: i32,
     /// `-X fetch.wait.max.ms`: long-poll wait of an empty fetch.
     pub fetch_wait_ms: i32,
+    /// `--verdicts` (None: any ack line means done).
+    pub verdicts: Option<VerdictConfig>,
+}
+
+/// `--verdicts` and what follows from a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerdictConfig {
+    /// `--dead-letter-topic`.
+    pub dead_letter_topic: Option<String>,
+    /// `--max-record-retries`.
+    pub max_retries: u32,
+}
+
+pub const DEFAULT_MAX_RECORD_RETRIES: u32 = 3;
+
+/// `--verdicts`, `--dead-letter-topic`, `--max-record-retries`: the last two
+/// only with the first, which needs `--exec`; never dead-letter into the
+/// topic being read.
+fn verdict_config(
+    a: &cli::ConsumeArgs,
+    handler: &HandlerSpec,
+    topic: Option<&str>,
+) -> Checked<Option<VerdictConfig>> {
+    if !a.verdicts {
+        for (given, flag) in [
+            (a.dead_letter_topic.is_some(), "--dead-letter-topic"),
+            (a.max_record_retries.is_some(), "--max-record-retries"),
+        ] {
+            if given {
+                return usage(format!(
+                    "{flag} needs --verdicts: only a handler that says `retry` or `reject REASON` \
+                     for a record has records to retry or dead-letter; add --verdicts and have \
+                     the --exec handler print one verdict line per record"
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    if !matches!(handler, HandlerSpec::Exec(_)) {
+        return usage(
+            "--verdicts needs an --exec handler (its ack lines carry the verdicts); \
+             --exec-batch acknowledges whole batches and stdout has no handler to ask",
+        );
+    }
+    let dead_letter_topic = match &a.dead_letter_topic {
+        None => None,
+        Some(t) => {
+            let t = validate_topic(t)
+                .map_err(|e| UsageError(format!("--dead-letter-topic: {}", e.0)))?;
+            if Some(t.as_str()) == topic {
+                return usage(format!(
+                    "--dead-letter-topic '{t}' is the topic being read (-t): dead-lettered \
+                     records would come back to the handler; name another topic"
+                ));
+            }
+            Some(t)
+        }
+    };
+    let max_retries = match &a.max_record_retries {
+        None => DEFAULT_MAX_RECORD_RETRIES,
+        Some(raw) => parse_count("--max-record-retries", raw, 0, 1_000_000)? as u32,
+    };
+    Ok(Some(VerdictConfig {
+        dead_letter_topic,
+        max_retries,
+    }))
 }
 
 /// 512 KiB per fetch request (Kafka's default is 50 MiB): one request covers
@@ -409,7 +475,8 @@ pub const DEFAULT_FETCH_WAIT_MS: i32 = 100;
 
 impl ConsumeConfig {
     /// The consumer flags, and the consumer keys among the -F/-X `settings`.
-    pub fn from_args(a: &cli::ConsumeArgs, settings: &Settings) -> Checked<Self> {
+    /// `topic`: the topic being read (a dead-letter topic must differ).
+    pub fn from_args(a: &cli::ConsumeArgs, settings: &Settings, topic: &str) -> Checked<Self> {
         let group = validate_group(&a.group)?;
         let handler = match (&a.exec, &a.exec_batch) {
             (Some(_), Some(_)) => {
@@ -430,6 +497,7 @@ impl ConsumeConfig {
             },
             (None, None) => HandlerSpec::Stdout,
         };
+        let verdicts = verdict_config(a, &handler, Some(topic))?;
         let format = match a.format.as_str() {
             "json" => Format::Json,
             "value" => Format::Value,
@@ -514,6 +582,7 @@ impl ConsumeConfig {
             fetch_max_bytes,
             partition_fetch_max_bytes,
             fetch_wait_ms,
+            verdicts,
         })
     }
 }
@@ -654,7 +723,7 @@ impl RunConfig {
             broker_outage_limit,
             topic: validate_topic(&a.topic)?,
             sizing: SizingConfig::from_args(&a.sizing)?,
-            consume: ConsumeConfig::from_args(&a.consume, &connect.settings)?,
+            consume: ConsumeConfig::from_args(&a.consume, &connect.settings, &a.topic)?,
             connect,
             max_restarts: RestartBudget::parse(&a.max_restarts)?,
             metrics_addr: match a.metrics_addr.as_deref().map(str::trim) {
@@ -727,7 +796,7 @@ impl WorkerConfig {
         let connect = ConnectConfig::from_args(&a.connect)?;
         Ok(Self {
             topic: validate_topic(&a.topic)?,
-            consume: ConsumeConfig::from_args(&a.consume, &connect.settings)?,
+            consume: ConsumeConfig::from_args(&a.consume, &connect.settings, &a.topic)?,
             connect,
             slot: a.slot,
             report_fd: a.report_fd,
@@ -874,7 +943,7 @@ mod tests {
                 unreachable!()
             };
             let settings = Settings::load(None, &w.connect.extra)?;
-            ConsumeConfig::from_args(&w.consume, &settings)
+            ConsumeConfig::from_args(&w.consume, &settings, "t")
         };
         let c = parse(&[]).unwrap();
         assert_eq!(
