@@ -124,10 +124,39 @@ async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
         line.push_str(n);
     }
     tracing::info!("{line}");
+    if let Some(dlq) = cfg
+        .consume
+        .verdicts
+        .as_ref()
+        .and_then(|v| v.dead_letter_topic.as_deref())
+    {
+        ensure_dead_letter_topic(&admin, dlq, cfg.sizing.replication_factor).await?;
+    }
     Ok(PreparedTopic {
         workers: plan.workers,
         partitions: applied.partitions(),
     })
+}
+
+/// `--dead-letter-topic`: create it (one partition) when it is missing, so
+/// that the first rejected record finds it; a cluster that refuses says so
+/// now, naming the flag, not at the first poison record.
+async fn ensure_dead_letter_topic(admin: &Admin, topic: &str, rf: i16) -> anyhow::Result<()> {
+    if let Some(n) = admin.partition_count(topic).await? {
+        tracing::info!(
+            "dead-letter topic '{topic}' has {}",
+            sizing::n_partitions(n)
+        );
+        return Ok(());
+    }
+    let applied = admin.create_topic(topic, 1, rf).await.map_err(|e| {
+        crate::error::UsageError(format!(
+            "--dead-letter-topic '{topic}' does not exist and creating it failed: {e:#}; \
+             create it yourself (kafka-topics.sh --create --topic {topic}) or name another"
+        ))
+    })?;
+    tracing::info!("--dead-letter-topic: {}", applied.describe(topic));
+    Ok(())
 }
 
 /// `kswarm plan`.

@@ -19,19 +19,23 @@ use crate::cli::WorkerArgs;
 use crate::config::WorkerConfig;
 use crate::error::{ConfigError, ExitWith};
 use crate::group::{GroupError, GroupSettings, Member};
-use crate::handler::{Handler, HandlerEnv, HandlerEvent, Refused};
+use crate::handler::{Handler, HandlerEnv, HandlerEvent, Judged, Refused};
 use crate::record::Record;
 use crate::report::{Report, EXIT_CONFIG};
 
 mod cluster;
+mod dead_letter;
 mod fetch;
 mod positions;
 mod report;
+mod verdicts;
 
 use cluster::{Cluster, Fatal};
+use dead_letter::{DeadLetters, Outcome};
 use fetch::{fetch_loop, FetchSettings, Fetched, FETCH_QUEUE};
 use positions::Positions;
 use report::{OutageClock, Reporter};
+use verdicts::{Action, Ledger};
 
 /// Staged bytes handed to the handler at once at most (a fetched batch is
 /// staged whole unless it formats to more than this).
@@ -176,6 +180,12 @@ struct Worker {
     committed_at: BTreeMap<i32, i64>,
     /// Times our partitions changed since the worker started.
     rebalances: u64,
+    /// `--verdicts`: this generation's records between handler and commit.
+    ledger: Option<Ledger>,
+    /// `--dead-letter-topic`: the task that writes dead-letter copies, and
+    /// how many it has not confirmed yet.
+    dead_letters: Option<DeadLetters>,
+    copies_pending: usize,
 }
 
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
@@ -268,6 +278,22 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         _ => MIN_WINDOW,
     };
     handler.limit_time(cfg.consume.max_in_flight_time, floor);
+    if cfg.consume.verdicts.is_some() {
+        handler.per_record(true);
+    }
+    let dead_letters = cfg
+        .consume
+        .verdicts
+        .as_ref()
+        .and_then(|v| v.dead_letter_topic.clone())
+        .map(|t| {
+            DeadLetters::start(
+                cfg.connect.clone(),
+                t,
+                cfg.topic.clone(),
+                cfg.consume.group.clone(),
+            )
+        });
 
     let mut worker = Worker {
         cfg,
@@ -284,6 +310,9 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         high_watermarks: HashMap::new(),
         committed_at: BTreeMap::new(),
         rebalances: 0,
+        ledger: None,
+        dead_letters,
+        copies_pending: 0,
     };
     let result = worker.consume().await;
     match result {
@@ -536,6 +565,15 @@ impl Worker {
         for (p, c) in positions.committed_offsets() {
             self.committed_at.insert(p, c);
         }
+        self.ledger = self.cfg.consume.verdicts.as_ref().map(|v| {
+            let command = match &self.cfg.consume.handler {
+                crate::config::HandlerSpec::Exec(c) => c.as_str(),
+                _ => "",
+            };
+            Ledger::new(v.max_retries, v.dead_letter_topic.is_some(), command)
+        });
+        // Records whose retry is due and that the handler has not taken yet.
+        let mut again: Vec<Record> = Vec::new();
         let stop_fetchers = |fetchers: &mut Vec<JoinHandle<()>>| {
             for f in fetchers.drain(..) {
                 f.abort();
@@ -551,8 +589,23 @@ impl Worker {
         // rebalance: the pending batch is handed over as the handler makes room.
         let mut pending: Option<Pending> = None;
         let end = loop {
-            if let Some(p) = pending.as_mut() {
+            if let Some(ledger) = self.ledger.as_mut() {
+                again.extend(ledger.due_retries(Instant::now()));
+                if !again.is_empty() {
+                    let offered = self.handler.offer(&again, CHUNK_BYTES);
+                    for r in again.drain(..offered.taken) {
+                        ledger.sent(&r);
+                    }
+                    self.sent += offered.taken as u64;
+                }
+            }
+            if let Some(p) = pending.as_mut().filter(|_| again.is_empty()) {
                 let offered = self.handler.offer(&p.records[p.next..], CHUNK_BYTES);
+                if let Some(ledger) = self.ledger.as_mut() {
+                    for r in &p.records[p.next..p.next + offered.taken] {
+                        ledger.sent(r);
+                    }
+                }
                 p.next += offered.taken;
                 self.sent += offered.taken as u64;
                 if let Some(Refused::Poison(msg)) = offered.refused {
@@ -567,6 +620,11 @@ impl Worker {
                 _ = changed_to_true(&mut self.shutdown) => break GenerationEnd::Shutdown,
                 ev = self.handler.next_event() => match ev {
                     Some(HandlerEvent::Ack(a)) => positions.acked(a.partition, a.offset),
+                    Some(HandlerEvent::Judged(judged)) => {
+                        if let Some(msg) = self.judged(judged, &mut positions) {
+                            break GenerationEnd::Poison(msg);
+                        }
+                    }
                     Some(HandlerEvent::OutputClosed) => break GenerationEnd::OutputClosed,
                     Some(HandlerEvent::Failed(why)) => {
                         // Commit what was acknowledged, but stay in the group:
@@ -592,6 +650,14 @@ impl Worker {
                 r = self.member.rebalance_needed() => {
                     r.map_err(group_error)?;
                     break GenerationEnd::Rebalance;
+                }
+                _ = retry_due(self.ledger.as_ref()) => {}
+                outcome = copy_outcome(self.dead_letters.as_mut()) => {
+                    if let Err(why) = self.copy_written(outcome, &mut positions) {
+                        stop_fetchers(&mut fetchers);
+                        self.commit_or_warn(&mut positions, "before stopping").await;
+                        return Err(ConfigError(why).into());
+                    }
                 }
                 // Consumer protocol: the member epoch moved on with the same
                 // partitions; the supervisor needs it to take the member over.
@@ -761,16 +827,38 @@ impl Worker {
         }
         let mut commit_tick = tokio::time::interval(self.cfg.consume.commit_interval);
         commit_tick.reset();
+        // The handler's last verdicts may still send records to the
+        // dead-letter topic: wait for those copies too (within the limit).
+        let mut ended = false;
         loop {
-            if !closing && self.handler.in_flight() == 0 {
+            let handler_done = ended || (!closing && self.handler.in_flight() == 0);
+            if handler_done && self.copies_pending == 0 {
                 return Drained::All;
             }
             tokio::select! {
-                ev = tokio::time::timeout_at(deadline, self.handler.next_event()) => match ev {
+                outcome = copy_outcome(self.dead_letters.as_mut()), if self.copies_pending > 0 => {
+                    if let Err(why) = self.copy_written(outcome, positions) {
+                        return Drained::Failed(why);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline), if handler_done => {
+                    warn!(
+                        slot = self.cfg.slot,
+                        "{} dead-letter copies were not confirmed within {limit:?}; their records stay uncommitted and will be delivered again",
+                        self.copies_pending
+                    );
+                    return Drained::TimedOut;
+                }
+                ev = tokio::time::timeout_at(deadline, self.handler.next_event()), if !handler_done => match ev {
                     Ok(Some(HandlerEvent::Ack(a))) => positions.acked(a.partition, a.offset),
+                    // A record the worker would stop on stays uncommitted:
+                    // it is delivered again after the restart.
+                    Ok(Some(HandlerEvent::Judged(judged))) => {
+                        let _ = self.judged(judged, positions);
+                    }
                     Ok(Some(HandlerEvent::Failed(why))) => return Drained::Failed(why),
                     Ok(Some(HandlerEvent::Untrusted(why))) => return Drained::Untrusted(why),
-                    Ok(Some(HandlerEvent::OutputClosed)) | Ok(None) => return Drained::All,
+                    Ok(Some(HandlerEvent::OutputClosed)) | Ok(None) => ended = true,
                     Err(_) => {
                         let held = self.handler.in_flight();
                         if held > 0 {
@@ -795,6 +883,62 @@ impl Worker {
                     let _ = self.commit(positions).await;
                 }
             }
+        }
+    }
+
+    /// `--verdicts`: apply the handler's verdicts; move the commit position
+    /// of each partition up to its lowest record not done. Some: a record
+    /// the worker must stop on (no dead-letter topic).
+    fn judged(&mut self, judged: Vec<Judged>, positions: &mut Positions) -> Option<String> {
+        let ledger = self.ledger.as_mut()?;
+        let now = Instant::now();
+        let mut stop = None;
+        let mut touched: Vec<i32> = Vec::new();
+        for j in judged {
+            if !touched.contains(&j.partition) {
+                touched.push(j.partition);
+            }
+            match ledger.judged(j, now) {
+                None => {}
+                Some(Action::DeadLetter(d)) => {
+                    warn!(
+                        slot = self.cfg.slot,
+                        "the record at partition {} offset {} goes to the dead-letter topic: {} ({} attempt(s))",
+                        d.record.partition, d.record.offset, d.reason, d.attempts
+                    );
+                    if let Some(dl) = self.dead_letters.as_ref() {
+                        dl.send(d);
+                        self.copies_pending += 1;
+                    }
+                }
+                Some(Action::Stop(msg)) => {
+                    stop.get_or_insert(msg);
+                }
+            }
+        }
+        for p in touched {
+            if let Some(o) = ledger.done_through(p) {
+                positions.acked(p, o);
+            }
+        }
+        stop
+    }
+
+    /// The dead-letter task confirmed a copy (its original is done now) or
+    /// failed for good (Err: why the worker stops).
+    fn copy_written(&mut self, outcome: Outcome, positions: &mut Positions) -> Result<(), String> {
+        match outcome {
+            Outcome::Written(p, o) => {
+                self.copies_pending = self.copies_pending.saturating_sub(1);
+                if let Some(ledger) = self.ledger.as_mut() {
+                    ledger.dead_lettered(p, o);
+                    if let Some(done) = ledger.done_through(p) {
+                        positions.acked(p, done);
+                    }
+                }
+                Ok(())
+            }
+            Outcome::Fatal(why) => Err(why),
         }
     }
 
@@ -842,6 +986,25 @@ impl Worker {
         self.committed_at.extend(due.iter().copied());
         debug!(slot = self.cfg.slot, "committed");
         Ok(())
+    }
+}
+
+/// Resolves when the ledger's next retry comes due (never without one).
+async fn retry_due(ledger: Option<&Ledger>) {
+    match ledger.and_then(Ledger::next_retry) {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The dead-letter task's next outcome (never without the task).
+async fn copy_outcome(dl: Option<&mut DeadLetters>) -> Outcome {
+    match dl {
+        Some(d) => match d.outcomes.recv().await {
+            Some(o) => o,
+            None => Outcome::Fatal("the dead-letter task ended".into()),
+        },
+        None => std::future::pending().await,
     }
 }
 
