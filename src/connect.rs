@@ -40,6 +40,11 @@ pub fn backoff(deadline: Duration) -> BackoffConfig {
 /// Build an rskafka client, trying for the whole --connect-timeout, then
 /// giving up with a message that names the brokers, the flag and the way out.
 pub async fn connect(cfg: &ConnectConfig) -> anyhow::Result<Client> {
+    connect_as(cfg, "kswarm").await
+}
+
+/// [`connect`] under another client id (quotas and broker logs tell it apart).
+pub async fn connect_as(cfg: &ConnectConfig, client_id: &str) -> anyhow::Result<Client> {
     let deadline = Instant::now() + cfg.connect_timeout;
     let transport = crate::transport::current();
     if transport.security.protocol != crate::security::Protocol::Plaintext {
@@ -52,7 +57,7 @@ pub async fn connect(cfg: &ConnectConfig) -> anyhow::Result<Client> {
     // it (6.8 s of a 10 s --connect-timeout). So build again until ours.
     loop {
         let mut builder = ClientBuilder::new(cfg.brokers.clone())
-            .client_id("kswarm")
+            .client_id(client_id)
             .backoff_config(backoff(cfg.connect_timeout.mul_f64(0.8)));
         if let Some(tls) = &transport.tls {
             builder = builder.tls_config(tls.clone());

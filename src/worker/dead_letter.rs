@@ -5,8 +5,9 @@
 //! again, so the copy is written at least once and nothing is lost.
 //!
 //! A copy keeps the original's key and value and headers, and adds headers
-//! that say where it came from and why ([`copy_of`]). It goes to the
-//! dead-letter partition `original partition % partitions`. A broker that
+//! that say where it came from and why ([`copy_of`]). Copies waiting
+//! together go in one request, to the dead-letter partition of the first
+//! one's original partition (modulo the dead-letter topic's partitions). A broker that
 //! cannot be reached is waited for (the record stays uncommitted); a refusal
 //! that retrying cannot fix (no rights, the topic is gone) ends the worker
 //! with a message naming the flag.
@@ -22,6 +23,8 @@ use tracing::warn;
 use super::verdicts::DeadLetter;
 use crate::config::ConnectConfig;
 
+/// Copies written in one request at most.
+const BATCH: usize = 500;
 /// Pauses between attempts to produce a copy: 200 ms doubling to 10 s.
 const PAUSE: crate::backoff::Doubling =
     crate::backoff::Doubling::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -110,17 +113,26 @@ async fn run(
     let mut producer = Producer {
         connect,
         topic,
+        client_id: format!("kswarm-dead-letter-{group}"),
         client: None,
         partitions: HashMap::new(),
         count: 0,
     };
-    while let Some(d) = rx.recv().await {
-        let copy = copy_of(&d, &source, &group);
+    // Copies that wait are written together: a burst of poison records
+    // (a handler that rejects everything) costs one request per batch.
+    let mut batch: Vec<DeadLetter> = Vec::new();
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let copies: Vec<_> = batch.iter().map(|d| copy_of(d, &source, &group)).collect();
         let mut attempt = 0;
         loop {
-            match producer.produce(d.record.partition, copy.clone()).await {
+            match producer
+                .produce(batch[0].record.partition, copies.clone())
+                .await
+            {
                 Ok(()) => {
-                    let _ = out.send(Outcome::Written(d.record.partition, d.record.offset));
+                    for d in batch.drain(..) {
+                        let _ = out.send(Outcome::Written(d.record.partition, d.record.offset));
+                    }
                     break;
                 }
                 Err(Failure::Fatal(m)) => {
@@ -129,10 +141,13 @@ async fn run(
                 }
                 Err(Failure::Again(m)) => {
                     warn!(
-                        "--dead-letter-topic '{}': could not write the copy of the record at \
-                         partition {} offset {} ({m}); trying again (its offset stays \
+                        "--dead-letter-topic '{}': could not write the copies of {} record(s) \
+                         from partition {} offset {} on ({m}); trying again (their offsets stay \
                          uncommitted meanwhile)",
-                        producer.topic, d.record.partition, d.record.offset
+                        producer.topic,
+                        batch.len(),
+                        batch[0].record.partition,
+                        batch[0].record.offset
                     );
                     producer.client = None;
                     producer.partitions.clear();
@@ -152,6 +167,9 @@ enum Failure {
 struct Producer {
     connect: ConnectConfig,
     topic: String,
+    /// `kswarm-dead-letter-GROUP`: a client id of its own, for quotas and
+    /// broker logs.
+    client_id: String,
     client: Option<rskafka::client::Client>,
     partitions: HashMap<i32, PartitionClient>,
     count: i32,
@@ -161,10 +179,10 @@ impl Producer {
     async fn produce(
         &mut self,
         original_partition: i32,
-        copy: rskafka::record::Record,
+        copies: Vec<rskafka::record::Record>,
     ) -> Result<(), Failure> {
         if self.client.is_none() {
-            let client = crate::connect::connect(&self.connect)
+            let client = crate::connect::connect_as(&self.connect, &self.client_id)
                 .await
                 .map_err(|e| Failure::Again(format!("{e:#}")))?;
             let topics = client
@@ -196,7 +214,7 @@ impl Producer {
         let pc = &self.partitions[&p];
         let produced = tokio::time::timeout(
             self.connect.connect_timeout.max(Duration::from_secs(10)),
-            pc.produce(vec![copy], Compression::NoCompression),
+            pc.produce(copies, Compression::NoCompression),
         )
         .await
         .map_err(|_| Failure::Again("no acknowledgement from the broker in time".into()))?;
