@@ -297,13 +297,15 @@ fn set_pipe_size(fd: &impl std::os::fd::AsRawFd) {
 
 /// What the exit of an `--exec` handler means. None: a clean end (we closed
 /// its input and it acknowledged everything). Otherwise the message for
-/// `HandlerEvent::Failed`.
+/// `HandlerEvent::Failed`. `first`: (partition, offset) of the first record
+/// not acknowledged, most likely the one it died on.
 pub(super) fn exit_message(
     cmd: &str,
     status: std::process::ExitStatus,
     stderr: &str,
     unacked: usize,
     input_closed: bool,
+    first: Option<(i32, i64)>,
 ) -> Option<String> {
     if input_closed && unacked == 0 {
         return None;
@@ -312,18 +314,26 @@ pub(super) fn exit_message(
         return Some(format!("{msg}{stderr}"));
     }
     let status = child::describe_status(status);
+    let where_ = match first {
+        Some((p, o)) => format!(
+            "; the first record not acknowledged is at partition {p} offset {o} (delivered \
+             again after the restart; a record that always kills the handler can be set aside \
+             with --verdicts and --dead-letter-topic)"
+        ),
+        None => String::new(),
+    };
     Some(if input_closed {
         format!(
             "--exec '{cmd}': the handler ended ({status}) with {unacked} record(s) not \
              acknowledged; it must print one line on stdout per record it handled before it \
-             exits{stderr}"
+             exits{where_}{stderr}"
         )
     } else {
         format!(
             "--exec '{cmd}': the handler ended ({status}) while kswarm was still sending it \
              records ({unacked} not acknowledged); an --exec handler must keep reading stdin \
              until EOF and print one line per record (for one run per batch use \
-             --exec-batch){stderr}"
+             --exec-batch){where_}{stderr}"
         )
     })
 }
@@ -337,19 +347,31 @@ mod tests {
     #[test]
     fn exit_messages() {
         let ok = ExitStatus::from_raw(0);
-        assert_eq!(exit_message("cat", ok, "", 0, true), None);
+        assert_eq!(exit_message("cat", ok, "", 0, true, None), None);
         assert_eq!(
-            exit_message("cat", ExitStatus::from_raw(1 << 8), "", 0, true),
+            exit_message("cat", ExitStatus::from_raw(1 << 8), "", 0, true, None),
             None
         );
-        let m = exit_message("head -n 3", ok, "", 7, false).unwrap();
+        let m = exit_message("head -n 3", ok, "", 7, false, None).unwrap();
         assert!(
             m.contains("exit status 0") && m.contains("7 not acknowledged"),
             "{m}"
         );
-        let m = exit_message("nope", ExitStatus::from_raw(127 << 8), "; x", 1, false).unwrap();
+        let m = exit_message(
+            "nope",
+            ExitStatus::from_raw(127 << 8),
+            "; x",
+            1,
+            false,
+            Some((0, 1)),
+        )
+        .unwrap();
         assert!(m.contains("command not found") && m.ends_with("; x"), "{m}");
-        let m = exit_message("x", ExitStatus::from_raw(9), "", 2, true).unwrap();
+        let m = exit_message("x", ExitStatus::from_raw(9), "; y", 2, true, Some((3, 40))).unwrap();
         assert!(m.contains("SIGKILL") && m.contains("2 record(s)"), "{m}");
+        assert!(
+            m.contains("partition 3 offset 40") && m.ends_with("; y"),
+            "{m}"
+        );
     }
 }

@@ -646,8 +646,16 @@ impl Handler {
             }
             Some(Inner::Exited { status, stderr }) => {
                 let unacked = self.order.len();
-                match exec::exit_message(&self.command, status, &stderr, unacked, self.input_closed)
-                {
+                let first = self.order.front().map(|f| (f.partition, f.offset));
+                let input_closed = self.input_closed;
+                match exec::exit_message(
+                    &self.command,
+                    status,
+                    &stderr,
+                    unacked,
+                    input_closed,
+                    first,
+                ) {
                     None => {
                         if !status.success() {
                             tracing::warn!(
