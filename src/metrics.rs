@@ -91,6 +91,18 @@ pub struct WorkerStats {
     pub ack_latency: LatencyHistogram,
     /// Times its partitions changed (a rebalance, an incremental move).
     pub rebalances: u64,
+    /// `--verdicts`: records the handler asked to retry, rejected, and
+    /// copies the broker acknowledged in the dead-letter topic.
+    #[serde(default)]
+    pub verdicts: VerdictCounts,
+}
+
+/// `--verdicts` counters of one worker, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictCounts {
+    pub retried: u64,
+    pub rejected: u64,
+    pub dead_lettered: u64,
 }
 
 /// One slot, as the supervisor knows it.
@@ -306,6 +318,35 @@ impl Collector for Exposition {
                 .collect(),
             counter,
         )?;
+        for (name, help, get) in [
+            (
+                "records_retried",
+                "Records the handler answered `retry` (--verdicts), since the worker started",
+                (|c: &VerdictCounts| c.retried) as fn(&VerdictCounts) -> u64,
+            ),
+            (
+                "records_rejected",
+                "Records the handler answered `reject` (--verdicts), since the worker started",
+                |c| c.rejected,
+            ),
+            (
+                "records_dead_lettered",
+                "Dead-letter copies the broker acknowledged (--dead-letter-topic), since the worker started",
+                |c| c.dead_lettered,
+            ),
+        ] {
+            family(
+                &mut enc,
+                name,
+                help,
+                MetricType::Counter,
+                with_stats
+                    .iter()
+                    .map(|(l, s)| (l.clone(), get(&s.verdicts)))
+                    .collect(),
+                counter,
+            )?;
+        }
         let mut restarts = Vec::new();
         for s in &v.slots {
             for (reason, n) in &s.restarts {

@@ -116,6 +116,25 @@ fn committed_all(topic: &str, group: &str, n: usize) -> BTreeMap<i32, i64> {
         .collect()
 }
 
+/// The sum over workers of a counter in `/metrics` (plain HTTP, text format).
+fn counter_sum(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let lines: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!lines.is_empty()).then(|| lines.iter().sum())
+}
+
 fn verdicts_with_dead_letter_topic(protocol: &str) {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("verd");
@@ -139,12 +158,20 @@ fn verdicts_with_dead_letter_topic(protocol: &str) {
             .join(","),
         0.0,
     );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
     let mut run = start_run(
         "kswarm run",
         &topic,
         &group,
         dir.path(),
         &[
+            "--metrics-addr",
+            &addr,
             "-w",
             "2",
             "-p",
@@ -170,6 +197,15 @@ fn verdicts_with_dead_letter_topic(protocol: &str) {
     let want_ends = ends(&topic, 2);
     wait_for(Duration::from_secs(90), "every offset committed", || {
         (committed_all(&topic, &group, 2) == want_ends).then_some(())
+    });
+    // Per worker counters, summed: 20 rejects, 20 records retried twice, 40 copies.
+    wait_for(Duration::from_secs(10), "the verdict counters", || {
+        let got = [
+            counter_sum(port, "kswarm_records_rejected_total")?,
+            counter_sum(port, "kswarm_records_retried_total")?,
+            counter_sum(port, "kswarm_records_dead_lettered_total")?,
+        ];
+        (got == [20.0, 40.0, 40.0]).then_some(())
     });
     assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
 

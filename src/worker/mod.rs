@@ -186,6 +186,7 @@ struct Worker {
     /// how many it has not confirmed yet.
     dead_letters: Option<DeadLetters>,
     copies_pending: usize,
+    verdict_counts: crate::metrics::VerdictCounts,
 }
 
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
@@ -313,6 +314,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         ledger: None,
         dead_letters,
         copies_pending: 0,
+        verdict_counts: Default::default(),
     };
     let result = worker.consume().await;
     match result {
@@ -802,6 +804,7 @@ impl Worker {
             in_flight_bytes: self.handler.in_flight_bytes() as u64,
             ack_latency: latency.clone(),
             rebalances: self.rebalances,
+            verdicts: self.verdict_counts,
         }));
     }
 
@@ -898,6 +901,11 @@ impl Worker {
             if !touched.contains(&j.partition) {
                 touched.push(j.partition);
             }
+            match j.verdict {
+                crate::handler::Verdict::Ok => {}
+                crate::handler::Verdict::Retry => self.verdict_counts.retried += 1,
+                crate::handler::Verdict::Reject(_) => self.verdict_counts.rejected += 1,
+            }
             match ledger.judged(j, now) {
                 None => {}
                 Some(Action::DeadLetter(d)) => {
@@ -930,6 +938,7 @@ impl Worker {
         match outcome {
             Outcome::Written(p, o) => {
                 self.copies_pending = self.copies_pending.saturating_sub(1);
+                self.verdict_counts.dead_lettered += 1;
                 if let Some(ledger) = self.ledger.as_mut() {
                     ledger.dead_lettered(p, o);
                     if let Some(done) = ledger.done_through(p) {
