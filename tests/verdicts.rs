@@ -46,7 +46,8 @@ struct Copy {
     headers: BTreeMap<String, String>,
 }
 
-fn read_dead_letters(topic: &str) -> Vec<Copy> {
+/// Every record of `topic`, read by librdkafka (tests/peers/dlq_tool.py).
+fn read_topic(topic: &str) -> Vec<serde_json::Value> {
     let out = Command::new(python())
         .arg(repo_root().join("tests/peers/dlq_tool.py"))
         .args(["read", &brokers(), topic])
@@ -59,34 +60,31 @@ fn read_dead_letters(topic: &str) -> Vec<Copy> {
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            Copy {
-                value: v["value"].as_str().unwrap_or_default().to_string(),
-                headers: v["headers"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, h)| (k.clone(), h.as_str().unwrap_or_default().to_string()))
-                    .collect(),
-            }
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn read_dead_letters(topic: &str) -> Vec<Copy> {
+    read_topic(topic)
+        .into_iter()
+        .map(|v| Copy {
+            value: v["value"].as_str().unwrap_or_default().to_string(),
+            headers: v["headers"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, h)| (k.clone(), h.as_str().unwrap_or_default().to_string()))
+                .collect(),
         })
         .collect()
 }
 
-/// Where each value of `topic` is: (partition, offset), read by kswarm's
-/// own handler log is not enough (it is what we test), so by librdkafka.
+/// Where each value of `topic` is, (partition, offset), as librdkafka reads
+/// it (kswarm's own view is what is under test).
 fn source_positions(topic: &str) -> BTreeMap<String, (i32, i64)> {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/peers/dlq_tool.py"))
-        .args(["read", &brokers(), topic])
-        .output()
-        .expect("run dlq_tool.py");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+    read_topic(topic)
+        .into_iter()
+        .map(|v| {
             (
                 v["value"].as_str().unwrap().to_string(),
                 (
