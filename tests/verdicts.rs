@@ -545,3 +545,52 @@ fn verdict_flags_out_of_place_exit_2() {
         assert!(err.contains(want), "{args:?}: {want:?} not in {err}");
     }
 }
+
+/// Without --verdicts, a record that kills the handler: the message names
+/// the first record not acknowledged, partition, offset and the first bytes
+/// of its value (read again from the broker), and everything before it is
+/// committed.
+#[test]
+fn a_handler_crash_names_the_record_it_died_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("verd-crash");
+    let group = unique("verd-crash-g");
+    create_topic(&brokers(), &topic, 1);
+    produce(&brokers(), &topic, &numbered("v", 6));
+    let script = dir.path().join("crash.py");
+    std::fs::write(
+        &script,
+        "import json, sys\nfor line in sys.stdin:\n    if json.loads(line)['value'] == 'v-3':\n        sys.exit(3)\n    print('ok', flush=True)\n",
+    )
+    .unwrap();
+    let handler = format!("{} -u {}", py(), script.display());
+    let mut run = start_run(
+        "kswarm run",
+        &topic,
+        &group,
+        dir.path(),
+        &[
+            "-w",
+            "1",
+            "-p",
+            "keep",
+            "--exec",
+            &handler,
+            "--max-restarts",
+            "0/1m",
+        ],
+    );
+    let status = run.wait(Duration::from_secs(60));
+    let err = run.stderr_text();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let last = last_error(&err);
+    for want in [
+        "exit status 3",
+        "partition 0 offset 3",
+        "begins \"v-3\"",
+        "--dead-letter-topic",
+    ] {
+        assert!(last.contains(want), "{want:?} not in {last}");
+    }
+    assert_eq!(committed_all(&topic, &group, 1)[&0], 3);
+}

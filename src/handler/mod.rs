@@ -575,6 +575,11 @@ impl Handler {
         self.not_started
     }
 
+    /// (partition, offset) of the first record sent and not acknowledged.
+    pub fn first_unacked(&self) -> Option<(i32, i64)> {
+        self.order.front().map(|s| (s.partition, s.offset))
+    }
+
     /// Records staged or sent and not acked yet.
     pub fn in_flight(&self) -> usize {
         self.order.len()

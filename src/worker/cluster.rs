@@ -13,6 +13,9 @@ use crate::wire::fetch::{self, Leader, TopicLayout, TopicRef};
 use crate::wire::group_msgs::code_name;
 use crate::wire::{BrokerConn, WireError};
 
+/// What [`Cluster::peek`] reads at most.
+const PEEK_BYTES: i32 = 1 << 20;
+
 /// A fatal problem: retrying with the same settings cannot help.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -158,6 +161,51 @@ impl Cluster {
         BrokerConn::connect(&addr, &client_id, timeout)
             .await
             .map_err(|e| fatal_or(e, "connecting to a partition leader"))
+    }
+
+    /// The record at `offset` of `partition` (or the next one there is),
+    /// read with one sessionless Fetch: for a message about a record the
+    /// handler died on, which the worker no longer holds.
+    pub async fn peek(
+        &mut self,
+        partition: i32,
+        offset: i64,
+    ) -> anyhow::Result<Option<crate::record::Record>> {
+        let leader = self
+            .leader(partition)
+            .with_context(|| format!("no leader known for partition {partition}"))?;
+        let mut conn = self.conn(leader.node).await?;
+        let plan = fetch::FetchPlan {
+            session_id: 0,
+            epoch: -1,
+            full: true,
+            partitions: vec![(
+                partition,
+                fetch::PartitionWant {
+                    offset,
+                    leader_epoch: leader.epoch,
+                    max_bytes: PEEK_BYTES,
+                },
+            )],
+            forgotten: vec![],
+        };
+        let limits = fetch::FetchLimits {
+            max_wait_ms: 0,
+            max_bytes: PEEK_BYTES,
+        };
+        let answer = fetch::fetch(&mut conn, &self.topic_ref(), &plan, limits).await?;
+        self.put_conn(leader.node, conn);
+        let Some(pa) = answer
+            .partitions
+            .into_iter()
+            .find(|p| p.partition == partition)
+        else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        crate::wire::records::decode_fetched(partition, pa.records, offset, pa.aborted, &mut out)
+            .map_err(anyhow::Error::msg)?;
+        Ok(out.into_iter().find(|r| r.offset >= offset))
     }
 
     /// Where `partitions` start by `--from`: one ListOffsets per leader.

@@ -636,6 +636,7 @@ impl Worker {
                         // mid-rebalance as leader, so the group never forms).
                         stop_fetchers(&mut fetchers);
                         self.commit_or_warn(&mut positions, "before the restart").await;
+                        let why = why + &self.first_unacked_value().await;
                         return Err(self.handler_failure(why));
                     }
                     Some(HandlerEvent::Untrusted(why)) => {
@@ -749,6 +750,22 @@ impl Worker {
         self.commit_or_warn(&mut positions, when).await;
         positions.carry_into(&mut self.carried);
         Ok(end)
+    }
+
+    /// The first bytes of the record the handler most likely died on (the
+    /// first it did not acknowledge), read again from its leader: the worker
+    /// no longer holds it. Empty if it cannot be read in a few seconds.
+    async fn first_unacked_value(&mut self) -> String {
+        let Some((p, o)) = self.handler.first_unacked() else {
+            return String::new();
+        };
+        match tokio::time::timeout(Duration::from_secs(3), self.cluster.peek(p, o)).await {
+            Ok(Ok(Some(r))) if r.offset == o => format!(
+                "; the value of that record begins {}",
+                verdicts::first_bytes(r.value.as_deref())
+            ),
+            _ => String::new(),
+        }
     }
 
     /// A handler failure for the worker's exit: a handler that could not be
