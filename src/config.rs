@@ -333,6 +333,9 @@ pub enum GroupProtocol {
     Classic,
     /// KIP-848's ConsumerGroupHeartbeat: the broker assigns, incrementally.
     Consumer,
+    /// KIP-932 share groups: members share partitions; records are acquired
+    /// and acknowledged one by one (ShareFetch / ShareAcknowledge).
+    Share,
 }
 
 impl GroupProtocol {
@@ -340,6 +343,7 @@ impl GroupProtocol {
         match self {
             GroupProtocol::Classic => "classic",
             GroupProtocol::Consumer => "consumer",
+            GroupProtocol::Share => "share",
         }
     }
 }
@@ -547,6 +551,11 @@ impl ConsumeConfig {
         let group_protocol = group_protocol(a.group_protocol.as_deref(), x_protocol)?;
         let (assignors, remote_assignor) =
             assignors(group_protocol, a.assignor.as_deref(), x_remote_assignor)?;
+        if group_protocol == GroupProtocol::Share && a.static_membership {
+            return usage(
+                "--static-membership does not apply to --group-protocol share: share groups have no group.instance.id (a restarted worker simply joins again); leave it out",
+            );
+        }
         Ok(Self {
             instance_prefix: a.instance_prefix.clone().unwrap_or_else(|| group.clone()),
             group,
@@ -593,8 +602,9 @@ fn group_protocol(flag: Option<&str>, x: Option<&str>) -> Result<GroupProtocol, 
         match v.trim().to_ascii_lowercase().as_str() {
         "classic" => Ok(GroupProtocol::Classic),
         "consumer" => Ok(GroupProtocol::Consumer),
+        "share" => Ok(GroupProtocol::Share),
         other => usage(format!(
-            "{what}: '{other}' is not a group protocol; use classic (any broker) or consumer (Kafka 4.0+)"
+            "{what}: '{other}' is not a group protocol; use classic (any broker), consumer (Kafka 4.0+) or share (share groups, Kafka 4.2+)"
         )),
     }
     };
@@ -652,6 +662,19 @@ fn assignors(
                 return usage("--assignor: name at least one of range, roundrobin");
             }
             Ok((assignors, None))
+        }
+        GroupProtocol::Share => {
+            if flag.is_some() {
+                return usage(
+                    "--assignor does not apply to --group-protocol share: the broker shares every partition out among the share group's members; leave --assignor out",
+                );
+            }
+            if x_remote.is_some() {
+                return usage(
+                    "-X group.remote.assignor does not apply to --group-protocol share: the broker assigns share groups itself; leave it out",
+                );
+            }
+            Ok((vec![Assignor::Range], None))
         }
         GroupProtocol::Consumer => {
             let pick = |what: &str, v: &str| -> Result<String, UsageError> {
@@ -888,8 +911,13 @@ mod tests {
             e.0.contains("--group-protocol") && e.0.contains("-X group.protocol"),
             "{e}"
         );
-        let e = group_protocol(Some("share"), None).unwrap_err();
-        assert!(e.0.contains("--group-protocol: 'share'"), "{e}");
+        assert_eq!(group_protocol(Some("share"), None).unwrap(), Share);
+        assert_eq!(group_protocol(None, Some("Share")).unwrap(), Share);
+        let e = group_protocol(Some("shared"), None).unwrap_err();
+        assert!(
+            e.0.contains("--group-protocol: 'shared'") && e.0.contains("share"),
+            "{e}"
+        );
         assert!(group_protocol(None, Some("bogus"))
             .unwrap_err()
             .0
@@ -913,6 +941,15 @@ mod tests {
         assert!(e.0.contains("--group-protocol consumer"), "{e}");
         assert!(assignors(Classic, None, Some("uniform")).is_err());
         assert_eq!(assignors(Consumer, None, None).unwrap().1, None);
+        assert_eq!(assignors(Share, None, None).unwrap().1, None);
+        assert!(assignors(Share, Some("range"), None)
+            .unwrap_err()
+            .0
+            .contains("--assignor does not apply to --group-protocol share"));
+        assert!(assignors(Share, None, Some("uniform"))
+            .unwrap_err()
+            .0
+            .contains("-X group.remote.assignor"));
         assert_eq!(
             assignors(Consumer, Some("Uniform"), None)
                 .unwrap()

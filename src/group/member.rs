@@ -614,7 +614,8 @@ impl Member {
         // Consumer protocol: the member epoch, which the heartbeat keeps current.
         let generation_id = match self.s.protocol {
             GroupProtocol::Consumer => self.consumer_epoch(),
-            GroupProtocol::Classic => self.generation_id,
+            // Share groups commit nothing (their workers never get here).
+            GroupProtocol::Classic | GroupProtocol::Share => self.generation_id,
         };
         let args = gm::CommitArgs {
             group: &group,

@@ -34,6 +34,7 @@ pub(crate) mod coordinator;
 pub(crate) mod errors;
 pub(crate) mod heartbeat;
 pub(crate) mod member;
+pub(crate) mod share;
 
 use std::time::Duration;
 
@@ -78,6 +79,26 @@ impl GroupSettings {
             instance_id: cfg.instance_id(),
             protocol: cfg.consume.group_protocol,
             remote_assignor: cfg.consume.remote_assignor.clone(),
+        }
+    }
+
+    /// Settings enough to find the coordinator of `group` and send it one
+    /// request on a dead member's behalf (the supervisor's evictions).
+    pub fn for_eviction(brokers: &[String], connect_timeout: Duration, group: &str) -> Self {
+        Self {
+            brokers: brokers.to_vec(),
+            connect_timeout,
+            client_id: "kswarm-supervisor".into(),
+            group: group.to_string(),
+            topic: String::new(),
+            session_timeout: Duration::from_secs(45),
+            session_timeout_auto: false,
+            rebalance_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            assignors: Vec::new(),
+            instance_id: None,
+            protocol: crate::config::GroupProtocol::Share,
+            remote_assignor: None,
         }
     }
 

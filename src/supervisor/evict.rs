@@ -65,6 +65,15 @@ impl Evictor {
                     GroupProtocol::Consumer => rt.block_on(crate::group::evict_consumer_members(
                         &brokers, timeout, &group, members,
                     )),
+                    GroupProtocol::Share => rt.block_on(async {
+                        let s = crate::group::GroupSettings::for_eviction(&brokers, timeout, &group);
+                        for m in members {
+                            crate::group::share::evict(&s, m)
+                                .await
+                                .map_err(crate::group::GroupError::Other)?;
+                        }
+                        Ok(())
+                    }),
                 };
                 match (job, result) {
                     (Job::Evict { slot, member_id }, Ok(())) => info!(
@@ -84,7 +93,7 @@ impl Evictor {
                         member_ids.len(),
                         match protocol {
                             GroupProtocol::Classic => "in one LeaveGroup",
-                            GroupProtocol::Consumer => "(a leave heartbeat each)",
+                            GroupProtocol::Consumer | GroupProtocol::Share => "(a leave heartbeat each)",
                         },
                         t0.elapsed().as_millis()
                     ),

@@ -105,6 +105,12 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
              session (group.consumer.session.timeout.ms, 45 s by default); ignored"
         );
     }
+    if cfg.consume.group_protocol == GroupProtocol::Share && !cfg.consume.session_timeout_auto {
+        tracing::warn!(
+            "--session-timeout: not used with --group-protocol share, where the broker sets the \
+             session (group.share.session.timeout.ms, 45 s by default); ignored"
+        );
+    }
     // Before sizing and forking: a bad or busy --metrics-addr is a usage error.
     let metrics: Option<metrics_server::Shared> = match &cfg.metrics_addr {
         Some(addr) => {

@@ -58,6 +58,10 @@ wire_requests! {
     CreatePartitionsRequest => CreatePartitionsResponse: CreatePartitions,
     ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse: ConsumerGroupHeartbeat,
     ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse: ConsumerGroupDescribe,
+    ShareGroupHeartbeatRequest => ShareGroupHeartbeatResponse: ShareGroupHeartbeat,
+    ShareFetchRequest => ShareFetchResponse: ShareFetch,
+    ShareAcknowledgeRequest => ShareAcknowledgeResponse: ShareAcknowledge,
+    IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse: IncrementalAlterConfigs,
     SaslHandshakeRequest => SaslHandshakeResponse: SaslHandshake,
     SaslAuthenticateRequest => SaslAuthenticateResponse: SaslAuthenticate,
 }

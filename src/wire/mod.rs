@@ -6,6 +6,7 @@
 //! - [`group_msgs`]: typed group requests (FindCoordinator, JoinGroup, ..) returning plain types.
 //! - [`consumer_protocol`]: the ConsumerProtocol subscription/assignment bytes.
 //! - [`fetch`]: Fetch with sessions (KIP-227), the topic's leaders, ListOffsets: what a worker reads with.
+//! - [`share`]: share groups (KIP-932): ShareGroupHeartbeat, ShareFetch, ShareAcknowledge.
 //! - [`records`]: the record batches of a fetch answer, decoded without a copy per record.
 
 pub(crate) mod admin;
@@ -17,6 +18,7 @@ pub(crate) mod fetch;
 pub(crate) mod group_msgs;
 pub(crate) mod records;
 pub(crate) mod sasl;
+pub(crate) mod share;
 
 pub use conn::BrokerConn;
 pub use kafka_protocol::messages::ApiKey;

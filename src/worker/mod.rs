@@ -28,6 +28,7 @@ mod dead_letter;
 mod fetch;
 mod positions;
 mod report;
+mod share;
 mod verdicts;
 
 use cluster::{Cluster, Fatal};
@@ -190,6 +191,9 @@ struct Worker {
 }
 
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+    if cfg.consume.group_protocol == crate::config::GroupProtocol::Share {
+        return share::run(cfg).await;
+    }
     let mut reporter = Reporter::open(cfg.report_fd)?;
     reporter.send(Report::Started {
         pid: std::process::id(),

@@ -1,0 +1,1151 @@
+//! The worker of a share group (KIP-932, `--group-protocol share`).
+//!
+//! A share group hands out records, not partitions: every member may be
+//! assigned every partition, and ShareFetch *acquires* records for this
+//! member (for the broker's record lock, 30 s by default). The worker
+//! hands acquired records (only those inside the acquired ranges) to the
+//! same [`Handler`] as the classic worker, and turns the handler's
+//! acknowledgements into ACCEPT; they ride on the next ShareFetch to that
+//! partition's leader, or go in a ShareAcknowledge when there is no room
+//! to fetch more. Nothing is committed: the broker keeps the share group's
+//! state. A record acquired and not acknowledged (a crash, a SIGKILL) goes
+//! back to the pool when its lock runs out, or at once when its share
+//! session is closed.
+//!
+//! - one membership task ([`ShareMember`]): ShareGroupHeartbeat;
+//! - one task per partition leader ([`session_task`]): its share session
+//!   (epoch 0 opens, then 1, 2, ..; -1 closes), one request at a time;
+//! - this loop: hands records over, keeps what the handler holds per
+//!   partition, and decides each leader's next request.
+//!
+//! A stop (SIGTERM, SIGINT, or the supervisor's SIGUSR1): no more fetching;
+//! records acquired and not yet handed over are RELEASEd; the handler
+//! drains (up to --shutdown-timeout; what it did not acknowledge by then is
+//! RELEASEd too); the sessions close with the last acknowledgements
+//! (ShareAcknowledge, epoch -1); the member leaves (heartbeat epoch -1).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::cluster::{Cluster, Fatal};
+use super::report::{OutageClock, Reporter};
+use super::{changed_to_true, fatal, watch_shutdown_signals, ALIVE_EVERY, CHUNK_BYTES, MIN_WINDOW};
+use crate::config::{StartFrom, WorkerConfig};
+use crate::error::ConfigError;
+use crate::group::share::{unsupported_message, ShareMember, ShareState};
+use crate::group::GroupSettings;
+use crate::handler::{Handler, HandlerEnv, HandlerEvent, Refused};
+use crate::record::Record;
+use crate::report::Report;
+use crate::wire::share::{self as sw, AckType};
+use crate::wire::BrokerConn;
+
+/// Acknowledgements waiting to be sent, per partition.
+type Acks = BTreeMap<i32, Vec<(i64, AckType)>>;
+
+/// The most records one ShareFetch asks for.
+const MAX_RECORDS: i32 = 2000;
+/// How long the end of a stop waits for the sessions to close and the member to leave.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+    let mut reporter = Reporter::open(cfg.report_fd)?;
+    reporter.send(Report::Started {
+        pid: std::process::id(),
+    });
+    let (mut shutdown, _hand_over) = watch_shutdown_signals()?;
+    let mut outage = OutageClock::new(&cfg.connect.brokers.join(","));
+    let client_id = crate::group_size::client_id(cfg.slot, cfg.host_workers, &cfg.host_id);
+    let mut cluster = Cluster::new(
+        &cfg.topic,
+        &cfg.connect.brokers,
+        &client_id,
+        cfg.connect.connect_timeout,
+    );
+    // The topic's leaders and id, waiting out outages; then the broker's
+    // share group support and the group's start (share.auto.offset.reset).
+    loop {
+        let started = Instant::now();
+        let r = match cluster.refresh().await {
+            Ok(()) => prepare_group(&cfg, &client_id).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => break,
+            Err(e) if e.is::<Fatal>() || e.is::<ConfigError>() => {
+                return Err(fatal(&mut reporter, ConfigError(format!("{e:#}")).into()))
+            }
+            Err(e) => {
+                let pause = outage.failed(&mut reporter, &format!("{e:#}"), started);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = changed_to_true(&mut shutdown) => return Ok(()),
+                }
+            }
+        }
+    }
+    outage.recovered(&mut reporter);
+    let Some(topic_id) = cluster.topic_ref().id else {
+        return Err(fatal(
+            &mut reporter,
+            ConfigError(format!(
+                "--group-protocol share: the broker names no id for topic {} (Metadata v10+); share groups need a broker with topic ids (Kafka 4.1+)",
+                cfg.topic
+            ))
+            .into(),
+        ));
+    };
+    let settings = GroupSettings::from_worker(&cfg);
+    // The supervisor names the member of this slot's previous worker (to be
+    // taken over under the classic and consumer protocols). A share member
+    // holds nothing worth taking over: it leaves on the dead worker's
+    // behalf, and this worker joins as a new member.
+    if let Some(old) = cfg
+        .resume
+        .as_ref()
+        .map(|r| r.member_id.clone())
+        .or_else(|| cfg.rejoin.clone())
+    {
+        match crate::group::share::evict(&settings, &old).await {
+            Ok(()) => info!(
+                slot = cfg.slot,
+                "the previous worker's share member {old} left the group"
+            ),
+            Err(e) => debug!(
+                slot = cfg.slot,
+                "could not remove share member {old}: {e:#}"
+            ),
+        }
+    }
+    let member = ShareMember::start(settings);
+    reporter.send(Report::MemberId {
+        member_id: member.member_id.clone(),
+    });
+    let handler = Handler::start(
+        &cfg.consume.handler,
+        cfg.consume.format,
+        cfg.consume.max_in_flight,
+        HandlerEnv {
+            slot: cfg.slot,
+            group: cfg.consume.group.clone(),
+            topic: cfg.topic.clone(),
+            guard_exe: "/proc/self/exe".into(),
+        },
+    )
+    .await;
+    let mut handler = match handler {
+        Ok(h) => h,
+        Err(e) => return Err(fatal(&mut reporter, e)),
+    };
+    handler.limit_bytes(cfg.consume.max_in_flight_bytes);
+    let floor = match &cfg.consume.handler {
+        crate::config::HandlerSpec::Batch { size, .. } => size.saturating_mul(2),
+        _ => MIN_WINDOW,
+    };
+    handler.limit_time(cfg.consume.max_in_flight_time, floor);
+    let (replies_tx, replies) = mpsc::unbounded_channel();
+    let mut w = ShareWorker {
+        state: member.state(),
+        member,
+        cfg,
+        cluster,
+        handler,
+        reporter,
+        shutdown,
+        topic_id,
+        assigned: Vec::new(),
+        queue: VecDeque::new(),
+        handed: BTreeMap::new(),
+        acks: BTreeMap::new(),
+        sessions: HashMap::new(),
+        replies_tx,
+        replies,
+        sent: 0,
+        redelivered: 0,
+        ack_failures: 0,
+        rejected: 0,
+        rebalances: 0,
+        last_problem: None,
+    };
+    match w.consume().await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(fatal(&mut w.reporter, e)),
+    }
+}
+
+/// Check that the broker has share groups (else exit 2 with the way out),
+/// and set the group's `share.auto.offset.reset` to `--from`: a share group
+/// starts at the latest offset unless told otherwise, and the setting is a
+/// group config, read when a partition's share state is first made.
+async fn prepare_group(cfg: &WorkerConfig, client_id: &str) -> anyhow::Result<()> {
+    let mut last = None;
+    for b in &cfg.connect.brokers {
+        let mut conn = match BrokerConn::connect(b, client_id, cfg.connect.connect_timeout).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        if !sw::supports_share_groups(&conn) {
+            let detail = format!("its ApiVersions lists {}", sw::share_support(&conn));
+            return Err(ConfigError(unsupported_message(b, &detail)).into());
+        }
+        let value = match cfg.consume.from {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        };
+        match sw::set_group_config(
+            &mut conn,
+            &cfg.consume.group,
+            "share.auto.offset.reset",
+            value,
+        )
+        .await
+        {
+            Ok(Ok(())) => debug!("share group {}: share.auto.offset.reset={value}", cfg.consume.group),
+            Ok(Err((code, msg))) => warn!(
+                "--from {value}: the broker refused the group config share.auto.offset.reset={value} ({}{}); the share group starts where the broker's setting says (latest by default)",
+                crate::wire::group_msgs::code_name(code),
+                if msg.is_empty() { String::new() } else { format!(": {msg}") }
+            ),
+            Err(e) if e.is_transport() => return Err(e.into()),
+            Err(e) => warn!(
+                "--from {value}: cannot set the group config share.auto.offset.reset ({e}); the share group starts where the broker's setting says (latest by default)"
+            ),
+        }
+        return Ok(());
+    }
+    Err(match last {
+        Some(e) => e.into(),
+        None => anyhow::anyhow!("no broker given"),
+    })
+}
+
+/// One leader's share session, as the worker loop sees it.
+struct SessionHandle {
+    tx: mpsc::UnboundedSender<SessionCmd>,
+    /// A request is under way (one at a time per session).
+    busy: bool,
+    /// The session is open (acknowledgements can be sent without a fetch).
+    open: bool,
+}
+
+struct ShareWorker {
+    cfg: WorkerConfig,
+    cluster: Cluster,
+    member: ShareMember,
+    state: tokio::sync::watch::Receiver<ShareState>,
+    handler: Handler,
+    reporter: Reporter,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    topic_id: u128,
+    /// The partitions the group assigns us now.
+    assigned: Vec<i32>,
+    /// Acquired records not yet taken by the handler.
+    queue: VecDeque<Record>,
+    /// Per partition: offsets handed to the handler and not yet
+    /// acknowledged, in the order handed over.
+    handed: BTreeMap<i32, VecDeque<i64>>,
+    /// Acknowledgements not sent yet.
+    acks: Acks,
+    /// Per leader node.
+    sessions: HashMap<i32, SessionHandle>,
+    replies_tx: mpsc::UnboundedSender<SessionReply>,
+    replies: mpsc::UnboundedReceiver<SessionReply>,
+    /// Records handed to the handler since the start.
+    sent: u64,
+    /// Records that came with a delivery count above 1.
+    redelivered: u64,
+    /// Acknowledgements the broker refused (the record's lock had run out,
+    /// its session was gone): those records are delivered again.
+    ack_failures: u64,
+    /// Records rejected because the handler cannot take them.
+    rejected: u64,
+    rebalances: u64,
+    last_problem: Option<(Instant, String)>,
+}
+
+/// How the loop ended.
+enum End {
+    Stop(&'static str),
+    Failed(anyhow::Error),
+}
+
+impl ShareWorker {
+    async fn consume(&mut self) -> anyhow::Result<()> {
+        let mut alive_tick = tokio::time::interval(ALIVE_EVERY);
+        let mut stopping = false;
+        let mut handler_done = false;
+        let mut deadline = tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365);
+        let mut end: Option<End> = None;
+        let mut state_open = true;
+        loop {
+            if !stopping {
+                if let Some(e) = self.offer() {
+                    end = Some(End::Failed(e));
+                    stopping = true;
+                    self.begin_stop(false).await;
+                }
+            }
+            self.dispatch(stopping);
+            if stopping && handler_done && self.sessions.values().all(|s| !s.busy) {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = changed_to_true(&mut self.shutdown), if !stopping => {
+                    stopping = true;
+                    end = Some(End::Stop("signal"));
+                    deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
+                    self.begin_stop(true).await;
+                }
+                ev = self.handler.next_event(), if !handler_done => match ev {
+                    Some(HandlerEvent::Ack(a)) => self.acked(a.partition, a.offset),
+                    // Per-record acknowledgements are not asked for (yet).
+                    Some(HandlerEvent::Judged(_)) => {}
+                    Some(HandlerEvent::OutputClosed) => {
+                        if !stopping {
+                            stopping = true;
+                            end = Some(End::Stop("stdout closed"));
+                            deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
+                            self.begin_stop(true).await;
+                        }
+                    }
+                    Some(HandlerEvent::Failed(why)) => {
+                        handler_done = true;
+                        self.release_handed();
+                        if stopping {
+                            warn!(slot = self.cfg.slot, "{why}; records not acknowledged are released and delivered again");
+                        } else {
+                            end = Some(End::Failed(self.handler_failure(why)));
+                            stopping = true;
+                            self.begin_stop(false).await;
+                        }
+                    }
+                    Some(HandlerEvent::Untrusted(why)) => {
+                        // ACCEPTs already sent cannot be taken back; what it
+                        // holds now is released, and the worker ends.
+                        handler_done = true;
+                        self.release_handed();
+                        end = Some(End::Failed(anyhow::anyhow!(
+                            "{why} (share group: acknowledgements already sent cannot be taken back; the records it holds now are released)"
+                        )));
+                        if !stopping {
+                            stopping = true;
+                            self.begin_stop(false).await;
+                        }
+                    }
+                    None => {
+                        handler_done = true;
+                        self.release_handed();
+                        if !stopping {
+                            end = Some(End::Failed(anyhow::anyhow!("handler ended unexpectedly")));
+                            stopping = true;
+                            self.begin_stop(false).await;
+                        }
+                    }
+                },
+                reply = self.replies.recv() => {
+                    if let Some(r) = reply {
+                        self.replied(r, stopping).await;
+                    }
+                }
+                changed = self.state.changed(), if state_open && !stopping => {
+                    if changed.is_err() {
+                        state_open = false;
+                        continue;
+                    }
+                    let st = self.state.borrow_and_update().clone();
+                    match st {
+                        ShareState::Assigned { epoch, partitions } => {
+                            info!(
+                                event = "member_joined",
+                                slot = self.cfg.slot,
+                                generation = epoch,
+                                partitions = ?partitions,
+                                "share group {}: member {} is assigned partitions {partitions:?}",
+                                self.cfg.consume.group,
+                                self.member.member_id
+                            );
+                            if !self.assigned.is_empty() {
+                                self.rebalances += 1;
+                            }
+                            self.assigned = partitions.clone();
+                            self.reporter.send(Report::Joined {
+                                member_id: self.member.member_id.clone(),
+                                generation: epoch,
+                                partitions,
+                            });
+                        }
+                        ShareState::Joining => self.assigned.clear(),
+                        ShareState::Fatal(m) => {
+                            end = Some(End::Failed(ConfigError(m).into()));
+                            stopping = true;
+                            deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
+                            self.begin_stop(true).await;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline), if stopping && !handler_done => {
+                    let held = self.handler.in_flight();
+                    warn!(
+                        slot = self.cfg.slot,
+                        in_flight = held,
+                        "the handler did not acknowledge {held} record(s) within --shutdown-timeout; they are released and delivered again"
+                    );
+                    self.handler.kill();
+                    // Keep the acknowledgements that came before the kill.
+                    while let Some(ev) = self.handler.next_event().await {
+                        if let HandlerEvent::Ack(a) = ev {
+                            self.acked(a.partition, a.offset);
+                        }
+                    }
+                    self.release_handed();
+                    handler_done = true;
+                }
+                _ = alive_tick.tick() => {
+                    if !stopping {
+                        if let Some(stalled) = self.handler.stalled_for(Instant::now()) {
+                            if stalled >= self.cfg.consume.hang_timeout {
+                                let why = self.handler.stall_message(stalled, "--hang-timeout");
+                                end = Some(End::Failed(anyhow::anyhow!("handler failed: {why}")));
+                                stopping = true;
+                                deadline = tokio::time::Instant::now();
+                                self.begin_stop(false).await;
+                            }
+                        }
+                    }
+                    self.reporter.send(Report::Alive { records: self.acked_count() });
+                    self.report_stats();
+                }
+            }
+        }
+        self.close_sessions().await;
+        let end = end.unwrap_or(End::Stop("signal"));
+        let reason = match &end {
+            End::Stop(r) => r.to_string(),
+            End::Failed(_) => "failure".to_string(),
+        };
+        self.reporter.send(Report::Stopping {
+            reason: reason.clone(),
+        });
+        info!(
+            slot = self.cfg.slot,
+            redelivered = self.redelivered,
+            refused_acks = self.ack_failures,
+            "stopping ({reason}); leaving share group {}",
+            self.cfg.consume.group
+        );
+        self.member.leave(CLOSE_WAIT).await;
+        match end {
+            End::Stop(_) => Ok(()),
+            End::Failed(e) => Err(e),
+        }
+    }
+
+    /// A stop begins: no more fetching; acquired records not handed over go
+    /// back (RELEASE). `close_input`: let the handler finish what it holds.
+    async fn begin_stop(&mut self, close_input: bool) {
+        for r in std::mem::take(&mut self.queue) {
+            self.acks
+                .entry(r.partition)
+                .or_default()
+                .push((r.offset, AckType::Release));
+        }
+        if close_input {
+            self.handler.close_input().await;
+        }
+    }
+
+    fn handler_failure(&self, why: String) -> anyhow::Error {
+        if self.acked_count() == 0 && self.handler.could_not_start() {
+            return ConfigError(why).into();
+        }
+        anyhow::anyhow!("handler failed: {why}")
+    }
+
+    fn acked_count(&self) -> u64 {
+        self.sent.saturating_sub(self.handler.in_flight() as u64)
+    }
+
+    /// Hand queued records to the handler as far as it has room. A record it
+    /// refuses (a newline in a value under --format value) is REJECTed.
+    fn offer(&mut self) -> Option<anyhow::Error> {
+        while !self.queue.is_empty() {
+            let batch: Vec<Record> = self.queue.iter().cloned().collect();
+            let offered = self.handler.offer(&batch, CHUNK_BYTES);
+            for r in self.queue.drain(..offered.taken) {
+                self.handed
+                    .entry(r.partition)
+                    .or_default()
+                    .push_back(r.offset);
+            }
+            self.sent += offered.taken as u64;
+            match offered.refused {
+                None => return None,
+                Some(Refused::Stopped) => return None, // its event says why
+                Some(Refused::Poison(msg)) => {
+                    let r = self.queue.pop_front().expect("the refused record");
+                    tracing::error!(
+                        slot = self.cfg.slot,
+                        "{msg} (share group: the record is REJECTed, so the broker archives it, and the worker goes on)"
+                    );
+                    self.rejected += 1;
+                    self.acks
+                        .entry(r.partition)
+                        .or_default()
+                        .push((r.offset, AckType::Reject));
+                }
+            }
+        }
+        None
+    }
+
+    /// The handler acknowledged every record of `partition` it was sent up
+    /// to and including `offset`.
+    fn acked(&mut self, partition: i32, offset: i64) {
+        let Some(q) = self.handed.get_mut(&partition) else {
+            return;
+        };
+        if !q.contains(&offset) {
+            return;
+        }
+        let acks = self.acks.entry(partition).or_default();
+        while let Some(o) = q.pop_front() {
+            acks.push((o, AckType::Accept));
+            if o == offset {
+                break;
+            }
+        }
+    }
+
+    /// What the handler holds goes back to the pool.
+    fn release_handed(&mut self) {
+        for (p, q) in std::mem::take(&mut self.handed) {
+            let acks = self.acks.entry(p).or_default();
+            acks.extend(q.into_iter().map(|o| (o, AckType::Release)));
+        }
+    }
+
+    /// The session task of `node` (started on first use).
+    fn session(&mut self, node: i32) -> Option<&mut SessionHandle> {
+        if !self.sessions.contains_key(&node) {
+            let addr = self.cluster.addr(node)?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = SessionTask {
+                node,
+                addr,
+                client_id: self.cluster.client_id().to_string(),
+                connect_timeout: self.cluster.connect_timeout(),
+                group: self.cfg.consume.group.clone(),
+                member_id: self.member.member_id.clone(),
+                topic_id: self.topic_id,
+                max_wait_ms: self.cfg.consume.fetch_wait_ms,
+                max_bytes: self.cfg.consume.fetch_max_bytes,
+                partition_max_bytes: self.cfg.consume.partition_fetch_max_bytes,
+                conn: None,
+                epoch: 0,
+                in_session: BTreeSet::new(),
+            };
+            tokio::spawn(session_task(task, rx, self.replies_tx.clone()));
+            self.sessions.insert(
+                node,
+                SessionHandle {
+                    tx,
+                    busy: false,
+                    open: false,
+                },
+            );
+        }
+        self.sessions.get_mut(&node)
+    }
+
+    /// Start each idle leader's next request: a ShareFetch (with the
+    /// acknowledgements for its partitions) when the handler has room, else
+    /// a ShareAcknowledge when acknowledgements wait.
+    fn dispatch(&mut self, stopping: bool) {
+        let room = self
+            .handler
+            .room()
+            .min(
+                self.handler
+                    .window()
+                    .saturating_sub(self.handler.in_flight()),
+            )
+            .saturating_sub(self.queue.len());
+        let fetch = !stopping && self.queue.is_empty() && room > 0;
+        // Per leader: the partitions to read (assigned) and those to keep in
+        // its session (records held or acknowledgements due).
+        let mut by_node: BTreeMap<i32, (BTreeSet<i32>, BTreeSet<i32>)> = BTreeMap::new();
+        let mut leaderless = false;
+        let held: Vec<i32> = (self.handed.iter())
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(p, _)| *p)
+            .chain(
+                self.acks
+                    .iter()
+                    .filter(|(_, a)| !a.is_empty())
+                    .map(|(p, _)| *p),
+            )
+            .collect();
+        for (&p, read) in self
+            .assigned
+            .iter()
+            .map(|p| (p, true))
+            .chain(held.iter().map(|p| (p, false)))
+        {
+            let Some(l) = self.cluster.leader(p) else {
+                leaderless = true;
+                continue;
+            };
+            let e = by_node.entry(l.node).or_default();
+            if read && !stopping {
+                e.0.insert(p);
+            }
+            e.1.insert(p);
+        }
+        if leaderless {
+            debug!("a partition has no known leader now");
+        }
+        let mut fetched = 0usize;
+        for (node, (read, keep)) in by_node {
+            let acks: Acks = keep
+                .iter()
+                .filter_map(|p| self.acks.get(p).filter(|a| !a.is_empty()).map(|_| *p))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .filter_map(|p| self.acks.remove(&p).map(|a| (p, a)))
+                .collect();
+            let Some(s) = self.session(node) else {
+                self.put_back(acks);
+                continue;
+            };
+            if s.busy {
+                self.put_back(acks);
+                continue;
+            }
+            let cmd = if fetch && !read.is_empty() && fetched == 0 {
+                fetched += 1;
+                SessionCmd {
+                    fetch: Some(room.min(MAX_RECORDS as usize) as i32),
+                    want: keep.union(&read).copied().collect(),
+                    acks,
+                    close: false,
+                }
+            } else if !acks.is_empty() && s.open {
+                SessionCmd {
+                    fetch: None,
+                    want: keep.iter().copied().collect(),
+                    acks,
+                    close: false,
+                }
+            } else {
+                self.put_back(acks);
+                continue;
+            };
+            let s = self.sessions.get_mut(&node).expect("started above");
+            if s.tx.send(cmd).is_ok() {
+                s.busy = true;
+            }
+        }
+    }
+
+    fn put_back(&mut self, acks: Acks) {
+        for (p, mut a) in acks {
+            let e = self.acks.entry(p).or_default();
+            a.append(e);
+            *e = a;
+        }
+    }
+
+    async fn replied(&mut self, r: SessionReply, stopping: bool) {
+        if let Some(s) = self.sessions.get_mut(&r.node) {
+            s.busy = false;
+            s.open = r.open;
+        }
+        self.put_back(r.unsent);
+        self.ack_failures += r.ack_failures;
+        for (p, o) in r.gaps {
+            self.acks.entry(p).or_default().push((o, AckType::Gap));
+        }
+        for (rec, count) in r.records {
+            if count > 1 {
+                self.redelivered += 1;
+            }
+            if stopping {
+                self.acks
+                    .entry(rec.partition)
+                    .or_default()
+                    .push((rec.offset, AckType::Release));
+            } else {
+                self.queue.push_back(rec);
+            }
+        }
+        if let Some(p) = r.problem {
+            let now = Instant::now();
+            let due = self
+                .last_problem
+                .as_ref()
+                .is_none_or(|(t, m)| *m != p || now.duration_since(*t) >= Duration::from_secs(5));
+            if due {
+                warn!(slot = self.cfg.slot, "share fetch: {p}; retrying");
+                self.last_problem = Some((now, p));
+            }
+        }
+        if r.refresh {
+            if let Err(e) = self.cluster.refresh().await {
+                debug!("share fetch: reading the leaders again: {e:#}");
+            }
+        }
+    }
+
+    /// Close every session with the acknowledgements still due (epoch -1:
+    /// whatever else it acquired goes back at once).
+    async fn close_sessions(&mut self) {
+        let nodes: Vec<i32> = self.sessions.keys().copied().collect();
+        let mut waiting = 0;
+        for node in nodes {
+            let keep: Vec<i32> = self
+                .acks
+                .keys()
+                .copied()
+                .filter(|p| self.cluster.leader(*p).map(|l| l.node) == Some(node))
+                .collect();
+            let acks: Acks = keep
+                .iter()
+                .filter_map(|p| self.acks.remove(p).map(|a| (*p, a)))
+                .collect();
+            let s = self.sessions.get_mut(&node).expect("listed");
+            let cmd = SessionCmd {
+                fetch: None,
+                want: keep,
+                acks,
+                close: true,
+            };
+            if s.tx.send(cmd).is_ok() {
+                waiting += 1;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+        while waiting > 0 {
+            match tokio::time::timeout_at(deadline, self.replies.recv()).await {
+                Ok(Some(r)) => {
+                    if r.closed {
+                        waiting -= 1;
+                    }
+                    self.ack_failures += r.ack_failures;
+                    let lost: usize = r.unsent.values().map(Vec::len).sum();
+                    if lost > 0 {
+                        warn!(
+                            slot = self.cfg.slot,
+                            "{lost} acknowledgement(s) could not be sent before stopping; those records are delivered again"
+                        );
+                    }
+                }
+                _ => break,
+            }
+        }
+        let left: usize = self.acks.values().map(Vec::len).sum();
+        if left > 0 {
+            warn!(
+                slot = self.cfg.slot,
+                "{left} acknowledgement(s) had no open share session to go to; those records are delivered again"
+            );
+        }
+    }
+
+    fn report_stats(&mut self) {
+        use crate::metrics::{PartitionStats, WorkerStats};
+        let (handled, latency) = self.handler.handled();
+        let mut parts: BTreeMap<i32, PartitionStats> = self
+            .assigned
+            .iter()
+            .map(|&p| {
+                (
+                    p,
+                    PartitionStats {
+                        partition: p,
+                        ..PartitionStats::default()
+                    },
+                )
+            })
+            .collect();
+        for &(p, records, bytes) in handled {
+            let e = parts.entry(p).or_insert_with(|| PartitionStats {
+                partition: p,
+                ..PartitionStats::default()
+            });
+            e.records = records;
+            e.bytes = bytes;
+        }
+        self.reporter.send(Report::Stats(WorkerStats {
+            partitions: parts.into_values().collect(),
+            in_flight_records: self.handler.in_flight() as u64,
+            in_flight_bytes: self.handler.in_flight_bytes() as u64,
+            ack_latency: latency.clone(),
+            rebalances: self.rebalances,
+            verdicts: Default::default(),
+        }));
+    }
+}
+
+/// One request for a leader's session task.
+#[derive(Debug)]
+struct SessionCmd {
+    /// Some(max records): ShareFetch; None: ShareAcknowledge.
+    fetch: Option<i32>,
+    /// The partitions its session must hold.
+    want: Vec<i32>,
+    acks: Acks,
+    /// Close the session (epoch -1) with `acks`, then end the task.
+    close: bool,
+}
+
+/// What one request brought back.
+#[derive(Debug, Default)]
+struct SessionReply {
+    node: i32,
+    records: Vec<(Record, i16)>,
+    /// Acquired offsets without a record: (partition, offset).
+    gaps: Vec<(i32, i64)>,
+    /// Acknowledgements not sent (no session, a failed request): try again.
+    unsent: Acks,
+    /// Acknowledgements the broker refused.
+    ack_failures: u64,
+    problem: Option<String>,
+    /// Read the leaders again.
+    refresh: bool,
+    /// The session is open after this request.
+    open: bool,
+    /// This was the closing request.
+    closed: bool,
+}
+
+/// The client side of one leader's share session.
+struct SessionTask {
+    node: i32,
+    addr: String,
+    client_id: String,
+    connect_timeout: Duration,
+    group: String,
+    member_id: String,
+    topic_id: u128,
+    max_wait_ms: i32,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+    conn: Option<BrokerConn>,
+    /// The next request's epoch: 0 opens a session.
+    epoch: i32,
+    /// The partitions the broker's session holds.
+    in_session: BTreeSet<i32>,
+}
+
+async fn session_task(
+    mut s: SessionTask,
+    mut rx: mpsc::UnboundedReceiver<SessionCmd>,
+    tx: mpsc::UnboundedSender<SessionReply>,
+) {
+    while let Some(cmd) = rx.recv().await {
+        let close = cmd.close;
+        let mut reply = s.run(cmd).await;
+        reply.node = s.node;
+        reply.open = s.epoch > 0 && s.conn.is_some();
+        reply.closed = close;
+        if reply.problem.is_some() && !close {
+            // Pace retries after a failure.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let _ = tx.send(reply);
+        if close {
+            return;
+        }
+    }
+}
+
+/// Kafka's share session epochs: 1, 2, .. i32::MAX, then 1 again.
+fn next_epoch(e: i32) -> i32 {
+    if e == i32::MAX {
+        1
+    } else {
+        e + 1
+    }
+}
+
+/// Whether a partition error means the leader moved.
+fn leader_moved(code: i16) -> bool {
+    use crate::wire::codes::*;
+    matches!(
+        code,
+        NOT_LEADER_OR_FOLLOWER
+            | FENCED_LEADER_EPOCH
+            | UNKNOWN_LEADER_EPOCH
+            | LEADER_NOT_AVAILABLE
+            | UNKNOWN_TOPIC_OR_PARTITION
+            | UNKNOWN_TOPIC_ID
+    )
+}
+
+impl SessionTask {
+    async fn run(&mut self, cmd: SessionCmd) -> SessionReply {
+        let mut reply = SessionReply::default();
+        if self.conn.as_ref().is_none_or(BrokerConn::is_broken) {
+            self.conn = None;
+            self.epoch = 0;
+            self.in_session.clear();
+            if cmd.close {
+                reply.unsent = cmd.acks;
+                return reply;
+            }
+            match BrokerConn::connect(&self.addr, &self.client_id, self.connect_timeout).await {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    reply.unsent = cmd.acks;
+                    reply.problem = Some(format!("leader {}: {e}", self.addr));
+                    reply.refresh = true;
+                    return reply;
+                }
+            }
+        }
+        let timeout = self.connect_timeout.max(Duration::from_secs(10))
+            + Duration::from_millis(self.max_wait_ms.max(0) as u64);
+        let conn = self.conn.as_mut().expect("connected above");
+        let batches = |acks: &Acks| -> Vec<(i32, Vec<sw::AckBatch>)> {
+            acks.iter().map(|(p, a)| (*p, sw::ack_batches(a))).collect()
+        };
+        if cmd.close || cmd.fetch.is_none() {
+            if self.epoch == 0 {
+                // No session: nothing to acknowledge in (records acquired in
+                // a session that is gone were released with it).
+                reply.unsent = cmd.acks;
+                return reply;
+            }
+            let epoch = if cmd.close {
+                sw::CLOSE_EPOCH
+            } else {
+                self.epoch
+            };
+            let plan = sw::ShareAckPlan {
+                group: &self.group,
+                member_id: &self.member_id,
+                epoch,
+                topic_id: self.topic_id,
+                partitions: batches(&cmd.acks),
+            };
+            match tokio::time::timeout(timeout, sw::share_acknowledge(conn, &plan)).await {
+                Ok(Ok(a)) if a.error == 0 => {
+                    self.epoch = if cmd.close { 0 } else { next_epoch(self.epoch) };
+                    for (p, code, msg) in a.partitions {
+                        if code != 0 {
+                            let n = cmd.acks.get(&p).map_or(0, |x| x.len() as u64);
+                            reply.ack_failures += n;
+                            debug!(
+                                partition = p,
+                                "ShareAcknowledge: {n} acknowledgement(s) refused: {} {}",
+                                crate::wire::group_msgs::code_name(code),
+                                msg.unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                Ok(Ok(a)) => {
+                    self.session_failed(a.error);
+                    reply.unsent = cmd.acks;
+                    reply.problem = Some(format!(
+                        "ShareAcknowledge to {}: {}{}",
+                        self.addr,
+                        crate::wire::group_msgs::code_name(a.error),
+                        a.error_message
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                Ok(Err(e)) => {
+                    self.broken();
+                    reply.unsent = cmd.acks;
+                    reply.problem = Some(e.to_string());
+                }
+                Err(_) => {
+                    self.broken();
+                    reply.unsent = cmd.acks;
+                    reply.problem = Some(format!("ShareAcknowledge to {}: no answer", self.addr));
+                }
+            }
+            if cmd.close {
+                self.conn = None;
+            }
+            return reply;
+        }
+        // ShareFetch.
+        let want: BTreeSet<i32> = cmd.want.iter().copied().collect();
+        let (parts, forgotten, carried) = if self.epoch == 0 {
+            // Opening: no acknowledgements allowed; they go with the next one.
+            reply.unsent = cmd.acks;
+            (
+                want.iter().map(|p| (*p, Vec::new())).collect::<Vec<_>>(),
+                Vec::new(),
+                Acks::new(),
+            )
+        } else {
+            let mut parts: BTreeMap<i32, Vec<sw::AckBatch>> = want
+                .difference(&self.in_session)
+                .map(|p| (*p, Vec::new()))
+                .collect();
+            for (p, b) in batches(&cmd.acks) {
+                parts.insert(p, b);
+            }
+            let forgotten: Vec<i32> = self
+                .in_session
+                .iter()
+                .filter(|p| !want.contains(p) && !parts.contains_key(p))
+                .copied()
+                .collect();
+            (parts.into_iter().collect(), forgotten, cmd.acks)
+        };
+        let max_records = cmd.fetch.unwrap_or(1).max(1);
+        let plan = sw::ShareFetchPlan {
+            group: &self.group,
+            member_id: &self.member_id,
+            epoch: self.epoch,
+            topic_id: self.topic_id,
+            partitions: parts,
+            forgotten: forgotten.clone(),
+            max_wait_ms: self.max_wait_ms,
+            max_bytes: self.max_bytes,
+            partition_max_bytes: self.partition_max_bytes,
+            max_records,
+            batch_size: max_records.min(500),
+        };
+        let answer = tokio::time::timeout(timeout, sw::share_fetch(conn, &plan)).await;
+        let a = match answer {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                self.broken();
+                reply.put_back(carried);
+                reply.problem = Some(e.to_string());
+                return reply;
+            }
+            Err(_) => {
+                self.broken();
+                reply.put_back(carried);
+                reply.problem = Some(format!("ShareFetch to {}: no answer", self.addr));
+                return reply;
+            }
+        };
+        if a.error != 0 {
+            self.session_failed(a.error);
+            reply.put_back(carried);
+            reply.problem = Some(format!(
+                "ShareFetch to {}: {}{}",
+                self.addr,
+                crate::wire::group_msgs::code_name(a.error),
+                a.error_message
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+            return reply;
+        }
+        if self.epoch == 0 {
+            debug!(
+                leader = %self.addr,
+                lock_ms = a.lock_timeout_ms,
+                "share session open; acquired records are ours for {} ms",
+                a.lock_timeout_ms
+            );
+        }
+        self.epoch = next_epoch(self.epoch);
+        for p in &forgotten {
+            self.in_session.remove(p);
+        }
+        self.in_session
+            .extend(plan.partitions.iter().map(|(p, _)| *p));
+        for p in a.partitions {
+            if p.ack_error != 0 {
+                let n = carried.get(&p.partition).map_or(0, |x| x.len() as u64);
+                reply.ack_failures += n;
+                debug!(
+                    partition = p.partition,
+                    "ShareFetch: {n} acknowledgement(s) refused: {} {}",
+                    crate::wire::group_msgs::code_name(p.ack_error),
+                    p.ack_error_message.clone().unwrap_or_default()
+                );
+            }
+            if p.error != 0 {
+                reply.refresh |= leader_moved(p.error);
+                reply.problem = Some(format!(
+                    "partition {}: {}{}",
+                    p.partition,
+                    crate::wire::group_msgs::code_name(p.error),
+                    p.error_message
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ));
+                continue;
+            }
+            match sw::acquired_records(p.partition, p.records, &p.acquired, &mut reply.records) {
+                Ok(gaps) => reply
+                    .gaps
+                    .extend(gaps.into_iter().map(|o| (p.partition, o))),
+                Err(e) => {
+                    // Undecodable: release what was acquired (it comes back,
+                    // and after the delivery limit the broker archives it).
+                    warn!("{e}; releasing the records acquired with it");
+                    let rel = reply.unsent.entry(p.partition).or_default();
+                    for r in &p.acquired {
+                        rel.extend((r.first..=r.last).map(|o| (o, AckType::Release)));
+                    }
+                }
+            }
+        }
+        reply
+    }
+
+    /// The session is unknown or out of step: open a new one next time.
+    fn session_failed(&mut self, code: i16) {
+        if matches!(
+            code,
+            sw::SHARE_SESSION_NOT_FOUND | sw::INVALID_SHARE_SESSION_EPOCH
+        ) {
+            self.epoch = 0;
+            self.in_session.clear();
+        } else {
+            self.broken();
+        }
+    }
+
+    fn broken(&mut self) {
+        self.conn = None;
+        self.epoch = 0;
+        self.in_session.clear();
+    }
+}
+
+impl SessionReply {
+    fn put_back(&mut self, acks: Acks) {
+        for (p, a) in acks {
+            self.unsent.entry(p).or_default().extend(a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_epochs_wrap_to_one() {
+        assert_eq!(next_epoch(0), 1);
+        assert_eq!(next_epoch(7), 8);
+        assert_eq!(next_epoch(i32::MAX), 1);
+    }
+
+    #[test]
+    fn moved_leaders_are_told_apart() {
+        assert!(leader_moved(crate::wire::codes::NOT_LEADER_OR_FOLLOWER));
+        assert!(!leader_moved(crate::wire::codes::NONE));
+        assert!(!leader_moved(sw::INVALID_RECORD_STATE));
+    }
+}
