@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Third-party consumer peers for the interop tests (tests/interop.rs).
 #   scripts/peers.sh install   kafkajs (npm, pinned) into build/node, and tests/peers/JavaMember.java compiled
-#                              into build/java-peer against kafka-clients from build/kafka/libs (scripts/kafka.sh);
-#                              idempotent, offline after the first run
+#                              into build/java-peer against kafka-clients from build/kafka/libs (scripts/kafka.sh),
+#                              tests/peers/JavaShareMember.java (a KafkaShareConsumer, tests/share.rs) into
+#                              build/java-share-peer; idempotent, offline after the first run
 #   scripts/peers.sh check     exit 0 if both are installed and up to date, else say what is missing
 # The Python peers (confluent-kafka, kafka-python) live in build/venv: scripts/broker.sh install.
 set -euo pipefail
@@ -13,6 +14,8 @@ KAFKAJS_VERSION=2.2.4
 NODE_DIR="$BUILD/node"
 JAVA_DIR="$BUILD/java-peer"
 JAVA_SRC="$ROOT/tests/peers/JavaMember.java"
+SHARE_DIR="$BUILD/java-share-peer"
+SHARE_SRC="$ROOT/tests/peers/JavaShareMember.java"
 LIBS="$BUILD/kafka/libs"
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
@@ -32,6 +35,28 @@ java_ok() {
   [[ "$JAVA_DIR/JavaMember.class" -nt "$JAVA_SRC" ]] || return 1
   jar="$(ls "$LIBS"/kafka-clients-*.jar 2>/dev/null | head -1)"
   [[ -n "$jar" && "$(cat "$JAVA_DIR/.kafka-clients")" == "$(basename "$jar")" ]]
+}
+
+share_ok() {
+  local jar
+  [[ -f "$SHARE_DIR/JavaShareMember.class" && -f "$SHARE_DIR/.kafka-clients" ]] || return 1
+  [[ "$SHARE_DIR/JavaShareMember.class" -nt "$SHARE_SRC" ]] || return 1
+  jar="$(ls "$LIBS"/kafka-clients-*.jar 2>/dev/null | head -1)"
+  [[ -n "$jar" && "$(cat "$SHARE_DIR/.kafka-clients")" == "$(basename "$jar")" ]]
+}
+
+# The KafkaShareConsumer peer, in a directory of its own (its own stamp; JavaMember's is untouched).
+install_share() {
+  local jar
+  share_ok && return 0
+  jar="$(ls "$LIBS"/kafka-clients-*.jar 2>/dev/null | head -1)"
+  [[ -n "$jar" ]] || die "no kafka-clients jar in $LIBS; run scripts/kafka.sh install"
+  echo "peers.sh: compiling $SHARE_SRC into $SHARE_DIR (kafka-clients $(basename "$jar"))" >&2
+  rm -rf "$SHARE_DIR"
+  mkdir -p "$SHARE_DIR"
+  javac -nowarn -d "$SHARE_DIR" -cp "$("$ROOT/scripts/kafka.sh" classpath)" "$SHARE_SRC" \
+    || die "javac could not compile $SHARE_SRC (see above)"
+  basename "$jar" >"$SHARE_DIR/.kafka-clients"
 }
 
 install_kafkajs() {
@@ -70,11 +95,13 @@ case "${1:-}" in
   install)
     install_kafkajs
     install_java
-    echo "peers.sh: kafkajs $KAFKAJS_VERSION in $NODE_DIR, JavaMember in $JAVA_DIR" >&2 ;;
+    install_share
+    echo "peers.sh: kafkajs $KAFKAJS_VERSION in $NODE_DIR, JavaMember in $JAVA_DIR, JavaShareMember in $SHARE_DIR" >&2 ;;
   check)
     ok=0
     kafkajs_ok || { echo "peers.sh: kafkajs $KAFKAJS_VERSION is not installed in $NODE_DIR" >&2; ok=1; }
     java_ok || { echo "peers.sh: JavaMember is not compiled (or out of date) in $JAVA_DIR" >&2; ok=1; }
+    share_ok || { echo "peers.sh: JavaShareMember is not compiled (or out of date) in $SHARE_DIR" >&2; ok=1; }
     [[ $ok == 0 ]] || echo "peers.sh: run scripts/peers.sh install" >&2
     exit $ok ;;
   *) echo "usage: scripts/peers.sh install|check" >&2; exit 2 ;;

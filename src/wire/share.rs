@@ -20,7 +20,7 @@ use super::{BrokerConn, WireResult};
 use crate::record::Record;
 
 #[cfg(test)]
-const INVALID_RECORD_STATE: i16 = 121;
+pub(crate) const INVALID_RECORD_STATE: i16 = 121;
 pub const SHARE_SESSION_NOT_FOUND: i16 = 122;
 pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
 

@@ -1,0 +1,436 @@
+//! Share groups (KIP-932, `--group-protocol share`) on Apache Kafka 4.4:
+//! more workers than partitions all get records; a clean stop leaves nothing
+//! to deliver again (every record was ACCEPTed); a Java KafkaShareConsumer
+//! shares the group with kswarm's workers; SIGKILLed workers and handlers
+//! lose nothing; a broker without share groups is a usage error (exit 2).
+//!
+//! Each test uses its own topic and group. Run with a broker, e.g.
+//! `KSWARM_KAFKA_PROPS='group.initial.rebalance.delay.ms=0' scripts/kafka.sh start 29600`, then
+//! `KSWARM_TEST_BROKERS=127.0.0.1:29600 cargo test --release --test share`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::*;
+
+/// A handler that appends each record line to DIR/wSLOT.jsonl (the worker's
+/// slot from KSWARM_WORKER), sleeping `secs` first, then acknowledges it.
+/// `marker` is on its command line (for pkill-by-pid in the chaos test).
+fn slot_handler(dir: &Path, secs: f64, marker: &str) -> String {
+    format!(
+        "{} -c 'import sys, os, time\nf=open(os.path.join(sys.argv[1], \"w\" + os.environ[\"KSWARM_WORKER\"] + \".jsonl\"), \"a\")\nfor l in sys.stdin:\n    {}f.write(l); f.flush(); sys.stdout.write(\"ok\\n\"); sys.stdout.flush()\n' {} {marker}",
+        py(),
+        if secs > 0.0 {
+            format!("time.sleep({secs}); ")
+        } else {
+            String::new()
+        },
+        dir.display()
+    )
+}
+
+/// Every record line the handlers wrote, per file name.
+fn seen_by_file(dir: &Path) -> BTreeMap<String, Vec<Seen>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".jsonl") {
+            out.insert(name, read_seen(&e.path()));
+        }
+    }
+    out
+}
+
+fn all_seen(dir: &Path) -> Vec<Seen> {
+    seen_by_file(dir).into_values().flatten().collect()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique(name));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Wait until every one of `n` workers of the run is a member with partitions.
+fn wait_assigned(run: &Proc, state: &Path, group: &str, topic: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = run_state(state, group, topic) {
+            if s.workers.len() == n && s.workers.iter().all(|w| !w.partitions.is_empty()) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} workers of {group} not assigned within 60 s: {:?}\n{}",
+            run_state(state, group, topic),
+            run.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Wait until `n` records PREFIX-i are among the handled ones; the handled.
+fn wait_all(dir: &Path, prefix: &str, n: usize, within: Duration, run: &Proc) -> Vec<Seen> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = all_seen(dir);
+        let t = tally(&seen);
+        let miss = missing(&t.values, prefix, n);
+        if miss.is_empty() {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} records never handled within {within:?} (e.g. {:?}); {} distinct handled\n{}",
+            miss.len(),
+            &miss[..miss.len().min(5)],
+            t.distinct,
+            run.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn eight_workers_share_two_partitions_and_a_clean_stop_accepts_everything() {
+    let b = brokers();
+    let topic = unique("share-8w");
+    let group = unique("share-8w-g");
+    let dir = temp_dir("share-8w");
+    create_topic(&b, &topic, 2);
+    let state = temp_dir("share-8w-state");
+    let handler = slot_handler(&dir, 0.004, "share-8w-handler");
+    let mut run = start_run(
+        "share-8w",
+        &topic,
+        &group,
+        &state,
+        &[
+            "-w",
+            "8",
+            "-p",
+            "keep",
+            "--group-protocol",
+            "share",
+            "--exec",
+            &handler,
+        ],
+    );
+    wait_assigned(&run, &state, &group, &topic, 8);
+    let n = 2000;
+    produce(&b, &topic, &numbered("s8", n));
+    let seen = wait_all(&dir, "s8", n, Duration::from_secs(120), &run);
+    // Let the last acknowledgements go out, then stop.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
+
+    let per_worker: BTreeMap<String, usize> = seen_by_file(&dir)
+        .into_iter()
+        .map(|(k, v)| (k, v.len()))
+        .collect();
+    assert_eq!(
+        per_worker.len(),
+        8,
+        "every one of the 8 workers handles records of the 2 partitions: {per_worker:?}"
+    );
+    assert!(per_worker.values().all(|&c| c > 0), "{per_worker:?}");
+    let t = tally(&all_seen(&dir));
+    assert_eq!(t.distinct, n);
+    assert_eq!(
+        t.duplicates, 0,
+        "no record is delivered twice without a crash: {per_worker:?}"
+    );
+    assert!(seen.len() >= n);
+
+    // Every record was ACCEPTed before the clean stop: the same group has
+    // nothing left to deliver, now or after the record locks (30 s) run out.
+    let dir2 = temp_dir("share-8w-again");
+    let state2 = temp_dir("share-8w-state2");
+    let handler2 = slot_handler(&dir2, 0.0, "share-8w-again");
+    let mut again = start_run(
+        "share-8w-again",
+        &topic,
+        &group,
+        &state2,
+        &[
+            "-w",
+            "2",
+            "-p",
+            "keep",
+            "--group-protocol",
+            "share",
+            "--exec",
+            &handler2,
+        ],
+    );
+    wait_assigned(&again, &state2, &group, &topic, 2);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(stop(&mut again), Some(0), "{}", again.stderr_text());
+    let redelivered = all_seen(&dir2);
+    assert!(
+        redelivered.is_empty(),
+        "{} record(s) delivered again after a clean stop (not ACCEPTed), e.g. {:?}",
+        redelivered.len(),
+        redelivered.first()
+    );
+}
+
+#[test]
+fn a_java_share_consumer_shares_the_group_with_kswarm() {
+    let b = brokers();
+    let classes = repo_root().join("build/java-share-peer");
+    assert!(
+        classes.join("JavaShareMember.class").exists(),
+        "the Java share peer is not compiled in {}: run scripts/peers.sh install",
+        classes.display()
+    );
+    let topic = unique("share-java");
+    let group = unique("share-java-g");
+    let dir = temp_dir("share-java");
+    create_topic(&b, &topic, 2);
+    let java_out = dir.join("java.jsonl");
+    let mut java = Command::new("java");
+    java.arg("-cp")
+        .arg(format!(
+            "{}:{}/*",
+            classes.display(),
+            repo_root().join("build/kafka/libs").display()
+        ))
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            repo_root().join("build/java-peer/log4j2.yaml").display()
+        ))
+        .args(["JavaShareMember", &b, &topic, &group])
+        .arg(&java_out);
+    // Its stdin stays open while the test runs: closing it stops the peer.
+    java.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut java = java.spawn().expect("start java");
+    let java_stdin = java.stdin.take();
+    let state = temp_dir("share-java-state");
+    let handler = slot_handler(&dir, 0.01, "share-java-handler");
+    let mut run = start_run(
+        "share-java",
+        &topic,
+        &group,
+        &state,
+        &[
+            "-w",
+            "2",
+            "-p",
+            "keep",
+            "--group-protocol",
+            "share",
+            "--exec",
+            &handler,
+        ],
+    );
+    wait_assigned(&run, &state, &group, &topic, 2);
+    // Give the Java member time to join too.
+    std::thread::sleep(Duration::from_secs(4));
+    let n = 3000;
+    produce(&b, &topic, &numbered("sj", n));
+    let all = wait_all(&dir, "sj", n, Duration::from_secs(120), &run);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
+    drop(java_stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while java.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = java.kill();
+    let _ = java.wait();
+
+    let by_java: BTreeSet<String> = read_seen(&java_out).into_iter().map(|s| s.value).collect();
+    let by_kswarm: BTreeSet<String> = seen_by_file(&dir)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with('w'))
+        .flat_map(|(_, v)| v.into_iter().map(|s| s.value))
+        .collect();
+    assert!(
+        !by_java.is_empty(),
+        "the Java share consumer got no records"
+    );
+    assert!(!by_kswarm.is_empty(), "kswarm's workers got no records");
+    let union: BTreeSet<String> = by_java.union(&by_kswarm).cloned().collect();
+    assert!(missing(&union, "sj", n).is_empty());
+    assert!(all.len() >= n);
+    eprintln!(
+        "java handled {}, kswarm {}, overlap {}",
+        by_java.len(),
+        by_kswarm.len(),
+        by_java.intersection(&by_kswarm).count()
+    );
+}
+
+#[test]
+fn sigkilled_workers_and_handlers_lose_nothing() {
+    let b = brokers();
+    let topic = unique("share-chaos");
+    let group = unique("share-chaos-g");
+    let dir = temp_dir("share-chaos");
+    create_topic(&b, &topic, 2);
+    let state = temp_dir("share-chaos-state");
+    let marker = unique("share-chaos-marker");
+    let handler = slot_handler(&dir, 0.002, &marker);
+    let mut run = start_run(
+        "share-chaos",
+        &topic,
+        &group,
+        &state,
+        &[
+            "-w",
+            "4",
+            "-p",
+            "keep",
+            "--group-protocol",
+            "share",
+            "--max-restarts",
+            "100/60s",
+            "--exec",
+            &handler,
+        ],
+    );
+    wait_assigned(&run, &state, &group, &topic, 4);
+    let n = 4000;
+    let chunks = 10;
+    let producer = {
+        let b = b.clone();
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            for c in 0..chunks {
+                let mut lines = String::new();
+                for i in (c * n / chunks)..((c + 1) * n / chunks) {
+                    lines.push_str(&format!("sc-{i}\n"));
+                }
+                produce(&b, &topic, &lines);
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        })
+    };
+    let mut killed_workers = 0;
+    let mut killed_handlers = 0;
+    for round in 0..10 {
+        std::thread::sleep(Duration::from_millis(600));
+        if round % 2 == 0 {
+            // A live worker (a slot may be between two workers now).
+            let pid = wait_for(Duration::from_secs(10), "a live worker", || {
+                let s = run_state(&state, &group, &topic)?;
+                let alive: Vec<i32> = s
+                    .workers
+                    .iter()
+                    .map(|w| w.pid as i32)
+                    .filter(|&p| kill(Pid::from_raw(p), None).is_ok())
+                    .collect();
+                alive.get(round / 2 % alive.len().max(1)).copied()
+            });
+            if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                killed_workers += 1;
+            }
+        } else {
+            // The handlers (and their guards); not the supervisor, whose
+            // --exec carries the marker too.
+            for pid in processes_with(&marker)
+                .into_iter()
+                .filter(|&p| p != run.pid())
+            {
+                if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                    killed_handlers += 1;
+                }
+            }
+        }
+    }
+    producer.join().unwrap();
+    assert!(
+        killed_workers >= 3 && killed_handlers >= 3,
+        "{killed_workers} {killed_handlers}"
+    );
+    // Records a killed worker had acquired come back when its session ends
+    // or when their lock (30 s) runs out.
+    let seen = wait_all(&dir, "sc", n, Duration::from_secs(150), &run);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
+    let t = tally(&seen);
+    assert_eq!(t.distinct, n);
+    eprintln!(
+        "chaos: {killed_workers} workers and {killed_handlers} handlers killed; {} records handled, {} deliveries again",
+        t.distinct, t.duplicates
+    );
+}
+
+/// A free loopback port (for a broker of the test's own).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_version() {
+    // tansu has no share groups: the suite's broker under tansu, else a
+    // tansu of this test's own.
+    let (addr, own) = match broker_kind() {
+        Broker::Tansu => (brokers(), None),
+        Broker::Kafka => {
+            let port = free_port().to_string();
+            let out = Command::new(repo_root().join("scripts/broker.sh"))
+                .args(["start", &port])
+                .env("KSWARM_BROKER", "tansu")
+                .output()
+                .expect("scripts/broker.sh");
+            assert!(
+                out.status.success(),
+                "tansu did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (format!("127.0.0.1:{port}"), Some(port))
+        }
+    };
+    let topic = unique("share-none");
+    let state = temp_dir("share-none-state");
+    let out = kswarm()
+        .env("KSWARM_STATE_DIR", &state)
+        .args([
+            "run",
+            "-b",
+            &addr,
+            "-t",
+            &topic,
+            "-g",
+            &unique("share-none-g"),
+            "-w",
+            "1",
+            "-p",
+            "1",
+            "--group-protocol",
+            "share",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("kswarm run");
+    if let Some(port) = own {
+        let _ = Command::new(repo_root().join("scripts/broker.sh"))
+            .args(["stop", &port])
+            .env("KSWARM_BROKER", "tansu")
+            .output();
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let err = last_error(&stderr);
+    assert!(
+        err.contains("--group-protocol share")
+            && err.contains("Apache Kafka 4.2")
+            && err.contains("share.version=1"),
+        "{stderr}"
+    );
+}
