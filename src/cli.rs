@@ -304,6 +304,11 @@ pub struct PlanArgs {
     #[arg(short = 'g', long, env = "KSWARM_GROUP")]
     pub group: Option<String>,
 
+    /// The group protocol `run` uses (classic, consumer or share). With share
+    /// (KIP-932) the workers share partitions: -p auto does not grow the topic.
+    #[arg(long, env = "KSWARM_GROUP_PROTOCOL")]
+    pub group_protocol: Option<String>,
+
     /// Carry out the plan: create or grow the topic.
     // No KSWARM_* fallback: a change to the topic is asked for on the command line.
     #[arg(long)]

@@ -597,7 +597,10 @@ impl ConsumeConfig {
 }
 
 /// `--group-protocol`, or else `-X group.protocol`; both must agree.
-fn group_protocol(flag: Option<&str>, x: Option<&str>) -> Result<GroupProtocol, UsageError> {
+pub(crate) fn group_protocol(
+    flag: Option<&str>,
+    x: Option<&str>,
+) -> Result<GroupProtocol, UsageError> {
     let parse = |what: &str, v: &str| {
         match v.trim().to_ascii_lowercase().as_str() {
         "classic" => Ok(GroupProtocol::Classic),

@@ -23,6 +23,9 @@ pub struct PlanConfig {
     pub sizing: SizingConfig,
     pub apply: bool,
     pub json: bool,
+    /// `--group-protocol share`: the workers share partitions (see
+    /// [`sizing::for_share_group`]).
+    pub share: bool,
 }
 
 impl PlanConfig {
@@ -39,6 +42,8 @@ impl PlanConfig {
             sizing: SizingConfig::from_args(&a.sizing)?,
             apply: a.apply,
             json: a.json,
+            share: crate::config::group_protocol(a.group_protocol.as_deref(), None)?
+                == crate::config::GroupProtocol::Share,
         })
     }
 }
@@ -91,13 +96,16 @@ async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
         &cfg.topic,
     )
     .await;
-    let plan = sizing::plan_for_group(
+    let mut plan = sizing::plan_for_group(
         cores.usable,
         cfg.sizing.workers,
         cfg.sizing.partitions,
         current,
         view.others(&cfg.sizing.host_id),
     );
+    if cfg.consume.group_protocol == crate::config::GroupProtocol::Share {
+        plan = sizing::for_share_group(plan, cfg.sizing.partitions);
+    }
     if plan.action == Action::Keep && current.is_none() {
         anyhow::bail!(
             "topic '{}' does not exist and -p keep forbids creating it; create it, or use -p auto or -p N so kswarm creates it",
@@ -184,6 +192,9 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
         current,
         view.others(&cfg.sizing.host_id),
     );
+    if cfg.share {
+        plan = sizing::for_share_group(plan, cfg.sizing.partitions);
+    }
     if plan.action == Action::Grow && !cfg.apply {
         if let Some(note) = admin.grow_support_note(&cfg.topic, &plan).await {
             plan.notes.push(note);
@@ -300,6 +311,13 @@ fn plan_text(
     row(
         "target",
         match plan.target {
+            Some(t)
+                if cfg.share
+                    && cfg.sizing.partitions == PartitionsSpec::Auto
+                    && plan.current.is_some() =>
+            {
+                format!("{t} (auto, share group: as the topic is)")
+            }
             Some(t) => format!("{t} ({})", target_origin(cfg.sizing.partitions)),
             None => format!("none ({})", target_origin(cfg.sizing.partitions)),
         },
@@ -348,6 +366,7 @@ fn plan_json(
         "action": plan.action.name(),
         "description": plan.describe_action(&cfg.topic),
         "notes": plan.notes,
+        "share_group": cfg.share,
         "applied": applied.is_some(),
         "failed": failed,
         "result": applied.map(|a| a.describe(&cfg.topic)),

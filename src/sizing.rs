@@ -416,6 +416,38 @@ pub fn plan_for_group(
     Plan { notes, ..draft }
 }
 
+/// [`plan_for_group`] for a share group (`--group-protocol share`, KIP-932):
+/// its members share partitions record by record, so the partition count
+/// need not match the workers. `-p auto` creates a missing topic with one
+/// partition per worker as usual, but never grows an existing one;
+/// `-p N` and `-p keep` are as for any group. The notes about idle workers
+/// make way for one about sharing.
+pub fn for_share_group(plan: Plan, partitions: PartitionsSpec) -> Plan {
+    let mut plan = plan;
+    if partitions == PartitionsSpec::Auto && plan.current.is_some() {
+        plan.target = plan.current;
+        plan.action = Action::Nothing;
+    }
+    plan.notes.retain(|n| {
+        !n.starts_with("fewer partitions")
+            && !n.starts_with("more partitions")
+            && !n.starts_with("the topic has")
+    });
+    if let Some(parts) = plan.final_partitions() {
+        plan.notes.push(format!(
+            "share group: the {} workers share the topic's {} record by record; the partition count need not match the workers{}",
+            plan.workers + plan.others,
+            n_partitions(parts),
+            if partitions == PartitionsSpec::Auto && plan.current.is_some() {
+                " (-p auto does not grow the topic for a share group)"
+            } else {
+                ""
+            }
+        ));
+    }
+    plan
+}
+
 /// How `parts` partitions spread over `workers` workers, when it is not one each.
 fn share_note(parts: u32, workers: u32) -> Option<String> {
     use std::cmp::Ordering;
@@ -443,6 +475,30 @@ fn share_note(parts: u32, workers: u32) -> Option<String> {
 mod tests {
     use super::*;
     use PartitionsSpec as P;
+
+    #[test]
+    fn share_groups_keep_the_topic_as_it_is_under_auto() {
+        let p = for_share_group(plan(2, WorkersSpec::Fixed(8), P::Auto, Some(2)), P::Auto);
+        assert_eq!(
+            (p.action, p.target, p.final_partitions()),
+            (Action::Nothing, Some(2), Some(2))
+        );
+        assert!(
+            p.notes.iter().any(|n| n.contains("need not match")),
+            "{:?}",
+            p.notes
+        );
+        assert!(!p.notes.iter().any(|n| n.contains("idle")), "{:?}", p.notes);
+        // A missing topic is still created with one partition per worker.
+        let p = for_share_group(plan(2, WorkersSpec::Fixed(8), P::Auto, None), P::Auto);
+        assert_eq!((p.action, p.target), (Action::Create, Some(8)));
+        // -p N grows as for any group.
+        let p = for_share_group(
+            plan(2, WorkersSpec::Fixed(8), P::Fixed(4), Some(2)),
+            P::Fixed(4),
+        );
+        assert_eq!((p.action, p.target), (Action::Grow, Some(4)));
+    }
     use WorkersSpec as W;
 
     #[test]

@@ -434,3 +434,96 @@ fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_versio
         "{stderr}"
     );
 }
+
+#[test]
+fn a_clean_stop_mid_batch_releases_the_rest_and_nothing_is_delivered_twice() {
+    // One record batch of 3000 (one partition): the first run takes it
+    // whole, handles part of it and stops; what it did not hand over goes
+    // back (RELEASE), and the next run gets exactly that: the rest of the
+    // batch, whose first part the broker answers with again but did not
+    // acquire for it.
+    let b = brokers();
+    let topic = unique("share-mid");
+    let group = unique("share-mid-g");
+    create_topic(&b, &topic, 1);
+    let n = 3000;
+    produce_with(&b, &topic, &numbered("sm", n), &["--batch-size", "5000"]);
+    let dir1 = temp_dir("share-mid-1");
+    let state1 = temp_dir("share-mid-state1");
+    let handler1 = slot_handler(&dir1, 0.002, "share-mid-1");
+    let mut first = start_run(
+        "share-mid-1",
+        &topic,
+        &group,
+        &state1,
+        &[
+            "-w",
+            "1",
+            "-p",
+            "keep",
+            "--group-protocol",
+            "share",
+            "--exec",
+            &handler1,
+        ],
+    );
+    wait_for(Duration::from_secs(60), "300 records handled", || {
+        (all_seen(&dir1).len() >= 300).then_some(())
+    });
+    assert_eq!(stop(&mut first), Some(0), "{}", first.stderr_text());
+    let by_first = all_seen(&dir1);
+    assert!(
+        by_first.len() < n,
+        "the first run handled all {n} records before its stop; the test needs a stop mid-batch"
+    );
+
+    let dir2 = temp_dir("share-mid-2");
+    let state2 = temp_dir("share-mid-state2");
+    let handler2 = slot_handler(&dir2, 0.0, "share-mid-2");
+    let mut second = start_run(
+        "share-mid-2",
+        &topic,
+        &group,
+        &state2,
+        &[
+            "-w",
+            "1",
+            "-p",
+            "keep",
+            "--group-protocol",
+            "share",
+            "--exec",
+            &handler2,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut all = by_first.clone();
+        all.extend(all_seen(&dir2));
+        if missing(&tally(&all).values, "sm", n).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "records missing after 90 s: {} handled by the first run, {} by the second\n{}",
+            by_first.len(),
+            all_seen(&dir2).len(),
+            second.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stop(&mut second), Some(0), "{}", second.stderr_text());
+    let by_second = all_seen(&dir2);
+    let mut all = by_first.clone();
+    all.extend(by_second.iter().cloned());
+    let t = tally(&all);
+    assert_eq!(t.distinct, n);
+    assert_eq!(
+        t.duplicates,
+        0,
+        "records delivered twice across a clean stop: {} by the first run, {} by the second",
+        by_first.len(),
+        by_second.len()
+    );
+}

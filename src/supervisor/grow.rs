@@ -47,7 +47,10 @@ impl Grower {
     /// Only for `-p auto`; `wanted` is this host's worker count, kept
     /// current by the supervisor (TTIN/TTOU change it).
     pub fn start(cfg: &RunConfig, wanted: Arc<AtomicUsize>) -> Self {
-        if cfg.sizing.partitions != PartitionsSpec::Auto {
+        // A share group's workers share partitions: nothing to grow for.
+        if cfg.sizing.partitions != PartitionsSpec::Auto
+            || cfg.consume.group_protocol == crate::config::GroupProtocol::Share
+        {
             return Self { _stop: None };
         }
         let (tx, rx) = mpsc::channel::<()>();
