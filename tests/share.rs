@@ -527,3 +527,167 @@ fn a_clean_stop_mid_batch_releases_the_rest_and_nothing_is_delivered_twice() {
         by_second.len()
     );
 }
+
+/// A `--verdicts` handler: `reject bad N` for the numbers in `reject`,
+/// `retry` for those in `retry` (every time), `ok` for the rest; it logs
+/// "VERDICT VALUE" per record to `log`.
+fn judging_handler(dir: &Path, log: &Path, reject: &[usize], retry: &[usize]) -> String {
+    let set = |v: &[usize]| {
+        v.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let script = dir.join("judge.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import json, sys
+reject = {{{}}}
+retry = {{{}}}
+log = open(sys.argv[1], "a")
+for line in sys.stdin:
+    v = json.loads(line)["value"]
+    n = int(v.rsplit("-", 1)[1])
+    verdict = "reject bad %d" % n if n in reject else "retry" if n in retry else "ok"
+    log.write("%s %s\n" % (verdict.split()[0], v)); log.flush()
+    sys.stdout.write(verdict + "\n"); sys.stdout.flush()
+"#,
+            set(reject),
+            set(retry)
+        ),
+    )
+    .unwrap();
+    format!("{} -u {} {}", py(), script.display(), log.display())
+}
+
+#[test]
+fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
+    let b = brokers();
+    let topic = unique("share-verd");
+    let dlq = format!("{topic}-dlq");
+    let group = unique("share-verd-g");
+    let dir = temp_dir("share-verd");
+    create_topic(&b, &topic, 2);
+    let n = 200;
+    let reject: Vec<usize> = (0..n).filter(|i| i % 10 == 7).collect();
+    let retry: Vec<usize> = (0..n).filter(|i| i % 10 == 3).collect();
+    let log = dir.join("log");
+    let handler = judging_handler(&dir, &log, &reject, &retry);
+    let state = temp_dir("share-verd-state");
+    let mut run = start_run(
+        "share-verd",
+        &topic,
+        &group,
+        &state,
+        &[
+            "-w",
+            "3",
+            "-p",
+            "keep",
+            "--group-protocol",
+            "share",
+            "--exec",
+            &handler,
+            "--verdicts",
+            "--dead-letter-topic",
+            &dlq,
+            "--max-record-retries",
+            "1",
+        ],
+    );
+    wait_assigned(&run, &state, &group, &topic, 3);
+    produce(&b, &topic, &numbered("v", n));
+    let copies_of = || -> Vec<(String, BTreeMap<String, String>)> {
+        let out = Command::new(python())
+            .arg(repo_root().join("tests/peers/dlq_tool.py"))
+            .args(["read", &b, &dlq])
+            .output()
+            .expect("run dlq_tool.py");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["value"].as_str().unwrap_or_default().to_string(),
+                    v["headers"]
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, h)| (k.clone(), h.as_str().unwrap_or_default().to_string()))
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let want_copies = reject.len() + retry.len();
+    wait_for(
+        Duration::from_secs(90),
+        "every record judged and copied",
+        || {
+            let lines = read_lines(&log);
+            let values: BTreeSet<&str> = lines
+                .iter()
+                .filter_map(|l| l.split_once(' ').map(|x| x.1))
+                .collect();
+            (values.len() == n && copies_of().len() >= want_copies).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
+
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in read_lines(&log) {
+        let (verdict, value) = l.split_once(' ').unwrap();
+        seen.entry(value.to_string())
+            .or_default()
+            .push(verdict.to_string());
+    }
+    assert_eq!(seen.len(), n);
+    for i in &retry {
+        // One retry allowed: RELEASEd once, delivered again, then dead-lettered.
+        assert_eq!(seen[&format!("v-{i}")], vec!["retry", "retry"], "v-{i}");
+    }
+    for i in (0..n).filter(|i| !reject.contains(i) && !retry.contains(i)) {
+        assert_eq!(seen[&format!("v-{i}")], vec!["ok"], "v-{i}");
+    }
+    let copies = copies_of();
+    assert_eq!(copies.len(), want_copies, "each copy once on a clean run");
+    for (value, h) in &copies {
+        let i: usize = value.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(h.get("kswarm.original.topic"), Some(&topic), "{h:?}");
+        if reject.contains(&i) {
+            assert_eq!(h["kswarm.reason"], format!("bad {i}"), "{h:?}");
+            assert_eq!(h["kswarm.attempts"], "1", "{h:?}");
+        } else {
+            assert!(retry.contains(&i), "{value}");
+            assert!(h["kswarm.reason"].contains("retried 1 time(s)"), "{h:?}");
+            assert_eq!(h["kswarm.attempts"], "2", "{h:?}");
+        }
+    }
+
+    // Everything was acknowledged (ACCEPT or REJECT): nothing comes again.
+    let dir2 = temp_dir("share-verd-again");
+    let state2 = temp_dir("share-verd-state2");
+    let handler2 = slot_handler(&dir2, 0.0, "share-verd-again");
+    let mut again = start_run(
+        "share-verd-again",
+        &topic,
+        &group,
+        &state2,
+        &[
+            "-w",
+            "1",
+            "-p",
+            "keep",
+            "--group-protocol",
+            "share",
+            "--exec",
+            &handler2,
+        ],
+    );
+    wait_assigned(&again, &state2, &group, &topic, 1);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(stop(&mut again), Some(0), "{}", again.stderr_text());
+    assert!(all_seen(&dir2).is_empty(), "{:?}", all_seen(&dir2).first());
+}

@@ -31,13 +31,15 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::cluster::{Cluster, Fatal};
+use super::dead_letter::{DeadLetters, Outcome};
 use super::report::{OutageClock, Reporter};
+use super::verdicts::DeadLetter;
 use super::{changed_to_true, fatal, watch_shutdown_signals, ALIVE_EVERY, CHUNK_BYTES, MIN_WINDOW};
 use crate::config::{StartFrom, WorkerConfig};
 use crate::error::ConfigError;
 use crate::group::share::{unsupported_message, ShareMember, ShareState};
 use crate::group::GroupSettings;
-use crate::handler::{Handler, HandlerEnv, HandlerEvent, Refused};
+use crate::handler::{Handler, HandlerEnv, HandlerEvent, Judged, Refused, Verdict};
 use crate::record::Record;
 use crate::report::Report;
 use crate::wire::share::{self as sw, AckType};
@@ -48,6 +50,17 @@ type Acks = BTreeMap<i32, Vec<(i64, AckType)>>;
 
 /// The most records one ShareFetch asks for.
 const MAX_RECORDS: i32 = 2000;
+/// The dead-letter task's next outcome (never without the task).
+async fn copy_outcome(dl: Option<&mut DeadLetters>) -> Outcome {
+    match dl {
+        Some(d) => match d.outcomes.recv().await {
+            Some(o) => o,
+            None => Outcome::Fatal("the dead-letter task ended".into()),
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// How long the end of a stop waits for the sessions to close and the member to leave.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -146,6 +159,22 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         _ => MIN_WINDOW,
     };
     handler.limit_time(cfg.consume.max_in_flight_time, floor);
+    // Per-record acknowledgements: a share group acknowledges records one
+    // by one (and under --verdicts each says ok, retry or reject).
+    handler.per_record(cfg.consume.verdicts.is_some());
+    let dead_letters = cfg
+        .consume
+        .verdicts
+        .as_ref()
+        .and_then(|v| v.dead_letter_topic.clone())
+        .map(|t| {
+            DeadLetters::start(
+                cfg.connect.clone(),
+                t,
+                cfg.topic.clone(),
+                cfg.consume.group.clone(),
+            )
+        });
     let (replies_tx, replies) = mpsc::unbounded_channel();
     let mut w = ShareWorker {
         state: member.state(),
@@ -158,7 +187,11 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         topic_id,
         assigned: Vec::new(),
         queue: VecDeque::new(),
+        counts: HashMap::new(),
         handed: BTreeMap::new(),
+        held: HashMap::new(),
+        dead_letters,
+        copies: BTreeSet::new(),
         acks: BTreeMap::new(),
         sessions: HashMap::new(),
         replies_tx,
@@ -167,6 +200,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         redelivered: 0,
         ack_failures: 0,
         rejected: 0,
+        retried: 0,
         rebalances: 0,
         last_problem: None,
     };
@@ -247,6 +281,13 @@ struct ShareWorker {
     assigned: Vec<i32>,
     /// Acquired records not yet taken by the handler.
     queue: VecDeque<Record>,
+    /// The delivery count of each record acquired and not yet acknowledged.
+    counts: HashMap<(i32, i64), i16>,
+    /// Under --dead-letter-topic: the records the handler holds (for a copy).
+    held: HashMap<(i32, i64), Record>,
+    dead_letters: Option<DeadLetters>,
+    /// Records whose dead-letter copy is not acknowledged yet: REJECTed once it is.
+    copies: BTreeSet<(i32, i64)>,
     /// Per partition: offsets handed to the handler and not yet
     /// acknowledged, in the order handed over.
     handed: BTreeMap<i32, VecDeque<i64>>,
@@ -265,6 +306,8 @@ struct ShareWorker {
     ack_failures: u64,
     /// Records rejected because the handler cannot take them.
     rejected: u64,
+    /// Records RELEASEd on a `retry` verdict.
+    retried: u64,
     rebalances: u64,
     last_problem: Option<(Instant, String)>,
 }
@@ -292,7 +335,11 @@ impl ShareWorker {
                 }
             }
             self.dispatch(stopping);
-            if stopping && handler_done && self.sessions.values().all(|s| !s.busy) {
+            if stopping
+                && handler_done
+                && self.copies.is_empty()
+                && self.sessions.values().all(|s| !s.busy)
+            {
                 break;
             }
             tokio::select! {
@@ -305,8 +352,11 @@ impl ShareWorker {
                 }
                 ev = self.handler.next_event(), if !handler_done => match ev {
                     Some(HandlerEvent::Ack(a)) => self.acked(a.partition, a.offset),
-                    // Per-record acknowledgements are not asked for (yet).
-                    Some(HandlerEvent::Judged(_)) => {}
+                    Some(HandlerEvent::Judged(js)) => {
+                        for j in js {
+                            self.judged(j);
+                        }
+                    }
                     Some(HandlerEvent::OutputClosed) => {
                         if !stopping {
                             stopping = true;
@@ -349,6 +399,37 @@ impl ShareWorker {
                         }
                     }
                 },
+                outcome = copy_outcome(self.dead_letters.as_mut()), if !self.copies.is_empty() => match outcome {
+                    Outcome::Written(p, o) => {
+                        if self.copies.remove(&(p, o)) {
+                            self.ack(p, o, AckType::Reject);
+                        }
+                    }
+                    Outcome::Fatal(m) => {
+                        // The records waiting for a copy go back.
+                        for (p, o) in std::mem::take(&mut self.copies) {
+                            self.ack(p, o, AckType::Release);
+                        }
+                        if !stopping {
+                            end = Some(End::Failed(ConfigError(m).into()));
+                            stopping = true;
+                            deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
+                            self.begin_stop(true).await;
+                        } else {
+                            warn!(slot = self.cfg.slot, "{m}");
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline), if stopping && handler_done && !self.copies.is_empty() => {
+                    warn!(
+                        slot = self.cfg.slot,
+                        "{} dead-letter copy(ies) not acknowledged within --shutdown-timeout; their records are released and delivered again",
+                        self.copies.len()
+                    );
+                    for (p, o) in std::mem::take(&mut self.copies) {
+                        self.ack(p, o, AckType::Release);
+                    }
+                }
                 reply = self.replies.recv() => {
                     if let Some(r) = reply {
                         self.replied(r, stopping).await;
@@ -400,8 +481,14 @@ impl ShareWorker {
                     self.handler.kill();
                     // Keep the acknowledgements that came before the kill.
                     while let Some(ev) = self.handler.next_event().await {
-                        if let HandlerEvent::Ack(a) = ev {
-                            self.acked(a.partition, a.offset);
+                        match ev {
+                            HandlerEvent::Ack(a) => self.acked(a.partition, a.offset),
+                            HandlerEvent::Judged(js) => {
+                                for j in js {
+                                    self.judged(j);
+                                }
+                            }
+                            _ => {}
                         }
                     }
                     self.release_handed();
@@ -437,6 +524,8 @@ impl ShareWorker {
             slot = self.cfg.slot,
             redelivered = self.redelivered,
             refused_acks = self.ack_failures,
+            retried = self.retried,
+            rejected = self.rejected,
             "stopping ({reason}); leaving share group {}",
             self.cfg.consume.group
         );
@@ -451,10 +540,7 @@ impl ShareWorker {
     /// back (RELEASE). `close_input`: let the handler finish what it holds.
     async fn begin_stop(&mut self, close_input: bool) {
         for r in std::mem::take(&mut self.queue) {
-            self.acks
-                .entry(r.partition)
-                .or_default()
-                .push((r.offset, AckType::Release));
+            self.ack(r.partition, r.offset, AckType::Release);
         }
         if close_input {
             self.handler.close_input().await;
@@ -475,14 +561,19 @@ impl ShareWorker {
     /// Hand queued records to the handler as far as it has room. A record it
     /// refuses (a newline in a value under --format value) is REJECTed.
     fn offer(&mut self) -> Option<anyhow::Error> {
+        let keep = self.dead_letters.is_some();
         while !self.queue.is_empty() {
-            let batch: Vec<Record> = self.queue.iter().cloned().collect();
-            let offered = self.handler.offer(&batch, CHUNK_BYTES);
+            let offered = self
+                .handler
+                .offer(self.queue.make_contiguous(), CHUNK_BYTES);
             for r in self.queue.drain(..offered.taken) {
                 self.handed
                     .entry(r.partition)
                     .or_default()
                     .push_back(r.offset);
+                if keep {
+                    self.held.insert((r.partition, r.offset), r);
+                }
             }
             self.sent += offered.taken as u64;
             match offered.refused {
@@ -495,10 +586,7 @@ impl ShareWorker {
                         "{msg} (share group: the record is REJECTed, so the broker archives it, and the worker goes on)"
                     );
                     self.rejected += 1;
-                    self.acks
-                        .entry(r.partition)
-                        .or_default()
-                        .push((r.offset, AckType::Reject));
+                    self.ack(r.partition, r.offset, AckType::Reject);
                 }
             }
         }
@@ -514,11 +602,83 @@ impl ShareWorker {
         if !q.contains(&offset) {
             return;
         }
-        let acks = self.acks.entry(partition).or_default();
+        let mut done = Vec::new();
         while let Some(o) = q.pop_front() {
-            acks.push((o, AckType::Accept));
+            done.push(o);
             if o == offset {
                 break;
+            }
+        }
+        for o in done {
+            self.held.remove(&(partition, o));
+            self.ack(partition, o, AckType::Accept);
+        }
+    }
+
+    /// One acknowledgement due for the broker.
+    fn ack(&mut self, partition: i32, offset: i64, t: AckType) {
+        self.counts.remove(&(partition, offset));
+        self.acks.entry(partition).or_default().push((offset, t));
+    }
+
+    /// The handler's verdict on one record: ok -> ACCEPT; retry -> RELEASE
+    /// (the broker delivers it again, to any member) until --max-record-retries
+    /// retries are spent; reject, or retries spent -> a dead-letter copy
+    /// first if --dead-letter-topic, then REJECT (the broker archives it).
+    fn judged(&mut self, j: Judged) {
+        let Judged {
+            partition,
+            offset,
+            verdict,
+        } = j;
+        if let Some(q) = self.handed.get_mut(&partition) {
+            if let Some(i) = q.iter().position(|&o| o == offset) {
+                q.remove(i);
+            }
+        }
+        let record = self.held.remove(&(partition, offset));
+        let deliveries = self
+            .counts
+            .get(&(partition, offset))
+            .copied()
+            .unwrap_or(1)
+            .max(1) as u32;
+        let reason = match verdict {
+            Verdict::Ok => return self.ack(partition, offset, AckType::Accept),
+            Verdict::Retry => {
+                let max = self
+                    .cfg
+                    .consume
+                    .verdicts
+                    .as_ref()
+                    .map_or(0, |v| v.max_retries);
+                if deliveries <= max {
+                    self.retried += 1;
+                    return self.ack(partition, offset, AckType::Release);
+                }
+                format!("retried {max} time(s), still failing")
+            }
+            Verdict::Reject(r) => r,
+        };
+        self.rejected += 1;
+        match (self.dead_letters.as_ref(), record) {
+            (Some(dl), Some(record)) => {
+                self.counts.remove(&(partition, offset));
+                self.copies.insert((partition, offset));
+                dl.send(DeadLetter {
+                    record,
+                    reason,
+                    attempts: deliveries,
+                });
+            }
+            _ => {
+                warn!(
+                    slot = self.cfg.slot,
+                    partition,
+                    offset,
+                    "record rejected ({reason}) after {deliveries} delivery(ies): REJECTed, the broker archives it"
+                );
+                self.ack(partition, offset, AckType::Reject);
             }
         }
     }
@@ -526,8 +686,10 @@ impl ShareWorker {
     /// What the handler holds goes back to the pool.
     fn release_handed(&mut self) {
         for (p, q) in std::mem::take(&mut self.handed) {
-            let acks = self.acks.entry(p).or_default();
-            acks.extend(q.into_iter().map(|o| (o, AckType::Release)));
+            for o in q {
+                self.held.remove(&(p, o));
+                self.ack(p, o, AckType::Release);
+            }
         }
     }
 
@@ -677,11 +839,9 @@ impl ShareWorker {
                 self.redelivered += 1;
             }
             if stopping {
-                self.acks
-                    .entry(rec.partition)
-                    .or_default()
-                    .push((rec.offset, AckType::Release));
+                self.ack(rec.partition, rec.offset, AckType::Release);
             } else {
+                self.counts.insert((rec.partition, rec.offset), count);
                 self.queue.push_back(rec);
             }
         }
