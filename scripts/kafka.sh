@@ -14,6 +14,8 @@
 # Broker settings: every node gets replication factors of 1 for its internal topics when it runs alone, and
 # the lines of KSWARM_KAFKA_PROPS (key=value, separated by spaces or newlines) on top; e.g.
 # KSWARM_KAFKA_PROPS='group.initial.rebalance.delay.ms=0' (the test suite sets it). Logs: build/kafka-PORT/server.log.
+# KSWARM_KAFKA_FORMAT_ARGS adds arguments to the storage tool's format (`start` only), e.g.
+# '--feature share.version=0': Kafka 4.4 formats with share groups on (share.version=2) by default; this turns them off.
 # Secured listeners (`start` only; cluster-start is plaintext only), each on its own free loopback port, advertised
 # as 127.0.0.1:port, with throwaway certificates made at start in build/kafka-PORT/tls/ (EC P-256, openssl CLI):
 #   SSL             TLS, server cert for localhost / 127.0.0.1 signed by tls/ca.pem, no client auth
@@ -371,7 +373,8 @@ case "$cmd" in
     # The SASL user for SCRAM: the same as --add-scram 'SCRAM-SHA-256=[name=alice,password=alice-secret]'.
     format "$port" "$(cluster_id)" \
       --add-scram "SCRAM-SHA-256=[name=$SASL_USER,iterations=4096,salt=\"$salt\",saltedpassword=\"$s256\"]" \
-      --add-scram "SCRAM-SHA-512=[name=$SASL_USER,iterations=4096,salt=\"$salt\",saltedpassword=\"$s512\"]"
+      --add-scram "SCRAM-SHA-512=[name=$SASL_USER,iterations=4096,salt=\"$salt\",saltedpassword=\"$s512\"]" \
+      ${KSWARM_KAFKA_FORMAT_ARGS:-}
     write_security_json "$(node_dir "$port")" "$port" "${sports[@]}"
     launch "$port" "${KSWARM_KAFKA_HEAP:-768m}"
     wait_up "$port" ;;
