@@ -295,6 +295,12 @@ async fn beat_loop(
                     changed |= now != partitions;
                     partitions = now;
                 }
+                // Until the broker's assignor has given us partitions (it
+                // runs every group.share.assignment.interval.ms, 1 s), beat
+                // at our own interval so that the first records come soon.
+                if partitions.is_empty() {
+                    interval = interval.min(s.heartbeat_interval);
+                }
                 if changed {
                     tx.send_replace(ShareState::Assigned {
                         epoch,
