@@ -375,27 +375,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_version() {
-    // tansu has no share groups: the suite's broker under tansu, else a
-    // tansu of this test's own.
-    let (addr, own) = match broker_kind() {
-        Broker::Tansu => (brokers(), None),
-        Broker::Kafka => {
-            let port = free_port().to_string();
-            let out = Command::new(repo_root().join("scripts/broker.sh"))
-                .args(["start", &port])
-                .env("KSWARM_BROKER", "tansu")
-                .output()
-                .expect("scripts/broker.sh");
-            assert!(
-                out.status.success(),
-                "tansu did not start: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (format!("127.0.0.1:{port}"), Some(port))
-        }
-    };
+/// `kswarm run --group-protocol share` against `addr` exits 2 naming the
+/// flag and the broker version or feature needed.
+fn assert_share_refused(addr: &str) {
     let topic = unique("share-none");
     let state = temp_dir("share-none-state");
     let out = kswarm()
@@ -403,7 +385,7 @@ fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_versio
         .args([
             "run",
             "-b",
-            &addr,
+            addr,
             "-t",
             &topic,
             "-g",
@@ -418,12 +400,6 @@ fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_versio
         .stdin(Stdio::null())
         .output()
         .expect("kswarm run");
-    if let Some(port) = own {
-        let _ = Command::new(repo_root().join("scripts/broker.sh"))
-            .args(["stop", &port])
-            .env("KSWARM_BROKER", "tansu")
-            .output();
-    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let err = last_error(&stderr);
@@ -433,6 +409,67 @@ fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_versio
             && err.contains("share.version=1"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_version() {
+    // tansu has no share groups (ApiVersions lists no ShareGroupHeartbeat):
+    // the suite's broker under tansu, else a tansu of this test's own.
+    match broker_kind() {
+        Broker::Tansu => assert_share_refused(&brokers()),
+        Broker::Kafka => {
+            let port = free_port().to_string();
+            let out = Command::new(repo_root().join("scripts/broker.sh"))
+                .args(["start", &port])
+                .env("KSWARM_BROKER", "tansu")
+                .output()
+                .expect("scripts/broker.sh");
+            assert!(
+                out.status.success(),
+                "tansu did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let result =
+                std::panic::catch_unwind(|| assert_share_refused(&format!("127.0.0.1:{port}")));
+            let _ = Command::new(repo_root().join("scripts/broker.sh"))
+                .args(["stop", &port])
+                .env("KSWARM_BROKER", "tansu")
+                .output();
+            if let Err(e) = result {
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+}
+
+#[test]
+fn kafka_formatted_without_share_groups_is_a_usage_error_too() {
+    // Apache Kafka 4.4 with share.version=0: ApiVersions still lists the
+    // share requests, and ShareGroupHeartbeat answers UNSUPPORTED_VERSION.
+    if broker_kind() != Broker::Kafka {
+        return assert_share_refused(&brokers());
+    }
+    let port = free_port().to_string();
+    let out = Command::new(repo_root().join("scripts/kafka.sh"))
+        .args(["start", &port])
+        .env("KSWARM_KAFKA_FORMAT_ARGS", "--feature share.version=0")
+        .env("KSWARM_KAFKA_PROPS", "group.initial.rebalance.delay.ms=0")
+        .env("KSWARM_KAFKA_HEAP", "256m")
+        .output()
+        .expect("scripts/kafka.sh");
+    assert!(
+        out.status.success(),
+        "kafka did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = std::panic::catch_unwind(|| assert_share_refused(&format!("127.0.0.1:{port}")));
+    let _ = Command::new(repo_root().join("scripts/kafka.sh"))
+        .args(["stop", &port])
+        .output();
+    let _ = std::fs::remove_dir_all(repo_root().join(format!("build/kafka-{port}")));
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }
 
 #[test]
