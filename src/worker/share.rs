@@ -201,6 +201,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         ack_failures: 0,
         rejected: 0,
         retried: 0,
+        dead_lettered: 0,
         rebalances: 0,
         last_problem: None,
     };
@@ -308,6 +309,8 @@ struct ShareWorker {
     rejected: u64,
     /// Records RELEASEd on a `retry` verdict.
     retried: u64,
+    /// Dead-letter copies the broker acknowledged.
+    dead_lettered: u64,
     rebalances: u64,
     last_problem: Option<(Instant, String)>,
 }
@@ -402,6 +405,7 @@ impl ShareWorker {
                 outcome = copy_outcome(self.dead_letters.as_mut()), if !self.copies.is_empty() => match outcome {
                     Outcome::Written(p, o) => {
                         if self.copies.remove(&(p, o)) {
+                            self.dead_lettered += 1;
                             self.ack(p, o, AckType::Reject);
                         }
                     }
@@ -948,7 +952,11 @@ impl ShareWorker {
             in_flight_bytes: self.handler.in_flight_bytes() as u64,
             ack_latency: latency.clone(),
             rebalances: self.rebalances,
-            verdicts: Default::default(),
+            verdicts: crate::metrics::VerdictCounts {
+                retried: self.retried,
+                rejected: self.rejected,
+                dead_lettered: self.dead_lettered,
+            },
         }));
     }
 }
