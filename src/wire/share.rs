@@ -381,21 +381,32 @@ pub async fn share_acknowledge(
     })
 }
 
+/// What [`acquired_records`] found besides the records.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Acquired offsets inside the complete batches that hold no record
+    /// (control records, compacted offsets): acknowledged as [`AckType::Gap`].
+    pub gaps: Vec<i64>,
+    /// Acquired offsets past the last complete batch of the answer (cut off
+    /// by a byte limit): not read, so RELEASEd, never taken for gaps.
+    pub unread: Vec<i64>,
+}
+
 /// The records of one partition's answer that were acquired for us, each
-/// with its delivery count, appended to `out`; returns the acquired offsets
-/// that hold no record (control records, compacted offsets), which must be
-/// acknowledged as [`AckType::Gap`].
+/// with its delivery count, appended to `out`; and the acquired offsets
+/// that hold no record ([`Leftovers`]).
 pub fn acquired_records(
     partition: i32,
     raw: Bytes,
     acquired: &[Acquired],
     out: &mut Vec<(Record, i16)>,
-) -> Result<Vec<i64>, String> {
+) -> Result<Leftovers, String> {
     let Some(from) = acquired.iter().map(|a| a.first).min() else {
-        return Ok(Vec::new());
+        return Ok(Leftovers::default());
     };
     let mut decoded = Vec::new();
-    super::records::decode_fetched(partition, raw, from, Vec::new(), &mut decoded)?;
+    let d = super::records::decode_fetched(partition, raw, from, Vec::new(), &mut decoded)?;
+    let read_to = d.next_offset.unwrap_or(i64::MIN);
     let count = |o: i64| {
         acquired
             .iter()
@@ -410,15 +421,20 @@ pub fn acquired_records(
             }
         }
     }
-    let mut gaps = Vec::new();
+    let mut left = Leftovers::default();
     for a in acquired {
         for o in a.first..=a.last {
-            if !seen.contains_key(&o) {
-                gaps.push(o);
+            if seen.contains_key(&o) {
+                continue;
+            }
+            if o < read_to {
+                left.gaps.push(o);
+            } else {
+                left.unread.push(o);
             }
         }
     }
-    Ok(gaps)
+    Ok(left)
 }
 
 /// Set one config of a group (IncrementalAlterConfigs, resource type
@@ -616,7 +632,9 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
-        let gaps = acquired_records(5, batch(0..10), &acquired, &mut out).unwrap();
+        let mut whole = BytesMut::from(&batch(0..10)[..]);
+        whole.extend_from_slice(&batch(12..13));
+        let left = acquired_records(5, whole.freeze(), &acquired, &mut out).unwrap();
         let got: Vec<(i32, i64, i16)> = out
             .iter()
             .map(|(r, c)| (r.partition, r.offset, *c))
@@ -632,12 +650,24 @@ mod tests {
                 (5, 9, 3)
             ]
         );
-        assert_eq!(gaps, vec![10, 11]);
+        assert_eq!(left.gaps, vec![10, 11]);
+        assert!(left.unread.is_empty());
+        // The answer's last batch is cut off: its acquired offsets were not
+        // read, so they are no gaps (a GAP would lose them).
+        let mut raw = BytesMut::from(&batch(0..5)[..]);
+        let second = batch(5..12);
+        raw.extend_from_slice(&second[..second.len() - 3]);
+        let mut out = Vec::new();
+        let left = acquired_records(5, raw.freeze(), &acquired, &mut out).unwrap();
+        assert_eq!(out.len(), 3, "2, 3 and 4");
+        assert_eq!(left.gaps, Vec::<i64>::new());
+        assert_eq!(left.unread, vec![7, 8, 9, 10, 11]);
         // Nothing acquired: nothing handed out, even with records present.
         let mut out = Vec::new();
-        assert!(acquired_records(5, batch(0..3), &[], &mut out)
-            .unwrap()
-            .is_empty());
+        assert_eq!(
+            acquired_records(5, batch(0..3), &[], &mut out).unwrap(),
+            Leftovers::default()
+        );
         assert!(out.is_empty());
     }
 

@@ -1254,9 +1254,18 @@ impl SessionTask {
                 continue;
             }
             match sw::acquired_records(p.partition, p.records, &p.acquired, &mut reply.records) {
-                Ok(gaps) => reply
-                    .gaps
-                    .extend(gaps.into_iter().map(|o| (p.partition, o))),
+                Ok(left) => {
+                    reply
+                        .gaps
+                        .extend(left.gaps.into_iter().map(|o| (p.partition, o)));
+                    if !left.unread.is_empty() {
+                        reply
+                            .unsent
+                            .entry(p.partition)
+                            .or_default()
+                            .extend(left.unread.into_iter().map(|o| (o, AckType::Release)));
+                    }
+                }
                 Err(e) => {
                     // Undecodable: release what was acquired (it comes back,
                     // and after the delivery limit the broker archives it).
