@@ -478,6 +478,7 @@ fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_versio
                 .args(["stop", &port])
                 .env("KSWARM_BROKER", "tansu")
                 .output();
+            let _ = std::fs::remove_file(repo_root().join(format!("build/broker-{port}.log")));
             if let Err(e) = result {
                 std::panic::resume_unwind(e);
             }
