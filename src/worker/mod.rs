@@ -259,46 +259,11 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             member_id: id.clone(),
         });
     }
-    let handler = Handler::start(
-        &cfg.consume.handler,
-        cfg.consume.format,
-        cfg.consume.max_in_flight,
-        HandlerEnv {
-            slot: cfg.slot,
-            group: cfg.consume.group.clone(),
-            topic: cfg.topic.clone(),
-            guard_exe: "/proc/self/exe".into(),
-        },
-    )
-    .await;
-    let mut handler = match handler {
+    let handler = match start_handler(&cfg, cfg.consume.verdicts.is_some()).await {
         Ok(h) => h,
         Err(e) => return Err(fatal(&mut reporter, e)),
     };
-    handler.limit_bytes(cfg.consume.max_in_flight_bytes);
-    // An --exec-batch handler needs two whole batches in flight (one running,
-    // one filling); other handlers start small and grow with their rate.
-    let floor = match &cfg.consume.handler {
-        crate::config::HandlerSpec::Batch { size, .. } => size.saturating_mul(2),
-        _ => MIN_WINDOW,
-    };
-    handler.limit_time(cfg.consume.max_in_flight_time, floor);
-    if cfg.consume.verdicts.is_some() {
-        handler.per_record(true);
-    }
-    let dead_letters = cfg
-        .consume
-        .verdicts
-        .as_ref()
-        .and_then(|v| v.dead_letter_topic.clone())
-        .map(|t| {
-            DeadLetters::start(
-                cfg.connect.clone(),
-                t,
-                cfg.topic.clone(),
-                cfg.consume.group.clone(),
-            )
-        });
+    let dead_letters = start_dead_letters(&cfg);
 
     let mut worker = Worker {
         cfg,
@@ -325,6 +290,47 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         Ok(()) => Ok(()),
         Err(e) => Err(fatal(&mut worker.reporter, e)),
     }
+}
+
+/// The worker's handler with its in-flight bounds; `per_record`: its
+/// acknowledgements come per record ([`Handler::per_record`]: `--verdicts`,
+/// or a share group, which acknowledges records one by one).
+async fn start_handler(cfg: &WorkerConfig, per_record: bool) -> anyhow::Result<Handler> {
+    let mut handler = Handler::start(
+        &cfg.consume.handler,
+        cfg.consume.format,
+        cfg.consume.max_in_flight,
+        HandlerEnv {
+            slot: cfg.slot,
+            group: cfg.consume.group.clone(),
+            topic: cfg.topic.clone(),
+            guard_exe: "/proc/self/exe".into(),
+        },
+    )
+    .await?;
+    handler.limit_bytes(cfg.consume.max_in_flight_bytes);
+    // An --exec-batch handler needs two whole batches in flight (one running,
+    // one filling); other handlers start small and grow with their rate.
+    let floor = match &cfg.consume.handler {
+        crate::config::HandlerSpec::Batch { size, .. } => size.saturating_mul(2),
+        _ => MIN_WINDOW,
+    };
+    handler.limit_time(cfg.consume.max_in_flight_time, floor);
+    if per_record {
+        handler.per_record(cfg.consume.verdicts.is_some());
+    }
+    Ok(handler)
+}
+
+/// `--dead-letter-topic`: the task that writes the copies.
+fn start_dead_letters(cfg: &WorkerConfig) -> Option<DeadLetters> {
+    let topic = cfg.consume.verdicts.as_ref()?.dead_letter_topic.clone()?;
+    Some(DeadLetters::start(
+        cfg.connect.clone(),
+        topic,
+        cfg.topic.clone(),
+        cfg.consume.group.clone(),
+    ))
 }
 
 /// Report a fatal error to the supervisor; a configuration error becomes

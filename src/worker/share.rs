@@ -34,12 +34,12 @@ use super::cluster::{Cluster, Fatal};
 use super::dead_letter::{DeadLetters, Outcome};
 use super::report::{OutageClock, Reporter};
 use super::verdicts::DeadLetter;
-use super::{changed_to_true, fatal, watch_shutdown_signals, ALIVE_EVERY, CHUNK_BYTES, MIN_WINDOW};
+use super::{changed_to_true, fatal, watch_shutdown_signals, ALIVE_EVERY, CHUNK_BYTES};
 use crate::config::{StartFrom, WorkerConfig};
 use crate::error::ConfigError;
 use crate::group::share::{unsupported_message, ShareMember, ShareState};
 use crate::group::GroupSettings;
-use crate::handler::{Handler, HandlerEnv, HandlerEvent, Judged, Refused, Verdict};
+use crate::handler::{Handler, HandlerEvent, Judged, Refused, Verdict};
 use crate::record::Record;
 use crate::report::Report;
 use crate::wire::share::{self as sw, AckType};
@@ -137,44 +137,13 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     reporter.send(Report::MemberId {
         member_id: member.member_id.clone(),
     });
-    let handler = Handler::start(
-        &cfg.consume.handler,
-        cfg.consume.format,
-        cfg.consume.max_in_flight,
-        HandlerEnv {
-            slot: cfg.slot,
-            group: cfg.consume.group.clone(),
-            topic: cfg.topic.clone(),
-            guard_exe: "/proc/self/exe".into(),
-        },
-    )
-    .await;
-    let mut handler = match handler {
+    // Per-record acknowledgements: a share group acknowledges records one
+    // by one (and under --verdicts each says ok, retry or reject).
+    let handler = match super::start_handler(&cfg, true).await {
         Ok(h) => h,
         Err(e) => return Err(fatal(&mut reporter, e)),
     };
-    handler.limit_bytes(cfg.consume.max_in_flight_bytes);
-    let floor = match &cfg.consume.handler {
-        crate::config::HandlerSpec::Batch { size, .. } => size.saturating_mul(2),
-        _ => MIN_WINDOW,
-    };
-    handler.limit_time(cfg.consume.max_in_flight_time, floor);
-    // Per-record acknowledgements: a share group acknowledges records one
-    // by one (and under --verdicts each says ok, retry or reject).
-    handler.per_record(cfg.consume.verdicts.is_some());
-    let dead_letters = cfg
-        .consume
-        .verdicts
-        .as_ref()
-        .and_then(|v| v.dead_letter_topic.clone())
-        .map(|t| {
-            DeadLetters::start(
-                cfg.connect.clone(),
-                t,
-                cfg.topic.clone(),
-                cfg.consume.group.clone(),
-            )
-        });
+    let dead_letters = super::start_dead_letters(&cfg);
     let (replies_tx, replies) = mpsc::unbounded_channel();
     let mut w = ShareWorker {
         state: member.state(),
