@@ -76,6 +76,66 @@ pub enum Event {
     StderrClosed {
         slot: u32,
     },
+    /// A worker's report pipe reached end of file: every report it sent has
+    /// been read.
+    ReportsClosed {
+        pid: Pid,
+    },
+}
+
+/// How long a worker's exit waits for the rest of its reports (see
+/// `Parked`): its pipe closes as it dies, so this is only a bound.
+const REPORT_GRACE: Duration = Duration::from_millis(300);
+
+/// Exits reaped before the worker's last reports were read: SIGCHLD and the
+/// report reader race, and an exit handled before the report saying why
+/// ("stdout closed") would look like a crash. Each waits for its pipe's end
+/// of file, at most [`REPORT_GRACE`].
+#[derive(Default)]
+struct Parked {
+    exits: Vec<(Pid, Exit, Instant)>,
+    /// Workers whose reports ended before their exit was reaped.
+    closed: std::collections::HashSet<Pid>,
+}
+
+impl Parked {
+    /// Reaped exits: those whose reports are all read come back at once.
+    fn reaped(&mut self, reaped: Vec<(Pid, Exit)>, now: Instant) -> Vec<(Pid, Exit)> {
+        let mut ready = Vec::new();
+        for (pid, exit) in reaped {
+            if self.closed.remove(&pid) {
+                ready.push((pid, exit));
+            } else {
+                self.exits.push((pid, exit, now + REPORT_GRACE));
+            }
+        }
+        ready
+    }
+
+    /// `pid`'s reports ended: its exit, if it was waiting.
+    fn reports_closed(&mut self, pid: Pid) -> Option<(Pid, Exit)> {
+        match self.exits.iter().position(|e| e.0 == pid) {
+            Some(i) => {
+                let (pid, exit, _) = self.exits.remove(i);
+                Some((pid, exit))
+            }
+            None => {
+                self.closed.insert(pid);
+                None
+            }
+        }
+    }
+
+    /// Exits that waited long enough.
+    fn due(&mut self, now: Instant) -> Vec<(Pid, Exit)> {
+        let (due, wait): (Vec<_>, Vec<_>) = self.exits.drain(..).partition(|e| e.2 <= now);
+        self.exits = wait;
+        due.into_iter().map(|(p, e, _)| (p, e)).collect()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.exits.iter().map(|e| e.2).min()
+    }
 }
 
 /// How long a worker outside the group may stay silent: connecting, then a
@@ -181,6 +241,7 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
     let _grower = grow::Grower::start(&cfg, wanted.clone());
     let mut tails = Tails::new();
     let mut pending: VecDeque<Action> = slots.tick(now).into();
+    let mut parked = Parked::default();
     let mut written: Option<state_file::SupervisorState> = None;
 
     loop {
@@ -236,6 +297,15 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
                 }
             }
         }
+        // Exits that waited long enough for their reports.
+        let late = parked.due(Instant::now());
+        if !late.is_empty() {
+            for (pid, exit) in late {
+                pending.extend(slots.exited(pid, exit, Instant::now()));
+            }
+            kill_strays(&slots.pids());
+            continue;
+        }
         // Timers that came due while acting (a zero restart delay, say).
         if slots.next_deadline().is_some_and(|d| d <= Instant::now()) {
             pending.extend(slots.tick(Instant::now()));
@@ -253,7 +323,10 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
             }
         }
 
-        let deadline = slots.next_deadline();
+        let deadline = match (slots.next_deadline(), parked.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let waited_from = Instant::now();
         let event = match deadline {
             Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
@@ -281,7 +354,7 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
             None => {}
             Some(Event::Signal(sig)) => match sig {
                 SignalEvent::Child => {
-                    for (pid, exit) in reap() {
+                    for (pid, exit) in parked.reaped(reap(), now) {
                         pending.extend(slots.exited(pid, exit, Instant::now()));
                     }
                     kill_strays(&slots.pids());
@@ -305,6 +378,12 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
             }
             Some(Event::Stderr { slot, pid, line }) => tails.keep(slot, pid, line),
             Some(Event::StderrClosed { .. }) => {}
+            Some(Event::ReportsClosed { pid }) => {
+                if let Some((pid, exit)) = parked.reports_closed(pid) {
+                    pending.extend(slots.exited(pid, exit, Instant::now()));
+                    kill_strays(&slots.pids());
+                }
+            }
         }
     }
 }
@@ -538,6 +617,7 @@ fn read_worker(
                     None => debug!("slot {slot} pid {pid}: unreadable report line {line:?}"),
                 }
             }
+            let _ = rtx.send(Event::ReportsClosed { pid });
         });
     if let Err(e) = spawned {
         warn!("slot {slot}: cannot start a report reader: {e}");
