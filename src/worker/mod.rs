@@ -322,6 +322,36 @@ async fn start_handler(cfg: &WorkerConfig, per_record: bool) -> anyhow::Result<H
     Ok(handler)
 }
 
+/// Per partition owned now or handled before: the records and bytes the
+/// handler acknowledged (the rest of each entry is the caller's to fill).
+fn handled_stats(
+    owned: &[i32],
+    handler: &Handler,
+) -> BTreeMap<i32, crate::metrics::PartitionStats> {
+    use crate::metrics::PartitionStats;
+    let mut parts: BTreeMap<i32, PartitionStats> = owned
+        .iter()
+        .map(|&p| {
+            (
+                p,
+                PartitionStats {
+                    partition: p,
+                    ..PartitionStats::default()
+                },
+            )
+        })
+        .collect();
+    for &(p, records, bytes) in handler.handled().0 {
+        let e = parts.entry(p).or_insert_with(|| PartitionStats {
+            partition: p,
+            ..PartitionStats::default()
+        });
+        e.records = records;
+        e.bytes = bytes;
+    }
+    parts
+}
+
 /// `--dead-letter-topic`: the task that writes the copies.
 fn start_dead_letters(cfg: &WorkerConfig) -> Option<DeadLetters> {
     let topic = cfg.consume.verdicts.as_ref()?.dead_letter_topic.clone()?;
@@ -794,29 +824,10 @@ impl Worker {
 
     /// The statistics `--metrics-addr` shows, to the supervisor.
     fn report_stats(&mut self, owned: &[i32]) {
-        use crate::metrics::{PartitionStats, WorkerStats};
+        use crate::metrics::WorkerStats;
         use std::sync::atomic::Ordering;
-        let (handled, latency) = self.handler.handled();
-        let mut parts: BTreeMap<i32, PartitionStats> = owned
-            .iter()
-            .map(|&p| {
-                (
-                    p,
-                    PartitionStats {
-                        partition: p,
-                        ..PartitionStats::default()
-                    },
-                )
-            })
-            .collect();
-        for &(p, records, bytes) in handled {
-            let e = parts.entry(p).or_insert_with(|| PartitionStats {
-                partition: p,
-                ..PartitionStats::default()
-            });
-            e.records = records;
-            e.bytes = bytes;
-        }
+        let mut parts = handled_stats(owned, &self.handler);
+        let latency = self.handler.handled().1;
         for (p, e) in parts.iter_mut() {
             e.committed = self.committed_at.get(p).copied();
             e.high_watermark = self

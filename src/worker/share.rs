@@ -892,29 +892,9 @@ impl ShareWorker {
     }
 
     fn report_stats(&mut self) {
-        use crate::metrics::{PartitionStats, WorkerStats};
-        let (handled, latency) = self.handler.handled();
-        let mut parts: BTreeMap<i32, PartitionStats> = self
-            .assigned
-            .iter()
-            .map(|&p| {
-                (
-                    p,
-                    PartitionStats {
-                        partition: p,
-                        ..PartitionStats::default()
-                    },
-                )
-            })
-            .collect();
-        for &(p, records, bytes) in handled {
-            let e = parts.entry(p).or_insert_with(|| PartitionStats {
-                partition: p,
-                ..PartitionStats::default()
-            });
-            e.records = records;
-            e.bytes = bytes;
-        }
+        use crate::metrics::WorkerStats;
+        let latency = self.handler.handled().1;
+        let parts = super::handled_stats(&self.assigned, &self.handler);
         self.reporter.send(Report::Stats(WorkerStats {
             partitions: parts.into_values().collect(),
             in_flight_records: self.handler.in_flight() as u64,
