@@ -787,6 +787,7 @@ fn a_librdkafka_peer_shares_the_group_over_sasl_ssl() {
     assert_eq!(
         total,
         (na + nb + nc) as i64,
-        "committed offsets {commits:?}"
+        "committed offsets {commits:?}; kswarm's log:\n{}",
+        run.stderr_text()
     );
 }
