@@ -277,11 +277,23 @@ fn a_java_share_consumer_shares_the_group_with_kswarm() {
     let union: BTreeSet<String> = by_java.union(&by_kswarm).cloned().collect();
     assert!(missing(&union, "sj", n).is_empty());
     assert!(all.len() >= n);
+    let overlap = by_java.intersection(&by_kswarm).count();
     eprintln!(
-        "java handled {}, kswarm {}, overlap {}",
+        "java handled {}, kswarm {}, overlap {overlap}",
         by_java.len(),
         by_kswarm.len(),
-        by_java.intersection(&by_kswarm).count()
+    );
+    // A clean run: what one side accepted never reaches the other, nor
+    // the same side again.
+    assert_eq!(
+        overlap, 0,
+        "records handled by both the Java member and kswarm on a clean run"
+    );
+    let t = tally(&all_seen(&dir));
+    assert_eq!(
+        (t.distinct, t.duplicates),
+        (n, 0),
+        "every record handled once on a clean run"
     );
 }
 
