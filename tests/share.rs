@@ -435,28 +435,28 @@ fn free_port() -> u16 {
 fn assert_share_refused(addr: &str) {
     let topic = unique("share-none");
     let state = temp_dir("share-none-state");
-    let out = kswarm()
-        .env("KSWARM_STATE_DIR", &state)
-        .args([
-            "run",
-            "-b",
-            addr,
-            "-t",
-            &topic,
-            "-g",
-            &unique("share-none-g"),
-            "-w",
-            "1",
-            "-p",
-            "1",
-            "--group-protocol",
-            "share",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("kswarm run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let mut cmd = kswarm();
+    cmd.env("KSWARM_STATE_DIR", &state).args([
+        "run",
+        "-b",
+        addr,
+        "-t",
+        &topic,
+        "-g",
+        &unique("share-none-g"),
+        "-w",
+        "1",
+        "-p",
+        "1",
+        "--group-protocol",
+        "share",
+    ]);
+    // Bounded: a build that took the refusal for a passing fault would
+    // retry for ever; the wait fails the test instead (and kills the run).
+    let mut run = Proc::spawn("kswarm run --group-protocol share", cmd, None);
+    let status = run.wait(Duration::from_secs(60));
+    let stderr = run.stderr_text();
+    assert_eq!(status.code(), Some(2), "{stderr}");
     let err = last_error(&stderr);
     assert!(
         err.contains("--group-protocol share")
