@@ -22,6 +22,7 @@ pub(crate) mod grow;
 pub(crate) mod handover;
 pub(crate) mod metrics_server;
 pub(crate) mod notify;
+pub(crate) mod parked;
 pub(crate) mod signals;
 pub(crate) mod slot;
 pub(crate) mod spawn;
@@ -46,6 +47,7 @@ use crate::state_file;
 use backoff::{thread_rng_jitter, BackoffPolicy};
 use fleet::{Action, Exit, Fleet, Inherit, Outcome, Pid, Sig, Timeouts};
 use notify::Notifier;
+use parked::Parked;
 use signals::SignalEvent;
 
 /// Lines of each slot's stderr kept for the crash-loop message.
@@ -81,61 +83,6 @@ pub enum Event {
     ReportsClosed {
         pid: Pid,
     },
-}
-
-/// How long a worker's exit waits for the rest of its reports (see
-/// `Parked`): its pipe closes as it dies, so this is only a bound.
-const REPORT_GRACE: Duration = Duration::from_millis(300);
-
-/// Exits reaped before the worker's last reports were read: SIGCHLD and the
-/// report reader race, and an exit handled before the report saying why
-/// ("stdout closed") would look like a crash. Each waits for its pipe's end
-/// of file, at most [`REPORT_GRACE`].
-#[derive(Default)]
-struct Parked {
-    exits: Vec<(Pid, Exit, Instant)>,
-    /// Workers whose reports ended before their exit was reaped.
-    closed: std::collections::HashSet<Pid>,
-}
-
-impl Parked {
-    /// Reaped exits: those whose reports are all read come back at once.
-    fn reaped(&mut self, reaped: Vec<(Pid, Exit)>, now: Instant) -> Vec<(Pid, Exit)> {
-        let mut ready = Vec::new();
-        for (pid, exit) in reaped {
-            if self.closed.remove(&pid) {
-                ready.push((pid, exit));
-            } else {
-                self.exits.push((pid, exit, now + REPORT_GRACE));
-            }
-        }
-        ready
-    }
-
-    /// `pid`'s reports ended: its exit, if it was waiting.
-    fn reports_closed(&mut self, pid: Pid) -> Option<(Pid, Exit)> {
-        match self.exits.iter().position(|e| e.0 == pid) {
-            Some(i) => {
-                let (pid, exit, _) = self.exits.remove(i);
-                Some((pid, exit))
-            }
-            None => {
-                self.closed.insert(pid);
-                None
-            }
-        }
-    }
-
-    /// Exits that waited long enough.
-    fn due(&mut self, now: Instant) -> Vec<(Pid, Exit)> {
-        let (due, wait): (Vec<_>, Vec<_>) = self.exits.drain(..).partition(|e| e.2 <= now);
-        self.exits = wait;
-        due.into_iter().map(|(p, e, _)| (p, e)).collect()
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.exits.iter().map(|e| e.2).min()
-    }
 }
 
 /// How long a worker outside the group may stay silent: connecting, then a
