@@ -116,14 +116,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         );
     };
     let partitions: Vec<i32> = (0..count as i32).collect();
-    let mut coord = crate::group::coordinator::connect_coordinator(
-        &connect.brokers,
-        "kswarm-status",
-        connect.connect_timeout,
-        connect.connect_timeout,
-        group,
-    )
-    .await?;
+    let mut coord = connect_coordinator(connect, "kswarm-status", group).await?;
     let fetched = group_msgs::offset_fetch(&mut coord, group, topic, &partitions)
         .await
         .with_context(|| format!("reading the committed offsets of --group {group}"))?;
@@ -205,14 +198,7 @@ pub(crate) async fn group_view(
     group: &str,
     topic: &str,
 ) -> crate::group_size::GroupView {
-    let coord = crate::group::coordinator::connect_coordinator(
-        &connect.brokers,
-        "kswarm-sizing",
-        connect.connect_timeout,
-        connect.connect_timeout,
-        group,
-    )
-    .await;
+    let coord = connect_coordinator(connect, "kswarm-sizing", group).await;
     let mut coord = match coord {
         Ok(c) => c,
         Err(e) => {
@@ -431,6 +417,22 @@ fn table_text(out: &StatusOut) -> String {
         );
     }
     t
+}
+
+/// A connection to `group`'s coordinator, as `client_id`.
+async fn connect_coordinator(
+    connect: &ConnectConfig,
+    client_id: &str,
+    group: &str,
+) -> Result<crate::wire::BrokerConn, crate::group::GroupError> {
+    crate::group::connect_coordinator(&crate::group::LinkSettings {
+        brokers: connect.brokers.clone(),
+        client_id: client_id.to_string(),
+        group: group.to_string(),
+        connect_timeout: connect.connect_timeout,
+        window: connect.connect_timeout,
+    })
+    .await
 }
 
 #[cfg(test)]

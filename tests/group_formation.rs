@@ -141,7 +141,7 @@ async fn measure(n: usize, heal: bool) {
     let dead_id = dead.state.borrow().clone().unwrap().member_id;
     dead.task.abort();
     let t = Instant::now();
-    evict(&brokers(), Duration::from_secs(10), &group, &[dead_id], &[])
+    evict(&classic_eviction(&group), &[dead_id], &[])
         .await
         .unwrap();
     let evicted = formed(&ms, n as i32, Duration::from_secs(60))
@@ -174,4 +174,13 @@ async fn formation_times_of_2_members() {
 #[tokio::test(flavor = "current_thread")]
 async fn formation_times_of_8_members() {
     measure(8, true).await;
+}
+
+fn classic_eviction(group: &str) -> kswarm::group::Eviction {
+    kswarm::group::Eviction::new(
+        &brokers(),
+        Duration::from_secs(10),
+        group,
+        kswarm::config::GroupProtocol::Classic,
+    )
 }

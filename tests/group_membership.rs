@@ -457,7 +457,7 @@ async fn evicted_member_is_replaced_quickly() {
     let dead_id = dead.current().unwrap().member_id;
     dead.crash();
     let t = Instant::now();
-    evict(&brokers(), Duration::from_secs(10), &group, &[dead_id], &[])
+    evict(&classic_eviction(&group), &[dead_id], &[])
         .await
         .expect("evict");
     let evicting = t.elapsed();
@@ -470,7 +470,7 @@ async fn evicted_member_is_replaced_quickly() {
     );
     // Evicting a member that is already gone is fine.
     let again = a[0].member_id.clone() + "-nobody";
-    evict(&brokers(), Duration::from_secs(10), &group, &[again], &[])
+    evict(&classic_eviction(&group), &[again], &[])
         .await
         .expect("evict unknown");
     for m in ms {
@@ -590,7 +590,7 @@ async fn consumer_protocol_evicted_member_is_replaced_quickly() {
     let dead_id = dead.current().unwrap().member_id;
     dead.crash();
     let t = Instant::now();
-    kswarm::group::evict_consumer_members(&brokers(), Duration::from_secs(10), &group, &[dead_id])
+    kswarm::group::evict(&consumer_eviction(&group), &[dead_id], &[])
         .await
         .expect("evict");
     let (_, a) = consumer_settled(&ms, Duration::from_secs(40)).await;
@@ -600,15 +600,32 @@ async fn consumer_protocol_evicted_member_is_replaced_quickly() {
         took < Duration::from_secs(10),
         "eviction took {took:?}: it waited for the broker's session (45 s)?"
     );
-    kswarm::group::evict_consumer_members(
-        &brokers(),
-        Duration::from_secs(10),
-        &group,
+    kswarm::group::evict(
+        &consumer_eviction(&group),
         &["nobody-of-this-group".to_string()],
+        &[],
     )
     .await
     .expect("evicting an unknown member");
     for m in ms {
         m.leave().await;
     }
+}
+
+fn classic_eviction(group: &str) -> kswarm::group::Eviction {
+    kswarm::group::Eviction::new(
+        &brokers(),
+        Duration::from_secs(10),
+        group,
+        kswarm::config::GroupProtocol::Classic,
+    )
+}
+
+fn consumer_eviction(group: &str) -> kswarm::group::Eviction {
+    kswarm::group::Eviction::new(
+        &brokers(),
+        Duration::from_secs(10),
+        group,
+        kswarm::config::GroupProtocol::Consumer,
+    )
 }

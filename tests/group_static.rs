@@ -134,15 +134,9 @@ async fn evicting_a_static_member_by_instance_id() {
     });
     drop(gone); // crash
     let t = Instant::now();
-    evict(
-        &brokers(),
-        Duration::from_secs(10),
-        &group,
-        &[],
-        &[gone_instance],
-    )
-    .await
-    .expect("evict");
+    evict(&classic_eviction(&group), &[], &[gone_instance])
+        .await
+        .expect("evict");
     let got = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let j = joins.recv().await.unwrap();
@@ -158,4 +152,13 @@ async fn evicting_a_static_member_by_instance_id() {
         t.elapsed()
     );
     keep_task.abort();
+}
+
+fn classic_eviction(group: &str) -> kswarm::group::Eviction {
+    kswarm::group::Eviction::new(
+        &brokers(),
+        Duration::from_secs(10),
+        group,
+        kswarm::config::GroupProtocol::Classic,
+    )
 }

@@ -26,11 +26,11 @@ use base64::Engine as _;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::coordinator::connect_coordinator;
+use super::common::{link_settings, Common, ProtocolMember};
 use super::errors::{classify, Class};
-use super::heartbeat::Beat;
-use super::member::{Member, Step};
-use super::{Assigned, GroupError, GroupSettings};
+use super::link::{CoordinatorLink, Pacer, Step};
+use super::requests::{ConsumerHeartbeat, TopicIdOf};
+use super::types::{Assigned, Beat, GroupError, GroupSettings};
 use crate::wire::consumer_group::{self as cg, ConsumerBeat, ConsumerBeatAnswer, TopicId};
 use crate::wire::group_msgs::code_name;
 use crate::wire::BrokerConn;
@@ -73,7 +73,7 @@ pub fn new_member_id() -> String {
 
 /// The partitions of our topic in an assignment, and its topic id. We
 /// subscribe to one topic, so an assignment names at most one.
-fn ours(assignment: &[(TopicId, Vec<i32>)]) -> (Option<TopicId>, Vec<i32>) {
+pub(crate) fn ours(assignment: &[(TopicId, Vec<i32>)]) -> (Option<TopicId>, Vec<i32>) {
     let mut id = None;
     let mut parts = Vec::new();
     for (t, p) in assignment {
@@ -123,6 +123,7 @@ impl Beating {
         let poke = Arc::new(Notify::new());
         // Beat at once: it acknowledges what we now own.
         poke.notify_one();
+        let link = CoordinatorLink::starting_at(link_settings(s), coordinator);
         let task = tokio::spawn(beat_loop(
             BeatLoop {
                 s: s.clone(),
@@ -132,7 +133,7 @@ impl Beating {
                 epoch_tx,
                 poke: poke.clone(),
             },
-            coordinator,
+            link,
         ));
         Self {
             task,
@@ -173,106 +174,108 @@ struct BeatLoop {
     poke: Arc<Notify>,
 }
 
-async fn beat_loop(b: BeatLoop, coordinator: Option<String>) {
-    let verdict = beat(&b, coordinator).await;
+async fn beat_loop(b: BeatLoop, mut link: CoordinatorLink) {
+    let verdict = b.beat(&mut link).await;
     tracing::debug!(member = %b.member_id, ?verdict, "consumer heartbeat stops");
     b.state.send_replace(verdict);
 }
 
-async fn beat(b: &BeatLoop, mut known: Option<String>) -> Beat {
-    let mut conn: Option<BrokerConn> = None;
-    let request_timeout = b.s.request_timeout();
-    loop {
-        let interval = b.shared.lock().unwrap().interval;
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = b.poke.notified() => {}
-        }
-        if conn.as_ref().is_none_or(BrokerConn::is_broken) {
-            conn = reconnect(&b.s, known.as_deref()).await;
-            let Some(c) = conn.as_ref() else {
-                b.poke.notify_one();
-                tokio::time::sleep(Duration::from_millis(200)).await;
+impl BeatLoop {
+    /// Beat until fenced or failed: every broker-given interval, and at
+    /// once when poked.
+    async fn beat(&self, link: &mut CoordinatorLink) -> Beat {
+        let request_timeout = self.s.request_timeout();
+        loop {
+            let interval = self.shared.lock().unwrap().interval;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.poke.notified() => {}
+            }
+            let Some(topic_id) = self.topic_id(link, request_timeout).await else {
                 continue;
             };
-            known = Some(c.addr().to_string());
-        }
-        let c = conn.as_mut().expect("connected above");
-        let (epoch, owned, topic_id) = {
-            let sh = b.shared.lock().unwrap();
-            (sh.epoch, sh.owned.clone(), sh.topic_id)
-        };
-        // Owned partitions are named by topic id: look it up once (a worker
-        // that took a member over knows the partitions, not the id).
-        let topic_id = match topic_id {
-            Some(id) => Some(id),
-            None if owned.is_empty() => None,
-            None => {
-                match tokio::time::timeout(request_timeout, cg::topic_id(c, &b.s.topic)).await {
-                    Ok(Ok(Ok(id))) => {
-                        b.shared.lock().unwrap().topic_id = Some(id);
-                        Some(id)
+            let (epoch, owned) = {
+                let sh = self.shared.lock().unwrap();
+                (sh.epoch, sh.owned.clone())
+            };
+            let topics = [self.s.topic.clone()];
+            let req = request(
+                &self.s,
+                &self.member_id,
+                epoch,
+                &topics,
+                topic_id.map(|id| (id, owned.as_slice())),
+            );
+            let ans = match link
+                .call(ConsumerHeartbeat(&req), request_timeout, "")
+                .await
+            {
+                Ok(a) => a,
+                Err(step) => {
+                    tracing::debug!("consumer heartbeat: {step:?}");
+                    if link.addr().is_none() {
+                        // No coordinator found: try again soon.
+                        self.poke.notify_one();
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    Ok(Ok(Err(code))) => {
-                        tracing::debug!(
-                            "consumer heartbeat: topic id of {}: {}",
-                            b.s.topic,
-                            code_name(code)
-                        );
-                        continue;
-                    }
-                    Ok(Err(_)) | Err(_) => {
-                        conn = None;
-                        continue;
-                    }
+                    continue;
                 }
+            };
+            match classify(ans.error, "ConsumerGroupHeartbeat") {
+                Class::Ok => self.learn(&ans),
+                Class::ResetMember | Class::Rejoin | Class::MemberIdRequired => {
+                    tracing::info!(
+                        member = %self.member_id,
+                        "the coordinator fenced member epoch {epoch} ({}); joining again",
+                        code_name(ans.error)
+                    );
+                    return Beat::Rebalance { reset_member: true };
+                }
+                Class::CoordinatorMoved => {
+                    link.forget();
+                    self.poke.notify_one();
+                }
+                Class::Retry => {}
+                Class::Fatal(m) => return Beat::Fatal(with_message(m, &ans)),
             }
-        };
-        let topics = [b.s.topic.clone()];
-        let req = request(
-            &b.s,
-            &b.member_id,
-            epoch,
-            &topics,
-            topic_id.map(|id| (id, owned.as_slice())),
-        );
-        let ans = match tokio::time::timeout(request_timeout, cg::consumer_group_heartbeat(c, &req))
-            .await
-        {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                tracing::debug!("consumer heartbeat: {e}");
-                conn = None;
-                continue;
-            }
-            Err(_) => {
-                tracing::debug!("consumer heartbeat: no answer within {request_timeout:?}");
-                conn = None;
-                continue;
-            }
-        };
-        match classify(ans.error, "ConsumerGroupHeartbeat") {
-            Class::Ok => b.learn(&ans),
-            Class::ResetMember | Class::Rejoin | Class::MemberIdRequired => {
-                tracing::info!(
-                    member = %b.member_id,
-                    "the coordinator fenced member epoch {epoch} ({}); joining again",
-                    code_name(ans.error)
-                );
-                return Beat::Rebalance { reset_member: true };
-            }
-            Class::CoordinatorMoved => {
-                conn = None;
-                known = None;
-                b.poke.notify_one();
-            }
-            Class::Retry => {}
-            Class::Fatal(m) => return Beat::Fatal(with_message(m, &ans)),
         }
     }
-}
 
-impl BeatLoop {
+    /// Our topic's id, which names the partitions we own: looked up once (a
+    /// worker that took a member over knows the partitions, not the id).
+    /// `None`: not known yet, beat again later. `Some(None)`: not needed.
+    async fn topic_id(
+        &self,
+        link: &mut CoordinatorLink,
+        timeout: Duration,
+    ) -> Option<Option<TopicId>> {
+        let (known, owns) = {
+            let sh = self.shared.lock().unwrap();
+            (sh.topic_id, !sh.owned.is_empty())
+        };
+        if known.is_some() || !owns {
+            return Some(known);
+        }
+        match link.call(TopicIdOf(&self.s.topic), timeout, "").await {
+            Ok(Ok(id)) => {
+                self.shared.lock().unwrap().topic_id = Some(id);
+                Some(Some(id))
+            }
+            Ok(Err(code)) => {
+                tracing::debug!(
+                    "consumer heartbeat: topic id of {}: {}",
+                    self.s.topic,
+                    code_name(code)
+                );
+                None
+            }
+            Err(step) => {
+                tracing::debug!("consumer heartbeat: topic id: {step:?}");
+                None
+            }
+        }
+    }
+
     /// Take in a successful answer: the epoch, the interval, and a new
     /// assignment (which ends the worker's current set of partitions).
     fn learn(&self, ans: &ConsumerBeatAnswer) {
@@ -336,7 +339,7 @@ fn request<'a>(
         member_id,
         member_epoch: epoch,
         instance_id: s.instance_id.as_deref(),
-        rebalance_timeout_ms: Some(super::member::millis(s.rebalance_timeout)),
+        rebalance_timeout_ms: Some(super::classic::millis(s.rebalance_timeout)),
         topics: Some(topics),
         server_assignor: s.remote_assignor.as_deref(),
         // Nothing owned yet: an empty list (no topic id needed).
@@ -351,29 +354,11 @@ fn with_message(m: String, ans: &ConsumerBeatAnswer) -> String {
     }
 }
 
-async fn reconnect(s: &GroupSettings, known: Option<&str>) -> Option<BrokerConn> {
-    if let Some(addr) = known {
-        if let Ok(c) = BrokerConn::connect(addr, &s.client_id, s.connect_timeout).await {
-            return Some(c);
-        }
-    }
-    connect_coordinator(
-        &s.brokers,
-        &s.client_id,
-        s.connect_timeout,
-        s.connect_timeout,
-        &s.group,
-    )
-    .await
-    .map_err(|e| tracing::debug!("consumer heartbeat: {e}"))
-    .ok()
-}
-
-const CONSUMER_HINT: &str = "--group-protocol consumer needs a broker with KIP-848's ConsumerGroupHeartbeat v1 (Apache Kafka 4.0 or later, with group.coordinator.rebalance.protocols including consumer); use --group-protocol classic";
+pub(crate) const CONSUMER_HINT: &str = "--group-protocol consumer needs a broker with KIP-848's ConsumerGroupHeartbeat v1 (Apache Kafka 4.0 or later, with group.coordinator.rebalance.protocols including consumer); use --group-protocol classic";
 
 /// Whether `conn`'s broker can host a consumer-protocol member; the error
 /// names the flag and the way out.
-pub(super) fn check_broker(conn: &BrokerConn) -> Result<(), GroupError> {
+pub(crate) fn check_broker(conn: &BrokerConn) -> Result<(), GroupError> {
     if cg::supports_consumer_groups(conn) {
         Ok(())
     } else {
@@ -384,61 +369,38 @@ pub(super) fn check_broker(conn: &BrokerConn) -> Result<(), GroupError> {
     }
 }
 
-impl Member {
-    /// Consumer protocol: the next assignment. A member in good standing
-    /// takes the broker's latest one (the worker has drained and committed
-    /// what it gives up); otherwise it joins at epoch 0.
-    pub(super) async fn join_consumer(&mut self) -> Result<Assigned, GroupError> {
-        if let Some(b) = self.beating.as_ref() {
-            if !b.ended() {
-                let (epoch, partitions) = b.accept_target();
-                self.generation_id = epoch;
-                return Ok(self.assigned(epoch, partitions));
-            }
-            // Fenced: Kafka before 4.2 refuses epoch 0 under the old id until
-            // its session expires, so start over as a new member.
-            self.member_id.clear();
-        }
-        self.beating = None;
-        if self.member_id.is_empty() {
-            self.member_id = new_member_id();
-            let id = self.member_id.clone();
-            self.tell_member_id(&id);
-        }
-        let what = format!(
-            "joining --group {} (--group-protocol consumer)",
-            self.s.group
-        );
-        let mut pacer =
-            super::coordinator::Pacer::new(self.s.connect_timeout.max(self.s.session_timeout));
-        loop {
-            match self.join_consumer_once().await {
-                Ok(a) => return Ok(a),
-                Err(step) => pacer.step(&what, step).await?,
-            }
-        }
+/// The consumer protocol's own state.
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    /// The member epoch of the last join (the heartbeat keeps the latest).
+    epoch: i32,
+    /// The heartbeat of a member in good standing.
+    beating: Option<Beating>,
+}
+
+impl Consumer {
+    /// A member of a consumer-protocol group, if the broker can host one.
+    pub(crate) async fn new(c: &mut Common) -> Result<Self, GroupError> {
+        check_broker(c.link.conn().await?)?;
+        Ok(Self {
+            epoch: -1,
+            beating: None,
+        })
     }
 
-    async fn join_consumer_once(&mut self) -> Result<Assigned, Step> {
-        let topics = [self.s.topic.clone()];
-        let member_id = self.member_id.clone();
-        let settings = self.s.clone();
-        let req = request(&settings, &member_id, 0, &topics, None);
-        let timeout = self.s.request_timeout();
-        let ans = {
-            let c = self.coordinator().await?;
-            check_broker(c)?;
-            match tokio::time::timeout(timeout, cg::consumer_group_heartbeat(c, &req)).await {
-                Ok(Ok(a)) => a,
-                Ok(Err(e)) => return Err(self.lost(e, CONSUMER_HINT)),
-                Err(_) => {
-                    self.conn = None;
-                    return Err(Step::Pause(format!(
-                        "ConsumerGroupHeartbeat: no answer within {timeout:?}"
-                    )));
-                }
-            }
-        };
+    async fn join_once(&mut self, c: &mut Common) -> Result<Assigned, Step> {
+        let topics = [c.s.topic.clone()];
+        let member_id = c.id.get().to_string();
+        let req = request(&c.s, &member_id, 0, &topics, None);
+        check_broker(c.link.conn().await?)?;
+        let ans = c
+            .link
+            .call(
+                ConsumerHeartbeat(&req),
+                c.s.request_timeout(),
+                CONSUMER_HINT,
+            )
+            .await?;
         match classify(ans.error, "ConsumerGroupHeartbeat") {
             Class::Ok => {}
             // At epoch 0 the group is created if missing: this one exists and
@@ -449,22 +411,20 @@ impl Member {
                      (a classic group whose members are not all plain consumers, a share or streams \
                      group, or group.consumer.migration.policy forbids it); use --group-protocol \
                      classic, or another --group",
-                    self.s.group
+                    c.s.group
                 ), &ans))))
             }
             Class::ResetMember => {
                 // Our id is fenced (a rejoin under a dead worker's id on
                 // Kafka before 4.2): join as a new member.
-                self.member_id = new_member_id();
-                let id = self.member_id.clone();
-                self.tell_member_id(&id);
+                c.id.set(&new_member_id());
                 return Err(Step::Again);
             }
+            Class::Fatal(m) => return Err(Step::Fail(GroupError::Fatal(with_message(m, &ans)))),
             Class::CoordinatorMoved => {
-                self.conn = None;
+                c.link.forget();
                 return Err(Step::Pause(format!("ConsumerGroupHeartbeat: {}", code_name(ans.error))));
             }
-            Class::Fatal(m) => return Err(Step::Fail(GroupError::Fatal(with_message(m, &ans)))),
             _ => {
                 return Err(Step::Pause(format!(
                     "ConsumerGroupHeartbeat: {}{}",
@@ -475,29 +435,30 @@ impl Member {
         }
         let (topic_id, partitions) = ours(ans.assignment.as_deref().unwrap_or_default());
         let epoch = ans.member_epoch;
-        self.generation_id = epoch;
-        tracing::debug!(member = %self.member_id, epoch, ?partitions, "joined (consumer protocol)");
+        self.epoch = epoch;
+        tracing::debug!(member = %c.id.get(), epoch, ?partitions, "joined (consumer protocol)");
         self.start_beating(
+            c,
             epoch,
             partitions.clone(),
             topic_id,
             ans.heartbeat_interval_ms,
         );
-        Ok(self.assigned(epoch, partitions))
+        Ok(assigned(c, epoch, partitions))
     }
 
     fn start_beating(
         &mut self,
+        c: &Common,
         epoch: i32,
         owned: Vec<i32>,
         topic_id: Option<TopicId>,
         interval_ms: i32,
     ) {
-        let interval = beat_interval(&self.s, interval_ms);
-        let known = self.conn.as_ref().map(|c| c.addr().to_string());
+        let interval = beat_interval(&c.s, interval_ms);
         self.beating = Some(Beating::start(
-            &self.s,
-            &self.member_id,
+            &c.s,
+            c.id.get(),
             Shared {
                 epoch,
                 owned,
@@ -505,40 +466,66 @@ impl Member {
                 target: None,
                 interval,
             },
-            known,
+            c.link.addr(),
         ));
     }
+}
 
-    fn assigned(&self, epoch: i32, partitions: Vec<i32>) -> Assigned {
-        Assigned {
-            generation_id: epoch,
-            member_id: self.member_id.clone(),
-            leader: false,
-            partitions,
+impl ProtocolMember for Consumer {
+    fn generation_id(&self) -> i32 {
+        self.epoch
+    }
+
+    /// The next assignment. A member in good standing takes the broker's
+    /// latest one (the worker has drained and committed what it gives up);
+    /// otherwise it joins at epoch 0.
+    async fn join(&mut self, c: &mut Common) -> Result<Assigned, GroupError> {
+        if let Some(b) = self.beating.as_ref() {
+            if !b.ended() {
+                let (epoch, partitions) = b.accept_target();
+                self.epoch = epoch;
+                return Ok(assigned(c, epoch, partitions));
+            }
+            // Fenced: Kafka before 4.2 refuses epoch 0 under the old id until
+            // its session expires, so start over as a new member.
+            c.id.clear();
+        }
+        self.beating = None;
+        if c.id.is_empty() {
+            c.id.set(&new_member_id());
+        }
+        let what = format!("joining --group {} (--group-protocol consumer)", c.s.group);
+        let mut pacer = Pacer::new(c.s.connect_timeout.max(c.s.session_timeout));
+        loop {
+            match self.join_once(c).await {
+                Ok(a) => return Ok(a),
+                Err(step) => pacer.step(&what, step).await?,
+            }
         }
     }
 
-    /// Consumer protocol: carry on as the member a dead worker was.
-    pub(super) fn resume_consumer(
-        &mut self,
-        member_id: &str,
-        epoch: i32,
-        partitions: Vec<i32>,
-    ) -> Assigned {
-        self.member_id = member_id.to_string();
-        self.generation_id = epoch;
-        self.start_beating(epoch, partitions.clone(), None, 0);
-        self.assigned(epoch, partitions)
+    /// Join at the next [`Consumer::join`] under `member_id`.
+    fn rejoin_as(&mut self, c: &mut Common, member_id: &str) {
+        self.beating = None;
+        c.id.assume(member_id);
+        self.epoch = -1;
+    }
+
+    /// Carry on as the member a dead worker was: nothing binds a member to
+    /// a connection.
+    fn resume(&mut self, c: &mut Common, epoch: i32, partitions: &[i32]) {
+        self.epoch = epoch;
+        self.start_beating(c, epoch, partitions.to_vec(), None, 0);
     }
 
     /// The epoch to commit with: the heartbeat's latest.
-    pub(super) fn consumer_epoch(&self) -> i32 {
-        self.beating
-            .as_ref()
-            .map_or(self.generation_id, Beating::epoch)
+    fn commit_generation(&self) -> i32 {
+        self.beating.as_ref().map_or(self.epoch, Beating::epoch)
     }
 
-    pub(super) async fn consumer_rebalance_needed(&mut self) -> Result<(), GroupError> {
+    /// Resolves once the broker assigned something else than we own, or
+    /// fenced us. Cancel-safe.
+    async fn rebalance_needed(&mut self) -> Result<(), GroupError> {
         let Some(b) = self.beating.as_mut() else {
             return Ok(());
         };
@@ -556,142 +543,59 @@ impl Member {
     }
 
     /// The member epochs to come (the supervisor hands a dead worker's
-    /// member over with the latest). None under the classic protocol.
-    pub fn epochs(&self) -> Option<watch::Receiver<i32>> {
+    /// member over with the latest).
+    fn epochs(&self) -> Option<watch::Receiver<i32>> {
         // Not marked seen: an epoch that came between the join and this call
         // still shows up (the caller skips the one it knows).
         self.beating.as_ref().map(|b| b.epoch_rx.clone())
     }
 
-    /// Consumer protocol: leave (epoch -1), which moves our partitions at once.
-    pub(super) async fn leave_consumer_once(&mut self) -> Result<(), Step> {
+    /// Leave (epoch -1), which moves our partitions at once.
+    async fn leave_once(&mut self, c: &mut Common) -> Result<(), Step> {
         self.beating = None;
-        let topics = [self.s.topic.clone()];
-        let member_id = self.member_id.clone();
-        let settings = self.s.clone();
-        let mut req = request(&settings, &member_id, LEAVE_EPOCH, &topics, None);
-        req.topics = None;
-        req.rebalance_timeout_ms = None;
-        req.owned = None;
-        req.server_assignor = None;
-        let timeout = self.s.request_timeout();
-        let c = self.coordinator().await?;
-        let ans = match tokio::time::timeout(timeout, cg::consumer_group_heartbeat(c, &req)).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(self.lost(e, CONSUMER_HINT)),
-            Err(_) => {
-                self.conn = None;
-                return Err(Step::Pause(format!(
-                    "leaving: no answer within {timeout:?}"
-                )));
-            }
-        };
-        match classify(ans.error, "ConsumerGroupHeartbeat") {
-            // Fenced or unknown: we are out already.
-            Class::Ok | Class::ResetMember | Class::Rejoin | Class::MemberIdRequired => {
-                self.generation_id = -1;
-                Ok(())
-            }
-            Class::CoordinatorMoved => {
-                self.conn = None;
-                Err(Step::Pause(format!("leaving: {}", code_name(ans.error))))
-            }
-            Class::Retry => Err(Step::Pause(format!("leaving: {}", code_name(ans.error)))),
-            Class::Fatal(m) => Err(Step::Fail(GroupError::Fatal(m))),
-        }
-    }
-}
-
-/// Remove `member_ids` from a consumer-protocol group on their behalf (epoch
-/// -1 each, [`crate::group::evict`] for the classic protocol): their
-/// partitions move now, not after the broker's session timeout (45 s by
-/// default). Unknown or fenced members are already gone.
-pub async fn evict_consumer_members(
-    brokers: &[String],
-    connect_timeout: Duration,
-    group: &str,
-    member_ids: &[String],
-) -> Result<(), GroupError> {
-    if member_ids.is_empty() {
-        return Ok(());
-    }
-    let what = format!("evicting members of --group {group}");
-    let mut pacer = super::coordinator::Pacer::new(connect_timeout);
-    let mut left: Vec<String> = member_ids.to_vec();
-    loop {
-        let mut conn = connect_coordinator(
-            brokers,
-            "kswarm-supervisor",
-            connect_timeout,
-            connect_timeout,
-            group,
-        )
-        .await?;
-        check_broker(&conn)?;
-        let timeout = connect_timeout.max(Duration::from_secs(10));
-        let codes = match leave_for(&mut conn, group, &left, timeout).await {
-            Ok(c) => c,
-            Err(e) => {
-                pacer.pause(&what, e).await?;
-                continue;
-            }
-        };
-        let mut again = Vec::new();
-        let mut problem = None;
-        for (id, code) in left.iter().zip(
-            codes
-                .iter()
-                .copied()
-                .chain(std::iter::repeat(crate::wire::codes::REQUEST_TIMED_OUT)),
-        ) {
-            match classify(code, "ConsumerGroupHeartbeat") {
-                Class::Ok | Class::ResetMember | Class::Rejoin | Class::MemberIdRequired => {}
-                Class::Fatal(m) => return Err(GroupError::Fatal(m)),
-                Class::CoordinatorMoved | Class::Retry => {
-                    again.push(id.clone());
-                    problem = Some(code_name(code));
-                }
-            }
-        }
-        match problem {
-            None => return Ok(()),
-            Some(p) => {
-                left = again;
-                pacer.pause(&what, p).await?;
-            }
-        }
-    }
-}
-
-async fn leave_for(
-    conn: &mut BrokerConn,
-    group: &str,
-    member_ids: &[String],
-    timeout: Duration,
-) -> Result<Vec<i16>, crate::wire::WireError> {
-    let mut codes = Vec::with_capacity(member_ids.len());
-    for id in member_ids {
+        let member_id = c.id.get().to_string();
         let req = ConsumerBeat {
-            group,
-            member_id: id,
+            group: &c.s.group,
+            member_id: &member_id,
             member_epoch: LEAVE_EPOCH,
-            instance_id: None,
+            instance_id: c.s.instance_id.as_deref(),
             rebalance_timeout_ms: None,
             topics: None,
             server_assignor: None,
             owned: None,
         };
-        let ans =
-            match tokio::time::timeout(timeout, cg::consumer_group_heartbeat(conn, &req)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    codes.push(crate::wire::codes::REQUEST_TIMED_OUT);
-                    break;
-                }
-            };
-        codes.push(ans.error);
+        let ans = c
+            .link
+            .call(
+                ConsumerHeartbeat(&req),
+                c.s.request_timeout(),
+                CONSUMER_HINT,
+            )
+            .await?;
+        match classify(ans.error, "ConsumerGroupHeartbeat") {
+            // Fenced or unknown: we are out already.
+            Class::Ok | Class::ResetMember | Class::Rejoin | Class::MemberIdRequired => Ok(()),
+            class => Err(c
+                .link
+                .common("leaving", ans.error, class)
+                .expect("the other classes are common")),
+        }
     }
-    Ok(codes)
+
+    /// Out of the group (the member id is kept: a leave heartbeat again is harmless).
+    fn left(&mut self, _c: &mut Common) {
+        self.beating = None;
+        self.epoch = -1;
+    }
+}
+
+fn assigned(c: &Common, epoch: i32, partitions: Vec<i32>) -> Assigned {
+    Assigned {
+        generation_id: epoch,
+        member_id: c.id.get().to_string(),
+        leader: false,
+        partitions,
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,48 @@ pub fn classify(code: i16, request: &str) -> Class {
     }
 }
 
+/// The exit-2 message for a broker without share groups.
+pub fn share_unsupported_message(broker: &str, detail: &str) -> String {
+    format!(
+        "--group-protocol share: the broker {broker} does not offer share groups ({detail}); \
+         share groups (KIP-932) need Apache Kafka 4.2 or newer (or 4.1 with the storage formatted \
+         with --feature share.version=1, or enabled later with kafka-features upgrade \
+         --feature share.version=1); use --group-protocol classic or consumer with this broker"
+    )
+}
+
+/// Classify a ShareGroupHeartbeat's `code` (with the broker's `message`):
+/// [`classify`], but a broker with share groups off, and a group id held by
+/// a group of another type, fail with messages that name the way out.
+pub fn classify_share(code: i16, message: Option<&str>, broker: &str) -> Class {
+    let said = message
+        .filter(|m| !m.is_empty())
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    let failed = format!("ShareGroupHeartbeat failed with {}{said}", code_name(code));
+    match code {
+        // A broker with share groups off answers so (Kafka 4.1 without
+        // share.version=1, or a newer one with it set back to 0).
+        UNSUPPORTED_VERSION => Class::Fatal(share_unsupported_message(broker, &failed)),
+        INVALID_REQUEST | GROUP_ID_NOT_FOUND
+            if said.to_ascii_lowercase().contains("share") && said.contains("enable") =>
+        {
+            Class::Fatal(share_unsupported_message(broker, &failed))
+        }
+        // The group id belongs to a consumer group (or another type).
+        GROUP_ID_NOT_FOUND | INCONSISTENT_GROUP_PROTOCOL => Class::Fatal(format!(
+            "--group-protocol share: {failed}; the group id is probably in use by a consumer \
+             group of another type: give the share group its own --group"
+        )),
+        _ => match classify(code, "ShareGroupHeartbeat") {
+            Class::Fatal(m) => Class::Fatal(format!("--group-protocol share: {m}{said}")),
+            // A share member has one way back in: epoch 0 under its id.
+            Class::Rejoin | Class::MemberIdRequired => Class::ResetMember,
+            other => other,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +177,52 @@ mod tests {
         assert!(m.contains("--session-timeout"), "{m}");
         assert!(matches!(classify(30, "JoinGroup"), Class::Fatal(_)));
         assert!(matches!(classify(4242, "JoinGroup"), Class::Fatal(_)));
+    }
+    #[test]
+    fn share_errors_of_a_broker_without_share_groups_name_the_flag_and_the_version() {
+        let Class::Fatal(m) = classify_share(UNSUPPORTED_VERSION, None, "b:1") else {
+            panic!()
+        };
+        assert!(
+            m.contains("--group-protocol share")
+                && m.contains("4.2")
+                && m.contains("share.version=1"),
+            "{m}"
+        );
+        let Class::Fatal(m) =
+            classify_share(INVALID_REQUEST, Some("Share groups are not enabled"), "b:1")
+        else {
+            panic!()
+        };
+        assert!(m.contains("4.2"), "{m}");
+        let Class::Fatal(m) = classify_share(
+            GROUP_ID_NOT_FOUND,
+            Some("Group g is not a share group"),
+            "b:1",
+        ) else {
+            panic!()
+        };
+        assert!(m.contains("--group"), "{m}");
+    }
+
+    #[test]
+    fn fenced_share_members_rejoin_and_moves_reconnect() {
+        assert_eq!(
+            classify_share(FENCED_MEMBER_EPOCH, None, "b"),
+            Class::ResetMember
+        );
+        assert_eq!(
+            classify_share(UNKNOWN_MEMBER_ID, None, "b"),
+            Class::ResetMember
+        );
+        assert_eq!(
+            classify_share(NOT_COORDINATOR, None, "b"),
+            Class::CoordinatorMoved
+        );
+        assert_eq!(
+            classify_share(COORDINATOR_LOAD_IN_PROGRESS, None, "b"),
+            Class::Retry
+        );
+        assert_eq!(classify_share(NONE, None, "b"), Class::Ok);
     }
 }

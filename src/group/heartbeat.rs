@@ -18,29 +18,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::coordinator::connect_coordinator;
 use super::errors::{classify, Class};
+use super::link::{CoordinatorLink, LinkSettings};
+use super::requests::{Heartbeat, PartitionCounts};
+use super::types::Beat;
 use crate::wire::codes::REBALANCE_IN_PROGRESS;
-use crate::wire::group_msgs::{self, code_name};
-use crate::wire::BrokerConn;
-
-/// What the heartbeat knows about our generation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Beat {
-    /// Beating fine.
-    Alive,
-    /// The group rebalances, or our generation is stale: rejoin.
-    /// `reset_member`: the coordinator forgot our member id.
-    Rebalance { reset_member: bool },
-    /// Retrying cannot help.
-    Fatal(String),
-}
+use crate::wire::group_msgs::code_name;
 
 #[derive(Debug, Clone)]
 pub struct BeatParams {
-    pub brokers: Vec<String>,
-    pub client_id: String,
-    pub connect_timeout: Duration,
+    /// How to reach the coordinator (a window of at most a session).
+    pub link: LinkSettings,
     pub group: String,
     pub generation_id: i32,
     pub member_id: String,
@@ -61,12 +49,12 @@ pub const GROWTH_CHECK: Duration = Duration::from_secs(5);
 
 /// A running heartbeat; dropping it stops the task.
 #[derive(Debug)]
-pub struct Heartbeat {
+pub struct HeartbeatTask {
     task: JoinHandle<()>,
     rx: watch::Receiver<Beat>,
 }
 
-impl Heartbeat {
+impl HeartbeatTask {
     pub fn start(p: BeatParams) -> Self {
         let (tx, rx) = watch::channel(Beat::Alive);
         let task = tokio::spawn(run(p, tx));
@@ -90,7 +78,7 @@ impl Heartbeat {
     }
 }
 
-impl Drop for Heartbeat {
+impl Drop for HeartbeatTask {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -103,8 +91,7 @@ async fn run(p: BeatParams, tx: watch::Sender<Beat>) {
 }
 
 async fn beat(p: &BeatParams, tx: &watch::Sender<Beat>) -> Beat {
-    let mut conn: Option<BrokerConn> = None;
-    let mut known = p.coordinator.clone();
+    let mut link = CoordinatorLink::starting_at(p.link.clone(), p.coordinator.clone());
     let mut last_ok = Instant::now();
     let mut next = tokio::time::Instant::now() + p.interval;
     // A request must finish well inside the session, or it is as good as lost.
@@ -124,63 +111,28 @@ async fn beat(p: &BeatParams, tx: &watch::Sender<Beat>) -> Beat {
                 reset_member: false,
             };
         }
-        if conn.as_ref().is_none_or(BrokerConn::is_broken) {
-            conn = reconnect(p, known.as_deref()).await;
-            if conn.is_none() {
-                continue;
-            }
-        }
-        let c = conn.as_mut().unwrap();
-        if let Some(led) = &p.led_counts {
-            if tokio::time::Instant::now() >= growth_check {
-                growth_check = tokio::time::Instant::now() + GROWTH_CHECK;
-                let topics: Vec<String> = led.keys().cloned().collect();
-                match tokio::time::timeout(
-                    request_timeout,
-                    group_msgs::partition_counts(c, &topics),
-                )
-                .await
-                {
-                    Ok(Ok(now)) => {
-                        if let Some((t, was, is)) = grown(led, &now) {
-                            tracing::info!(
-                                "topic {t} grew from {was} to {is} partitions; rejoining so that the group takes them"
-                            );
-                            return Beat::Rebalance {
-                                reset_member: false,
-                            };
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!("partition counts: {e}");
-                        conn = None;
-                        continue;
-                    }
-                    Err(_) => {
-                        conn = None;
-                        continue;
+        if tokio::time::Instant::now() >= growth_check {
+            growth_check = tokio::time::Instant::now() + GROWTH_CHECK;
+            match topic_grew(p, &mut link, request_timeout).await {
+                Ok(true) => {
+                    return Beat::Rebalance {
+                        reset_member: false,
                     }
                 }
+                Ok(false) => {}
+                Err(()) => continue,
             }
         }
-        let c = conn.as_mut().unwrap();
-        let fut = group_msgs::heartbeat(
-            c,
-            &p.group,
-            p.generation_id,
-            &p.member_id,
-            p.instance_id.as_deref(),
-        );
-        let code = match tokio::time::timeout(request_timeout, fut).await {
-            Ok(Ok(code)) => code,
-            Ok(Err(e)) => {
-                tracing::debug!("heartbeat: {e}");
-                conn = None;
-                continue;
-            }
-            Err(_) => {
-                tracing::debug!("heartbeat: no answer within {request_timeout:?}");
-                conn = None;
+        let req = Heartbeat {
+            group: &p.group,
+            generation_id: p.generation_id,
+            member_id: &p.member_id,
+            instance_id: p.instance_id.as_deref(),
+        };
+        let code = match link.call(req, request_timeout, "").await {
+            Ok(code) => code,
+            Err(step) => {
+                tracing::debug!("heartbeat: {step:?}");
                 continue;
             }
         };
@@ -212,11 +164,38 @@ async fn beat(p: &BeatParams, tx: &watch::Sender<Beat>) -> Beat {
                     "heartbeat: {}; finding the coordinator again",
                     code_name(code)
                 );
-                conn = None;
-                known = None;
+                link.forget();
             }
             Class::Retry => {}
             Class::Fatal(m) => return Beat::Fatal(m),
+        }
+    }
+}
+
+/// As the group's leader: whether a topic it assigned has more partitions
+/// now. `Err` when the coordinator could not be asked (try again later).
+async fn topic_grew(
+    p: &BeatParams,
+    link: &mut CoordinatorLink,
+    timeout: Duration,
+) -> Result<bool, ()> {
+    let Some(led) = &p.led_counts else {
+        return Ok(false);
+    };
+    let topics: Vec<String> = led.keys().cloned().collect();
+    match link.call(PartitionCounts(&topics), timeout, "").await {
+        Ok(now) => match grown(led, &now) {
+            Some((t, was, is)) => {
+                tracing::info!(
+                    "topic {t} grew from {was} to {is} partitions; rejoining so that the group takes them"
+                );
+                Ok(true)
+            }
+            None => Ok(false),
+        },
+        Err(step) => {
+            tracing::debug!("partition counts: {step:?}");
+            Err(())
         }
     }
 }
@@ -231,21 +210,6 @@ fn grown(
         Some(Ok(is)) if is > was => Some((t.clone(), *was, *is)),
         _ => None,
     })
-}
-
-/// The coordinator again (first the known address, then via FindCoordinator).
-/// None if it cannot be reached right now; the caller tries at the next beat.
-async fn reconnect(p: &BeatParams, known: Option<&str>) -> Option<BrokerConn> {
-    let timeout = p.connect_timeout.min(p.session_timeout);
-    if let Some(addr) = known {
-        if let Ok(c) = BrokerConn::connect(addr, &p.client_id, timeout).await {
-            return Some(c);
-        }
-    }
-    connect_coordinator(&p.brokers, &p.client_id, timeout, timeout, &p.group)
-        .await
-        .map_err(|e| tracing::debug!("heartbeat: {e}"))
-        .ok()
 }
 
 #[cfg(test)]

@@ -13,13 +13,15 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::coordinator::connect_coordinator;
-use super::errors::{classify, Class};
-use super::GroupSettings;
-use crate::wire::codes;
+use super::common::link_settings;
+use super::consumer::ours;
+pub use super::errors::share_unsupported_message as unsupported_message;
+use super::errors::{classify_share, Class};
+use super::link::{CoordinatorLink, Step};
+use super::requests::ShareHeartbeat;
+use super::types::{GroupError, GroupSettings};
 use crate::wire::group_msgs::code_name;
-use crate::wire::share::{self as sw, ShareBeat};
-use crate::wire::BrokerConn;
+use crate::wire::share::{self as sw, ShareBeat, ShareBeatAnswer};
 
 /// What the worker sees of its membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,16 +32,6 @@ pub enum ShareState {
     Assigned { epoch: i32, partitions: Vec<i32> },
     /// Retrying cannot help (the broker has no share groups, no rights, ..).
     Fatal(String),
-}
-
-/// The exit-2 message for a broker without share groups.
-pub fn unsupported_message(broker: &str, detail: &str) -> String {
-    format!(
-        "--group-protocol share: the broker {broker} does not offer share groups ({detail}); \
-         share groups (KIP-932) need Apache Kafka 4.2 or newer (or 4.1 with the storage formatted \
-         with --feature share.version=1, or enabled later with kafka-features upgrade \
-         --feature share.version=1); use --group-protocol classic or consumer with this broker"
-    )
 }
 
 /// A share-group member's heartbeat task.
@@ -64,7 +56,18 @@ impl ShareMember {
             .to_string();
         let (tx, rx) = watch::channel(ShareState::Joining);
         let (leave_tx, leave_rx) = oneshot::channel();
-        let task = tokio::spawn(beat_loop(s, member_id.clone(), tx, leave_rx));
+        let beats = ShareBeats {
+            link: CoordinatorLink::new(link_settings(&s)),
+            topics: vec![s.topic.clone()],
+            s,
+            member_id: member_id.clone(),
+            tx,
+            epoch: 0,
+            partitions: Vec::new(),
+            interval: Duration::ZERO,
+            failures: 0,
+        };
+        let task = tokio::spawn(beats.run(leave_rx));
         Self {
             member_id,
             state: rx,
@@ -86,85 +89,6 @@ impl ShareMember {
     }
 }
 
-/// A heartbeat with epoch -1 for `member_id`, on behalf of a dead worker
-/// (the supervisor's eviction, or a replacement worker cleaning up after
-/// the member it was meant to take over): its share of the partitions goes
-/// to the others now, not after the session timeout.
-pub async fn evict(s: &GroupSettings, member_id: &str) -> anyhow::Result<()> {
-    let mut conn = connect_coordinator(
-        &s.brokers,
-        &s.client_id,
-        s.connect_timeout,
-        s.connect_timeout,
-        &s.group,
-    )
-    .await?;
-    let a = sw::share_group_heartbeat(
-        &mut conn,
-        &ShareBeat {
-            group: &s.group,
-            member_id,
-            member_epoch: -1,
-            topics: None,
-        },
-    )
-    .await?;
-    match a.error {
-        codes::NONE | codes::UNKNOWN_MEMBER_ID | codes::GROUP_ID_NOT_FOUND => Ok(()),
-        e => anyhow::bail!("leave heartbeat for {member_id}: {}", code_name(e)),
-    }
-}
-
-/// How one heartbeat answer's error code is dealt with.
-#[derive(Debug, PartialEq, Eq)]
-enum Next {
-    Ok,
-    /// Join again at epoch 0 under the same member id.
-    Rejoin,
-    /// Find the coordinator again.
-    Reconnect,
-    /// Pause and beat again.
-    Retry,
-    Fatal(String),
-}
-
-fn judge(error: i16, message: Option<&str>, broker: &str) -> Next {
-    let said = message
-        .filter(|m| !m.is_empty())
-        .map(|m| format!(": {m}"))
-        .unwrap_or_default();
-    match error {
-        codes::NONE => Next::Ok,
-        // A broker with share groups off answers so (Kafka 4.1 without
-        // share.version=1, or a newer one with it set back to 0).
-        codes::UNSUPPORTED_VERSION => Next::Fatal(unsupported_message(
-            broker,
-            &format!("ShareGroupHeartbeat failed with {}{said}", code_name(error)),
-        )),
-        codes::INVALID_REQUEST | codes::GROUP_ID_NOT_FOUND
-            if said.to_ascii_lowercase().contains("share") && said.contains("enable") =>
-        {
-            Next::Fatal(unsupported_message(
-                broker,
-                &format!("ShareGroupHeartbeat failed with {}{said}", code_name(error)),
-            ))
-        }
-        // The group id belongs to a consumer group (or another type).
-        codes::GROUP_ID_NOT_FOUND | codes::INCONSISTENT_GROUP_PROTOCOL => Next::Fatal(format!(
-            "--group-protocol share: ShareGroupHeartbeat failed with {}{said}; the group id is \
-             probably in use by a consumer group of another type: give the share group its own --group",
-            code_name(error)
-        )),
-        _ => match classify(error, "ShareGroupHeartbeat") {
-            Class::Ok => Next::Ok,
-            Class::Rejoin | Class::ResetMember | Class::MemberIdRequired => Next::Rejoin,
-            Class::CoordinatorMoved => Next::Reconnect,
-            Class::Retry => Next::Retry,
-            Class::Fatal(m) => Next::Fatal(format!("--group-protocol share: {m}{said}")),
-        },
-    }
-}
-
 /// How often to beat: the broker's interval, but at most 1 s (so that a new
 /// assignment reaches every member soon) and at least our own.
 fn beat_interval(broker_ms: i32, ours: Duration) -> Duration {
@@ -177,157 +101,142 @@ fn beat_interval(broker_ms: i32, ours: Duration) -> Duration {
     }
 }
 
-/// The partitions of our topic in an assignment (we subscribe to one topic).
-fn ours(assignment: &[(u128, Vec<i32>)]) -> Vec<i32> {
-    let mut p: Vec<i32> = assignment
-        .iter()
-        .take(1)
-        .flat_map(|(_, p)| p.iter().copied())
-        .collect();
-    p.sort_unstable();
-    p.dedup();
-    p
+/// The heartbeat task's state.
+struct ShareBeats {
+    s: GroupSettings,
+    link: CoordinatorLink,
+    member_id: String,
+    topics: Vec<String>,
+    tx: watch::Sender<ShareState>,
+    epoch: i32,
+    partitions: Vec<i32>,
+    /// Until the next beat.
+    interval: Duration,
+    /// Failed requests in a row (the pause grows with them).
+    failures: u32,
 }
 
-async fn beat_loop(
-    s: GroupSettings,
-    member_id: String,
-    tx: watch::Sender<ShareState>,
-    mut leave: oneshot::Receiver<()>,
-) {
-    let topics = vec![s.topic.clone()];
-    let mut conn: Option<BrokerConn> = None;
-    let mut epoch = 0;
-    let mut partitions: Vec<i32> = Vec::new();
-    let mut interval = Duration::ZERO;
-    let mut failures: u32 = 0;
-    let mut leaving = false;
-    loop {
-        if !leaving {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = &mut leave => leaving = true,
-            }
-        }
-        if leaving && epoch == 0 {
-            return; // never joined: nothing to leave
-        }
-        if conn.as_ref().is_none_or(BrokerConn::is_broken) {
-            match connect_coordinator(
-                &s.brokers,
-                &s.client_id,
-                s.connect_timeout,
-                s.connect_timeout,
-                &s.group,
-            )
-            .await
-            {
-                Ok(c) => {
-                    if !sw::supports_share_groups(&c) {
-                        let detail = format!("its ApiVersions lists {}", sw::share_support(&c));
-                        tx.send_replace(ShareState::Fatal(unsupported_message(c.addr(), &detail)));
-                        return;
-                    }
-                    conn = Some(c);
-                }
-                Err(crate::group::GroupError::Fatal(m)) => {
-                    tx.send_replace(ShareState::Fatal(m));
-                    return;
-                }
-                Err(e) => {
-                    if leaving {
-                        return;
-                    }
-                    tracing::warn!("share group heartbeat: {e:#}; retrying");
-                    interval = Duration::from_millis(500);
-                    continue;
-                }
-            }
-        }
-        let c = conn.as_mut().expect("connected above");
-        let beat = ShareBeat {
-            group: &s.group,
-            member_id: &member_id,
-            member_epoch: if leaving { -1 } else { epoch },
-            topics: (epoch == 0).then_some(topics.as_slice()),
-        };
-        let answer =
-            tokio::time::timeout(s.request_timeout(), sw::share_group_heartbeat(c, &beat)).await;
-        let a = match answer {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                if let crate::wire::WireError::Unsupported { .. } = e {
-                    let detail = e.to_string();
-                    tx.send_replace(ShareState::Fatal(unsupported_message(c.addr(), &detail)));
-                    return;
-                }
-                if leaving {
-                    return;
-                }
-                tracing::debug!("share group heartbeat: {e}; reconnecting");
-                conn = None;
-                failures += 1;
-                interval = Duration::from_millis(200 * u64::from(failures.min(10)));
-                continue;
-            }
-            Err(_) => {
-                if leaving {
-                    return;
-                }
-                conn = None;
-                interval = Duration::from_millis(200);
-                continue;
-            }
-        };
-        if leaving {
-            tracing::debug!(member = %member_id, error = a.error, "left the share group");
-            return;
-        }
-        let addr = c.addr().to_string();
-        match judge(a.error, a.error_message.as_deref(), &addr) {
-            Next::Ok => {
-                failures = 0;
-                epoch = a.member_epoch;
-                interval = beat_interval(a.heartbeat_interval_ms, s.heartbeat_interval);
-                let mut changed = matches!(*tx.borrow(), ShareState::Joining);
-                if let Some(asg) = &a.assignment {
-                    let now = ours(asg);
-                    changed |= now != partitions;
-                    partitions = now;
-                }
-                // Until the broker's assignor has given us partitions (it
-                // runs every group.share.assignment.interval.ms, 1 s), beat
-                // at our own interval so that the first records come soon.
-                if partitions.is_empty() {
-                    interval = interval.min(s.heartbeat_interval);
-                }
-                if changed {
-                    tx.send_replace(ShareState::Assigned {
-                        epoch,
-                        partitions: partitions.clone(),
-                    });
-                }
-            }
-            Next::Rejoin => {
-                tracing::info!(
-                    member = %member_id,
-                    "share group heartbeat: {}; joining again",
-                    code_name(a.error)
-                );
-                epoch = 0;
-                partitions.clear();
-                tx.send_replace(ShareState::Joining);
-                interval = Duration::ZERO;
-            }
-            Next::Reconnect => {
-                conn = None;
-                interval = Duration::from_millis(100);
-            }
-            Next::Retry => interval = Duration::from_millis(500),
-            Next::Fatal(m) => {
-                tx.send_replace(ShareState::Fatal(m));
+/// Retrying cannot help: the reason, for [`ShareState::Fatal`].
+struct Fatal(String);
+
+impl ShareBeats {
+    async fn run(mut self, mut leave: oneshot::Receiver<()>) {
+        loop {
+            let leaving = tokio::select! {
+                _ = tokio::time::sleep(self.interval) => false,
+                _ = &mut leave => true,
+            };
+            if leaving {
+                self.leave().await;
                 return;
             }
+            if let Err(Fatal(m)) = self.beat().await {
+                self.tx.send_replace(ShareState::Fatal(m));
+                return;
+            }
+        }
+    }
+
+    /// One heartbeat, and what its answer means.
+    async fn beat(&mut self) -> Result<(), Fatal> {
+        let Some(ans) = self.send(self.epoch).await? else {
+            return Ok(());
+        };
+        let broker = self.link.addr().unwrap_or_default();
+        match classify_share(ans.error, ans.error_message.as_deref(), &broker) {
+            Class::Ok => self.learn(&ans),
+            Class::ResetMember | Class::Rejoin | Class::MemberIdRequired => {
+                tracing::info!(
+                    member = %self.member_id,
+                    "share group heartbeat: {}; joining again",
+                    code_name(ans.error)
+                );
+                self.epoch = 0;
+                self.partitions.clear();
+                self.tx.send_replace(ShareState::Joining);
+                self.interval = Duration::ZERO;
+            }
+            Class::CoordinatorMoved => {
+                self.link.forget();
+                self.interval = Duration::from_millis(100);
+            }
+            Class::Retry => self.interval = Duration::from_millis(500),
+            Class::Fatal(m) => return Err(Fatal(m)),
+        }
+        Ok(())
+    }
+
+    /// Send a heartbeat at `epoch`. `Ok(None)`: no answer (paced for the
+    /// next try); `Err`: retrying cannot help.
+    async fn send(&mut self, epoch: i32) -> Result<Option<ShareBeatAnswer>, Fatal> {
+        let conn = match self.link.conn().await {
+            Ok(c) => c,
+            Err(GroupError::Fatal(m)) => return Err(Fatal(m)),
+            Err(e) => {
+                tracing::warn!("share group heartbeat: {e:#}; retrying");
+                self.interval = Duration::from_millis(500);
+                return Ok(None);
+            }
+        };
+        if !sw::supports_share_groups(conn) {
+            let detail = format!("its ApiVersions lists {}", sw::share_support(conn));
+            return Err(Fatal(unsupported_message(conn.addr(), &detail)));
+        }
+        let hint = unsupported_message(conn.addr(), "it lacks ShareGroupHeartbeat v1");
+        let req = ShareBeat {
+            group: &self.s.group,
+            member_id: &self.member_id,
+            member_epoch: epoch,
+            topics: (epoch == 0).then_some(self.topics.as_slice()),
+        };
+        match self
+            .link
+            .call(ShareHeartbeat(&req), self.s.request_timeout(), &hint)
+            .await
+        {
+            Ok(a) => Ok(Some(a)),
+            Err(Step::Fail(GroupError::Fatal(m))) => Err(Fatal(m)),
+            Err(step) => {
+                tracing::debug!("share group heartbeat: {step:?}; reconnecting");
+                self.failures += 1;
+                self.interval = Duration::from_millis(200 * u64::from(self.failures.min(10)));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Take in a successful answer: the epoch, the interval, the assignment.
+    fn learn(&mut self, a: &ShareBeatAnswer) {
+        self.failures = 0;
+        self.epoch = a.member_epoch;
+        self.interval = beat_interval(a.heartbeat_interval_ms, self.s.heartbeat_interval);
+        let mut changed = matches!(*self.tx.borrow(), ShareState::Joining);
+        if let Some(asg) = &a.assignment {
+            let (_, now) = ours(asg);
+            changed |= now != self.partitions;
+            self.partitions = now;
+        }
+        // Until the broker's assignor has given us partitions (it runs every
+        // group.share.assignment.interval.ms, 1 s), beat at our own interval
+        // so that the first records come soon.
+        if self.partitions.is_empty() {
+            self.interval = self.interval.min(self.s.heartbeat_interval);
+        }
+        if changed {
+            self.tx.send_replace(ShareState::Assigned {
+                epoch: self.epoch,
+                partitions: self.partitions.clone(),
+            });
+        }
+    }
+
+    /// Leave (epoch -1), once, if we ever joined.
+    async fn leave(&mut self) {
+        if self.epoch == 0 {
+            return; // never joined: nothing to leave
+        }
+        if let Ok(Some(a)) = self.send(super::consumer::LEAVE_EPOCH).await {
+            tracing::debug!(member = %self.member_id, error = a.error, "left the share group");
         }
     }
 }
@@ -337,56 +246,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_of_a_broker_without_share_groups_name_the_flag_and_the_version() {
-        let Next::Fatal(m) = judge(codes::UNSUPPORTED_VERSION, None, "b:1") else {
-            panic!()
-        };
-        assert!(
-            m.contains("--group-protocol share")
-                && m.contains("4.2")
-                && m.contains("share.version=1"),
-            "{m}"
-        );
-        let Next::Fatal(m) = judge(
-            codes::INVALID_REQUEST,
-            Some("Share groups are not enabled"),
-            "b:1",
-        ) else {
-            panic!()
-        };
-        assert!(m.contains("4.2"), "{m}");
-        let Next::Fatal(m) = judge(
-            codes::GROUP_ID_NOT_FOUND,
-            Some("Group g is not a share group"),
-            "b:1",
-        ) else {
-            panic!()
-        };
-        assert!(m.contains("--group"), "{m}");
-    }
-
-    #[test]
-    fn fenced_members_rejoin_and_moves_reconnect() {
-        assert_eq!(judge(codes::FENCED_MEMBER_EPOCH, None, "b"), Next::Rejoin);
-        assert_eq!(judge(codes::UNKNOWN_MEMBER_ID, None, "b"), Next::Rejoin);
-        assert_eq!(judge(codes::NOT_COORDINATOR, None, "b"), Next::Reconnect);
-        assert_eq!(
-            judge(codes::COORDINATOR_LOAD_IN_PROGRESS, None, "b"),
-            Next::Retry
-        );
-        assert_eq!(judge(codes::NONE, None, "b"), Next::Ok);
-    }
-
-    #[test]
     fn beat_interval_follows_the_broker_within_bounds() {
         let ours = Duration::from_millis(250);
         assert_eq!(beat_interval(5000, ours), Duration::from_secs(1));
         assert_eq!(beat_interval(300, ours), Duration::from_millis(300));
         assert_eq!(beat_interval(0, ours), Duration::from_secs(1));
-        assert_eq!(ours_of(), vec![0, 2]);
-    }
-
-    fn ours_of() -> Vec<i32> {
-        ours(&[(7, vec![2, 0, 2])])
     }
 }

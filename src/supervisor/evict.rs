@@ -39,10 +39,13 @@ impl Evictor {
             return Self { tx: None, pending };
         }
         let (tx, rx) = mpsc::channel::<Job>();
-        let brokers = cfg.connect.brokers.clone();
-        let timeout = cfg.connect.connect_timeout;
-        let group = cfg.consume.group.clone();
-        let protocol = cfg.consume.group_protocol;
+        let eviction = crate::group::Eviction::new(
+            &cfg.connect.brokers,
+            cfg.connect.connect_timeout,
+            &cfg.consume.group,
+            cfg.consume.group_protocol,
+        );
+        let (group, protocol) = (eviction.group.clone(), eviction.protocol);
         let count = pending.clone();
         let spawned = std::thread::Builder::new().name("evict".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -58,23 +61,7 @@ impl Evictor {
                     Job::Evict { member_id, .. } => std::slice::from_ref(member_id),
                     Job::LeaveTogether { member_ids } => member_ids.as_slice(),
                 };
-                let result = match protocol {
-                    GroupProtocol::Classic => rt.block_on(crate::group::evict(
-                        &brokers, timeout, &group, members, &[],
-                    )),
-                    GroupProtocol::Consumer => rt.block_on(crate::group::evict_consumer_members(
-                        &brokers, timeout, &group, members,
-                    )),
-                    GroupProtocol::Share => rt.block_on(async {
-                        let s = crate::group::GroupSettings::for_eviction(&brokers, timeout, &group);
-                        for m in members {
-                            crate::group::share::evict(&s, m)
-                                .await
-                                .map_err(crate::group::GroupError::Other)?;
-                        }
-                        Ok(())
-                    }),
-                };
+                let result = rt.block_on(crate::group::evict(&eviction, members, &[]));
                 match (job, result) {
                     (Job::Evict { slot, member_id }, Ok(())) => info!(
                         event = "evicted",

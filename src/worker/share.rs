@@ -122,7 +122,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         .map(|r| r.member_id.clone())
         .or_else(|| cfg.rejoin.clone())
     {
-        match crate::group::share::evict(&settings, &old).await {
+        match crate::group::evict(&settings.eviction(), std::slice::from_ref(&old), &[]).await {
             Ok(()) => info!(
                 slot = cfg.slot,
                 "the previous worker's share member {old} left the group"
