@@ -60,3 +60,6 @@ pub use evict::{evict, Eviction};
 pub(crate) use link::{connect_coordinator, LinkSettings};
 pub use member::Member;
 pub use types::{Assigned, GroupError, GroupSettings};
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@
 //! - [`fetch`]: Fetch with sessions (KIP-227), the topic's leaders, ListOffsets: what a worker reads with.
 //! - [`share`]: share groups (KIP-932): ShareGroupHeartbeat, ShareFetch, ShareAcknowledge.
 //! - [`records`]: the record batches of a fetch answer, decoded without a copy per record.
+//! - `script` (tests only): a scripted in-process broker, so that members can be unit-tested.
 
 pub(crate) mod admin;
 pub(crate) mod codes;
@@ -18,6 +19,8 @@ pub(crate) mod fetch;
 pub(crate) mod group_msgs;
 pub(crate) mod records;
 pub(crate) mod sasl;
+#[cfg(test)]
+pub(crate) mod script;
 pub(crate) mod share;
 
 pub use conn::BrokerConn;
