@@ -651,7 +651,12 @@ async fn one_eviction_entry_point_for_every_protocol() {
         GroupProtocol::Consumer,
         GroupProtocol::Share,
     ] {
-        let e = Eviction::new(std::slice::from_ref(&b.addr), Duration::from_secs(2), "g", protocol);
+        let e = Eviction::new(
+            std::slice::from_ref(&b.addr),
+            Duration::from_secs(2),
+            "g",
+            protocol,
+        );
         within("evict", evict(&e, &dead, &[])).await.unwrap();
     }
     let seen = b.seen();

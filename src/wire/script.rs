@@ -370,36 +370,7 @@ fn decode_request(key: ApiKey, buf: &mut Bytes, v: i16) -> Seen {
 fn encode_reply(request: &Seen, reply: Reply, v: i16) -> Option<Bytes> {
     let body = match (request, reply) {
         (_, Reply::Silence) => return None,
-        (
-            Seen::JoinGroup { .. },
-            Reply::JoinGroup {
-                error,
-                generation_id,
-                member_id,
-                leader,
-                protocol,
-                members,
-            },
-        ) => encode(
-            m::JoinGroupResponse::default()
-                .with_error_code(error)
-                .with_generation_id(generation_id)
-                .with_member_id(s(&member_id))
-                .with_leader(s(&leader))
-                .with_protocol_type(Some(s("consumer")))
-                .with_protocol_name(protocol.as_deref().map(s))
-                .with_members(
-                    members
-                        .into_iter()
-                        .map(|(id, meta)| {
-                            m::join_group_response::JoinGroupResponseMember::default()
-                                .with_member_id(s(&id))
-                                .with_metadata(meta)
-                        })
-                        .collect(),
-                ),
-            v,
-        ),
+        (Seen::JoinGroup { .. }, r @ Reply::JoinGroup { .. }) => encode(join_answer(r), v),
         (Seen::SyncGroup { .. }, Reply::SyncGroup { error, assignment }) => encode(
             m::SyncGroupResponse::default()
                 .with_error_code(error)
@@ -410,133 +381,170 @@ fn encode_reply(request: &Seen, reply: Reply, v: i16) -> Option<Bytes> {
         (Seen::Heartbeat { .. }, Reply::Code(code)) => {
             encode(m::HeartbeatResponse::default().with_error_code(code), v)
         }
-        (Seen::LeaveGroup { member_ids, .. }, Reply::Code(code)) => encode(
-            m::LeaveGroupResponse::default()
-                .with_error_code(if v >= 3 { 0 } else { code })
-                .with_members(if v >= 3 {
-                    member_ids
-                        .iter()
-                        .map(|id| {
-                            m::leave_group_response::MemberResponse::default()
-                                .with_member_id(s(id))
-                                .with_error_code(code)
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                }),
-            v,
-        ),
-        (Seen::OffsetCommit { offsets, .. }, Reply::Code(code)) => encode(
-            m::OffsetCommitResponse::default().with_topics(vec![
-                m::offset_commit_response::OffsetCommitResponseTopic::default()
-                    .with_name(m::TopicName(s(SCRIPTED_TOPIC)))
-                    .with_partitions(
-                        offsets
-                            .iter()
-                            .map(|(p, _)| {
-                                m::offset_commit_response::OffsetCommitResponsePartition::default()
-                                    .with_partition_index(*p)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    ),
-            ]),
-            v,
-        ),
-        (Seen::OffsetFetch { .. }, Reply::Offsets { error, offsets }) => encode(
-            m::OffsetFetchResponse::default()
-                .with_error_code(error)
-                .with_topics(vec![
-                    m::offset_fetch_response::OffsetFetchResponseTopic::default()
-                        .with_name(m::TopicName(s(SCRIPTED_TOPIC)))
-                        .with_partitions(
-                            offsets
-                                .into_iter()
-                                .map(|(p, o)| {
-                                    m::offset_fetch_response::OffsetFetchResponsePartition::default(
-                                    )
-                                    .with_partition_index(p)
-                                    .with_committed_offset(o)
-                                })
-                                .collect(),
-                        ),
-                ]),
-            v,
-        ),
-        (Seen::Metadata { topics }, Reply::Partitions(n)) => encode(
-            m::MetadataResponse::default().with_topics(
-                topics
-                    .iter()
-                    .map(|t| {
-                        m::metadata_response::MetadataResponseTopic::default()
-                            .with_name(Some(m::TopicName(s(t))))
-                            .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
-                            .with_partitions(
-                                (0..n)
-                                    .map(|p| {
-                                        m::metadata_response::MetadataResponsePartition::default()
-                                            .with_partition_index(p)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            ),
-            v,
-        ),
-        (
-            Seen::ConsumerHeartbeat { member_id, .. },
-            Reply::Beat {
-                error,
-                epoch,
-                interval_ms,
-                assignment,
-            },
-        ) => encode(
-            m::ConsumerGroupHeartbeatResponse::default()
-                .with_error_code(error)
-                .with_member_id(Some(s(member_id)))
-                .with_member_epoch(epoch)
-                .with_heartbeat_interval_ms(interval_ms)
-                .with_assignment(assignment.map(|p| {
-                    m::consumer_group_heartbeat_response::Assignment::default()
-                        .with_topic_partitions(vec![
-                            m::consumer_group_heartbeat_response::TopicPartitions::default()
-                                .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
-                                .with_partitions(p),
-                        ])
-                })),
-            v,
-        ),
-        (
-            Seen::ShareHeartbeat { member_id, .. },
-            Reply::Beat {
-                error,
-                epoch,
-                interval_ms,
-                assignment,
-            },
-        ) => encode(
-            m::ShareGroupHeartbeatResponse::default()
-                .with_error_code(error)
-                .with_member_id(Some(s(member_id)))
-                .with_member_epoch(epoch)
-                .with_heartbeat_interval_ms(interval_ms)
-                .with_assignment(assignment.map(|p| {
-                    m::share_group_heartbeat_response::Assignment::default().with_topic_partitions(
-                        vec![
-                            m::share_group_heartbeat_response::TopicPartitions::default()
-                                .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
-                                .with_partitions(p),
-                        ],
-                    )
-                })),
-            v,
-        ),
+        (Seen::LeaveGroup { member_ids, .. }, Reply::Code(code)) => {
+            encode(leave_answer(member_ids, code, v), v)
+        }
+        (Seen::OffsetCommit { offsets, .. }, Reply::Code(code)) => {
+            encode(commit_answer(offsets, code), v)
+        }
+        (Seen::OffsetFetch { .. }, Reply::Offsets { error, offsets }) => {
+            encode(fetch_offsets_answer(error, offsets), v)
+        }
+        (Seen::Metadata { topics }, Reply::Partitions(n)) => encode(metadata_answer(topics, n), v),
+        (Seen::ConsumerHeartbeat { member_id, .. }, r @ Reply::Beat { .. }) => {
+            encode(consumer_beat_answer(member_id, r), v)
+        }
+        (Seen::ShareHeartbeat { member_id, .. }, r @ Reply::Beat { .. }) => {
+            encode(share_beat_answer(member_id, r), v)
+        }
         (request, reply) => panic!("the script answered {request:?} with {reply:?}"),
     };
     Some(body)
+}
+
+fn join_answer(r: Reply) -> m::JoinGroupResponse {
+    let Reply::JoinGroup {
+        error,
+        generation_id,
+        member_id,
+        leader,
+        protocol,
+        members,
+    } = r
+    else {
+        unreachable!()
+    };
+    m::JoinGroupResponse::default()
+        .with_error_code(error)
+        .with_generation_id(generation_id)
+        .with_member_id(s(&member_id))
+        .with_leader(s(&leader))
+        .with_protocol_type(Some(s("consumer")))
+        .with_protocol_name(protocol.as_deref().map(s))
+        .with_members(
+            members
+                .into_iter()
+                .map(|(id, meta)| {
+                    m::join_group_response::JoinGroupResponseMember::default()
+                        .with_member_id(s(&id))
+                        .with_metadata(meta)
+                })
+                .collect(),
+        )
+}
+
+/// Per member from v3 (each with `code`), the group's code before.
+fn leave_answer(member_ids: &[String], code: i16, v: i16) -> m::LeaveGroupResponse {
+    if v < 3 {
+        return m::LeaveGroupResponse::default().with_error_code(code);
+    }
+    m::LeaveGroupResponse::default().with_members(
+        member_ids
+            .iter()
+            .map(|id| {
+                m::leave_group_response::MemberResponse::default()
+                    .with_member_id(s(id))
+                    .with_error_code(code)
+            })
+            .collect(),
+    )
+}
+
+fn commit_answer(offsets: &[(i32, i64)], code: i16) -> m::OffsetCommitResponse {
+    use m::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+    m::OffsetCommitResponse::default().with_topics(vec![OffsetCommitResponseTopic::default()
+        .with_name(m::TopicName(s(SCRIPTED_TOPIC)))
+        .with_partitions(
+            offsets
+                .iter()
+                .map(|(p, _)| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(*p)
+                        .with_error_code(code)
+                })
+                .collect(),
+        )])
+}
+
+fn fetch_offsets_answer(error: i16, offsets: Vec<(i32, i64)>) -> m::OffsetFetchResponse {
+    use m::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
+    m::OffsetFetchResponse::default()
+        .with_error_code(error)
+        .with_topics(vec![OffsetFetchResponseTopic::default()
+            .with_name(m::TopicName(s(SCRIPTED_TOPIC)))
+            .with_partitions(
+                offsets
+                    .into_iter()
+                    .map(|(p, o)| {
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(o)
+                    })
+                    .collect(),
+            )])
+}
+
+fn metadata_answer(topics: &[String], partitions: i32) -> m::MetadataResponse {
+    use m::metadata_response::{MetadataResponsePartition, MetadataResponseTopic};
+    m::MetadataResponse::default().with_topics(
+        topics
+            .iter()
+            .map(|t| {
+                MetadataResponseTopic::default()
+                    .with_name(Some(m::TopicName(s(t))))
+                    .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
+                    .with_partitions(
+                        (0..partitions)
+                            .map(|p| MetadataResponsePartition::default().with_partition_index(p))
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// (error, epoch, interval, partitions of [`TOPIC_ID`]) of a [`Reply::Beat`].
+fn beat_fields(r: Reply) -> (i16, i32, i32, Option<Vec<i32>>) {
+    let Reply::Beat {
+        error,
+        epoch,
+        interval_ms,
+        assignment,
+    } = r
+    else {
+        unreachable!()
+    };
+    (error, epoch, interval_ms, assignment)
+}
+
+fn consumer_beat_answer(member_id: &str, r: Reply) -> m::ConsumerGroupHeartbeatResponse {
+    use m::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
+    let (error, epoch, interval_ms, assignment) = beat_fields(r);
+    m::ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(error)
+        .with_member_id(Some(s(member_id)))
+        .with_member_epoch(epoch)
+        .with_heartbeat_interval_ms(interval_ms)
+        .with_assignment(assignment.map(|p| {
+            Assignment::default().with_topic_partitions(vec![TopicPartitions::default()
+                .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
+                .with_partitions(p)])
+        }))
+}
+
+fn share_beat_answer(member_id: &str, r: Reply) -> m::ShareGroupHeartbeatResponse {
+    use m::share_group_heartbeat_response::{Assignment, TopicPartitions};
+    let (error, epoch, interval_ms, assignment) = beat_fields(r);
+    m::ShareGroupHeartbeatResponse::default()
+        .with_error_code(error)
+        .with_member_id(Some(s(member_id)))
+        .with_member_epoch(epoch)
+        .with_heartbeat_interval_ms(interval_ms)
+        .with_assignment(assignment.map(|p| {
+            Assignment::default().with_topic_partitions(vec![TopicPartitions::default()
+                .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
+                .with_partitions(p)])
+        }))
 }
 
 /// The topic name OffsetFetch answers are for: tests use this topic.
