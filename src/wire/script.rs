@@ -287,26 +287,7 @@ fn decode_request(key: ApiKey, buf: &mut Bytes, v: i16) -> Seen {
                 generation_id: r.generation_id,
             }
         }
-        ApiKey::LeaveGroup => {
-            let r: m::LeaveGroupRequest = decode(buf, v);
-            let (member_ids, instance_ids) = if v >= 3 {
-                r.members
-                    .iter()
-                    .map(|m| {
-                        (
-                            m.member_id.to_string(),
-                            m.group_instance_id.as_ref().map(|i| i.to_string()),
-                        )
-                    })
-                    .unzip()
-            } else {
-                (vec![r.member_id.to_string()], vec![None])
-            };
-            Seen::LeaveGroup {
-                member_ids,
-                instance_ids,
-            }
-        }
+        ApiKey::LeaveGroup => seen_leave(decode(buf, v), v),
         ApiKey::OffsetFetch => {
             let r: m::OffsetFetchRequest = decode(buf, v);
             Seen::OffsetFetch {
@@ -342,19 +323,7 @@ fn decode_request(key: ApiKey, buf: &mut Bytes, v: i16) -> Seen {
                     .collect(),
             }
         }
-        ApiKey::ConsumerGroupHeartbeat => {
-            let r: m::ConsumerGroupHeartbeatRequest = decode(buf, v);
-            Seen::ConsumerHeartbeat {
-                member_id: r.member_id.to_string(),
-                epoch: r.member_epoch,
-                owned: r
-                    .topic_partitions
-                    .map(|t| t.into_iter().flat_map(|t| t.partitions).collect()),
-                subscribed: r
-                    .subscribed_topic_names
-                    .map(|t| t.into_iter().map(|n| n.0.to_string()).collect()),
-            }
-        }
+        ApiKey::ConsumerGroupHeartbeat => seen_consumer_beat(decode(buf, v)),
         ApiKey::ShareGroupHeartbeat => {
             let r: m::ShareGroupHeartbeatRequest = decode(buf, v);
             Seen::ShareHeartbeat {
@@ -363,6 +332,39 @@ fn decode_request(key: ApiKey, buf: &mut Bytes, v: i16) -> Seen {
             }
         }
         other => panic!("the scripted broker does not speak {other:?}"),
+    }
+}
+
+fn seen_leave(r: m::LeaveGroupRequest, v: i16) -> Seen {
+    let (member_ids, instance_ids) = if v >= 3 {
+        r.members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                )
+            })
+            .unzip()
+    } else {
+        (vec![r.member_id.to_string()], vec![None])
+    };
+    Seen::LeaveGroup {
+        member_ids,
+        instance_ids,
+    }
+}
+
+fn seen_consumer_beat(r: m::ConsumerGroupHeartbeatRequest) -> Seen {
+    Seen::ConsumerHeartbeat {
+        member_id: r.member_id.to_string(),
+        epoch: r.member_epoch,
+        owned: r
+            .topic_partitions
+            .map(|t| t.into_iter().flat_map(|t| t.partitions).collect()),
+        subscribed: r
+            .subscribed_topic_names
+            .map(|t| t.into_iter().map(|n| n.0.to_string()).collect()),
     }
 }
 
