@@ -83,8 +83,9 @@ pub async fn evict(
     loop {
         let step = match e.protocol {
             GroupProtocol::Classic => leave_group(&mut link, e, &left, timeout).await,
-            GroupProtocol::Consumer => leave_consumers(&mut link, e, &mut left, timeout).await,
-            GroupProtocol::Share => leave_shares(&mut link, e, &mut left, timeout).await,
+            GroupProtocol::Consumer | GroupProtocol::Share => {
+                leave_one_by_one(&mut link, e, &mut left, timeout).await
+            }
         };
         match step {
             Ok(()) => return Ok(()),
@@ -135,21 +136,59 @@ async fn leave_group(
     again.map_or(Ok(()), Err)
 }
 
-/// Consumer protocol: a leave heartbeat (epoch -1) per member; those that
-/// must be tried again stay in `left`.
-async fn leave_consumers(
+/// Consumer protocol and share groups: a leave heartbeat (epoch -1) per
+/// member; those that must be tried again stay in `left`.
+async fn leave_one_by_one(
     link: &mut CoordinatorLink,
     e: &Eviction,
     left: &mut Leaving,
     timeout: Duration,
 ) -> Result<(), Step> {
-    check_broker(link.conn().await?)?;
+    if e.protocol == GroupProtocol::Consumer {
+        check_broker(link.conn().await?)?;
+    }
     let mut again = Vec::new();
     let mut problem = None;
     for id in std::mem::take(&mut left.members) {
+        match leave_heartbeat(link, e, &id, timeout).await {
+            Ok(()) => {}
+            Err(Step::Fail(f)) => return Err(Step::Fail(f)),
+            Err(step) => {
+                again.push(id);
+                problem = Some(step);
+            }
+        }
+    }
+    left.members = again;
+    problem.map_or(Ok(()), Err)
+}
+
+/// One member's leave heartbeat, and what its answer means.
+async fn leave_heartbeat(
+    link: &mut CoordinatorLink,
+    e: &Eviction,
+    id: &str,
+    timeout: Duration,
+) -> Result<(), Step> {
+    let (request, code, class) = if e.protocol == GroupProtocol::Share {
+        let req = ShareBeat {
+            group: &e.group,
+            member_id: id,
+            member_epoch: LEAVE_EPOCH,
+            topics: None,
+        };
+        let ans = link.call(ShareHeartbeat(&req), timeout, "").await?;
+        // A group that is gone has no members left to remove.
+        if ans.error == codes::GROUP_ID_NOT_FOUND {
+            return Ok(());
+        }
+        let broker = link.addr().unwrap_or_default();
+        let class = classify_share(ans.error, ans.error_message.as_deref(), &broker);
+        ("ShareGroupHeartbeat", ans.error, class)
+    } else {
         let req = ConsumerBeat {
             group: &e.group,
-            member_id: &id,
+            member_id: id,
             member_epoch: LEAVE_EPOCH,
             instance_id: None,
             rebalance_timeout_ms: None,
@@ -157,72 +196,11 @@ async fn leave_consumers(
             server_assignor: None,
             owned: None,
         };
-        let code = match link
+        let ans = link
             .call(ConsumerHeartbeat(&req), timeout, CONSUMER_HINT)
-            .await
-        {
-            Ok(a) => a.error,
-            Err(Step::Fail(f)) => return Err(Step::Fail(f)),
-            Err(step) => {
-                again.push(id);
-                problem = Some(step);
-                continue;
-            }
-        };
-        let class = classify(code, "ConsumerGroupHeartbeat");
-        match outcome(link, "ConsumerGroupHeartbeat", code, class) {
-            Some(Step::Fail(f)) => return Err(Step::Fail(f)),
-            Some(step) => {
-                again.push(id);
-                problem = Some(step);
-            }
-            None => {}
-        }
-    }
-    left.members = again;
-    problem.map_or(Ok(()), Err)
-}
-
-/// Share groups: a leave heartbeat (epoch -1) per member.
-async fn leave_shares(
-    link: &mut CoordinatorLink,
-    e: &Eviction,
-    left: &mut Leaving,
-    timeout: Duration,
-) -> Result<(), Step> {
-    let mut again = Vec::new();
-    let mut problem = None;
-    for id in std::mem::take(&mut left.members) {
-        let req = ShareBeat {
-            group: &e.group,
-            member_id: &id,
-            member_epoch: LEAVE_EPOCH,
-            topics: None,
-        };
-        let ans = match link.call(ShareHeartbeat(&req), timeout, "").await {
-            Ok(a) => a,
-            Err(Step::Fail(f)) => return Err(Step::Fail(f)),
-            Err(step) => {
-                again.push(id);
-                problem = Some(step);
-                continue;
-            }
-        };
-        let broker = link.addr().unwrap_or_default();
-        // A group that is gone has no members left to remove.
-        if ans.error == codes::GROUP_ID_NOT_FOUND {
-            continue;
-        }
-        let class = classify_share(ans.error, ans.error_message.as_deref(), &broker);
-        match outcome(link, "ShareGroupHeartbeat", ans.error, class) {
-            Some(Step::Fail(f)) => return Err(Step::Fail(f)),
-            Some(step) => {
-                again.push(id);
-                problem = Some(step);
-            }
-            None => {}
-        }
-    }
-    left.members = again;
-    problem.map_or(Ok(()), Err)
+            .await?;
+        let class = classify(ans.error, "ConsumerGroupHeartbeat");
+        ("ConsumerGroupHeartbeat", ans.error, class)
+    };
+    outcome(link, request, code, class).map_or(Ok(()), Err)
 }
