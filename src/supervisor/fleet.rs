@@ -20,11 +20,7 @@ use super::backoff::{BackoffPolicy, Budget, Jitter};
 use super::handover;
 pub use super::slot::{Exit, Inherit, Joined, Membership, Pid, Slot, SlotState, StopReason};
 use crate::config::RestartBudget;
-use crate::report::Report;
-
-/// The `Stopping` reason of a worker whose stdout (the stdout handler's
-/// output) was closed by its reader.
-pub const OUTPUT_CLOSED: &str = "stdout closed";
+use crate::report::{Report, StopCause};
 
 /// Signals the supervisor sends to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,7 +574,7 @@ impl Fleet {
                 if shutting {
                     info!(event = "worker_ended", slot = i, pid, exit = %exit, "slot {i} pid {pid} ended with {exit}");
                     Vec::new()
-                } else if exit.success() && w.stopping.as_deref() == Some(OUTPUT_CLOSED) {
+                } else if exit.success() && w.stopping == Some(StopCause::StdoutClosed) {
                     // `kswarm run | head`: whoever reads the records is gone;
                     // restarting cannot help. Stop everyone, cleanly.
                     info!("slot {i} pid {pid}: stdout closed; stopping");
@@ -1977,7 +1973,7 @@ mod tests {
             0,
             100,
             Report::Stopping {
-                reason: OUTPUT_CLOSED.into(),
+                reason: StopCause::StdoutClosed,
             },
             t0,
         );

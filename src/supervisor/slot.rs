@@ -86,7 +86,7 @@ pub struct Worker {
     /// supervisor did not run may still be on their way).
     pub suspected: Option<Instant>,
     /// The reason it gave in its `Stopping` report.
-    pub stopping: Option<String>,
+    pub stopping: Option<crate::report::StopCause>,
     /// Whether it has acknowledged a record.
     pub progressed: bool,
     /// Since when it cannot reach the brokers (its `Outage` reports), and
