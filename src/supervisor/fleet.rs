@@ -20,6 +20,7 @@ use super::backoff::{BackoffPolicy, Budget, Jitter};
 use super::handover;
 pub use super::slot::{Exit, Inherit, Joined, Membership, Pid, Slot, SlotState, StopReason};
 use crate::config::RestartBudget;
+use crate::metrics::RestartReason;
 use crate::report::{Report, StopCause};
 
 /// Signals the supervisor sends to a worker.
@@ -408,7 +409,16 @@ impl Fleet {
         let i = slot as usize;
         self.slots[i].last_fatal = Some(format!("cannot start a worker: {err}"));
         let inherit = self.slots[i].take_inherit();
-        self.crashed(i, None, "spawn", now, false, false, inherit, now)
+        self.crashed(
+            i,
+            None,
+            RestartReason::Spawn,
+            now,
+            false,
+            false,
+            inherit,
+            now,
+        )
     }
 
     /// A report from the worker `pid` in `slot`.
@@ -602,8 +612,8 @@ impl Fleet {
                     );
                     let in_outage = w.outage.is_some();
                     let why = match exit {
-                        Exit::Signal(_) => "signal",
-                        _ => "exit",
+                        Exit::Signal(_) => RestartReason::Signal,
+                        _ => RestartReason::Exit,
                     };
                     self.crashed(
                         i,
@@ -629,7 +639,7 @@ impl Fleet {
                     self.crashed(
                         i,
                         Some(exit),
-                        "hung",
+                        RestartReason::Hung,
                         worker.since,
                         worker.progressed,
                         in_outage,
@@ -956,7 +966,7 @@ impl Fleet {
         &mut self,
         i: usize,
         exit: Option<Exit>,
-        why: &'static str,
+        why: RestartReason,
         since: Instant,
         progressed: bool,
         in_outage: bool,
@@ -986,7 +996,7 @@ impl Fleet {
         let delay = self.policy.delay(s.attempt, u);
         s.attempt += 1;
         s.restarts += 1;
-        *s.restart_reasons.entry(why.to_string()).or_default() += 1;
+        *s.restart_reasons.entry(why).or_default() += 1;
         info!(
             event = "restart_scheduled",
             slot = i,

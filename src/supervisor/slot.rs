@@ -172,7 +172,7 @@ pub struct Slot {
     /// Records acknowledged, from the last `Alive` report.
     pub records: u64,
     /// Restarts by reason (the metrics' `reason` label).
-    pub restart_reasons: std::collections::BTreeMap<String, u64>,
+    pub restart_reasons: std::collections::BTreeMap<crate::metrics::RestartReason, u64>,
     /// The latest statistics of its worker (`--metrics-addr`).
     pub stats: Option<crate::metrics::WorkerStats>,
 }
