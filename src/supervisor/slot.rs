@@ -91,7 +91,16 @@ pub struct Worker {
     pub progressed: bool,
     /// Since when it cannot reach the brokers (its `Outage` reports), and
     /// the last error it gave.
-    pub outage: Option<(Instant, String)>,
+    pub outage: Option<Outage>,
+}
+
+/// A broker outage a worker reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    /// Its first `Outage` report.
+    pub since: Instant,
+    /// The error of its latest one.
+    pub error: String,
 }
 
 /// See [`Worker::suspected`].
