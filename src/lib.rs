@@ -40,6 +40,7 @@ pub(crate) mod proctree;
 pub(crate) mod produce;
 pub(crate) mod sizing;
 pub(crate) mod status;
+pub(crate) mod stdout;
 pub(crate) mod supervisor;
 pub(crate) mod transport;
 pub(crate) mod worker;

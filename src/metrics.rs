@@ -105,6 +105,32 @@ pub struct VerdictCounts {
     pub dead_lettered: u64,
 }
 
+/// Why the supervisor restarted a worker (the `reason` label of
+/// `kswarm_restarts_total`). Declared in the order of their labels, so a
+/// map keyed by them lists them as it did when the keys were the labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RestartReason {
+    /// A non-zero exit (or an exit 0 that was not asked for).
+    Exit,
+    /// No report for --hang-timeout: killed for silence.
+    Hung,
+    /// Killed by a signal.
+    Signal,
+    /// The worker process could not be started.
+    Spawn,
+}
+
+impl RestartReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            RestartReason::Exit => "exit",
+            RestartReason::Hung => "hung",
+            RestartReason::Signal => "signal",
+            RestartReason::Spawn => "spawn",
+        }
+    }
+}
+
 /// One slot, as the supervisor knows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SlotView {
@@ -116,7 +142,7 @@ pub struct SlotView {
     /// Partitions it owns now.
     pub partitions: Vec<i32>,
     /// Restarts of the slot, by reason.
-    pub restarts: BTreeMap<String, u64>,
+    pub restarts: BTreeMap<RestartReason, u64>,
     /// The latest statistics of its worker (None before the first report).
     pub stats: Option<WorkerStats>,
     /// Resident memory of its worker, bytes (read at scrape time).
@@ -351,7 +377,7 @@ impl Collector for Exposition {
         for s in &v.slots {
             for (reason, n) in &s.restarts {
                 let mut l = self.slot_labels(s);
-                l.push(("reason", reason.clone()));
+                l.push(("reason", reason.label().to_string()));
                 restarts.push((l, *n));
             }
         }
@@ -446,13 +472,22 @@ mod tests {
                 pid: Some(42),
                 joined: true,
                 partitions: vec![3],
-                restarts: [("signal".to_string(), 2)].into(),
+                restarts: [(RestartReason::Signal, 2)].into(),
                 stats: Some(st),
                 rss_bytes: Some(1 << 20),
             }],
             rolling_restart: false,
             shutting_down: false,
         }
+    }
+
+    #[test]
+    fn restart_reasons_sort_as_their_labels() {
+        use RestartReason::*;
+        let all = [Exit, Hung, Signal, Spawn];
+        let mut by_label = all;
+        by_label.sort_by_key(|r| r.label());
+        assert_eq!(by_label, all);
     }
 
     #[test]

@@ -227,20 +227,10 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
     } else {
         plan_text(cfg, &cores, &plan, &view, applied.as_ref())
     };
-    print_out(&text)?;
+    crate::stdout::print_out(&text)?;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-/// Print to stdout; a closed pipe (`kswarm plan | head -3`) is not an error.
-pub(crate) fn print_out(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
     }
 }
 

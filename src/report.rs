@@ -24,7 +24,7 @@ pub enum Report {
     /// The worker's statistics for `--metrics-addr`, every second.
     Stats(crate::metrics::WorkerStats),
     /// The worker is stopping on purpose (signal, closed stdout).
-    Stopping { reason: String },
+    Stopping { reason: StopCause },
     /// The brokers cannot be reached (or answer nothing) right now; the
     /// worker waits and retries. Sent again every few seconds while it lasts.
     Outage { error: String },
@@ -33,6 +33,68 @@ pub enum Report {
     /// A fatal error, just before a non-zero exit: 2 for a configuration
     /// error (restarting cannot help), 1 otherwise.
     Fatal { message: String },
+}
+
+/// Why a worker stops on purpose (its `Stopping` report). On the pipe it
+/// is the text of [`StopCause::label`], as it always was; a text the
+/// supervisor does not know is kept as `Other`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum StopCause {
+    /// TERM, INT or the hand-over signal.
+    Signal,
+    /// Whoever reads the stdout handler's output is gone (`kswarm run | head`):
+    /// restarting cannot help, so the supervisor stops everyone, cleanly.
+    StdoutClosed,
+    /// A record the handler cannot take (the poison path).
+    Poison,
+    /// The share worker stops on a failure.
+    Failure,
+    Other(String),
+}
+
+impl StopCause {
+    pub fn label(&self) -> &str {
+        match self {
+            StopCause::Signal => "signal",
+            StopCause::StdoutClosed => "stdout closed",
+            StopCause::Poison => "a record the handler cannot take",
+            StopCause::Failure => "failure",
+            StopCause::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for StopCause {
+    fn from(s: &str) -> Self {
+        [
+            StopCause::Signal,
+            StopCause::StdoutClosed,
+            StopCause::Poison,
+            StopCause::Failure,
+        ]
+        .into_iter()
+        .find(|c| c.label() == s)
+        .unwrap_or_else(|| StopCause::Other(s.to_string()))
+    }
+}
+
+impl From<String> for StopCause {
+    fn from(s: String) -> Self {
+        StopCause::from(s.as_str())
+    }
+}
+
+impl From<StopCause> for String {
+    fn from(c: StopCause) -> Self {
+        c.label().to_string()
+    }
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// The exit status of a worker that stopped on a configuration error (a
@@ -69,5 +131,23 @@ mod tests {
         assert!(line.contains("\"event\":\"joined\""));
         assert_eq!(Report::from_line(&line), Some(r));
         assert_eq!(Report::from_line("garbage"), None);
+    }
+
+    #[test]
+    fn a_stop_cause_travels_as_its_text() {
+        let r = Report::Stopping {
+            reason: StopCause::StdoutClosed,
+        };
+        let line = r.to_line();
+        assert!(line.contains(r#""reason":"stdout closed""#), "{line}");
+        assert_eq!(Report::from_line(&line), Some(r));
+        let other = r#"{"event":"stopping","reason":"something new"}"#;
+        assert_eq!(
+            Report::from_line(other),
+            Some(Report::Stopping {
+                reason: StopCause::Other("something new".into())
+            })
+        );
+        assert_eq!(StopCause::from("signal"), StopCause::Signal);
     }
 }

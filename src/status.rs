@@ -83,9 +83,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     // A closed pipe (`kswarm status | head`) is not an error.
     if !args.watch {
         return if args.json {
-            crate::plan::print_out(&serde_json::to_string_pretty(&out)?)
+            crate::stdout::print_out(&serde_json::to_string_pretty(&out)?)
         } else {
-            crate::plan::print_out(table_text(&out).trim_end())
+            crate::stdout::print_out(table_text(&out).trim_end())
         };
     }
     let mut out = Some(out);
@@ -95,10 +95,10 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
             None => rt.block_on(collect(&connect, &group, &topic))?,
         };
         if args.json {
-            crate::plan::print_out(&serde_json::to_string(&now)?)?;
+            crate::stdout::print_out(&serde_json::to_string(&now)?)?;
         } else {
             // Home, clear the screen, then the table: a live view in a terminal.
-            crate::plan::print_out(&format!(
+            crate::stdout::print_out(&format!(
                 "\x1b[H\x1b[2J{}\n(every {every:?}, {}; Ctrl-C to stop)",
                 table_text(&now).trim_end(),
                 time_of_day()

@@ -17,9 +17,17 @@ const REPORT_GRACE: Duration = Duration::from_millis(300);
 /// of file, at most [`REPORT_GRACE`].
 #[derive(Default)]
 pub struct Parked {
-    exits: Vec<(Pid, Exit, Instant)>,
+    exits: Vec<ParkedExit>,
     /// Workers whose reports ended before their exit was reaped.
     closed: HashSet<Pid>,
+}
+
+/// A reaped exit waiting for its worker's reports to end.
+struct ParkedExit {
+    pid: Pid,
+    exit: Exit,
+    /// When it goes on without them.
+    until: Instant,
 }
 
 impl Parked {
@@ -30,7 +38,11 @@ impl Parked {
             if self.closed.remove(&pid) {
                 ready.push((pid, exit));
             } else {
-                self.exits.push((pid, exit, now + REPORT_GRACE));
+                self.exits.push(ParkedExit {
+                    pid,
+                    exit,
+                    until: now + REPORT_GRACE,
+                });
             }
         }
         ready
@@ -38,10 +50,10 @@ impl Parked {
 
     /// `pid`'s reports ended: its exit, if it was waiting.
     pub fn reports_closed(&mut self, pid: Pid) -> Option<(Pid, Exit)> {
-        match self.exits.iter().position(|e| e.0 == pid) {
+        match self.exits.iter().position(|e| e.pid == pid) {
             Some(i) => {
-                let (pid, exit, _) = self.exits.remove(i);
-                Some((pid, exit))
+                let e = self.exits.remove(i);
+                Some((e.pid, e.exit))
             }
             None => {
                 self.closed.insert(pid);
@@ -52,13 +64,13 @@ impl Parked {
 
     /// Exits that waited long enough.
     pub fn due(&mut self, now: Instant) -> Vec<(Pid, Exit)> {
-        let (due, wait): (Vec<_>, Vec<_>) = self.exits.drain(..).partition(|e| e.2 <= now);
+        let (due, wait): (Vec<_>, Vec<_>) = self.exits.drain(..).partition(|e| e.until <= now);
         self.exits = wait;
-        due.into_iter().map(|(p, e, _)| (p, e)).collect()
+        due.into_iter().map(|e| (e.pid, e.exit)).collect()
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.exits.iter().map(|e| e.2).min()
+        self.exits.iter().map(|e| e.until).min()
     }
 }
 

@@ -86,12 +86,21 @@ pub struct Worker {
     /// supervisor did not run may still be on their way).
     pub suspected: Option<Instant>,
     /// The reason it gave in its `Stopping` report.
-    pub stopping: Option<String>,
+    pub stopping: Option<crate::report::StopCause>,
     /// Whether it has acknowledged a record.
     pub progressed: bool,
     /// Since when it cannot reach the brokers (its `Outage` reports), and
     /// the last error it gave.
-    pub outage: Option<(Instant, String)>,
+    pub outage: Option<Outage>,
+}
+
+/// A broker outage a worker reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    /// Its first `Outage` report.
+    pub since: Instant,
+    /// The error of its latest one.
+    pub error: String,
 }
 
 /// See [`Worker::suspected`].
@@ -172,7 +181,7 @@ pub struct Slot {
     /// Records acknowledged, from the last `Alive` report.
     pub records: u64,
     /// Restarts by reason (the metrics' `reason` label).
-    pub restart_reasons: std::collections::BTreeMap<String, u64>,
+    pub restart_reasons: std::collections::BTreeMap<crate::metrics::RestartReason, u64>,
     /// The latest statistics of its worker (`--metrics-addr`).
     pub stats: Option<crate::metrics::WorkerStats>,
 }

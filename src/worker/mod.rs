@@ -463,7 +463,7 @@ impl Worker {
                 GenerationEnd::OutputClosed => return self.finish("stdout closed").await,
                 GenerationEnd::Poison(msg) => {
                     self.reporter.send(Report::Stopping {
-                        reason: "a record the handler cannot take".into(),
+                        reason: crate::report::StopCause::Poison,
                     });
                     return Err(anyhow::anyhow!(msg));
                 }
@@ -501,7 +501,7 @@ impl Worker {
     /// Leave the group (the generation loop has already drained and committed).
     async fn finish(&mut self, reason: &str) -> anyhow::Result<()> {
         self.reporter.send(Report::Stopping {
-            reason: reason.to_string(),
+            reason: reason.into(),
         });
         if self.hand_over.load(Ordering::SeqCst) {
             // The supervisor hands the member to this slot's next worker

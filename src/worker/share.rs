@@ -491,7 +491,7 @@ impl ShareWorker {
             End::Failed(_) => "failure".to_string(),
         };
         self.reporter.send(Report::Stopping {
-            reason: reason.clone(),
+            reason: reason.as_str().into(),
         });
         info!(
             slot = self.cfg.slot,
