@@ -239,7 +239,15 @@ fn gauge(e: &mut prometheus_client::encoding::MetricEncoder<'_>, v: &i64) -> std
 
 impl Collector for Exposition {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let v = &self.0;
+        self.partition_families(&mut enc)?;
+        self.worker_families(&mut enc)?;
+        self.fleet_families(&mut enc)
+    }
+}
+
+impl Exposition {
+    /// Per worker slot and partition: handled, committed, high watermark, lag.
+    fn partition_families(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
         let parts = self.partitions();
         let per_part = |f: &dyn Fn(&PartitionStats) -> Option<i64>| -> Vec<(Labels, i64)> {
             parts
@@ -248,7 +256,7 @@ impl Collector for Exposition {
                 .collect()
         };
         family(
-            &mut enc,
+            enc,
             "records_handled",
             "Records the handler acknowledged, per worker slot and partition (since the worker started)",
             MetricType::Counter,
@@ -256,7 +264,7 @@ impl Collector for Exposition {
             counter,
         )?;
         family(
-            &mut enc,
+            enc,
             "bytes_handled",
             "Bytes of records (as formatted for the handler) the handler acknowledged",
             MetricType::Counter,
@@ -264,7 +272,7 @@ impl Collector for Exposition {
             counter,
         )?;
         family(
-            &mut enc,
+            enc,
             "committed_offset",
             "The group's committed next offset of the partition, as its worker last committed or read it",
             MetricType::Gauge,
@@ -272,7 +280,7 @@ impl Collector for Exposition {
             gauge,
         )?;
         family(
-            &mut enc,
+            enc,
             "high_watermark",
             "The end of the partition's log at the worker's last fetch",
             MetricType::Gauge,
@@ -280,20 +288,25 @@ impl Collector for Exposition {
             gauge,
         )?;
         family(
-            &mut enc,
+            enc,
             "lag",
             "Records of the partition not yet committed (high watermark minus committed offset)",
             MetricType::Gauge,
             per_part(&PartitionStats::lag),
             gauge,
-        )?;
+        )
+    }
+
+    /// Per worker slot, from its statistics: in flight, latency, rebalances, verdicts.
+    fn worker_families(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let v = &self.0;
         let with_stats: Vec<(Labels, &WorkerStats)> = v
             .slots
             .iter()
             .filter_map(|s| Some((self.slot_labels(s), s.stats.as_ref()?)))
             .collect();
         family(
-            &mut enc,
+            enc,
             "in_flight_records",
             "Records handed to the handler and not yet acknowledged",
             MetricType::Gauge,
@@ -304,7 +317,7 @@ impl Collector for Exposition {
             gauge,
         )?;
         family(
-            &mut enc,
+            enc,
             "in_flight_bytes",
             "Bytes of records handed to the handler and not yet acknowledged",
             MetricType::Gauge,
@@ -315,7 +328,7 @@ impl Collector for Exposition {
             gauge,
         )?;
         family(
-            &mut enc,
+            enc,
             "ack_latency_seconds",
             "Time from handing a record to the handler to its acknowledgement",
             MetricType::Histogram,
@@ -334,7 +347,7 @@ impl Collector for Exposition {
             },
         )?;
         family(
-            &mut enc,
+            enc,
             "rebalances",
             "Times a worker's partitions changed (rebalances, incremental moves), since the worker started",
             MetricType::Counter,
@@ -362,7 +375,7 @@ impl Collector for Exposition {
             ),
         ] {
             family(
-                &mut enc,
+                enc,
                 name,
                 help,
                 MetricType::Counter,
@@ -373,6 +386,12 @@ impl Collector for Exposition {
                 counter,
             )?;
         }
+        Ok(())
+    }
+
+    /// Per slot from the supervisor (restarts, memory, joined), and the fleet's own.
+    fn fleet_families(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let v = &self.0;
         let mut restarts = Vec::new();
         for s in &v.slots {
             for (reason, n) in &s.restarts {
@@ -382,7 +401,7 @@ impl Collector for Exposition {
             }
         }
         family(
-            &mut enc,
+            enc,
             "restarts",
             "Worker restarts, by reason (exit: a non-zero exit; signal: killed by a signal; hung: killed for silence; spawn: could not start)",
             MetricType::Counter,
@@ -390,7 +409,7 @@ impl Collector for Exposition {
             counter,
         )?;
         family(
-            &mut enc,
+            enc,
             "worker_rss_bytes",
             "Resident memory of the worker process",
             MetricType::Gauge,
@@ -401,7 +420,7 @@ impl Collector for Exposition {
             gauge,
         )?;
         family(
-            &mut enc,
+            enc,
             "worker_joined",
             "1 if the slot's worker is a member of the group now",
             MetricType::Gauge,
@@ -413,7 +432,7 @@ impl Collector for Exposition {
         )?;
         let group = vec![("group", v.group.clone()), ("topic", v.topic.clone())];
         family(
-            &mut enc,
+            enc,
             "workers_wanted",
             "Workers the supervisor wants now",
             MetricType::Gauge,
@@ -421,7 +440,7 @@ impl Collector for Exposition {
             gauge,
         )?;
         family(
-            &mut enc,
+            enc,
             "ready",
             "1 when every wanted worker is a member and no rolling restart or stop is under way (/readyz)",
             MetricType::Gauge,
