@@ -198,23 +198,7 @@ struct Pending {
 }
 
 async fn produce(cfg: &ProduceConfig, produced: Arc<AtomicU64>) -> anyhow::Result<()> {
-    let client = crate::admin::connect(&cfg.connect).await?;
-    let topics = tokio::time::timeout(cfg.connect.connect_timeout, client.list_topics())
-        .await
-        .map_err(|_| anyhow!("reading topic metadata: no answer within --connect-timeout"))?
-        .context("reading topic metadata")?;
-    let Some(topic) = topics.into_iter().find(|t| t.name == cfg.topic) else {
-        bail!(
-            "topic '{}' does not exist; create it first, e.g. kswarm plan -b {} -t {} --apply (add -p N for N partitions)",
-            cfg.topic,
-            cfg.connect.brokers.join(","),
-            cfg.topic
-        );
-    };
-    let ids: Vec<i32> = topic.partitions.into_iter().collect();
-    if ids.is_empty() {
-        bail!("topic '{}' has no partitions", cfg.topic);
-    }
+    let (client, ids) = topic_partitions(cfg).await?;
     let client = Arc::new(client);
 
     // One sender task per partition.
@@ -242,69 +226,21 @@ async fn produce(cfg: &ProduceConfig, produced: Arc<AtomicU64>) -> anyhow::Resul
         .spawn(move || read_stdin(line_tx))
         .context("starting the stdin reader")?;
 
-    let n = ids.len();
-    let mut pending: Vec<Pending> = (0..n).map(|_| Pending::default()).collect();
-    let mut rr = 0usize;
-    let mut deadline: Option<Instant> = None;
-    let mut failure: Option<anyhow::Error> = None;
-
-    'main: loop {
-        tokio::select! {
-            chunk = line_rx.recv() => {
-                let Some(chunk) = chunk else { break 'main };
-                let lines = chunk.context("reading stdin")?;
-                let ts = now();
-                for line in lines {
-                    let (key, value) = split_line(&cfg.key, line);
-                    let idx = match &key {
-                        Some(k) => partition_for_key(k, n),
-                        None => rr,
-                    };
-                    let p = &mut pending[idx];
-                    p.bytes += key.as_ref().map_or(0, Vec::len) + value.len() + RECORD_OVERHEAD;
-                    p.records.push(Record {
-                        key,
-                        value: Some(value),
-                        headers: Default::default(),
-                        timestamp: ts,
-                    });
-                    if deadline.is_none() {
-                        deadline = Some(Instant::now() + cfg.linger);
-                    }
-                    if p.records.len() >= cfg.batch_size || p.bytes >= MAX_BATCH_BYTES {
-                        if let Err(e) = dispatch(&mut pending, &queues, idx, &mut rr).await {
-                            failure = Some(e);
-                            break 'main;
-                        }
-                    }
-                }
-                if cfg.linger.is_zero() {
-                    if let Err(e) = flush_all(&mut pending, &queues, &mut rr).await {
-                        failure = Some(e);
-                        break 'main;
-                    }
-                    deadline = None;
-                }
-            }
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                if let Err(e) = flush_all(&mut pending, &queues, &mut rr).await {
-                    failure = Some(e);
-                    break 'main;
-                }
-                deadline = None;
-            }
-            Some(e) = err_rx.recv() => {
-                failure = Some(e);
-                break 'main;
-            }
+    let mut batches = Batcher::new(cfg, queues);
+    let failure = loop {
+        let step = tokio::select! {
+            chunk = line_rx.recv() => match chunk {
+                None => break batches.flush_all().await.err(),
+                Some(chunk) => batches.take(chunk.context("reading stdin")?).await,
+            },
+            _ = sleep_until(batches.deadline), if batches.deadline.is_some() => batches.flush_all().await,
+            Some(e) = err_rx.recv() => Err(e),
+        };
+        if let Err(e) = step {
+            break Some(e);
         }
-    }
-    if failure.is_none() {
-        if let Err(e) = flush_all(&mut pending, &queues, &mut rr).await {
-            failure = Some(e);
-        }
-    }
-    drop(queues);
+    };
+    drop(batches);
     for t in tasks {
         let _ = t.await;
     }
@@ -315,6 +251,110 @@ async fn produce(cfg: &ProduceConfig, produced: Arc<AtomicU64>) -> anyhow::Resul
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// A client, and the partitions of `--topic` (which must exist).
+async fn topic_partitions(
+    cfg: &ProduceConfig,
+) -> anyhow::Result<(rskafka::client::Client, Vec<i32>)> {
+    let client = crate::admin::connect(&cfg.connect).await?;
+    let topics = tokio::time::timeout(cfg.connect.connect_timeout, client.list_topics())
+        .await
+        .map_err(|_| anyhow!("reading topic metadata: no answer within --connect-timeout"))?
+        .context("reading topic metadata")?;
+    let Some(topic) = topics.into_iter().find(|t| t.name == cfg.topic) else {
+        bail!(
+            "topic '{}' does not exist; create it first, e.g. kswarm plan -b {} -t {} --apply (add -p N for N partitions)",
+            cfg.topic,
+            cfg.connect.brokers.join(","),
+            cfg.topic
+        );
+    };
+    let ids: Vec<i32> = topic.partitions.into_iter().collect();
+    if ids.is_empty() {
+        bail!("topic '{}' has no partitions", cfg.topic);
+    }
+    Ok((client, ids))
+}
+
+/// Lines become records, gathered per partition (by key, or round robin)
+/// and handed to the partitions' sender tasks by size or after --linger.
+struct Batcher<'a> {
+    cfg: &'a ProduceConfig,
+    queues: Vec<mpsc::Sender<Vec<Record>>>,
+    pending: Vec<Pending>,
+    /// The partition index keyless records go to now.
+    rr: usize,
+    /// When the oldest pending record has lingered long enough.
+    deadline: Option<Instant>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(cfg: &'a ProduceConfig, queues: Vec<mpsc::Sender<Vec<Record>>>) -> Self {
+        let pending = (0..queues.len()).map(|_| Pending::default()).collect();
+        Self {
+            cfg,
+            queues,
+            pending,
+            rr: 0,
+            deadline: None,
+        }
+    }
+
+    /// Take a chunk of stdin lines; full batches go at once.
+    async fn take(&mut self, lines: Vec<Vec<u8>>) -> anyhow::Result<()> {
+        let ts = now();
+        let n = self.pending.len();
+        for line in lines {
+            let (key, value) = split_line(&self.cfg.key, line);
+            let idx = match &key {
+                Some(k) => partition_for_key(k, n),
+                None => self.rr,
+            };
+            let p = &mut self.pending[idx];
+            p.bytes += key.as_ref().map_or(0, Vec::len) + value.len() + RECORD_OVERHEAD;
+            p.records.push(Record {
+                key,
+                value: Some(value),
+                headers: Default::default(),
+                timestamp: ts,
+            });
+            if self.deadline.is_none() {
+                self.deadline = Some(Instant::now() + self.cfg.linger);
+            }
+            if p.records.len() >= self.cfg.batch_size || p.bytes >= MAX_BATCH_BYTES {
+                self.dispatch(idx).await?;
+            }
+        }
+        if self.cfg.linger.is_zero() {
+            self.flush_all().await?;
+        }
+        Ok(())
+    }
+
+    /// Hand partition index `idx`'s pending records to its sender.
+    async fn dispatch(&mut self, idx: usize) -> anyhow::Result<()> {
+        let batch = std::mem::take(&mut self.pending[idx]);
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        if idx == self.rr {
+            self.rr = (self.rr + 1) % self.pending.len();
+        }
+        self.queues[idx]
+            .send(batch.records)
+            .await
+            .map_err(|_| anyhow!("the sender for partition index {idx} stopped"))
+    }
+
+    /// Hand every partition's pending records to its sender.
+    async fn flush_all(&mut self) -> anyhow::Result<()> {
+        for idx in 0..self.pending.len() {
+            self.dispatch(idx).await?;
+        }
+        self.deadline = None;
+        Ok(())
     }
 }
 
@@ -335,36 +375,6 @@ pub(crate) fn now() -> DateTime<Utc> {
 
 /// Hand partition `idx`'s records to its task; an unkeyed batch moves the
 /// round-robin on to the next partition.
-async fn dispatch(
-    pending: &mut [Pending],
-    queues: &[mpsc::Sender<Vec<Record>>],
-    idx: usize,
-    rr: &mut usize,
-) -> anyhow::Result<()> {
-    let batch = std::mem::take(&mut pending[idx]);
-    if batch.records.is_empty() {
-        return Ok(());
-    }
-    if idx == *rr {
-        *rr = (*rr + 1) % pending.len();
-    }
-    queues[idx]
-        .send(batch.records)
-        .await
-        .map_err(|_| anyhow!("the sender for partition index {idx} stopped"))
-}
-
-async fn flush_all(
-    pending: &mut [Pending],
-    queues: &[mpsc::Sender<Vec<Record>>],
-    rr: &mut usize,
-) -> anyhow::Result<()> {
-    for idx in 0..pending.len() {
-        dispatch(pending, queues, idx, rr).await?;
-    }
-    Ok(())
-}
-
 async fn partition_task(
     client: Arc<rskafka::client::Client>,
     cfg: ProduceConfig,
