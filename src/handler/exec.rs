@@ -102,66 +102,107 @@ pub(super) fn start(
         },
     ));
     let stderr_done = tokio::spawn(child::forward_stderr(stderr, env.slot, tail.clone()));
-    let cmd = cmd.to_string();
-    tokio::spawn(async move {
-        let mut eof_rx = Some(eof_rx);
-        let mut broken_rx = Some(broken_rx);
-        let status = loop {
-            tokio::select! {
-                s = proc.wait() => break s,
-                r = async { eof_rx.as_mut().expect("guarded").await }, if eof_rx.is_some() => {
-                    eof_rx = None;
-                    let _ = r;
-                    if let Ok(s) = tokio::time::timeout(EXIT_GRACE, proc.wait()).await {
-                        break s;
-                    }
-                    let _ = events.send(Inner::Failed(format!(
-                        "--exec '{cmd}': the handler closed its stdout but keeps running, so it \
-                         can acknowledge nothing more; it must print one line per record on stdout{}",
-                        tail.describe()
-                    )));
-                    let _ = proc.wait().await;
-                    group.clear();
-                    return;
-                }
-                r = async { broken_rx.as_mut().expect("guarded").await }, if broken_rx.is_some() => {
-                    broken_rx = None;
-                    let Ok(err) = r else { continue }; // writer ended normally (input closed)
-                    if let Ok(s) = tokio::time::timeout(EXIT_GRACE, proc.wait()).await {
-                        break s;
-                    }
-                    let _ = events.send(Inner::Failed(format!(
-                        "--exec '{cmd}': the handler stopped reading its stdin ({err}) but keeps \
-                         running; it must read records from stdin until EOF{}",
-                        tail.describe()
-                    )));
-                    let _ = proc.wait().await;
-                    group.clear();
-                    return;
-                }
-            }
-        };
-        group.clear();
-        // Every ack line it printed must be counted before we report the exit.
-        if let Some(rx) = eof_rx {
-            let _ = tokio::time::timeout(DRAIN_GRACE, rx).await;
+    tokio::spawn(
+        ExitWatch {
+            proc,
+            cmd: cmd.to_string(),
+            events,
+            group,
+            tail,
+            stderr_done,
         }
-        let _ = tokio::time::timeout(DRAIN_GRACE, stderr_done).await;
-        let event = match status {
-            Ok(status) => Inner::Exited {
-                status,
-                stderr: tail.describe(),
-            },
-            Err(e) => Inner::Failed(format!(
-                "--exec '{cmd}': waiting for the handler failed: {e}"
-            )),
-        };
-        let _ = events.send(event);
-    });
+        .run(eof_rx, broken_rx),
+    );
     Ok(Probe {
         stdin: probe,
         ack_pipe,
     })
+}
+
+/// Waits for the handler to exit and reports how: its exit status once its
+/// last acks and stderr are read, or why it is stuck (stdout closed or
+/// stdin no longer read while it keeps running).
+struct ExitWatch {
+    proc: tokio::process::Child,
+    cmd: String,
+    events: mpsc::UnboundedSender<Inner>,
+    group: Group,
+    tail: Tail,
+    stderr_done: tokio::task::JoinHandle<()>,
+}
+
+impl ExitWatch {
+    async fn run(
+        mut self,
+        eof_rx: oneshot::Receiver<()>,
+        broken_rx: oneshot::Receiver<std::io::Error>,
+    ) {
+        let mut eof_rx = Some(eof_rx);
+        let mut broken_rx = Some(broken_rx);
+        let status = loop {
+            tokio::select! {
+                s = self.proc.wait() => break s,
+                r = async { eof_rx.as_mut().expect("guarded").await }, if eof_rx.is_some() => {
+                    eof_rx = None;
+                    let _ = r;
+                    let why = "closed its stdout but keeps running, so it can acknowledge nothing \
+                               more; it must print one line per record on stdout";
+                    match self.exit_within_grace(why).await {
+                        Some(s) => break s,
+                        None => return,
+                    }
+                }
+                r = async { broken_rx.as_mut().expect("guarded").await }, if broken_rx.is_some() => {
+                    broken_rx = None;
+                    let Ok(err) = r else { continue }; // writer ended normally (input closed)
+                    let why = format!(
+                        "stopped reading its stdin ({err}) but keeps running; it must read records \
+                         from stdin until EOF"
+                    );
+                    match self.exit_within_grace(&why).await {
+                        Some(s) => break s,
+                        None => return,
+                    }
+                }
+            }
+        };
+        self.group.clear();
+        // Every ack line it printed must be counted before we report the exit.
+        if let Some(rx) = eof_rx {
+            let _ = tokio::time::timeout(DRAIN_GRACE, rx).await;
+        }
+        let _ = tokio::time::timeout(DRAIN_GRACE, &mut self.stderr_done).await;
+        let event = match status {
+            Ok(status) => Inner::Exited {
+                status,
+                stderr: self.tail.describe(),
+            },
+            Err(e) => Inner::Failed(format!(
+                "--exec '{}': waiting for the handler failed: {e}",
+                self.cmd
+            )),
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// The handler's exit status if it exits within [`EXIT_GRACE`];
+    /// otherwise report it stuck (`why`), wait for its end, and None.
+    async fn exit_within_grace(
+        &mut self,
+        why: &str,
+    ) -> Option<std::io::Result<std::process::ExitStatus>> {
+        if let Ok(s) = tokio::time::timeout(EXIT_GRACE, self.proc.wait()).await {
+            return Some(s);
+        }
+        let _ = self.events.send(Inner::Failed(format!(
+            "--exec '{}': the handler {why}{}",
+            self.cmd,
+            self.tail.describe()
+        )));
+        let _ = self.proc.wait().await;
+        self.group.clear();
+        None
+    }
 }
 
 /// The handler's stdin pipe as the ack reader sees it: how many bytes went
