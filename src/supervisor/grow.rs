@@ -65,7 +65,7 @@ impl Grower {
             };
             let mut admin: Option<Admin> = None;
             let mut pause = CHECK;
-            let mut last_seen: Option<(u32, u32)> = None;
+            let mut last_seen: Option<Seen> = None;
             loop {
                 match rx.recv_timeout(pause) {
                     Err(RecvTimeoutError::Timeout) => {}
@@ -73,7 +73,7 @@ impl Grower {
                 }
                 let own = wanted.load(Ordering::Relaxed) as u32;
                 let seen = match rt.block_on(check(&cfg, own, &mut admin)) {
-                    Ok(members) => Some((own, members)),
+                    Ok(members) => Some(Seen { own, members }),
                     Err(e) => {
                         debug!("group-wide sizing: {e:#}");
                         admin = None;
@@ -89,6 +89,14 @@ impl Grower {
         }
         Self { _stop: Some(tx) }
     }
+}
+
+/// What one check saw: this host's workers and the group's members. The
+/// checks slow down while it stays the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    own: u32,
+    members: u32,
 }
 
 /// One check; the group's member count.

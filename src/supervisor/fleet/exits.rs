@@ -9,20 +9,11 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use super::restart::Crash;
-use super::{Action, Exit, Fleet, Inherit, Pid, SlotState, StopReason};
+use super::{Action, Ended, Exit, Fleet, Inherit, Pid, SlotState, StopReason};
 use crate::metrics::RestartReason;
 use crate::report::StopCause;
 use crate::supervisor::handover;
 use crate::supervisor::slot::Worker;
-
-/// A worker process that ended, and what its slot's next worker inherits.
-#[derive(Debug)]
-pub(super) struct Ended {
-    pub slot: usize,
-    pub pid: Pid,
-    pub exit: Exit,
-    pub inherit: Option<Inherit>,
-}
 
 impl Fleet {
     pub(super) fn take_exit(&mut self, pid: Pid, exit: Exit, now: Instant) -> Vec<Action> {

@@ -68,6 +68,16 @@ enum Mode {
     Done,
 }
 
+/// A worker process that ended, and what its slot's next worker inherits
+/// (what [`exits`] hands to [`restart`] when the end is a crash).
+#[derive(Debug)]
+struct Ended {
+    slot: usize,
+    pid: Pid,
+    exit: Exit,
+    inherit: Option<Inherit>,
+}
+
 /// All slots and the policy that moves them.
 pub struct Fleet {
     slots: Vec<Slot>,

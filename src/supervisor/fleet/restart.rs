@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::exits::Ended;
-use super::{Action, Exit, Fleet, Inherit, Outcome, Pid, Slot};
+use super::{Action, Ended, Exit, Fleet, Inherit, Outcome, Pid, Slot};
 use crate::metrics::RestartReason;
 use crate::supervisor::slot::Worker;
 
