@@ -1,21 +1,15 @@
 //! One consumer-group member: join, fetch (one request per leader), hand records to the
 //! handler, commit what the handler acknowledged, report to the supervisor.
-//!
-//! Runs on a current-thread tokio runtime: one worker is meant to use one core,
-//! and handler children must be spawned from a thread that lives as long as the
-//! worker (PR_SET_PDEATHSIG fires when the spawning thread exits).
+//! The process around it (start-up, signals) is [`bootstrap`]'s.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::cli::WorkerArgs;
 use crate::config::WorkerConfig;
 use crate::error::{ConfigError, ExitWith};
 use crate::group::{GroupError, GroupSettings, Member};
@@ -23,12 +17,14 @@ use crate::handler::{Handler, HandlerEnv, HandlerEvent, Judged, Refused};
 use crate::record::Record;
 use crate::report::{Report, EXIT_CONFIG};
 
+mod bootstrap;
 mod cluster;
 mod dead_letter;
 mod fetch;
 mod positions;
 mod report;
 mod share;
+mod shutdown;
 mod verdicts;
 
 use cluster::{Cluster, Fatal};
@@ -36,6 +32,9 @@ use dead_letter::{DeadLetters, Outcome};
 use fetch::{fetch_loop, FetchSettings, Fetched, FETCH_QUEUE};
 use positions::Positions;
 use report::{OutageClock, Reporter};
+use shutdown::Shutdown;
+
+pub use bootstrap::{cmd, spawned};
 use verdicts::{Action, Ledger};
 
 /// Staged bytes handed to the handler at once at most (a fetched batch is
@@ -46,82 +45,6 @@ const CHUNK_BYTES: usize = 256 * 1024;
 const MIN_WINDOW: usize = 100;
 /// Alive reports to the supervisor, this often.
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
-
-/// `kswarm worker FLAGS`: a worker on its own (tests, debugging).
-pub fn cmd(args: WorkerArgs) -> anyhow::Result<()> {
-    let cfg = WorkerConfig::from_args(&args)?;
-    crate::connect::prepare(&cfg.connect)?;
-    start(cfg)
-}
-
-/// `kswarm spawned`: a worker of `kswarm run`, its settings as JSON on fd 4.
-pub fn spawned() -> anyhow::Result<()> {
-    use std::io::Read as _;
-    let mut text = Vec::new();
-    std::fs::File::open(format!("/dev/fd/{}", crate::supervisor::spawn::CONFIG_FD))
-        .and_then(|mut f| f.read_to_end(&mut text))
-        .context(
-            "cannot read the worker's settings on fd 4 (kswarm spawned is started by kswarm run)",
-        )?;
-    let cfg: WorkerConfig =
-        serde_json::from_slice(&text).context("the worker's settings on fd 4 are not readable")?;
-    // The supervisor warned about the settings already.
-    crate::transport::install(&cfg.connect.security)?;
-    start(cfg)
-}
-
-fn start(cfg: WorkerConfig) -> anyhow::Result<()> {
-    check_parent_alive()?;
-    // The pipes to the supervisor are ours, not the handler's: a handler
-    // that kept the report pipe open would hide our end from the supervisor.
-    for fd in [cfg.report_fd, Some(crate::supervisor::spawn::CONFIG_FD)]
-        .into_iter()
-        .flatten()
-    {
-        let _ = nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        );
-    }
-    keep_freed_buffers();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the worker's runtime")?;
-    rt.block_on(run(cfg))
-}
-
-/// A worker allocates and frees a buffer of a few hundred KiB per fetch.
-/// glibc's defaults (mmap above 128 KiB, trim the heap top above 256 KiB,
-/// both adjusted as it goes) return such buffers to the kernel and fault
-/// fresh zeroed pages in for the next one: in `perf record` of `kswarm run
-/// --exec` that was several percent of the worker's CPU in page faults and
-/// page clearing, and fixed thresholds took the run's CPU per 1M records from
-/// 0.39 to about 0.30 s at the same peak RSS. Freed buffers are kept and reused.
-fn keep_freed_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets two allocator tunables; it is called once,
-    // before the runtime (and any other thread) starts.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
-    }
-}
-
-/// The supervisor sets PR_SET_PDEATHSIG before exec; if it died before that,
-/// we are already an orphan: stop now instead of consuming unsupervised.
-fn check_parent_alive() -> anyhow::Result<()> {
-    if let Ok(want) = std::env::var("KSWARM_SUPERVISOR_PID") {
-        let parent = nix::unistd::getppid().as_raw().to_string();
-        if parent != want {
-            return Err(
-                ExitWith(1, format!("supervisor (pid {want}) is gone; worker exits")).into(),
-            );
-        }
-    }
-    Ok(())
-}
 
 /// A fetched batch the handler has taken only part of so far.
 struct Pending {
@@ -158,9 +81,8 @@ struct Worker {
     member: Member,
     handler: Handler,
     reporter: Reporter,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Set with `shutdown` by SIGUSR1: stop without leaving the group.
-    hand_over: Arc<AtomicBool>,
+    /// A stop signal; by SIGUSR1: stop without leaving the group.
+    shutdown: Shutdown,
     /// Records handed to the handler since the worker started; minus the
     /// handler's in-flight count, the records it acknowledged.
     sent: u64,
@@ -190,7 +112,7 @@ struct Worker {
     verdict_counts: crate::metrics::VerdictCounts,
 }
 
-async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     if cfg.consume.group_protocol == crate::config::GroupProtocol::Share {
         return share::run(cfg).await;
     }
@@ -198,7 +120,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     reporter.send(Report::Started {
         pid: std::process::id(),
     });
-    let (mut shutdown, hand_over) = watch_shutdown_signals()?;
+    let mut shutdown = Shutdown::from_signals()?;
     let mut outage = OutageClock::new(&cfg.connect.brokers.join(","));
 
     // The brokers may be down when we start (an outage, a restart of the
@@ -220,7 +142,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                 let pause = outage.failed(&mut reporter, &format!("{e:#}"), started);
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = changed_to_true(&mut shutdown) => return Ok(()),
+                    _ = shutdown.recv() => return Ok(()),
                 }
             }
         }
@@ -233,7 +155,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                 let pause = outage.failed(&mut reporter, &format!("{e:#}"), started);
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = changed_to_true(&mut shutdown) => return Ok(()),
+                    _ = shutdown.recv() => return Ok(()),
                 }
             }
             Err(e) => return Err(fatal(&mut reporter, group_error(e))),
@@ -272,7 +194,6 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         handler,
         reporter,
         shutdown,
-        hand_over,
         sent: 0,
         last_alive: (Instant::now(), 0),
         outage,
@@ -376,51 +297,6 @@ fn fatal(reporter: &mut Reporter, e: anyhow::Error) -> anyhow::Error {
     e
 }
 
-/// TERM or INT -> graceful stop (drain, commit, leave). USR1 -> hand-over,
-/// what the supervisor sends for a rolling restart and at shutdown: drain and
-/// commit the same way, but stay in the group; the slot's next worker takes
-/// the member over without a rebalance, or at shutdown the supervisor removes
-/// all members in one LeaveGroup. A TERM or INT after a USR1 still leaves.
-fn watch_shutdown_signals() -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, Arc<AtomicBool>)>
-{
-    use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let hand_over = Arc::new(AtomicBool::new(false));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let flag = hand_over.clone();
-    tokio::spawn(async move {
-        loop {
-            let leave = tokio::select! {
-                _ = term.recv() => true,
-                _ = int.recv() => true,
-                _ = usr1.recv() => false,
-            };
-            if leave {
-                flag.store(false, Ordering::SeqCst);
-            } else if !*tx.borrow() {
-                flag.store(true, Ordering::SeqCst);
-            }
-            let _ = tx.send(true);
-        }
-    });
-    Ok((rx, hand_over))
-}
-
-async fn changed_to_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    if *rx.borrow() {
-        return;
-    }
-    while rx.changed().await.is_ok() {
-        if *rx.borrow() {
-            return;
-        }
-    }
-    // Sender gone: never fires.
-    std::future::pending::<()>().await
-}
-
 impl Worker {
     async fn consume(&mut self) -> anyhow::Result<()> {
         let mut resume = self.cfg.resume.take();
@@ -477,7 +353,7 @@ impl Worker {
             let started = Instant::now();
             let r = tokio::select! {
                 r = self.member.join() => r,
-                _ = changed_to_true(&mut self.shutdown) => return Ok(None),
+                _ = self.shutdown.recv() => return Ok(None),
             };
             match r {
                 Ok(a) => {
@@ -490,7 +366,7 @@ impl Worker {
                         .failed(&mut self.reporter, &format!("{e:#}"), started);
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
-                        _ = changed_to_true(&mut self.shutdown) => return Ok(None),
+                        _ = self.shutdown.recv() => return Ok(None),
                     }
                 }
                 Err(e) => return Err(group_error(e)),
@@ -503,7 +379,7 @@ impl Worker {
         self.reporter.send(Report::Stopping {
             reason: reason.to_string(),
         });
-        if self.hand_over.load(Ordering::SeqCst) {
+        if self.shutdown.hands_over() {
             // The supervisor hands the member to this slot's next worker
             // (rolling restart) or removes it with the others (shutdown).
             info!(
@@ -527,7 +403,7 @@ impl Worker {
             let started = Instant::now();
             let attempt = tokio::select! {
                 r = self.try_start_offsets(owned) => r,
-                _ = changed_to_true(&mut stop) => return Ok(None),
+                _ = stop.recv() => return Ok(None),
             };
             match attempt {
                 Ok(p) => {
@@ -547,7 +423,7 @@ impl Worker {
                                 r.map_err(group_error)?;
                                 return Ok(None);
                             }
-                            _ = changed_to_true(&mut self.shutdown) => return Ok(None),
+                            _ = self.shutdown.recv() => return Ok(None),
                         }
                     }
                 },
@@ -573,7 +449,7 @@ impl Worker {
 
     async fn consume_generation(&mut self, owned: &[i32]) -> anyhow::Result<GenerationEnd> {
         let Some(mut positions) = self.start_offsets(owned).await? else {
-            return Ok(if *self.shutdown.borrow() {
+            return Ok(if self.shutdown.is_shutdown() {
                 GenerationEnd::Shutdown
             } else {
                 GenerationEnd::Rebalance
@@ -659,7 +535,7 @@ impl Worker {
             }
             tokio::select! {
                 biased;
-                _ = changed_to_true(&mut self.shutdown) => break GenerationEnd::Shutdown,
+                _ = self.shutdown.recv() => break GenerationEnd::Shutdown,
                 ev = self.handler.next_event() => match ev {
                     Some(HandlerEvent::Ack(a)) => positions.acked(a.partition, a.offset),
                     Some(HandlerEvent::Judged(judged)) => {

@@ -33,8 +33,9 @@ use tracing::{debug, info, warn};
 use super::cluster::{Cluster, Fatal};
 use super::dead_letter::{DeadLetters, Outcome};
 use super::report::{OutageClock, Reporter};
+use super::shutdown::Shutdown;
 use super::verdicts::DeadLetter;
-use super::{changed_to_true, fatal, watch_shutdown_signals, ALIVE_EVERY, CHUNK_BYTES};
+use super::{fatal, ALIVE_EVERY, CHUNK_BYTES};
 use crate::config::{StartFrom, WorkerConfig};
 use crate::error::ConfigError;
 use crate::group::share::{unsupported_message, ShareMember, ShareState};
@@ -69,7 +70,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     reporter.send(Report::Started {
         pid: std::process::id(),
     });
-    let (mut shutdown, _hand_over) = watch_shutdown_signals()?;
+    let mut shutdown = Shutdown::from_signals()?;
     let mut outage = OutageClock::new(&cfg.connect.brokers.join(","));
     let client_id = crate::group_size::client_id(cfg.slot, cfg.host_workers, &cfg.host_id);
     let mut cluster = Cluster::new(
@@ -95,7 +96,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                 let pause = outage.failed(&mut reporter, &format!("{e:#}"), started);
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = changed_to_true(&mut shutdown) => return Ok(()),
+                    _ = shutdown.recv() => return Ok(()),
                 }
             }
         }
@@ -245,7 +246,7 @@ struct ShareWorker {
     state: tokio::sync::watch::Receiver<ShareState>,
     handler: Handler,
     reporter: Reporter,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: Shutdown,
     topic_id: u128,
     /// The partitions the group assigns us now.
     assigned: Vec<i32>,
@@ -316,7 +317,7 @@ impl ShareWorker {
             }
             tokio::select! {
                 biased;
-                _ = changed_to_true(&mut self.shutdown), if !stopping => {
+                _ = self.shutdown.recv(), if !stopping => {
                     stopping = true;
                     end = Some(End::Stop("signal"));
                     deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
