@@ -31,16 +31,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::cluster::{Cluster, Fatal};
-use super::dead_letter::{DeadLetters, Outcome};
-use super::report::{OutageClock, Reporter};
-use super::shutdown::Shutdown;
+use super::core::{self, Core, Feed, ALIVE_EVERY, CHUNK_BYTES};
+use super::dead_letter::Outcome;
 use super::verdicts::DeadLetter;
-use super::{fatal, ALIVE_EVERY, CHUNK_BYTES};
 use crate::config::{StartFrom, WorkerConfig};
 use crate::error::ConfigError;
 use crate::group::share::{unsupported_message, ShareMember, ShareState};
 use crate::group::GroupSettings;
-use crate::handler::{Handler, HandlerEvent, Judged, Refused, Verdict};
+use crate::handler::{HandlerEvent, Judged, Refused, Verdict};
 use crate::record::Record;
 use crate::report::Report;
 use crate::wire::share::{self as sw, AckType};
@@ -51,72 +49,93 @@ type Acks = BTreeMap<i32, Vec<(i64, AckType)>>;
 
 /// The most records one ShareFetch asks for.
 const MAX_RECORDS: i32 = 2000;
-/// The dead-letter task's next outcome (never without the task).
-async fn copy_outcome(dl: Option<&mut DeadLetters>) -> Outcome {
-    match dl {
-        Some(d) => match d.outcomes.recv().await {
-            Some(o) => o,
-            None => Outcome::Fatal("the dead-letter task ended".into()),
-        },
-        None => std::future::pending().await,
-    }
-}
-
 /// How long the end of a stop waits for the sessions to close and the member to leave.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
-    let mut reporter = Reporter::open(cfg.report_fd)?;
-    reporter.send(Report::Started {
-        pid: std::process::id(),
-    });
-    let mut shutdown = Shutdown::from_signals()?;
-    let mut outage = OutageClock::new(&cfg.connect.brokers.join(","));
-    let client_id = crate::group_size::client_id(cfg.slot, cfg.host_workers, &cfg.host_id);
+    let mut core = Core::open(cfg)?;
+    let client_id =
+        crate::group_size::client_id(core.cfg.slot, core.cfg.host_workers, &core.cfg.host_id);
     let mut cluster = Cluster::new(
-        &cfg.topic,
-        &cfg.connect.brokers,
+        &core.cfg.topic,
+        &core.cfg.connect.brokers,
         &client_id,
-        cfg.connect.connect_timeout,
+        core.cfg.connect.connect_timeout,
     );
     // The topic's leaders and id, waiting out outages; then the broker's
     // share group support and the group's start (share.auto.offset.reset).
     loop {
         let started = Instant::now();
         let r = match cluster.refresh().await {
-            Ok(()) => prepare_group(&cfg, &client_id).await,
+            Ok(()) => prepare_group(&core.cfg, &client_id).await,
             Err(e) => Err(e),
         };
         match r {
             Ok(()) => break,
             Err(e) if e.is::<Fatal>() || e.is::<ConfigError>() => {
-                return Err(fatal(&mut reporter, ConfigError(format!("{e:#}")).into()))
+                return Err(core.fatal(ConfigError(format!("{e:#}")).into()))
             }
             Err(e) => {
-                let pause = outage.failed(&mut reporter, &format!("{e:#}"), started);
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.recv() => return Ok(()),
+                if !core.wait_out(&e, started).await {
+                    return Ok(());
                 }
             }
         }
     }
-    outage.recovered(&mut reporter);
+    core.recovered();
     let Some(topic_id) = cluster.topic_ref().id else {
-        return Err(fatal(
-            &mut reporter,
-            ConfigError(format!(
-                "--group-protocol share: the broker names no id for topic {} (Metadata v10+); share groups need a broker with topic ids (Kafka 4.1+)",
-                cfg.topic
-            ))
-            .into(),
+        let e = ConfigError(format!(
+            "--group-protocol share: the broker names no id for topic {} (Metadata v10+); share groups need a broker with topic ids (Kafka 4.1+)",
+            core.cfg.topic
         ));
+        return Err(core.fatal(e.into()));
     };
-    let settings = GroupSettings::from_worker(&cfg);
-    // The supervisor names the member of this slot's previous worker (to be
-    // taken over under the classic and consumer protocols). A share member
-    // holds nothing worth taking over: it leaves on the dead worker's
-    // behalf, and this worker joins as a new member.
+    let member = join(&mut core).await;
+    // Per-record acknowledgements: a share group acknowledges records one
+    // by one (and under --verdicts each says ok, retry or reject).
+    let feed = match Feed::start(&core.cfg, true).await {
+        Ok(f) => f,
+        Err(e) => return Err(core.fatal(e)),
+    };
+    let (replies_tx, replies) = mpsc::unbounded_channel();
+    let mut w = ShareWorker {
+        state: member.state(),
+        member,
+        core,
+        feed,
+        cluster,
+        topic_id,
+        assigned: Vec::new(),
+        queue: VecDeque::new(),
+        counts: HashMap::new(),
+        handed: BTreeMap::new(),
+        held: HashMap::new(),
+        copies: BTreeSet::new(),
+        acks: BTreeMap::new(),
+        sessions: HashMap::new(),
+        replies_tx,
+        replies,
+        redelivered: 0,
+        ack_failures: 0,
+        rejected: 0,
+        retried: 0,
+        dead_lettered: 0,
+        rebalances: 0,
+        last_problem: None,
+    };
+    match w.consume().await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(w.core.fatal(e)),
+    }
+}
+
+/// Start the membership. The supervisor names the member of this slot's
+/// previous worker (to be taken over under the classic and consumer
+/// protocols). A share member holds nothing worth taking over: it leaves on
+/// the dead worker's behalf, and this worker joins as a new member.
+async fn join(core: &mut Core) -> ShareMember {
+    let cfg = &core.cfg;
+    let settings = GroupSettings::from_worker(cfg);
     if let Some(old) = cfg
         .resume
         .as_ref()
@@ -135,50 +154,10 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         }
     }
     let member = ShareMember::start(settings);
-    reporter.send(Report::MemberId {
+    core.reporter.send(Report::MemberId {
         member_id: member.member_id.clone(),
     });
-    // Per-record acknowledgements: a share group acknowledges records one
-    // by one (and under --verdicts each says ok, retry or reject).
-    let handler = match super::start_handler(&cfg, true).await {
-        Ok(h) => h,
-        Err(e) => return Err(fatal(&mut reporter, e)),
-    };
-    let dead_letters = super::start_dead_letters(&cfg);
-    let (replies_tx, replies) = mpsc::unbounded_channel();
-    let mut w = ShareWorker {
-        state: member.state(),
-        member,
-        cfg,
-        cluster,
-        handler,
-        reporter,
-        shutdown,
-        topic_id,
-        assigned: Vec::new(),
-        queue: VecDeque::new(),
-        counts: HashMap::new(),
-        handed: BTreeMap::new(),
-        held: HashMap::new(),
-        dead_letters,
-        copies: BTreeSet::new(),
-        acks: BTreeMap::new(),
-        sessions: HashMap::new(),
-        replies_tx,
-        replies,
-        sent: 0,
-        redelivered: 0,
-        ack_failures: 0,
-        rejected: 0,
-        retried: 0,
-        dead_lettered: 0,
-        rebalances: 0,
-        last_problem: None,
-    };
-    match w.consume().await {
-        Ok(()) => Ok(()),
-        Err(e) => Err(fatal(&mut w.reporter, e)),
-    }
+    member
 }
 
 /// Check that the broker has share groups (else exit 2 with the way out),
@@ -240,13 +219,11 @@ struct SessionHandle {
 }
 
 struct ShareWorker {
-    cfg: WorkerConfig,
+    core: Core,
+    feed: Feed,
     cluster: Cluster,
     member: ShareMember,
     state: tokio::sync::watch::Receiver<ShareState>,
-    handler: Handler,
-    reporter: Reporter,
-    shutdown: Shutdown,
     topic_id: u128,
     /// The partitions the group assigns us now.
     assigned: Vec<i32>,
@@ -256,7 +233,6 @@ struct ShareWorker {
     counts: HashMap<(i32, i64), i16>,
     /// Under --dead-letter-topic: the records the handler holds (for a copy).
     held: HashMap<(i32, i64), Record>,
-    dead_letters: Option<DeadLetters>,
     /// Records whose dead-letter copy is not acknowledged yet: REJECTed once it is.
     copies: BTreeSet<(i32, i64)>,
     /// Per partition: offsets handed to the handler and not yet
@@ -268,8 +244,6 @@ struct ShareWorker {
     sessions: HashMap<i32, SessionHandle>,
     replies_tx: mpsc::UnboundedSender<SessionReply>,
     replies: mpsc::UnboundedReceiver<SessionReply>,
-    /// Records handed to the handler since the start.
-    sent: u64,
     /// Records that came with a delivery count above 1.
     redelivered: u64,
     /// Acknowledgements the broker refused (the record's lock had run out,
@@ -317,13 +291,13 @@ impl ShareWorker {
             }
             tokio::select! {
                 biased;
-                _ = self.shutdown.recv(), if !stopping => {
+                _ = self.core.shutdown.recv(), if !stopping => {
                     stopping = true;
                     end = Some(End::Stop("signal"));
-                    deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
+                    deadline = tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout;
                     self.begin_stop(true).await;
                 }
-                ev = self.handler.next_event(), if !handler_done => match ev {
+                ev = self.feed.handler.next_event(), if !handler_done => match ev {
                     Some(HandlerEvent::Ack(a)) => self.acked(a.partition, a.offset),
                     Some(HandlerEvent::Judged(js)) => {
                         for j in js {
@@ -334,7 +308,7 @@ impl ShareWorker {
                         if !stopping {
                             stopping = true;
                             end = Some(End::Stop("stdout closed"));
-                            deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
+                            deadline = tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout;
                             self.begin_stop(true).await;
                         }
                     }
@@ -342,9 +316,9 @@ impl ShareWorker {
                         handler_done = true;
                         self.release_handed();
                         if stopping {
-                            warn!(slot = self.cfg.slot, "{why}; records not acknowledged are released and delivered again");
+                            warn!(slot = self.core.cfg.slot, "{why}; records not acknowledged are released and delivered again");
                         } else {
-                            end = Some(End::Failed(self.handler_failure(why)));
+                            end = Some(End::Failed(self.feed.handler_failure(why)));
                             stopping = true;
                             self.begin_stop(false).await;
                         }
@@ -372,7 +346,7 @@ impl ShareWorker {
                         }
                     }
                 },
-                outcome = copy_outcome(self.dead_letters.as_mut()), if !self.copies.is_empty() => match outcome {
+                outcome = core::copy_outcome(self.feed.dead_letters.as_mut()), if !self.copies.is_empty() => match outcome {
                     Outcome::Written(p, o) => {
                         if self.copies.remove(&(p, o)) {
                             self.dead_lettered += 1;
@@ -387,16 +361,16 @@ impl ShareWorker {
                         if !stopping {
                             end = Some(End::Failed(ConfigError(m).into()));
                             stopping = true;
-                            deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
+                            deadline = tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout;
                             self.begin_stop(true).await;
                         } else {
-                            warn!(slot = self.cfg.slot, "{m}");
+                            warn!(slot = self.core.cfg.slot, "{m}");
                         }
                     }
                 },
                 _ = tokio::time::sleep_until(deadline), if stopping && handler_done && !self.copies.is_empty() => {
                     warn!(
-                        slot = self.cfg.slot,
+                        slot = self.core.cfg.slot,
                         "{} dead-letter copy(ies) not acknowledged within --shutdown-timeout; their records are released and delivered again",
                         self.copies.len()
                     );
@@ -419,18 +393,18 @@ impl ShareWorker {
                         ShareState::Assigned { epoch, partitions } => {
                             info!(
                                 event = "member_joined",
-                                slot = self.cfg.slot,
+                                slot = self.core.cfg.slot,
                                 generation = epoch,
                                 partitions = ?partitions,
                                 "share group {}: member {} is assigned partitions {partitions:?}",
-                                self.cfg.consume.group,
+                                self.core.cfg.consume.group,
                                 self.member.member_id
                             );
                             if !self.assigned.is_empty() {
                                 self.rebalances += 1;
                             }
                             self.assigned = partitions.clone();
-                            self.reporter.send(Report::Joined {
+                            self.core.reporter.send(Report::Joined {
                                 member_id: self.member.member_id.clone(),
                                 generation: epoch,
                                 partitions,
@@ -440,21 +414,21 @@ impl ShareWorker {
                         ShareState::Fatal(m) => {
                             end = Some(End::Failed(ConfigError(m).into()));
                             stopping = true;
-                            deadline = tokio::time::Instant::now() + self.cfg.consume.shutdown_timeout;
+                            deadline = tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout;
                             self.begin_stop(true).await;
                         }
                     }
                 }
                 _ = tokio::time::sleep_until(deadline), if stopping && !handler_done => {
-                    let held = self.handler.in_flight();
+                    let held = self.feed.handler.in_flight();
                     warn!(
-                        slot = self.cfg.slot,
+                        slot = self.core.cfg.slot,
                         in_flight = held,
                         "the handler did not acknowledge {held} record(s) within --shutdown-timeout; they are released and delivered again"
                     );
-                    self.handler.kill();
+                    self.feed.handler.kill();
                     // Keep the acknowledgements that came before the kill.
-                    while let Some(ev) = self.handler.next_event().await {
+                    while let Some(ev) = self.feed.handler.next_event().await {
                         match ev {
                             HandlerEvent::Ack(a) => self.acked(a.partition, a.offset),
                             HandlerEvent::Judged(js) => {
@@ -470,17 +444,14 @@ impl ShareWorker {
                 }
                 _ = alive_tick.tick() => {
                     if !stopping {
-                        if let Some(stalled) = self.handler.stalled_for(Instant::now()) {
-                            if stalled >= self.cfg.consume.hang_timeout {
-                                let why = self.handler.stall_message(stalled, "--hang-timeout");
-                                end = Some(End::Failed(anyhow::anyhow!("handler failed: {why}")));
-                                stopping = true;
-                                deadline = tokio::time::Instant::now();
-                                self.begin_stop(false).await;
-                            }
+                        if let Some(hung) = self.feed.hung(self.core.cfg.consume.hang_timeout) {
+                            end = Some(End::Failed(hung));
+                            stopping = true;
+                            deadline = tokio::time::Instant::now();
+                            self.begin_stop(false).await;
                         }
                     }
-                    self.reporter.send(Report::Alive { records: self.acked_count() });
+                    self.core.alive(self.feed.acked());
                     self.report_stats();
                 }
             }
@@ -491,17 +462,17 @@ impl ShareWorker {
             End::Stop(r) => r.to_string(),
             End::Failed(_) => "failure".to_string(),
         };
-        self.reporter.send(Report::Stopping {
+        self.core.reporter.send(Report::Stopping {
             reason: reason.clone(),
         });
         info!(
-            slot = self.cfg.slot,
+            slot = self.core.cfg.slot,
             redelivered = self.redelivered,
             refused_acks = self.ack_failures,
             retried = self.retried,
             rejected = self.rejected,
             "stopping ({reason}); leaving share group {}",
-            self.cfg.consume.group
+            self.core.cfg.consume.group
         );
         self.member.leave(CLOSE_WAIT).await;
         match end {
@@ -517,27 +488,17 @@ impl ShareWorker {
             self.ack(r.partition, r.offset, AckType::Release);
         }
         if close_input {
-            self.handler.close_input().await;
+            self.feed.handler.close_input().await;
         }
-    }
-
-    fn handler_failure(&self, why: String) -> anyhow::Error {
-        if self.acked_count() == 0 && self.handler.could_not_start() {
-            return ConfigError(why).into();
-        }
-        anyhow::anyhow!("handler failed: {why}")
-    }
-
-    fn acked_count(&self) -> u64 {
-        self.sent.saturating_sub(self.handler.in_flight() as u64)
     }
 
     /// Hand queued records to the handler as far as it has room. A record it
     /// refuses (a newline in a value under --format value) is REJECTed.
     fn offer(&mut self) -> Option<anyhow::Error> {
-        let keep = self.dead_letters.is_some();
+        let keep = self.feed.dead_letters.is_some();
         while !self.queue.is_empty() {
             let offered = self
+                .feed
                 .handler
                 .offer(self.queue.make_contiguous(), CHUNK_BYTES);
             for r in self.queue.drain(..offered.taken) {
@@ -549,14 +510,14 @@ impl ShareWorker {
                     self.held.insert((r.partition, r.offset), r);
                 }
             }
-            self.sent += offered.taken as u64;
+            self.feed.sent += offered.taken as u64;
             match offered.refused {
                 None => return None,
                 Some(Refused::Stopped) => return None, // its event says why
                 Some(Refused::Poison(msg)) => {
                     let r = self.queue.pop_front().expect("the refused record");
                     tracing::error!(
-                        slot = self.cfg.slot,
+                        slot = self.core.cfg.slot,
                         "{msg} (share group: the record is REJECTed, so the broker archives it, and the worker goes on)"
                     );
                     self.rejected += 1;
@@ -621,6 +582,7 @@ impl ShareWorker {
             Verdict::Ok => return self.ack(partition, offset, AckType::Accept),
             Verdict::Retry => {
                 let max = self
+                    .core
                     .cfg
                     .consume
                     .verdicts
@@ -635,7 +597,7 @@ impl ShareWorker {
             Verdict::Reject(r) => r,
         };
         self.rejected += 1;
-        match (self.dead_letters.as_ref(), record) {
+        match (self.feed.dead_letters.as_ref(), record) {
             (Some(dl), Some(record)) => {
                 self.counts.remove(&(partition, offset));
                 self.copies.insert((partition, offset));
@@ -647,7 +609,7 @@ impl ShareWorker {
             }
             _ => {
                 warn!(
-                    slot = self.cfg.slot,
+                    slot = self.core.cfg.slot,
                     partition,
                     offset,
                     "record rejected ({reason}) after {deliveries} delivery(ies): REJECTed, the broker archives it"
@@ -677,12 +639,12 @@ impl ShareWorker {
                 addr,
                 client_id: self.cluster.client_id().to_string(),
                 connect_timeout: self.cluster.connect_timeout(),
-                group: self.cfg.consume.group.clone(),
+                group: self.core.cfg.consume.group.clone(),
                 member_id: self.member.member_id.clone(),
                 topic_id: self.topic_id,
-                max_wait_ms: self.cfg.consume.fetch_wait_ms,
-                max_bytes: self.cfg.consume.fetch_max_bytes,
-                partition_max_bytes: self.cfg.consume.partition_fetch_max_bytes,
+                max_wait_ms: self.core.cfg.consume.fetch_wait_ms,
+                max_bytes: self.core.cfg.consume.fetch_max_bytes,
+                partition_max_bytes: self.core.cfg.consume.partition_fetch_max_bytes,
                 conn: None,
                 epoch: 0,
                 in_session: BTreeSet::new(),
@@ -705,12 +667,14 @@ impl ShareWorker {
     /// a ShareAcknowledge when acknowledgements wait.
     fn dispatch(&mut self, stopping: bool) {
         let room = self
+            .feed
             .handler
             .room()
             .min(
-                self.handler
+                self.feed
+                    .handler
                     .window()
-                    .saturating_sub(self.handler.in_flight()),
+                    .saturating_sub(self.feed.handler.in_flight()),
             )
             .saturating_sub(self.queue.len());
         let fetch = !stopping && self.queue.is_empty() && room > 0;
@@ -826,7 +790,7 @@ impl ShareWorker {
                 .as_ref()
                 .is_none_or(|(t, m)| *m != p || now.duration_since(*t) >= Duration::from_secs(5));
             if due {
-                warn!(slot = self.cfg.slot, "share fetch: {p}; retrying");
+                warn!(slot = self.core.cfg.slot, "share fetch: {p}; retrying");
                 self.last_problem = Some((now, p));
             }
         }
@@ -875,7 +839,7 @@ impl ShareWorker {
                     let lost: usize = r.unsent.values().map(Vec::len).sum();
                     if lost > 0 {
                         warn!(
-                            slot = self.cfg.slot,
+                            slot = self.core.cfg.slot,
                             "{lost} acknowledgement(s) could not be sent before stopping; those records are delivered again"
                         );
                     }
@@ -886,28 +850,20 @@ impl ShareWorker {
         let left: usize = self.acks.values().map(Vec::len).sum();
         if left > 0 {
             warn!(
-                slot = self.cfg.slot,
+                slot = self.core.cfg.slot,
                 "{left} acknowledgement(s) had no open share session to go to; those records are delivered again"
             );
         }
     }
 
     fn report_stats(&mut self) {
-        use crate::metrics::WorkerStats;
-        let latency = self.handler.handled().1;
-        let parts = super::handled_stats(&self.assigned, &self.handler);
-        self.reporter.send(Report::Stats(WorkerStats {
-            partitions: parts.into_values().collect(),
-            in_flight_records: self.handler.in_flight() as u64,
-            in_flight_bytes: self.handler.in_flight_bytes() as u64,
-            ack_latency: latency.clone(),
-            rebalances: self.rebalances,
-            verdicts: crate::metrics::VerdictCounts {
-                retried: self.retried,
-                rejected: self.rejected,
-                dead_lettered: self.dead_lettered,
-            },
-        }));
+        let verdicts = crate::metrics::VerdictCounts {
+            retried: self.retried,
+            rejected: self.rejected,
+            dead_lettered: self.dead_lettered,
+        };
+        let stats = self.feed.stats(&self.assigned, self.rebalances, verdicts);
+        self.core.reporter.send(Report::Stats(stats));
     }
 }
 
