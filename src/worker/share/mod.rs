@@ -123,6 +123,9 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         dead_lettered: 0,
         rebalances: 0,
         last_problem: None,
+        stop: None,
+        handler_done: false,
+        state_open: true,
     };
     match w.consume().await {
         Ok(()) => Ok(()),
@@ -258,6 +261,12 @@ struct ShareWorker {
     dead_lettered: u64,
     rebalances: u64,
     last_problem: Option<(Instant, String)>,
+    /// A stop under way.
+    stop: Option<Stopping>,
+    /// The handler ended, or will not be waited for.
+    handler_done: bool,
+    /// The membership task still reports its state.
+    state_open: bool,
 }
 
 /// How the loop ended.
@@ -266,199 +275,261 @@ enum End {
     Failed(anyhow::Error),
 }
 
+/// A stop under way: how the loop ends, and until when the handler may
+/// drain (None: no limit; the handler is done already).
+struct Stopping {
+    end: End,
+    deadline: Option<tokio::time::Instant>,
+}
+
+/// Resolves at `deadline` (never without one).
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl ShareWorker {
     async fn consume(&mut self) -> anyhow::Result<()> {
         let mut alive_tick = tokio::time::interval(ALIVE_EVERY);
-        let mut stopping = false;
-        let mut handler_done = false;
-        let mut deadline = tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365);
-        let mut end: Option<End> = None;
-        let mut state_open = true;
         loop {
-            if !stopping {
+            if self.stop.is_none() {
                 if let Some(e) = self.offer() {
-                    end = Some(End::Failed(e));
-                    stopping = true;
-                    self.begin_stop(false).await;
+                    self.stop_with(End::Failed(e), None, false).await;
                 }
             }
-            self.dispatch(stopping);
-            if stopping
-                && handler_done
-                && self.copies.is_empty()
-                && self.sessions.values().all(|s| !s.busy)
-            {
+            self.dispatch(self.stop.is_some());
+            if self.stopped() {
                 break;
             }
+            let stopping = self.stop.is_some();
+            let deadline = self.stop.as_ref().and_then(|s| s.deadline);
             tokio::select! {
                 biased;
                 _ = self.core.shutdown.recv(), if !stopping => {
-                    stopping = true;
-                    end = Some(End::Stop("signal"));
-                    deadline = tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout;
-                    self.begin_stop(true).await;
+                    self.stop_with(End::Stop("signal"), self.drain_deadline(), true).await;
                 }
-                ev = self.feed.handler.next_event(), if !handler_done => match ev {
-                    Some(HandlerEvent::Ack(a)) => self.acked(a.partition, a.offset),
-                    Some(HandlerEvent::Judged(js)) => {
-                        for j in js {
-                            self.judged(j);
-                        }
-                    }
-                    Some(HandlerEvent::OutputClosed) => {
-                        if !stopping {
-                            stopping = true;
-                            end = Some(End::Stop("stdout closed"));
-                            deadline = tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout;
-                            self.begin_stop(true).await;
-                        }
-                    }
-                    Some(HandlerEvent::Failed(why)) => {
-                        handler_done = true;
-                        self.release_handed();
-                        if stopping {
-                            warn!(slot = self.core.cfg.slot, "{why}; records not acknowledged are released and delivered again");
-                        } else {
-                            end = Some(End::Failed(self.feed.handler_failure(why)));
-                            stopping = true;
-                            self.begin_stop(false).await;
-                        }
-                    }
-                    Some(HandlerEvent::Untrusted(why)) => {
-                        // ACCEPTs already sent cannot be taken back; what it
-                        // holds now is released, and the worker ends.
-                        handler_done = true;
-                        self.release_handed();
-                        end = Some(End::Failed(anyhow::anyhow!(
-                            "{why} (share group: acknowledgements already sent cannot be taken back; the records it holds now are released)"
-                        )));
-                        if !stopping {
-                            stopping = true;
-                            self.begin_stop(false).await;
-                        }
-                    }
-                    None => {
-                        handler_done = true;
-                        self.release_handed();
-                        if !stopping {
-                            end = Some(End::Failed(anyhow::anyhow!("handler ended unexpectedly")));
-                            stopping = true;
-                            self.begin_stop(false).await;
-                        }
-                    }
-                },
-                outcome = core::copy_outcome(self.feed.dead_letters.as_mut()), if !self.copies.is_empty() => match outcome {
-                    Outcome::Written(p, o) => {
-                        if self.copies.remove(&(p, o)) {
-                            self.dead_lettered += 1;
-                            self.ack(p, o, AckType::Reject);
-                        }
-                    }
-                    Outcome::Fatal(m) => {
-                        // The records waiting for a copy go back.
-                        for (p, o) in std::mem::take(&mut self.copies) {
-                            self.ack(p, o, AckType::Release);
-                        }
-                        if !stopping {
-                            end = Some(End::Failed(ConfigError(m).into()));
-                            stopping = true;
-                            deadline = tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout;
-                            self.begin_stop(true).await;
-                        } else {
-                            warn!(slot = self.core.cfg.slot, "{m}");
-                        }
-                    }
-                },
-                _ = tokio::time::sleep_until(deadline), if stopping && handler_done && !self.copies.is_empty() => {
-                    warn!(
-                        slot = self.core.cfg.slot,
-                        "{} dead-letter copy(ies) not acknowledged within --shutdown-timeout; their records are released and delivered again",
-                        self.copies.len()
-                    );
-                    for (p, o) in std::mem::take(&mut self.copies) {
-                        self.ack(p, o, AckType::Release);
-                    }
+                ev = self.feed.handler.next_event(), if !self.handler_done => self.handler_event(ev).await,
+                outcome = core::copy_outcome(self.feed.dead_letters.as_mut()), if !self.copies.is_empty() => {
+                    self.copy_outcome(outcome).await;
+                }
+                _ = sleep_until(deadline), if stopping && self.handler_done && !self.copies.is_empty() => {
+                    self.copies_timed_out();
                 }
                 reply = self.replies.recv() => {
                     if let Some(r) = reply {
                         self.replied(r, stopping).await;
                     }
                 }
-                changed = self.state.changed(), if state_open && !stopping => {
-                    if changed.is_err() {
-                        state_open = false;
-                        continue;
-                    }
-                    let st = self.state.borrow_and_update().clone();
-                    match st {
-                        ShareState::Assigned { epoch, partitions } => {
-                            info!(
-                                event = "member_joined",
-                                slot = self.core.cfg.slot,
-                                generation = epoch,
-                                partitions = ?partitions,
-                                "share group {}: member {} is assigned partitions {partitions:?}",
-                                self.core.cfg.consume.group,
-                                self.member.member_id
-                            );
-                            if !self.assigned.is_empty() {
-                                self.rebalances += 1;
-                            }
-                            self.assigned = partitions.clone();
-                            self.core.reporter.send(Report::Joined {
-                                member_id: self.member.member_id.clone(),
-                                generation: epoch,
-                                partitions,
-                            });
-                        }
-                        ShareState::Joining => self.assigned.clear(),
-                        ShareState::Fatal(m) => {
-                            end = Some(End::Failed(ConfigError(m).into()));
-                            stopping = true;
-                            deadline = tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout;
-                            self.begin_stop(true).await;
-                        }
-                    }
+                changed = self.state.changed(), if self.state_open && !stopping => {
+                    self.membership_changed(changed.is_ok()).await;
                 }
-                _ = tokio::time::sleep_until(deadline), if stopping && !handler_done => {
-                    let held = self.feed.handler.in_flight();
+                _ = sleep_until(deadline), if stopping && !self.handler_done => self.drain_timed_out().await,
+                _ = alive_tick.tick() => self.tick().await,
+            }
+        }
+        self.finish().await
+    }
+
+    /// The stop is over: the handler is done, every dead-letter copy is
+    /// settled and no request is under way.
+    fn stopped(&self) -> bool {
+        self.stop.is_some()
+            && self.handler_done
+            && self.copies.is_empty()
+            && self.sessions.values().all(|s| !s.busy)
+    }
+
+    /// The handler's drain limit of a stop that begins now.
+    fn drain_deadline(&self) -> Option<tokio::time::Instant> {
+        Some(tokio::time::Instant::now() + self.core.cfg.consume.shutdown_timeout)
+    }
+
+    /// Begin a stop that ends with `end`, the handler draining until
+    /// `deadline`; `close_input`: let the handler finish what it holds.
+    async fn stop_with(
+        &mut self,
+        end: End,
+        deadline: Option<tokio::time::Instant>,
+        close_input: bool,
+    ) {
+        self.stop = Some(Stopping { end, deadline });
+        self.begin_stop(close_input).await;
+    }
+
+    /// What the handler said (or that it ended).
+    async fn handler_event(&mut self, ev: Option<HandlerEvent>) {
+        let stopping = self.stop.is_some();
+        match ev {
+            Some(HandlerEvent::Ack(a)) => self.acked(a.partition, a.offset),
+            Some(HandlerEvent::Judged(js)) => {
+                for j in js {
+                    self.judged(j);
+                }
+            }
+            Some(HandlerEvent::OutputClosed) => {
+                if !stopping {
+                    let deadline = self.drain_deadline();
+                    self.stop_with(End::Stop("stdout closed"), deadline, true)
+                        .await;
+                }
+            }
+            Some(HandlerEvent::Failed(why)) => {
+                self.handler_done = true;
+                self.release_handed();
+                if stopping {
                     warn!(
                         slot = self.core.cfg.slot,
-                        in_flight = held,
-                        "the handler did not acknowledge {held} record(s) within --shutdown-timeout; they are released and delivered again"
+                        "{why}; records not acknowledged are released and delivered again"
                     );
-                    self.feed.handler.kill();
-                    // Keep the acknowledgements that came before the kill.
-                    while let Some(ev) = self.feed.handler.next_event().await {
-                        match ev {
-                            HandlerEvent::Ack(a) => self.acked(a.partition, a.offset),
-                            HandlerEvent::Judged(js) => {
-                                for j in js {
-                                    self.judged(j);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                    self.release_handed();
-                    handler_done = true;
+                } else {
+                    let e = self.feed.handler_failure(why);
+                    self.stop_with(End::Failed(e), None, false).await;
                 }
-                _ = alive_tick.tick() => {
-                    if !stopping {
-                        if let Some(hung) = self.feed.hung(self.core.cfg.consume.hang_timeout) {
-                            end = Some(End::Failed(hung));
-                            stopping = true;
-                            deadline = tokio::time::Instant::now();
-                            self.begin_stop(false).await;
-                        }
-                    }
-                    self.core.alive(self.feed.acked());
-                    self.report_stats();
+            }
+            Some(HandlerEvent::Untrusted(why)) => {
+                // ACCEPTs already sent cannot be taken back; what it
+                // holds now is released, and the worker ends.
+                self.handler_done = true;
+                self.release_handed();
+                let e = anyhow::anyhow!(
+                    "{why} (share group: acknowledgements already sent cannot be taken back; the records it holds now are released)"
+                );
+                match self.stop.as_mut() {
+                    Some(s) => s.end = End::Failed(e),
+                    None => self.stop_with(End::Failed(e), None, false).await,
+                }
+            }
+            None => {
+                self.handler_done = true;
+                self.release_handed();
+                if !stopping {
+                    let e = anyhow::anyhow!("handler ended unexpectedly");
+                    self.stop_with(End::Failed(e), None, false).await;
                 }
             }
         }
+    }
+
+    /// The dead-letter task wrote a copy (its record is REJECTed now), or
+    /// failed for good.
+    async fn copy_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Written(p, o) => {
+                if self.copies.remove(&(p, o)) {
+                    self.dead_lettered += 1;
+                    self.ack(p, o, AckType::Reject);
+                }
+            }
+            Outcome::Fatal(m) => {
+                // The records waiting for a copy go back.
+                for (p, o) in std::mem::take(&mut self.copies) {
+                    self.ack(p, o, AckType::Release);
+                }
+                if self.stop.is_none() {
+                    let deadline = self.drain_deadline();
+                    self.stop_with(End::Failed(ConfigError(m).into()), deadline, true)
+                        .await;
+                } else {
+                    warn!(slot = self.core.cfg.slot, "{m}");
+                }
+            }
+        }
+    }
+
+    /// The stop's limit passed with dead-letter copies unconfirmed.
+    fn copies_timed_out(&mut self) {
+        warn!(
+            slot = self.core.cfg.slot,
+            "{} dead-letter copy(ies) not acknowledged within --shutdown-timeout; their records are released and delivered again",
+            self.copies.len()
+        );
+        for (p, o) in std::mem::take(&mut self.copies) {
+            self.ack(p, o, AckType::Release);
+        }
+    }
+
+    /// The membership task has news (`open`: false if it is gone).
+    async fn membership_changed(&mut self, open: bool) {
+        if !open {
+            self.state_open = false;
+            return;
+        }
+        let st = self.state.borrow_and_update().clone();
+        match st {
+            ShareState::Assigned { epoch, partitions } => {
+                info!(
+                    event = "member_joined",
+                    slot = self.core.cfg.slot,
+                    generation = epoch,
+                    partitions = ?partitions,
+                    "share group {}: member {} is assigned partitions {partitions:?}",
+                    self.core.cfg.consume.group,
+                    self.member.member_id
+                );
+                if !self.assigned.is_empty() {
+                    self.rebalances += 1;
+                }
+                self.assigned = partitions.clone();
+                self.core.reporter.send(Report::Joined {
+                    member_id: self.member.member_id.clone(),
+                    generation: epoch,
+                    partitions,
+                });
+            }
+            ShareState::Joining => self.assigned.clear(),
+            ShareState::Fatal(m) => {
+                let deadline = self.drain_deadline();
+                self.stop_with(End::Failed(ConfigError(m).into()), deadline, true)
+                    .await;
+            }
+        }
+    }
+
+    /// The handler did not drain within --shutdown-timeout: kill it, keep
+    /// the acknowledgements that came before, release the rest.
+    async fn drain_timed_out(&mut self) {
+        let held = self.feed.handler.in_flight();
+        warn!(
+            slot = self.core.cfg.slot,
+            in_flight = held,
+            "the handler did not acknowledge {held} record(s) within --shutdown-timeout; they are released and delivered again"
+        );
+        self.feed.handler.kill();
+        // Keep the acknowledgements that came before the kill.
+        while let Some(ev) = self.feed.handler.next_event().await {
+            match ev {
+                HandlerEvent::Ack(a) => self.acked(a.partition, a.offset),
+                HandlerEvent::Judged(js) => {
+                    for j in js {
+                        self.judged(j);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.release_handed();
+        self.handler_done = true;
+    }
+
+    /// Every second: a hung handler stops the worker; liveness and
+    /// statistics to the supervisor.
+    async fn tick(&mut self) {
+        if self.stop.is_none() {
+            if let Some(hung) = self.feed.hung(self.core.cfg.consume.hang_timeout) {
+                let now = Some(tokio::time::Instant::now());
+                self.stop_with(End::Failed(hung), now, false).await;
+            }
+        }
+        self.core.alive(self.feed.acked());
+        self.report_stats();
+    }
+
+    /// Close the sessions with the last acknowledgements, leave the group.
+    async fn finish(&mut self) -> anyhow::Result<()> {
         self.close_sessions().await;
-        let end = end.unwrap_or(End::Stop("signal"));
+        let end = self.stop.take().map_or(End::Stop("signal"), |s| s.end);
         let reason = match &end {
             End::Stop(r) => r.to_string(),
             End::Failed(_) => "failure".to_string(),
