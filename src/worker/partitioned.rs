@@ -31,6 +31,32 @@ struct Pending {
     next: usize,
 }
 
+/// One generation's state: where each owned partition stands, the fetch
+/// task and its records, the ticks.
+struct Generation {
+    owned: Vec<i32>,
+    positions: Positions,
+    rx: mpsc::Receiver<Fetched>,
+    fetchers: Vec<JoinHandle<()>>,
+    /// Records whose retry is due and that the handler has not taken yet.
+    again: Vec<Record>,
+    /// The fetched batch the handler has taken only part of so far.
+    pending: Option<Pending>,
+    commit_tick: tokio::time::Interval,
+    alive_tick: tokio::time::Interval,
+    /// Consumer protocol: the member's epochs, and the last one reported.
+    epochs: Option<tokio::sync::watch::Receiver<i32>>,
+    reported_epoch: i32,
+}
+
+impl Generation {
+    fn stop_fetchers(&mut self) {
+        for f in self.fetchers.drain(..) {
+            f.abort();
+        }
+    }
+}
+
 /// Why a generation's consume loop ended.
 enum GenerationEnd {
     Rebalance,
@@ -314,14 +340,61 @@ impl Worker {
     }
 
     async fn consume_generation(&mut self, owned: &[i32]) -> anyhow::Result<GenerationEnd> {
-        let Some(mut positions) = self.start_offsets(owned).await? else {
+        let Some(positions) = self.start_offsets(owned).await? else {
             return Ok(if self.core.shutdown.is_shutdown() {
                 GenerationEnd::Shutdown
             } else {
                 GenerationEnd::Rebalance
             });
         };
-        let (tx, mut rx) = mpsc::channel::<Fetched>(FETCH_QUEUE);
+        let mut gen = self.start_generation(owned, positions);
+        // One loop for everything, so that a handler with a backlog never
+        // keeps the worker from committing, reporting or noticing a
+        // rebalance: the pending batch is handed over as the handler makes room.
+        let end = loop {
+            if let Some(end) = self.hand_over(&mut gen) {
+                break end;
+            }
+            let end = tokio::select! {
+                biased;
+                _ = self.core.shutdown.recv() => Some(GenerationEnd::Shutdown),
+                ev = self.feed.handler.next_event() => self.handler_event(&mut gen, ev).await?,
+                r = self.member.rebalance_needed() => {
+                    r.map_err(group_error)?;
+                    Some(GenerationEnd::Rebalance)
+                }
+                _ = retry_due(self.ledger.as_ref()) => None,
+                outcome = core::copy_outcome(self.feed.dead_letters.as_mut()) => {
+                    self.copy_outcome(&mut gen, outcome).await?;
+                    None
+                }
+                // Consumer protocol: the member epoch moved on with the same
+                // partitions; the supervisor needs it to take the member over.
+                epoch = crate::group::consumer::next_epoch(&mut gen.epochs), if gen.epochs.is_some() => {
+                    self.epoch_moved(&mut gen, epoch);
+                    None
+                }
+                _ = gen.commit_tick.tick() => self.commit_due(&mut gen).await?,
+                _ = gen.alive_tick.tick() => {
+                    self.tick(&mut gen).await?;
+                    None
+                }
+                fetched = gen.rx.recv(), if gen.pending.is_none() => {
+                    self.fetched(&mut gen, fetched).await?;
+                    None
+                }
+            };
+            if let Some(end) = end {
+                break end;
+            }
+        };
+        gen.stop_fetchers();
+        self.end_generation(&mut gen.positions, end).await
+    }
+
+    /// Start fetching where each partition stands, and a ledger of verdicts.
+    fn start_generation(&mut self, owned: &[i32], positions: Positions) -> Generation {
+        let (tx, rx) = mpsc::channel::<Fetched>(FETCH_QUEUE);
         let starts: Vec<(i32, i64)> = positions.starts().collect();
         let high_watermarks = starts
             .iter()
@@ -333,13 +406,14 @@ impl Worker {
                 (p, hw.clone())
             })
             .collect();
+        let cfg = &self.core.cfg;
         let settings = FetchSettings {
-            max_bytes: self.core.cfg.consume.fetch_max_bytes,
-            partition_max_bytes: self.core.cfg.consume.partition_fetch_max_bytes,
-            wait_ms: self.core.cfg.consume.fetch_wait_ms,
-            from: self.core.cfg.consume.from,
+            max_bytes: cfg.consume.fetch_max_bytes,
+            partition_max_bytes: cfg.consume.partition_fetch_max_bytes,
+            wait_ms: cfg.consume.fetch_wait_ms,
+            from: cfg.consume.from,
         };
-        let mut fetchers: Vec<JoinHandle<()>> = vec![tokio::spawn(fetch_loop(
+        let fetchers: Vec<JoinHandle<()>> = vec![tokio::spawn(fetch_loop(
             self.cluster.detached(),
             starts,
             tx,
@@ -349,157 +423,186 @@ impl Worker {
         for (p, c) in positions.committed_offsets() {
             self.committed_at.insert(p, c);
         }
-        self.ledger = self.core.cfg.consume.verdicts.as_ref().map(|v| {
-            let command = match &self.core.cfg.consume.handler {
+        self.ledger = cfg.consume.verdicts.as_ref().map(|v| {
+            let command = match &cfg.consume.handler {
                 crate::config::HandlerSpec::Exec(c) => c.as_str(),
                 _ => "",
             };
             Ledger::new(v.max_retries, v.dead_letter_topic.is_some(), command)
         });
-        // Records whose retry is due and that the handler has not taken yet.
-        let mut again: Vec<Record> = Vec::new();
-        let stop_fetchers = |fetchers: &mut Vec<JoinHandle<()>>| {
-            for f in fetchers.drain(..) {
-                f.abort();
-            }
-        };
+        Generation {
+            owned: owned.to_vec(),
+            positions,
+            rx,
+            fetchers,
+            again: Vec::new(),
+            pending: None,
+            commit_tick: tokio::time::interval(cfg.consume.commit_interval),
+            alive_tick: tokio::time::interval(ALIVE_EVERY),
+            epochs: self.member.epochs(),
+            reported_epoch: self.member.generation_id(),
+        }
+    }
 
-        let mut commit_tick = tokio::time::interval(self.core.cfg.consume.commit_interval);
-        let mut alive_tick = tokio::time::interval(ALIVE_EVERY);
-        let mut epochs = self.member.epochs();
-        let mut reported_epoch = self.member.generation_id();
-        // One loop for everything, so that a handler with a backlog never
-        // keeps the worker from committing, reporting or noticing a
-        // rebalance: the pending batch is handed over as the handler makes room.
-        let mut pending: Option<Pending> = None;
-        let end = loop {
-            if let Some(ledger) = self.ledger.as_mut() {
-                again.extend(ledger.due_retries(Instant::now()));
-                if !again.is_empty() {
-                    let offered = self.feed.handler.offer(&again, CHUNK_BYTES);
-                    for r in again.drain(..offered.taken) {
-                        ledger.sent(&r);
-                    }
-                    self.feed.sent += offered.taken as u64;
+    /// Hand the handler the records whose retry is due, then the pending
+    /// batch, as far as it has room. Some: a record it cannot take.
+    fn hand_over(&mut self, gen: &mut Generation) -> Option<GenerationEnd> {
+        if let Some(ledger) = self.ledger.as_mut() {
+            gen.again.extend(ledger.due_retries(Instant::now()));
+            if !gen.again.is_empty() {
+                let offered = self.feed.handler.offer(&gen.again, CHUNK_BYTES);
+                for r in gen.again.drain(..offered.taken) {
+                    ledger.sent(&r);
                 }
-            }
-            if let Some(p) = pending.as_mut().filter(|_| again.is_empty()) {
-                let offered = self.feed.handler.offer(&p.records[p.next..], CHUNK_BYTES);
-                if let Some(ledger) = self.ledger.as_mut() {
-                    for r in &p.records[p.next..p.next + offered.taken] {
-                        ledger.sent(r);
-                    }
-                }
-                p.next += offered.taken;
                 self.feed.sent += offered.taken as u64;
-                if let Some(Refused::Poison(msg)) = offered.refused {
-                    break GenerationEnd::Poison(msg);
-                }
-                if p.next >= p.records.len() {
-                    pending = None;
+            }
+        }
+        let p = gen.pending.as_mut().filter(|_| gen.again.is_empty())?;
+        let offered = self.feed.handler.offer(&p.records[p.next..], CHUNK_BYTES);
+        if let Some(ledger) = self.ledger.as_mut() {
+            for r in &p.records[p.next..p.next + offered.taken] {
+                ledger.sent(r);
+            }
+        }
+        p.next += offered.taken;
+        self.feed.sent += offered.taken as u64;
+        if let Some(Refused::Poison(msg)) = offered.refused {
+            return Some(GenerationEnd::Poison(msg));
+        }
+        if p.next >= p.records.len() {
+            gen.pending = None;
+        }
+        None
+    }
+
+    /// What the handler said. Some: the generation ends; Err: the worker
+    /// stops.
+    async fn handler_event(
+        &mut self,
+        gen: &mut Generation,
+        ev: Option<HandlerEvent>,
+    ) -> anyhow::Result<Option<GenerationEnd>> {
+        match ev {
+            Some(HandlerEvent::Ack(a)) => gen.positions.acked(a.partition, a.offset),
+            Some(HandlerEvent::Judged(judged)) => {
+                if let Some(msg) = self.judged(judged, &mut gen.positions) {
+                    return Ok(Some(GenerationEnd::Poison(msg)));
                 }
             }
-            tokio::select! {
-                biased;
-                _ = self.core.shutdown.recv() => break GenerationEnd::Shutdown,
-                ev = self.feed.handler.next_event() => match ev {
-                    Some(HandlerEvent::Ack(a)) => positions.acked(a.partition, a.offset),
-                    Some(HandlerEvent::Judged(judged)) => {
-                        if let Some(msg) = self.judged(judged, &mut positions) {
-                            break GenerationEnd::Poison(msg);
-                        }
-                    }
-                    Some(HandlerEvent::OutputClosed) => break GenerationEnd::OutputClosed,
-                    Some(HandlerEvent::Failed(why)) => {
-                        // Commit what was acknowledged, but stay in the group:
-                        // the supervisor's replacement takes our membership
-                        // over. A LeaveGroup here would only force a rebalance
-                        // (and a broker like tansu keeps a leader that leaves
-                        // mid-rebalance as leader, so the group never forms).
-                        stop_fetchers(&mut fetchers);
-                        self.commit_or_warn(&mut positions, "before the restart").await;
-                        let why = why + &self.first_unacked_value().await;
-                        return Err(self.feed.handler_failure(why));
-                    }
-                    Some(HandlerEvent::Untrusted(why)) => {
-                        stop_fetchers(&mut fetchers);
-                        self.take_back(&positions).await;
-                        return Err(anyhow::anyhow!(why));
-                    }
-                    None => {
-                        stop_fetchers(&mut fetchers);
-                        self.commit_or_warn(&mut positions, "before the restart").await;
-                        return Err(anyhow::anyhow!("handler ended unexpectedly"));
-                    }
-                },
-                r = self.member.rebalance_needed() => {
-                    r.map_err(group_error)?;
-                    break GenerationEnd::Rebalance;
-                }
-                _ = retry_due(self.ledger.as_ref()) => {}
-                outcome = core::copy_outcome(self.feed.dead_letters.as_mut()) => {
-                    if let Err(why) = self.copy_written(outcome, &mut positions) {
-                        stop_fetchers(&mut fetchers);
-                        self.commit_or_warn(&mut positions, "before stopping").await;
-                        return Err(ConfigError(why).into());
-                    }
-                }
-                // Consumer protocol: the member epoch moved on with the same
-                // partitions; the supervisor needs it to take the member over.
-                epoch = crate::group::consumer::next_epoch(&mut epochs), if epochs.is_some() => {
-                    if epoch == reported_epoch {
-                        continue;
-                    }
-                    reported_epoch = epoch;
-                    self.core.reporter.send(Report::Joined {
-                        member_id: self.member.member_id().to_string(),
-                        generation: epoch,
-                        partitions: owned.to_vec(),
-                    });
-                }
-                _ = commit_tick.tick() => {
-                    let started = Instant::now();
-                    match self.commit(&mut positions).await {
-                        Ok(()) => self.core.recovered(),
-                        Err(GroupError::Rebalance) => break GenerationEnd::Rebalance,
-                        Err(GroupError::Other(e)) => {
-                            // Keep consuming; the acknowledged offsets stay due and
-                            // go out with a later commit once the broker answers.
-                            self.core.failed(&e, started);
-                        }
-                        Err(e) => return Err(group_error(e)),
-                    }
-                }
-                // Alive: idle, or the handler made progress since the last
-                // report. A handler that holds records and acknowledges none
-                // looks hung, however few records it holds (--hang-timeout).
-                _ = alive_tick.tick() => {
-                    if let Some(hung) = self.feed.hung(self.core.cfg.consume.hang_timeout) {
-                        stop_fetchers(&mut fetchers);
-                        self.commit_or_warn(&mut positions, "before the restart").await;
-                        return Err(hung);
-                    }
-                    if self.feed.handler.in_flight() == 0 || self.feed.acked() > self.core.last_alive.1 {
-                        self.core.alive(self.feed.acked());
-                    }
-                    self.report_stats(owned);
-                }
-                fetched = rx.recv(), if pending.is_none() => match fetched {
-                    Some(Fetched::Records(records)) => pending = Some(Pending { records, next: 0 }),
-                    Some(Fetched::Fatal(why)) => {
-                        stop_fetchers(&mut fetchers);
-                        self.commit_or_warn(&mut positions, "before stopping").await;
-                        return Err(ConfigError(why).into());
-                    }
-                    None => {}
-                },
+            Some(HandlerEvent::OutputClosed) => return Ok(Some(GenerationEnd::OutputClosed)),
+            Some(HandlerEvent::Failed(why)) => {
+                // Commit what was acknowledged, but stay in the group:
+                // the supervisor's replacement takes our membership
+                // over. A LeaveGroup here would only force a rebalance
+                // (and a broker like tansu keeps a leader that leaves
+                // mid-rebalance as leader, so the group never forms).
+                gen.stop_fetchers();
+                self.commit_or_warn(&mut gen.positions, "before the restart")
+                    .await;
+                let why = why + &self.first_unacked_value().await;
+                return Err(self.feed.handler_failure(why));
             }
-        };
-        stop_fetchers(&mut fetchers);
-        // Everything already handed to the handler must be acknowledged
-        // before we commit and let another member take the partitions. A
-        // rebalance waits for us only up to the rebalance timeout, so its
-        // drain must end well before that.
+            Some(HandlerEvent::Untrusted(why)) => {
+                gen.stop_fetchers();
+                self.take_back(&gen.positions).await;
+                return Err(anyhow::anyhow!(why));
+            }
+            None => {
+                gen.stop_fetchers();
+                self.commit_or_warn(&mut gen.positions, "before the restart")
+                    .await;
+                return Err(anyhow::anyhow!("handler ended unexpectedly"));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The dead-letter task's outcome; Err: it failed for good.
+    async fn copy_outcome(&mut self, gen: &mut Generation, outcome: Outcome) -> anyhow::Result<()> {
+        if let Err(why) = self.copy_written(outcome, &mut gen.positions) {
+            gen.stop_fetchers();
+            self.commit_or_warn(&mut gen.positions, "before stopping")
+                .await;
+            return Err(ConfigError(why).into());
+        }
+        Ok(())
+    }
+
+    /// Consumer protocol: tell the supervisor the member's new epoch.
+    fn epoch_moved(&mut self, gen: &mut Generation, epoch: i32) {
+        if epoch == gen.reported_epoch {
+            return;
+        }
+        gen.reported_epoch = epoch;
+        self.core.reporter.send(Report::Joined {
+            member_id: self.member.member_id().to_string(),
+            generation: epoch,
+            partitions: gen.owned.clone(),
+        });
+    }
+
+    /// Every --commit-interval: commit what was acknowledged. Some: the
+    /// group rebalanced.
+    async fn commit_due(&mut self, gen: &mut Generation) -> anyhow::Result<Option<GenerationEnd>> {
+        let started = Instant::now();
+        match self.commit(&mut gen.positions).await {
+            Ok(()) => self.core.recovered(),
+            Err(GroupError::Rebalance) => return Ok(Some(GenerationEnd::Rebalance)),
+            Err(GroupError::Other(e)) => {
+                // Keep consuming; the acknowledged offsets stay due and
+                // go out with a later commit once the broker answers.
+                self.core.failed(&e, started);
+            }
+            Err(e) => return Err(group_error(e)),
+        }
+        Ok(None)
+    }
+
+    /// Alive: idle, or the handler made progress since the last report. A
+    /// handler that holds records and acknowledges none looks hung, however
+    /// few records it holds (--hang-timeout).
+    async fn tick(&mut self, gen: &mut Generation) -> anyhow::Result<()> {
+        if let Some(hung) = self.feed.hung(self.core.cfg.consume.hang_timeout) {
+            gen.stop_fetchers();
+            self.commit_or_warn(&mut gen.positions, "before the restart")
+                .await;
+            return Err(hung);
+        }
+        if self.feed.handler.in_flight() == 0 || self.feed.acked() > self.core.last_alive.1 {
+            self.core.alive(self.feed.acked());
+        }
+        self.report_stats(&gen.owned);
+        Ok(())
+    }
+
+    /// The fetch task's next batch (or why fetching cannot go on).
+    async fn fetched(
+        &mut self,
+        gen: &mut Generation,
+        fetched: Option<Fetched>,
+    ) -> anyhow::Result<()> {
+        match fetched {
+            Some(Fetched::Records(records)) => gen.pending = Some(Pending { records, next: 0 }),
+            Some(Fetched::Fatal(why)) => {
+                gen.stop_fetchers();
+                self.commit_or_warn(&mut gen.positions, "before stopping")
+                    .await;
+                return Err(ConfigError(why).into());
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The generation ends: everything already handed to the handler must
+    /// be acknowledged before we commit and let another member take the
+    /// partitions. A rebalance waits for us only up to the rebalance
+    /// timeout, so its drain must end well before that.
+    async fn end_generation(
+        &mut self,
+        positions: &mut Positions,
+        end: GenerationEnd,
+    ) -> anyhow::Result<GenerationEnd> {
         let closing = !matches!(end, GenerationEnd::Rebalance);
         let limit = if closing {
             self.core.cfg.consume.shutdown_timeout
@@ -510,7 +613,7 @@ impl Worker {
                 .shutdown_timeout
                 .min(self.core.cfg.consume.rebalance_timeout.mul_f64(0.75))
         };
-        match self.drain(&mut positions, closing, limit).await {
+        match self.drain(positions, closing, limit).await {
             Drained::All | Drained::TimedOut => {}
             Drained::Failed(why) => {
                 warn!(
@@ -519,7 +622,7 @@ impl Worker {
                 );
             }
             Drained::Untrusted(why) => {
-                self.take_back(&positions).await;
+                self.take_back(positions).await;
                 return Err(anyhow::anyhow!(why));
             }
         }
@@ -527,7 +630,7 @@ impl Worker {
             GenerationEnd::Rebalance => "before the rebalance",
             _ => "before stopping",
         };
-        self.commit_or_warn(&mut positions, when).await;
+        self.commit_or_warn(positions, when).await;
         positions.carry_into(&mut self.carried);
         Ok(end)
     }
