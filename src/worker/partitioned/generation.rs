@@ -1,29 +1,27 @@
-//! The worker of a partitioned group (the classic and consumer protocols):
-//! join, fetch (one request per leader), hand records to the handler,
-//! commit what the handler acknowledged, report to the supervisor.
+//! One generation of the partitioned worker: from the assignment to the
+//! rebalance or the stop. Fetching starts where each partition stands; one
+//! loop hands records to the handler as it makes room, takes its
+//! acknowledgements, commits, reports and notices a rebalance; at the end
+//! the handler drains and what it acknowledged is committed.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
-use crate::config::WorkerConfig;
+use super::{group_error, GenerationEnd, Worker};
 use crate::error::ConfigError;
-use crate::group::{GroupError, GroupSettings, Member};
-use crate::handler::{HandlerEvent, Judged, Refused};
+use crate::group::GroupError;
+use crate::handler::{HandlerEvent, Refused};
 use crate::record::Record;
 use crate::report::Report;
-
-use super::cluster::{Cluster, Fatal};
-use super::core::{self, Core, Feed, ALIVE_EVERY, CHUNK_BYTES};
-use super::dead_letter::Outcome;
-use super::fetch::{fetch_loop, FetchSettings, Fetched, FETCH_QUEUE};
-use super::positions::Positions;
-
-use super::verdicts::{Action, Ledger};
+use crate::worker::core::{self, ALIVE_EVERY, CHUNK_BYTES};
+use crate::worker::dead_letter::Outcome;
+use crate::worker::fetch::{fetch_loop, FetchSettings, Fetched, FETCH_QUEUE};
+use crate::worker::positions::Positions;
+use crate::worker::verdicts::Ledger;
 
 /// A fetched batch the handler has taken only part of so far.
 struct Pending {
@@ -57,18 +55,8 @@ impl Generation {
     }
 }
 
-/// Why a generation's consume loop ended.
-enum GenerationEnd {
-    Rebalance,
-    Shutdown,
-    OutputClosed,
-    /// A record the handler cannot take: everything before it is delivered
-    /// and committed, then the worker stops with this message.
-    Poison(String),
-}
-
 /// How a drain of the handler ended.
-enum Drained {
+pub(super) enum Drained {
     /// Everything handed over was acknowledged (and, when closing, the
     /// handler ended).
     All,
@@ -78,268 +66,11 @@ enum Drained {
     Untrusted(String),
 }
 
-struct Worker {
-    core: Core,
-    feed: Feed,
-    /// The topic's leaders and a connection per broker (start offsets; the
-    /// fetch task of each generation gets a copy of its own).
-    cluster: Cluster,
-    member: Member,
-    /// Per partition: the next offset after what the handler acknowledged in
-    /// an earlier generation that could not be committed then (the group
-    /// moved on, the broker was away). Every record below it was handled,
-    /// so a later generation that owns the partition starts there and
-    /// commits it, instead of delivering those records again.
-    carried: BTreeMap<i32, i64>,
-    /// Per partition fetched: the end of its log at the last fetch (-1:
-    /// not known yet), written by the fetch task.
-    high_watermarks: HashMap<i32, Arc<std::sync::atomic::AtomicI64>>,
-    /// Per partition: the last committed offset we know (the metrics).
-    committed_at: BTreeMap<i32, i64>,
-    /// Times our partitions changed since the worker started.
-    rebalances: u64,
-    /// `--verdicts`: this generation's records between handler and commit.
-    ledger: Option<Ledger>,
-    /// `--dead-letter-topic`: the copies the dead-letter task has not
-    /// confirmed yet.
-    copies_pending: usize,
-    verdict_counts: crate::metrics::VerdictCounts,
-}
-
-pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
-    let mut core = Core::open(cfg)?;
-    let Some((cluster, member)) = connect(&mut core).await? else {
-        return Ok(());
-    };
-    let feed = match Feed::start(&core.cfg, core.cfg.consume.verdicts.is_some()).await {
-        Ok(f) => f,
-        Err(e) => return Err(core.fatal(e)),
-    };
-    let mut worker = Worker {
-        core,
-        feed,
-        cluster,
-        member,
-        carried: BTreeMap::new(),
-        high_watermarks: HashMap::new(),
-        committed_at: BTreeMap::new(),
-        rebalances: 0,
-        ledger: None,
-        copies_pending: 0,
-        verdict_counts: Default::default(),
-    };
-    let result = worker.consume().await;
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => Err(worker.core.fatal(e)),
-    }
-}
-
-/// The topic's leaders and the group's coordinator, waiting out outages:
-/// the brokers may be down when we start (an outage, a restart of the whole
-/// cluster). None: a stop signal came first.
-async fn connect(core: &mut Core) -> anyhow::Result<Option<(Cluster, Member)>> {
-    let cfg = &core.cfg;
-    let mut cluster = Cluster::new(
-        &cfg.topic,
-        &cfg.connect.brokers,
-        &crate::group_size::client_id(cfg.slot, cfg.host_workers, &cfg.host_id),
-        cfg.connect.connect_timeout,
-    );
-    loop {
-        let started = Instant::now();
-        match cluster.refresh().await {
-            Ok(()) => break,
-            Err(e) if e.is::<Fatal>() => {
-                return Err(core.fatal(ConfigError(format!("{e:#}")).into()))
-            }
-            Err(e) => {
-                if !core.wait_out(&e, started).await {
-                    return Ok(None);
-                }
-            }
-        }
-    }
-    let mut member = loop {
-        let started = Instant::now();
-        match Member::connect(GroupSettings::from_worker(&core.cfg)).await {
-            Ok(m) => break m,
-            Err(GroupError::Other(e)) => {
-                if !core.wait_out(&e, started).await {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(core.fatal(group_error(e))),
-        }
-    };
-    core.recovered();
-    // Tell the supervisor our member id before the join completes: if we die
-    // mid-join (say as the leader, before SyncGroup), it evicts us, and the
-    // rest of the group does not wait on a dead member.
-    let mut early = core.reporter.try_clone();
-    member.on_member_id(move |id| {
-        early.send(Report::MemberId {
-            member_id: id.to_string(),
-        })
-    });
-    if let Some(id) = &core.cfg.rejoin {
-        info!(
-            slot = core.cfg.slot,
-            "rejoining as member {id} (this slot's previous worker)"
-        );
-        member.rejoin_as(id);
-        core.reporter.send(Report::MemberId {
-            member_id: id.clone(),
-        });
-    }
-    Ok(Some((cluster, member)))
-}
-
 impl Worker {
-    async fn consume(&mut self) -> anyhow::Result<()> {
-        let mut resume = self.core.cfg.resume.take();
-        loop {
-            let assigned = match resume.take() {
-                Some(r) => {
-                    info!(
-                        slot = self.core.cfg.slot,
-                        "taking over member {} (generation {})", r.member_id, r.generation
-                    );
-                    self.member.resume(&r.member_id, r.generation, r.partitions)
-                }
-                None => match self.join().await? {
-                    Some(a) => a,
-                    None => return self.finish("signal").await,
-                },
-            };
-            info!(
-                event = "member_joined",
-                slot = self.core.cfg.slot,
-                generation = assigned.generation_id,
-                partitions = ?assigned.partitions,
-                "joined group {} as {}",
-                self.core.cfg.consume.group,
-                assigned.member_id
-            );
-            self.core.reporter.send(Report::Joined {
-                member_id: assigned.member_id.clone(),
-                generation: assigned.generation_id,
-                partitions: assigned.partitions.clone(),
-            });
-            match self.consume_generation(&assigned.partitions).await? {
-                GenerationEnd::Rebalance => {
-                    self.rebalances += 1;
-                    self.core.reporter.send(Report::Revoked {
-                        partitions: assigned.partitions.clone(),
-                    });
-                }
-                GenerationEnd::Shutdown => return self.finish("signal").await,
-                GenerationEnd::OutputClosed => return self.finish("stdout closed").await,
-                GenerationEnd::Poison(msg) => {
-                    self.core.reporter.send(Report::Stopping {
-                        reason: "a record the handler cannot take".into(),
-                    });
-                    return Err(anyhow::anyhow!(msg));
-                }
-            }
-        }
-    }
-
-    /// Join the group, waiting out broker outages. None: a stop signal came first.
-    async fn join(&mut self) -> anyhow::Result<Option<crate::group::Assigned>> {
-        loop {
-            let started = Instant::now();
-            let r = tokio::select! {
-                r = self.member.join() => r,
-                _ = self.core.shutdown.recv() => return Ok(None),
-            };
-            match r {
-                Ok(a) => {
-                    self.core.recovered();
-                    return Ok(Some(a));
-                }
-                Err(GroupError::Other(e)) => {
-                    if !self.core.wait_out(&e, started).await {
-                        return Ok(None);
-                    }
-                }
-                Err(e) => return Err(group_error(e)),
-            }
-        }
-    }
-
-    /// Leave the group (the generation loop has already drained and committed).
-    async fn finish(&mut self, reason: &str) -> anyhow::Result<()> {
-        self.core.reporter.send(Report::Stopping {
-            reason: reason.to_string(),
-        });
-        if self.core.shutdown.hands_over() {
-            // The supervisor hands the member to this slot's next worker
-            // (rolling restart) or removes it with the others (shutdown).
-            info!(
-                slot = self.core.cfg.slot,
-                "stopping ({reason}); member {} stays in the group for the supervisor to hand on",
-                self.member.member_id()
-            );
-            return Ok(());
-        }
-        info!(slot = self.core.cfg.slot, "stopping ({reason})");
-        let _ = self.member.leave().await;
-        Ok(())
-    }
-
-    /// Where each owned partition starts: its committed offset, or --from.
-    /// Waits out broker outages; None if the group rebalanced or a stop
-    /// signal came meanwhile.
-    async fn start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<Option<Positions>> {
-        let mut stop = self.core.shutdown.clone();
-        loop {
-            let started = Instant::now();
-            let attempt = tokio::select! {
-                r = self.try_start_offsets(owned) => r,
-                _ = stop.recv() => return Ok(None),
-            };
-            match attempt {
-                Ok(p) => {
-                    self.core.recovered();
-                    return Ok(Some(p));
-                }
-                Err(e) => match e.downcast::<GroupError>() {
-                    Ok(GroupError::Rebalance) => return Ok(None),
-                    Ok(GroupError::Fatal(m)) => return Err(ConfigError(m).into()),
-                    Ok(GroupError::Other(e)) | Err(e) => {
-                        tokio::select! {
-                            go_on = self.core.wait_out(&e, started) => if !go_on {
-                                return Ok(None);
-                            },
-                            r = self.member.rebalance_needed() => {
-                                r.map_err(group_error)?;
-                                return Ok(None);
-                            }
-                        }
-                    }
-                },
-            }
-        }
-    }
-
-    async fn try_start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<Positions> {
-        let broker: BTreeMap<i32, Option<i64>> =
-            self.member.committed(owned).await?.into_iter().collect();
-        let (mut positions, from) = Positions::plan(owned, &broker, &self.carried);
-        if !from.is_empty() {
-            let starts = self
-                .cluster
-                .start_offsets(&from, self.core.cfg.consume.from)
-                .await?;
-            for (p, start) in starts {
-                positions.start_at(p, start);
-            }
-        }
-        Ok(positions)
-    }
-
-    async fn consume_generation(&mut self, owned: &[i32]) -> anyhow::Result<GenerationEnd> {
+    pub(super) async fn consume_generation(
+        &mut self,
+        owned: &[i32],
+    ) -> anyhow::Result<GenerationEnd> {
         let Some(positions) = self.start_offsets(owned).await? else {
             return Ok(if self.core.shutdown.is_shutdown() {
                 GenerationEnd::Shutdown
@@ -645,25 +376,10 @@ impl Worker {
         match tokio::time::timeout(Duration::from_secs(3), self.cluster.peek(p, o)).await {
             Ok(Ok(Some(r))) if r.offset == o => format!(
                 "; the value of that record begins {}",
-                super::verdicts::first_bytes(r.value.as_deref())
+                crate::worker::verdicts::first_bytes(r.value.as_deref())
             ),
             _ => String::new(),
         }
-    }
-
-    /// The statistics `--metrics-addr` shows, to the supervisor.
-    fn report_stats(&mut self, owned: &[i32]) {
-        use std::sync::atomic::Ordering;
-        let mut stats = self.feed.stats(owned, self.rebalances, self.verdict_counts);
-        for e in &mut stats.partitions {
-            e.committed = self.committed_at.get(&e.partition).copied();
-            e.high_watermark = self
-                .high_watermarks
-                .get(&e.partition)
-                .map(|h| h.load(Ordering::Relaxed))
-                .filter(|&h| h >= 0);
-        }
-        self.core.reporter.send(Report::Stats(stats));
     }
 
     /// Wait, at most `limit`, for the handler to acknowledge everything it
@@ -740,114 +456,6 @@ impl Worker {
             }
         }
     }
-
-    /// `--verdicts`: apply the handler's verdicts; move the commit position
-    /// of each partition up to its lowest record not done. Some: a record
-    /// the worker must stop on (no dead-letter topic).
-    fn judged(&mut self, judged: Vec<Judged>, positions: &mut Positions) -> Option<String> {
-        let ledger = self.ledger.as_mut()?;
-        let now = Instant::now();
-        let mut stop = None;
-        let mut touched: Vec<i32> = Vec::new();
-        for j in judged {
-            if !touched.contains(&j.partition) {
-                touched.push(j.partition);
-            }
-            match j.verdict {
-                crate::handler::Verdict::Ok => {}
-                crate::handler::Verdict::Retry => self.verdict_counts.retried += 1,
-                crate::handler::Verdict::Reject(_) => self.verdict_counts.rejected += 1,
-            }
-            match ledger.judged(j, now) {
-                None => {}
-                Some(Action::DeadLetter(d)) => {
-                    warn!(
-                        slot = self.core.cfg.slot,
-                        "the record at partition {} offset {} goes to the dead-letter topic: {} ({} attempt(s))",
-                        d.record.partition, d.record.offset, d.reason, d.attempts
-                    );
-                    if let Some(dl) = self.feed.dead_letters.as_ref() {
-                        dl.send(d);
-                        self.copies_pending += 1;
-                    }
-                }
-                Some(Action::Stop(msg)) => {
-                    stop.get_or_insert(msg);
-                }
-            }
-        }
-        for p in touched {
-            if let Some(o) = ledger.done_through(p) {
-                positions.acked(p, o);
-            }
-        }
-        stop
-    }
-
-    /// The dead-letter task confirmed a copy (its original is done now) or
-    /// failed for good (Err: why the worker stops).
-    fn copy_written(&mut self, outcome: Outcome, positions: &mut Positions) -> Result<(), String> {
-        match outcome {
-            Outcome::Written(p, o) => {
-                self.copies_pending = self.copies_pending.saturating_sub(1);
-                self.verdict_counts.dead_lettered += 1;
-                if let Some(ledger) = self.ledger.as_mut() {
-                    ledger.dead_lettered(p, o);
-                    if let Some(done) = ledger.done_through(p) {
-                        positions.acked(p, done);
-                    }
-                }
-                Ok(())
-            }
-            Outcome::Fatal(why) => Err(why),
-        }
-    }
-
-    /// Commit what was acknowledged; say so if that fails (those records
-    /// will be delivered again).
-    async fn commit_or_warn(&mut self, positions: &mut Positions, when: &str) {
-        let due = positions.uncommitted();
-        if let Err(e) = self.commit(positions).await {
-            warn!(
-                slot = self.core.cfg.slot,
-                "could not commit the offsets of {due} acknowledged record(s) {when} ({e}); this worker commits them if it gets their partitions again, else they will be delivered again"
-            );
-        }
-    }
-
-    /// The handler's acknowledgements cannot be trusted: commit, for every
-    /// partition of this assignment, the offset at which the assignment
-    /// began, so that whatever it claimed to have handled since is
-    /// delivered again.
-    async fn take_back(&mut self, positions: &Positions) {
-        let back = positions.take_back();
-        if back.is_empty() {
-            return;
-        }
-        match self.member.commit(&back).await {
-            Ok(()) => warn!(
-                event = "commits_taken_back",
-                slot = self.core.cfg.slot,
-                "took back the commits of this assignment: offsets {back:?} (partition, offset) are committed again"
-            ),
-            Err(e) => tracing::error!(
-                slot = self.core.cfg.slot,
-                "could not take back the commits of this assignment ({e}); records acknowledged by the untrustworthy handler may be lost: {back:?} (partition, offset) were the offsets to restore"
-            ),
-        }
-    }
-
-    async fn commit(&mut self, positions: &mut Positions) -> Result<(), GroupError> {
-        let due = positions.due();
-        if due.is_empty() {
-            return Ok(());
-        }
-        self.member.commit(&due).await?;
-        positions.committed(&due);
-        self.committed_at.extend(due.iter().copied());
-        debug!(slot = self.core.cfg.slot, "committed");
-        Ok(())
-    }
 }
 
 /// Resolves when the ledger's next retry comes due (never without one).
@@ -855,15 +463,5 @@ async fn retry_due(ledger: Option<&Ledger>) {
     match ledger.and_then(Ledger::next_retry) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-/// A group error for the worker's exit: retrying cannot fix a fatal one, so
-/// it is a configuration error (a setting the broker refuses, no rights...).
-fn group_error(e: GroupError) -> anyhow::Error {
-    match e {
-        GroupError::Fatal(m) => ConfigError(m).into(),
-        GroupError::Rebalance => e.into(),
-        GroupError::Other(e) => e,
     }
 }
