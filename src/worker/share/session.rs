@@ -114,95 +114,101 @@ fn leader_moved(code: i16) -> bool {
 
 impl SessionTask {
     async fn run(&mut self, cmd: SessionCmd) -> SessionReply {
-        let mut reply = SessionReply::default();
         if self.conn.as_ref().is_none_or(BrokerConn::is_broken) {
-            self.conn = None;
-            self.epoch = 0;
-            self.in_session.clear();
+            self.broken();
             if cmd.close {
-                reply.unsent = cmd.acks;
-                return reply;
+                return SessionReply::unsent(cmd.acks);
             }
             match BrokerConn::connect(&self.addr, &self.client_id, self.connect_timeout).await {
                 Ok(c) => self.conn = Some(c),
                 Err(e) => {
-                    reply.unsent = cmd.acks;
+                    let mut reply = SessionReply::unsent(cmd.acks);
                     reply.problem = Some(format!("leader {}: {e}", self.addr));
                     reply.refresh = true;
                     return reply;
                 }
             }
         }
-        let timeout = self.connect_timeout.max(Duration::from_secs(10))
-            + Duration::from_millis(self.max_wait_ms.max(0) as u64);
-        let conn = self.conn.as_mut().expect("connected above");
-        let batches = |acks: &Acks| -> Vec<(i32, Vec<sw::AckBatch>)> {
-            acks.iter().map(|(p, a)| (*p, sw::ack_batches(a))).collect()
-        };
         if cmd.close || cmd.fetch.is_none() {
-            if self.epoch == 0 {
-                // No session: nothing to acknowledge in (records acquired in
-                // a session that is gone were released with it).
-                reply.unsent = cmd.acks;
-                return reply;
-            }
-            let epoch = if cmd.close {
-                sw::CLOSE_EPOCH
-            } else {
-                self.epoch
-            };
-            let plan = sw::ShareAckPlan {
-                group: &self.group,
-                member_id: &self.member_id,
-                epoch,
-                topic_id: self.topic_id,
-                partitions: batches(&cmd.acks),
-            };
-            match tokio::time::timeout(timeout, sw::share_acknowledge(conn, &plan)).await {
-                Ok(Ok(a)) if a.error == 0 => {
-                    self.epoch = if cmd.close { 0 } else { next_epoch(self.epoch) };
-                    for (p, code, msg) in a.partitions {
-                        if code != 0 {
-                            let n = cmd.acks.get(&p).map_or(0, |x| x.len() as u64);
-                            reply.ack_failures += n;
-                            debug!(
-                                partition = p,
-                                "ShareAcknowledge: {n} acknowledgement(s) refused: {} {}",
-                                crate::wire::group_msgs::code_name(code),
-                                msg.unwrap_or_default()
-                            );
-                        }
+            self.acknowledge(cmd).await
+        } else {
+            self.fetch(cmd).await
+        }
+    }
+
+    /// How long a request may take: the broker's wait and then some.
+    fn timeout(&self) -> Duration {
+        self.connect_timeout.max(Duration::from_secs(10))
+            + Duration::from_millis(self.max_wait_ms.max(0) as u64)
+    }
+
+    /// ShareAcknowledge `cmd.acks` (closing the session if `cmd.close`).
+    async fn acknowledge(&mut self, cmd: SessionCmd) -> SessionReply {
+        if self.epoch == 0 {
+            // No session: nothing to acknowledge in (records acquired in
+            // a session that is gone were released with it).
+            return SessionReply::unsent(cmd.acks);
+        }
+        let mut reply = SessionReply::default();
+        let epoch = if cmd.close {
+            sw::CLOSE_EPOCH
+        } else {
+            self.epoch
+        };
+        let plan = sw::ShareAckPlan {
+            group: &self.group,
+            member_id: &self.member_id,
+            epoch,
+            topic_id: self.topic_id,
+            partitions: batches(&cmd.acks),
+        };
+        let timeout = self.timeout();
+        let conn = self.conn.as_mut().expect("connected before");
+        match tokio::time::timeout(timeout, sw::share_acknowledge(conn, &plan)).await {
+            Ok(Ok(a)) if a.error == 0 => {
+                self.epoch = if cmd.close { 0 } else { next_epoch(self.epoch) };
+                for (p, code, msg) in a.partitions {
+                    if code != 0 {
+                        let n = cmd.acks.get(&p).map_or(0, |x| x.len() as u64);
+                        reply.ack_failures += n;
+                        debug!(
+                            partition = p,
+                            "ShareAcknowledge: {n} acknowledgement(s) refused: {} {}",
+                            crate::wire::group_msgs::code_name(code),
+                            msg.unwrap_or_default()
+                        );
                     }
                 }
-                Ok(Ok(a)) => {
-                    self.session_failed(a.error);
-                    reply.unsent = cmd.acks;
-                    reply.problem = Some(format!(
-                        "ShareAcknowledge to {}: {}{}",
-                        self.addr,
-                        crate::wire::group_msgs::code_name(a.error),
-                        a.error_message
-                            .map(|m| format!(": {m}"))
-                            .unwrap_or_default()
-                    ));
-                }
-                Ok(Err(e)) => {
-                    self.broken();
-                    reply.unsent = cmd.acks;
-                    reply.problem = Some(e.to_string());
-                }
-                Err(_) => {
-                    self.broken();
-                    reply.unsent = cmd.acks;
-                    reply.problem = Some(format!("ShareAcknowledge to {}: no answer", self.addr));
-                }
             }
-            if cmd.close {
-                self.conn = None;
+            Ok(Ok(a)) => {
+                self.session_failed(a.error);
+                reply.unsent = cmd.acks;
+                reply.problem = Some(format!(
+                    "ShareAcknowledge to {}: {}",
+                    self.addr,
+                    coded(a.error, a.error_message)
+                ));
             }
-            return reply;
+            Ok(Err(e)) => {
+                self.broken();
+                reply.unsent = cmd.acks;
+                reply.problem = Some(e.to_string());
+            }
+            Err(_) => {
+                self.broken();
+                reply.unsent = cmd.acks;
+                reply.problem = Some(format!("ShareAcknowledge to {}: no answer", self.addr));
+            }
         }
-        // ShareFetch.
+        if cmd.close {
+            self.conn = None;
+        }
+        reply
+    }
+
+    /// ShareFetch up to `cmd.fetch` records of `cmd.want`, with `cmd.acks`.
+    async fn fetch(&mut self, cmd: SessionCmd) -> SessionReply {
+        let mut reply = SessionReply::default();
         let want: BTreeSet<i32> = cmd.want.iter().copied().collect();
         let (parts, forgotten, carried) = if self.epoch == 0 {
             // Opening: no acknowledgements allowed; they go with the next one.
@@ -242,6 +248,8 @@ impl SessionTask {
             max_records,
             batch_size: max_records.min(500),
         };
+        let timeout = self.timeout();
+        let conn = self.conn.as_mut().expect("connected before");
         let answer = tokio::time::timeout(timeout, sw::share_fetch(conn, &plan)).await;
         let a = match answer {
             Ok(Ok(a)) => a,
@@ -262,12 +270,9 @@ impl SessionTask {
             self.session_failed(a.error);
             reply.put_back(carried);
             reply.problem = Some(format!(
-                "ShareFetch to {}: {}{}",
+                "ShareFetch to {}: {}",
                 self.addr,
-                crate::wire::group_msgs::code_name(a.error),
-                a.error_message
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
+                coded(a.error, a.error_message)
             ));
             return reply;
         }
@@ -286,51 +291,7 @@ impl SessionTask {
         self.in_session
             .extend(plan.partitions.iter().map(|(p, _)| *p));
         for p in a.partitions {
-            if p.ack_error != 0 {
-                let n = carried.get(&p.partition).map_or(0, |x| x.len() as u64);
-                reply.ack_failures += n;
-                debug!(
-                    partition = p.partition,
-                    "ShareFetch: {n} acknowledgement(s) refused: {} {}",
-                    crate::wire::group_msgs::code_name(p.ack_error),
-                    p.ack_error_message.clone().unwrap_or_default()
-                );
-            }
-            if p.error != 0 {
-                reply.refresh |= leader_moved(p.error);
-                reply.problem = Some(format!(
-                    "partition {}: {}{}",
-                    p.partition,
-                    crate::wire::group_msgs::code_name(p.error),
-                    p.error_message
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                ));
-                continue;
-            }
-            match sw::acquired_records(p.partition, p.records, &p.acquired, &mut reply.records) {
-                Ok(left) => {
-                    reply
-                        .gaps
-                        .extend(left.gaps.into_iter().map(|o| (p.partition, o)));
-                    if !left.unread.is_empty() {
-                        reply
-                            .unsent
-                            .entry(p.partition)
-                            .or_default()
-                            .extend(left.unread.into_iter().map(|o| (o, AckType::Release)));
-                    }
-                }
-                Err(e) => {
-                    // Undecodable: release what was acquired (it comes back,
-                    // and after the delivery limit the broker archives it).
-                    warn!("{e}; releasing the records acquired with it");
-                    let rel = reply.unsent.entry(p.partition).or_default();
-                    for r in &p.acquired {
-                        rel.extend((r.first..=r.last).map(|o| (o, AckType::Release)));
-                    }
-                }
-            }
+            take_partition(p, &carried, &mut reply);
         }
         reply
     }
@@ -356,9 +317,79 @@ impl SessionTask {
 }
 
 impl SessionReply {
+    /// A reply that sent nothing: `acks` are to be tried again.
+    fn unsent(acks: Acks) -> Self {
+        SessionReply {
+            unsent: acks,
+            ..SessionReply::default()
+        }
+    }
+
     fn put_back(&mut self, acks: Acks) {
         for (p, a) in acks {
             self.unsent.entry(p).or_default().extend(a);
+        }
+    }
+}
+
+/// The acknowledgements of each partition as the wire's batches.
+fn batches(acks: &Acks) -> Vec<(i32, Vec<sw::AckBatch>)> {
+    acks.iter().map(|(p, a)| (*p, sw::ack_batches(a))).collect()
+}
+
+/// An error code and the broker's message, for a problem report.
+fn coded(code: i16, message: Option<String>) -> String {
+    format!(
+        "{}{}",
+        crate::wire::group_msgs::code_name(code),
+        message.map(|m| format!(": {m}")).unwrap_or_default()
+    )
+}
+
+/// One partition of a ShareFetch answer: the outcome of the
+/// acknowledgements it carried (`carried`), then its acquired records, the
+/// offsets acquired without a record, and those to release.
+fn take_partition(p: sw::SharePartitionAnswer, carried: &Acks, reply: &mut SessionReply) {
+    if p.ack_error != 0 {
+        let n = carried.get(&p.partition).map_or(0, |x| x.len() as u64);
+        reply.ack_failures += n;
+        debug!(
+            partition = p.partition,
+            "ShareFetch: {n} acknowledgement(s) refused: {} {}",
+            crate::wire::group_msgs::code_name(p.ack_error),
+            p.ack_error_message.clone().unwrap_or_default()
+        );
+    }
+    if p.error != 0 {
+        reply.refresh |= leader_moved(p.error);
+        reply.problem = Some(format!(
+            "partition {}: {}",
+            p.partition,
+            coded(p.error, p.error_message)
+        ));
+        return;
+    }
+    match sw::acquired_records(p.partition, p.records, &p.acquired, &mut reply.records) {
+        Ok(left) => {
+            reply
+                .gaps
+                .extend(left.gaps.into_iter().map(|o| (p.partition, o)));
+            if !left.unread.is_empty() {
+                reply
+                    .unsent
+                    .entry(p.partition)
+                    .or_default()
+                    .extend(left.unread.into_iter().map(|o| (o, AckType::Release)));
+            }
+        }
+        Err(e) => {
+            // Undecodable: release what was acquired (it comes back,
+            // and after the delivery limit the broker archives it).
+            warn!("{e}; releasing the records acquired with it");
+            let rel = reply.unsent.entry(p.partition).or_default();
+            for r in &p.acquired {
+                rel.extend((r.first..=r.last).map(|o| (o, AckType::Release)));
+            }
         }
     }
 }
