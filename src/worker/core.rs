@@ -7,16 +7,17 @@
 //! statistics).
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 use super::dead_letter::{DeadLetters, Outcome};
+use super::error::{self, WorkerError};
 use super::report::{OutageClock, Reporter};
 use super::shutdown::Shutdown;
 use crate::config::WorkerConfig;
-use crate::error::{ConfigError, ExitWith};
 use crate::handler::{Handler, HandlerEnv};
 use crate::metrics::{PartitionStats, VerdictCounts, WorkerStats};
-use crate::report::{Report, EXIT_CONFIG};
+use crate::report::Report;
 
 /// Staged bytes handed to the handler at once at most (a fetched batch is
 /// staged whole unless it formats to more than this).
@@ -58,23 +59,19 @@ impl Core {
         })
     }
 
-    /// Report a fatal error to the supervisor; a configuration error becomes
-    /// exit status [`EXIT_CONFIG`].
-    pub fn fatal(&mut self, e: anyhow::Error) -> anyhow::Error {
-        let message = format!("{e:#}");
+    /// Report a fatal error to the supervisor (its variant decides the
+    /// worker's exit status).
+    pub fn fatal(&mut self, e: WorkerError) -> WorkerError {
         self.reporter.send(Report::Fatal {
-            message: message.clone(),
+            message: format!("{e:#}"),
         });
-        if e.downcast_ref::<ConfigError>().is_some() {
-            return ExitWith(EXIT_CONFIG as u8, message).into();
-        }
         e
     }
 
     /// A try at the brokers failed (`started`: when it began): log and
     /// report the outage (not every time), then wait the pause before the
     /// next try. False: a stop came first.
-    pub async fn wait_out(&mut self, error: &anyhow::Error, started: Instant) -> bool {
+    pub async fn wait_out(&mut self, error: &dyn Display, started: Instant) -> bool {
         let pause = self.failed(error, started);
         tokio::select! {
             _ = tokio::time::sleep(pause) => true,
@@ -84,7 +81,7 @@ impl Core {
 
     /// A try at the brokers failed: log and report it; the pause before the
     /// next try.
-    pub fn failed(&mut self, error: &anyhow::Error, started: Instant) -> Duration {
+    pub fn failed(&mut self, error: &dyn Display, started: Instant) -> Duration {
         self.outage
             .failed(&mut self.reporter, &format!("{error:#}"), started)
     }
@@ -117,7 +114,7 @@ impl Feed {
     /// task if any; `per_record`: its acknowledgements come per record
     /// ([`Handler::per_record`]: `--verdicts`, or a share group, which
     /// acknowledges records one by one).
-    pub async fn start(cfg: &WorkerConfig, per_record: bool) -> anyhow::Result<Feed> {
+    pub async fn start(cfg: &WorkerConfig, per_record: bool) -> error::Result<Feed> {
         let mut handler = Handler::start(
             &cfg.consume.handler,
             cfg.consume.format,
@@ -155,22 +152,22 @@ impl Feed {
 
     /// A handler failure for the worker's exit: a handler that could not be
     /// started at all is a configuration error.
-    pub fn handler_failure(&self, why: String) -> anyhow::Error {
+    pub fn handler_failure(&self, why: String) -> WorkerError {
         if self.acked() == 0 && self.handler.could_not_start() {
-            return ConfigError(why).into();
+            return WorkerError::Config(why);
         }
-        anyhow::anyhow!("handler failed: {why}")
+        WorkerError::Handler(format!("handler failed: {why}"))
     }
 
     /// A handler that holds records and acknowledged none for `limit`
     /// (--hang-timeout) has failed, however few records it holds.
-    pub fn hung(&self, limit: Duration) -> Option<anyhow::Error> {
+    pub fn hung(&self, limit: Duration) -> Option<WorkerError> {
         let stalled = self.handler.stalled_for(Instant::now())?;
         if stalled < limit {
             return None;
         }
         let why = self.handler.stall_message(stalled, "--hang-timeout");
-        Some(anyhow::anyhow!("handler failed: {why}"))
+        Some(WorkerError::Handler(format!("handler failed: {why}")))
     }
 
     /// The statistics `--metrics-addr` shows, for the partitions `owned`

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use super::cluster::{fatal_or, Cluster, Fatal};
+use super::cluster::{fatal_or, Cluster, ClusterError, Fatal};
 use crate::backoff::Doubling;
 use crate::config::StartFrom;
 use crate::record::Record;
@@ -237,12 +237,8 @@ impl Fetcher {
     async fn refresh_leaders(&mut self) -> Result<bool, Fatal> {
         match self.cluster.refresh().await {
             Ok(()) => self.need_metadata = false,
-            Err(e) => {
-                if let Some(f) = e.downcast_ref::<Fatal>() {
-                    return Err(Fatal(f.0.clone()));
-                }
-                warn!("{e:#}; trying again");
-            }
+            Err(ClusterError::Fatal(m)) => return Err(Fatal(m)),
+            Err(e) => warn!("{e:#}; trying again"),
         }
         if self.leaderless() || self.need_metadata {
             // A leader is being elected (or the brokers are away): ask
@@ -521,10 +517,8 @@ impl Fetcher {
                     }
                 }
             }
+            Err(ClusterError::Fatal(m)) => return Err(Fatal(m)),
             Err(e) => {
-                if let Some(f) = e.downcast_ref::<Fatal>() {
-                    return Err(Fatal(f.0.clone()));
-                }
                 warn!("offsets out of range and reset failed: {e:#}");
                 self.need_metadata = true;
             }

@@ -12,11 +12,13 @@
 //!   `shutdown`: their parts.
 
 use crate::config::{GroupProtocol, WorkerConfig};
+use crate::error::ExitWith;
 
 mod bootstrap;
 mod cluster;
 mod core;
 mod dead_letter;
+mod error;
 mod fetch;
 mod partitioned;
 mod positions;
@@ -27,10 +29,12 @@ mod verdicts;
 
 pub use bootstrap::{cmd, spawned};
 
-/// The worker for the group's protocol.
+/// The worker for the group's protocol; its failure decides the exit status.
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
-    if cfg.consume.group_protocol == GroupProtocol::Share {
-        return share::run(cfg).await;
-    }
-    partitioned::run(cfg).await
+    let result = if cfg.consume.group_protocol == GroupProtocol::Share {
+        share::run(cfg).await
+    } else {
+        partitioned::run(cfg).await
+    };
+    result.map_err(|e| ExitWith(e.exit_code(), format!("{e:#}")).into())
 }

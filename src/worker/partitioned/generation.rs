@@ -12,13 +12,13 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::{group_error, GenerationEnd, Worker};
-use crate::error::ConfigError;
 use crate::group::GroupError;
 use crate::handler::{HandlerEvent, Refused};
 use crate::record::Record;
 use crate::report::Report;
 use crate::worker::core::{self, ALIVE_EVERY, CHUNK_BYTES};
 use crate::worker::dead_letter::Outcome;
+use crate::worker::error::{Result, WorkerError};
 use crate::worker::fetch::{fetch_loop, FetchSettings, Fetched, FETCH_QUEUE};
 use crate::worker::positions::Positions;
 use crate::worker::verdicts::Ledger;
@@ -67,10 +67,7 @@ pub(super) enum Drained {
 }
 
 impl Worker {
-    pub(super) async fn consume_generation(
-        &mut self,
-        owned: &[i32],
-    ) -> anyhow::Result<GenerationEnd> {
+    pub(super) async fn consume_generation(&mut self, owned: &[i32]) -> Result<GenerationEnd> {
         let Some(positions) = self.start_offsets(owned).await? else {
             return Ok(if self.core.shutdown.is_shutdown() {
                 GenerationEnd::Shutdown
@@ -212,7 +209,7 @@ impl Worker {
         &mut self,
         gen: &mut Generation,
         ev: Option<HandlerEvent>,
-    ) -> anyhow::Result<Option<GenerationEnd>> {
+    ) -> Result<Option<GenerationEnd>> {
         match ev {
             Some(HandlerEvent::Ack(a)) => gen.positions.acked(a.partition, a.offset),
             Some(HandlerEvent::Judged(judged)) => {
@@ -236,25 +233,25 @@ impl Worker {
             Some(HandlerEvent::Untrusted(why)) => {
                 gen.stop_fetchers();
                 self.take_back(&gen.positions).await;
-                return Err(anyhow::anyhow!(why));
+                return Err(WorkerError::Handler(why));
             }
             None => {
                 gen.stop_fetchers();
                 self.commit_or_warn(&mut gen.positions, "before the restart")
                     .await;
-                return Err(anyhow::anyhow!("handler ended unexpectedly"));
+                return Err(WorkerError::Handler("handler ended unexpectedly".into()));
             }
         }
         Ok(None)
     }
 
     /// The dead-letter task's outcome; Err: it failed for good.
-    async fn copy_outcome(&mut self, gen: &mut Generation, outcome: Outcome) -> anyhow::Result<()> {
+    async fn copy_outcome(&mut self, gen: &mut Generation, outcome: Outcome) -> Result<()> {
         if let Err(why) = self.copy_written(outcome, &mut gen.positions) {
             gen.stop_fetchers();
             self.commit_or_warn(&mut gen.positions, "before stopping")
                 .await;
-            return Err(ConfigError(why).into());
+            return Err(WorkerError::Config(why));
         }
         Ok(())
     }
@@ -274,7 +271,7 @@ impl Worker {
 
     /// Every --commit-interval: commit what was acknowledged. Some: the
     /// group rebalanced.
-    async fn commit_due(&mut self, gen: &mut Generation) -> anyhow::Result<Option<GenerationEnd>> {
+    async fn commit_due(&mut self, gen: &mut Generation) -> Result<Option<GenerationEnd>> {
         let started = Instant::now();
         match self.commit(&mut gen.positions).await {
             Ok(()) => self.core.recovered(),
@@ -292,7 +289,7 @@ impl Worker {
     /// Alive: idle, or the handler made progress since the last report. A
     /// handler that holds records and acknowledges none looks hung, however
     /// few records it holds (--hang-timeout).
-    async fn tick(&mut self, gen: &mut Generation) -> anyhow::Result<()> {
+    async fn tick(&mut self, gen: &mut Generation) -> Result<()> {
         if let Some(hung) = self.feed.hung(self.core.cfg.consume.hang_timeout) {
             gen.stop_fetchers();
             self.commit_or_warn(&mut gen.positions, "before the restart")
@@ -307,18 +304,14 @@ impl Worker {
     }
 
     /// The fetch task's next batch (or why fetching cannot go on).
-    async fn fetched(
-        &mut self,
-        gen: &mut Generation,
-        fetched: Option<Fetched>,
-    ) -> anyhow::Result<()> {
+    async fn fetched(&mut self, gen: &mut Generation, fetched: Option<Fetched>) -> Result<()> {
         match fetched {
             Some(Fetched::Records(records)) => gen.pending = Some(Pending { records, next: 0 }),
             Some(Fetched::Fatal(why)) => {
                 gen.stop_fetchers();
                 self.commit_or_warn(&mut gen.positions, "before stopping")
                     .await;
-                return Err(ConfigError(why).into());
+                return Err(WorkerError::Config(why));
             }
             None => {}
         }
@@ -333,7 +326,7 @@ impl Worker {
         &mut self,
         positions: &mut Positions,
         end: GenerationEnd,
-    ) -> anyhow::Result<GenerationEnd> {
+    ) -> Result<GenerationEnd> {
         let closing = !matches!(end, GenerationEnd::Rebalance);
         let limit = if closing {
             self.core.cfg.consume.shutdown_timeout
@@ -354,7 +347,7 @@ impl Worker {
             }
             Drained::Untrusted(why) => {
                 self.take_back(positions).await;
-                return Err(anyhow::anyhow!(why));
+                return Err(WorkerError::Handler(why));
             }
         }
         let when = match end {

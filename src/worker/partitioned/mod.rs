@@ -9,12 +9,12 @@ use std::time::Instant;
 use tracing::info;
 
 use crate::config::WorkerConfig;
-use crate::error::ConfigError;
 use crate::group::{GroupError, GroupSettings, Member};
 use crate::report::Report;
 
-use super::cluster::{Cluster, Fatal};
+use super::cluster::{Cluster, ClusterError};
 use super::core::{Core, Feed};
+use super::error::{Result, WorkerError};
 use super::positions::Positions;
 
 use super::verdicts::Ledger;
@@ -60,7 +60,7 @@ struct Worker {
     verdict_counts: crate::metrics::VerdictCounts,
 }
 
-pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
     let mut core = Core::open(cfg)?;
     let Some((cluster, member)) = connect(&mut core).await? else {
         return Ok(());
@@ -92,7 +92,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
 /// The topic's leaders and the group's coordinator, waiting out outages:
 /// the brokers may be down when we start (an outage, a restart of the whole
 /// cluster). None: a stop signal came first.
-async fn connect(core: &mut Core) -> anyhow::Result<Option<(Cluster, Member)>> {
+async fn connect(core: &mut Core) -> Result<Option<(Cluster, Member)>> {
     let cfg = &core.cfg;
     let mut cluster = Cluster::new(
         &cfg.topic,
@@ -104,8 +104,8 @@ async fn connect(core: &mut Core) -> anyhow::Result<Option<(Cluster, Member)>> {
         let started = Instant::now();
         match cluster.refresh().await {
             Ok(()) => break,
-            Err(e) if e.is::<Fatal>() => {
-                return Err(core.fatal(ConfigError(format!("{e:#}")).into()))
+            Err(e @ ClusterError::Fatal(_)) => {
+                return Err(core.fatal(WorkerError::Config(format!("{e:#}"))))
             }
             Err(e) => {
                 if !core.wait_out(&e, started).await {
@@ -150,7 +150,7 @@ async fn connect(core: &mut Core) -> anyhow::Result<Option<(Cluster, Member)>> {
 }
 
 impl Worker {
-    async fn consume(&mut self) -> anyhow::Result<()> {
+    async fn consume(&mut self) -> Result<()> {
         let mut resume = self.core.cfg.resume.take();
         loop {
             let assigned = match resume.take() {
@@ -193,14 +193,14 @@ impl Worker {
                     self.core.reporter.send(Report::Stopping {
                         reason: "a record the handler cannot take".into(),
                     });
-                    return Err(anyhow::anyhow!(msg));
+                    return Err(WorkerError::Poison(msg));
                 }
             }
         }
     }
 
     /// Join the group, waiting out broker outages. None: a stop signal came first.
-    async fn join(&mut self) -> anyhow::Result<Option<crate::group::Assigned>> {
+    async fn join(&mut self) -> Result<Option<crate::group::Assigned>> {
         loop {
             let started = Instant::now();
             let r = tokio::select! {
@@ -223,7 +223,7 @@ impl Worker {
     }
 
     /// Leave the group (the generation loop has already drained and committed).
-    async fn finish(&mut self, reason: &str) -> anyhow::Result<()> {
+    async fn finish(&mut self, reason: &str) -> Result<()> {
         self.core.reporter.send(Report::Stopping {
             reason: reason.to_string(),
         });
@@ -245,7 +245,7 @@ impl Worker {
     /// Where each owned partition starts: its committed offset, or --from.
     /// Waits out broker outages; None if the group rebalanced or a stop
     /// signal came meanwhile.
-    async fn start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<Option<Positions>> {
+    async fn start_offsets(&mut self, owned: &[i32]) -> Result<Option<Positions>> {
         let mut stop = self.core.shutdown.clone();
         loop {
             let started = Instant::now();
@@ -258,34 +258,43 @@ impl Worker {
                     self.core.recovered();
                     return Ok(Some(p));
                 }
-                Err(e) => match e.downcast::<GroupError>() {
-                    Ok(GroupError::Rebalance) => return Ok(None),
-                    Ok(GroupError::Fatal(m)) => return Err(ConfigError(m).into()),
-                    Ok(GroupError::Other(e)) | Err(e) => {
-                        tokio::select! {
-                            go_on = self.core.wait_out(&e, started) => if !go_on {
-                                return Ok(None);
-                            },
-                            r = self.member.rebalance_needed() => {
-                                r.map_err(group_error)?;
-                                return Ok(None);
-                            }
+                Err(StartError::Group(GroupError::Rebalance)) => return Ok(None),
+                Err(StartError::Group(GroupError::Fatal(m))) => return Err(WorkerError::Config(m)),
+                Err(e) => {
+                    let e: &dyn std::fmt::Display = match &e {
+                        StartError::Group(GroupError::Other(e)) => e,
+                        StartError::Group(e) => e,
+                        StartError::Cluster(e) => e,
+                    };
+                    tokio::select! {
+                        go_on = self.core.wait_out(e, started) => if !go_on {
+                            return Ok(None);
+                        },
+                        r = self.member.rebalance_needed() => {
+                            r.map_err(group_error)?;
+                            return Ok(None);
                         }
                     }
-                },
+                }
             }
         }
     }
 
-    async fn try_start_offsets(&mut self, owned: &[i32]) -> anyhow::Result<Positions> {
-        let broker: BTreeMap<i32, Option<i64>> =
-            self.member.committed(owned).await?.into_iter().collect();
+    async fn try_start_offsets(
+        &mut self,
+        owned: &[i32],
+    ) -> std::result::Result<Positions, StartError> {
+        let broker: BTreeMap<i32, Option<i64>> = (self.member.committed(owned).await)
+            .map_err(StartError::Group)?
+            .into_iter()
+            .collect();
         let (mut positions, from) = Positions::plan(owned, &broker, &self.carried);
         if !from.is_empty() {
             let starts = self
                 .cluster
                 .start_offsets(&from, self.core.cfg.consume.from)
-                .await?;
+                .await
+                .map_err(StartError::Cluster)?;
             for (p, start) in starts {
                 positions.start_at(p, start);
             }
@@ -311,10 +320,16 @@ impl Worker {
 
 /// A group error for the worker's exit: retrying cannot fix a fatal one, so
 /// it is a configuration error (a setting the broker refuses, no rights...).
-fn group_error(e: GroupError) -> anyhow::Error {
+fn group_error(e: GroupError) -> WorkerError {
     match e {
-        GroupError::Fatal(m) => ConfigError(m).into(),
-        GroupError::Rebalance => e.into(),
-        GroupError::Other(e) => e,
+        GroupError::Fatal(m) => WorkerError::Config(m),
+        GroupError::Rebalance => WorkerError::Other(e.into()),
+        GroupError::Other(e) => WorkerError::Other(e),
     }
+}
+
+/// Why the start offsets could not be read.
+enum StartError {
+    Group(GroupError),
+    Cluster(ClusterError),
 }

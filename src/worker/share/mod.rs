@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::cluster::{Cluster, Fatal};
+use super::cluster::{Cluster, ClusterError};
 use super::core::{self, Core, Feed, ALIVE_EVERY, CHUNK_BYTES};
 use super::dead_letter::Outcome;
+use super::error::{Result, WorkerError};
 use super::verdicts::DeadLetter;
 use crate::config::{StartFrom, WorkerConfig};
-use crate::error::ConfigError;
 use crate::group::share::{unsupported_message, ShareMember, ShareState};
 use crate::group::GroupSettings;
 use crate::handler::{HandlerEvent, Judged, Refused, Verdict};
@@ -53,7 +53,7 @@ use session::{Acks, SessionReply};
 /// How long the end of a stop waits for the sessions to close and the member to leave.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
     let mut core = Core::open(cfg)?;
     let client_id =
         crate::group_size::client_id(core.cfg.slot, core.cfg.host_workers, &core.cfg.host_id);
@@ -73,8 +73,8 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         };
         match r {
             Ok(()) => break,
-            Err(e) if e.is::<Fatal>() || e.is::<ConfigError>() => {
-                return Err(core.fatal(ConfigError(format!("{e:#}")).into()))
+            Err(e @ ClusterError::Fatal(_)) => {
+                return Err(core.fatal(WorkerError::Config(format!("{e:#}"))))
             }
             Err(e) => {
                 if !core.wait_out(&e, started).await {
@@ -85,11 +85,11 @@ pub(super) async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     }
     core.recovered();
     let Some(topic_id) = cluster.topic_ref().id else {
-        let e = ConfigError(format!(
+        let e = WorkerError::Config(format!(
             "--group-protocol share: the broker names no id for topic {} (Metadata v10+); share groups need a broker with topic ids (Kafka 4.1+)",
             core.cfg.topic
         ));
-        return Err(core.fatal(e.into()));
+        return Err(core.fatal(e));
     };
     let member = join(&mut core).await;
     // Per-record acknowledgements: a share group acknowledges records one
@@ -168,7 +168,10 @@ async fn join(core: &mut Core) -> ShareMember {
 /// and set the group's `share.auto.offset.reset` to `--from`: a share group
 /// starts at the latest offset unless told otherwise, and the setting is a
 /// group config, read when a partition's share state is first made.
-async fn prepare_group(cfg: &WorkerConfig, client_id: &str) -> anyhow::Result<()> {
+async fn prepare_group(
+    cfg: &WorkerConfig,
+    client_id: &str,
+) -> std::result::Result<(), ClusterError> {
     let mut last = None;
     for b in &cfg.connect.brokers {
         let mut conn = match BrokerConn::connect(b, client_id, cfg.connect.connect_timeout).await {
@@ -180,7 +183,7 @@ async fn prepare_group(cfg: &WorkerConfig, client_id: &str) -> anyhow::Result<()
         };
         if !sw::supports_share_groups(&conn) {
             let detail = format!("its ApiVersions lists {}", sw::share_support(&conn));
-            return Err(ConfigError(unsupported_message(b, &detail)).into());
+            return Err(ClusterError::Fatal(unsupported_message(b, &detail)));
         }
         let value = match cfg.consume.from {
             StartFrom::Earliest => "earliest",
@@ -200,17 +203,17 @@ async fn prepare_group(cfg: &WorkerConfig, client_id: &str) -> anyhow::Result<()
                 crate::wire::group_msgs::code_name(code),
                 if msg.is_empty() { String::new() } else { format!(": {msg}") }
             ),
-            Err(e) if e.is_transport() => return Err(e.into()),
+            Err(e) if e.is_transport() => return Err(anyhow::Error::from(e).into()),
             Err(e) => warn!(
                 "--from {value}: cannot set the group config share.auto.offset.reset ({e}); the share group starts where the broker's setting says (latest by default)"
             ),
         }
         return Ok(());
     }
-    Err(match last {
+    Err(ClusterError::Retry(match last {
         Some(e) => e.into(),
         None => anyhow::anyhow!("no broker given"),
-    })
+    }))
 }
 
 struct ShareWorker {
@@ -263,7 +266,7 @@ struct ShareWorker {
 /// How the loop ended.
 enum End {
     Stop(&'static str),
-    Failed(anyhow::Error),
+    Failed(WorkerError),
 }
 
 /// A stop under way: how the loop ends, and until when the handler may
@@ -282,7 +285,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 impl ShareWorker {
-    async fn consume(&mut self) -> anyhow::Result<()> {
+    async fn consume(&mut self) -> Result<()> {
         let mut alive_tick = tokio::time::interval(ALIVE_EVERY);
         loop {
             if self.stop.is_none() {
@@ -384,9 +387,9 @@ impl ShareWorker {
                 // holds now is released, and the worker ends.
                 self.handler_done = true;
                 self.release_handed();
-                let e = anyhow::anyhow!(
+                let e = WorkerError::Handler(format!(
                     "{why} (share group: acknowledgements already sent cannot be taken back; the records it holds now are released)"
-                );
+                ));
                 match self.stop.as_mut() {
                     Some(s) => s.end = End::Failed(e),
                     None => self.stop_with(End::Failed(e), None, false).await,
@@ -396,7 +399,7 @@ impl ShareWorker {
                 self.handler_done = true;
                 self.release_handed();
                 if !stopping {
-                    let e = anyhow::anyhow!("handler ended unexpectedly");
+                    let e = WorkerError::Handler("handler ended unexpectedly".into());
                     self.stop_with(End::Failed(e), None, false).await;
                 }
             }
@@ -420,7 +423,7 @@ impl ShareWorker {
                 }
                 if self.stop.is_none() {
                     let deadline = self.drain_deadline();
-                    self.stop_with(End::Failed(ConfigError(m).into()), deadline, true)
+                    self.stop_with(End::Failed(WorkerError::Config(m)), deadline, true)
                         .await;
                 } else {
                     warn!(slot = self.core.cfg.slot, "{m}");
@@ -472,7 +475,7 @@ impl ShareWorker {
             ShareState::Joining => self.assigned.clear(),
             ShareState::Fatal(m) => {
                 let deadline = self.drain_deadline();
-                self.stop_with(End::Failed(ConfigError(m).into()), deadline, true)
+                self.stop_with(End::Failed(WorkerError::Config(m)), deadline, true)
                     .await;
             }
         }
@@ -518,7 +521,7 @@ impl ShareWorker {
     }
 
     /// Close the sessions with the last acknowledgements, leave the group.
-    async fn finish(&mut self) -> anyhow::Result<()> {
+    async fn finish(&mut self) -> Result<()> {
         self.close_sessions().await;
         let end = self.stop.take().map_or(End::Stop("signal"), |s| s.end);
         let reason = match &end {
@@ -557,7 +560,7 @@ impl ShareWorker {
 
     /// Hand queued records to the handler as far as it has room. A record it
     /// refuses (a newline in a value under --format value) is REJECTed.
-    fn offer(&mut self) -> Option<anyhow::Error> {
+    fn offer(&mut self) -> Option<WorkerError> {
         let keep = self.feed.dead_letters.is_some();
         while !self.queue.is_empty() {
             let offered = self
