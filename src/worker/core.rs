@@ -28,6 +28,25 @@ const MIN_WINDOW: usize = 100;
 /// Alive reports to the supervisor, this often.
 pub(super) const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
+/// Why a worker stops without a failure: the reason its supervisor hears
+/// in `Report::Stopping` (which tells a clean stop from a crash by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StopReason {
+    /// TERM, INT or USR1.
+    Signal,
+    /// The stdout handler's output was closed (`kswarm run ... | head`).
+    OutputClosed,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Signal => "signal",
+            StopReason::OutputClosed => "stdout closed",
+        })
+    }
+}
+
 /// The worker's settings, its link to the supervisor, the clock of a broker
 /// outage and the stop.
 pub(super) struct Core {
@@ -238,6 +257,12 @@ fn partition_stats(owned: &[i32], handled: &[(i32, u64, u64)]) -> BTreeMap<i32, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_reasons_keep_the_words_the_supervisor_reads() {
+        assert_eq!(StopReason::Signal.to_string(), "signal");
+        assert_eq!(StopReason::OutputClosed.to_string(), "stdout closed");
+    }
 
     #[test]
     fn stats_cover_owned_and_formerly_handled_partitions() {

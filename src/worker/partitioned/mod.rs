@@ -13,7 +13,7 @@ use crate::group::{GroupError, GroupSettings, Member};
 use crate::report::Report;
 
 use super::cluster::{Cluster, ClusterError};
-use super::core::{Core, Feed};
+use super::core::{Core, Feed, StopReason};
 use super::error::{Result, WorkerError};
 use super::positions::Positions;
 
@@ -163,7 +163,7 @@ impl Worker {
                 }
                 None => match self.join().await? {
                     Some(a) => a,
-                    None => return self.finish("signal").await,
+                    None => return self.finish(StopReason::Signal).await,
                 },
             };
             info!(
@@ -187,8 +187,8 @@ impl Worker {
                         partitions: assigned.partitions.clone(),
                     });
                 }
-                GenerationEnd::Shutdown => return self.finish("signal").await,
-                GenerationEnd::OutputClosed => return self.finish("stdout closed").await,
+                GenerationEnd::Shutdown => return self.finish(StopReason::Signal).await,
+                GenerationEnd::OutputClosed => return self.finish(StopReason::OutputClosed).await,
                 GenerationEnd::Poison(msg) => {
                     self.core.reporter.send(Report::Stopping {
                         reason: "a record the handler cannot take".into(),
@@ -223,7 +223,7 @@ impl Worker {
     }
 
     /// Leave the group (the generation loop has already drained and committed).
-    async fn finish(&mut self, reason: &str) -> Result<()> {
+    async fn finish(&mut self, reason: StopReason) -> Result<()> {
         self.core.reporter.send(Report::Stopping {
             reason: reason.to_string(),
         });

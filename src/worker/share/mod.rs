@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::cluster::{Cluster, ClusterError};
-use super::core::{self, Core, Feed, ALIVE_EVERY, CHUNK_BYTES};
+use super::core::{self, Core, Feed, StopReason, ALIVE_EVERY, CHUNK_BYTES};
 use super::dead_letter::Outcome;
 use super::error::{Result, WorkerError};
 use super::verdicts::DeadLetter;
@@ -265,7 +265,7 @@ struct ShareWorker {
 
 /// How the loop ended.
 enum End {
-    Stop(&'static str),
+    Stop(StopReason),
     Failed(WorkerError),
 }
 
@@ -302,7 +302,7 @@ impl ShareWorker {
             tokio::select! {
                 biased;
                 _ = self.core.shutdown.recv(), if !stopping => {
-                    self.stop_with(End::Stop("signal"), self.drain_deadline(), true).await;
+                    self.stop_with(End::Stop(StopReason::Signal), self.drain_deadline(), true).await;
                 }
                 ev = self.feed.handler.next_event(), if !self.handler_done => self.handler_event(ev).await,
                 outcome = core::copy_outcome(self.feed.dead_letters.as_mut()), if !self.copies.is_empty() => {
@@ -365,7 +365,7 @@ impl ShareWorker {
             Some(HandlerEvent::OutputClosed) => {
                 if !stopping {
                     let deadline = self.drain_deadline();
-                    self.stop_with(End::Stop("stdout closed"), deadline, true)
+                    self.stop_with(End::Stop(StopReason::OutputClosed), deadline, true)
                         .await;
                 }
             }
@@ -523,7 +523,10 @@ impl ShareWorker {
     /// Close the sessions with the last acknowledgements, leave the group.
     async fn finish(&mut self) -> Result<()> {
         self.close_sessions().await;
-        let end = self.stop.take().map_or(End::Stop("signal"), |s| s.end);
+        let end = self
+            .stop
+            .take()
+            .map_or(End::Stop(StopReason::Signal), |s| s.end);
         let reason = match &end {
             End::Stop(r) => r.to_string(),
             End::Failed(_) => "failure".to_string(),
