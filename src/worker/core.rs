@@ -92,10 +92,7 @@ impl Core {
     /// next try. False: a stop came first.
     pub async fn wait_out(&mut self, error: &dyn Display, started: Instant) -> bool {
         let pause = self.failed(error, started);
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => true,
-            _ = self.shutdown.recv() => false,
-        }
+        pause_unless_stopped(pause, &mut self.shutdown).await
     }
 
     /// A try at the brokers failed: log and report it; the pause before the
@@ -216,6 +213,14 @@ fn start_dead_letters(cfg: &WorkerConfig) -> Option<DeadLetters> {
     ))
 }
 
+/// Wait `pause`; false if a stop comes first (at once if it came before).
+async fn pause_unless_stopped(pause: Duration, shutdown: &mut Shutdown) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => true,
+        _ = shutdown.recv() => false,
+    }
+}
+
 /// The dead-letter task's next outcome (never without the task).
 pub(super) async fn copy_outcome(dl: Option<&mut DeadLetters>) -> Outcome {
     match dl {
@@ -279,6 +284,20 @@ mod tests {
     async fn no_dead_letter_task_never_yields_an_outcome() {
         let r = tokio::time::timeout(Duration::from_millis(20), copy_outcome(None)).await;
         assert!(r.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_outage_wait_ends_early_on_a_stop() {
+        let (trigger, mut shutdown) = Shutdown::channel();
+        assert!(pause_unless_stopped(Duration::from_millis(10), &mut shutdown).await);
+        let started = Instant::now();
+        let waiting = tokio::spawn(async move {
+            pause_unless_stopped(Duration::from_secs(30), &mut shutdown).await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        trigger.stop(crate::worker::shutdown::Stop::Leave);
+        assert!(!waiting.await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
