@@ -1,7 +1,7 @@
 //! The errors that decide kswarm's exit code (see `app::exit_code`): 2 for
 //! a usage or configuration error, 1 for a runtime failure, or the code an
-//! `ExitWith` names. Every message names the flag or value at fault and the
-//! way out.
+//! `ExitWith` names (a worker's own failures are `worker::error::WorkerError`).
+//! Every message names the flag or value at fault and the way out.
 
 /// A bad flag or value (exit 2); the message names it and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,18 +27,3 @@ impl std::fmt::Display for ExitWith {
 }
 
 impl std::error::Error for ExitWith {}
-
-/// A worker error that restarting cannot fix (a handler that cannot be run,
-/// a setting the broker refuses): the worker exits with
-/// [`crate::report::EXIT_CONFIG`] and the supervisor stops with exit status
-/// 2 instead of restarting it.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}

@@ -34,6 +34,7 @@ pub mod wire;
 pub(crate) mod assignor;
 pub(crate) mod backoff;
 pub(crate) mod connect;
+pub(crate) mod fds;
 pub(crate) mod group_size;
 pub(crate) mod install;
 pub(crate) mod proctree;

@@ -34,6 +34,9 @@ mod stdout;
 pub mod verdict;
 pub(crate) mod window;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -23,11 +23,7 @@ use clap::{Args, CommandFactory as _};
 use super::slot::Inherit;
 use crate::cli::WorkerArgs;
 use crate::config::{Resume, RunConfig, WorkerConfig};
-
-/// The fd number on which a worker finds its report pipe.
-pub const REPORT_FD: i32 = 3;
-/// The fd number on which a worker reads its settings (JSON, to EOF).
-pub const CONFIG_FD: i32 = 4;
+use crate::fds::{CONFIG_FD, REPORT_FD};
 
 /// A started worker: its pid and our ends of its pipes.
 pub struct Spawned {

@@ -21,6 +21,24 @@ const PEEK_BYTES: i32 = 1 << 20;
 #[error("{0}")]
 pub struct Fatal(pub String);
 
+/// Why a request about the topic failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Retrying with the same settings cannot help (no rights, TLS, a
+    /// broker without the versions we need).
+    #[error("{0}")]
+    Fatal(String),
+    /// Worth a retry: the brokers may be away, a leader may be moving.
+    #[error("{0:#}")]
+    Retry(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ClusterError {
+    fn from(e: anyhow::Error) -> Self {
+        ClusterError::Retry(e)
+    }
+}
+
 pub struct Cluster {
     topic: String,
     bootstrap: Vec<String>,
@@ -86,7 +104,7 @@ impl Cluster {
     }
 
     /// Read the topic's leaders again.
-    pub async fn refresh(&mut self) -> anyhow::Result<()> {
+    pub async fn refresh(&mut self) -> Result<(), ClusterError> {
         let conn = match self.meta.take() {
             Some(c) if !c.is_broken() => c,
             _ => {
@@ -109,18 +127,18 @@ impl Cluster {
             .map_err(|e| fatal_or(e, "reading the topic's leaders"))?;
         self.meta = Some(conn);
         if layout.error == codes::TOPIC_AUTHORIZATION_FAILED {
-            return Err(Fatal(format!(
+            return Err(ClusterError::Fatal(format!(
                 "not allowed to read topic {} (TopicAuthorizationFailed): grant this principal Read and Describe on it",
                 self.topic
-            ))
-            .into());
+            )));
         }
         if layout.error != 0 {
-            anyhow::bail!(
+            return Err(anyhow::anyhow!(
                 "the brokers do not know topic {} now ({})",
                 self.topic,
                 code_name(layout.error)
-            );
+            )
+            .into());
         }
         self.layout = layout;
         Ok(())
@@ -150,13 +168,14 @@ impl Cluster {
         }
     }
 
-    async fn conn(&mut self, node: i32) -> anyhow::Result<BrokerConn> {
+    async fn conn(&mut self, node: i32) -> Result<BrokerConn, ClusterError> {
         if let Some(c) = self.take_conn(node) {
             return Ok(c);
         }
         let addr = self
             .addr(node)
-            .with_context(|| format!("broker {node} is not in the metadata"))?;
+            .with_context(|| format!("broker {node} is not in the metadata"))
+            .map_err(ClusterError::Retry)?;
         let (client_id, timeout) = (self.client_id.clone(), self.connect_timeout);
         BrokerConn::connect(&addr, &client_id, timeout)
             .await
@@ -214,7 +233,7 @@ impl Cluster {
         &mut self,
         partitions: &[i32],
         from: StartFrom,
-    ) -> anyhow::Result<BTreeMap<i32, i64>> {
+    ) -> Result<BTreeMap<i32, i64>, ClusterError> {
         if partitions.iter().any(|p| self.leader(*p).is_none()) {
             self.refresh().await?;
         }
@@ -222,7 +241,8 @@ impl Cluster {
         for &p in partitions {
             let l = self
                 .leader(p)
-                .with_context(|| format!("partition {p} of {} has no leader now", self.topic))?;
+                .with_context(|| format!("partition {p} of {} has no leader now", self.topic))
+                .map_err(ClusterError::Retry)?;
             by_leader.entry(l.node).or_default().push((p, l.epoch));
         }
         let mut out = BTreeMap::new();
@@ -240,16 +260,20 @@ impl Cluster {
                     Err(code) => {
                         // A moved leader: the next try reads fresh metadata.
                         self.layout.leaders.insert(p, Err(code));
-                        anyhow::bail!(
+                        return Err(anyhow::anyhow!(
                             "cannot read the start offset of partition {p} ({})",
                             code_name(code)
-                        );
+                        )
+                        .into());
                     }
                 }
             }
         }
         if let Some(p) = partitions.iter().find(|p| !out.contains_key(p)) {
-            anyhow::bail!("the broker did not answer for the start offset of partition {p}");
+            return Err(anyhow::anyhow!(
+                "the broker did not answer for the start offset of partition {p}"
+            )
+            .into());
         }
         Ok(out)
     }
@@ -261,11 +285,11 @@ impl Cluster {
 }
 
 /// Auth, TLS and missing versions are fatal; the rest is worth a retry.
-pub fn fatal_or(e: WireError, what: &str) -> anyhow::Error {
+pub fn fatal_or(e: WireError, what: &str) -> ClusterError {
     match e {
-        WireError::Auth { .. } | WireError::Tls { .. } => Fatal(e.to_string()).into(),
-        WireError::Unsupported { .. } => Fatal(format!("{e} ({what})")).into(),
-        e => anyhow::anyhow!(e).context(what.to_string()),
+        WireError::Auth { .. } | WireError::Tls { .. } => ClusterError::Fatal(e.to_string()),
+        WireError::Unsupported { .. } => ClusterError::Fatal(format!("{e} ({what})")),
+        e => ClusterError::Retry(anyhow::anyhow!(e).context(what.to_string())),
     }
 }
 
@@ -276,23 +300,23 @@ async fn any_conn(
     client_id: &str,
     timeout: Duration,
     bootstrap: &[String],
-) -> anyhow::Result<BrokerConn> {
+) -> Result<BrokerConn, ClusterError> {
     let mut last = None;
     for addr in addrs {
         match BrokerConn::connect(&addr, client_id, timeout).await {
             Ok(c) => return Ok(c),
             Err(e @ (WireError::Auth { .. } | WireError::Tls { .. })) => {
-                return Err(Fatal(e.to_string()).into())
+                return Err(ClusterError::Fatal(e.to_string()))
             }
             Err(e) => last = Some(e),
         }
     }
-    Err(match last {
+    let e = match last {
         Some(e) => anyhow::anyhow!(e),
         None => anyhow::anyhow!("no broker given"),
-    })
-    .context(format!(
+    };
+    Err(ClusterError::Retry(e.context(format!(
         "cannot reach any of --brokers {}",
         bootstrap.join(",")
-    ))
+    ))))
 }

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use super::cluster::{fatal_or, Cluster, Fatal};
+use super::cluster::{fatal_or, Cluster, ClusterError, Fatal};
 use crate::backoff::Doubling;
 use crate::config::StartFrom;
 use crate::record::Record;
@@ -115,92 +115,181 @@ type InFlight = (
 /// Fetch `starts` ((partition, offset)) until the receiver is gone or the
 /// task is aborted. Each answer's high watermarks go to `high_watermarks`.
 pub async fn fetch_loop(
-    mut cluster: Cluster,
+    cluster: Cluster,
     starts: Vec<(i32, i64)>,
     tx: mpsc::Sender<Fetched>,
     settings: FetchSettings,
     high_watermarks: HashMap<i32, Arc<AtomicI64>>,
 ) {
-    if let Err(e) = run(&mut cluster, starts, &tx, settings, high_watermarks).await {
+    let mut fetcher = Fetcher::new(cluster, starts, settings, high_watermarks);
+    if let Err(e) = fetcher.run(&tx).await {
         let _ = tx.send(Fetched::Fatal(format!("{e:#}"))).await;
     }
 }
 
-async fn run(
-    cluster: &mut Cluster,
-    starts: Vec<(i32, i64)>,
-    tx: &mpsc::Sender<Fetched>,
+/// What one answer brought: records in offset order per partition, the
+/// partitions whose offset is out of range, and those that got records.
+#[derive(Default)]
+struct Taken {
+    records: Vec<Record>,
+    resets: Vec<i32>,
+    fed: Vec<i32>,
+}
+
+/// The fetch task's state: the partitions, a fetch session per broker and
+/// the requests in flight.
+struct Fetcher {
+    cluster: Cluster,
     settings: FetchSettings,
-    mut high_watermarks: HashMap<i32, Arc<AtomicI64>>,
-) -> Result<(), Fatal> {
-    let mut parts: BTreeMap<i32, Part> = starts
-        .iter()
-        .map(|&(p, offset)| {
-            let hw = high_watermarks
-                .remove(&p)
-                .unwrap_or_else(|| Arc::new(AtomicI64::new(-1)));
-            (
-                p,
-                Part {
-                    offset,
-                    max_bytes: settings.partition_max_bytes,
-                    not_before: None,
-                    failures: 0,
-                    high_watermark: hw,
-                },
-            )
-        })
-        .collect();
-    // The order full requests name partitions in: one that got records goes
-    // to the back, so a small fetch.max.bytes does not starve the rest.
-    let mut order: VecDeque<i32> = parts.keys().copied().collect();
-    let mut sessions: HashMap<i32, FetchSession> = HashMap::new();
-    let mut broker_pause: HashMap<i32, (Instant, u32)> = HashMap::new();
-    let mut in_flight: HashSet<i32> = HashSet::new();
-    let mut requests: JoinSet<InFlight> = JoinSet::new();
-    let mut need_metadata =
-        cluster.topic_ref().id.is_none() || parts.keys().any(|p| cluster.leader(*p).is_none());
-    let mut metadata_failures = 0u32;
-    let limits = FetchLimits {
-        max_wait_ms: settings.wait_ms,
-        max_bytes: settings.max_bytes,
-    };
-    loop {
-        if need_metadata {
-            match cluster.refresh().await {
-                Ok(()) => need_metadata = false,
-                Err(e) => {
-                    if let Some(f) = e.downcast_ref::<Fatal>() {
-                        return Err(Fatal(f.0.clone()));
-                    }
-                    warn!("{e:#}; trying again");
-                }
+    limits: FetchLimits,
+    parts: BTreeMap<i32, Part>,
+    /// The order full requests name partitions in: one that got records goes
+    /// to the back, so a small fetch.max.bytes does not starve the rest.
+    order: VecDeque<i32>,
+    sessions: HashMap<i32, FetchSession>,
+    /// Per broker: not asked again before this, and its failures in a row.
+    broker_pause: HashMap<i32, (Instant, u32)>,
+    in_flight: HashSet<i32>,
+    requests: JoinSet<InFlight>,
+    need_metadata: bool,
+    metadata_failures: u32,
+}
+
+impl Fetcher {
+    fn new(
+        cluster: Cluster,
+        starts: Vec<(i32, i64)>,
+        settings: FetchSettings,
+        mut high_watermarks: HashMap<i32, Arc<AtomicI64>>,
+    ) -> Self {
+        let parts: BTreeMap<i32, Part> = starts
+            .iter()
+            .map(|&(p, offset)| {
+                let hw = high_watermarks
+                    .remove(&p)
+                    .unwrap_or_else(|| Arc::new(AtomicI64::new(-1)));
+                (
+                    p,
+                    Part {
+                        offset,
+                        max_bytes: settings.partition_max_bytes,
+                        not_before: None,
+                        failures: 0,
+                        high_watermark: hw,
+                    },
+                )
+            })
+            .collect();
+        let order = parts.keys().copied().collect();
+        let need_metadata =
+            cluster.topic_ref().id.is_none() || parts.keys().any(|p| cluster.leader(*p).is_none());
+        Fetcher {
+            cluster,
+            settings,
+            limits: FetchLimits {
+                max_wait_ms: settings.wait_ms,
+                max_bytes: settings.max_bytes,
+            },
+            parts,
+            order,
+            sessions: HashMap::new(),
+            broker_pause: HashMap::new(),
+            in_flight: HashSet::new(),
+            requests: JoinSet::new(),
+            need_metadata,
+            metadata_failures: 0,
+        }
+    }
+
+    async fn run(&mut self, tx: &mpsc::Sender<Fetched>) -> Result<(), Fatal> {
+        loop {
+            if self.need_metadata && !self.refresh_leaders().await? {
+                continue;
             }
-            if parts.keys().any(|p| cluster.leader(*p).is_none()) || need_metadata {
-                // A leader is being elected (or the brokers are away): ask
-                // again soon, and fetch what has a leader meanwhile.
-                need_metadata = true;
-                let pause = METADATA_PAUSE.delay(metadata_failures);
-                metadata_failures += 1;
-                if requests.is_empty() {
-                    tokio::time::sleep(pause).await;
-                    continue;
-                }
-            } else {
-                metadata_failures = 0;
+            self.send_requests();
+            if self.requests.is_empty() {
+                self.wait_for_partitions().await;
+                continue;
+            }
+            let Some(done) = self.requests.join_next().await else {
+                continue;
+            };
+            let Ok((node, conn, plan, answer)) = done else {
+                continue; // a request task panicked: its broker is retried
+            };
+            self.in_flight.remove(&node);
+            let Some(answer) = self.answered(node, conn, &plan, answer)? else {
+                continue;
+            };
+            let taken = self.take(node, answer)?;
+            self.fed_last(&taken.fed);
+            self.reset(&taken.resets).await?;
+            if !taken.records.is_empty() && tx.send(Fetched::Records(taken.records)).await.is_err()
+            {
+                info!("fetching stops: the worker is done with this assignment");
+                return Ok(());
             }
         }
+    }
 
-        // One request per leader that has none in flight.
+    /// Read the leaders again. False: leaders are missing and nothing is in
+    /// flight; the pause before asking again is over, start the loop again.
+    async fn refresh_leaders(&mut self) -> Result<bool, Fatal> {
+        match self.cluster.refresh().await {
+            Ok(()) => self.need_metadata = false,
+            Err(ClusterError::Fatal(m)) => return Err(Fatal(m)),
+            Err(e) => warn!("{e:#}; trying again"),
+        }
+        if self.leaderless() || self.need_metadata {
+            // A leader is being elected (or the brokers are away): ask
+            // again soon, and fetch what has a leader meanwhile.
+            self.need_metadata = true;
+            let pause = METADATA_PAUSE.delay(self.metadata_failures);
+            self.metadata_failures += 1;
+            if self.requests.is_empty() {
+                tokio::time::sleep(pause).await;
+                return Ok(false);
+            }
+        } else {
+            self.metadata_failures = 0;
+        }
+        Ok(true)
+    }
+
+    fn leaderless(&self) -> bool {
+        self.parts.keys().any(|p| self.cluster.leader(*p).is_none())
+    }
+
+    /// One request per leader that has none in flight.
+    fn send_requests(&mut self) {
         let now = Instant::now();
-        let topic = cluster.topic_ref();
+        for (node, want) in self.wanted(now) {
+            if self.in_flight.contains(&node) {
+                continue;
+            }
+            let Some(addr) = self.cluster.addr(node) else {
+                continue;
+            };
+            let plan = self.sessions.entry(node).or_default().plan(&want);
+            let delay = self
+                .broker_pause
+                .get(&node)
+                .map(|(until, _)| until.saturating_duration_since(now))
+                .unwrap_or_default();
+            self.in_flight.insert(node);
+            self.spawn_request(node, addr, plan, delay);
+        }
+    }
+
+    /// Per leader: the partitions it leads that may be fetched now.
+    fn wanted(&self, now: Instant) -> BTreeMap<i32, Vec<(i32, PartitionWant)>> {
         let mut wanted: BTreeMap<i32, Vec<(i32, PartitionWant)>> = BTreeMap::new();
-        for &p in &order {
-            let part = &parts[&p];
+        for &p in &self.order {
+            let part = &self.parts[&p];
             if part.not_before.is_some_and(|t| t > now) {
                 continue;
             }
-            let Some(leader) = cluster.leader(p) else {
+            let Some(leader) = self.cluster.leader(p) else {
                 continue;
             };
             wanted.entry(leader.node).or_default().push((
@@ -212,42 +301,33 @@ async fn run(
                 },
             ));
         }
-        for (node, want) in wanted {
-            if in_flight.contains(&node) {
-                continue;
+        wanted
+    }
+
+    /// Send `plan` to `node` after `delay`, on a connection of its own.
+    fn spawn_request(&mut self, node: i32, addr: String, plan: FetchPlan, delay: Duration) {
+        let conn = self.cluster.take_conn(node);
+        let (client_id, connect_timeout, topic) = (
+            self.cluster.client_id().to_string(),
+            self.cluster.connect_timeout(),
+            self.cluster.topic_ref().clone(),
+        );
+        let limits = self.limits;
+        let timeout = REQUEST_TIMEOUT + Duration::from_millis(self.settings.wait_ms.max(0) as u64);
+        self.requests.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
-            let Some(addr) = cluster.addr(node) else {
-                continue;
+            let mut conn = match conn {
+                Some(c) => c,
+                None => match BrokerConn::connect(&addr, &client_id, connect_timeout).await {
+                    Ok(c) => c,
+                    Err(e) => return (node, None, plan, Err(e)),
+                },
             };
-            let plan = sessions.entry(node).or_default().plan(&want);
-            let conn = cluster.take_conn(node);
-            let delay = broker_pause
-                .get(&node)
-                .map(|(until, _)| until.saturating_duration_since(now))
-                .unwrap_or_default();
-            let (client_id, connect_timeout, topic) = (
-                cluster.client_id().to_string(),
-                cluster.connect_timeout(),
-                topic.clone(),
-            );
-            let timeout = REQUEST_TIMEOUT + Duration::from_millis(settings.wait_ms.max(0) as u64);
-            in_flight.insert(node);
-            requests.spawn(async move {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                let mut conn = match conn {
-                    Some(c) => c,
-                    None => match BrokerConn::connect(&addr, &client_id, connect_timeout).await {
-                        Ok(c) => c,
-                        Err(e) => return (node, None, plan, Err(e)),
-                    },
-                };
-                let r = match tokio::time::timeout(
-                    timeout,
-                    fetch::fetch(&mut conn, &topic, &plan, limits),
-                )
-                .await
+            let r =
+                match tokio::time::timeout(timeout, fetch::fetch(&mut conn, &topic, &plan, limits))
+                    .await
                 {
                     Ok(r) => r,
                     Err(_) => Err(WireError::Io {
@@ -259,28 +339,29 @@ async fn run(
                         ),
                     }),
                 };
-                (node, Some(conn), plan, r)
-            });
-        }
-        if requests.is_empty() {
-            // Every partition waits: on a pause, or on a leader.
-            let next = parts.values().filter_map(|p| p.not_before).min();
-            let pause = next
-                .map(|t| t.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_millis(100));
-            tokio::time::sleep(pause.max(Duration::from_millis(1))).await;
-            need_metadata |= parts.keys().any(|p| cluster.leader(*p).is_none());
-            continue;
-        }
+            (node, Some(conn), plan, r)
+        });
+    }
 
-        let Some(done) = requests.join_next().await else {
-            continue;
-        };
-        let Ok((node, conn, plan, answer)) = done else {
-            continue; // a request task panicked: its broker is retried
-        };
-        in_flight.remove(&node);
-        let session = sessions.entry(node).or_default();
+    /// Every partition waits: on a pause, or on a leader.
+    async fn wait_for_partitions(&mut self) {
+        let next = self.parts.values().filter_map(|p| p.not_before).min();
+        let pause = next
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(100));
+        tokio::time::sleep(pause.max(Duration::from_millis(1))).await;
+        self.need_metadata |= self.leaderless();
+    }
+
+    /// A request to `node` came back: keep its connection and session up
+    /// to date. Some: an answer whose partitions are to be read.
+    fn answered(
+        &mut self,
+        node: i32,
+        conn: Option<BrokerConn>,
+        plan: &FetchPlan,
+        answer: Result<FetchAnswer, WireError>,
+    ) -> Result<Option<FetchAnswer>, Fatal> {
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
@@ -291,19 +372,18 @@ async fn run(
                     let e = fatal_or(e, "fetching");
                     return Err(Fatal(format!("{e:#}")));
                 }
-                session.failed(true);
-                let (_, n) = broker_pause.get(&node).copied().unwrap_or((now, 0));
-                let pause = FETCH_PAUSE.delay(n);
-                broker_pause.insert(node, (Instant::now() + pause, n + 1));
+                self.sessions.entry(node).or_default().failed(true);
+                let pause = self.pause_broker(node);
                 warn!(broker = node, "fetch failed ({e}); retrying in {pause:?}");
                 // The broker may be gone for good: its partitions' leaders may have moved.
-                need_metadata = true;
-                continue;
+                self.need_metadata = true;
+                return Ok(None);
             }
         };
         if let Some(conn) = conn {
-            cluster.put_conn(node, conn);
+            self.cluster.put_conn(node, conn);
         }
+        let session = self.sessions.entry(node).or_default();
         if answer.error != codes::NONE {
             let known = answer.error != codes::FETCH_SESSION_ID_NOT_FOUND;
             session.failed(known);
@@ -319,17 +399,15 @@ async fn run(
                     code_name(answer.error)
                 );
             } else {
-                let (_, n) = broker_pause.get(&node).copied().unwrap_or((now, 0));
-                let pause = FETCH_PAUSE.delay(n);
-                broker_pause.insert(node, (Instant::now() + pause, n + 1));
+                let pause = self.pause_broker(node);
                 warn!(
                     broker = node,
                     "fetch failed ({}); retrying in {pause:?}",
                     code_name(answer.error)
                 );
-                need_metadata = true;
+                self.need_metadata = true;
             }
-            continue;
+            return Ok(None);
         }
         if plan.full {
             debug!(
@@ -339,78 +417,60 @@ async fn run(
                 "full fetch answered (session 0: the broker keeps none)"
             );
         }
-        session.answered(&plan, answer.session_id);
+        session.answered(plan, answer.session_id);
         if answer.throttle_ms > 0 {
             // KIP-219: the broker wants the client to wait out its quota.
             let until = Instant::now() + Duration::from_millis(answer.throttle_ms as u64);
-            broker_pause.insert(node, (until, 0));
+            self.broker_pause.insert(node, (until, 0));
         } else {
-            broker_pause.remove(&node);
+            self.broker_pause.remove(&node);
         }
+        Ok(Some(answer))
+    }
 
-        let mut records = Vec::new();
-        let mut resets = Vec::new();
-        let mut fed = Vec::new();
+    /// One more failure of `node` in a row: the pause before asking it again.
+    fn pause_broker(&mut self, node: i32) -> Duration {
+        let n = self.broker_pause.get(&node).map_or(0, |(_, n)| *n);
+        let pause = FETCH_PAUSE.delay(n);
+        self.broker_pause
+            .insert(node, (Instant::now() + pause, n + 1));
+        pause
+    }
+
+    /// The records of `node`'s answer, partition by partition: only the
+    /// current leader's answer, and only from where each partition stands.
+    fn take(&mut self, node: i32, answer: FetchAnswer) -> Result<Taken, Fatal> {
+        let mut taken = Taken::default();
+        let session = self.sessions.entry(node).or_default();
         for pa in answer.partitions {
             let p = pa.partition;
-            let Some(part) = parts.get_mut(&p) else {
+            let Some(part) = self.parts.get_mut(&p) else {
                 continue;
             };
-            // Only the current leader's answer, and only from where we stand.
             let asked = session.holds(p).map(|w| w.offset);
-            if cluster.leader(p).map(|l| l.node) != Some(node) || asked != Some(part.offset) {
+            if self.cluster.leader(p).map(|l| l.node) != Some(node) || asked != Some(part.offset) {
                 continue;
             }
             match pa.error {
                 codes::NONE => {
-                    part.high_watermark.store(pa.high_watermark, Ordering::Relaxed);
-                    let before = records.len();
-                    match decode_fetched(p, pa.records, part.offset, pa.aborted, &mut records) {
-                        Ok(d) if d.only_partial => {
-                            let grown = part.max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
-                            if grown == part.max_bytes {
-                                warn!(partition = p, "a record batch at offset {} is larger than {grown} bytes; cannot fetch it", part.offset);
-                                part.not_before = Some(Instant::now() + Duration::from_secs(1));
-                            } else {
-                                debug!(partition = p, "a record batch at offset {} is larger than {} bytes; fetching up to {grown}", part.offset, part.max_bytes);
-                                part.max_bytes = grown;
-                            }
-                        }
-                        Ok(d) => {
-                            part.max_bytes = settings.partition_max_bytes;
-                            part.failures = 0;
-                            part.not_before = None;
-                            if let Some(next) = d.next_offset {
-                                part.offset = part.offset.max(next);
-                            }
-                            if records.len() > before {
-                                fed.push(p);
-                            }
-                        }
-                        Err(e) => {
-                            // A corrupt batch does not heal by itself; keep
-                            // trying (another replica may lead later) and say
-                            // so, rather than skip records.
-                            records.truncate(before);
-                            let pause = FETCH_PAUSE.delay(part.failures);
-                            part.failures += 1;
-                            part.not_before = Some(Instant::now() + pause);
-                            warn!(partition = p, "{e}; fetching it again in {pause:?}");
-                        }
+                    part.high_watermark
+                        .store(pa.high_watermark, Ordering::Relaxed);
+                    if decode(part, pa, &self.settings, &mut taken.records) {
+                        taken.fed.push(p);
                     }
                 }
                 code => match on_partition_error(code) {
-                    OnError::Reset => resets.push(p),
+                    OnError::Reset => taken.resets.push(p),
                     OnError::Fatal => {
                         return Err(Fatal(format!(
                             "not allowed to read topic {} (TopicAuthorizationFailed): grant this principal Read on it",
-                            cluster.topic()
+                            self.cluster.topic()
                         )))
                     }
                     OnError::FindLeader => {
                         debug!(partition = p, broker = node, "fetch: {}; reading the leaders again", code_name(code));
-                        cluster.forget_leader(p, code);
-                        need_metadata = true;
+                        self.cluster.forget_leader(p, code);
+                        self.need_metadata = true;
                     }
                     OnError::Wait => {
                         let pause = FETCH_PAUSE.delay(part.failures);
@@ -422,42 +482,102 @@ async fn run(
                         } else {
                             debug!(partition = p, broker = node, "fetch: {}; retrying in {pause:?}", code_name(code));
                         }
-                        need_metadata = true;
+                        self.need_metadata = true;
                     }
                 },
             }
         }
-        for p in fed {
-            if let Some(i) = order.iter().position(|&q| q == p) {
-                order.remove(i);
-                order.push_back(p);
+        Ok(taken)
+    }
+
+    /// Partitions that got records go to the back of the order.
+    fn fed_last(&mut self, fed: &[i32]) {
+        for &p in fed {
+            if let Some(i) = self.order.iter().position(|&q| q == p) {
+                self.order.remove(i);
+                self.order.push_back(p);
             }
         }
-        if !resets.is_empty() {
-            match cluster.start_offsets(&resets, settings.from).await {
-                Ok(offsets) => {
-                    for (p, o) in offsets {
-                        if let Some(part) = parts.get_mut(&p) {
-                            warn!(
-                                partition = p,
-                                "offset {} is out of range; resetting to {o} (--from)", part.offset
-                            );
-                            part.offset = o;
-                        }
-                    }
-                }
-                Err(e) => {
-                    if let Some(f) = e.downcast_ref::<Fatal>() {
-                        return Err(Fatal(f.0.clone()));
-                    }
-                    warn!("offsets out of range and reset failed: {e:#}");
-                    need_metadata = true;
-                }
-            }
-        }
-        if !records.is_empty() && tx.send(Fetched::Records(records)).await.is_err() {
-            info!("fetching stops: the worker is done with this assignment");
+    }
+
+    /// Offsets out of range start again where `--from` says.
+    async fn reset(&mut self, resets: &[i32]) -> Result<(), Fatal> {
+        if resets.is_empty() {
             return Ok(());
+        }
+        match self.cluster.start_offsets(resets, self.settings.from).await {
+            Ok(offsets) => {
+                for (p, o) in offsets {
+                    if let Some(part) = self.parts.get_mut(&p) {
+                        warn!(
+                            partition = p,
+                            "offset {} is out of range; resetting to {o} (--from)", part.offset
+                        );
+                        part.offset = o;
+                    }
+                }
+            }
+            Err(ClusterError::Fatal(m)) => return Err(Fatal(m)),
+            Err(e) => {
+                warn!("offsets out of range and reset failed: {e:#}");
+                self.need_metadata = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decode a partition's records of an answer into `records`, and move the
+/// partition on (or grow its share when a batch did not fit, or pause it on
+/// a corrupt batch). True: records were added.
+fn decode(
+    part: &mut Part,
+    pa: fetch::PartitionAnswer,
+    settings: &FetchSettings,
+    records: &mut Vec<Record>,
+) -> bool {
+    let p = pa.partition;
+    let before = records.len();
+    match decode_fetched(p, pa.records, part.offset, pa.aborted, records) {
+        Ok(d) if d.only_partial => {
+            let grown = part.max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+            if grown == part.max_bytes {
+                warn!(
+                    partition = p,
+                    "a record batch at offset {} is larger than {grown} bytes; cannot fetch it",
+                    part.offset
+                );
+                part.not_before = Some(Instant::now() + Duration::from_secs(1));
+            } else {
+                debug!(
+                    partition = p,
+                    "a record batch at offset {} is larger than {} bytes; fetching up to {grown}",
+                    part.offset,
+                    part.max_bytes
+                );
+                part.max_bytes = grown;
+            }
+            false
+        }
+        Ok(d) => {
+            part.max_bytes = settings.partition_max_bytes;
+            part.failures = 0;
+            part.not_before = None;
+            if let Some(next) = d.next_offset {
+                part.offset = part.offset.max(next);
+            }
+            records.len() > before
+        }
+        Err(e) => {
+            // A corrupt batch does not heal by itself; keep
+            // trying (another replica may lead later) and say
+            // so, rather than skip records.
+            records.truncate(before);
+            let pause = FETCH_PAUSE.delay(part.failures);
+            part.failures += 1;
+            part.not_before = Some(Instant::now() + pause);
+            warn!(partition = p, "{e}; fetching it again in {pause:?}");
+            false
         }
     }
 }

@@ -1,0 +1,256 @@
+//! The share worker's side of its leaders: one share session task per
+//! partition leader (started on first use), each leader's next request
+//! (a ShareFetch with the acknowledgements for its partitions, or a
+//! ShareAcknowledge), their replies, and the closing of every session at
+//! the end of a stop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::session::{session_task, Acks, SessionCmd, SessionReply, SessionTask};
+use super::{ShareWorker, CLOSE_WAIT};
+use crate::wire::share::AckType;
+
+/// The most records one ShareFetch asks for.
+const MAX_RECORDS: i32 = 2000;
+
+/// One leader's share session, as the worker loop sees it.
+pub(super) struct SessionHandle {
+    tx: mpsc::UnboundedSender<SessionCmd>,
+    /// A request is under way (one at a time per session).
+    pub(super) busy: bool,
+    /// The session is open (acknowledgements can be sent without a fetch).
+    open: bool,
+}
+
+impl ShareWorker {
+    /// The session task of `node` (started on first use).
+    fn session(&mut self, node: i32) -> Option<&mut SessionHandle> {
+        if !self.sessions.contains_key(&node) {
+            let addr = self.cluster.addr(node)?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = SessionTask {
+                node,
+                addr,
+                client_id: self.cluster.client_id().to_string(),
+                connect_timeout: self.cluster.connect_timeout(),
+                group: self.core.cfg.consume.group.clone(),
+                member_id: self.member.member_id.clone(),
+                topic_id: self.topic_id,
+                max_wait_ms: self.core.cfg.consume.fetch_wait_ms,
+                max_bytes: self.core.cfg.consume.fetch_max_bytes,
+                partition_max_bytes: self.core.cfg.consume.partition_fetch_max_bytes,
+                conn: None,
+                epoch: 0,
+                in_session: BTreeSet::new(),
+            };
+            tokio::spawn(session_task(task, rx, self.replies_tx.clone()));
+            self.sessions.insert(
+                node,
+                SessionHandle {
+                    tx,
+                    busy: false,
+                    open: false,
+                },
+            );
+        }
+        self.sessions.get_mut(&node)
+    }
+
+    /// Start each idle leader's next request: a ShareFetch (with the
+    /// acknowledgements for its partitions) when the handler has room, else
+    /// a ShareAcknowledge when acknowledgements wait.
+    pub(super) fn dispatch(&mut self, stopping: bool) {
+        let room = self
+            .feed
+            .handler
+            .room()
+            .min(
+                self.feed
+                    .handler
+                    .window()
+                    .saturating_sub(self.feed.handler.in_flight()),
+            )
+            .saturating_sub(self.queue.len());
+        let fetch = !stopping && self.queue.is_empty() && room > 0;
+        // Per leader: the partitions to read (assigned) and those to keep in
+        // its session (records held or acknowledgements due).
+        let mut by_node: BTreeMap<i32, (BTreeSet<i32>, BTreeSet<i32>)> = BTreeMap::new();
+        let mut leaderless = false;
+        let held: Vec<i32> = (self.handed.iter())
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(p, _)| *p)
+            .chain(
+                self.acks
+                    .iter()
+                    .filter(|(_, a)| !a.is_empty())
+                    .map(|(p, _)| *p),
+            )
+            .collect();
+        for (&p, read) in self
+            .assigned
+            .iter()
+            .map(|p| (p, true))
+            .chain(held.iter().map(|p| (p, false)))
+        {
+            let Some(l) = self.cluster.leader(p) else {
+                leaderless = true;
+                continue;
+            };
+            let e = by_node.entry(l.node).or_default();
+            if read && !stopping {
+                e.0.insert(p);
+            }
+            e.1.insert(p);
+        }
+        if leaderless {
+            debug!("a partition has no known leader now");
+        }
+        let mut fetched = 0usize;
+        for (node, (read, keep)) in by_node {
+            let acks: Acks = keep
+                .iter()
+                .filter_map(|p| self.acks.get(p).filter(|a| !a.is_empty()).map(|_| *p))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .filter_map(|p| self.acks.remove(&p).map(|a| (p, a)))
+                .collect();
+            let Some(s) = self.session(node) else {
+                self.put_back(acks);
+                continue;
+            };
+            if s.busy {
+                self.put_back(acks);
+                continue;
+            }
+            let cmd = if fetch && !read.is_empty() && fetched == 0 {
+                fetched += 1;
+                SessionCmd {
+                    fetch: Some(room.min(MAX_RECORDS as usize) as i32),
+                    want: keep.union(&read).copied().collect(),
+                    acks,
+                    close: false,
+                }
+            } else if !acks.is_empty() && s.open {
+                SessionCmd {
+                    fetch: None,
+                    want: keep.iter().copied().collect(),
+                    acks,
+                    close: false,
+                }
+            } else {
+                self.put_back(acks);
+                continue;
+            };
+            let s = self.sessions.get_mut(&node).expect("started above");
+            if s.tx.send(cmd).is_ok() {
+                s.busy = true;
+            }
+        }
+    }
+
+    fn put_back(&mut self, acks: Acks) {
+        for (p, mut a) in acks {
+            let e = self.acks.entry(p).or_default();
+            a.append(e);
+            *e = a;
+        }
+    }
+
+    pub(super) async fn replied(&mut self, r: SessionReply, stopping: bool) {
+        if let Some(s) = self.sessions.get_mut(&r.node) {
+            s.busy = false;
+            s.open = r.open;
+        }
+        self.put_back(r.unsent);
+        self.ack_failures += r.ack_failures;
+        for (p, o) in r.gaps {
+            self.acks.entry(p).or_default().push((o, AckType::Gap));
+        }
+        for (rec, count) in r.records {
+            if count > 1 {
+                self.redelivered += 1;
+            }
+            if stopping {
+                self.ack(rec.partition, rec.offset, AckType::Release);
+            } else {
+                self.counts.insert((rec.partition, rec.offset), count);
+                self.queue.push_back(rec);
+            }
+        }
+        if let Some(p) = r.problem {
+            let now = Instant::now();
+            let due = self
+                .last_problem
+                .as_ref()
+                .is_none_or(|(t, m)| *m != p || now.duration_since(*t) >= Duration::from_secs(5));
+            if due {
+                warn!(slot = self.core.cfg.slot, "share fetch: {p}; retrying");
+                self.last_problem = Some((now, p));
+            }
+        }
+        if r.refresh {
+            if let Err(e) = self.cluster.refresh().await {
+                debug!("share fetch: reading the leaders again: {e:#}");
+            }
+        }
+    }
+
+    /// Close every session with the acknowledgements still due (epoch -1:
+    /// whatever else it acquired goes back at once).
+    pub(super) async fn close_sessions(&mut self) {
+        let nodes: Vec<i32> = self.sessions.keys().copied().collect();
+        let mut waiting = 0;
+        for node in nodes {
+            let keep: Vec<i32> = self
+                .acks
+                .keys()
+                .copied()
+                .filter(|p| self.cluster.leader(*p).map(|l| l.node) == Some(node))
+                .collect();
+            let acks: Acks = keep
+                .iter()
+                .filter_map(|p| self.acks.remove(p).map(|a| (*p, a)))
+                .collect();
+            let s = self.sessions.get_mut(&node).expect("listed");
+            let cmd = SessionCmd {
+                fetch: None,
+                want: keep,
+                acks,
+                close: true,
+            };
+            if s.tx.send(cmd).is_ok() {
+                waiting += 1;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+        while waiting > 0 {
+            match tokio::time::timeout_at(deadline, self.replies.recv()).await {
+                Ok(Some(r)) => {
+                    if r.closed {
+                        waiting -= 1;
+                    }
+                    self.ack_failures += r.ack_failures;
+                    let lost: usize = r.unsent.values().map(Vec::len).sum();
+                    if lost > 0 {
+                        warn!(
+                            slot = self.core.cfg.slot,
+                            "{lost} acknowledgement(s) could not be sent before stopping; those records are delivered again"
+                        );
+                    }
+                }
+                _ => break,
+            }
+        }
+        let left: usize = self.acks.values().map(Vec::len).sum();
+        if left > 0 {
+            warn!(
+                slot = self.core.cfg.slot,
+                "{left} acknowledgement(s) had no open share session to go to; those records are delivered again"
+            );
+        }
+    }
+}
