@@ -9,10 +9,10 @@
 //! classify ([`super::errors`]).
 
 use std::fmt::Display;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::errors::{classify, Class};
+use super::requests::Request;
 use super::types::GroupError;
 use crate::wire::group_msgs::{self, code_name};
 use crate::wire::{BrokerConn, WireError};
@@ -31,17 +31,6 @@ impl From<GroupError> for Step {
     fn from(e: GroupError) -> Self {
         Step::Fail(e)
     }
-}
-
-/// One request to the coordinator: its name (for messages) and how it is
-/// sent. Implemented in [`super::requests`] for every group request.
-pub(crate) trait Request {
-    const NAME: &'static str;
-    type Answer;
-    fn send(
-        self,
-        conn: &mut BrokerConn,
-    ) -> impl Future<Output = crate::wire::WireResult<Self::Answer>> + Send;
 }
 
 /// Where the coordinator is and how to reach it.

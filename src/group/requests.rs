@@ -1,15 +1,25 @@
 //! Every request a member sends its coordinator, as a value the
-//! [`CoordinatorLink`](super::link::CoordinatorLink) can send: a name for
-//! messages and the wire function that carries it.
+//! coordinator link can send: a name for messages and the wire function
+//! that carries it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use super::link::Request;
 use crate::wire::consumer_group::{self as cg, ConsumerBeat, ConsumerBeatAnswer, TopicId};
 use crate::wire::group_msgs::{self as gm, CommitArgs, JoinAnswer, JoinArgs, SyncAnswer, SyncArgs};
 use crate::wire::share::{self as sw, ShareBeat, ShareBeatAnswer};
 use crate::wire::{BrokerConn, WireResult};
+
+/// One request to the coordinator: its name (for messages) and how it is
+/// sent. Implemented below for every group request.
+pub(crate) trait Request {
+    const NAME: &'static str;
+    type Answer;
+    fn send(
+        self,
+        conn: &mut BrokerConn,
+    ) -> impl Future<Output = crate::wire::WireResult<Self::Answer>> + Send;
+}
 
 pub(crate) struct Join<'a>(pub &'a JoinArgs<'a>);
 pub(crate) struct Sync<'a>(pub &'a SyncArgs<'a>);
