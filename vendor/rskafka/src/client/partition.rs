@@ -389,6 +389,19 @@ impl PartitionClient {
             )));
         };
 
+        // kswarm patch: a cached entry without a leader (the broker was
+        // fenced for a moment, a leader election was under way) is stale
+        // by the time a retry reads it: drop the cache, or every retry until
+        // the deadline would read the same entry.
+        if partition.error.is_some() || partition.leader_id.0 == -1 {
+            if let Some(g) = r#gen {
+                self.brokers.invalidate_metadata_cache(
+                    "partition client: no leader in the cached metadata",
+                    g,
+                );
+            }
+        }
+
         if let Some(e) = partition.error {
             // TODO: Add retry logic
             return Err(Error::ServerError {
