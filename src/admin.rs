@@ -19,11 +19,18 @@ pub use crate::connect::connect;
 /// Time a created topic is given to show up in metadata.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// The cluster metadata names no live controller yet (a broker that has just
-/// started, or one that has not registered): worth asking again.
-fn no_controller_yet(e: &ClientError) -> bool {
+/// The cluster is not ready to place a topic yet: its metadata names no live
+/// controller (a broker that has just started, or one that has not
+/// registered), or every broker is fenced for a moment (a broker that has
+/// just resumed after a pause past its session): worth asking again.
+fn cluster_not_ready(e: &ClientError) -> bool {
     match e {
         ClientError::InvalidResponse(m) => m.contains("not found in metadata"),
+        ClientError::ServerError {
+            protocol_error: ProtocolError::InvalidReplicationFactor,
+            error_message: Some(m),
+            ..
+        } => m.contains("fenced"),
         ClientError::ServerError { protocol_error, .. } => matches!(
             protocol_error,
             ProtocolError::NotController | ProtocolError::BrokerNotAvailable
@@ -173,10 +180,11 @@ impl Admin {
             )
             .await;
             // A broker that has just (re)started answers metadata before it
-            // knows the controller (id -1): ask again until --connect-timeout.
+            // knows the controller (id -1), and one that has just resumed is
+            // fenced for a moment: ask again until --connect-timeout.
             match &res {
-                Ok(Err(e)) if no_controller_yet(e) && tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "no controller known yet; asking again");
+                Ok(Err(e)) if cluster_not_ready(e) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "the cluster cannot place the topic yet; asking again");
                     tokio::time::sleep(pause.delay(attempt)).await;
                     attempt += 1;
                 }
@@ -292,5 +300,45 @@ impl Admin {
                 "topic '{topic}' does not exist and -p keep forbids creating it; create it, or use -p auto or -p N so kswarm creates it"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rskafka::client::error::RequestContext;
+
+    fn server(protocol_error: ProtocolError, message: Option<&str>) -> ClientError {
+        ClientError::ServerError {
+            protocol_error,
+            error_message: message.map(str::to_string),
+            request: RequestContext::Topic("t".into()),
+            response: None,
+            is_virtual: false,
+        }
+    }
+
+    #[test]
+    fn a_cluster_that_cannot_place_a_topic_yet_is_asked_again() {
+        assert!(cluster_not_ready(&server(
+            ProtocolError::NotController,
+            None
+        )));
+        // A resumed Kafka node fenced for a moment (seen in CI after the outage test).
+        let fenced = "Unable to replicate the partition 1 time(s): All brokers are currently \
+                      fenced, or have all their log directories cordoned.";
+        assert!(cluster_not_ready(&server(
+            ProtocolError::InvalidReplicationFactor,
+            Some(fenced)
+        )));
+        // A replication factor the cluster can never meet is final.
+        assert!(!cluster_not_ready(&server(
+            ProtocolError::InvalidReplicationFactor,
+            Some("Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 1 broker(s) are registered.")
+        )));
+        assert!(!cluster_not_ready(&server(
+            ProtocolError::TopicAuthorizationFailed,
+            None
+        )));
     }
 }
