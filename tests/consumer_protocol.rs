@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{
     appending_handler, committed, create_topic, missing, numbered, produce, read_seen, run_state,
-    slow_appending_handler, start_run, tally, wait_for, wait_run_members, Seen,
+    slow_appending_handler, tally, wait_for, wait_run_members, Run, Seen,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -86,24 +86,13 @@ fn a_sigkilled_worker_is_taken_over_as_the_same_member() {
     let n = 20_000;
     produce(&b, &topic, &numbered("k", n));
     let handler = slow_appending_handler(&file, 0.0002);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "consumer",
-            "--format",
-            "json",
-            "--exec",
-            &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .protocol("consumer")
+        .format("json")
+        .exec(&handler)
+        .state(&state)
+        .spawn();
     wait_run_members(&run, &state, &group, &topic, 2, LONG);
     // The broker splits the partitions 2 and 2 (an incremental move of two).
     let before = wait_for(LONG, "2 partitions per worker", || {
@@ -163,30 +152,24 @@ fn a_classic_group_converts_to_the_consumer_protocol_and_back() {
     let (file_a, file_b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
     create_topic(&b, &topic, 4);
     let (ha, hb) = (appending_handler(&file_a), appending_handler(&file_b));
-    let common = ["-w", "2", "-p", "keep", "--format", "json"];
+    let common = Run::new(&topic, &group).workers(2).format("json");
 
-    let mut classic = start_run(
-        "classic run",
-        &topic,
-        &group,
-        &state_a,
-        &[&common[..], &["--exec", &ha]].concat(),
-    );
+    let mut classic = common
+        .clone()
+        .name("classic run")
+        .exec(&ha)
+        .state(&state_a)
+        .spawn();
     wait_run_members(&classic, &state_a, &group, &topic, 2, LONG);
     produce(&b, &topic, &numbered("a", 2000));
     wait_handled(&[&file_a], "a", 2000);
 
-    let mut consumer = start_run(
-        "consumer run",
-        &topic,
-        &group,
-        &state_b,
-        &[
-            &common[..],
-            &["--group-protocol", "consumer", "--exec", &hb],
-        ]
-        .concat(),
-    );
+    let mut consumer = common
+        .name("consumer run")
+        .protocol("consumer")
+        .exec(&hb)
+        .state(&state_b)
+        .spawn();
     // All four workers own a partition each.
     wait_for(LONG, "4 members with a partition each", || {
         let (a, c) = (

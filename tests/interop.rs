@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::{
     appending_handler, committed, create_topic, numbered, produce_with, read_seen, run_state,
-    start_run, tally, wait_for, wait_members, Proc, Seen,
+    tally, wait_for, wait_members, Proc, Run, Seen,
 };
 
 const PARTITIONS: usize = 4;
@@ -404,20 +404,15 @@ impl Case {
 
     fn start_kswarm(&mut self) {
         let handler = appending_handler(&self.kswarm_file);
-        let mut args = vec![
-            "-w", "2", "-p", "keep", "--format", "json", "--exec", &handler,
-        ];
-        match self.remote_assignor() {
-            Some(remote) => args.extend(["--group-protocol", "consumer", "--assignor", remote]),
-            None => args.extend(["--assignor", self.assignor, "--session-timeout", SESSION]),
-        }
-        self.kswarm = Some(start_run(
-            "kswarm run",
-            &self.topic,
-            &self.group,
-            &self.state,
-            &args,
-        ));
+        let run = Run::new(&self.topic, &self.group)
+            .workers(2)
+            .format("json")
+            .exec(&handler);
+        let run = match self.remote_assignor() {
+            Some(remote) => run.args(["--group-protocol", "consumer", "--assignor", remote]),
+            None => run.args(["--assignor", self.assignor, "--session-timeout", SESSION]),
+        };
+        self.kswarm = Some(run.state(&self.state).spawn());
     }
 
     fn start_peer(&mut self) {

@@ -250,27 +250,15 @@ fn a_run_over_sasl_ssl_delivers_everything_and_shows_its_password_nowhere() {
         env_dump.display(),
         appending_handler(&seen_file)
     );
-    let mut cmd = kswarm();
-    cmd.args([
-        "--log-level",
-        "debug",
-        "run",
-        "-b",
-        &b,
-        "-F",
-        cfg_s,
-        "-t",
-        &topic,
-        "-g",
-        &group,
-        "-w",
-        "2",
-        "--format",
-        "json",
-        "--exec",
-        &handler,
-    ]);
-    let mut run = Proc::spawn("kswarm run", cmd, None);
+    let mut run = Run::new(&topic, &group)
+        .global(["--log-level", "debug"])
+        .brokers(&b)
+        .flag("-F", cfg_s)
+        .workers(2)
+        .no_partitions()
+        .format("json")
+        .exec(&handler)
+        .spawn();
     wait_for(Duration::from_secs(60), "all records handled", || {
         (read_seen(&seen_file).len() >= n).then_some(())
     });
@@ -366,24 +354,13 @@ fn bad_security_settings_fail_fast_and_name_the_setting() {
 
     // a wrong password: run exits 1 at once, before any worker starts
     let t0 = Instant::now();
-    let o = kswarm()
-        .args([
-            "run",
-            "-b",
-            &l.get("sasl_ssl"),
-            "-F",
-            bad_pw.to_str().unwrap(),
-            "-t",
-            &topic,
-            "-g",
-            &unique("sec-bad-g"),
-            "-w",
-            "2",
-            "--exec",
-            "cat",
-        ])
-        .output()
-        .unwrap();
+    let o = Run::new(&topic, &unique("sec-bad-g"))
+        .brokers(&l.get("sasl_ssl"))
+        .flag("-F", bad_pw.to_str().unwrap())
+        .workers(2)
+        .no_partitions()
+        .exec("cat")
+        .output();
     let took = t0.elapsed();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -665,27 +642,15 @@ fn a_librdkafka_peer_shares_the_group_over_sasl_ssl() {
     produce("a", na);
 
     let kfile = dir.path().join("kswarm-seen");
-    let mut cmd = kswarm();
-    cmd.args([
-        "run",
-        "-b",
-        &b,
-        "-F",
-        cfg_s,
-        "-t",
-        &topic,
-        "-g",
-        &group,
-        "-w",
-        "2",
-        "--session-timeout",
-        "6s",
-        "--format",
-        "json",
-        "--exec",
-        &appending_handler(&kfile),
-    ]);
-    let mut run = Proc::spawn("kswarm run", cmd, None);
+    let mut run = Run::new(&topic, &group)
+        .brokers(&b)
+        .flag("-F", cfg_s)
+        .workers(2)
+        .no_partitions()
+        .args(["--session-timeout", "6s"])
+        .format("json")
+        .exec(&appending_handler(&kfile))
+        .spawn();
     wait_for(
         Duration::from_secs(60),
         "kswarm alone handles batch a",

@@ -121,22 +121,13 @@ fn eight_workers_share_two_partitions_and_a_clean_stop_accepts_everything() {
     create_topic(&b, &topic, 2);
     let state = temp_dir("share-8w-state");
     let handler = slot_handler(&dir, 0.004, "share-8w-handler");
-    let mut run = start_run(
-        "share-8w",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "8",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("share-8w")
+        .workers(8)
+        .protocol("share")
+        .exec(&handler)
+        .state(&state)
+        .spawn();
     wait_assigned(&run, &state, &group, &topic, 8);
     let n = 2000;
     produce(&b, &topic, &numbered("s8", n));
@@ -168,22 +159,13 @@ fn eight_workers_share_two_partitions_and_a_clean_stop_accepts_everything() {
     let dir2 = temp_dir("share-8w-again");
     let state2 = temp_dir("share-8w-state2");
     let handler2 = slot_handler(&dir2, 0.0, "share-8w-again");
-    let mut again = start_run(
-        "share-8w-again",
-        &topic,
-        &group,
-        &state2,
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler2,
-        ],
-    );
+    let mut again = Run::new(&topic, &group)
+        .name("share-8w-again")
+        .workers(2)
+        .protocol("share")
+        .exec(&handler2)
+        .state(&state2)
+        .spawn();
     wait_assigned(&again, &state2, &group, &topic, 2);
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(stop(&mut again), Some(0), "{}", again.stderr_text());
@@ -231,22 +213,13 @@ fn a_java_share_consumer_shares_the_group_with_kswarm() {
     let java_stdin = java.stdin.take();
     let state = temp_dir("share-java-state");
     let handler = slot_handler(&dir, 0.01, "share-java-handler");
-    let mut run = start_run(
-        "share-java",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("share-java")
+        .workers(2)
+        .protocol("share")
+        .exec(&handler)
+        .state(&state)
+        .spawn();
     wait_assigned(&run, &state, &group, &topic, 2);
     // Give the Java member time to join too.
     std::thread::sleep(Duration::from_secs(4));
@@ -336,24 +309,14 @@ fn sigkilled_workers_and_handlers_lose_nothing() {
     let state = temp_dir("share-chaos-state");
     let marker = unique("share-chaos-marker");
     let handler = slot_handler(&dir, 0.002, &marker);
-    let mut run = start_run(
-        "share-chaos",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "4",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--max-restarts",
-            "100/60s",
-            "--exec",
-            &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("share-chaos")
+        .workers(4)
+        .protocol("share")
+        .args(["--max-restarts", "100/60s"])
+        .exec(&handler)
+        .state(&state)
+        .spawn();
     wait_assigned(&run, &state, &group, &topic, 4);
     let n = 4000;
     let chunks = 10;
@@ -421,7 +384,6 @@ fn sigkilled_workers_and_handlers_lose_nothing() {
     );
 }
 
-/// A free loopback port (for a broker of the test's own).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -435,25 +397,15 @@ fn free_port() -> u16 {
 fn assert_share_refused(addr: &str) {
     let topic = unique("share-none");
     let state = temp_dir("share-none-state");
-    let mut cmd = kswarm();
-    cmd.env("KSWARM_STATE_DIR", &state).args([
-        "run",
-        "-b",
-        addr,
-        "-t",
-        &topic,
-        "-g",
-        &unique("share-none-g"),
-        "-w",
-        "1",
-        "-p",
-        "1",
-        "--group-protocol",
-        "share",
-    ]);
     // Bounded: a build that took the refusal for a passing fault would
     // retry for ever; the wait fails the test instead (and kills the run).
-    let mut run = Proc::spawn("kswarm run --group-protocol share", cmd, None);
+    let mut run = Run::new(&topic, &unique("share-none-g"))
+        .name("kswarm run --group-protocol share")
+        .brokers(addr)
+        .partitions("1")
+        .protocol("share")
+        .state(&state)
+        .spawn();
     let status = run.wait(Duration::from_secs(60));
     let stderr = run.stderr_text();
     assert_eq!(status.code(), Some(2), "{stderr}");
@@ -544,22 +496,12 @@ fn a_clean_stop_mid_batch_releases_the_rest_and_nothing_is_delivered_twice() {
     let dir1 = temp_dir("share-mid-1");
     let state1 = temp_dir("share-mid-state1");
     let handler1 = slot_handler(&dir1, 0.002, "share-mid-1");
-    let mut first = start_run(
-        "share-mid-1",
-        &topic,
-        &group,
-        &state1,
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler1,
-        ],
-    );
+    let mut first = Run::new(&topic, &group)
+        .name("share-mid-1")
+        .protocol("share")
+        .exec(&handler1)
+        .state(&state1)
+        .spawn();
     wait_for(Duration::from_secs(60), "300 records handled", || {
         (all_seen(&dir1).len() >= 300).then_some(())
     });
@@ -573,22 +515,12 @@ fn a_clean_stop_mid_batch_releases_the_rest_and_nothing_is_delivered_twice() {
     let dir2 = temp_dir("share-mid-2");
     let state2 = temp_dir("share-mid-state2");
     let handler2 = slot_handler(&dir2, 0.0, "share-mid-2");
-    let mut second = start_run(
-        "share-mid-2",
-        &topic,
-        &group,
-        &state2,
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler2,
-        ],
-    );
+    let mut second = Run::new(&topic, &group)
+        .name("share-mid-2")
+        .protocol("share")
+        .exec(&handler2)
+        .state(&state2)
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut all = by_first.clone();
@@ -668,27 +600,16 @@ fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
     let log = dir.join("log");
     let handler = judging_handler(&dir, &log, &reject, &retry);
     let state = temp_dir("share-verd-state");
-    let mut run = start_run(
-        "share-verd",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "3",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler,
-            "--verdicts",
-            "--dead-letter-topic",
-            &dlq,
-            "--max-record-retries",
-            "1",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("share-verd")
+        .workers(3)
+        .protocol("share")
+        .exec(&handler)
+        .arg("--verdicts")
+        .flag("--dead-letter-topic", &dlq)
+        .args(["--max-record-retries", "1"])
+        .state(&state)
+        .spawn();
     wait_assigned(&run, &state, &group, &topic, 3);
     produce(&b, &topic, &numbered("v", n));
     let copies_of = || -> Vec<(String, BTreeMap<String, String>)> {
@@ -763,22 +684,12 @@ fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
     let dir2 = temp_dir("share-verd-again");
     let state2 = temp_dir("share-verd-state2");
     let handler2 = slot_handler(&dir2, 0.0, "share-verd-again");
-    let mut again = start_run(
-        "share-verd-again",
-        &topic,
-        &group,
-        &state2,
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler2,
-        ],
-    );
+    let mut again = Run::new(&topic, &group)
+        .name("share-verd-again")
+        .protocol("share")
+        .exec(&handler2)
+        .state(&state2)
+        .spawn();
     wait_assigned(&again, &state2, &group, &topic, 1);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(stop(&mut again), Some(0), "{}", again.stderr_text());

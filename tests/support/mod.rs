@@ -691,32 +691,6 @@ impl WorkerSpec {
     }
 }
 
-/// `kswarm run -b BROKERS -t TOPIC -g GROUP ARGS..` with the state directory
-/// `state` (its state file is where tests look: see [`run_state`]).
-pub fn start_run(name: &str, topic: &str, group: &str, state: &Path, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(kswarm_bin());
-    cmd.args(["run", "-b", &brokers(), "-t", topic, "-g", group])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("KSWARM_STATE_DIR", state);
-    Proc::spawn(name, cmd, None)
-}
-
-/// [`start_run`], then wait (60 s) until its `n` workers are members; the
-/// run and the workers' pids.
-pub fn start_joined(
-    name: &str,
-    topic: &str,
-    group: &str,
-    state: &Path,
-    args: &[&str],
-    n: usize,
-) -> (Proc, Vec<i32>) {
-    let run = start_run(name, topic, group, state, args);
-    let pids = wait_members(state, group, topic, n, Duration::from_secs(60));
-    (run, pids)
-}
-
 /// The last `kswarm: error: ..` line of a run's stderr (the message that
 /// goes with its exit code), or "" if there is none.
 pub fn last_error(stderr: &str) -> &str {
