@@ -40,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{numbered, produce_with, read_seen, tally, wait_for, wait_members, Proc, Run, Seen};
+use support::{
+    build_dir, numbered, produce_with, read_seen, tally, wait_for, wait_members, Proc, Run, Seen,
+};
 
 const CLUSTER: [u16; 3] = [39101, 39102, 39103];
 const SINGLE: u16 = 39110;
@@ -56,12 +58,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn build_dir() -> PathBuf {
-    std::env::var("KSWARM_BUILD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| support::repo_root().join("build"))
 }
 
 /// Run `cmd` (stdin `input`), killing it after `timeout`: None then.

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{
-    appending_handler, committed, create_topic, missing, numbered, produce, read_seen, run_state,
-    slow_appending_handler, tally, wait_for, wait_run_members, Run, Seen,
+    appending_handler, committed, create_topic, ends_all, missing, numbered, produce, read_seen,
+    run_state, slow_appending_handler, tally, wait_for, wait_run_members, Run, Seen,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -28,15 +28,6 @@ fn wait_handled(files: &[&Path], prefix: &str, n: usize) -> Vec<Seen> {
             .then_some(())
     });
     files.iter().flat_map(|f| read_seen(f)).collect()
-}
-
-fn ends(seen: &[Seen], partitions: usize) -> BTreeMap<i32, Option<i64>> {
-    let mut m: BTreeMap<i32, Option<i64>> = (0..partitions as i32).map(|p| (p, None)).collect();
-    for s in seen {
-        let e = m.get_mut(&s.partition).unwrap();
-        *e = Some(e.unwrap_or(0).max(s.offset + 1));
-    }
-    m
 }
 
 /// (slot -> (member id, partitions)) of a run, once every worker is a member.
@@ -53,25 +44,7 @@ fn members(state: &Path, group: &str, topic: &str) -> Option<BTreeMap<u32, (Stri
 
 /// `kswarm status --json` of a group: the members the broker describes.
 fn described_members(group: &str, topic: &str) -> Vec<serde_json::Value> {
-    let out = support::kswarm()
-        .args([
-            "status",
-            "-b",
-            &support::brokers(),
-            "-g",
-            group,
-            "-t",
-            topic,
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = support::status_json(&support::state_dir(), &support::brokers(), group, topic);
     v["members"].as_array().cloned().unwrap_or_default()
 }
 
@@ -127,7 +100,10 @@ fn a_sigkilled_worker_is_taken_over_as_the_same_member() {
     );
     assert_eq!(t.distinct, n);
     assert_eq!(support::stop(&mut run), Some(0), "{}", run.stderr_text());
-    assert_eq!(committed(&b, &topic, &group, 4), ends(&read_seen(&file), 4));
+    assert_eq!(
+        committed(&b, &topic, &group, 4),
+        ends_all(&read_seen(&file), 4)
+    );
     let err = run.stderr_text();
     assert!(err.contains("takes over member"), "{err}");
     eprintln!(
@@ -233,5 +209,5 @@ fn a_classic_group_converts_to_the_consumer_protocol_and_back() {
         t.distinct,
         seen.len()
     );
-    assert_eq!(committed(&b, &topic, &group, 4), ends(&all, 4));
+    assert_eq!(committed(&b, &topic, &group, 4), ends_all(&all, 4));
 }

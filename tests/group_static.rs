@@ -5,14 +5,11 @@ use std::time::{Duration, Instant};
 
 use kswarm::config::Assignor;
 use kswarm::group::{evict, GroupSettings, Member};
-
-fn brokers() -> Vec<String> {
-    support::brokers().split(',').map(str::to_string).collect()
-}
+use support::{broker_list, brokers, create_topic};
 
 fn settings(group: &str, topic: &str, instance: &str) -> GroupSettings {
     GroupSettings {
-        brokers: brokers(),
+        brokers: broker_list(),
         connect_timeout: Duration::from_secs(10),
         client_id: "kswarm-static-test".into(),
         group: group.into(),
@@ -28,11 +25,6 @@ fn settings(group: &str, topic: &str, instance: &str) -> GroupSettings {
     }
 }
 
-/// A topic with `partitions` partitions (`kswarm plan --apply`).
-fn create_topic(topic: &str, partitions: usize) {
-    support::create_topic(&support::brokers(), topic, partitions);
-}
-
 /// A static member that crashed (no LeaveGroup) and comes back under the
 /// same instance id gets its partitions back, in the same generation: no
 /// rebalance for the rest of the group. (tansu hands the restarted instance
@@ -41,7 +33,7 @@ fn create_topic(topic: &str, partitions: usize) {
 #[tokio::test(flavor = "current_thread")]
 async fn restarted_static_member_gets_its_partitions_back() {
     let (topic, group) = (support::unique("gs"), support::unique("g"));
-    create_topic(&topic, 4);
+    create_topic(&brokers(), &topic, 4);
     let mut a = Member::connect(settings(&group, &topic, &format!("{group}-0")))
         .await
         .unwrap();
@@ -106,7 +98,7 @@ async fn restarted_static_member_gets_its_partitions_back() {
 #[tokio::test(flavor = "current_thread")]
 async fn evicting_a_static_member_by_instance_id() {
     let (topic, group) = (support::unique("gs-ev"), support::unique("g"));
-    create_topic(&topic, 4);
+    create_topic(&brokers(), &topic, 4);
     let mut a = Member::connect(settings(&group, &topic, &format!("{group}-0")))
         .await
         .unwrap();
@@ -135,7 +127,7 @@ async fn evicting_a_static_member_by_instance_id() {
     drop(gone); // crash
     let t = Instant::now();
     evict(
-        &brokers(),
+        &broker_list(),
         Duration::from_secs(10),
         &group,
         &[],

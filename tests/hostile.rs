@@ -530,12 +530,7 @@ fn a_missing_state_directory_is_made_and_a_missing_handler_exits_2() {
         m.permissions().mode() & 0o777
     });
     assert_eq!(mode.ok(), Some(0o700));
-    let out = support::kswarm()
-        .env("KSWARM_STATE_DIR", &state)
-        .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let v = support::status_json(&state, &b, &group, &topic);
     assert_eq!(v["supervisor"]["pid"], run.pid(), "{v}");
     run.signal(Signal::SIGTERM);
     assert_eq!(code(run.wait(Duration::from_secs(30))), Some(0));

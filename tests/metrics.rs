@@ -13,19 +13,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 use support::{
-    appending_handler, committed, create_topic, numbered, produce, read_seen, run_state, wait_for,
-    wait_run_members, Run,
+    appending_handler, committed, create_topic, free_port, numbered, produce, read_seen, run_state,
+    wait_for, wait_run_members, Run,
 };
 
 const LONG: Duration = Duration::from_secs(90);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// GET `path`: (status code, body), or None if nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {

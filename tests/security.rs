@@ -66,15 +66,6 @@ fn plan(brokers: &str, topic: &str, extra: &[&str]) -> Output {
     kswarm().args(&args).output().expect("run kswarm plan")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// An unsigned JWT for Kafka's unsecured OAUTHBEARER validator.
 fn unsecured_jwt(sub: &str) -> String {
     use base64::Engine as _;
@@ -192,13 +183,13 @@ fn every_mechanism_and_client_certificates_connect() {
         if i == 0 {
             extra.push("--apply");
             let o = plan(brokers, &topic, &extra);
-            assert!(o.status.success(), "{name}: {}", text(&o));
+            assert!(o.status.success(), "{name}: {}", output_text(&o));
             extra.pop();
         }
         let o = plan(brokers, &topic, &extra);
-        assert!(o.status.success(), "{name}: {}", text(&o));
+        assert!(o.status.success(), "{name}: {}", output_text(&o));
         let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan --json");
-        assert_eq!(j["current"], 2, "{name}: {}", text(&o));
+        assert_eq!(j["current"], 2, "{name}: {}", output_text(&o));
         eprintln!("{name}: connected ({})", j["security"]);
     }
 }
@@ -225,7 +216,7 @@ fn a_run_over_sasl_ssl_delivers_everything_and_shows_its_password_nowhere() {
         ])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let out = kswarm_with_stdin(
         &[
             "produce",
@@ -240,7 +231,7 @@ fn a_run_over_sasl_ssl_delivers_everything_and_shows_its_password_nowhere() {
         ],
         &numbered("rec", n),
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
 
     let seen_file = dir.path().join("seen");
     let env_dump = dir.path().join("handler-env");
@@ -291,11 +282,14 @@ fn a_run_over_sasl_ssl_delivers_everything_and_shows_its_password_nowhere() {
         ])
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", text(&status));
+    assert!(status.status.success(), "{}", output_text(&status));
     let plan_json = plan(&b, &topic, &["-F", cfg_s]);
-    assert!(plan_json.status.success(), "{}", text(&plan_json));
+    assert!(plan_json.status.success(), "{}", output_text(&plan_json));
     for (what, o) in [("status --json", &status), ("plan --json", &plan_json)] {
-        assert!(!text(o).contains(&secret), "{what} shows the password");
+        assert!(
+            !output_text(o).contains(&secret),
+            "{what} shows the password"
+        );
     }
     let pj: serde_json::Value = serde_json::from_slice(&plan_json.stdout).unwrap();
     assert_eq!(
@@ -363,7 +357,7 @@ fn bad_security_settings_fail_fast_and_name_the_setting() {
         .output();
     let took = t0.elapsed();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
     assert!(
         err.contains("authentication failed for user alice (SCRAM-SHA-512)"),
         "{err}"
@@ -499,11 +493,11 @@ fn bad_security_settings_fail_fast_and_name_the_setting() {
         let t0 = Instant::now();
         let o = kswarm().args(&args).output().unwrap();
         let took = t0.elapsed();
-        assert_eq!(o.status.code(), Some(code), "{name}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(code), "{name}: {}", output_text(&o));
         assert!(
             String::from_utf8_lossy(&o.stderr).contains(part),
             "{name}: the message should name {part:?}: {}",
-            text(&o)
+            output_text(&o)
         );
         assert!(took < within, "{name}: took {took:?}");
         eprintln!("{name}: exit {code} in {took:?}");
@@ -522,7 +516,7 @@ fn bad_security_settings_fail_fast_and_name_the_setting() {
             "ssl.endpoint.identification.algorithm=none",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not against the broker's name"));
 }
 
@@ -558,7 +552,7 @@ fn a_kcat_config_file_works_as_it_is() {
         ])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(
         err.matches("socket.keepalive.enable").count(),
@@ -576,12 +570,12 @@ fn a_kcat_config_file_works_as_it_is() {
         .args(["plan", "-t", &topic, "-w", "2"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr)
             .contains("authentication failed for user alice (SCRAM-SHA-256)"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     // a line that is not key=value names the file and line
     let bad = config_file(dir.path(), "bad.conf", &["security.protocol SSL".into()]);
@@ -597,11 +591,11 @@ fn a_kcat_config_file_works_as_it_is() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(&format!("{}:2", bad.display())),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 }
 
@@ -636,7 +630,7 @@ fn a_librdkafka_peer_shares_the_group_over_sasl_ssl() {
             ],
             &numbered(prefix, n),
         );
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", output_text(&o));
     };
     let (na, nb, nc) = (400, 2000, 400);
     produce("a", na);

@@ -384,14 +384,6 @@ fn sigkilled_workers_and_handlers_lose_nothing() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `kswarm run --group-protocol share` against `addr` exits 2 naming the
 /// flag and the broker version or feature needed.
 fn assert_share_refused(addr: &str) {

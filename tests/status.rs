@@ -7,7 +7,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::{create_topic, numbered, produce_with, read_seen, wait_for, wait_members, Run};
+use support::{
+    create_topic, numbered, produce_with, read_seen, status_json, wait_for, wait_members, Run,
+};
 
 /// Per partition (committed, end, lag) as `kafka-consumer-groups --describe` says.
 fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i64, Option<i64>)> {
@@ -25,21 +27,6 @@ fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i6
             )
         })
         .collect()
-}
-
-/// `kswarm status --json` with the run's state directory; it must succeed.
-fn status_json(state: &std::path::Path, b: &str, group: &str, topic: &str) -> serde_json::Value {
-    let out = support::kswarm()
-        .env("KSWARM_STATE_DIR", state)
-        .args(["status", "-b", b, "-g", group, "-t", topic, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use support::alive;
 
 /// Time for a worker to join a group (on tansu JoinGroup waits up to half
 /// the session timeout for the other members).
@@ -245,19 +246,6 @@ impl Drop for Run {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// Alive and not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(')')
-                .map(|(_, r)| r.trim_start().chars().next());
-            !matches!(state, Some(Some('Z')) | Some(Some('X')))
-        }
-        Err(_) => false,
     }
 }
 

@@ -97,7 +97,7 @@ fn source_positions(topic: &str) -> BTreeMap<String, (i32, i64)> {
 }
 
 /// The log end offset of every partition of `topic` (librdkafka).
-fn ends(topic: &str, n: usize) -> BTreeMap<i32, i64> {
+fn log_ends(topic: &str, n: usize) -> BTreeMap<i32, i64> {
     let pos = source_positions(topic);
     let mut out: BTreeMap<i32, i64> = (0..n as i32).map(|p| (p, 0)).collect();
     for (p, o) in pos.values() {
@@ -177,7 +177,7 @@ fn verdicts_with_dead_letter_topic(protocol: &str) {
     // assignment) and the counts below would not be exact.
     wait_run_members(&run, dir.path(), &group, &topic, 2, Duration::from_secs(60));
     produce(&brokers(), &topic, &numbered("v", n));
-    let want_ends = ends(&topic, 2);
+    let want_ends = log_ends(&topic, 2);
     wait_for(Duration::from_secs(90), "every offset committed", || {
         (committed_all(&topic, &group, 2) == want_ends).then_some(())
     });
@@ -362,7 +362,7 @@ fn sigkill_chaos_loses_no_dead_letter() {
         .args(["--commit-interval", "100ms", "--max-restarts", "20/1m"])
         .state(dir.path())
         .spawn();
-    let want_ends = ends(&topic, 2);
+    let want_ends = log_ends(&topic, 2);
     let mut kills = 0;
     for round in 0..7 {
         wait_for(Duration::from_secs(60), "copies being written", || {
