@@ -313,13 +313,12 @@ fn empty_topic_stops_cleanly_on_term() {
 
 /// `kswarm run` with `args` on a 2-partition topic; waits for its exit.
 fn run_until_exit(b: &str, topic: &str, group: &str, args: &[&str]) -> (Option<i32>, String) {
-    let mut cmd = support::kswarm();
-    cmd.args([
-        "run", "-b", b, "-t", topic, "-g", group, "-w", "1", "-p", "2",
-    ])
-    .args(["--session-timeout", "6s"])
-    .args(args);
-    let mut p = support::Proc::spawn("kswarm run", cmd, None);
+    let mut p = support::Run::new(topic, group)
+        .brokers(b)
+        .partitions("2")
+        .args(["--session-timeout", "6s"])
+        .args(args)
+        .spawn();
     let st = p.wait(Duration::from_secs(90));
     let err = p.stderr_text();
     eprintln!("kswarm run {args:?} -> {st:?}\n{err}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{
-    create_topic, numbered, produce_with, read_seen, start_run, tally, wait_for, wait_members,
+    create_topic, numbered, produce_with, read_seen, tally, wait_for, wait_members, Run,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -45,17 +45,12 @@ fn a_broker_outage_is_waited_out_and_its_limit_ends_the_run() {
     let handler = support::slow_appending_handler(&file, 0.001);
     // A small restart budget: workers that die while the broker cannot
     // answer must not spend it.
-    let args = [
-        "-w",
-        "4",
-        "-p",
-        "keep",
-        "--exec",
-        handler.as_str(),
-        "--max-restarts",
-        "3/60s",
-    ];
-    let mut run = start_run("kswarm run", &topic, &group, dir.path(), &args);
+    let mut run = Run::new(&topic, &group)
+        .workers(4)
+        .exec(&handler)
+        .args(["--max-restarts", "3/60s"])
+        .state(dir.path())
+        .spawn();
     wait_members(dir.path(), &group, &topic, 4, LONG);
     wait_for(LONG, "500 records handled", || {
         (read_seen(&file).len() >= 500).then_some(())
@@ -91,22 +86,12 @@ fn a_broker_outage_is_waited_out_and_its_limit_ends_the_run() {
 
     // With a limit, an outage past it ends the run with 1 and says why.
     let group = support::unique("g-limit");
-    let mut run = start_run(
-        "kswarm run (limit)",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--exec",
-            "cat >/dev/null",
-            "--broker-outage-limit",
-            "10s",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("kswarm run (limit)")
+        .exec("cat >/dev/null")
+        .args(["--broker-outage-limit", "10s"])
+        .state(dir.path())
+        .spawn();
     wait_members(dir.path(), &group, &topic, 1, LONG);
     let stopped = Stopped::broker();
     let st = run.wait(Duration::from_secs(90));

@@ -16,7 +16,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
 use support::{
     committed, create_topic, descendants, numbered, processes_with, produce_with, py, read_seen,
-    tally, wait_for, Proc,
+    tally, wait_for, Run,
 };
 
 /// Records before the chaos, and produced during it (in steps).
@@ -93,20 +92,19 @@ fn chaos_under_run_loses_nothing_and_duplicates_within_the_window() {
     let handler = format!("{} {} {}", py(), script.display(), file.display());
     let state = dir.path().join("state");
     let start_run = |n: u32| {
-        let mut cmd = Command::new(support::kswarm_bin());
-        cmd.args([
-            "run", "-b", &b, "-t", &topic, "-g", &group, "-w", "2", "-p", "keep",
-        ])
-        .args(["--exec", &handler])
-        .args(["--commit-interval", &format!("{COMMIT_INTERVAL_MS}ms")])
-        .args(["--max-in-flight", &MAX_IN_FLIGHT.to_string()])
-        .args(["--shutdown-timeout", "3s", "--max-restarts", "1000/60s"])
-        .env_remove("RUST_LOG")
-        .env("KSWARM_STATE_DIR", &state);
+        let mut run = Run::new(&topic, &group)
+            .name(&format!("kswarm run #{n}"))
+            .brokers(&b)
+            .workers(2)
+            .exec(&handler)
+            .flag("--commit-interval", format!("{COMMIT_INTERVAL_MS}ms"))
+            .flag("--max-in-flight", MAX_IN_FLIGHT.to_string())
+            .args(["--shutdown-timeout", "3s", "--max-restarts", "1000/60s"])
+            .state(&state);
         if let Ok(level) = std::env::var("KSWARM_CHAOS_LOG") {
-            cmd.args(["--log-level", &level]);
+            run = run.flag("--log-level", level);
         }
-        Proc::spawn(&format!("kswarm run #{n}"), cmd, None)
+        run.spawn()
     };
     let mut sup = start_run(0);
     wait_for(Duration::from_secs(90), "records to be handled", || {

@@ -40,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{numbered, produce_with, read_seen, tally, wait_for, wait_members, Proc, Seen};
+use support::{
+    build_dir, numbered, produce_with, read_seen, tally, wait_for, wait_members, Proc, Run, Seen,
+};
 
 const CLUSTER: [u16; 3] = [39101, 39102, 39103];
 const SINGLE: u16 = 39110;
@@ -56,12 +58,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn build_dir() -> PathBuf {
-    std::env::var("KSWARM_BUILD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| support::repo_root().join("build"))
 }
 
 /// Run `cmd` (stdin `input`), killing it after `timeout`: None then.
@@ -336,16 +332,6 @@ fn handler(file: &Path) -> String {
     )
 }
 
-/// `kswarm run` against `brokers` (support::start_run reads KSWARM_TEST_BROKERS).
-fn start_run_on(brokers: &str, topic: &str, group: &str, state: &Path, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(support::kswarm_bin());
-    cmd.args(["run", "-b", brokers, "-t", topic, "-g", group])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("KSWARM_STATE_DIR", state);
-    Proc::spawn("kswarm run", cmd, None)
-}
-
 /// Produces chunks of numbered records all along, retrying a chunk until the
 /// cluster takes it (a failed run may have written part of it: duplicates
 /// are fine, the check is on ids).
@@ -514,13 +500,13 @@ impl Case {
             &["--batch-size", "100"],
         );
         let h = handler(&file);
-        let run = start_run_on(
-            brokers,
-            &topic,
-            &group,
-            dir.path(),
-            &["-w", "2", "-p", "keep", "--format", "json", "--exec", &h],
-        );
+        let run = Run::new(&topic, &group)
+            .brokers(brokers)
+            .workers(2)
+            .format("json")
+            .exec(&h)
+            .state(dir.path())
+            .spawn();
         let producer = Producer::start(brokers, &topic, &format!("{tag}-live"));
         let mut case = Case {
             tag,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::{
-    appending_handler, committed, create_topic, kill_descendants, missing, numbered, proc_kib,
-    produce, produce_with, read_seen, slow_appending_handler, tally, wait_for, Seen, Tally,
-    WorkerSpec,
+    appending_handler, committed, create_topic, ends, kill_descendants, missing, numbered,
+    proc_kib, produce, produce_with, read_seen, slow_appending_handler, tally, wait_for, Seen,
+    Tally, WorkerSpec,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -28,15 +28,6 @@ fn wait_all(file: &Path, prefix: &str, n: usize, timeout: Duration) -> (Vec<Seen
     let seen = read_seen(file);
     let t = tally(&seen);
     (seen, t)
-}
-
-fn ends(seen: &[Seen]) -> std::collections::BTreeMap<i32, Option<i64>> {
-    let mut m = std::collections::BTreeMap::new();
-    for s in seen {
-        let e = m.entry(s.partition).or_insert(Some(0));
-        *e = Some(e.unwrap().max(s.offset + 1));
-    }
-    m
 }
 
 #[test]

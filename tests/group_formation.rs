@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kswarm::config::Assignor;
+use kswarm::config::GroupProtocol;
 use kswarm::group::{evict, Assigned, GroupSettings, Member};
+use support::{broker_list, brokers, create_topic};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -33,14 +35,10 @@ fn timeouts() -> (Duration, Duration, Duration) {
     (r, s, h)
 }
 
-fn brokers() -> Vec<String> {
-    support::brokers().split(',').map(str::to_string).collect()
-}
-
 fn settings(group: &str, topic: &str) -> GroupSettings {
     let (rebalance, session, heartbeat) = timeouts();
     GroupSettings {
-        brokers: brokers(),
+        brokers: broker_list(),
         connect_timeout: Duration::from_secs(10),
         client_id: "kswarm-bench".into(),
         group: group.into(),
@@ -54,11 +52,6 @@ fn settings(group: &str, topic: &str) -> GroupSettings {
         protocol: kswarm::config::GroupProtocol::Classic,
         remote_assignor: None,
     }
-}
-
-/// A topic with `partitions` partitions (`kswarm plan --apply`).
-fn create_topic(topic: &str, partitions: usize) {
-    support::create_topic(&support::brokers(), topic, partitions);
 }
 
 struct Running {
@@ -112,7 +105,7 @@ async fn formed(ms: &[Running], n: i32, within: Duration) -> Duration {
 
 async fn measure(n: usize, heal: bool) {
     let (topic, group) = (support::unique("gf"), support::unique("g"));
-    create_topic(&topic, n);
+    create_topic(&brokers(), &topic, n);
     let t = Instant::now();
     let mut ms: Vec<Running> = (0..n).map(|_| start(settings(&group, &topic))).collect();
     let form = formed(&ms, n as i32, Duration::from_secs(60)).await;
@@ -141,9 +134,13 @@ async fn measure(n: usize, heal: bool) {
     let dead_id = dead.state.borrow().clone().unwrap().member_id;
     dead.task.abort();
     let t = Instant::now();
-    evict(&classic_eviction(&group), &[dead_id], &[])
-        .await
-        .unwrap();
+    evict(
+        &support::eviction(&group, GroupProtocol::Classic),
+        &[dead_id],
+        &[],
+    )
+    .await
+    .unwrap();
     let evicted = formed(&ms, n as i32, Duration::from_secs(60))
         .await
         .max(t.elapsed());
@@ -174,13 +171,4 @@ async fn formation_times_of_2_members() {
 #[tokio::test(flavor = "current_thread")]
 async fn formation_times_of_8_members() {
     measure(8, true).await;
-}
-
-fn classic_eviction(group: &str) -> kswarm::group::Eviction {
-    kswarm::group::Eviction::new(
-        &brokers(),
-        Duration::from_secs(10),
-        group,
-        kswarm::config::GroupProtocol::Classic,
-    )
 }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kswarm::config::Assignor;
+use kswarm::config::GroupProtocol;
 use kswarm::group::{evict, Assigned, GroupError, GroupSettings, Member};
+use support::{broker_list, brokers, create_topic};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -17,13 +19,9 @@ const SESSION: Duration = Duration::from_secs(6);
 const REBALANCE: Duration = Duration::from_secs(3);
 const HEARTBEAT: Duration = Duration::from_millis(300);
 
-fn brokers() -> Vec<String> {
-    support::brokers().split(',').map(str::to_string).collect()
-}
-
 fn settings(group: &str, topic: &str) -> GroupSettings {
     GroupSettings {
-        brokers: brokers(),
+        brokers: broker_list(),
         connect_timeout: Duration::from_secs(10),
         client_id: "kswarm-test".into(),
         group: group.into(),
@@ -50,11 +48,6 @@ fn long_session(group: &str, topic: &str) -> GroupSettings {
 
 const LONG_SESSION: Duration = Duration::from_secs(30);
 
-/// A topic with `partitions` partitions (`kswarm plan --apply`).
-fn create_topic(topic: &str, partitions: usize) {
-    support::create_topic(&support::brokers(), topic, partitions);
-}
-
 /// Three members of a fresh group on a fresh 4-partition topic, settled:
 /// (topic, group, members).
 async fn three_settled(
@@ -62,7 +55,7 @@ async fn three_settled(
     s: fn(&str, &str) -> GroupSettings,
 ) -> (String, String, Vec<Running>) {
     let (topic, group) = (support::unique(prefix), support::unique("g"));
-    create_topic(&topic, 4);
+    create_topic(&brokers(), &topic, 4);
     let ms: Vec<Running> = (0..3).map(|_| Running::start(s(&group, &topic))).collect();
     settle(
         &ms.iter().collect::<Vec<_>>(),
@@ -279,7 +272,7 @@ async fn settle(
 #[tokio::test(flavor = "current_thread")]
 async fn three_members_share_six_partitions() {
     let (topic, group) = (support::unique("gm-three"), support::unique("g"));
-    create_topic(&topic, 6);
+    create_topic(&brokers(), &topic, 6);
     let ms: Vec<Running> = (0..3)
         .map(|_| Running::start(settings(&group, &topic)))
         .collect();
@@ -298,7 +291,7 @@ async fn three_members_share_six_partitions() {
 #[tokio::test(flavor = "current_thread")]
 async fn mixed_group_with_librdkafka() {
     let (topic, group) = (support::unique("gm-mixed"), support::unique("g"));
-    create_topic(&topic, 6);
+    create_topic(&brokers(), &topic, 6);
     // librdkafka first, so that it leads: it decodes our subscriptions and
     // computes the assignment we decode.
     let peer = Peer::start(&group, &topic, "range,roundrobin");
@@ -330,7 +323,7 @@ async fn mixed_group_with_librdkafka() {
 #[tokio::test(flavor = "current_thread")]
 async fn common_assignor_is_chosen() {
     let (topic, group) = (support::unique("gm-rr"), support::unique("g"));
-    create_topic(&topic, 4);
+    create_topic(&brokers(), &topic, 4);
     let peer = Peer::start(&group, &topic, "roundrobin");
     settle(&[], &[&peer], 4, Duration::from_secs(60)).await;
     let a = Running::start(settings(&group, &topic)); // offers range, roundrobin
@@ -349,7 +342,7 @@ async fn common_assignor_is_chosen() {
 #[tokio::test(flavor = "current_thread")]
 async fn our_leader_runs_roundrobin() {
     let (topic, group) = (support::unique("gm-rr2"), support::unique("g"));
-    create_topic(&topic, 4);
+    create_topic(&brokers(), &topic, 4);
     let mut s = settings(&group, &topic);
     s.assignors = vec![Assignor::RoundRobin];
     let (a, b) = (Running::start(s.clone()), Running::start(s));
@@ -364,7 +357,7 @@ async fn our_leader_runs_roundrobin() {
 #[tokio::test(flavor = "current_thread")]
 async fn mixed_group_with_kafka_python_and_librdkafka() {
     let (topic, group) = (support::unique("gm-kp"), support::unique("g"));
-    create_topic(&topic, 5);
+    create_topic(&brokers(), &topic, 5);
     let a = Running::start(settings(&group, &topic));
     let kp = Peer::start_kafka_python(&group, &topic);
     let ck = Peer::start(&group, &topic, "range");
@@ -384,7 +377,7 @@ async fn mixed_group_with_kafka_python_and_librdkafka() {
 #[tokio::test(flavor = "current_thread")]
 async fn commit_is_read_back_by_librdkafka() {
     let (topic, group) = (support::unique("gm-commit"), support::unique("g"));
-    create_topic(&topic, 3);
+    create_topic(&brokers(), &topic, 3);
     let m = Running::start(settings(&group, &topic));
     settle(&[&m], &[], 3, Duration::from_secs(30)).await;
     m.commit(vec![(0, 5), (2, 42)]).await.expect("commit");
@@ -457,9 +450,13 @@ async fn evicted_member_is_replaced_quickly() {
     let dead_id = dead.current().unwrap().member_id;
     dead.crash();
     let t = Instant::now();
-    evict(&classic_eviction(&group), &[dead_id], &[])
-        .await
-        .expect("evict");
+    evict(
+        &support::eviction(&group, GroupProtocol::Classic),
+        &[dead_id],
+        &[],
+    )
+    .await
+    .expect("evict");
     let evicting = t.elapsed();
     let (took, a) = settle_rest(&ms, Duration::from_secs(30)).await;
     let took = evicting + took;
@@ -470,9 +467,13 @@ async fn evicted_member_is_replaced_quickly() {
     );
     // Evicting a member that is already gone is fine.
     let again = a[0].member_id.clone() + "-nobody";
-    evict(&classic_eviction(&group), &[again], &[])
-        .await
-        .expect("evict unknown");
+    evict(
+        &support::eviction(&group, GroupProtocol::Classic),
+        &[again],
+        &[],
+    )
+    .await
+    .expect("evict unknown");
     for m in ms {
         m.leave().await;
     }
@@ -484,7 +485,7 @@ async fn evicted_member_is_replaced_quickly() {
 #[tokio::test(flavor = "current_thread")]
 async fn commit_with_stale_generation_is_refused() {
     let (topic, group) = (support::unique("gm-gen"), support::unique("g"));
-    create_topic(&topic, 2);
+    create_topic(&brokers(), &topic, 2);
     let mut a = Member::connect(settings(&group, &topic)).await.unwrap();
     let first = a.join().await.unwrap();
     assert_eq!(first.partitions, vec![0, 1]);
@@ -526,7 +527,7 @@ async fn commit_with_stale_generation_is_refused() {
 #[tokio::test(flavor = "current_thread")]
 async fn no_common_assignor_is_fatal_and_names_the_flag() {
     let (topic, group) = (support::unique("gm-incons"), support::unique("g"));
-    create_topic(&topic, 2);
+    create_topic(&brokers(), &topic, 2);
     let mut rr = settings(&group, &topic);
     rr.assignors = vec![Assignor::RoundRobin];
     let a = Running::start(rr);
@@ -580,7 +581,7 @@ async fn consumer_settled(ms: &[Running], within: Duration) -> (Duration, Vec<As
 #[tokio::test(flavor = "current_thread")]
 async fn consumer_protocol_evicted_member_is_replaced_quickly() {
     let (topic, group) = (support::unique("gm-cp-evict"), support::unique("g"));
-    create_topic(&topic, 4);
+    create_topic(&brokers(), &topic, 4);
     let mut ms: Vec<Running> = (0..3)
         .map(|_| Running::start(consumer_protocol(&group, &topic)))
         .collect();
@@ -590,9 +591,13 @@ async fn consumer_protocol_evicted_member_is_replaced_quickly() {
     let dead_id = dead.current().unwrap().member_id;
     dead.crash();
     let t = Instant::now();
-    kswarm::group::evict(&consumer_eviction(&group), &[dead_id], &[])
-        .await
-        .expect("evict");
+    kswarm::group::evict(
+        &support::eviction(&group, GroupProtocol::Consumer),
+        &[dead_id],
+        &[],
+    )
+    .await
+    .expect("evict");
     let (_, a) = consumer_settled(&ms, Duration::from_secs(40)).await;
     let took = t.elapsed();
     eprintln!("after the eviction the survivors own everything in {took:?}: {a:?}");
@@ -601,7 +606,7 @@ async fn consumer_protocol_evicted_member_is_replaced_quickly() {
         "eviction took {took:?}: it waited for the broker's session (45 s)?"
     );
     kswarm::group::evict(
-        &consumer_eviction(&group),
+        &support::eviction(&group, GroupProtocol::Consumer),
         &["nobody-of-this-group".to_string()],
         &[],
     )
@@ -610,22 +615,4 @@ async fn consumer_protocol_evicted_member_is_replaced_quickly() {
     for m in ms {
         m.leave().await;
     }
-}
-
-fn classic_eviction(group: &str) -> kswarm::group::Eviction {
-    kswarm::group::Eviction::new(
-        &brokers(),
-        Duration::from_secs(10),
-        group,
-        kswarm::config::GroupProtocol::Classic,
-    )
-}
-
-fn consumer_eviction(group: &str) -> kswarm::group::Eviction {
-    kswarm::group::Eviction::new(
-        &brokers(),
-        Duration::from_secs(10),
-        group,
-        kswarm::config::GroupProtocol::Consumer,
-    )
 }

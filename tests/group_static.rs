@@ -4,15 +4,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kswarm::config::Assignor;
+use kswarm::config::GroupProtocol;
 use kswarm::group::{evict, GroupSettings, Member};
-
-fn brokers() -> Vec<String> {
-    support::brokers().split(',').map(str::to_string).collect()
-}
+use support::{broker_list, brokers, create_topic};
 
 fn settings(group: &str, topic: &str, instance: &str) -> GroupSettings {
     GroupSettings {
-        brokers: brokers(),
+        brokers: broker_list(),
         connect_timeout: Duration::from_secs(10),
         client_id: "kswarm-static-test".into(),
         group: group.into(),
@@ -28,11 +26,6 @@ fn settings(group: &str, topic: &str, instance: &str) -> GroupSettings {
     }
 }
 
-/// A topic with `partitions` partitions (`kswarm plan --apply`).
-fn create_topic(topic: &str, partitions: usize) {
-    support::create_topic(&support::brokers(), topic, partitions);
-}
-
 /// A static member that crashed (no LeaveGroup) and comes back under the
 /// same instance id gets its partitions back, in the same generation: no
 /// rebalance for the rest of the group. (tansu hands the restarted instance
@@ -41,7 +34,7 @@ fn create_topic(topic: &str, partitions: usize) {
 #[tokio::test(flavor = "current_thread")]
 async fn restarted_static_member_gets_its_partitions_back() {
     let (topic, group) = (support::unique("gs"), support::unique("g"));
-    create_topic(&topic, 4);
+    create_topic(&brokers(), &topic, 4);
     let mut a = Member::connect(settings(&group, &topic, &format!("{group}-0")))
         .await
         .unwrap();
@@ -106,7 +99,7 @@ async fn restarted_static_member_gets_its_partitions_back() {
 #[tokio::test(flavor = "current_thread")]
 async fn evicting_a_static_member_by_instance_id() {
     let (topic, group) = (support::unique("gs-ev"), support::unique("g"));
-    create_topic(&topic, 4);
+    create_topic(&brokers(), &topic, 4);
     let mut a = Member::connect(settings(&group, &topic, &format!("{group}-0")))
         .await
         .unwrap();
@@ -134,9 +127,13 @@ async fn evicting_a_static_member_by_instance_id() {
     });
     drop(gone); // crash
     let t = Instant::now();
-    evict(&classic_eviction(&group), &[], &[gone_instance])
-        .await
-        .expect("evict");
+    evict(
+        &support::eviction(&group, GroupProtocol::Classic),
+        &[],
+        &[gone_instance],
+    )
+    .await
+    .expect("evict");
     let got = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let j = joins.recv().await.unwrap();
@@ -152,13 +149,4 @@ async fn evicting_a_static_member_by_instance_id() {
         t.elapsed()
     );
     keep_task.abort();
-}
-
-fn classic_eviction(group: &str) -> kswarm::group::Eviction {
-    kswarm::group::Eviction::new(
-        &brokers(),
-        Duration::from_secs(10),
-        group,
-        kswarm::config::GroupProtocol::Classic,
-    )
 }

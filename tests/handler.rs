@@ -5,6 +5,8 @@
 //! `child_process_entry` with KSWARM_HANDLER_TEST_CHILD=<scenario>; in the
 //! normal run that function has nothing to do and returns at once.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -16,6 +18,7 @@ use bytes::Bytes;
 use kswarm::config::{Format, HandlerSpec};
 use kswarm::handler::{Ack, Handler, HandlerEnv, HandlerEvent};
 use kswarm::record::Record;
+use support::alive;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -503,19 +506,6 @@ async fn kill_takes_down_the_handler_process_group() {
     while alive(pid) {
         assert!(Instant::now() < deadline, "grandchild {pid} survived kill");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Alive and not a zombie (the grandchild is reparented, so it may linger as one briefly).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
     }
 }
 

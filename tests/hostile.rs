@@ -16,7 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{
     committed, create_topic, numbered, processes_with, produce_with, py, read_lines, read_seen,
-    run_state, slow_appending_handler, start_run, tally, wait_for, wait_members,
+    run_state, slow_appending_handler, tally, wait_for, wait_members, Run,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -84,24 +84,11 @@ for line in sys.stdin:
 "#,
         &file.display().to_string(),
     );
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--exec",
-            &liar,
-            "--commit-interval",
-            "100ms",
-            "--max-restarts",
-            "0/60s",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec(&liar)
+        .args(["--commit-interval", "100ms", "--max-restarts", "0/60s"])
+        .state(dir.path())
+        .spawn();
     let st = run.wait(LONG);
     assert_eq!(code(st), Some(1), "{}", run.stderr_text());
     let handled = read_seen(&file).len();
@@ -122,10 +109,10 @@ fn a_second_run_for_the_same_group_and_topic_is_refused() {
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 2);
     let handler = slow_appending_handler(&file, 0.0);
-    let args = ["-w", "1", "-p", "keep", "--exec", handler.as_str()];
-    let mut first = start_run("first", &topic, &group, dir.path(), &args);
+    let spec = Run::new(&topic, &group).exec(&handler).state(dir.path());
+    let mut first = spec.spawn_as("first");
     wait_members(dir.path(), &group, &topic, 1, LONG);
-    let mut second = start_run("second", &topic, &group, dir.path(), &args);
+    let mut second = spec.spawn_as("second");
     let st = second.wait(Duration::from_secs(30));
     assert_eq!(code(st), Some(2), "{}", second.stderr_text());
     assert!(
@@ -139,8 +126,8 @@ fn a_second_run_for_the_same_group_and_topic_is_refused() {
     // exactly one runs.
     first.signal(Signal::SIGKILL);
     first.wait(Duration::from_secs(10));
-    let mut a = start_run("restart a", &topic, &group, dir.path(), &args);
-    let mut c = start_run("restart b", &topic, &group, dir.path(), &args);
+    let mut a = spec.spawn_as("restart a");
+    let mut c = spec.spawn_as("restart b");
     let (refused, running) = wait_for(
         Duration::from_secs(30),
         "one of two restarts refused",
@@ -174,21 +161,14 @@ fn a_backlog_does_not_stop_commits_and_rebalances_and_stops_duplicate_nothing() 
     let handler = slow_appending_handler(&file, 0.0005);
     // Small fetches, so that the records of a worker's partitions interleave
     // in its handler and every partition has records in flight at a rebalance.
-    let args = [
-        "-w",
-        "2",
-        "-p",
-        "keep",
-        "--exec",
-        handler.as_str(),
-        "--commit-interval",
-        "500ms",
-        "-X",
-        "max.partition.fetch.bytes=8192",
-        "-X",
-        "fetch.max.bytes=32768",
-    ];
-    let mut run = start_run("kswarm run", &topic, &group, dir.path(), &args);
+    let spec = Run::new(&topic, &group)
+        .workers(2)
+        .exec(&handler)
+        .args(["--commit-interval", "500ms"])
+        .args(["-X", "max.partition.fetch.bytes=8192"])
+        .args(["-X", "fetch.max.bytes=32768"])
+        .state(dir.path());
+    let mut run = spec.spawn();
     wait_for(LONG, "2,000 records handled", || {
         (read_seen(&file).len() >= 2000).then_some(())
     });
@@ -216,7 +196,7 @@ fn a_backlog_does_not_stop_commits_and_rebalances_and_stops_duplicate_nothing() 
     run.signal(Signal::SIGTERM);
     let st = run.wait(Duration::from_secs(30));
     assert_eq!(code(st), Some(0), "{}", run.stderr_text());
-    let mut run = start_run("restart", &topic, &group, dir.path(), &args);
+    let mut run = spec.spawn_as("restart");
     wait_for(LONG, "every record handled", || {
         (tally(&read_seen(&file)).distinct >= N).then_some(())
     });
@@ -264,13 +244,10 @@ while True: time.sleep(1)' {mark}
     )
     .unwrap();
     let handler = format!("sh {}", script.display());
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &["-w", "1", "-p", "keep", "--exec", &handler],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec(&handler)
+        .state(dir.path())
+        .spawn();
     let workers = wait_members(dir.path(), &group, &topic, 1, LONG);
     let first = wait_for(
         Duration::from_secs(20),
@@ -314,24 +291,11 @@ fn a_handler_that_closed_its_stdout_is_named_counted_and_cleaned_up() {
     // A sleep of a length no other process has, to find it again.
     let mark = format!("sleep {}", 600_000 + std::process::id() % 100_000);
     let handler = format!("{mark} & exec >&-; cat >/dev/null");
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--exec",
-            &handler,
-            "--hang-timeout",
-            "3s",
-            "--max-restarts",
-            "2/60s",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec(&handler)
+        .args(["--hang-timeout", "3s", "--max-restarts", "2/60s"])
+        .state(dir.path())
+        .spawn();
     let st = run.wait(LONG);
     let err = run.stderr_text();
     assert_eq!(code(st), Some(1), "{err}");
@@ -363,24 +327,12 @@ fn a_record_the_handler_cannot_take_comes_after_everything_before_it() {
         "while IFS= read -r l; do printf '%s\\n' \"$l\" >> {}; echo ok; done",
         file.display()
     );
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--format",
-            "value",
-            "--exec",
-            &handler,
-            "--max-restarts",
-            "0/60s",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .format("value")
+        .exec(&handler)
+        .args(["--max-restarts", "0/60s"])
+        .state(dir.path())
+        .spawn();
     let st = run.wait(LONG);
     let err = run.stderr_text();
     assert_eq!(code(st), Some(1), "{err}");
@@ -429,22 +381,12 @@ fn a_stopped_supervisor_kills_no_healthy_worker_when_it_continues() {
         &["--batch-size", "1000"],
     );
     let handler = slow_appending_handler(&file, 0.0005);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--exec",
-            &handler,
-            "--hang-timeout",
-            "3s",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .exec(&handler)
+        .args(["--hang-timeout", "3s"])
+        .state(dir.path())
+        .spawn();
     let before = wait_members(dir.path(), &group, &topic, 2, LONG);
     run.signal(Signal::SIGSTOP);
     std::thread::sleep(Duration::from_secs(8));
@@ -476,13 +418,11 @@ fn every_ttin_and_ttou_counts_and_the_group_goes_on() {
     let file = dir.path().join("handled.jsonl");
     create_topic(&b, &topic, 8);
     let handler = slow_appending_handler(&file, 0.0);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &["-w", "2", "-p", "keep", "--exec", &handler],
-    );
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .exec(&handler)
+        .state(dir.path())
+        .spawn();
     wait_members(dir.path(), &group, &topic, 2, LONG);
     let pid = Pid::from_raw(run.pid());
     for _ in 0..5 {
@@ -548,8 +488,8 @@ open(sys.argv[2], "a").write("read to EOF\n")
 "#,
         &format!("{} {}", file.display(), ended.display()),
     );
-    let args = ["-w", "1", "-p", "keep", "--exec", handler.as_str()];
-    let mut run = start_run("kswarm run", &topic, &group, dir.path(), &args);
+    let spec = Run::new(&topic, &group).exec(&handler).state(dir.path());
+    let mut run = spec.spawn();
     wait_for(LONG, "500 records handled", || {
         (read_seen(&file).len() >= 500).then_some(())
     });
@@ -561,7 +501,7 @@ open(sys.argv[2], "a").write("read to EOF\n")
         std::fs::read_to_string(&ended).is_ok_and(|t| t.contains("EOF")),
         "the handler drained what it held and ended on its own, not killed"
     );
-    let mut run = start_run("restart", &topic, &group, dir.path(), &args);
+    let mut run = spec.spawn_as("restart");
     wait_for(Duration::from_secs(120), "every record handled", || {
         (tally(&read_seen(&file)).distinct >= 3000).then_some(())
     });
@@ -580,37 +520,27 @@ fn a_missing_state_directory_is_made_and_a_missing_handler_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     create_topic(&b, &topic, 1);
     let state = dir.path().join("not/yet/there");
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        &state,
-        &["-w", "1", "-p", "keep", "--exec", "cat >/dev/null"],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec("cat >/dev/null")
+        .state(&state)
+        .spawn();
     wait_members(&state, &group, &topic, 1, LONG);
     let mode = std::fs::metadata(&state).map(|m| {
         use std::os::unix::fs::PermissionsExt;
         m.permissions().mode() & 0o777
     });
     assert_eq!(mode.ok(), Some(0o700));
-    let out = support::kswarm()
-        .env("KSWARM_STATE_DIR", &state)
-        .args(["status", "-b", &b, "-g", &group, "-t", &topic, "--json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let v = support::status_json(&state, &b, &group, &topic);
     assert_eq!(v["supervisor"]["pid"], run.pid(), "{v}");
     run.signal(Signal::SIGTERM);
     assert_eq!(code(run.wait(Duration::from_secs(30))), Some(0));
 
     let started = Instant::now();
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &support::unique("g-missing"),
-        dir.path(),
-        &["-w", "2", "-p", "keep", "--exec", "/nonexistent/handler"],
-    );
+    let mut run = Run::new(&topic, &support::unique("g-missing"))
+        .workers(2)
+        .exec("/nonexistent/handler")
+        .state(dir.path())
+        .spawn();
     let st = run.wait(LONG);
     assert_eq!(code(st), Some(2), "{}", run.stderr_text());
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -652,19 +582,11 @@ fn a_drain_longer_than_the_session_keeps_the_member() {
         GROUPED_ACKS,
         &file.display().to_string(),
     );
-    let args = [
-        "-w",
-        "1",
-        "-p",
-        "keep",
-        "--exec",
-        handler.as_str(),
-        "--session-timeout",
-        "6s",
-        "--hang-timeout",
-        "5m",
-    ];
-    let mut run = start_run("kswarm run", &topic, &group, dir.path(), &args);
+    let mut run = Run::new(&topic, &group)
+        .exec(&handler)
+        .args(["--session-timeout", "6s", "--hang-timeout", "5m"])
+        .state(dir.path())
+        .spawn();
     wait_members(dir.path(), &group, &topic, 1, LONG);
     // Fewer records than a group of acknowledgements: the handler holds them.
     produce_with(&b, &topic, &numbered("held", 5), &[]);

@@ -143,7 +143,11 @@ impl Net {
     }
 
     /// `kswarm ARGS` on `host`: in its namespace, under its own host name.
-    fn kswarm(&self, host: &str, state: &Path, args: &[&str]) -> Command {
+    fn kswarm<I, S>(&self, host: &str, state: &Path, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let mut c = Command::new("ip");
         c.args([
             "netns",
@@ -249,28 +253,15 @@ fn start_host_with(
     let seen = dir.join(format!("seen-{host}"));
     let state = dir.join(format!("state-{host}"));
     std::fs::create_dir_all(&state).unwrap();
-    let w = workers.to_string();
-    let handler = appending_handler(&seen);
-    let brokers = net.brokers();
-    let mut args = vec![
-        "run",
-        "-b",
-        &brokers,
-        "-t",
-        topic,
-        "-g",
-        group,
-        "-w",
-        &w,
-        "--session-timeout",
-        SESSION,
-        "--format",
-        "json",
-        "--exec",
-        &handler,
-    ];
-    args.extend_from_slice(extra);
-    let cmd = net.kswarm(host, &state, &args);
+    let run = Run::new(topic, group)
+        .brokers(&net.brokers())
+        .workers(workers as usize)
+        .no_partitions()
+        .args(["--session-timeout", SESSION])
+        .format("json")
+        .exec(&appending_handler(&seen))
+        .args(extra);
+    let cmd = net.kswarm(host, &state, run.argv());
     Host {
         proc: Proc::spawn(&format!("kswarm on {host}"), cmd, None),
         seen,
@@ -347,7 +338,7 @@ fn three_hosts_share_one_group() {
         .kswarm(
             "d",
             dir.path(),
-            &[
+            [
                 "plan", "-b", &b, "-t", &topic, "-g", &group, "-w", "3", "--json",
             ],
         )

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use support::{alive, output_text};
+
 struct SysV {
     dir: tempfile::TempDir,
     defaults: PathBuf,
@@ -87,24 +89,6 @@ impl Drop for SysV {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
 /// Distinct worker pids the supervisor logged as joined (rejoins count once).
 fn worker_pids(log: &str) -> Vec<i32> {
     let mut pids: Vec<i32> = log
@@ -134,25 +118,30 @@ fn sysv_script_starts_reports_reloads_and_stops_kswarm() {
     ]);
 
     let st = s.cmd("status");
-    assert_eq!(st.status.code(), Some(3), "not running yet: {}", text(&st));
+    assert_eq!(
+        st.status.code(),
+        Some(3),
+        "not running yet: {}",
+        output_text(&st)
+    );
 
     let start = s.cmd("start");
-    assert_eq!(start.status.code(), Some(0), "{}", text(&start));
+    assert_eq!(start.status.code(), Some(0), "{}", output_text(&start));
     let pid = s.pid();
     assert!(alive(pid));
     s.wait_log("all 2 workers joined", Duration::from_secs(30));
 
     let again = s.cmd("start");
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("already running"));
     assert_eq!(s.pid(), pid, "a second start starts nothing");
 
     let st = s.cmd("status");
-    assert_eq!(st.status.code(), Some(0), "{}", text(&st));
+    assert_eq!(st.status.code(), Some(0), "{}", output_text(&st));
     assert!(String::from_utf8_lossy(&st.stdout).contains(&format!("pid {pid}")));
 
     let reload = s.cmd("reload");
-    assert_eq!(reload.status.code(), Some(0), "{}", text(&reload));
+    assert_eq!(reload.status.code(), Some(0), "{}", output_text(&reload));
     s.wait_log("rolling restart done", Duration::from_secs(60));
     let workers = worker_pids(&s.log());
     assert_eq!(
@@ -163,7 +152,7 @@ fn sysv_script_starts_reports_reloads_and_stops_kswarm() {
     );
 
     let stop = s.cmd("stop");
-    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop));
+    assert_eq!(stop.status.code(), Some(0), "{}", output_text(&stop));
     assert!(!alive(pid), "supervisor gone after stop");
     let left: Vec<i32> = workers.iter().copied().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "workers left: {left:?}");
@@ -175,13 +164,13 @@ fn sysv_script_starts_reports_reloads_and_stops_kswarm() {
     );
 
     let st = s.cmd("status");
-    assert_eq!(st.status.code(), Some(3), "{}", text(&st));
+    assert_eq!(st.status.code(), Some(3), "{}", output_text(&st));
     let stop = s.cmd("stop");
     assert_eq!(
         stop.status.code(),
         Some(0),
         "stopping a stopped service is fine: {}",
-        text(&stop)
+        output_text(&stop)
     );
 }
 
@@ -193,12 +182,12 @@ fn sysv_start_fails_loudly_on_bad_settings() {
         ("KSWARM_GROUP", "g"),
     ]);
     let start = s.cmd("start");
-    assert_ne!(start.status.code(), Some(0), "{}", text(&start));
+    assert_ne!(start.status.code(), Some(0), "{}", output_text(&start));
     let err = String::from_utf8_lossy(&start.stderr);
     assert!(
         err.contains("--topic"),
         "the log tail names the flag: {}",
-        text(&start)
+        output_text(&start)
     );
     assert!(!s.pidfile().exists());
     assert_eq!(s.cmd("status").status.code(), Some(3));
@@ -275,7 +264,7 @@ fn systemd_analyze_verifies_the_unit() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !err.contains("kswarm.service"),

@@ -27,7 +27,7 @@
 //! peer fails its cases, never skips them.
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::{
-    appending_handler, committed, create_topic, numbered, produce_with, read_seen, run_state,
-    start_run, tally, wait_for, wait_members, Proc, Seen,
+    appending_handler, build_dir, committed, create_topic, ends_all, numbered, produce_with,
+    read_seen, run_state, tally, wait_for, wait_members, Proc, Run, Seen,
 };
 
 const PARTITIONS: usize = 4;
@@ -58,12 +58,6 @@ const CONSUME: Duration = Duration::from_secs(90);
 const HANDOVER: Duration = Duration::from_secs(60);
 /// SIGTERM to kswarm's exit (drain, commit, leave).
 const STOP: Duration = Duration::from_secs(40);
-
-fn build_dir() -> PathBuf {
-    std::env::var("KSWARM_BUILD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| support::repo_root().join("build"))
-}
 
 fn peers_dir() -> PathBuf {
     support::repo_root().join("tests/peers")
@@ -404,20 +398,15 @@ impl Case {
 
     fn start_kswarm(&mut self) {
         let handler = appending_handler(&self.kswarm_file);
-        let mut args = vec![
-            "-w", "2", "-p", "keep", "--format", "json", "--exec", &handler,
-        ];
-        match self.remote_assignor() {
-            Some(remote) => args.extend(["--group-protocol", "consumer", "--assignor", remote]),
-            None => args.extend(["--assignor", self.assignor, "--session-timeout", SESSION]),
-        }
-        self.kswarm = Some(start_run(
-            "kswarm run",
-            &self.topic,
-            &self.group,
-            &self.state,
-            &args,
-        ));
+        let run = Run::new(&self.topic, &self.group)
+            .workers(2)
+            .format("json")
+            .exec(&handler);
+        let run = match self.remote_assignor() {
+            Some(remote) => run.args(["--group-protocol", "consumer", "--assignor", remote]),
+            None => run.args(["--assignor", self.assignor, "--session-timeout", SESSION]),
+        };
+        self.kswarm = Some(run.state(&self.state).spawn());
     }
 
     fn start_peer(&mut self) {
@@ -509,23 +498,6 @@ fn all_handled(files: &[&Path], want: &BTreeSet<String>) -> bool {
     want.iter().all(|v| have.contains(v))
 }
 
-/// (partition -> offset after the last record handled) of `seen`.
-fn ends(seen: &[Seen]) -> BTreeMap<i32, i64> {
-    let mut end = BTreeMap::new();
-    for s in seen {
-        let e = end.entry(s.partition).or_insert(0);
-        *e = (*e).max(s.offset + 1);
-    }
-    end
-}
-
-/// Committed offsets as `committed` returns them, for the ends in `end`.
-fn expected_commits(end: &BTreeMap<i32, i64>) -> BTreeMap<i32, Option<i64>> {
-    (0..PARTITIONS as i32)
-        .map(|p| (p, end.get(&p).copied()))
-        .collect()
-}
-
 /// Phases of a case:
 /// 1. the side started first owns every partition alone and handles batch A;
 ///    its commits reach the end of A;
@@ -593,7 +565,7 @@ fn run_case(kind: PeerKind, assignor: &'static str, first: First) {
     wait_for(CONSUME, "batch A handled by the side started first", || {
         all_handled(&[&first_file], &ids_a).then_some(())
     });
-    let want = expected_commits(&ends(&read_seen(&first_file)));
+    let want = ends_all(&read_seen(&first_file), PARTITIONS);
     wait_for(CONSUME, "the commits of batch A", || {
         (committed(&c.brokers, &c.topic, &c.group, PARTITIONS) == want).then_some(())
     });
@@ -701,7 +673,7 @@ fn run_case(kind: PeerKind, assignor: &'static str, first: First) {
     let all: Vec<Seen> = ks_seen.iter().chain(&peer_seen).cloned().collect();
     assert_eq!(
         committed(&c.brokers, &c.topic, &c.group, PARTITIONS),
-        expected_commits(&ends(&all)),
+        ends_all(&all, PARTITIONS),
         "committed offsets vs the end of each partition"
     );
 

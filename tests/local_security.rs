@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{create_topic, run_state, start_run, wait_members};
+use support::{create_topic, run_state, wait_members, Run};
 
 const NOBODY: &str = "65534";
 
@@ -82,13 +82,10 @@ fn symlinks_planted_by_another_user_write_nothing_through() {
         ));
     }
     as_nobody(&script);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        &shared,
-        &["-w", "1", "-p", "keep", "--exec", "cat >/dev/null"],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec("cat >/dev/null")
+        .state(&shared)
+        .spawn();
     wait_members(&shared, &group, &topic, 1, Duration::from_secs(60));
     assert_eq!(support::stop(&mut run), Some(0), "{}", run.stderr_text());
     assert_eq!(
@@ -109,13 +106,10 @@ fn symlinks_planted_by_another_user_write_nothing_through() {
             .replace(".json", ".lock"),
     );
     as_nobody(&format!("ln -s {} {}", victim.display(), lock.display()));
-    let mut run = start_run(
-        "kswarm run",
-        &topic2,
-        &group2,
-        &shared,
-        &["-w", "1", "-p", "keep", "--exec", "cat >/dev/null"],
-    );
+    let mut run = Run::new(&topic2, &group2)
+        .exec("cat >/dev/null")
+        .state(&shared)
+        .spawn();
     let st = run.wait(Duration::from_secs(30));
     assert_eq!(st.code(), Some(2), "{}", run.stderr_text());
     assert!(
@@ -144,13 +138,10 @@ fn a_state_file_planted_by_another_user_is_ignored() {
         state.display(),
         legacy.display()
     ));
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        &shared,
-        &["-w", "1", "-p", "keep", "--exec", "cat >/dev/null"],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec("cat >/dev/null")
+        .state(&shared)
+        .spawn();
     wait_members(&shared, &group, &topic, 1, Duration::from_secs(60));
     let s = run_state(&shared, &group, &topic).expect("its own state");
     let member = s.workers[0].member_id.clone().unwrap_or_default();
@@ -174,10 +165,7 @@ fn a_state_directory_others_can_write_to_is_refused() {
     let open = dir.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut cmd = Command::new(support::kswarm_bin());
-    cmd.env("KSWARM_STATE_DIR", &open)
-        .args(["run", "-b", &b, "-t", "t", "-g", "g"]);
-    let mut p = support::Proc::spawn("kswarm run", cmd, None);
+    let mut p = Run::new("t", "g").brokers(&b).bare().state(&open).spawn();
     let st = p.wait(Duration::from_secs(30));
     let err = p.stderr_text();
     assert_eq!(st.code(), Some(2), "{err}");
@@ -243,13 +231,7 @@ fn an_operator_finds_a_root_service_in_run_kswarm() {
     std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (topic, group) = (support::unique("svc"), support::unique("g-svc"));
     create_topic(&b, &topic, 2);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        run_dir,
-        &["-w", "2", "-p", "keep"],
-    );
+    let mut run = Run::new(&topic, &group).workers(2).state(run_dir).spawn();
     wait_members(run_dir, &group, &topic, 2, Duration::from_secs(60));
 
     let (code, out, err) = status_as_nobody(&group, &topic);

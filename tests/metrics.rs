@@ -13,19 +13,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 use support::{
-    appending_handler, committed, create_topic, numbered, produce, read_seen, run_state, start_run,
-    wait_for, wait_run_members,
+    appending_handler, committed, create_topic, free_port, numbered, produce, read_seen, run_state,
+    wait_for, wait_run_members, Run,
 };
 
 const LONG: Duration = Duration::from_secs(90);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// GET `path`: (status code, body), or None if nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -115,24 +107,13 @@ fn metrics_count_every_record_and_readyz_follows_the_group() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let handler = appending_handler(&file);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--format",
-            "json",
-            "--metrics-addr",
-            &addr,
-            "--exec",
-            &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .format("json")
+        .flag("--metrics-addr", &addr)
+        .exec(&handler)
+        .state(&state)
+        .spawn();
     // Not ready until both workers are members.
     let first = wait_for(LONG, "the metrics endpoint", || get(port, "/readyz"));
     wait_run_members(&run, &state, &group, &topic, 2, LONG);
@@ -235,21 +216,11 @@ fn a_busy_or_malformed_metrics_address_exits_2_naming_the_flag() {
         ("localhost", "is not HOST:PORT"),
         ("127.0.0.1:99999", "is not HOST:PORT"),
     ] {
-        let out = support::kswarm()
-            .args([
-                "run",
-                "-b",
-                &support::brokers(),
-                "-t",
-                "x",
-                "-g",
-                "y",
-                "--metrics-addr",
-                addr,
-            ])
-            .env("KSWARM_STATE_DIR", tempfile::tempdir().unwrap().path())
-            .output()
-            .unwrap();
+        let out = Run::new("x", "y")
+            .bare()
+            .flag("--metrics-addr", addr)
+            .state(tempfile::tempdir().unwrap().path())
+            .output();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{addr}: {err}");
         let last = support::last_error(&err);

@@ -6,7 +6,7 @@ mod support;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{brokers, kswarm, python, unique};
+use support::{brokers, kswarm, python, stderr, unique};
 
 /// Run a command to completion, killing it (and failing) after `limit`.
 fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
@@ -42,10 +42,6 @@ fn plan(args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json_plan(args: &[&str]) -> serde_json::Value {

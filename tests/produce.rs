@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{brokers, kswarm, python, unique};
+use support::{brokers, create_topic, kswarm, python, stderr, unique};
 
 /// Reads every partition of a topic from the start until it has `want`
 /// records and saw the end of every partition, or the time is up. Prints one
@@ -94,10 +94,6 @@ fn read_back(topic: &str, want: usize) -> Vec<Rec> {
         .collect()
 }
 
-fn create_topic(topic: &str, partitions: u32) {
-    support::create_topic(&brokers(), topic, partitions as usize);
-}
-
 /// Run `kswarm produce ARGS` with `input` on stdin, within `limit`.
 fn produce(args: &[&str], input: Vec<u8>, limit: Duration) -> Output {
     let mut child = kswarm()
@@ -133,14 +129,10 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 fn hundred_thousand_lines_arrive_exactly_once_with_their_bytes() {
     let t = unique("produce-100k");
-    create_topic(&t, 3);
+    create_topic(&brokers(), &t, 3);
     let n = 100_000usize;
     let mut lines: Vec<Vec<u8>> = (0..n)
         .map(|i| format!("line {i:06} payload").into_bytes())
@@ -189,7 +181,7 @@ fn hundred_thousand_lines_arrive_exactly_once_with_their_bytes() {
 #[test]
 fn a_last_line_without_newline_is_a_record() {
     let t = unique("produce-nonl");
-    create_topic(&t, 1);
+    create_topic(&brokers(), &t, 1);
     let o = produce(
         &["-b", &brokers(), "-t", &t],
         b"a\nb".to_vec(),
@@ -204,7 +196,7 @@ fn a_last_line_without_newline_is_a_record() {
 #[test]
 fn keyed_records_land_on_one_partition_each_like_the_java_partitioner() {
     let t = unique("produce-keys");
-    create_topic(&t, 4);
+    create_topic(&brokers(), &t, 4);
     let n = 2000usize;
     let input: Vec<u8> = (0..n)
         .flat_map(|i| format!("user-{}:v{i}\n", i % 13).into_bytes())
@@ -261,7 +253,7 @@ fn keyed_records_land_on_one_partition_each_like_the_java_partitioner() {
 #[test]
 fn a_fixed_key_sends_everything_to_one_partition() {
     let t = unique("produce-fixed");
-    create_topic(&t, 3);
+    create_topic(&brokers(), &t, 3);
     let input: Vec<u8> = (0..500)
         .flat_map(|i| format!("r{i}\n").into_bytes())
         .collect();
@@ -297,7 +289,7 @@ fn a_fixed_key_sends_everything_to_one_partition() {
 fn every_compression_is_readable_by_librdkafka() {
     for codec in ["gzip", "lz4", "snappy", "zstd"] {
         let t = unique(&format!("produce-{codec}"));
-        create_topic(&t, 2);
+        create_topic(&brokers(), &t, 2);
         let input: Vec<u8> = (0..300)
             .flat_map(|i| format!("{codec} record {i} {}\n", "z".repeat(50)).into_bytes())
             .collect();
@@ -319,7 +311,7 @@ fn every_compression_is_readable_by_librdkafka() {
 #[test]
 fn a_slow_writer_is_not_held_back_until_eof() {
     let t = unique("produce-slow");
-    create_topic(&t, 1);
+    create_topic(&brokers(), &t, 1);
     let mut child = kswarm()
         .args(["produce", "-b", &brokers(), "-t", &t, "--linger", "50ms"])
         .stdin(Stdio::piped())

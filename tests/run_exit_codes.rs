@@ -3,18 +3,15 @@
 //! configuration error; each with a message that names the flag or value.
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{create_topic, start_run, wait_members};
+use support::{create_topic, wait_members, Run};
 
-/// `kswarm run ARGS` to its end: (exit code, the final error message).
-fn run_to_end(args: &[&str], within: Duration) -> (Option<i32>, String) {
-    let mut cmd = Command::new(support::kswarm_bin());
-    cmd.args(args).env_remove("RUST_LOG");
-    let mut p = support::Proc::spawn("kswarm run", cmd, None);
+/// `run` to its end: (exit code, the final error message).
+fn run_to_end(run: Run, within: Duration) -> (Option<i32>, String) {
+    let mut p = run.spawn();
     let st = p.wait(within);
     let last = support::last_error(&p.stderr_text()).to_string();
     (st.code(), last)
@@ -22,9 +19,7 @@ fn run_to_end(args: &[&str], within: Duration) -> (Option<i32>, String) {
 
 #[test]
 fn configuration_errors_exit_2_naming_the_flag() {
-    let b = support::brokers();
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().to_str().unwrap();
     for (flags, names) in [
         (&["--format", "xml"][..], "--format"),
         (&["-X", "fetch.max.bytes=lots"][..], "-X fetch.max.bytes"),
@@ -36,12 +31,12 @@ fn configuration_errors_exit_2_naming_the_flag() {
         ),
         (&["--max-in-flight-time", "0s"][..], "--max-in-flight-time"),
     ] {
-        let mut args = vec!["run", "-b", &b, "-t", "any-topic", "-g", "any-group"];
-        args.extend_from_slice(flags);
         let t0 = Instant::now();
-        let mut cmd = Command::new(support::kswarm_bin());
-        cmd.args(&args).env("KSWARM_STATE_DIR", state);
-        let out = cmd.output().unwrap();
+        let out = Run::new("any-topic", "any-group")
+            .bare()
+            .args(flags)
+            .state(dir.path())
+            .output();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
         assert!(err.contains(names), "{flags:?} names {names}: {err}");
@@ -61,17 +56,10 @@ fn an_unreachable_broker_exits_1_naming_it() {
     let addr = format!("127.0.0.1:{port}");
     let t0 = Instant::now();
     let (code, last) = run_to_end(
-        &[
-            "run",
-            "-b",
-            &addr,
-            "-t",
-            "t",
-            "-g",
-            "g",
-            "--connect-timeout",
-            "2s",
-        ],
+        Run::new("t", "g")
+            .brokers(&addr)
+            .bare()
+            .args(["--connect-timeout", "2s"]),
         Duration::from_secs(30),
     );
     let _ = dir;
@@ -94,9 +82,7 @@ fn a_topic_that_cannot_be_grown_exits_1_and_one_that_can_is_grown() {
     match support::broker_kind() {
         support::Broker::Tansu => {
             let (code, last) = run_to_end(
-                &[
-                    "run", "-b", &b, "-t", &topic, "-g", &group, "-w", "2", "-p", "auto",
-                ],
+                Run::new(&topic, &group).workers(2).partitions("auto"),
                 Duration::from_secs(30),
             );
             assert_eq!(code, Some(1), "{last}");
@@ -106,13 +92,12 @@ fn a_topic_that_cannot_be_grown_exits_1_and_one_that_can_is_grown() {
             );
         }
         support::Broker::Kafka => {
-            let mut run = start_run(
-                "kswarm run",
-                &topic,
-                &group,
-                dir.path(),
-                &["-w", "2", "-p", "auto", "--exec", "cat >/dev/null"],
-            );
+            let mut run = Run::new(&topic, &group)
+                .workers(2)
+                .partitions("auto")
+                .exec("cat >/dev/null")
+                .state(dir.path())
+                .spawn();
             wait_members(dir.path(), &group, &topic, 2, Duration::from_secs(60));
             let s = support::run_state(dir.path(), &group, &topic).unwrap();
             let owned: Vec<i32> = s
@@ -132,13 +117,11 @@ fn one_interrupt_stops_cleanly_with_0() {
     let dir = tempfile::tempdir().unwrap();
     let (topic, group) = (support::unique("x-int"), support::unique("g-int"));
     create_topic(&b, &topic, 2);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &["-w", "2", "-p", "keep", "--exec", "cat >/dev/null"],
-    );
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .exec("cat >/dev/null")
+        .state(dir.path())
+        .spawn();
     wait_members(dir.path(), &group, &topic, 2, Duration::from_secs(60));
     run.signal(Signal::SIGINT);
     assert_eq!(
@@ -157,22 +140,11 @@ fn a_worker_killed_at_shutdown_makes_the_stop_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let (topic, group) = (support::unique("x-kill"), support::unique("g-kill"));
     create_topic(&b, &topic, 1);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--exec",
-            "cat >/dev/null",
-            "--shutdown-timeout",
-            "2s",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec("cat >/dev/null")
+        .args(["--shutdown-timeout", "2s"])
+        .state(dir.path())
+        .spawn();
     let pids = wait_members(dir.path(), &group, &topic, 1, Duration::from_secs(60));
     // A stopped worker cannot act on TERM.
     kill(Pid::from_raw(pids[0]), Signal::SIGSTOP).unwrap();

@@ -66,15 +66,6 @@ fn plan(brokers: &str, topic: &str, extra: &[&str]) -> Output {
     kswarm().args(&args).output().expect("run kswarm plan")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// An unsigned JWT for Kafka's unsecured OAUTHBEARER validator.
 fn unsecured_jwt(sub: &str) -> String {
     use base64::Engine as _;
@@ -192,13 +183,13 @@ fn every_mechanism_and_client_certificates_connect() {
         if i == 0 {
             extra.push("--apply");
             let o = plan(brokers, &topic, &extra);
-            assert!(o.status.success(), "{name}: {}", text(&o));
+            assert!(o.status.success(), "{name}: {}", output_text(&o));
             extra.pop();
         }
         let o = plan(brokers, &topic, &extra);
-        assert!(o.status.success(), "{name}: {}", text(&o));
+        assert!(o.status.success(), "{name}: {}", output_text(&o));
         let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan --json");
-        assert_eq!(j["current"], 2, "{name}: {}", text(&o));
+        assert_eq!(j["current"], 2, "{name}: {}", output_text(&o));
         eprintln!("{name}: connected ({})", j["security"]);
     }
 }
@@ -225,7 +216,7 @@ fn a_run_over_sasl_ssl_delivers_everything_and_shows_its_password_nowhere() {
         ])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let out = kswarm_with_stdin(
         &[
             "produce",
@@ -240,7 +231,7 @@ fn a_run_over_sasl_ssl_delivers_everything_and_shows_its_password_nowhere() {
         ],
         &numbered("rec", n),
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
 
     let seen_file = dir.path().join("seen");
     let env_dump = dir.path().join("handler-env");
@@ -250,27 +241,15 @@ fn a_run_over_sasl_ssl_delivers_everything_and_shows_its_password_nowhere() {
         env_dump.display(),
         appending_handler(&seen_file)
     );
-    let mut cmd = kswarm();
-    cmd.args([
-        "--log-level",
-        "debug",
-        "run",
-        "-b",
-        &b,
-        "-F",
-        cfg_s,
-        "-t",
-        &topic,
-        "-g",
-        &group,
-        "-w",
-        "2",
-        "--format",
-        "json",
-        "--exec",
-        &handler,
-    ]);
-    let mut run = Proc::spawn("kswarm run", cmd, None);
+    let mut run = Run::new(&topic, &group)
+        .global(["--log-level", "debug"])
+        .brokers(&b)
+        .flag("-F", cfg_s)
+        .workers(2)
+        .no_partitions()
+        .format("json")
+        .exec(&handler)
+        .spawn();
     wait_for(Duration::from_secs(60), "all records handled", || {
         (read_seen(&seen_file).len() >= n).then_some(())
     });
@@ -303,11 +282,14 @@ fn a_run_over_sasl_ssl_delivers_everything_and_shows_its_password_nowhere() {
         ])
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", text(&status));
+    assert!(status.status.success(), "{}", output_text(&status));
     let plan_json = plan(&b, &topic, &["-F", cfg_s]);
-    assert!(plan_json.status.success(), "{}", text(&plan_json));
+    assert!(plan_json.status.success(), "{}", output_text(&plan_json));
     for (what, o) in [("status --json", &status), ("plan --json", &plan_json)] {
-        assert!(!text(o).contains(&secret), "{what} shows the password");
+        assert!(
+            !output_text(o).contains(&secret),
+            "{what} shows the password"
+        );
     }
     let pj: serde_json::Value = serde_json::from_slice(&plan_json.stdout).unwrap();
     assert_eq!(
@@ -366,27 +348,16 @@ fn bad_security_settings_fail_fast_and_name_the_setting() {
 
     // a wrong password: run exits 1 at once, before any worker starts
     let t0 = Instant::now();
-    let o = kswarm()
-        .args([
-            "run",
-            "-b",
-            &l.get("sasl_ssl"),
-            "-F",
-            bad_pw.to_str().unwrap(),
-            "-t",
-            &topic,
-            "-g",
-            &unique("sec-bad-g"),
-            "-w",
-            "2",
-            "--exec",
-            "cat",
-        ])
-        .output()
-        .unwrap();
+    let o = Run::new(&topic, &unique("sec-bad-g"))
+        .brokers(&l.get("sasl_ssl"))
+        .flag("-F", bad_pw.to_str().unwrap())
+        .workers(2)
+        .no_partitions()
+        .exec("cat")
+        .output();
     let took = t0.elapsed();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
     assert!(
         err.contains("authentication failed for user alice (SCRAM-SHA-512)"),
         "{err}"
@@ -522,11 +493,11 @@ fn bad_security_settings_fail_fast_and_name_the_setting() {
         let t0 = Instant::now();
         let o = kswarm().args(&args).output().unwrap();
         let took = t0.elapsed();
-        assert_eq!(o.status.code(), Some(code), "{name}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(code), "{name}: {}", output_text(&o));
         assert!(
             String::from_utf8_lossy(&o.stderr).contains(part),
             "{name}: the message should name {part:?}: {}",
-            text(&o)
+            output_text(&o)
         );
         assert!(took < within, "{name}: took {took:?}");
         eprintln!("{name}: exit {code} in {took:?}");
@@ -545,7 +516,7 @@ fn bad_security_settings_fail_fast_and_name_the_setting() {
             "ssl.endpoint.identification.algorithm=none",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not against the broker's name"));
 }
 
@@ -581,7 +552,7 @@ fn a_kcat_config_file_works_as_it_is() {
         ])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(
         err.matches("socket.keepalive.enable").count(),
@@ -599,12 +570,12 @@ fn a_kcat_config_file_works_as_it_is() {
         .args(["plan", "-t", &topic, "-w", "2"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr)
             .contains("authentication failed for user alice (SCRAM-SHA-256)"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     // a line that is not key=value names the file and line
     let bad = config_file(dir.path(), "bad.conf", &["security.protocol SSL".into()]);
@@ -620,11 +591,11 @@ fn a_kcat_config_file_works_as_it_is() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(&format!("{}:2", bad.display())),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 }
 
@@ -659,33 +630,21 @@ fn a_librdkafka_peer_shares_the_group_over_sasl_ssl() {
             ],
             &numbered(prefix, n),
         );
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", output_text(&o));
     };
     let (na, nb, nc) = (400, 2000, 400);
     produce("a", na);
 
     let kfile = dir.path().join("kswarm-seen");
-    let mut cmd = kswarm();
-    cmd.args([
-        "run",
-        "-b",
-        &b,
-        "-F",
-        cfg_s,
-        "-t",
-        &topic,
-        "-g",
-        &group,
-        "-w",
-        "2",
-        "--session-timeout",
-        "6s",
-        "--format",
-        "json",
-        "--exec",
-        &appending_handler(&kfile),
-    ]);
-    let mut run = Proc::spawn("kswarm run", cmd, None);
+    let mut run = Run::new(&topic, &group)
+        .brokers(&b)
+        .flag("-F", cfg_s)
+        .workers(2)
+        .no_partitions()
+        .args(["--session-timeout", "6s"])
+        .format("json")
+        .exec(&appending_handler(&kfile))
+        .spawn();
     wait_for(
         Duration::from_secs(60),
         "kswarm alone handles batch a",

@@ -121,22 +121,13 @@ fn eight_workers_share_two_partitions_and_a_clean_stop_accepts_everything() {
     create_topic(&b, &topic, 2);
     let state = temp_dir("share-8w-state");
     let handler = slot_handler(&dir, 0.004, "share-8w-handler");
-    let mut run = start_run(
-        "share-8w",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "8",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("share-8w")
+        .workers(8)
+        .protocol("share")
+        .exec(&handler)
+        .state(&state)
+        .spawn();
     wait_assigned(&run, &state, &group, &topic, 8);
     let n = 2000;
     produce(&b, &topic, &numbered("s8", n));
@@ -168,22 +159,13 @@ fn eight_workers_share_two_partitions_and_a_clean_stop_accepts_everything() {
     let dir2 = temp_dir("share-8w-again");
     let state2 = temp_dir("share-8w-state2");
     let handler2 = slot_handler(&dir2, 0.0, "share-8w-again");
-    let mut again = start_run(
-        "share-8w-again",
-        &topic,
-        &group,
-        &state2,
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler2,
-        ],
-    );
+    let mut again = Run::new(&topic, &group)
+        .name("share-8w-again")
+        .workers(2)
+        .protocol("share")
+        .exec(&handler2)
+        .state(&state2)
+        .spawn();
     wait_assigned(&again, &state2, &group, &topic, 2);
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(stop(&mut again), Some(0), "{}", again.stderr_text());
@@ -199,7 +181,7 @@ fn eight_workers_share_two_partitions_and_a_clean_stop_accepts_everything() {
 #[test]
 fn a_java_share_consumer_shares_the_group_with_kswarm() {
     let Some(b) = share_broker() else { return };
-    let classes = repo_root().join("build/java-share-peer");
+    let classes = support::build_dir().join("java-share-peer");
     assert!(
         classes.join("JavaShareMember.class").exists(),
         "the Java share peer is not compiled in {}: run scripts/peers.sh install",
@@ -215,11 +197,11 @@ fn a_java_share_consumer_shares_the_group_with_kswarm() {
         .arg(format!(
             "{}:{}/*",
             classes.display(),
-            repo_root().join("build/kafka/libs").display()
+            support::build_dir().join("kafka/libs").display()
         ))
         .arg(format!(
             "-Dlog4j2.configurationFile={}",
-            repo_root().join("build/java-peer/log4j2.yaml").display()
+            support::build_dir().join("java-peer/log4j2.yaml").display()
         ))
         .args(["JavaShareMember", &b, &topic, &group])
         .arg(&java_out);
@@ -231,22 +213,13 @@ fn a_java_share_consumer_shares_the_group_with_kswarm() {
     let java_stdin = java.stdin.take();
     let state = temp_dir("share-java-state");
     let handler = slot_handler(&dir, 0.01, "share-java-handler");
-    let mut run = start_run(
-        "share-java",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("share-java")
+        .workers(2)
+        .protocol("share")
+        .exec(&handler)
+        .state(&state)
+        .spawn();
     wait_assigned(&run, &state, &group, &topic, 2);
     // Give the Java member time to join too.
     std::thread::sleep(Duration::from_secs(4));
@@ -336,24 +309,14 @@ fn sigkilled_workers_and_handlers_lose_nothing() {
     let state = temp_dir("share-chaos-state");
     let marker = unique("share-chaos-marker");
     let handler = slot_handler(&dir, 0.002, &marker);
-    let mut run = start_run(
-        "share-chaos",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "4",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--max-restarts",
-            "100/60s",
-            "--exec",
-            &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("share-chaos")
+        .workers(4)
+        .protocol("share")
+        .args(["--max-restarts", "100/60s"])
+        .exec(&handler)
+        .state(&state)
+        .spawn();
     wait_assigned(&run, &state, &group, &topic, 4);
     let n = 4000;
     let chunks = 10;
@@ -421,39 +384,20 @@ fn sigkilled_workers_and_handlers_lose_nothing() {
     );
 }
 
-/// A free loopback port (for a broker of the test's own).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `kswarm run --group-protocol share` against `addr` exits 2 naming the
 /// flag and the broker version or feature needed.
 fn assert_share_refused(addr: &str) {
     let topic = unique("share-none");
     let state = temp_dir("share-none-state");
-    let mut cmd = kswarm();
-    cmd.env("KSWARM_STATE_DIR", &state).args([
-        "run",
-        "-b",
-        addr,
-        "-t",
-        &topic,
-        "-g",
-        &unique("share-none-g"),
-        "-w",
-        "1",
-        "-p",
-        "1",
-        "--group-protocol",
-        "share",
-    ]);
     // Bounded: a build that took the refusal for a passing fault would
     // retry for ever; the wait fails the test instead (and kills the run).
-    let mut run = Proc::spawn("kswarm run --group-protocol share", cmd, None);
+    let mut run = Run::new(&topic, &unique("share-none-g"))
+        .name("kswarm run --group-protocol share")
+        .brokers(addr)
+        .partitions("1")
+        .protocol("share")
+        .state(&state)
+        .spawn();
     let status = run.wait(Duration::from_secs(60));
     let stderr = run.stderr_text();
     assert_eq!(status.code(), Some(2), "{stderr}");
@@ -490,7 +434,7 @@ fn a_broker_without_share_groups_is_a_usage_error_naming_the_flag_and_the_versio
                 .args(["stop", &port])
                 .env("KSWARM_BROKER", "tansu")
                 .output();
-            let _ = std::fs::remove_file(repo_root().join(format!("build/broker-{port}.log")));
+            let _ = std::fs::remove_file(support::build_dir().join(format!("broker-{port}.log")));
             if let Err(e) = result {
                 std::panic::resume_unwind(e);
             }
@@ -522,7 +466,7 @@ fn kafka_formatted_without_share_groups_is_a_usage_error_too() {
     let _ = Command::new(repo_root().join("scripts/kafka.sh"))
         .args(["stop", &port])
         .output();
-    let _ = std::fs::remove_dir_all(repo_root().join(format!("build/kafka-{port}")));
+    let _ = std::fs::remove_dir_all(support::build_dir().join(format!("kafka-{port}")));
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -544,22 +488,12 @@ fn a_clean_stop_mid_batch_releases_the_rest_and_nothing_is_delivered_twice() {
     let dir1 = temp_dir("share-mid-1");
     let state1 = temp_dir("share-mid-state1");
     let handler1 = slot_handler(&dir1, 0.002, "share-mid-1");
-    let mut first = start_run(
-        "share-mid-1",
-        &topic,
-        &group,
-        &state1,
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler1,
-        ],
-    );
+    let mut first = Run::new(&topic, &group)
+        .name("share-mid-1")
+        .protocol("share")
+        .exec(&handler1)
+        .state(&state1)
+        .spawn();
     wait_for(Duration::from_secs(60), "300 records handled", || {
         (all_seen(&dir1).len() >= 300).then_some(())
     });
@@ -573,22 +507,12 @@ fn a_clean_stop_mid_batch_releases_the_rest_and_nothing_is_delivered_twice() {
     let dir2 = temp_dir("share-mid-2");
     let state2 = temp_dir("share-mid-state2");
     let handler2 = slot_handler(&dir2, 0.0, "share-mid-2");
-    let mut second = start_run(
-        "share-mid-2",
-        &topic,
-        &group,
-        &state2,
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler2,
-        ],
-    );
+    let mut second = Run::new(&topic, &group)
+        .name("share-mid-2")
+        .protocol("share")
+        .exec(&handler2)
+        .state(&state2)
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut all = by_first.clone();
@@ -668,27 +592,16 @@ fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
     let log = dir.join("log");
     let handler = judging_handler(&dir, &log, &reject, &retry);
     let state = temp_dir("share-verd-state");
-    let mut run = start_run(
-        "share-verd",
-        &topic,
-        &group,
-        &state,
-        &[
-            "-w",
-            "3",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler,
-            "--verdicts",
-            "--dead-letter-topic",
-            &dlq,
-            "--max-record-retries",
-            "1",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .name("share-verd")
+        .workers(3)
+        .protocol("share")
+        .exec(&handler)
+        .arg("--verdicts")
+        .flag("--dead-letter-topic", &dlq)
+        .args(["--max-record-retries", "1"])
+        .state(&state)
+        .spawn();
     wait_assigned(&run, &state, &group, &topic, 3);
     produce(&b, &topic, &numbered("v", n));
     let copies_of = || -> Vec<(String, BTreeMap<String, String>)> {
@@ -763,22 +676,12 @@ fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
     let dir2 = temp_dir("share-verd-again");
     let state2 = temp_dir("share-verd-state2");
     let handler2 = slot_handler(&dir2, 0.0, "share-verd-again");
-    let mut again = start_run(
-        "share-verd-again",
-        &topic,
-        &group,
-        &state2,
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--group-protocol",
-            "share",
-            "--exec",
-            &handler2,
-        ],
-    );
+    let mut again = Run::new(&topic, &group)
+        .name("share-verd-again")
+        .protocol("share")
+        .exec(&handler2)
+        .state(&state2)
+        .spawn();
     wait_assigned(&again, &state2, &group, &topic, 1);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(stop(&mut again), Some(0), "{}", again.stderr_text());

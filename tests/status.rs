@@ -7,7 +7,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::{create_topic, numbered, produce_with, read_seen, start_run, wait_for, wait_members};
+use support::{
+    create_topic, numbered, produce_with, read_seen, status_json, wait_for, wait_members, Run,
+};
 
 /// Per partition (committed, end, lag) as `kafka-consumer-groups --describe` says.
 fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i64, Option<i64>)> {
@@ -27,21 +29,6 @@ fn kafka_tool_view(brokers: &str, group: &str) -> BTreeMap<i64, (Option<i64>, i6
         .collect()
 }
 
-/// `kswarm status --json` with the run's state directory; it must succeed.
-fn status_json(state: &std::path::Path, b: &str, group: &str, topic: &str) -> serde_json::Value {
-    let out = support::kswarm()
-        .env("KSWARM_STATE_DIR", state)
-        .args(["status", "-b", b, "-g", group, "-t", topic, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
     assert_eq!(
@@ -57,22 +44,12 @@ fn status_matches_kafkas_consumer_groups_tool_and_names_the_owners() {
     produce_with(&b, &topic, &numbered("s", 3000), &["--batch-size", "100"]);
     // A slow handler: part of the log handled and committed, part not.
     let handler = support::slow_appending_handler(&file, 0.002);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--exec",
-            &handler,
-            "--commit-interval",
-            "200ms",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .exec(&handler)
+        .args(["--commit-interval", "200ms"])
+        .state(dir.path())
+        .spawn();
     let pids = wait_members(dir.path(), &group, &topic, 2, Duration::from_secs(60));
     wait_for(Duration::from_secs(60), "some records handled", || {
         (read_seen(&file).len() >= 500).then_some(())

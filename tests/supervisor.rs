@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use support::alive;
 
 /// Time for a worker to join a group (on tansu JoinGroup waits up to half
 /// the session timeout for the other members).
@@ -36,32 +37,19 @@ struct Joined {
     member: String,
 }
 
-impl Run {
-    fn start(topic: &str, group: &str, extra: &[&str]) -> Self {
-        Self::start_env(topic, group, extra, &[])
-    }
+/// `kswarm run -b BROKERS -t TOPIC -g GROUP`, without `-w` and `-p` unless
+/// the test adds them.
+fn spec(topic: &str, group: &str) -> support::Run {
+    support::Run::new(topic, group).bare()
+}
 
-    fn start_env(topic: &str, group: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let brokers = support::brokers();
-        let mut cmd = support::kswarm();
-        cmd.args([
-            "--log-format",
-            "json",
-            "run",
-            "-b",
-            &brokers,
-            "-t",
-            topic,
-            "-g",
-            group,
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+impl Run {
+    /// Start `spec` with `--log-format json`, following its log.
+    fn spawn(spec: support::Run) -> Self {
+        let mut cmd = spec.global(["--log-format", "json"]).command();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start kswarm run");
         let stdout = child.stdout.take().unwrap();
         let out = Arc::new(Mutex::new(Vec::new()));
@@ -261,19 +249,6 @@ impl Drop for Run {
     }
 }
 
-/// Alive and not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(')')
-                .map(|(_, r)| r.trim_start().chars().next());
-            !matches!(state, Some(Some('Z')) | Some(Some('X')))
-        }
-        Err(_) => false,
-    }
-}
-
 fn wait_dead(pids: &[i32], within: Duration) -> Vec<i32> {
     let deadline = Instant::now() + within;
     loop {
@@ -299,7 +274,7 @@ fn usable_cores() -> u32 {
 fn default_worker_count_is_the_usable_cores_and_term_exits_zero() {
     let (t, g) = names();
     let n = usable_cores();
-    let mut run = Run::start(&t, &g, &[]);
+    let mut run = Run::spawn(spec(&t, &g));
     let (_, all) = run.wait_event(0, JOIN, "all_joined", |_| true);
     assert_eq!(all["workers"], n, "{all}");
     let pids: Vec<i32> = (0..n).map(|s| run.wait_joined(0, s, JOIN).pid).collect();
@@ -318,12 +293,11 @@ fn default_worker_count_is_the_usable_cores_and_term_exits_zero() {
 fn a_killed_worker_is_replaced_in_its_slot_without_a_rebalance() {
     let (t, g) = names();
     let dir = tempfile::tempdir().unwrap();
-    let state_dir = dir.path().to_str().unwrap();
-    let mut run = Run::start_env(
-        &t,
-        &g,
-        &["-w", "2", "--session-timeout", "10s"],
-        &[("KSWARM_STATE_DIR", state_dir)],
+    let mut run = Run::spawn(
+        spec(&t, &g)
+            .workers(2)
+            .args(["--session-timeout", "10s"])
+            .state(dir.path()),
     );
     run.wait_event(0, JOIN, "all_joined", |_| true);
     let old = run.wait_settled(2, JOIN).remove(1);
@@ -396,17 +370,11 @@ fn a_killed_worker_is_replaced_in_its_slot_without_a_rebalance() {
 #[test]
 fn a_crash_looping_worker_spends_the_budget_and_exits_1_naming_the_slot() {
     let (t, g) = names();
-    let mut run = Run::start(
-        &t,
-        &g,
-        &[
-            "-w",
-            "1",
-            "--max-restarts",
-            "3/60s",
-            "--exec",
-            "echo boom-marker-42 >&2; exit 3",
-        ],
+    let mut run = Run::spawn(
+        spec(&t, &g)
+            .workers(1)
+            .args(["--max-restarts", "3/60s"])
+            .exec("echo boom-marker-42 >&2; exit 3"),
     );
     let st = run.wait_exit(Duration::from_secs(60));
     assert_eq!(st.code(), Some(1), "log:\n{}", run.messages());
@@ -431,7 +399,7 @@ fn a_crash_looping_worker_spends_the_budget_and_exits_1_naming_the_slot() {
 fn a_sigkilled_supervisor_leaves_no_worker_behind() {
     let (t, g) = names();
     // `cat` acknowledges every record by echoing it: a long-running handler.
-    let mut run = Run::start(&t, &g, &["-w", "2", "--exec", "cat"]);
+    let mut run = Run::spawn(spec(&t, &g).workers(2).exec("cat"));
     run.wait_joined(0, 0, JOIN);
     run.wait_joined(0, 1, JOIN);
     let tree = descendants(run.pid());
@@ -492,10 +460,11 @@ fn records_reach_stdout_through_the_workers() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut child = support::kswarm()
-        .args([
-            "run", "-b", &brokers, "-t", &t, "-g", &g, "-w", "2", "--format", "value",
-        ])
+    let mut child = spec(&t, &g)
+        .brokers(&brokers)
+        .workers(2)
+        .format("value")
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -532,7 +501,7 @@ fn records_reach_stdout_through_the_workers() {
 #[test]
 fn ttin_and_ttou_change_the_worker_count() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "1"]);
+    let mut run = Run::spawn(spec(&t, &g).workers(1));
     run.wait_joined(0, 0, JOIN);
     let n = run.events().len();
     run.signal(Signal::SIGTTIN);
@@ -567,7 +536,7 @@ fn ttin_and_ttou_change_the_worker_count() {
 #[test]
 fn hup_replaces_every_worker_once_one_at_a_time_without_a_rebalance() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "2", "--format", "value"]);
+    let mut run = Run::spawn(spec(&t, &g).workers(2).format("value"));
     run.wait_event(0, JOIN, "all_joined", |_| true);
     let before: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
     produce(&t, &before);
@@ -622,7 +591,7 @@ fn hup_replaces_every_worker_once_one_at_a_time_without_a_rebalance() {
 #[test]
 fn a_hung_worker_is_killed_after_the_hang_timeout() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "1", "--hang-timeout", "3s"]);
+    let mut run = Run::spawn(spec(&t, &g).workers(1).args(["--hang-timeout", "3s"]));
     let j = run.wait_joined(0, 0, JOIN);
     kill(Pid::from_raw(j.pid), Signal::SIGSTOP).unwrap();
     let t0 = Instant::now();
@@ -649,11 +618,10 @@ fn sd_notify_ready_status_and_stopping() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let mut run = Run::start_env(
-        &t,
-        &g,
-        &["-w", "2"],
-        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    let mut run = Run::spawn(
+        spec(&t, &g)
+            .workers(2)
+            .env("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
     );
     let mut got = Vec::<String>::new();
     let recv_until = |got: &mut Vec<String>, want: &str, within: Duration| {
@@ -708,7 +676,7 @@ fn sd_notify_ready_status_and_stopping() {
 #[test]
 fn a_second_interrupt_kills_at_once() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "1", "--shutdown-timeout", "60s"]);
+    let mut run = Run::spawn(spec(&t, &g).workers(1).args(["--shutdown-timeout", "60s"]));
     let j = run.wait_joined(0, 0, JOIN);
     // A stopped worker cannot act on TERM: a graceful stop would take the
     // whole --shutdown-timeout.
@@ -742,7 +710,7 @@ fn produce(topic: &str, lines: &[String]) {
 #[test]
 fn the_replacement_of_a_killed_worker_consumes_its_partitions() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "2", "--format", "value"]);
+    let mut run = Run::spawn(spec(&t, &g).workers(2).format("value"));
     run.wait_event(0, JOIN, "all_joined", |_| true);
     let before: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
     produce(&t, &before);
@@ -791,22 +759,12 @@ fn a_closed_stdout_stops_kswarm_cleanly() {
         String::from_utf8_lossy(&plan.stderr)
     );
     produce(&t, &["first".to_string()]);
-    let mut child = support::kswarm()
-        .args([
-            "--log-format",
-            "json",
-            "run",
-            "-b",
-            &brokers,
-            "-t",
-            &t,
-            "-g",
-            &g,
-            "-w",
-            "2",
-            "--format",
-            "value",
-        ])
+    let mut child = spec(&t, &g)
+        .global(["--log-format", "json"])
+        .brokers(&brokers)
+        .workers(2)
+        .format("value")
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -855,11 +813,13 @@ fn a_closed_stdout_stops_kswarm_cleanly() {
 fn a_restarted_kswarm_takes_back_the_places_of_a_killed_one() {
     let (t, g) = names();
     let dir = tempfile::tempdir().unwrap();
-    let env = [("KSWARM_STATE_DIR", dir.path().to_str().unwrap())];
     // A long session: new members that did not take the dead ones' places
     // would wait for those sessions to expire (tansu keeps the dead leader).
-    let args = ["-w", "2", "--session-timeout", "20s"];
-    let mut first = Run::start_env(&t, &g, &args, &env);
+    let args = spec(&t, &g)
+        .workers(2)
+        .args(["--session-timeout", "20s"])
+        .state(dir.path());
+    let mut first = Run::spawn(args.clone());
     first.wait_event(0, JOIN, "all_joined", |_| true);
     let old: std::collections::BTreeSet<String> = (0..2)
         .map(|s| first.wait_joined(0, s, JOIN).member)
@@ -879,7 +839,7 @@ fn a_restarted_kswarm_takes_back_the_places_of_a_killed_one() {
     first.wait_exit(Duration::from_secs(5));
 
     let t0 = Instant::now();
-    let second = Run::start_env(&t, &g, &args, &env);
+    let second = Run::spawn(args);
     second.wait_event(0, JOIN, "all_joined", |_| true);
     let took = t0.elapsed();
     eprintln!("the second kswarm had both workers joined {took:?} after its start");
@@ -936,7 +896,7 @@ fn after_a_clean_stop_another_consumer_can_form_the_group() {
     // Three rounds: a regression shows in at least one with odds of 7 in 8.
     for round in 0..3 {
         let (t, g) = names();
-        let mut run = Run::start(&t, &g, &["-w", "2", "-p", "2"]);
+        let mut run = Run::spawn(spec(&t, &g).workers(2).partitions("2"));
         run.wait_event(0, JOIN, "all_joined", |_| true);
         run.signal(Signal::SIGTERM);
         assert_eq!(run.wait_exit(Duration::from_secs(20)).code(), Some(0));
@@ -957,7 +917,7 @@ fn after_a_clean_stop_another_consumer_can_form_the_group() {
 #[test]
 fn static_membership_under_run() {
     let (t, g) = names();
-    let mut run = Run::start(&t, &g, &["-w", "2", "--static-membership"]);
+    let mut run = Run::spawn(spec(&t, &g).workers(2).arg("--static-membership"));
     run.wait_event(0, JOIN, "all_joined", |_| true);
     let old = run.wait_settled(2, JOIN).remove(1);
     if support::broker_kind() == support::Broker::Kafka {

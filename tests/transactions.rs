@@ -8,9 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{
-    create_topic, numbered, produce_with, read_lines, start_run, wait_for, wait_members,
-};
+use support::{create_topic, numbered, produce_with, read_lines, wait_for, wait_members, Run};
 
 /// A transaction left open on partition 0 (tests/peers/txn_producer.py).
 struct OpenTxn(std::process::Child, BufReader<std::process::ChildStdout>);
@@ -57,15 +55,11 @@ fn records_behind_an_open_transaction_wait_and_aborted_ones_never_come() {
         "while IFS= read -r l; do printf '%s\\n' \"$l\" >> {}; echo ok; done",
         file.display()
     );
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w", "1", "-p", "keep", "--format", "value", "--exec", &handler,
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .format("value")
+        .exec(&handler)
+        .state(dir.path())
+        .spawn();
     wait_members(dir.path(), &group, &topic, 1, Duration::from_secs(60));
     wait_for(Duration::from_secs(30), "the records before", || {
         (read_lines(&file).len() >= 50).then_some(())

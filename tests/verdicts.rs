@@ -97,7 +97,7 @@ fn source_positions(topic: &str) -> BTreeMap<String, (i32, i64)> {
 }
 
 /// The log end offset of every partition of `topic` (librdkafka).
-fn ends(topic: &str, n: usize) -> BTreeMap<i32, i64> {
+fn log_ends(topic: &str, n: usize) -> BTreeMap<i32, i64> {
     let pos = source_positions(topic);
     let mut out: BTreeMap<i32, i64> = (0..n as i32).map(|p| (p, 0)).collect();
     for (p, o) in pos.values() {
@@ -162,37 +162,22 @@ fn verdicts_with_dead_letter_topic(protocol: &str) {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "--metrics-addr",
-            &addr,
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--group-protocol",
-            protocol,
-            "--exec",
-            &handler,
-            "--verdicts",
-            "--dead-letter-topic",
-            &dlq,
-            "--max-record-retries",
-            "1",
-            "--commit-interval",
-            "200ms",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .flag("--metrics-addr", &addr)
+        .protocol(protocol)
+        .exec(&handler)
+        .arg("--verdicts")
+        .flag("--dead-letter-topic", &dlq)
+        .args(["--max-record-retries", "1", "--commit-interval", "200ms"])
+        .state(dir.path())
+        .spawn();
     // Records only once both workers own their partitions: a rebalance
     // would start a moving record's attempts again (they are counted per
     // assignment) and the counts below would not be exact.
     wait_run_members(&run, dir.path(), &group, &topic, 2, Duration::from_secs(60));
     produce(&brokers(), &topic, &numbered("v", n));
-    let want_ends = ends(&topic, 2);
+    let want_ends = log_ends(&topic, 2);
     wait_for(Duration::from_secs(90), "every offset committed", || {
         (committed_all(&topic, &group, 2) == want_ends).then_some(())
     });
@@ -279,23 +264,11 @@ fn without_dead_letter_topic_a_reject_stops_naming_the_record() {
     produce(&brokers(), &topic, &numbered("v", 10));
     let log = dir.path().join("log");
     let handler = judging_handler(dir.path(), &log, "4", "", 0.0);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--exec",
-            &handler,
-            "--verdicts",
-            "--max-restarts",
-            "1/1m",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec(&handler)
+        .args(["--verdicts", "--max-restarts", "1/1m"])
+        .state(dir.path())
+        .spawn();
     let status = run.wait(Duration::from_secs(90));
     let err = run.stderr_text();
     assert_eq!(status.code(), Some(1), "{err}");
@@ -381,28 +354,15 @@ fn sigkill_chaos_loses_no_dead_letter() {
         .map(|i| i.to_string())
         .collect();
     let handler = judging_handler(dir.path(), &log, &odd.join(","), "", 0.001);
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "2",
-            "-p",
-            "keep",
-            "--exec",
-            &handler,
-            "--verdicts",
-            "--dead-letter-topic",
-            &dlq,
-            "--commit-interval",
-            "100ms",
-            "--max-restarts",
-            "20/1m",
-        ],
-    );
-    let want_ends = ends(&topic, 2);
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .exec(&handler)
+        .arg("--verdicts")
+        .flag("--dead-letter-topic", &dlq)
+        .args(["--commit-interval", "100ms", "--max-restarts", "20/1m"])
+        .state(dir.path())
+        .spawn();
+    let want_ends = log_ends(&topic, 2);
     let mut kills = 0;
     for round in 0..7 {
         wait_for(Duration::from_secs(60), "copies being written", || {
@@ -470,23 +430,11 @@ fn a_line_that_is_no_verdict_names_the_forms() {
     let group = unique("verd-bad-g");
     create_topic(&brokers(), &topic, 1);
     produce(&brokers(), &topic, &numbered("v", 3));
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--exec",
-            "sed -u s/^/done:/",
-            "--verdicts",
-            "--max-restarts",
-            "0/1m",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec("sed -u s/^/done:/")
+        .args(["--verdicts", "--max-restarts", "0/1m"])
+        .state(dir.path())
+        .spawn();
     let status = run.wait(Duration::from_secs(60));
     let err = run.stderr_text();
     assert_eq!(status.code(), Some(1), "{err}");
@@ -542,11 +490,11 @@ fn verdict_flags_out_of_place_exit_2() {
             "--max-record-retries",
         ),
     ] {
-        let out = kswarm()
-            .args(["run", "-b", "127.0.0.1:1", "-t", "same", "-g", "g"])
+        let out = Run::new("same", "g")
+            .brokers("127.0.0.1:1")
+            .bare()
             .args(args)
-            .output()
-            .unwrap();
+            .output();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {want:?} not in {err}");
@@ -571,22 +519,11 @@ fn a_handler_crash_names_the_record_it_died_on() {
     )
     .unwrap();
     let handler = format!("{} -u {}", py(), script.display());
-    let mut run = start_run(
-        "kswarm run",
-        &topic,
-        &group,
-        dir.path(),
-        &[
-            "-w",
-            "1",
-            "-p",
-            "keep",
-            "--exec",
-            &handler,
-            "--max-restarts",
-            "0/1m",
-        ],
-    );
+    let mut run = Run::new(&topic, &group)
+        .exec(&handler)
+        .args(["--max-restarts", "0/1m"])
+        .state(dir.path())
+        .spawn();
     let status = run.wait(Duration::from_secs(60));
     let err = run.stderr_text();
     assert_eq!(status.code(), Some(1), "{err}");

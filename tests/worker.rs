@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::{
-    committed, create_topic, numbered, parse_json_line, produce, tally, wait_for, Proc, Seen,
+    committed, create_topic, ends, numbered, parse_json_line, produce, tally, wait_for, Proc, Seen,
     WorkerSpec,
 };
 
@@ -54,16 +54,6 @@ fn wait_split(w0: &Proc, w1: &Proc) {
         w0.stderr_text(),
         w1.stderr_text()
     );
-}
-
-/// One past the highest offset seen per partition.
-fn ends(seen: &[Seen]) -> std::collections::BTreeMap<i32, Option<i64>> {
-    let mut m = std::collections::BTreeMap::new();
-    for s in seen {
-        let e = m.entry(s.partition).or_insert(Some(0));
-        *e = Some(e.unwrap().max(s.offset + 1));
-    }
-    m
 }
 
 #[test]

@@ -17,11 +17,30 @@ use kswarm::report::Report;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+mod run;
+#[allow(unused_imports)]
+pub use run::Run;
+
 /// The broker to test against. A missing broker is a failure, never a skip:
 /// run the suite through `scripts/test.sh`, which starts one.
 pub fn brokers() -> String {
     std::env::var("KSWARM_TEST_BROKERS").expect(
         "KSWARM_TEST_BROKERS is not set: run the tests with scripts/test.sh (it starts a local broker)",
+    )
+}
+
+/// [`brokers`] as a list (the library's `GroupSettings` take one).
+pub fn broker_list() -> Vec<String> {
+    brokers().split(',').map(str::to_string).collect()
+}
+
+/// Removing members of `group` on their behalf (`kswarm::group::evict`), on the suite's broker.
+pub fn eviction(group: &str, protocol: kswarm::config::GroupProtocol) -> kswarm::group::Eviction {
+    kswarm::group::Eviction::new(
+        &broker_list(),
+        std::time::Duration::from_secs(10),
+        group,
+        protocol,
     )
 }
 
@@ -49,9 +68,7 @@ pub fn broker_pid() -> i32 {
         .next()
         .expect("KSWARM_TEST_BROKERS is HOST:PORT")
         .to_string();
-    let build = std::env::var("KSWARM_BUILD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("build"));
+    let build = build_dir();
     let file = match broker_kind() {
         Broker::Kafka => build.join(format!("kafka-{port}/pid")),
         Broker::Tansu => build.join(format!("broker-{port}.pid")),
@@ -134,12 +151,42 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Where scripts/broker.sh installs brokers, peers and the venv
+/// (`KSWARM_BUILD_DIR`, else build/ in the repository).
+pub fn build_dir() -> PathBuf {
+    std::env::var("KSWARM_BUILD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("build"))
+}
+
+/// A TCP port of 127.0.0.1 that nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process's standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A process's exit status, standard output and standard error, for a
+/// failure message.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Python of the venv that scripts/broker.sh installs (confluent-kafka, kafka-python).
 pub fn python() -> PathBuf {
-    let build = std::env::var("KSWARM_BUILD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("build"));
-    let p = build.join("venv/bin/python");
+    let p = build_dir().join("venv/bin/python");
     assert!(
         p.exists(),
         "{} missing: run scripts/broker.sh install",
@@ -255,6 +302,19 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     out
 }
 
+/// Alive and not a zombie (nor dead: state Z or X in /proc/PID/stat).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next());
+            !matches!(state, Some(Some('Z')) | Some(Some('X')))
+        }
+        Err(_) => false,
+    }
+}
+
 /// SIGKILL every descendant of `pid` (a worker's handler processes).
 pub fn kill_descendants(pid: i32) -> usize {
     let all = descendants(pid);
@@ -353,6 +413,27 @@ pub fn missing(values: &BTreeSet<String>, prefix: &str, n: usize) -> Vec<String>
     (0..n)
         .map(|i| format!("{prefix}-{i}"))
         .filter(|v| !values.contains(v))
+        .collect()
+}
+
+/// Per partition that has records in `seen`, one past the highest offset
+/// seen: what a group that handled them all has committed, in the shape
+/// [`committed`] returns (always Some).
+pub fn ends(seen: &[Seen]) -> BTreeMap<i32, Option<i64>> {
+    let mut m = BTreeMap::new();
+    for s in seen {
+        let e = m.entry(s.partition).or_insert(Some(0));
+        *e = Some(e.unwrap().max(s.offset + 1));
+    }
+    m
+}
+
+/// [`ends`] for every partition 0..`partitions`, None where nothing was
+/// seen: what [`committed`] returns once everything seen is committed.
+pub fn ends_all(seen: &[Seen], partitions: usize) -> BTreeMap<i32, Option<i64>> {
+    let seen_ends = ends(seen);
+    (0..partitions as i32)
+        .map(|p| (p, seen_ends.get(&p).copied().flatten()))
         .collect()
 }
 
@@ -620,32 +701,6 @@ impl WorkerSpec {
     }
 }
 
-/// `kswarm run -b BROKERS -t TOPIC -g GROUP ARGS..` with the state directory
-/// `state` (its state file is where tests look: see [`run_state`]).
-pub fn start_run(name: &str, topic: &str, group: &str, state: &Path, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(kswarm_bin());
-    cmd.args(["run", "-b", &brokers(), "-t", topic, "-g", group])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("KSWARM_STATE_DIR", state);
-    Proc::spawn(name, cmd, None)
-}
-
-/// [`start_run`], then wait (60 s) until its `n` workers are members; the
-/// run and the workers' pids.
-pub fn start_joined(
-    name: &str,
-    topic: &str,
-    group: &str,
-    state: &Path,
-    args: &[&str],
-    n: usize,
-) -> (Proc, Vec<i32>) {
-    let run = start_run(name, topic, group, state, args);
-    let pids = wait_members(state, group, topic, n, Duration::from_secs(60));
-    (run, pids)
-}
-
 /// The last `kswarm: error: ..` line of a run's stderr (the message that
 /// goes with its exit code), or "" if there is none.
 pub fn last_error(stderr: &str) -> &str {
@@ -733,6 +788,21 @@ pub fn wait_members(
             (s.workers.len() == n && joined.len() == n).then_some(joined)
         },
     )
+}
+
+/// `kswarm status --json` with the state directory `state`; it must succeed.
+pub fn status_json(state: &Path, b: &str, group: &str, topic: &str) -> serde_json::Value {
+    let out = kswarm()
+        .env("KSWARM_STATE_DIR", state)
+        .args(["status", "-b", b, "-g", group, "-t", topic, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Processes whose command line contains `needle` (other than this one).
