@@ -24,7 +24,10 @@
 //! until records flow again on every partition, and until commits resume.
 //!
 //! The two tests hold one lock: 3 JVMs on a 2-core machine are heavy enough.
-//! Ports: 39101-39103 (cluster), 39110 (single node). Every node is stopped
+//! Ports: 29101-29103 (cluster), 29110 (single node), below Linux's ephemeral
+//! range (32768-60999): a fixed port inside it was once taken by a client
+//! connection of another test (the node exited with "Address already in use").
+//! Every node is stopped
 //! by a guard, also when a test panics.
 mod support;
 
@@ -44,8 +47,8 @@ use support::{
     build_dir, numbered, produce_with, read_seen, tally, wait_for, wait_members, Proc, Run, Seen,
 };
 
-const CLUSTER: [u16; 3] = [39101, 39102, 39103];
-const SINGLE: u16 = 39110;
+const CLUSTER: [u16; 3] = [29101, 29102, 29103];
+const SINGLE: u16 = 29110;
 const PARTITIONS: i32 = 4;
 /// Records produced before kswarm starts.
 const PRE: usize = 2000;
