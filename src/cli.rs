@@ -190,6 +190,14 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_MAX_RECORD_RETRIES")]
     pub max_record_retries: Option<String>,
 
+    /// Exactly-once pipelines: the --exec handler's stdout lines are results,
+    /// produced to this topic in one Kafka transaction with the offsets of
+    /// the records they came from (a plain line is one result and finishes
+    /// its record; `@out V`, `@json {..}` and `@done` give zero or several).
+    /// Also -X output.topic=T; -X transaction.timeout.ms sets the timeout.
+    #[arg(long, env = "KSWARM_OUTPUT_TOPIC")]
+    pub output_topic: Option<String>,
+
     /// Record format for the handler or stdout: json or value.
     #[arg(long, env = "KSWARM_FORMAT", default_value = "json")]
     pub format: String,

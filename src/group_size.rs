@@ -21,6 +21,13 @@ pub fn client_id(slot: u32, workers: u32, host: &str) -> String {
     format!("kswarm-{slot}.w{workers}.{}", sanitize_host(host))
 }
 
+/// The transactional id of worker `slot` on `host` (`--output-topic`):
+/// stable across the slot's restarts, so that a replacement fences its
+/// predecessor, and distinct per group, topic, host and slot.
+pub fn transactional_id(group: &str, topic: &str, host: &str, slot: u32) -> String {
+    format!("kswarm-{group}-{topic}-{}-{slot}", sanitize_host(host))
+}
+
 /// Host ids go into client ids, which Kafka's quotas and metrics keep as
 /// names: letters, digits, `.`, `_` and `-` only; anything else becomes `_`.
 pub fn sanitize_host(host: &str) -> String {

@@ -15,3 +15,24 @@ pub struct Record {
     /// In record order; a header value may be null.
     pub headers: Vec<(String, Option<Bytes>)>,
 }
+
+/// A record kswarm writes (`--output-topic`: a handler's result, or a
+/// dead-letter copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+impl OutRecord {
+    /// Bytes it takes, about (for batch sizes and messages).
+    pub fn size(&self) -> usize {
+        let h: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 8)
+            .sum();
+        self.key.as_ref().map_or(0, Bytes::len) + self.value.as_ref().map_or(0, Bytes::len) + h + 24
+    }
+}

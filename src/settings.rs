@@ -32,6 +32,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "fetch.max.wait.ms",
     "group.protocol",
     "group.remote.assignor",
+    // --output-topic (config::OutputConfig)
+    "output.topic",
+    "transaction.timeout.ms",
     // security (crate::security)
     "security.protocol",
     "sasl.mechanism",

@@ -429,6 +429,7 @@ async fn connect_coordinator(
         brokers: connect.brokers.clone(),
         client_id: client_id.to_string(),
         group: group.to_string(),
+        kind: crate::group::CoordinatorKind::Group,
         connect_timeout: connect.connect_timeout,
         window: connect.connect_timeout,
     })

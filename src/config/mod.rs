@@ -10,7 +10,9 @@ use crate::settings::Settings;
 
 pub type Checked<T> = Result<T, UsageError>;
 
+mod output;
 mod parse;
+pub use output::OutputConfig;
 use parse::parse_brokers_named;
 pub(crate) use parse::usage;
 pub use parse::{
@@ -223,6 +225,8 @@ pub struct ConsumeConfig {
     pub fetch_wait_ms: i32,
     /// `--verdicts` (None: any ack line means done).
     pub verdicts: Option<VerdictConfig>,
+    /// `--output-topic`: results and offsets in one transaction.
+    pub output: Option<OutputConfig>,
 }
 
 /// `--verdicts` and what follows from a verdict.
@@ -315,6 +319,13 @@ impl ConsumeConfig {
         let group_protocol = group_protocol(a.group_protocol.as_deref(), x_protocol)?;
         let (assignors, remote_assignor) =
             assignors(group_protocol, a.assignor.as_deref(), x_remote_assignor)?;
+        let output = output::output_config(
+            a.output_topic.as_deref(),
+            settings,
+            &handler,
+            group_protocol,
+            topic,
+        )?;
         if group_protocol == GroupProtocol::Share && a.static_membership {
             return usage(
                 "--static-membership does not apply to --group-protocol share: share groups have no group.instance.id (a restarted worker simply joins again); leave it out",
@@ -356,6 +367,7 @@ impl ConsumeConfig {
             partition_fetch_max_bytes: fetch.partition_fetch_max_bytes,
             fetch_wait_ms: fetch.fetch_wait_ms,
             verdicts,
+            output,
         })
     }
 }

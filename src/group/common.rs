@@ -85,6 +85,7 @@ pub(crate) fn link_settings(s: &GroupSettings) -> LinkSettings {
         brokers: s.brokers.clone(),
         client_id: s.client_id.clone(),
         group: s.group.clone(),
+        kind: crate::group::CoordinatorKind::Group,
         connect_timeout: s.connect_timeout,
         window: s.connect_timeout,
     }

@@ -76,6 +76,7 @@ pub async fn evict(
         brokers: e.brokers.clone(),
         client_id: "kswarm-supervisor".into(),
         group: e.group.clone(),
+        kind: crate::group::CoordinatorKind::Group,
         connect_timeout: e.connect_timeout,
         window: e.connect_timeout,
     });

@@ -38,11 +38,31 @@ impl From<GroupError> for Step {
 pub(crate) struct LinkSettings {
     pub brokers: Vec<String>,
     pub client_id: String,
+    /// The group's name, or the transactional id (see `kind`).
     pub group: String,
+    pub kind: CoordinatorKind,
     /// Per connection attempt.
     pub connect_timeout: Duration,
     /// How long finding the coordinator may keep failing before it is an error.
     pub window: Duration,
+}
+
+/// Which coordinator a link leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CoordinatorKind {
+    /// The group coordinator of `group`.
+    Group,
+    /// The transaction coordinator of the transactional id in `group`.
+    Transaction,
+}
+
+impl CoordinatorKind {
+    fn key_type(self) -> i8 {
+        match self {
+            CoordinatorKind::Group => 0,
+            CoordinatorKind::Transaction => 1,
+        }
+    }
 }
 
 /// A (lazily made) connection to a group's coordinator.
@@ -242,9 +262,12 @@ async fn bootstrap(s: &LinkSettings) -> Result<BrokerConn, WireError> {
 /// A connection to the group's coordinator; retries (broker down,
 /// coordinator not yet available) for up to the link's window.
 pub(crate) async fn connect_coordinator(s: &LinkSettings) -> Result<BrokerConn, GroupError> {
+    let of = match s.kind {
+        CoordinatorKind::Group => format!("--group {}", s.group),
+        CoordinatorKind::Transaction => format!("the transactional id {}", s.group),
+    };
     let what = format!(
-        "finding the coordinator of --group {} through --brokers {} (check the addresses and that the broker runs)",
-        s.group,
+        "finding the coordinator of {of} through --brokers {} (check the addresses and that the broker runs)",
         s.brokers.join(",")
     );
     let mut pacer = Pacer::new(s.window);
@@ -265,7 +288,7 @@ async fn try_coordinator(s: &LinkSettings) -> Result<BrokerConn, Step> {
         Ok(e) => Step::Pause(format!("{context}{e}")),
     };
     let mut boot = bootstrap(s).await.map_err(|e| retry_or_fail(e, "", ""))?;
-    let ans = group_msgs::find_coordinator(&mut boot, &s.group)
+    let ans = group_msgs::find_coordinator_of(&mut boot, &s.group, s.kind.key_type())
         .await
         .map_err(|e| retry_or_fail(e, "the broker cannot host consumer groups", ""))?;
     match classify(ans.error, "FindCoordinator") {

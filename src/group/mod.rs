@@ -57,7 +57,7 @@ pub(crate) mod types;
 
 pub use consumer::next_epoch;
 pub use evict::{evict, Eviction};
-pub(crate) use link::{connect_coordinator, LinkSettings};
+pub(crate) use link::{connect_coordinator, CoordinatorKind, CoordinatorLink, LinkSettings};
 pub use member::Member;
 pub use types::{Assigned, GroupError, GroupSettings};
 

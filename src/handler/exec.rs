@@ -17,7 +17,7 @@
 //!   that it stopped reading stdin / closed stdout while still running.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +25,7 @@ use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot};
 
 use super::child::{self, Group, Tail};
-use super::{Chunk, HandlerEnv, Inner};
+use super::{AckLines, Chunk, HandlerEnv, Inner};
 /// Pipe buffer we ask the kernel for (the default 64 KiB costs throughput;
 /// 1 MiB is the unprivileged limit by default). Best effort.
 const PIPE_SIZE: i32 = 1024 * 1024;
@@ -52,7 +52,7 @@ pub(super) fn start(
     records: mpsc::UnboundedReceiver<Chunk>,
     events: mpsc::UnboundedSender<Inner>,
     group: Group,
-    verdicts: Arc<AtomicBool>,
+    mode: Arc<OnceLock<AckLines>>,
 ) -> anyhow::Result<Probe> {
     let mut c = child::command(cmd, env);
     c.stdout(std::process::Stdio::piped());
@@ -95,9 +95,10 @@ pub(super) fn start(
         events.clone(),
         eof_tx,
         probe.clone(),
-        Verdicts {
-            on: verdicts,
-            lines: Default::default(),
+        LineReader {
+            mode,
+            verdicts: Default::default(),
+            outputs: Default::default(),
             cmd: cmd.to_string(),
         },
     ));
@@ -273,54 +274,81 @@ async fn write_records(
     // Dropping stdin closes the pipe.
 }
 
-/// `--verdicts`: whether the ack lines are verdicts (set before the first
-/// record), and the line cutter that parses them.
-struct Verdicts {
-    on: Arc<AtomicBool>,
-    lines: super::verdict::Lines,
+/// What the ack lines are ([`AckLines`], set before the first record;
+/// unset: each line acknowledges one record) and the line cutters.
+struct LineReader {
+    mode: Arc<OnceLock<AckLines>>,
+    verdicts: super::verdict::Lines,
+    outputs: super::output::Lines,
     cmd: String,
 }
 
-/// Counts stdout lines; each is one acknowledgement (with `--verdicts`, each
-/// is parsed as one verdict).
+impl LineReader {
+    /// The event of one read's bytes (None: no whole line yet).
+    fn event(&mut self, bytes: &[u8], consumed: impl Fn() -> Option<u64>) -> Option<Inner> {
+        match self.mode.get() {
+            Some(AckLines::Verdicts) => match self.verdicts.feed(bytes) {
+                Ok(v) if v.is_empty() => None,
+                Ok(verdicts) => Some(Inner::ExecVerdicts {
+                    verdicts,
+                    consumed: consumed(),
+                }),
+                Err(line) => Some(Inner::Failed(format!(
+                    "--exec '{}': with --verdicts each line the handler prints on stdout \
+                     must be {} (one per record, in order), but it printed {line}; send \
+                     logs to stderr (>&2)",
+                    self.cmd,
+                    super::verdict::VERDICT_FORMS
+                ))),
+            },
+            Some(AckLines::Outputs { verdicts }) => {
+                self.outputs.verdicts = *verdicts;
+                match self.outputs.feed(bytes) {
+                    Ok(l) if l.is_empty() => None,
+                    Ok(lines) => Some(Inner::ExecOutputs {
+                        lines,
+                        consumed: consumed(),
+                    }),
+                    Err(why) => Some(Inner::Failed(format!(
+                        "--exec '{}' with --output-topic: {why}. Each stdout line is a result \
+                         (a plain line also finishes its record), or one of {}; send logs to \
+                         stderr (>&2)",
+                        self.cmd,
+                        super::output::DIRECTIVES
+                    ))),
+                }
+            }
+            _ => {
+                let lines = memchr::memchr_iter(b'\n', bytes).count();
+                (lines > 0).then(|| Inner::ExecAcked {
+                    lines,
+                    consumed: consumed(),
+                })
+            }
+        }
+    }
+}
+
+/// Reads the handler's stdout; each line acknowledges one record (or, per
+/// [`AckLines`], gives its verdict or its results).
 async fn read_acks(
     mut stdout: ChildStdout,
     events: mpsc::UnboundedSender<Inner>,
     eof: oneshot::Sender<()>,
     stdin: Option<Arc<StdinState>>,
-    mut verdicts: Verdicts,
+    mut reader: LineReader,
 ) {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         match stdout.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) if verdicts.on.load(Ordering::Relaxed) => {
-                let event = match verdicts.lines.feed(&buf[..n]) {
-                    Ok(v) if v.is_empty() => continue,
-                    Ok(v) => Inner::ExecVerdicts {
-                        verdicts: v,
-                        consumed: stdin.as_ref().and_then(|s| s.consumed()),
-                    },
-                    Err(line) => Inner::Failed(format!(
-                        "--exec '{}': with --verdicts each line the handler prints on stdout \
-                         must be {} (one per record, in order), but it printed {line}; send \
-                         logs to stderr (>&2)",
-                        verdicts.cmd,
-                        super::verdict::VERDICT_FORMS
-                    )),
+            Ok(n) => {
+                let consumed = || stdin.as_ref().and_then(|s| s.consumed());
+                let Some(event) = reader.event(&buf[..n], consumed) else {
+                    continue;
                 };
                 let failed = matches!(event, Inner::Failed(_));
                 if events.send(event).is_err() || failed {
-                    break;
-                }
-            }
-            Ok(n) => {
-                let lines = memchr::memchr_iter(b'\n', &buf[..n]).count();
-                if lines == 0 {
-                    continue;
-                }
-                let consumed = stdin.as_ref().and_then(|s| s.consumed());
-                if events.send(Inner::ExecAcked { lines, consumed }).is_err() {
                     break;
                 }
             }

@@ -30,6 +30,7 @@ mod child;
 mod exec;
 pub(crate) mod format;
 pub mod guard;
+pub mod output;
 mod stdout;
 pub mod verdict;
 pub(crate) mod window;
@@ -38,14 +39,13 @@ pub(crate) mod window;
 mod tests;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::config::{Format, HandlerSpec};
-use crate::record::Record;
+use crate::record::{OutRecord, Record};
 
 /// A record sent to the backend and not yet acknowledged.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +81,25 @@ pub struct Judged {
     pub partition: i32,
     pub offset: i64,
     pub verdict: Verdict,
+    /// `--output-topic`: the record's results (none otherwise).
+    pub results: Vec<OutRecord>,
+}
+
+/// What an `--exec` handler's stdout lines are, when not one plain
+/// acknowledgement per record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckLines {
+    /// `--verdicts`: one verdict per record.
+    Verdicts,
+    /// `--output-topic`: results and the end of each record (see [`output`]).
+    Outputs { verdicts: bool },
+}
+
+/// A record the handler finished: its verdict and its results.
+#[derive(Debug)]
+struct Finished {
+    verdict: Verdict,
+    results: Vec<OutRecord>,
 }
 
 /// The record at (partition, offset) and every record of that partition sent before it are done.
@@ -168,6 +187,12 @@ enum Inner {
         verdicts: Vec<Verdict>,
         consumed: Option<u64>,
     },
+    /// `--exec` with `--output-topic`: the next lines (see [`output`]), as
+    /// `ExecAcked` otherwise.
+    ExecOutputs {
+        lines: Vec<output::OutLine>,
+        consumed: Option<u64>,
+    },
     /// stdout is closed (EPIPE).
     OutputClosed,
     /// The backend stopped for this reason.
@@ -241,8 +266,12 @@ pub struct Handler {
     task: Option<tokio::task::AbortHandle>,
     /// Acknowledgements are told per record ([`HandlerEvent::Judged`]).
     per_record: bool,
-    /// `--exec` reads verdicts from the ack lines (shared with its reader).
-    verdicts: Arc<AtomicBool>,
+    /// What an `--exec` handler's ack lines are (shared with its reader;
+    /// unset: plain acknowledgements).
+    lines: Arc<OnceLock<AckLines>>,
+    /// `--output-topic`: the results given so far for the first record not
+    /// finished.
+    results: Vec<OutRecord>,
 }
 
 impl Handler {
@@ -258,7 +287,7 @@ impl Handler {
         let mut task = None;
         let topic = env.topic.clone();
         let (mut stdin, mut ack_pipe) = (None, None);
-        let verdicts = Arc::new(AtomicBool::new(false));
+        let lines = Arc::new(OnceLock::new());
         let (kind, command) = match spec {
             HandlerSpec::Stdout => {
                 stdout::start(records_rx, events_tx)?;
@@ -271,7 +300,7 @@ impl Handler {
                     records_rx,
                     events_tx,
                     group.clone(),
-                    verdicts.clone(),
+                    lines.clone(),
                 )?;
                 (stdin, ack_pipe) = (probe.stdin, probe.ack_pipe);
                 (Kind::Exec, cmd.clone())
@@ -323,7 +352,8 @@ impl Handler {
             group,
             task,
             per_record: false,
-            verdicts,
+            lines,
+            results: Vec::new(),
         })
     }
 
@@ -334,8 +364,16 @@ impl Handler {
     pub fn per_record(&mut self, verdicts: bool) {
         self.per_record = true;
         if verdicts && self.kind == Kind::Exec {
-            self.verdicts.store(true, Ordering::SeqCst);
+            let _ = self.lines.set(AckLines::Verdicts);
         }
+    }
+
+    /// `--output-topic` (an `--exec` handler; call it before the first
+    /// record): its stdout lines are results ([`output`]), told per record
+    /// as [`HandlerEvent::Judged`] with their results.
+    pub fn with_outputs(&mut self, verdicts: bool) {
+        self.per_record = true;
+        let _ = self.lines.set(AckLines::Outputs { verdicts });
     }
 
     /// Stages and hands over one record, first waiting while max_in_flight records are
@@ -639,8 +677,16 @@ impl Handler {
             Some(Inner::Acked(n)) => self.acked(n, None, None),
             Some(Inner::ExecAcked { lines, consumed }) => self.acked(lines, consumed, None),
             Some(Inner::ExecVerdicts { verdicts, consumed }) => {
-                self.acked(verdicts.len(), consumed, Some(verdicts))
+                let finished = verdicts
+                    .into_iter()
+                    .map(|verdict| Finished {
+                        verdict,
+                        results: Vec::new(),
+                    })
+                    .collect::<Vec<_>>();
+                self.acked(finished.len(), consumed, Some(finished))
             }
+            Some(Inner::ExecOutputs { lines, consumed }) => self.outputs(lines, consumed),
             Some(Inner::OutputClosed) => {
                 self.pending.push_back(HandlerEvent::OutputClosed);
                 self.finished = true;
@@ -695,7 +741,40 @@ impl Handler {
         }
     }
 
-    fn acked(&mut self, n: usize, consumed: Option<u64>, verdicts: Option<Vec<Verdict>>) {
+    /// `--output-topic`: fold the handler's lines into finished records.
+    fn outputs(&mut self, lines: Vec<output::OutLine>, consumed: Option<u64>) {
+        let mut finished = Vec::new();
+        for line in lines {
+            if finished.len() >= self.order.len() {
+                let sent = self.order.len();
+                self.untrusted(format!(
+                    "--exec '{}': the handler gave results or finished records beyond the \
+                     {sent} record(s) it was sent",
+                    self.command
+                ));
+                return;
+            }
+            match line {
+                output::OutLine::Result(r) => self.results.push(r),
+                output::OutLine::Last(r) => {
+                    self.results.push(r);
+                    finished.push(Finished {
+                        verdict: Verdict::Ok,
+                        results: std::mem::take(&mut self.results),
+                    });
+                }
+                output::OutLine::Done(verdict) => finished.push(Finished {
+                    verdict,
+                    results: std::mem::take(&mut self.results),
+                }),
+            }
+        }
+        if !finished.is_empty() {
+            self.acked(finished.len(), consumed, Some(finished));
+        }
+    }
+
+    fn acked(&mut self, n: usize, consumed: Option<u64>, verdicts: Option<Vec<Finished>>) {
         if n > self.order.len() {
             let sent = self.order.len();
             self.untrusted(format!(
@@ -724,11 +803,15 @@ impl Handler {
         } in self.order.drain(..n)
         {
             if self.per_record {
-                let verdict = verdicts.as_mut().and_then(Iterator::next);
+                let (verdict, results) = match verdicts.as_mut().and_then(Iterator::next) {
+                    Some(f) => (f.verdict, f.results),
+                    None => (Verdict::Ok, Vec::new()),
+                };
                 judged.push(Judged {
                     partition,
                     offset,
-                    verdict: verdict.unwrap_or(Verdict::Ok),
+                    verdict,
+                    results,
                 });
             }
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(len as usize);

@@ -191,6 +191,7 @@ async fn a_bad_verdict_fails_the_handler() {
         partition: 2,
         offset: 10,
         verdict: Verdict::Ok,
+        results: Vec::new(),
     };
     assert!(judged.is_empty() || judged == vec![first], "{judged:?}");
     assert!(why.contains("printed \"maybe\""), "{why}");

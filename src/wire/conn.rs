@@ -64,6 +64,12 @@ wire_requests! {
     IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse: IncrementalAlterConfigs,
     SaslHandshakeRequest => SaslHandshakeResponse: SaslHandshake,
     SaslAuthenticateRequest => SaslAuthenticateResponse: SaslAuthenticate,
+    InitProducerIdRequest => InitProducerIdResponse: InitProducerId,
+    AddPartitionsToTxnRequest => AddPartitionsToTxnResponse: AddPartitionsToTxn,
+    AddOffsetsToTxnRequest => AddOffsetsToTxnResponse: AddOffsetsToTxn,
+    TxnOffsetCommitRequest => TxnOffsetCommitResponse: TxnOffsetCommit,
+    EndTxnRequest => EndTxnResponse: EndTxn,
+    ProduceRequest => ProduceResponse: Produce,
 }
 
 pub struct BrokerConn {
@@ -73,6 +79,8 @@ pub struct BrokerConn {
     next_correlation: i32,
     /// api key -> (min, max) the broker supports.
     versions: HashMap<i16, (i16, i16)>,
+    /// Finalized cluster features (ApiVersions v3+): name -> level.
+    features: HashMap<String, i16>,
     /// A request was cancelled mid-flight: the stream is out of step.
     broken: bool,
 }
@@ -122,6 +130,11 @@ impl BrokerConn {
             .api_keys
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        conn.features = resp
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.max_version_level))
             .collect();
         let transport = crate::transport::current();
         if let Some(sasl) = transport.sasl() {
@@ -199,6 +212,7 @@ impl BrokerConn {
             stream: BufReader::new(stream),
             next_correlation: 1,
             versions: HashMap::new(),
+            features: HashMap::new(),
             broken: false,
         })
     }
@@ -223,6 +237,12 @@ impl BrokerConn {
     }
 
     /// The broker's (min, max) for `key`, if it supports it at all.
+    /// The level of a finalized cluster feature (None: not finalized, or a
+    /// broker too old to say).
+    pub fn feature(&self, name: &str) -> Option<i16> {
+        self.features.get(name).copied()
+    }
+
     pub fn broker_versions(&self, key: ApiKey) -> Option<(i16, i16)> {
         self.versions.get(&(key as i16)).copied()
     }

@@ -49,9 +49,14 @@ impl CoordinatorAnswer {
     }
 }
 
-pub async fn find_coordinator(conn: &mut BrokerConn, group: &str) -> WireResult<CoordinatorAnswer> {
-    let v = conn.negotiate::<m::FindCoordinatorRequest>(0, 6)?;
-    let mut req = m::FindCoordinatorRequest::default();
+/// FindCoordinator of a group (`key_type` 0) or of a transactional id (1).
+pub async fn find_coordinator_of(
+    conn: &mut BrokerConn,
+    group: &str,
+    key_type: i8,
+) -> WireResult<CoordinatorAnswer> {
+    let v = conn.negotiate::<m::FindCoordinatorRequest>(if key_type == 0 { 0 } else { 1 }, 6)?;
+    let mut req = m::FindCoordinatorRequest::default().with_key_type(key_type);
     if v >= 4 {
         req = req.with_coordinator_keys(vec![s(group)]);
     } else {

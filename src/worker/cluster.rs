@@ -152,6 +152,11 @@ impl Cluster {
         }
     }
 
+    /// How many partitions the topic has (as last read).
+    pub fn partition_count(&self) -> usize {
+        self.layout.leaders.len()
+    }
+
     /// Where broker `node` listens.
     pub fn addr(&self, node: i32) -> Option<String> {
         self.layout.brokers.get(&node).cloned()

@@ -132,7 +132,9 @@ impl Feed {
             _ => MIN_WINDOW,
         };
         handler.limit_time(cfg.consume.max_in_flight_time, floor);
-        if per_record {
+        if cfg.consume.output.is_some() {
+            handler.with_outputs(cfg.consume.verdicts.is_some());
+        } else if per_record {
             handler.per_record(cfg.consume.verdicts.is_some());
         }
         Ok(Feed {
@@ -185,6 +187,10 @@ impl Feed {
 
 /// `--dead-letter-topic`: the task that writes the copies.
 fn start_dead_letters(cfg: &WorkerConfig) -> Option<DeadLetters> {
+    if cfg.consume.output.is_some() {
+        // The copies go into the output transaction instead.
+        return None;
+    }
     let topic = cfg.consume.verdicts.as_ref()?.dead_letter_topic.clone()?;
     Some(DeadLetters::start(
         cfg.connect.clone(),

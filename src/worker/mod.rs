@@ -20,6 +20,7 @@ mod core;
 mod dead_letter;
 mod error;
 mod fetch;
+mod output;
 mod partitioned;
 mod positions;
 mod report;

@@ -247,6 +247,7 @@ mod tests {
             partition: p,
             offset: o,
             verdict: v,
+            results: Vec::new(),
         }
     }
 

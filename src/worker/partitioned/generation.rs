@@ -213,7 +213,7 @@ impl Worker {
         match ev {
             Some(HandlerEvent::Ack(a)) => gen.positions.acked(a.partition, a.offset),
             Some(HandlerEvent::Judged(judged)) => {
-                if let Some(msg) = self.judged(judged, &mut gen.positions) {
+                if let Some(msg) = self.judged(judged, &mut gen.positions).await? {
                     return Ok(Some(GenerationEnd::Poison(msg)));
                 }
             }
@@ -273,7 +273,12 @@ impl Worker {
     /// group rebalanced.
     async fn commit_due(&mut self, gen: &mut Generation) -> Result<Option<GenerationEnd>> {
         let started = Instant::now();
-        match self.commit(&mut gen.positions).await {
+        let committed = self.commit(&mut gen.positions).await;
+        if let Some(e) = self.output_failure() {
+            gen.stop_fetchers();
+            return Err(e);
+        }
+        match committed {
             Ok(()) => self.core.recovered(),
             Err(GroupError::Rebalance) => return Ok(Some(GenerationEnd::Rebalance)),
             Err(GroupError::Other(e)) => {
@@ -355,6 +360,9 @@ impl Worker {
             _ => "before stopping",
         };
         self.commit_or_warn(positions, when).await;
+        if let Some(e) = self.output_failure() {
+            return Err(e);
+        }
         positions.carry_into(&mut self.carried);
         Ok(end)
     }
@@ -418,7 +426,9 @@ impl Worker {
                     // A record the worker would stop on stays uncommitted:
                     // it is delivered again after the restart.
                     Ok(Some(HandlerEvent::Judged(judged))) => {
-                        let _ = self.judged(judged, positions);
+                        if let Err(e) = self.judged(judged, positions).await {
+                            return Drained::Failed(format!("{e:#}"));
+                        }
                     }
                     Ok(Some(HandlerEvent::Failed(why))) => return Drained::Failed(why),
                     Ok(Some(HandlerEvent::Untrusted(why))) => return Drained::Untrusted(why),

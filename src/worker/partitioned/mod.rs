@@ -20,6 +20,7 @@ use super::positions::Positions;
 use super::verdicts::Ledger;
 
 mod generation;
+mod pipeline;
 mod settle;
 
 /// Why a generation's consume loop ended.
@@ -58,6 +59,8 @@ struct Worker {
     /// confirmed yet.
     copies_pending: usize,
     verdict_counts: crate::metrics::VerdictCounts,
+    /// `--output-topic`: the transactional producer.
+    output: Option<crate::worker::output::Output>,
 }
 
 pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
@@ -67,6 +70,10 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
     };
     let feed = match Feed::start(&core.cfg, core.cfg.consume.verdicts.is_some()).await {
         Ok(f) => f,
+        Err(e) => return Err(core.fatal(e)),
+    };
+    let output = match pipeline::start_output(&core.cfg).await {
+        Ok(o) => o,
         Err(e) => return Err(core.fatal(e)),
     };
     let mut worker = Worker {
@@ -81,6 +88,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
         ledger: None,
         copies_pending: 0,
         verdict_counts: Default::default(),
+        output,
     };
     let result = worker.consume().await;
     match result {

@@ -11,17 +11,54 @@ use super::Worker;
 use crate::group::GroupError;
 use crate::handler::Judged;
 use crate::worker::dead_letter::Outcome;
+use crate::worker::error::WorkerError;
 use crate::worker::positions::Positions;
-use crate::worker::verdicts::Action;
+use crate::worker::verdicts::{Action, DeadLetter};
 
 impl Worker {
     /// `--verdicts`: apply the handler's verdicts; move the commit position
     /// of each partition up to its lowest record not done. Some: a record
     /// the worker must stop on (no dead-letter topic).
-    pub(super) fn judged(
+    pub(super) async fn judged(
+        &mut self,
+        mut judged: Vec<Judged>,
+        positions: &mut Positions,
+    ) -> Result<Option<String>, WorkerError> {
+        self.emit(&mut judged).await?;
+        if self.ledger.is_none() {
+            // --output-topic without --verdicts: every finished record is done.
+            for j in &judged {
+                positions.acked(j.partition, j.offset);
+            }
+            return Ok(None);
+        }
+        let mut copies = Vec::new();
+        let stop = self.apply_verdicts(judged, positions, &mut copies);
+        for d in copies {
+            if self.dead_letter_in_txn(&d).await? {
+                // In the same transaction as the offsets: done now.
+                self.verdict_counts.dead_lettered += 1;
+                if let Some(ledger) = self.ledger.as_mut() {
+                    ledger.dead_lettered(d.record.partition, d.record.offset);
+                    if let Some(done) = ledger.done_through(d.record.partition) {
+                        positions.acked(d.record.partition, done);
+                    }
+                }
+            } else if let Some(dl) = self.feed.dead_letters.as_ref() {
+                dl.send(d);
+                self.copies_pending += 1;
+            }
+        }
+        Ok(stop)
+    }
+
+    /// The verdicts into the ledger; the dead-letter copies they call for
+    /// into `copies`. Some: a record the worker must stop on.
+    fn apply_verdicts(
         &mut self,
         judged: Vec<Judged>,
         positions: &mut Positions,
+        copies: &mut Vec<DeadLetter>,
     ) -> Option<String> {
         let ledger = self.ledger.as_mut()?;
         let now = Instant::now();
@@ -44,10 +81,7 @@ impl Worker {
                         "the record at partition {} offset {} goes to the dead-letter topic: {} ({} attempt(s))",
                         d.record.partition, d.record.offset, d.reason, d.attempts
                     );
-                    if let Some(dl) = self.feed.dead_letters.as_ref() {
-                        dl.send(d);
-                        self.copies_pending += 1;
-                    }
+                    copies.push(d);
                 }
                 Some(Action::Stop(msg)) => {
                     stop.get_or_insert(msg);
@@ -102,6 +136,12 @@ impl Worker {
     /// began, so that whatever it claimed to have handled since is
     /// delivered again.
     pub(super) async fn take_back(&mut self, positions: &Positions) {
+        if let Some(out) = self.output.as_mut() {
+            // Committed results are visible already; the open transaction,
+            // with whatever the handler claimed since, is dropped.
+            out.abort("the handler cannot be trusted").await;
+            return;
+        }
         let back = positions.take_back();
         if back.is_empty() {
             return;
@@ -121,10 +161,17 @@ impl Worker {
 
     pub(super) async fn commit(&mut self, positions: &mut Positions) -> Result<(), GroupError> {
         let due = positions.due();
+        let meta = self.output.is_some().then(|| self.group_metadata());
+        if let (Some(out), Some(meta)) = (self.output.as_mut(), meta) {
+            out.commit(&due, &meta)
+                .await
+                .map_err(|e| GroupError::Other(anyhow::anyhow!(e)))?;
+        } else if !due.is_empty() {
+            self.member.commit(&due).await?;
+        }
         if due.is_empty() {
             return Ok(());
         }
-        self.member.commit(&due).await?;
         positions.committed(&due);
         self.committed_at.extend(due.iter().copied());
         debug!(slot = self.core.cfg.slot, "committed");

@@ -634,6 +634,7 @@ impl ShareWorker {
             partition,
             offset,
             verdict,
+            ..
         } = j;
         if let Some(q) = self.handed.get_mut(&partition) {
             if let Some(i) = q.iter().position(|&o| o == offset) {
