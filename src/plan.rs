@@ -140,6 +140,9 @@ async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
     {
         ensure_dead_letter_topic(&admin, dlq, cfg.sizing.replication_factor).await?;
     }
+    if let Some(out) = &cfg.consume.output {
+        check_output_topic(&admin, cfg, &out.topic).await?;
+    }
     Ok(PreparedTopic {
         workers: plan.workers,
         partitions: applied.partitions(),
@@ -164,6 +167,50 @@ async fn ensure_dead_letter_topic(admin: &Admin, topic: &str, rf: i16) -> anyhow
         ))
     })?;
     tracing::info!("--dead-letter-topic: {}", applied.describe(topic));
+    Ok(())
+}
+
+/// `--output-topic`: it must exist (kswarm does not create it: a typo must
+/// not start a pipeline into a new topic), and the brokers' transactions
+/// must hide aborted results from read_committed readers. A broker without
+/// DescribeTransactions (KIP-664, every Apache Kafka since 3.0) is refused:
+/// tansu is one, and it reports no aborted transactions to its readers.
+async fn check_output_topic(admin: &Admin, cfg: &RunConfig, topic: &str) -> anyhow::Result<()> {
+    let brokers = cfg.connect.brokers.join(",");
+    if admin.partition_count(topic).await?.is_none() {
+        return Err(crate::error::UsageError(format!(
+            "--output-topic '{topic}' does not exist on {brokers}; create it first (e.g. kswarm \
+             plan -b {brokers} -t {topic} -p N --apply); kswarm does not create it, so that a \
+             misspelt name cannot start a pipeline into a new topic"
+        ))
+        .into());
+    }
+    let conn = crate::wire::BrokerConn::connect(
+        &cfg.connect.brokers[0],
+        "kswarm-supervisor",
+        cfg.connect.connect_timeout,
+    )
+    .await;
+    if let Ok(c) = conn {
+        let txn = [
+            crate::wire::ApiKey::InitProducerId,
+            crate::wire::ApiKey::EndTxn,
+            crate::wire::ApiKey::TxnOffsetCommit,
+            crate::wire::ApiKey::DescribeTransactions,
+        ];
+        if let Some(missing) = txn.iter().find(|k| c.broker_versions(**k).is_none()) {
+            return Err(crate::error::UsageError(format!(
+                "--output-topic needs Kafka transactions that hide aborted results from \
+                 read_committed readers, and the broker at {} lacks {missing:?} (tansu is such \
+                 a broker: it reports no aborted transactions); run the pipeline on Apache Kafka \
+                 3.0 or newer, or leave --output-topic out and produce from the handler (at \
+                 least once)",
+                c.addr()
+            ))
+            .into());
+        }
+    }
+    tracing::info!("--output-topic '{topic}': results go there exactly once, in transactions");
     Ok(())
 }
 

@@ -1,0 +1,344 @@
+//! `--output-topic` on Apache Kafka: the handler's results and the input
+//! offsets in one transaction. Under chaos (SIGKILL of workers, handler
+//! processes and the supervisor, a broker restart) a `read_committed`
+//! reader (librdkafka) of the output topic sees every expected result
+//! exactly once: none missing, none twice, nothing else. A
+//! `read_uncommitted` reader of the same topic may see the results of the
+//! aborted transactions; the test prints how many.
+//!
+//! The tests of this file take turns (one lock): one of them restarts the
+//! suite's broker.
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rand::{Rng, SeedableRng};
+use support::{create_topic, descendants, numbered, produce_with, wait_for, Run};
+
+static TURNS: Mutex<()> = Mutex::new(());
+
+const RECORDS: usize = 100_000;
+const CHAOS: Duration = Duration::from_secs(24);
+
+/// Reads a topic from the start with an isolation level until it has `n`
+/// records or nothing came for 8 s; prints each value on a line.
+const READER: &str = r#"
+import sys
+from confluent_kafka import Consumer
+b, t, n, iso = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+c = Consumer({"bootstrap.servers": b, "group.id": "reader-" + iso + "-" + t,
+              "auto.offset.reset": "earliest", "isolation.level": iso,
+              "enable.auto.commit": False})
+c.subscribe([t])
+got, idle = 0, 0
+out = sys.stdout.buffer
+while got < n and idle < 8:
+    batch = c.consume(10000, 1.0)
+    if not batch:
+        idle += 1
+        continue
+    idle = 0
+    for m in batch:
+        if m.error():
+            continue
+        out.write((m.value() or b"") + b"\n")
+        got += 1
+out.flush()
+c.close()
+"#;
+
+/// The one-to-many handler: two results per record (one with a key), none
+/// for every tenth; acknowledges with @done.
+const FAN_OUT: &str = r#"
+import json, sys
+out = sys.stdout
+for line in sys.stdin:
+    v = line.rstrip("\n")
+    if int(v.rsplit("-", 1)[1]) % 10 != 0:
+        out.write("@out a-" + v + "\n")
+        out.write("@json " + json.dumps({"key": v, "value": "b-" + v, "headers": {"from": v}}) + "\n")
+    out.write("@done\n")
+    out.flush()
+"#;
+
+fn read_values(dir: &std::path::Path, b: &str, topic: &str, n: usize, iso: &str) -> Vec<String> {
+    let script = dir.join("reader.py");
+    std::fs::write(&script, READER).unwrap();
+    let out = Command::new(support::python())
+        .arg(&script)
+        .args([b, topic, &n.to_string(), iso])
+        .output()
+        .expect("run the reader");
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every expected value exactly once, and nothing else.
+fn assert_exactly_once(got: &[String], expected: &[String]) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in got {
+        *counts.entry(v.as_str()).or_default() += 1;
+    }
+    let dups: Vec<(&str, usize)> = counts
+        .iter()
+        .filter(|(_, &c)| c > 1)
+        .map(|(v, &c)| (*v, c))
+        .collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|v| !counts.contains_key(v.as_str()))
+        .collect();
+    let expected_set: std::collections::BTreeSet<&str> =
+        expected.iter().map(String::as_str).collect();
+    let extra: Vec<&&str> = counts
+        .keys()
+        .filter(|v| !expected_set.contains(**v))
+        .collect();
+    assert!(
+        dups.is_empty() && missing.is_empty() && extra.is_empty(),
+        "read_committed saw {} results: {} duplicated (e.g. {:?}), {} missing (e.g. {:?}), {} unexpected (e.g. {:?})",
+        got.len(),
+        dups.len(),
+        &dups[..dups.len().min(5)],
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        extra.len(),
+        &extra[..extra.len().min(5)]
+    );
+    assert_eq!(got.len(), expected.len());
+}
+
+fn is_worker(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|&b| b == 0).nth(1) == Some(b"spawned".as_slice()))
+        .unwrap_or(false)
+}
+
+/// SIGKILL the suite's broker and start it again on its log dirs.
+fn restart_broker(b: &str) {
+    let pid = support::broker_pid();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    wait_for(Duration::from_secs(20), "the broker to die", || {
+        (!support::alive(pid)).then_some(())
+    });
+    let port = b.rsplit(':').next().unwrap();
+    let st = Command::new(support::repo_root().join("scripts/kafka.sh"))
+        .args(["restart", port])
+        .env("KSWARM_BUILD_DIR", support::build_dir())
+        .status()
+        .expect("scripts/kafka.sh restart");
+    assert!(st.success(), "the broker restarted");
+}
+
+struct Chaos {
+    handler: String,
+    format: &'static str,
+    expected: Vec<String>,
+    restart_broker: bool,
+}
+
+fn run_chaos(name: &str, c: Chaos) {
+    assert_eq!(
+        support::broker_kind(),
+        support::Broker::Kafka,
+        "a Kafka-only test: tansu has no aborted transactions"
+    );
+    let b = support::brokers();
+    let (topic, out, group) = (
+        support::unique(&format!("{name}-in")),
+        support::unique(&format!("{name}-out")),
+        support::unique(&format!("g-{name}")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    create_topic(&b, &topic, 2);
+    create_topic(&b, &out, 2);
+    produce_with(
+        &b,
+        &topic,
+        &numbered("c", RECORDS / 2),
+        &["--batch-size", "1000"],
+    );
+    let state = dir.path().join("state");
+    let start_run = |n: u32| {
+        Run::new(&topic, &group)
+            .name(&format!("kswarm run #{n}"))
+            .brokers(&b)
+            .workers(2)
+            .format(c.format)
+            .exec(&c.handler)
+            .flag("--output-topic", &out)
+            .flag("--commit-interval", "200ms")
+            .args(["--shutdown-timeout", "5s", "--max-restarts", "1000/60s"])
+            .state(&state)
+            .spawn()
+    };
+    let mut sup = start_run(0);
+    let producer = {
+        let (b, topic) = (b.clone(), topic.clone());
+        std::thread::spawn(move || {
+            let half = RECORDS / 2;
+            for i in 0..10 {
+                let lines: String = (0..half / 10)
+                    .map(|j| format!("c-{}\n", half + i * (half / 10) + j))
+                    .collect();
+                produce_with(&b, &topic, &lines, &["--batch-size", "1000"]);
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+        })
+    };
+    let seed: u64 = rand::random();
+    eprintln!("{name}: chaos seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut workers, mut handlers) = (0, 0);
+    let (mut sup_killed, mut broker_restarted) = (false, !c.restart_broker);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    while t0.elapsed() < CHAOS {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(700..2000)));
+        if !broker_restarted && t0.elapsed() > CHAOS / 4 {
+            broker_restarted = true;
+            restart_broker(&b);
+            eprintln!("{name}: broker restarted at {:?}", t0.elapsed());
+            continue;
+        }
+        if !sup_killed && t0.elapsed() > CHAOS / 2 {
+            sup_killed = true;
+            sup.signal(Signal::SIGKILL);
+            sup.wait(Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(500));
+            sup = start_run(1);
+            continue;
+        }
+        let kill_worker = rng.gen_bool(0.5);
+        let pool: Vec<i32> = descendants(sup.pid())
+            .into_iter()
+            .filter(|&p| is_worker(p) == kill_worker)
+            .collect();
+        if pool.is_empty() {
+            continue;
+        }
+        let _ = kill(
+            Pid::from_raw(pool[rng.gen_range(0..pool.len())]),
+            Signal::SIGKILL,
+        );
+        if kill_worker {
+            workers += 1;
+        } else {
+            handlers += 1;
+        }
+    }
+    producer.join().unwrap();
+    eprintln!("{name}: chaos over: {workers} workers and {handlers} handler processes killed, the supervisor once");
+    assert!(
+        workers >= 3 && handlers >= 3,
+        "{workers} workers, {handlers} handlers killed"
+    );
+    wait_for(Duration::from_secs(120), "every input committed", || {
+        let ends = support::committed(&b, &topic, &group, 2);
+        let total: i64 = ends.values().map(|o| o.unwrap_or(0)).sum();
+        (total as usize >= RECORDS).then_some(())
+    });
+    sup.signal(Signal::SIGTERM);
+    let st = sup.wait(Duration::from_secs(60));
+    assert_eq!(st.code(), Some(0), "{}", sup.stderr_text());
+    let got = read_values(dir.path(), &b, &out, c.expected.len() + 1, "read_committed");
+    let uncommitted = read_values(dir.path(), &b, &out, usize::MAX / 2, "read_uncommitted");
+    eprintln!(
+        "{name}: read_committed saw {} results, read_uncommitted {} (the difference: results of aborted transactions)",
+        got.len(),
+        uncommitted.len()
+    );
+    assert!(uncommitted.len() >= got.len());
+    assert_exactly_once(&got, &c.expected);
+}
+
+#[test]
+fn one_to_one_results_are_exactly_once_through_kills_and_a_broker_restart() {
+    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    run_chaos(
+        "eo1",
+        Chaos {
+            handler: "sed -u s/^/r-/".into(),
+            format: "value",
+            expected: (0..RECORDS).map(|i| format!("r-c-{i}")).collect(),
+            restart_broker: true,
+        },
+    );
+}
+
+#[test]
+fn one_to_many_results_are_exactly_once_through_kills() {
+    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fan_out.py");
+    std::fs::write(&script, FAN_OUT).unwrap();
+    let expected: Vec<String> = (0..RECORDS)
+        .filter(|i| i % 10 != 0)
+        .flat_map(|i| [format!("a-c-{i}"), format!("b-c-{i}")])
+        .collect();
+    run_chaos(
+        "eon",
+        Chaos {
+            handler: format!("{} {}", support::py(), script.display()),
+            format: "value",
+            expected,
+            restart_broker: false,
+        },
+    );
+}
+
+#[test]
+fn where_exactly_once_cannot_hold_kswarm_says_so() {
+    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let b = support::brokers();
+    let topic = support::unique("eo-bad");
+    create_topic(&b, &topic, 1);
+    let cases: [(&[&str], &str); 4] = [
+        (&["--exec", "cat", "--group-protocol", "share"], "share"),
+        (&["--exec-batch", "cat"], "--exec-batch"),
+        (&[], "needs an --exec handler"),
+        (&["--exec", "cat", "-X", "output.topic="], "--output-topic"),
+    ];
+    for (extra, needle) in cases {
+        let mut cmd = support::kswarm();
+        cmd.args(["run", "-b", &b, "-t", &topic, "-g", "g-eo-bad"]);
+        if !extra.contains(&"-X") {
+            cmd.args(["--output-topic", "eo-out-never"]);
+        }
+        let out = cmd.args(extra).output().unwrap();
+        let err = support::stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: names {needle}: {err}");
+    }
+    // A missing output topic stops the run with 2, naming the flag.
+    let missing = support::unique("eo-missing");
+    let out = support::kswarm()
+        .args([
+            "run",
+            "-b",
+            &b,
+            "-t",
+            &topic,
+            "-g",
+            "g-eo-missing",
+            "--exec",
+            "cat",
+        ])
+        .args(["--output-topic", &missing])
+        .output()
+        .unwrap();
+    let err = support::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--output-topic") && err.contains(&missing),
+        "{err}"
+    );
+}
