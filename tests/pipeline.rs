@@ -129,13 +129,20 @@ fn restart_broker(b: &str) {
     wait_for(Duration::from_secs(20), "the broker to die", || {
         (!support::alive(pid)).then_some(())
     });
+    // Its parent may not have reaped it yet (kafka.sh checks kill -0): try
+    // again for a while.
     let port = b.rsplit(':').next().unwrap();
-    let st = Command::new(support::repo_root().join("scripts/kafka.sh"))
-        .args(["restart", port])
-        .env("KSWARM_BUILD_DIR", support::build_dir())
-        .status()
-        .expect("scripts/kafka.sh restart");
-    assert!(st.success(), "the broker restarted");
+    wait_for(Duration::from_secs(60), "the broker to start again", || {
+        let st = Command::new(support::repo_root().join("scripts/kafka.sh"))
+            .args(["restart", port])
+            .env("KSWARM_BUILD_DIR", support::build_dir())
+            .status()
+            .expect("scripts/kafka.sh restart");
+        if !st.success() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        st.success().then_some(())
+    });
 }
 
 struct Chaos {
@@ -181,7 +188,9 @@ fn run_chaos(name: &str, c: Chaos) {
             .spawn()
     };
     let mut sup = start_run(0);
-    let producer = {
+    // The second half comes during the chaos, after the broker restart (a
+    // produce cut off by it could leave records written twice).
+    let start_producer = || {
         let (b, topic) = (b.clone(), topic.clone());
         std::thread::spawn(move || {
             let half = RECORDS / 2;
@@ -200,8 +209,12 @@ fn run_chaos(name: &str, c: Chaos) {
     let (mut workers, mut handlers) = (0, 0);
     let (mut sup_killed, mut broker_restarted) = (false, !c.restart_broker);
     let t0 = Instant::now();
+    let mut producer = None;
     std::thread::sleep(Duration::from_secs(3));
     while t0.elapsed() < CHAOS {
+        if broker_restarted && producer.is_none() {
+            producer = Some(start_producer());
+        }
         std::thread::sleep(Duration::from_millis(rng.gen_range(700..2000)));
         if !broker_restarted && t0.elapsed() > CHAOS / 4 {
             broker_restarted = true;
@@ -235,7 +248,7 @@ fn run_chaos(name: &str, c: Chaos) {
             handlers += 1;
         }
     }
-    producer.join().unwrap();
+    producer.expect("the producer started").join().unwrap();
     eprintln!("{name}: chaos over: {workers} workers and {handlers} handler processes killed, the supervisor once");
     assert!(
         workers >= 3 && handlers >= 3,

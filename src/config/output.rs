@@ -9,8 +9,12 @@ use super::parse::{parse_positive_duration, usage, validate_topic};
 use super::{Checked, GroupProtocol, HandlerSpec, UsageError};
 use crate::settings::Settings;
 
-/// Kafka's default transaction timeout (the Java producer's).
-pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// A transaction left open by a worker that was cut off (or stopped)
+/// holds back every read_committed reader of its output partitions until
+/// the coordinator aborts it at this timeout: 20 s (Kafka Streams uses 10 s
+/// for exactly-once, the Java producer 60 s). A worker's transactions last
+/// a commit interval.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputConfig {

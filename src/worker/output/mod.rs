@@ -42,8 +42,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why a transaction could not commit.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TxnError {
-    /// The group moved on (KIP-447), a newer worker took the transactional
-    /// id over, or the brokers stayed away: the transaction is aborted.
+    /// The group moved on (KIP-447): this generation's offsets cannot be
+    /// committed; its transaction is aborted, and so is every later one of
+    /// the same generation. The member rejoins.
+    #[error("{0}")]
+    GroupMoved(String),
+    /// A newer worker took the transactional id over, or the brokers stayed
+    /// away: the transaction is aborted, and so is every later one.
     #[error("{0}")]
     Aborted(String),
     /// Retrying cannot help: a flag or a record at fault.
@@ -82,6 +87,9 @@ pub struct Output {
     buffer: Buffer,
     /// A transaction failed: every later commit fails the same way.
     failed: Option<TxnError>,
+    /// The generation (member id, generation) the group fenced: its
+    /// commits are refused without asking.
+    fenced: Option<(String, i32)>,
 }
 
 impl Output {
@@ -120,6 +128,7 @@ impl Output {
             open: None,
             buffer: Buffer::default(),
             failed: None,
+            fenced: None,
             s,
         };
         for t in 0..out.topics.len() {
@@ -167,11 +176,36 @@ impl Output {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        let generation = (meta.member_id.clone(), meta.generation);
+        if self.fenced.as_ref() == Some(&generation) {
+            self.abort_open().await;
+            return Err(TxnError::GroupMoved(format!(
+                "generation {} of member {} was fenced; its offsets cannot be committed",
+                meta.generation, meta.member_id
+            )));
+        }
         let r = self.try_commit(offsets, meta).await;
-        if let Err(e) = &r {
-            self.fail(e.clone()).await;
+        match &r {
+            Ok(()) => {}
+            Err(TxnError::GroupMoved(why)) => {
+                warn!("transaction aborted: {why}");
+                self.abort_open().await;
+                self.fenced = Some(generation);
+            }
+            Err(e) => self.fail(e.clone()).await,
         }
         r
+    }
+
+    /// Drop what is buffered and abort what is open (best effort).
+    async fn abort_open(&mut self) {
+        self.buffer.clear();
+        if self.open.is_some() {
+            if let Err(why) = self.end(false).await {
+                debug!("could not abort the transaction: {why}");
+            }
+            self.open = None;
+        }
     }
 
     async fn try_commit(
@@ -206,12 +240,7 @@ impl Output {
     /// cannot, and the coordinator aborts it at its timeout anyway), and
     /// refuse everything from now on.
     async fn fail(&mut self, e: TxnError) {
-        self.buffer.clear();
-        if self.open.is_some() {
-            if let Err(why) = self.end(false).await {
-                debug!("could not abort the transaction: {why}");
-            }
-        }
+        self.abort_open().await;
         warn!("transaction aborted: {e}");
         self.failed.get_or_insert(e);
     }
@@ -479,7 +508,7 @@ impl Output {
         let id = &self.s.transactional_id;
         match class {
             TxnClass::Fatal(m) => TxnError::Fatal(m),
-            TxnClass::GroupMoved => TxnError::Aborted(format!(
+            TxnClass::GroupMoved => TxnError::GroupMoved(format!(
                 "{request}: {}: the group moved on and this worker's partitions may belong to another member now; its offsets cannot be committed (KIP-447 fencing)",
                 code_name(code)
             )),

@@ -363,7 +363,12 @@ impl Worker {
         if let Some(e) = self.output_failure() {
             return Err(e);
         }
-        positions.carry_into(&mut self.carried);
+        if self.output.is_none() {
+            // With --output-topic a record is done only once its results are
+            // committed: what this generation could not commit is handled
+            // again, never carried.
+            positions.carry_into(&mut self.carried);
+        }
         Ok(end)
     }
 

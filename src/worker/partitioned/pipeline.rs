@@ -36,7 +36,7 @@ pub(super) async fn start_output(cfg: &WorkerConfig) -> Result<Option<Output>, W
             .and_then(|v| v.dead_letter_topic.clone()),
         group: cfg.consume.group.clone(),
         input_topic: cfg.topic.clone(),
-        window: out.transaction_timeout / 2,
+        window: out.transaction_timeout,
     };
     Output::start(settings).await.map(Some).map_err(txn_error)
 }
@@ -46,7 +46,7 @@ pub(super) async fn start_output(cfg: &WorkerConfig) -> Result<Option<Output>, W
 pub(super) fn txn_error(e: TxnError) -> WorkerError {
     match e {
         TxnError::Fatal(m) => WorkerError::Config(format!("--output-topic: {m}")),
-        TxnError::Aborted(m) => WorkerError::Other(anyhow::anyhow!(
+        TxnError::Aborted(m) | TxnError::GroupMoved(m) => WorkerError::Other(anyhow::anyhow!(
             "--output-topic: the transaction was aborted ({m}); its records are handled again by \
              whoever owns their partitions next, and none of its results are visible to \
              read_committed readers"

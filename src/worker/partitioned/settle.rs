@@ -12,6 +12,7 @@ use crate::group::GroupError;
 use crate::handler::Judged;
 use crate::worker::dead_letter::Outcome;
 use crate::worker::error::WorkerError;
+use crate::worker::output::TxnError;
 use crate::worker::positions::Positions;
 use crate::worker::verdicts::{Action, DeadLetter};
 
@@ -163,9 +164,13 @@ impl Worker {
         let due = positions.due();
         let meta = self.output.is_some().then(|| self.group_metadata());
         if let (Some(out), Some(meta)) = (self.output.as_mut(), meta) {
-            out.commit(&due, &meta)
-                .await
-                .map_err(|e| GroupError::Other(anyhow::anyhow!(e)))?;
+            match out.commit(&due, &meta).await {
+                Ok(()) => {}
+                // The records of this generation are handled again by
+                // whoever owns them next (their results were aborted).
+                Err(TxnError::GroupMoved(_)) => return Err(GroupError::Rebalance),
+                Err(e) => return Err(GroupError::Other(anyhow::anyhow!(e))),
+            }
         } else if !due.is_empty() {
             self.member.commit(&due).await?;
         }
