@@ -291,10 +291,17 @@ launch() {
   local port=$1 heap=$2 dir
   dir="$(node_dir "$port")"
   # setsid: the node is in its own session, so a Ctrl-C in the caller's terminal reaches only the caller,
-  # which stops the node itself.
-  KAFKA_HEAP="$heap" setsid java -Xms128m -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.yaml" \
-    -cp "$(classpath)" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null &
+  # which stops the node itself. The node keeps none of the caller's other open files: a lock the caller
+  # holds (flock) must end with the caller, not with the broker.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    KAFKA_HEAP="$heap" exec setsid java -Xms128m -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+      -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.yaml" \
+      -cp "$(classpath)" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null
+  ) &
   echo $! >"$dir/pid"
 }
 

@@ -355,3 +355,66 @@ fn where_exactly_once_cannot_hold_kswarm_says_so() {
         "{err}"
     );
 }
+
+/// A worker stopped past its session (SIGSTOP) loses its partitions to the
+/// other one; when it goes on (SIGCONT) its open transaction cannot commit
+/// (KIP-447: its generation is gone): it aborts it, rejoins, and none of
+/// its results of that transaction become visible.
+#[test]
+fn a_zombie_worker_commits_nothing_and_rejoins() {
+    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let b = support::brokers();
+    let (topic, out, group) = (
+        support::unique("zin"),
+        support::unique("zout"),
+        support::unique("g-zombie"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    create_topic(&b, &topic, 2);
+    create_topic(&b, &out, 2);
+    let n = 30_000;
+    produce_with(&b, &topic, &numbered("z", n), &["--batch-size", "1000"]);
+    // About 1,000 records a second per worker: still busy when stopped.
+    let handler = r#"while IFS= read -r l; do printf 'z-%s\n' "$l"; sleep 0.001; done"#;
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .format("value")
+        .exec(handler)
+        .flag("--output-topic", &out)
+        .flag("--commit-interval", "2s")
+        .state(dir.path())
+        .spawn();
+    wait_for(Duration::from_secs(60), "commits under way", || {
+        let c = support::committed(&b, &topic, &group, 2);
+        (c.values().map(|o| o.unwrap_or(0)).sum::<i64>() > 2000).then_some(())
+    });
+    let zombie = descendants(run.pid())
+        .into_iter()
+        .find(|&p| is_worker(p))
+        .expect("a worker");
+    kill(Pid::from_raw(zombie), Signal::SIGSTOP).unwrap();
+    eprintln!("worker {zombie} stopped");
+    // Past the 6 s session: the other worker takes every partition.
+    std::thread::sleep(Duration::from_secs(14));
+    kill(Pid::from_raw(zombie), Signal::SIGCONT).unwrap();
+    wait_for(Duration::from_secs(120), "every input committed", || {
+        let c = support::committed(&b, &topic, &group, 2);
+        (c.values().map(|o| o.unwrap_or(0)).sum::<i64>() as usize >= n).then_some(())
+    });
+    assert!(
+        support::alive(zombie),
+        "the zombie rejoined instead of dying: {}",
+        run.stderr_text()
+    );
+    run.signal(Signal::SIGTERM);
+    let st = run.wait(Duration::from_secs(60));
+    let err = run.stderr_text();
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(
+        err.contains("transaction aborted") && err.contains("KIP-447"),
+        "the zombie's transaction was aborted for its generation: {err}"
+    );
+    let got = read_values(dir.path(), &b, &out, n + 1, "read_committed");
+    let expected: Vec<String> = (0..n).map(|i| format!("z-z-{i}")).collect();
+    assert_exactly_once(&got, &expected);
+}
