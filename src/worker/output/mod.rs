@@ -30,9 +30,11 @@ use crate::wire::group_msgs::code_name;
 use crate::wire::txn::{self, GroupMetadata, PartitionBatch, ProducerIdentity};
 use crate::wire::{ApiKey, BrokerConn};
 
-/// Results buffered up to this many bytes before they are produced (they
-/// are invisible to read_committed readers until the commit anyway).
-const PRODUCE_AT: usize = 1 << 20;
+/// Results buffered up to this many bytes before they are produced: the
+/// produce of one part overlaps the handling of the next, so that the
+/// commit finds little left to write (results are invisible to
+/// read_committed readers until the commit anyway).
+const PRODUCE_AT: usize = 64 * 1024;
 /// Pauses between retries of a transaction request.
 const PAUSE: crate::backoff::Doubling =
     crate::backoff::Doubling::new(Duration::from_millis(50), Duration::from_secs(1));
