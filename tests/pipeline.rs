@@ -52,10 +52,21 @@ out.flush()
 c.close()
 "#;
 
+/// The one-to-one handler: a few thousand records a second per worker, so
+/// that the workers are busy all through the chaos and kills land inside
+/// open transactions.
+const ONE_TO_ONE: &str = r#"
+import sys, time
+for line in sys.stdin:
+    sys.stdout.write("r-" + line)
+    sys.stdout.flush()
+    time.sleep(0.0002)
+"#;
+
 /// The one-to-many handler: two results per record (one with a key), none
 /// for every tenth; acknowledges with @done.
 const FAN_OUT: &str = r#"
-import json, sys
+import json, sys, time
 out = sys.stdout
 for line in sys.stdin:
     v = line.rstrip("\n")
@@ -64,6 +75,7 @@ for line in sys.stdin:
         out.write("@json " + json.dumps({"key": v, "value": "b-" + v, "headers": {"from": v}}) + "\n")
     out.write("@done\n")
     out.flush()
+    time.sleep(0.0002)
 "#;
 
 fn read_values(dir: &std::path::Path, b: &str, topic: &str, n: usize, iso: &str) -> Vec<String> {
@@ -280,10 +292,13 @@ fn run_chaos(name: &str, c: Chaos) {
 #[test]
 fn one_to_one_results_are_exactly_once_through_kills_and_a_broker_restart() {
     let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("one_to_one.py");
+    std::fs::write(&script, ONE_TO_ONE).unwrap();
     run_chaos(
         "eo1",
         Chaos {
-            handler: "sed -u s/^/r-/".into(),
+            handler: format!("{} {}", support::py(), script.display()),
             format: "value",
             results: |v| vec![format!("r-{v}")],
             restart_broker: true,

@@ -35,6 +35,8 @@ use crate::wire::{ApiKey, BrokerConn};
 /// commit finds little left to write (results are invisible to
 /// read_committed readers until the commit anyway).
 const PRODUCE_AT: usize = 64 * 1024;
+/// ... or once the oldest buffered result has waited this long.
+const LINGER: Duration = Duration::from_millis(20);
 /// Pauses between retries of a transaction request.
 const PAUSE: crate::backoff::Doubling =
     crate::backoff::Doubling::new(Duration::from_millis(50), Duration::from_secs(1));
@@ -161,7 +163,8 @@ impl Output {
             let p = state::partition_of(r.key.as_deref(), input_partition, partitions);
             self.buffer.push(topic, p, r);
         }
-        if self.buffer.bytes() >= PRODUCE_AT {
+        let lingered = self.buffer.since().is_some_and(|t| t.elapsed() >= LINGER);
+        if self.buffer.bytes() >= PRODUCE_AT || lingered {
             self.produce().await?;
         }
         Ok(())

@@ -165,17 +165,25 @@ pub struct Open {
 pub struct Buffer {
     pending: BTreeMap<(TopicIx, i32), Vec<OutRecord>>,
     bytes: usize,
+    /// When the oldest result buffered now came.
+    since: Option<std::time::Instant>,
     sequences: BTreeMap<(TopicIx, i32), i32>,
 }
 
 impl Buffer {
     pub fn push(&mut self, topic: TopicIx, partition: i32, r: OutRecord) {
+        self.since.get_or_insert_with(std::time::Instant::now);
         self.bytes += r.size();
         self.pending.entry((topic, partition)).or_default().push(r);
     }
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// When the oldest result buffered now came (None: nothing buffered).
+    pub fn since(&self) -> Option<std::time::Instant> {
+        self.since
     }
 
     pub fn is_empty(&self) -> bool {
@@ -185,6 +193,7 @@ impl Buffer {
     /// Everything buffered, each partition with its first sequence number.
     pub fn take(&mut self) -> Vec<((TopicIx, i32), i32, Vec<OutRecord>)> {
         self.bytes = 0;
+        self.since = None;
         std::mem::take(&mut self.pending)
             .into_iter()
             .map(|(k, v)| (k, self.sequences.get(&k).copied().unwrap_or(0), v))
@@ -205,6 +214,7 @@ impl Buffer {
     pub fn clear(&mut self) {
         self.pending.clear();
         self.bytes = 0;
+        self.since = None;
     }
 }
 
