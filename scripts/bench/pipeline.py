@@ -173,10 +173,14 @@ def launch(h, name, in_topic, out_topic, ci):
             extra = ["--output-topic", out_topic, "--exec", HANDLER]
         else:
             extra = ["--exec", f"{h.PY} {os.path.join(h.HERE, 'alo_handler.py')} {h.brokers()} {out_topic}"]
-        l.start([h.KSWARM, "--log-format", "json", "run", "-w", str(h.WORKERS), "-p", "keep", "-b", h.brokers(),
-                 "-t", in_topic, "-g", group, "--from", "earliest", "--format", "value",
-                 "--commit-interval", f"{ci}ms"] + extra,
-                stdout=subprocess.DEVNULL, stderr=h.logfile(f"pipeline-{name}"), stdin=subprocess.DEVNULL)
+        # A log file per run: its rebalances (worker_revoked events) are counted afterwards.
+        l.logpath = os.path.join(h.LOGS, f"pipeline-{group}.log")
+        os.makedirs(h.LOGS, exist_ok=True)
+        with open(l.logpath, "ab") as err:
+            l.start([h.KSWARM, "--log-format", "json", "run", "-w", str(h.WORKERS), "-p", "keep", "-b", h.brokers(),
+                     "-t", in_topic, "-g", group, "--from", "earliest", "--format", "value",
+                     "--commit-interval", f"{ci}ms"] + extra,
+                    stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
     elif name == "streams-1x2":
         l.start(streams_argv(h, in_topic, out_topic, group, ci, 2), stdout=h.logfile("pipeline-streams"),
                 stderr=h.logfile("pipeline-streams"), stdin=subprocess.DEVNULL)
@@ -187,6 +191,18 @@ def launch(h, name, in_topic, out_topic, ci):
     else:
         raise ValueError(name)
     return l
+
+
+def revokes(l):
+    """kswarm: the worker_revoked events of the run (a worker gave partitions up at a rebalance); None for others."""
+    path = getattr(l, "logpath", None)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for line in f if b'"worker_revoked"' in line)
+    except OSError:
+        return None
 
 
 def alive(l):
@@ -226,6 +242,7 @@ def throughput_run(h, name, in_topic, n, ci):
     finally:
         if l is not None:
             l.stop(grace=15.0)
+            res["revokes"] = revokes(l)
         reader.stop()
     if res["complete"]:
         res["rate_total"] = n / (res["done"] - res["t0"])
@@ -377,7 +394,7 @@ def run(h, t_start):
           f"{f'median of {h.REPEATS} interleaved runs' if h.REPEATS != 1 else 'one run'} per row; latency at "
           f"{rate:,} records/s for {seconds} s after a {settle:g} s settle.", ""]
     md += ["| commit interval | contender | records/s, launch → all committed | records/s, first → last result "
-           "| CPU µs per record | broker CPU µs per record | duplicates | latency p50 ms | p99 ms | max ms |",
+           "| CPU µs per record | broker CPU µs per record | duplicates (most in a run) | latency p50 ms | p99 ms | max ms |",
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = {}
     for ci in ivs:
@@ -421,7 +438,10 @@ def run(h, t_start):
         md.append(f"- {SHORT[x]}, {ci} ms, per run: records/s (launch → all) "
                   + ", ".join(h.f1(r.get("rate_total"), 0) for r in rs)
                   + "; start-up (launch → first result) s " + ", ".join(h.f1(r.get("startup"), 2) for r in rs)
-                  + "; CPU µs per record " + ", ".join(h.f1(r.get("cpu_us"), 2) for r in rs))
+                  + "; CPU µs per record " + ", ".join(h.f1(r.get("cpu_us"), 2) for r in rs)
+                  + "; duplicates " + ", ".join(f"{r.get('dups', 0):,}" for r in rs)
+                  + ("; kswarm worker_revoked events " + ", ".join(str(r.get("revokes")) for r in rs)
+                     if x.startswith("kswarm") else ""))
     for (x, ci), lr in lat.items():
         L = lr.get("lat") or {}
         md.append(f"- latency {SHORT[x]}, {ci} ms: {L.get('n', 0):,} results measured of {lr.get('sent') or 0:,} "
