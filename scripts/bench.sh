@@ -31,7 +31,8 @@
 #      record, and end-to-end latency p50/p99 at a fixed rate. BENCH_PIPELINE_INTERVALS (ms, default 100,1000),
 #      BENCH_PIPELINE_CONTENDERS (default kswarm-eos,kswarm-alo,streams-1x2,streams-2x1), BENCH_PIPELINE_RATE
 #      (default 5000/s), BENCH_PIPELINE_SECONDS (default 20), BENCH_PIPELINE_SETTLE (default 3 s); e.g.
-#      `BENCH_ONLY=pipeline BENCH_REPEATS=1 scripts/bench.sh`. Method: scripts/bench/pipeline.py.
+#      `BENCH_ONLY=pipeline BENCH_REPEATS=1 scripts/bench.sh` (the full run leaves this section out; 1M records and 3
+#      rounds took about 7 minutes here). Method: scripts/bench/pipeline.py.
 # Output: build/bench/results-BROKER.md (+ .json), build/bench/failover-BROKER.svg, and a copy of the
 # plot in scripts/bench/; with BENCH_ONLY=security build/bench/results-kafka-security.md (+ .json)
 # instead, with BENCH_ONLY=partitions build/bench/results-BROKER-partitions.md (+ .json) instead, with
