@@ -22,9 +22,21 @@
 #      (2 processes), BENCH_REPEATS interleaved rounds; counts from BENCH_PARTITIONS (default 2,64,256,1024),
 #      e.g. `BENCH_ONLY=partitions scripts/bench.sh --broker kafka`, or for a quick check
 #      `BENCH_ONLY=partitions BENCH_PARTITIONS=2,64 BENCH_RECORDS=50000 BENCH_REPEATS=1 scripts/bench.sh`.
+#      BENCH_ONLY=pipeline: only the pipeline section (issue 29; Kafka only): BENCH_RECORDS records into IN (2
+#      partitions), then per commit interval a one-to-one map IN -> OUT by kswarm --output-topic (exactly once;
+#      rows say "not available on this build" where kswarm has no such flag), kswarm with a handler that produces
+#      itself (scripts/bench/alo_handler.py, at least once) and Kafka Streams exactly_once_v2
+#      (scripts/bench/StreamsMap.java, kafka-streams from scripts/bench/streams/pom.xml into build/bench/streams;
+#      one JVM of 2 threads and 2 JVMs of 1): records/s until a read_committed reader has every result, CPU per
+#      record, and end-to-end latency p50/p99 at a fixed rate. BENCH_PIPELINE_INTERVALS (ms, default 100,1000),
+#      BENCH_PIPELINE_CONTENDERS (default kswarm-eos,kswarm-alo,streams-1x2,streams-2x1), BENCH_PIPELINE_RATE
+#      (default 5000/s), BENCH_PIPELINE_SECONDS (default 20), BENCH_PIPELINE_SETTLE (default 3 s); e.g.
+#      `BENCH_ONLY=pipeline BENCH_REPEATS=1 scripts/bench.sh` (the full run leaves this section out; 1M records and 3
+#      rounds took about 7 minutes here). Method: scripts/bench/pipeline.py.
 # Output: build/bench/results-BROKER.md (+ .json), build/bench/failover-BROKER.svg, and a copy of the
 # plot in scripts/bench/; with BENCH_ONLY=security build/bench/results-kafka-security.md (+ .json)
-# instead, with BENCH_ONLY=partitions build/bench/results-BROKER-partitions.md (+ .json) instead.
+# instead, with BENCH_ONLY=partitions build/bench/results-BROKER-partitions.md (+ .json) instead, with
+# BENCH_ONLY=pipeline build/bench/results-pipeline.md (+ .json) instead.
 # The SASL_SSL client settings (with the broker's throwaway password) go to
 # build/bench/security-kafka.properties, mode 0600. See scripts/bench/harness.py for the method.
 set -euo pipefail
@@ -54,14 +66,18 @@ case "$broker" in
 esac
 only="${BENCH_ONLY:-}"
 case "$only" in
-  ""|security|partitions) ;;
-  *) echo "bench.sh: BENCH_ONLY=$only: use security (only the SASL_SSL section, Kafka only) or partitions" \
-          "(only the partition-count section, Kafka or tansu; counts from BENCH_PARTITIONS, default 2,64,256,1024)," \
-          "or leave it unset" >&2
+  ""|security|partitions|pipeline) ;;
+  *) echo "bench.sh: BENCH_ONLY=$only: use security (only the SASL_SSL section, Kafka only), partitions" \
+          "(only the partition-count section, Kafka or tansu; counts from BENCH_PARTITIONS, default 2,64,256,1024)" \
+          "or pipeline (only the pipeline section of issue 29, Kafka only), or leave it unset" >&2
      exit 2 ;;
 esac
 if [[ "$only" == partitions && -n "${BENCH_PARTITIONS:-}" && ! "$BENCH_PARTITIONS" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
   echo "bench.sh: BENCH_PARTITIONS=$BENCH_PARTITIONS: use partition counts separated by commas, e.g. 2,64,256,1024" >&2
+  exit 2
+fi
+if [[ "$only" == pipeline && "$broker" != kafka ]]; then
+  echo "bench.sh: BENCH_ONLY=pipeline runs on Kafka only (transactions, and Kafka Streams exactly_once_v2)" >&2
   exit 2
 fi
 if [[ "$only" == security && "$broker" == tansu ]]; then
@@ -92,6 +108,31 @@ if [[ -z "$only" ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt
   javac -nowarn -d "$JAVA_DIR" -cp "$CP" "$JAVA_SRC"
   basename "$jar" >"$JAVA_DIR/.kafka-clients"
 fi
+# The pipeline section's Kafka Streams peer: kafka-streams and its dependencies (scripts/bench/streams/pom.xml,
+# the Kafka version of scripts/kafka/pom.xml) into a directory of their own, StreamsMap.java compiled against
+# them; both idempotent, offline once installed.
+STREAMS_DIR="$BUILD/bench/streams"
+STREAMS_SRC="$ROOT/scripts/bench/StreamsMap.java"
+STREAMS_POM="$ROOT/scripts/bench/streams/pom.xml"
+if [[ "$only" == pipeline ]]; then
+  if [[ ! -f "$STREAMS_DIR/libs/.installed" || "$STREAMS_POM" -nt "$STREAMS_DIR/libs/.installed" ]]; then
+    command -v mvn >/dev/null || { echo "bench.sh: the Kafka Streams peer needs Maven ('mvn' on PATH) once" >&2; exit 1; }
+    echo "bench.sh: fetching kafka-streams (scripts/bench/streams/pom.xml) into $STREAMS_DIR/libs" >&2
+    rm -rf "$STREAMS_DIR"
+    mkdir -p "$STREAMS_DIR/libs"
+    mvn -q -B -f "$STREAMS_POM" dependency:copy-dependencies -DoutputDirectory="$STREAMS_DIR/libs" >&2 \
+      || { echo "bench.sh: mvn could not fetch kafka-streams (see above; it needs Maven Central once)" >&2; exit 1; }
+    touch "$STREAMS_DIR/libs/.installed"
+  fi
+  if [[ ! -f "$STREAMS_DIR/StreamsMap.class" || "$STREAMS_SRC" -nt "$STREAMS_DIR/StreamsMap.class" ]]; then
+    echo "bench.sh: compiling $STREAMS_SRC into $STREAMS_DIR" >&2
+    javac -nowarn -d "$STREAMS_DIR" -cp "$STREAMS_DIR/libs/*" "$STREAMS_SRC"
+  fi
+  printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: E' '      target: SYSTEM_ERR' \
+    '      PatternLayout:' '        pattern: "[streams] %d %p %c{1} %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
+    '      AppenderRef:' '        - ref: E' >"$STREAMS_DIR/log4j2.yaml"
+fi
+mkdir -p "$JAVA_DIR"
 printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: E' '      target: SYSTEM_ERR' \
   '      PatternLayout:' '        pattern: "[java] %d %p %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
   '      AppenderRef:' '        - ref: E' >"$JAVA_DIR/log4j2.yaml"
@@ -121,7 +162,8 @@ on_signal() {
 trap on_signal TERM INT
 
 command_line=""
-for v in BENCH_ONLY BENCH_PARTITIONS BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
+for v in BENCH_ONLY BENCH_PARTITIONS BENCH_PIPELINE_INTERVALS BENCH_PIPELINE_CONTENDERS BENCH_PIPELINE_RATE \
+         BENCH_PIPELINE_SECONDS BENCH_PIPELINE_SETTLE BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
   if [[ -n "${!v:-}" ]]; then
     if [[ "${!v}" == *" "* ]]; then command_line+="$v='${!v}' "; else command_line+="$v=${!v} "; fi
   fi
@@ -138,6 +180,8 @@ for k in "${kinds[@]}"; do
   BENCH_NODE_DIR="$NODE_DIR" \
   BENCH_JAVA_CP="$JAVA_DIR:$CP" \
   BENCH_JAVA_LOG="$JAVA_DIR/log4j2.yaml" \
+  BENCH_STREAMS_CP="$STREAMS_DIR:$STREAMS_DIR/libs/*" \
+  BENCH_STREAMS_LOG="$STREAMS_DIR/log4j2.yaml" \
   BENCH_OUT="$BUILD/bench" \
     timeout "$((max + 120))" "$BUILD/venv/bin/python" scripts/bench/harness.py &
   child=$!

@@ -3,7 +3,9 @@
 #   scripts/peers.sh install   kafkajs (npm, pinned) into build/node, and tests/peers/JavaMember.java compiled
 #                              into build/java-peer against kafka-clients from build/kafka/libs (scripts/kafka.sh),
 #                              tests/peers/JavaShareMember.java (a KafkaShareConsumer, tests/share.rs) into
-#                              build/java-share-peer; idempotent, offline after the first run
+#                              build/java-share-peer, tests/peers/TxnReader.java (a read_committed /
+#                              read_uncommitted reader of a whole topic, issue 29) into build/java-txn-peer;
+#                              idempotent, offline after the first run
 #   scripts/peers.sh check     exit 0 if both are installed and up to date, else say what is missing
 # The Python peers (confluent-kafka, kafka-python) live in build/venv: scripts/broker.sh install.
 set -euo pipefail
@@ -16,6 +18,8 @@ JAVA_DIR="$BUILD/java-peer"
 JAVA_SRC="$ROOT/tests/peers/JavaMember.java"
 SHARE_DIR="$BUILD/java-share-peer"
 SHARE_SRC="$ROOT/tests/peers/JavaShareMember.java"
+TXN_DIR="$BUILD/java-txn-peer"
+TXN_SRC="$ROOT/tests/peers/TxnReader.java"
 LIBS="$BUILD/kafka/libs"
 
 die() { echo "peers.sh: $*" >&2; exit 1; }
@@ -59,6 +63,31 @@ install_share() {
   basename "$jar" >"$SHARE_DIR/.kafka-clients"
 }
 
+txn_ok() {
+  local jar
+  [[ -f "$TXN_DIR/TxnReader.class" && -f "$TXN_DIR/.kafka-clients" ]] || return 1
+  [[ "$TXN_DIR/TxnReader.class" -nt "$TXN_SRC" ]] || return 1
+  jar="$(ls "$LIBS"/kafka-clients-*.jar 2>/dev/null | head -1)"
+  [[ -n "$jar" && "$(cat "$TXN_DIR/.kafka-clients")" == "$(basename "$jar")" ]]
+}
+
+# The read_committed / read_uncommitted reader, in a directory of its own (its own stamp and log4j2 config).
+install_txn() {
+  local jar
+  txn_ok && return 0
+  jar="$(ls "$LIBS"/kafka-clients-*.jar 2>/dev/null | head -1)"
+  [[ -n "$jar" ]] || die "no kafka-clients jar in $LIBS; run scripts/kafka.sh install"
+  echo "peers.sh: compiling $TXN_SRC into $TXN_DIR (kafka-clients $(basename "$jar"))" >&2
+  rm -rf "$TXN_DIR"
+  mkdir -p "$TXN_DIR"
+  javac -nowarn -d "$TXN_DIR" -cp "$("$ROOT/scripts/kafka.sh" classpath)" "$TXN_SRC" \
+    || die "javac could not compile $TXN_SRC (see above)"
+  printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: E' '      target: SYSTEM_ERR' \
+    '      PatternLayout:' '        pattern: "[txn-reader] %p %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
+    '      AppenderRef:' '        - ref: E' >"$TXN_DIR/log4j2.yaml"
+  basename "$jar" >"$TXN_DIR/.kafka-clients"
+}
+
 install_kafkajs() {
   kafkajs_ok && return 0
   command -v node >/dev/null || die "the kafkajs peer needs Node.js ('node' on PATH, version 14 or newer); install Node.js (with npm) and run scripts/peers.sh install again"
@@ -96,12 +125,15 @@ case "${1:-}" in
     install_kafkajs
     install_java
     install_share
-    echo "peers.sh: kafkajs $KAFKAJS_VERSION in $NODE_DIR, JavaMember in $JAVA_DIR, JavaShareMember in $SHARE_DIR" >&2 ;;
+    install_txn
+    echo "peers.sh: kafkajs $KAFKAJS_VERSION in $NODE_DIR, JavaMember in $JAVA_DIR, JavaShareMember in $SHARE_DIR," \
+      "TxnReader in $TXN_DIR" >&2 ;;
   check)
     ok=0
     kafkajs_ok || { echo "peers.sh: kafkajs $KAFKAJS_VERSION is not installed in $NODE_DIR" >&2; ok=1; }
     java_ok || { echo "peers.sh: JavaMember is not compiled (or out of date) in $JAVA_DIR" >&2; ok=1; }
     share_ok || { echo "peers.sh: JavaShareMember is not compiled (or out of date) in $SHARE_DIR" >&2; ok=1; }
+    txn_ok || { echo "peers.sh: TxnReader is not compiled (or out of date) in $TXN_DIR" >&2; ok=1; }
     [[ $ok == 0 ]] || echo "peers.sh: run scripts/peers.sh install" >&2
     exit $ok ;;
   *) echo "usage: scripts/peers.sh install|check" >&2; exit 2 ;;

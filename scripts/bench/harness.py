@@ -20,13 +20,17 @@ stops its own brokers with scripts/broker.sh. Environment:
                      to results-kafka-security.md/.json instead; "partitions":
                      only the partition-count section (issue 19) on the main
                      broker (Kafka or tansu), written to
-                     results-BROKER-partitions.md/.json instead
+                     results-BROKER-partitions.md/.json instead;
+                     "pipeline": only the pipeline section (issue 29, Kafka
+                     only; scripts/bench/pipeline.py has its method), written
+                     to results-pipeline.md/.json instead
   BENCH_PARTITIONS   partition counts for BENCH_ONLY=partitions, comma-separated
                      (default 2,64,256,1024)
   BENCH_KSWARM, BENCH_FETCH (the rskafka_fetch example), BENCH_NODE_DIR
   (node_modules with kafkajs), BENCH_JAVA_CP (JavaConsumer + kafka-clients),
-  BENCH_JAVA_LOG (log4j2 config), BENCH_OUT (results directory), BENCH_COMMAND
-  are set by bench.sh.
+  BENCH_JAVA_LOG (log4j2 config), BENCH_OUT (results directory), BENCH_COMMAND,
+  BENCH_STREAMS_CP and BENCH_STREAMS_LOG (StreamsMap + kafka-streams, pipeline
+  only) are set by bench.sh. BENCH_PIPELINE_*: see scripts/bench/pipeline.py.
 
 Method (every number comes from real processes on the same broker):
 - Broker settings. Apache Kafka runs everything with
@@ -1658,9 +1662,14 @@ def main():
     global BROKER
     t_start = time.time()
     os.makedirs(OUT, exist_ok=True)
-    if ONLY not in ("", "security", "partitions"):
-        raise SystemExit(f"bench: BENCH_ONLY={ONLY}: use security (only the SASL_SSL section) or partitions "
-                         f"(only the partition-count section), or leave it empty")
+    if ONLY not in ("", "security", "partitions", "pipeline"):
+        raise SystemExit(f"bench: BENCH_ONLY={ONLY}: use security (only the SASL_SSL section), partitions "
+                         f"(only the partition-count section) or pipeline (only the pipeline section), or leave "
+                         f"it empty")
+    if ONLY == "pipeline":
+        import pipeline  # scripts/bench/pipeline.py (issue 29); it uses this module's helpers
+        pipeline.run(sys.modules[__name__], t_start)
+        return
     if ONLY == "partitions":
         partition_counts()  # a bad BENCH_PARTITIONS fails before the broker starts
     v = versions()
