@@ -78,6 +78,36 @@ for line in sys.stdin:
     time.sleep(0.0002)
 "#;
 
+/// The same with the Java KafkaConsumer (tests/peers/TxnReader.java).
+fn java_values(b: &str, topic: &str, n: usize, iso: &str) -> Vec<String> {
+    let build = support::build_dir();
+    let peer = build.join("java-txn-peer");
+    let cp = format!("{}:{}/kafka/libs/*", peer.display(), build.display());
+    let out = Command::new("java")
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            peer.join("log4j2.yaml").display()
+        ))
+        .args([
+            "-cp",
+            &cp,
+            "TxnReader",
+            b,
+            topic,
+            iso,
+            &n.to_string(),
+            "8000",
+            "values",
+        ])
+        .output()
+        .expect("run TxnReader (scripts/peers.sh install)");
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 fn read_values(dir: &std::path::Path, b: &str, topic: &str, n: usize, iso: &str) -> Vec<String> {
     let script = dir.join("reader.py");
     std::fs::write(&script, READER).unwrap();
@@ -287,6 +317,17 @@ fn run_chaos(name: &str, c: Chaos) {
     );
     assert!(uncommitted.len() >= got.len());
     assert_exactly_once(&got, &expected);
+    // The Java consumer agrees: read_committed sees each result once, and
+    // read_uncommitted sees the aborted ones too.
+    let java = java_values(&b, &out, expected.len(), "read_committed");
+    assert_exactly_once(&java, &expected);
+    let java_all = java_values(&b, &out, uncommitted.len(), "read_uncommitted");
+    eprintln!(
+        "{name}: the Java consumer saw {} results read_committed, {} read_uncommitted",
+        java.len(),
+        java_all.len()
+    );
+    assert_eq!(java_all.len(), uncommitted.len());
 }
 
 #[test]
