@@ -417,6 +417,45 @@ fn where_exactly_once_cannot_hold_kswarm_says_so() {
         err.contains("--output-topic") && err.contains(&missing),
         "{err}"
     );
+
+    // A result over the output topic's max.message.bytes stops the run with
+    // 2 naming the flag and the limit; nothing is committed.
+    let small = support::unique("eo-small");
+    let admin = format!(
+        "from confluent_kafka.admin import AdminClient, NewTopic\n\
+         a = AdminClient({{'bootstrap.servers': '{b}'}})\n\
+         t = NewTopic('{small}', 1, 1, config={{'max.message.bytes': '2000'}})\n\
+         [f.result() for f in a.create_topics([t]).values()]\n"
+    );
+    let made = Command::new(support::python())
+        .args(["-c", &admin])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let group = support::unique("g-eo-big");
+    produce_with(&b, &topic, &numbered("big", 3), &[]);
+    let out = support::kswarm()
+        .args(["run", "-b", &b, "-t", &topic, "-g", &group, "-w", "1"])
+        .args(["--output-topic", &small, "--format", "value"])
+        .args([
+            "--exec",
+            "while read l; do head -c 5000 /dev/zero | tr '\\0' a; echo; done",
+        ])
+        .output()
+        .unwrap();
+    let err = support::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let last = support::last_error(&err);
+    assert!(
+        last.contains("--output-topic") && last.contains("max.message.bytes"),
+        "{last}"
+    );
+    let committed = support::committed(&b, &topic, &group, 1);
+    assert_eq!(
+        committed.get(&0),
+        Some(&None),
+        "nothing committed: {committed:?}"
+    );
 }
 
 /// A worker stopped past its session (SIGSTOP) loses its partitions to the

@@ -567,7 +567,7 @@ impl Output {
 fn too_large(topic: &str, partition: i32, records: &[OutRecord]) -> String {
     let biggest = records.iter().map(OutRecord::size).max().unwrap_or(0);
     format!(
-        "a result for --output-topic {topic} (partition {partition}) is over the topic's \
+        "a result for topic {topic} (partition {partition}) is over the topic's \
          max.message.bytes (the largest in the batch takes about {biggest} bytes); raise the \
          topic's max.message.bytes, or make the handler's results smaller. Nothing past the \
          last committed transaction is committed"
