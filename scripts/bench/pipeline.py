@@ -6,7 +6,7 @@ main() with the harness module itself (its broker, topics, processes and
 
 Contenders (each reads IN with a fresh group from the earliest offset, 2
 partitions, and writes OUT, a fresh topic of 2 partitions per run):
-  kswarm-eos   kswarm run -w 2 --format value --output-topic OUT --commit-interval CI --exec 'sed -u s/^/x/'
+  kswarm-eos   kswarm run -w 2 --format value --output-topic OUT --commit-interval CI --exec 'PYTHON x_map.py'
                (exactly once; only where the installed kswarm has --output-topic, else its rows say so)
   kswarm-alo   kswarm run -w 2 --format value --commit-interval CI --exec 'python alo_handler.py B OUT'
                (the handler produces each result itself and acknowledges it once delivered: at least once)
@@ -50,7 +50,10 @@ import time
 
 INTERVALS_DEFAULT = "100,1000"
 CONTENDERS = ["kswarm-eos", "kswarm-alo", "streams-1x2", "streams-2x1"]
-HANDLER = "sed -u s/^/x/"
+# "x" + each line, a read at a time (scripts/bench/x_map.py); `sed -u s/^/x/`
+# does the same but reads its input a byte at a time.
+def handler(h):
+    return f"{h.PY} {os.path.join(h.HERE, 'x_map.py')}"
 
 
 def env_int(name, default):
@@ -170,7 +173,7 @@ def launch(h, name, in_topic, out_topic, ci):
     group = h.uniq(f"gp-{name}")
     if name in ("kswarm-eos", "kswarm-alo"):
         if name == "kswarm-eos":
-            extra = ["--output-topic", out_topic, "--exec", HANDLER]
+            extra = ["--output-topic", out_topic, "--exec", handler(h)]
         else:
             extra = ["--exec", f"{h.PY} {os.path.join(h.HERE, 'alo_handler.py')} {h.brokers()} {out_topic}"]
         # A log file per run: its rebalances (worker_revoked events) are counted afterwards.
@@ -331,7 +334,7 @@ def med(rs, key):
 
 def label(name, ci, v):
     if name == "kswarm-eos":
-        return f"kswarm run -w 2 --format value --output-topic OUT --commit-interval {ci}ms --exec '{HANDLER}'"
+        return f"kswarm run -w 2 --format value --output-topic OUT --commit-interval {ci}ms --exec 'python3 scripts/bench/x_map.py'"
     if name == "kswarm-alo":
         return (f"kswarm run -w 2 --format value --commit-interval {ci}ms --exec 'python alo_handler.py B OUT' "
                 f"({v['librdkafka']} producer, idempotence off, acks=all, linger.ms=5, ack after delivery)")
