@@ -520,3 +520,51 @@ fn a_zombie_worker_commits_nothing_and_rejoins() {
     let expected: Vec<String> = (0..n).map(|i| format!("z-z-{i}")).collect();
     assert_exactly_once(&got, &expected);
 }
+
+/// With --verdicts, a rejected record goes to the dead-letter topic in the
+/// same transaction as the results and the offsets: the output has the
+/// results of the good records, the dead-letter topic a copy of each
+/// rejected one, each once.
+#[test]
+fn rejected_records_go_to_the_dead_letter_topic_in_the_transaction() {
+    let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    let b = support::brokers();
+    let (topic, out, dead, group) = (
+        support::unique("vin"),
+        support::unique("vout"),
+        support::unique("vdead"),
+        support::unique("g-vdead"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    create_topic(&b, &topic, 2);
+    create_topic(&b, &out, 2);
+    let n = 2000;
+    produce_with(&b, &topic, &numbered("v", n), &[]);
+    // Every fifth record is rejected; the others give one result each.
+    let handler = r#"while IFS= read -r l; do case "${l##*-}" in *[05]) echo "@reject bad $l";; *) echo "ok-$l";; esac; done"#;
+    let mut run = Run::new(&topic, &group)
+        .workers(2)
+        .format("value")
+        .exec(handler)
+        .arg("--verdicts")
+        .flag("--dead-letter-topic", &dead)
+        .flag("--output-topic", &out)
+        .state(dir.path())
+        .spawn();
+    wait_for(Duration::from_secs(90), "every input committed", || {
+        let c = support::committed(&b, &topic, &group, 2);
+        (c.values().map(|o| o.unwrap_or(0)).sum::<i64>() as usize >= n).then_some(())
+    });
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(60)).code(), Some(0));
+    let rejected = |i: &usize| i % 5 == 0;
+    let good: Vec<String> = (0..n)
+        .filter(|i| !rejected(i))
+        .map(|i| format!("ok-v-{i}"))
+        .collect();
+    let got = read_values(dir.path(), &b, &out, good.len() + 1, "read_committed");
+    assert_exactly_once(&got, &good);
+    let bad: Vec<String> = (0..n).filter(rejected).map(|i| format!("v-{i}")).collect();
+    let copies = java_values(&b, &dead, bad.len(), "read_committed");
+    assert_exactly_once(&copies, &bad);
+}
