@@ -67,11 +67,7 @@ install() {
   echo "kafka.sh: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS" >&2
   rm -rf "$LIBS"
   mkdir -p "$LIBS"
-  local pom="$ROOT/scripts/kafka/pom.xml"
-  # Kafka 3.x logs through reload4j (log4j 1); its POM brings that binding, which would win over log4j2 and ignore
-  # the node's log4j2.yaml. The 3.x POM leaves it out.
-  [[ "$KAFKA_VERSION" == 3.* ]] && pom="$ROOT/scripts/kafka/pom-3.xml"
-  mvn -q -B -f "$pom" dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$LIBS" >&2 \
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$LIBS" >&2 \
     || die "mvn could not fetch the jars of Kafka $KAFKA_VERSION (see above; is it a release on Maven Central?); with no Maven Central, use KSWARM_BROKER=tansu"
   touch "$STAMP"
 }
