@@ -14,10 +14,10 @@
 #   scripts/kafka.sh classpath                 print the classpath (for javac/java peers)
 # KSWARM_KAFKA_VERSION picks the Apache Kafka release (default 4.4.0, whose jars are in build/kafka/libs; any other
 # version's in build/kafka-VERSION/libs), e.g. KSWARM_KAFKA_VERSION=4.1.2 scripts/kafka.sh start 29700. Every command
-# uses that version's jars: start, restart and cluster-start the broker, tool and classpath its tools. Known to run
-# here: 4.1.x (share groups in preview: `start` formats a 4.1 node with --feature share.version=1 unless
-# KSWARM_KAFKA_FORMAT_ARGS names share.version itself), 4.2.x, 4.3.x, 4.4.0 (share groups on by default), and 3.9.x
-# (KRaft, classic and consumer groups only; no share groups).
+# uses that version's jars: start, restart and cluster-start the broker, tool and classpath its tools. Seen to run
+# here: 4.1.2 (share groups in preview: start and cluster-start format a 4.1 node with --feature share.version=1
+# unless KSWARM_KAFKA_FORMAT_ARGS names share.version itself), 4.2.2, 4.3.1, 4.4.0 (share groups on by default), and
+# 3.9.1 (KRaft; no share groups; the POM's kafka3 profile adds the YAML reader log4j2 needs for log4j2.yaml).
 # Broker settings: every node gets replication factors of 1 for its internal topics when it runs alone, and
 # the lines of KSWARM_KAFKA_PROPS (key=value, separated by spaces or newlines) on top; e.g.
 # KSWARM_KAFKA_PROPS='group.initial.rebalance.delay.ms=0' (the test suite sets it). Logs: build/kafka-PORT/server.log.
@@ -67,7 +67,8 @@ install() {
   echo "kafka.sh: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS" >&2
   rm -rf "$LIBS"
   mkdir -p "$LIBS"
-  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$LIBS" >&2 \
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" \
+    -Dkafka.major="${KAFKA_VERSION%%.*}" -DoutputDirectory="$LIBS" >&2 \
     || die "mvn could not fetch the jars of Kafka $KAFKA_VERSION (see above; is it a release on Maven Central?); with no Maven Central, use KSWARM_BROKER=tansu"
   touch "$STAMP"
 }

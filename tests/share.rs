@@ -742,12 +742,16 @@ impl OtherKafka {
             .args(["--bootstrap-server", &self.addr(), "describe"])
             .output()
             .expect("scripts/kafka.sh tool FeatureCommand");
+        // "Feature: share.version  SupportedMinVersion: 0 ..  FinalizedVersionLevel: 1 ..",
+        // separated by tabs (4.1, 4.2) or runs of spaces (4.3+).
         let text = String::from_utf8_lossy(&out.stdout);
+        let words = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
         let line = text
             .lines()
-            .find(|l| l.starts_with(&format!("Feature: {feature}\t")))?;
-        let level = line.split("FinalizedVersionLevel: ").nth(1)?;
-        level.split_whitespace().next()?.parse().ok()
+            .map(words)
+            .find(|w| w.len() > 1 && w[0] == "Feature:" && w[1] == feature)?;
+        let at = line.iter().position(|w| w == "FinalizedVersionLevel:")?;
+        line.get(at + 1)?.parse().ok()
     }
 }
 
