@@ -669,6 +669,31 @@ async fn share_member_ids_on_the_wire_are_kafka_uuids() {
 }
 
 #[tokio::test]
+async fn share_member_answered_only_errors_for_a_session_fails_naming_the_request() {
+    let b = ScriptedBroker::start(|seen| match seen {
+        Seen::ShareHeartbeat { .. } => beat(UNKNOWN_SERVER_ERROR, 0, None),
+        other => panic!("a share member sent {other:?}"),
+    })
+    .await;
+    let mut s = settings(&b, GroupProtocol::Share);
+    s.session_timeout = Duration::from_secs(1);
+    let m = ShareMember::start(s);
+    let mut rx = m.state();
+    let t0 = Instant::now();
+    let ShareState::Failing(msg) =
+        state_until(&mut rx, |s| matches!(s, ShareState::Failing(_))).await
+    else {
+        unreachable!()
+    };
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{msg}");
+    assert!(
+        msg.starts_with(&format!("ShareGroupHeartbeat to {} ", b.addr)),
+        "{msg}"
+    );
+    assert!(msg.contains("UnknownServerError"), "{msg}");
+}
+
+#[tokio::test]
 async fn share_member_of_a_broker_without_share_groups_fails_naming_the_way_out() {
     let b = ScriptedBroker::start(|_| beat(UNSUPPORTED_VERSION, 0, None)).await;
     let m = ShareMember::start(settings(&b, GroupProtocol::Share));
