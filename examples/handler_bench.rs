@@ -36,6 +36,7 @@ async fn run(name: &str, spec: HandlerSpec, format: Format, n: i64, value: &[u8]
             key: None,
             value: Some(value.clone()),
             headers: Vec::new(),
+            delivery_count: None,
         };
         h.send(r).await.expect("send");
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Apache Kafka 4.x (KRaft) on loopback, from the jars of scripts/kafka/pom.xml.
 #   scripts/kafka.sh install                   copy the broker's jars into build/kafka/libs (needs Java 17+ and Maven once;
-#                                              offline afterwards)
+#                                              offline afterwards); another version into build/kafka-VERSION/libs
+#   scripts/kafka.sh version                   print the version this run uses (KSWARM_KAFKA_VERSION)
 #   scripts/kafka.sh start PORT                a fresh combined broker+controller node on 127.0.0.1:PORT, plaintext, and
 #                                              TLS/SASL listeners on other free ports (below)
 #   scripts/kafka.sh restart PORT              start the node of PORT again on its existing log dirs (after a kill)
@@ -11,6 +12,12 @@
 #   scripts/kafka.sh cluster-stop P1,P2,P3
 #   scripts/kafka.sh tool CLASS ARGS..         run a Kafka tool class (org.apache.kafka.tools.*) with the jars
 #   scripts/kafka.sh classpath                 print the classpath (for javac/java peers)
+# KSWARM_KAFKA_VERSION picks the Apache Kafka release (default 4.4.0, whose jars are in build/kafka/libs; any other
+# version's in build/kafka-VERSION/libs), e.g. KSWARM_KAFKA_VERSION=4.1.2 scripts/kafka.sh start 29700. Every command
+# uses that version's jars: start, restart and cluster-start the broker, tool and classpath its tools. Seen to run
+# here: 4.1.2 (share groups in preview: start and cluster-start format a 4.1 node with --feature share.version=1
+# unless KSWARM_KAFKA_FORMAT_ARGS names share.version itself), 4.2.2, 4.3.1, 4.4.0 (share groups on by default), and
+# 3.9.1 (KRaft; no share groups; the POM's kafka3 profile adds the YAML reader log4j2 needs for log4j2.yaml).
 # Broker settings: every node gets replication factors of 1 for its internal topics when it runs alone, and
 # the lines of KSWARM_KAFKA_PROPS (key=value, separated by spaces or newlines) on top; e.g.
 # KSWARM_KAFKA_PROPS='group.initial.rebalance.delay.ms=0' (the test suite sets it). Logs: build/kafka-PORT/server.log.
@@ -31,8 +38,17 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${KSWARM_BUILD_DIR:-$ROOT/build}"
-KAFKA_VERSION=4.4.0
-LIBS="$BUILD/kafka/libs"
+DEFAULT_KAFKA_VERSION=4.4.0
+KAFKA_VERSION="${KSWARM_KAFKA_VERSION:-$DEFAULT_KAFKA_VERSION}"
+[[ "$KAFKA_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] \
+  || { echo "kafka.sh: KSWARM_KAFKA_VERSION=$KAFKA_VERSION is not a release number like 4.1.2" >&2; exit 2; }
+# The default version keeps build/kafka (other scripts and the tests read its jars there).
+if [[ "$KAFKA_VERSION" == "$DEFAULT_KAFKA_VERSION" ]]; then
+  KAFKA_HOME="$BUILD/kafka"
+else
+  KAFKA_HOME="$BUILD/kafka-$KAFKA_VERSION"
+fi
+LIBS="$KAFKA_HOME/libs"
 STAMP="$LIBS/.installed-$KAFKA_VERSION"
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
@@ -51,8 +67,9 @@ install() {
   echo "kafka.sh: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS" >&2
   rm -rf "$LIBS"
   mkdir -p "$LIBS"
-  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$LIBS" >&2 \
-    || die "mvn could not fetch the Kafka jars (see above); with no Maven Central, use KSWARM_BROKER=tansu"
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" \
+    -Dkafka.major="${KAFKA_VERSION%%.*}" -DoutputDirectory="$LIBS" >&2 \
+    || die "mvn could not fetch the jars of Kafka $KAFKA_VERSION (see above; is it a release on Maven Central?); with no Maven Central, use KSWARM_BROKER=tansu"
   touch "$STAMP"
 }
 
@@ -342,6 +359,14 @@ check_port_free() {
   if answers "$1"; then die "port $1 is taken by another program; pick another PORT"; fi
 }
 
+# The format arguments a version needs for share groups: 4.1 has them in preview, off unless formatted (or upgraded)
+# with share.version=1; 4.2 and later turn them on by default. KSWARM_KAFKA_FORMAT_ARGS naming share.version wins.
+share_format_args() {
+  [[ "${KSWARM_KAFKA_FORMAT_ARGS:-}" == *share.version* ]] && return 0
+  [[ "$KAFKA_VERSION" == 4.1.* ]] && echo "--feature share.version=1"
+  return 0
+}
+
 # A new cluster id, as `kafka-storage random-uuid` makes it (Kafka's Uuid.randomUuid: 16 random bytes, URL-safe
 # base64 without padding, not starting with '-', not one of the reserved ids 0 and 1), without the ~1.5 s of a JVM.
 cluster_id() {
@@ -357,6 +382,7 @@ print(s)'
 cmd="${1:-}"
 case "$cmd" in
   install) install ;;
+  version) echo "$KAFKA_VERSION" ;;
   classpath) install; classpath ;;
   tool)
     install
@@ -364,8 +390,8 @@ case "$cmd" in
     cls="$1"; shift
     printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: E' '      target: SYSTEM_ERR' \
       '      PatternLayout:' '        pattern: "%p %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
-      '      AppenderRef:' '        - ref: E' >"$BUILD/kafka/tools-log4j2.yaml"
-    exec java -Xmx256m -Dlog4j2.configurationFile="$BUILD/kafka/tools-log4j2.yaml" -cp "$(classpath)" "$cls" "$@" ;;
+      '      AppenderRef:' '        - ref: E' >"$KAFKA_HOME/tools-log4j2.yaml"
+    exec java -Xmx256m -Dlog4j2.configurationFile="$KAFKA_HOME/tools-log4j2.yaml" -cp "$(classpath)" "$cls" "$@" ;;
   start)
     port="${2:?usage: scripts/kafka.sh start PORT}"
     install
@@ -381,7 +407,7 @@ case "$cmd" in
     format "$port" "$(cluster_id)" \
       --add-scram "SCRAM-SHA-256=[name=$SASL_USER,iterations=4096,salt=\"$salt\",saltedpassword=\"$s256\"]" \
       --add-scram "SCRAM-SHA-512=[name=$SASL_USER,iterations=4096,salt=\"$salt\",saltedpassword=\"$s512\"]" \
-      ${KSWARM_KAFKA_FORMAT_ARGS:-}
+      $(share_format_args) ${KSWARM_KAFKA_FORMAT_ARGS:-}
     write_security_json "$(node_dir "$port")" "$port" "${sports[@]}"
     launch "$port" "${KSWARM_KAFKA_HEAP:-768m}"
     wait_up "$port" ;;
@@ -409,12 +435,12 @@ case "$cmd" in
     id="$(cluster_id)"
     for i in "${!ports[@]}"; do
       write_config "${ports[$i]}" $((i + 1)) "${cports[$i]}" "$voters" "${#ports[@]}"
-      format "${ports[$i]}" "$id"
+      format "${ports[$i]}" "$id" $(share_format_args)
     done
     for p in "${ports[@]}"; do launch "$p" "${KSWARM_KAFKA_HEAP:-384m}"; done
     for p in "${ports[@]}"; do wait_up "$p"; done ;;
   cluster-stop)
     IFS=, read -r -a ports <<<"${2:?usage: scripts/kafka.sh cluster-stop P1,P2,P3}"
     for p in "${ports[@]}"; do stop_node "$p"; done ;;
-  *) echo "usage: scripts/kafka.sh install|start|restart|stop|status PORT|cluster-start|cluster-stop P1,P2,..|tool CLASS ARGS|classpath" >&2; exit 2 ;;
+  *) echo "usage: scripts/kafka.sh install|version|start|restart|stop|status PORT|cluster-start|cluster-stop P1,P2,..|tool CLASS ARGS|classpath" >&2; exit 2 ;;
 esac

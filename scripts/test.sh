@@ -31,6 +31,12 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
   fi
 fi
 scripts/broker.sh install
+# The other Apache Kafka versions of the share-group matrix (README, Share groups): tests/share.rs starts a
+# node of each for one short run (KSWARM_KAFKA_VERSION=.. scripts/kafka.sh start); their jars go to
+# build/kafka-VERSION/libs. Keep this list and the tests' versions the same.
+if [[ "$KSWARM_BROKER" == kafka ]]; then
+  for v in 4.1.2 4.2.2; do KSWARM_KAFKA_VERSION="$v" scripts/kafka.sh install; done
+fi
 # The interop peers: kafkajs (npm, into build/node) and a Java KafkaConsumer (javac, into build/java-peer).
 scripts/peers.sh install
 # Test-speed broker settings: no initial rebalance delay (Kafka's default is 3 s); everything else is

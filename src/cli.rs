@@ -206,7 +206,7 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_FROM", default_value = "earliest")]
     pub from: String,
 
-    /// Consumer-group session timeout; `auto` = 4s, raised step by step (6s, 10s, 30s, 45s) if the broker refuses it (Kafka's usual minimum is 6s).
+    /// Consumer-group session timeout; `auto` = 4s, raised step by step (6s, 10s, 30s, 45s) if the broker refuses it (Kafka's usual minimum is 6s). Share groups: how long a worker bears error answers in a row before it ends (`auto` = 45s, the broker's default session).
     #[arg(long, env = "KSWARM_SESSION_TIMEOUT", default_value = "auto")]
     pub session_timeout: String,
 

@@ -14,6 +14,10 @@ pub struct Record {
     pub value: Option<Bytes>,
     /// In record order; a header value may be null.
     pub headers: Vec<(String, Option<Bytes>)>,
+    /// Share groups only: how many times the broker has delivered this
+    /// record (1 the first time; more after a release, a lock that ran out
+    /// or a crashed member). None under the classic and consumer protocols.
+    pub delivery_count: Option<u16>,
 }
 
 /// A record kswarm writes (`--output-topic`: a handler's result, or a

@@ -39,6 +39,7 @@ fn rec(partition: i32, offset: i64, value: &[u8]) -> Record {
         key: Some(Bytes::from(format!("k{offset}"))),
         value: Some(Bytes::copy_from_slice(value)),
         headers: vec![("h".into(), Some(Bytes::from_static(b"v")))],
+        delivery_count: None,
     }
 }
 

@@ -3,6 +3,10 @@
 //! to deliver again (every record was ACCEPTed); a Java KafkaShareConsumer
 //! shares the group with kswarm's workers; SIGKILLed workers and handlers
 //! lose nothing; a broker without share groups is a usage error (exit 2).
+//! The other versions of the README's matrix (4.1 with share.version=1,
+//! 4.2) get one short run each, on a node of their own
+//! (`KSWARM_KAFKA_VERSION=.. scripts/kafka.sh start`; scripts/test.sh
+//! installs them).
 //!
 //! Each test uses its own topic and group. On tansu, which has no share
 //! groups, each test checks instead that kswarm refuses them (exit 2).
@@ -547,7 +551,7 @@ fn a_clean_stop_mid_batch_releases_the_rest_and_nothing_is_delivered_twice() {
 
 /// A `--verdicts` handler: `reject bad N` for the numbers in `reject`,
 /// `retry` for those in `retry` (every time), `ok` for the rest; it logs
-/// "VERDICT VALUE" per record to `log`.
+/// "VERDICT VALUE DELIVERY_COUNT" per record to `log`.
 fn judging_handler(dir: &Path, log: &Path, reject: &[usize], retry: &[usize]) -> String {
     let set = |v: &[usize]| {
         v.iter()
@@ -567,7 +571,7 @@ for line in sys.stdin:
     v = json.loads(line)["value"]
     n = int(v.rsplit("-", 1)[1])
     verdict = "reject bad %d" % n if n in reject else "retry" if n in retry else "ok"
-    log.write("%s %s\n" % (verdict.split()[0], v)); log.flush()
+    log.write("%s %s %d\n" % (verdict.split()[0], v, json.loads(line)["delivery_count"])); log.flush()
     sys.stdout.write(verdict + "\n"); sys.stdout.flush()
 "#,
             set(reject),
@@ -632,30 +636,36 @@ fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
         "every record judged and copied",
         || {
             let lines = read_lines(&log);
-            let values: BTreeSet<&str> = lines
-                .iter()
-                .filter_map(|l| l.split_once(' ').map(|x| x.1))
-                .collect();
+            let values: BTreeSet<&str> = lines.iter().filter_map(|l| l.split(' ').nth(1)).collect();
             (values.len() == n && copies_of().len() >= want_copies).then_some(())
         },
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
 
-    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Per value: (verdict, the delivery count the handler was told), in order.
+    let mut seen: BTreeMap<String, Vec<(String, u32)>> = BTreeMap::new();
     for l in read_lines(&log) {
-        let (verdict, value) = l.split_once(' ').unwrap();
+        let f: Vec<&str> = l.split(' ').collect();
+        let [verdict, value, count] = f[..] else {
+            panic!("log line {l:?}")
+        };
         seen.entry(value.to_string())
             .or_default()
-            .push(verdict.to_string());
+            .push((verdict.to_string(), count.parse().unwrap()));
     }
     assert_eq!(seen.len(), n);
+    let said = |v: &[(&str, u32)]| -> Vec<(String, u32)> {
+        v.iter().map(|(s, c)| (s.to_string(), *c)).collect()
+    };
     for i in &retry {
-        // One retry allowed: RELEASEd once, delivered again, then dead-lettered.
-        assert_eq!(seen[&format!("v-{i}")], vec!["retry", "retry"], "v-{i}");
+        // One retry allowed: RELEASEd once, delivered again (the handler is
+        // told it is the second delivery), then dead-lettered.
+        let want = said(&[("retry", 1), ("retry", 2)]);
+        assert_eq!(seen[&format!("v-{i}")], want, "v-{i}");
     }
     for i in (0..n).filter(|i| !reject.contains(i) && !retry.contains(i)) {
-        assert_eq!(seen[&format!("v-{i}")], vec!["ok"], "v-{i}");
+        assert_eq!(seen[&format!("v-{i}")], said(&[("ok", 1)]), "v-{i}");
     }
     let copies = copies_of();
     assert_eq!(copies.len(), want_copies, "each copy once on a clean run");
@@ -686,4 +696,131 @@ fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(stop(&mut again), Some(0), "{}", again.stderr_text());
     assert!(all_seen(&dir2).is_empty(), "{:?}", all_seen(&dir2).first());
+}
+
+/// A Kafka node of another `version`, of the calling test's own, on a free
+/// port: `KSWARM_KAFKA_VERSION=version scripts/kafka.sh start` (4.1 is
+/// formatted with share.version=1). Stopped and its directory removed when
+/// dropped.
+struct OtherKafka {
+    port: String,
+    version: &'static str,
+}
+
+impl OtherKafka {
+    fn kafka_sh(version: &str) -> Command {
+        let mut c = Command::new(repo_root().join("scripts/kafka.sh"));
+        c.env("KSWARM_KAFKA_VERSION", version);
+        c
+    }
+
+    fn start(version: &'static str) -> Self {
+        let port = free_port().to_string();
+        let out = Self::kafka_sh(version)
+            .args(["start", &port])
+            .env("KSWARM_KAFKA_PROPS", "group.initial.rebalance.delay.ms=0")
+            .env("KSWARM_KAFKA_HEAP", "384m")
+            .output()
+            .expect("scripts/kafka.sh");
+        let node = Self { port, version };
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.contains(&format!("Apache Kafka {version} up on")),
+            "Kafka {version} did not start: {said}"
+        );
+        node
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The finalized level of a feature, from Kafka's own FeatureCommand.
+    fn feature_level(&self, feature: &str) -> Option<u32> {
+        let out = Self::kafka_sh(self.version)
+            .args(["tool", "org.apache.kafka.tools.FeatureCommand"])
+            .args(["--bootstrap-server", &self.addr(), "describe"])
+            .output()
+            .expect("scripts/kafka.sh tool FeatureCommand");
+        // "Feature: share.version  SupportedMinVersion: 0 ..  FinalizedVersionLevel: 1 ..",
+        // separated by tabs (4.1, 4.2) or runs of spaces (4.3+).
+        let text = String::from_utf8_lossy(&out.stdout);
+        let words = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let line = text
+            .lines()
+            .map(words)
+            .find(|w| w.len() > 1 && w[0] == "Feature:" && w[1] == feature)?;
+        let at = line.iter().position(|w| w == "FinalizedVersionLevel:")?;
+        line.get(at + 1)?.parse().ok()
+    }
+}
+
+impl Drop for OtherKafka {
+    fn drop(&mut self) {
+        let _ = Self::kafka_sh(self.version)
+            .args(["stop", &self.port])
+            .output();
+        let _ = std::fs::remove_dir_all(support::build_dir().join(format!("kafka-{}", self.port)));
+    }
+}
+
+/// One short share-group run on Kafka `version`, whose `share.version`
+/// must be `level`: 2 workers on a 2-partition topic handle 300 records,
+/// each once and told it is its first delivery, and stop cleanly; no
+/// request is answered with an error on the way (Kafka 4.1 answered every
+/// ShareFetch with UNKNOWN_SERVER_ERROR while member ids were dashed UUIDs).
+fn share_group_on(version: &'static str, level: u32) {
+    if broker_kind() != Broker::Kafka {
+        return assert_share_refused(&brokers());
+    }
+    let node = OtherKafka::start(version);
+    let b = node.addr();
+    assert_eq!(
+        node.feature_level("share.version"),
+        Some(level),
+        "Kafka {version}"
+    );
+    let tag = format!("share-v{}", version.replace('.', ""));
+    let topic = unique(&tag);
+    let group = unique(&format!("{tag}-g"));
+    let dir = temp_dir(&tag);
+    let state = temp_dir(&format!("{tag}-state"));
+    create_topic(&b, &topic, 2);
+    let mut run = Run::new(&topic, &group)
+        .name(&format!("kswarm on Kafka {version}"))
+        .brokers(&b)
+        .workers(2)
+        .protocol("share")
+        .exec(&slot_handler(&dir, 0.0, &tag))
+        .state(&state)
+        .spawn();
+    wait_assigned(&run, &state, &group, &topic, 2);
+    let n = 300;
+    produce(&b, &topic, &numbered("mx", n));
+    wait_all(&dir, "mx", n, Duration::from_secs(60), &run);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
+    let t = tally(&all_seen(&dir));
+    assert_eq!((t.distinct, t.duplicates), (n, 0), "Kafka {version}");
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        for l in read_lines(&f.path()) {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            assert_eq!(v["delivery_count"], 1, "Kafka {version}: {l}");
+        }
+    }
+    let stderr = run.stderr_text();
+    assert!(
+        !stderr.contains("UnknownServerError"),
+        "Kafka {version}: UNKNOWN_SERVER_ERROR answers on the way:\n{stderr}"
+    );
+}
+
+#[test]
+fn share_groups_work_on_kafka_4_1_formatted_with_share_version_1() {
+    share_group_on("4.1.2", 1);
+}
+
+#[test]
+fn share_groups_work_on_kafka_4_2() {
+    share_group_on("4.2.2", 1);
 }

@@ -64,11 +64,20 @@ struct Shared {
     interval: Duration,
 }
 
-/// A member id of our own making (KIP-1082): 16 random bytes, written like
-/// the Java client's (URL-safe base64).
+/// A member id of our own making (KIP-1082, and KIP-932's share members):
+/// 16 random bytes written as Kafka's `Uuid` writes them (URL-safe base64
+/// without padding, 22 characters), and like `Uuid.randomUuid` never
+/// starting with '-' (such an id would read as an option to a CLI tool).
+/// Brokers that parse member ids as a `Uuid` (Kafka 4.1's share groups)
+/// refuse any other form.
 pub fn new_member_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    loop {
+        let bytes: [u8; 16] = rand::random();
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        if !id.starts_with('-') && bytes != [0; 16] {
+            return id;
+        }
+    }
 }
 
 /// The partitions of our topic in an assignment, and its topic id. We
@@ -613,6 +622,9 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
             "{a}"
         );
+        for _ in 0..2000 {
+            assert!(!new_member_id().starts_with('-'));
+        }
     }
 
     #[test]

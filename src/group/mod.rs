@@ -15,6 +15,8 @@
 //! - [`offsets`]: OffsetFetch and OffsetCommit, alike for classic and consumer.
 //! - [`heartbeat`] + [`classic`]: the classic member and its heartbeat task.
 //! - [`consumer`]: the consumer-protocol member and its heartbeat task.
+//! - [`streak`]: error answers in a row to a share member's requests, and
+//!   when they end the member (pure).
 //! - [`share`]: the share-group member (no partitions of its own to commit or
 //!   drain, so it has its own small face: a state to watch, and leave).
 //! - [`member`]: [`Member`], the face a partitioned worker drives, choosing
@@ -53,6 +55,7 @@ pub(crate) mod member;
 pub(crate) mod offsets;
 pub(crate) mod requests;
 pub(crate) mod share;
+pub(crate) mod streak;
 pub(crate) mod types;
 
 pub use consumer::next_epoch;

@@ -1,6 +1,8 @@
 //! Share-group membership (KIP-932, `--group-protocol share`): one
-//! ShareGroupHeartbeat task per worker. The member id is ours (a UUID, as
-//! the consumer protocol's); epoch 0 joins with the subscribed topic, the
+//! ShareGroupHeartbeat task per worker. The member id is ours, a Kafka
+//! `Uuid` in its text form (22 characters of URL-safe base64, as the
+//! consumer protocol's): Kafka 4.1 parses it as one on every ShareFetch and
+//! answers UNKNOWN_SERVER_ERROR to anything else. Epoch 0 joins with the subscribed topic, the
 //! broker's answer carries the member epoch, its heartbeat interval and,
 //! when it changed, the assignment (topic id -> partitions). Partitions of
 //! a share group are shared: many members may be assigned one partition,
@@ -19,6 +21,7 @@ pub use super::errors::share_unsupported_message as unsupported_message;
 use super::errors::{classify_share, Class};
 use super::link::{CoordinatorLink, Step};
 use super::requests::ShareHeartbeat;
+use super::streak::{share_error_limit, ErrorStreaks, ShareRequest};
 use super::types::{GroupError, GroupSettings};
 use crate::wire::group_msgs::code_name;
 use crate::wire::share::{self as sw, ShareBeat, ShareBeatAnswer};
@@ -32,6 +35,9 @@ pub enum ShareState {
     Assigned { epoch: i32, partitions: Vec<i32> },
     /// Retrying cannot help (the broker has no share groups, no rights, ..).
     Fatal(String),
+    /// The coordinator answered every heartbeat with an error for a whole
+    /// session timeout: the worker ends, and a restart may help.
+    Failing(String),
 }
 
 /// A share-group member's heartbeat task.
@@ -51,11 +57,10 @@ impl Drop for ShareMember {
 impl ShareMember {
     /// Start beating (joining at epoch 0) as a new member.
     pub fn start(s: GroupSettings) -> Self {
-        let member_id = uuid::Builder::from_random_bytes(rand::random())
-            .into_uuid()
-            .to_string();
+        let member_id = super::consumer::new_member_id();
         let (tx, rx) = watch::channel(ShareState::Joining);
         let (leave_tx, leave_rx) = oneshot::channel();
+        let limit = share_error_limit(s.session_timeout, s.session_timeout_auto);
         let beats = ShareBeats {
             link: CoordinatorLink::new(link_settings(&s)),
             topics: vec![s.topic.clone()],
@@ -66,6 +71,7 @@ impl ShareMember {
             partitions: Vec::new(),
             interval: Duration::ZERO,
             failures: 0,
+            errors: ErrorStreaks::new(limit),
         };
         let task = tokio::spawn(beats.run(leave_rx));
         Self {
@@ -114,10 +120,17 @@ struct ShareBeats {
     interval: Duration,
     /// Failed requests in a row (the pause grows with them).
     failures: u32,
+    /// Error answers in a row.
+    errors: ErrorStreaks,
 }
 
-/// Retrying cannot help: the reason, for [`ShareState::Fatal`].
-struct Fatal(String);
+/// Why the heartbeat task ends.
+enum Fatal {
+    /// Retrying cannot help: the reason, for [`ShareState::Fatal`].
+    Refused(String),
+    /// Error answers for a whole session: [`ShareState::Failing`].
+    Stuck(String),
+}
 
 impl ShareBeats {
     async fn run(mut self, mut leave: oneshot::Receiver<()>) {
@@ -130,9 +143,16 @@ impl ShareBeats {
                 self.leave().await;
                 return;
             }
-            if let Err(Fatal(m)) = self.beat().await {
-                self.tx.send_replace(ShareState::Fatal(m));
-                return;
+            match self.beat().await {
+                Ok(()) => {}
+                Err(Fatal::Refused(m)) => {
+                    self.tx.send_replace(ShareState::Fatal(m));
+                    return;
+                }
+                Err(Fatal::Stuck(m)) => {
+                    self.tx.send_replace(ShareState::Failing(m));
+                    return;
+                }
             }
         }
     }
@@ -143,7 +163,27 @@ impl ShareBeats {
             return Ok(());
         };
         let broker = self.link.addr().unwrap_or_default();
-        match classify_share(ans.error, ans.error_message.as_deref(), &broker) {
+        let class = classify_share(ans.error, ans.error_message.as_deref(), &broker);
+        if class == Class::Ok {
+            self.errors.answered(ShareRequest::Heartbeat, &broker);
+        } else if !matches!(class, Class::Fatal(_)) {
+            let error = format!(
+                "{}{}",
+                code_name(ans.error),
+                ans.error_message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+            let now = std::time::Instant::now();
+            if let Some(why) = self
+                .errors
+                .failed(ShareRequest::Heartbeat, &broker, &error, now)
+            {
+                return Err(Fatal::Stuck(why));
+            }
+        }
+        match class {
             Class::Ok => self.learn(&ans),
             Class::ResetMember | Class::Rejoin | Class::MemberIdRequired => {
                 tracing::info!(
@@ -161,7 +201,7 @@ impl ShareBeats {
                 self.interval = Duration::from_millis(100);
             }
             Class::Retry => self.interval = Duration::from_millis(500),
-            Class::Fatal(m) => return Err(Fatal(m)),
+            Class::Fatal(m) => return Err(Fatal::Refused(m)),
         }
         Ok(())
     }
@@ -171,7 +211,7 @@ impl ShareBeats {
     async fn send(&mut self, epoch: i32) -> Result<Option<ShareBeatAnswer>, Fatal> {
         let conn = match self.link.conn().await {
             Ok(c) => c,
-            Err(GroupError::Fatal(m)) => return Err(Fatal(m)),
+            Err(GroupError::Fatal(m)) => return Err(Fatal::Refused(m)),
             Err(e) => {
                 tracing::warn!("share group heartbeat: {e:#}; retrying");
                 self.interval = Duration::from_millis(500);
@@ -180,7 +220,7 @@ impl ShareBeats {
         };
         if !sw::supports_share_groups(conn) {
             let detail = format!("its ApiVersions lists {}", sw::share_support(conn));
-            return Err(Fatal(unsupported_message(conn.addr(), &detail)));
+            return Err(Fatal::Refused(unsupported_message(conn.addr(), &detail)));
         }
         let hint = unsupported_message(conn.addr(), "it lacks ShareGroupHeartbeat v1");
         let req = ShareBeat {
@@ -195,7 +235,7 @@ impl ShareBeats {
             .await
         {
             Ok(a) => Ok(Some(a)),
-            Err(Step::Fail(GroupError::Fatal(m))) => Err(Fatal(m)),
+            Err(Step::Fail(GroupError::Fatal(m))) => Err(Fatal::Refused(m)),
             Err(step) => {
                 tracing::debug!("share group heartbeat: {step:?}; reconnecting");
                 self.failures += 1;

@@ -618,6 +618,81 @@ async fn share_member_is_assigned_rejoins_when_fenced_and_leaves() {
     .await;
 }
 
+/// Kafka's `Uuid.fromString`, which Kafka 4.1 applies to a share member's
+/// id on every ShareFetch: at most 24 characters, URL-safe base64 of
+/// exactly 16 bytes (the JDK's URL decoder takes it with or without padding).
+fn kafka_uuid(s: &str) -> Option<[u8; 16]> {
+    use base64::Engine as _;
+    if s.len() > 24 {
+        return None; // "Input string with prefix .. is too long to be decoded as a base64 UUID"
+    }
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .ok()?;
+    b.try_into().ok()
+}
+
+#[test]
+fn kafka_uuid_refuses_the_dashed_uuid_form() {
+    assert_eq!(kafka_uuid("fa6e5552-caa5-4aa9-a974-c8a65f68a99a"), None);
+    assert_eq!(
+        kafka_uuid("AAAAAAAAAAAAAAAAAAAAAQ"),
+        Some(1u128.to_be_bytes())
+    );
+    assert_eq!(
+        kafka_uuid("AAAAAAAAAAAAAAAAAAAAAQ=="),
+        Some(1u128.to_be_bytes())
+    );
+    assert_eq!(kafka_uuid("AAAA"), None);
+}
+
+#[tokio::test]
+async fn share_member_ids_on_the_wire_are_kafka_uuids() {
+    let b = ScriptedBroker::start(|seen| match seen {
+        Seen::ShareHeartbeat { epoch, .. } => beat(NONE, (*epoch).max(1), Some(vec![0])),
+        other => panic!("a share member sent {other:?}"),
+    })
+    .await;
+    let one = ShareMember::start(settings(&b, GroupProtocol::Share));
+    let two = ShareMember::start(settings(&b, GroupProtocol::Share));
+    assert_ne!(one.member_id, two.member_id);
+    for m in [&one, &two] {
+        assert_eq!(m.member_id.len(), 22, "{}", m.member_id);
+        assert!(kafka_uuid(&m.member_id).is_some(), "{}", m.member_id);
+        let id = m.member_id.clone();
+        until_seen(
+            &b,
+            |s| matches!(s, Seen::ShareHeartbeat { epoch: 0, member_id } if *member_id == id),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn share_member_answered_only_errors_for_a_session_fails_naming_the_request() {
+    let b = ScriptedBroker::start(|seen| match seen {
+        Seen::ShareHeartbeat { .. } => beat(UNKNOWN_SERVER_ERROR, 0, None),
+        other => panic!("a share member sent {other:?}"),
+    })
+    .await;
+    let mut s = settings(&b, GroupProtocol::Share);
+    s.session_timeout = Duration::from_secs(1);
+    let m = ShareMember::start(s);
+    let mut rx = m.state();
+    let t0 = Instant::now();
+    let ShareState::Failing(msg) =
+        state_until(&mut rx, |s| matches!(s, ShareState::Failing(_))).await
+    else {
+        unreachable!()
+    };
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{msg}");
+    assert!(
+        msg.starts_with(&format!("ShareGroupHeartbeat to {} ", b.addr)),
+        "{msg}"
+    );
+    assert!(msg.contains("UnknownServerError"), "{msg}");
+}
+
 #[tokio::test]
 async fn share_member_of_a_broker_without_share_groups_fails_naming_the_way_out() {
     let b = ScriptedBroker::start(|_| beat(UNSUPPORTED_VERSION, 0, None)).await;

@@ -11,6 +11,9 @@
 //!   keep both): `[{"key":"k","value":"v"}, ..]`, with `"value_encoding":"base64"`
 //!   inside an entry whose value is not UTF-8, and `"value":null` for a null
 //!   header value. Header keys are always UTF-8.
+//! - `delivery_count` (share groups only, `--group-protocol share`): how many
+//!   times the broker has delivered the record, 1 the first time. It comes
+//!   last, after `headers`, and is absent under the other protocols.
 //!
 //! `value`: the raw value bytes and a newline; a null value is an empty line.
 //! Nothing is escaped, so a value that itself holds a newline looks like several
@@ -73,7 +76,12 @@ pub fn encode_json(topic: &str, record: &Record, out: &mut Vec<u8>) {
         bytes_field("value", v.as_deref(), out);
         out.push(b'}');
     }
-    out.extend_from_slice(b"]}\n");
+    out.push(b']');
+    if let Some(n) = record.delivery_count {
+        out.extend_from_slice(b",\"delivery_count\":");
+        int(n.into(), out);
+    }
+    out.extend_from_slice(b"}\n");
 }
 
 fn int(n: i64, out: &mut Vec<u8>) {
@@ -159,6 +167,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), Some(Bytes::copy_from_slice(v))))
                 .collect(),
+            delivery_count: None,
         }
     }
 
@@ -189,6 +198,27 @@ mod tests {
                 "headers": [{"key": "trace", "value": "abc"}]
             })
         );
+    }
+
+    #[test]
+    fn json_delivery_count_only_for_share_groups_and_last() {
+        let mut r = rec(Some(b"k"), Some(b"v"), &[("h", b"x")]);
+        assert!(json_of(&r).get("delivery_count").is_none());
+        r.delivery_count = Some(5);
+        let v = json_of(&r);
+        assert_eq!(v["delivery_count"], json!(5));
+        assert_eq!(v["headers"], json!([{"key": "h", "value": "x"}]));
+        let mut line = Vec::new();
+        encode(Format::Json, "t", &r, &mut line);
+        assert!(
+            line.ends_with(b"}],\"delivery_count\":5}\n"),
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+        // --format value has no fields: the raw value still.
+        let mut raw = Vec::new();
+        encode(Format::Value, "t", &r, &mut raw);
+        assert_eq!(raw, b"v\n");
     }
 
     #[test]

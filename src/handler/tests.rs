@@ -51,6 +51,7 @@ fn records(partition: i32, offsets: std::ops::Range<i64>) -> Vec<Record> {
             key: None,
             value: Some(Bytes::from(format!("value {offset}"))),
             headers: Vec::new(),
+            delivery_count: None,
         })
         .collect()
 }

@@ -120,18 +120,15 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
     Supervisor::start(cfg, exe, log, workers, state_dir, metrics)?.run()
 }
 
-/// The protocols whose broker sets the session: --session-timeout is not used.
+/// The protocol whose broker sets the session: --session-timeout is not
+/// used. (Under share groups the broker sets the session too, and the flag
+/// says how long a worker bears error answers in a row: match it to the
+/// broker's group.share.session.timeout.ms.)
 fn warn_of_unused_session_timeout(cfg: &RunConfig) {
     if cfg.consume.group_protocol == GroupProtocol::Consumer && !cfg.consume.session_timeout_auto {
         tracing::warn!(
             "--session-timeout: not used with --group-protocol consumer, where the broker sets the \
              session (group.consumer.session.timeout.ms, 45 s by default); ignored"
-        );
-    }
-    if cfg.consume.group_protocol == GroupProtocol::Share && !cfg.consume.session_timeout_auto {
-        tracing::warn!(
-            "--session-timeout: not used with --group-protocol share, where the broker sets the \
-             session (group.share.session.timeout.ms, 45 s by default); ignored"
         );
     }
 }

@@ -150,6 +150,7 @@ pub fn decode_fetched(
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v))
                     .collect(),
+                delivery_count: None,
             });
         }
     }

@@ -417,6 +417,10 @@ pub fn acquired_records(
     for r in decoded {
         if let Some(c) = count(r.offset) {
             if seen.insert(r.offset, ()).is_none() {
+                let r = Record {
+                    delivery_count: Some(c.max(0) as u16),
+                    ..r
+                };
                 out.push((r, c));
             }
         }
@@ -650,6 +654,9 @@ mod tests {
                 (5, 9, 3)
             ]
         );
+        // The record itself carries its count, for the handler's line.
+        let counts: Vec<Option<u16>> = out.iter().map(|(r, _)| r.delivery_count).collect();
+        assert_eq!(counts, [1, 1, 1, 3, 3, 3].map(Some));
         assert_eq!(left.gaps, vec![10, 11]);
         assert!(left.unread.is_empty());
         // The answer's last batch is cut off: its acquired offsets were not

@@ -268,6 +268,7 @@ mod tests {
                     ("trace".into(), Some(Bytes::from_static(b"t1"))),
                     ("null".into(), None),
                 ],
+                delivery_count: None,
             },
             reason: "bad json".into(),
             attempts: 2,

@@ -239,6 +239,7 @@ mod tests {
             key: None,
             value: Some(bytes::Bytes::from(format!("value-{o}"))),
             headers: vec![],
+            delivery_count: None,
         }
     }
 

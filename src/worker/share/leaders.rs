@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::session::{session_task, Acks, SessionCmd, SessionReply, SessionTask};
-use super::{ShareWorker, CLOSE_WAIT};
+use super::session::{session_task, Acks, Answer, SessionCmd, SessionReply, SessionTask};
+use super::{End, ShareWorker, CLOSE_WAIT};
 use crate::wire::share::AckType;
+use crate::worker::error::WorkerError;
 
 /// The most records one ShareFetch asks for.
 const MAX_RECORDS: i32 = 2000;
@@ -160,11 +161,12 @@ impl ShareWorker {
         }
     }
 
-    pub(super) async fn replied(&mut self, r: SessionReply, stopping: bool) {
+    pub(super) async fn replied(&mut self, mut r: SessionReply, stopping: bool) {
         if let Some(s) = self.sessions.get_mut(&r.node) {
             s.busy = false;
             s.open = r.open;
         }
+        let stuck = self.streak(r.node, std::mem::take(&mut r.answer));
         self.put_back(r.unsent);
         self.ack_failures += r.ack_failures;
         for (p, o) in r.gaps {
@@ -196,6 +198,33 @@ impl ShareWorker {
             if let Err(e) = self.cluster.refresh().await {
                 debug!("share fetch: reading the leaders again: {e:#}");
             }
+        }
+        if let Some(why) = stuck {
+            if self.stop.is_none() {
+                let e = WorkerError::Other(anyhow::anyhow!(why));
+                let deadline = self.drain_deadline();
+                self.stop_with(End::Failed(e), deadline, true).await;
+            } else {
+                warn!(slot = self.core.cfg.slot, "{why}");
+            }
+        }
+    }
+
+    /// Count a leader's answer in its error streaks: Some(why the worker
+    /// ends) when one request had nothing but error answers for a whole
+    /// session timeout.
+    fn streak(&mut self, node: i32, answer: Answer) -> Option<String> {
+        let broker = self
+            .cluster
+            .addr(node)
+            .unwrap_or_else(|| format!("node {node}"));
+        match answer {
+            Answer::None => None,
+            Answer::Good(req) => {
+                self.errors.answered(req, &broker);
+                None
+            }
+            Answer::Error(req, error) => self.errors.failed(req, &broker, &error, Instant::now()),
         }
     }
 

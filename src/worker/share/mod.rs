@@ -37,6 +37,7 @@ use super::error::{Result, WorkerError};
 use super::verdicts::DeadLetter;
 use crate::config::{StartFrom, WorkerConfig};
 use crate::group::share::{unsupported_message, ShareMember, ShareState};
+use crate::group::streak::{share_error_limit, ErrorStreaks};
 use crate::group::GroupSettings;
 use crate::handler::{HandlerEvent, Judged, Refused, Verdict};
 use crate::record::Record;
@@ -99,6 +100,10 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
         Err(e) => return Err(core.fatal(e)),
     };
     let (replies_tx, replies) = mpsc::unbounded_channel();
+    let limit = share_error_limit(
+        core.cfg.consume.session_timeout,
+        core.cfg.consume.session_timeout_auto,
+    );
     let mut w = ShareWorker {
         state: member.state(),
         member,
@@ -123,6 +128,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
         dead_lettered: 0,
         rebalances: 0,
         last_problem: None,
+        errors: ErrorStreaks::new(limit),
         stop: None,
         handler_done: false,
         state_open: true,
@@ -255,6 +261,8 @@ struct ShareWorker {
     dead_lettered: u64,
     rebalances: u64,
     last_problem: Option<(Instant, String)>,
+    /// Error answers in a row, per request and leader.
+    errors: ErrorStreaks,
     /// A stop under way.
     stop: Option<Stopping>,
     /// The handler ended, or will not be waited for.
@@ -477,6 +485,12 @@ impl ShareWorker {
                 let deadline = self.drain_deadline();
                 self.stop_with(End::Failed(WorkerError::Config(m)), deadline, true)
                     .await;
+            }
+            ShareState::Failing(m) => {
+                // A restart may help: exit 1, within the restart budget.
+                let e = WorkerError::Other(anyhow::anyhow!(m));
+                let deadline = self.drain_deadline();
+                self.stop_with(End::Failed(e), deadline, true).await;
             }
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::group::streak::ShareRequest;
 use crate::record::Record;
 use crate::wire::share::{self as sw, AckType};
 use crate::wire::BrokerConn;
@@ -46,6 +47,21 @@ pub(super) struct SessionReply {
     pub(super) open: bool,
     /// This was the closing request.
     pub(super) closed: bool,
+    /// How the broker answered (for the error streaks).
+    pub(super) answer: Answer,
+}
+
+/// How the leader answered one request.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// No answer: no connection, nothing to send, no reply in time (an
+    /// outage, not the broker's verdict).
+    #[default]
+    None,
+    /// A good answer (a ShareFetch: without errors, or with records).
+    Good(ShareRequest),
+    /// An error answer: the request and the error.
+    Error(ShareRequest, String),
 }
 
 /// The client side of one leader's share session.
@@ -166,6 +182,7 @@ impl SessionTask {
         let conn = self.conn.as_mut().expect("connected before");
         match tokio::time::timeout(timeout, sw::share_acknowledge(conn, &plan)).await {
             Ok(Ok(a)) if a.error == 0 => {
+                reply.answer = Answer::Good(ShareRequest::Acknowledge);
                 self.epoch = if cmd.close { 0 } else { next_epoch(self.epoch) };
                 for (p, code, msg) in a.partitions {
                     if code != 0 {
@@ -183,11 +200,9 @@ impl SessionTask {
             Ok(Ok(a)) => {
                 self.session_failed(a.error);
                 reply.unsent = cmd.acks;
-                reply.problem = Some(format!(
-                    "ShareAcknowledge to {}: {}",
-                    self.addr,
-                    coded(a.error, a.error_message)
-                ));
+                let error = coded(a.error, a.error_message);
+                reply.problem = Some(format!("ShareAcknowledge to {}: {error}", self.addr));
+                reply.answer = Answer::Error(ShareRequest::Acknowledge, error);
             }
             Ok(Err(e)) => {
                 self.broken();
@@ -269,11 +284,9 @@ impl SessionTask {
         if a.error != 0 {
             self.session_failed(a.error);
             reply.put_back(carried);
-            reply.problem = Some(format!(
-                "ShareFetch to {}: {}",
-                self.addr,
-                coded(a.error, a.error_message)
-            ));
+            let error = coded(a.error, a.error_message);
+            reply.problem = Some(format!("ShareFetch to {}: {error}", self.addr));
+            reply.answer = Answer::Error(ShareRequest::Fetch, error);
             return reply;
         }
         if self.epoch == 0 {
@@ -293,6 +306,7 @@ impl SessionTask {
         for p in a.partitions {
             take_partition(p, &carried, &mut reply);
         }
+        reply.answer = fetch_answer(&reply);
         reply
     }
 
@@ -335,6 +349,15 @@ impl SessionReply {
 /// The acknowledgements of each partition as the wire's batches.
 fn batches(acks: &Acks) -> Vec<(i32, Vec<sw::AckBatch>)> {
     acks.iter().map(|(p, a)| (*p, sw::ack_batches(a))).collect()
+}
+
+/// How a ShareFetch answered without a top-level error went: an error if
+/// partitions failed and no record came, else a good one.
+fn fetch_answer(reply: &SessionReply) -> Answer {
+    match &reply.problem {
+        Some(p) if reply.records.is_empty() => Answer::Error(ShareRequest::Fetch, p.clone()),
+        _ => Answer::Good(ShareRequest::Fetch),
+    }
 }
 
 /// An error code and the broker's message, for a problem report.
@@ -403,6 +426,31 @@ mod tests {
         assert_eq!(next_epoch(0), 1);
         assert_eq!(next_epoch(7), 8);
         assert_eq!(next_epoch(i32::MAX), 1);
+    }
+
+    #[test]
+    fn a_fetch_with_failed_partitions_and_no_record_is_an_error_answer() {
+        let mut r = SessionReply::default();
+        assert_eq!(fetch_answer(&r), Answer::Good(ShareRequest::Fetch));
+        r.problem = Some("partition 0: UnknownServerError (-1)".into());
+        assert_eq!(
+            fetch_answer(&r),
+            Answer::Error(
+                ShareRequest::Fetch,
+                "partition 0: UnknownServerError (-1)".into()
+            )
+        );
+        let rec = Record {
+            partition: 1,
+            offset: 0,
+            timestamp_ms: 0,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            delivery_count: Some(1),
+        };
+        r.records.push((rec, 1));
+        assert_eq!(fetch_answer(&r), Answer::Good(ShareRequest::Fetch));
     }
 
     #[test]
