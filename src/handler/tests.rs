@@ -251,3 +251,69 @@ async fn an_exec_batch_handler_failing_a_batch_fails_the_handler() {
     assert_eq!(h.in_flight(), 2);
     assert_eq!(h.first_unacked(), Some((0, 0)));
 }
+
+#[tokio::test]
+async fn output_lines_give_each_record_its_results() {
+    // Record 10: one plain line. Record 11: two results, then @done.
+    // Record 12: no result. Record 13: a rejection (with --verdicts).
+    let mut h = start(HandlerSpec::Exec(
+        "read -r l; echo \"x-$l\"; read -r l; echo '@out a'; echo '@json {\"key\":\"k\",\"value\":\"b\"}'; \
+         echo @done; read -r l; echo @done; read -r l; echo '@reject no'; cat >/dev/null"
+            .into(),
+    ))
+    .await;
+    h.with_outputs(true);
+    hand(&mut h, &records(1, 10..14));
+    let mut judged = Vec::new();
+    while judged.len() < 4 {
+        match next(&mut h).await {
+            Some(HandlerEvent::Judged(js)) => judged.extend(js),
+            other => panic!("expected finished records, got {other:?}"),
+        }
+    }
+    let values = |j: &Judged| -> Vec<(Option<Bytes>, Option<Bytes>)> {
+        j.results
+            .iter()
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect()
+    };
+    assert_eq!(judged[0].offset, 10);
+    assert_eq!(values(&judged[0]).len(), 1);
+    assert!(values(&judged[0])[0]
+        .1
+        .as_deref()
+        .is_some_and(|v| v.starts_with(b"x-")));
+    assert_eq!(
+        values(&judged[1]),
+        vec![
+            (None, Some(Bytes::from_static(b"a"))),
+            (
+                Some(Bytes::from_static(b"k")),
+                Some(Bytes::from_static(b"b"))
+            )
+        ]
+    );
+    assert!(judged[2].results.is_empty() && judged[2].verdict == Verdict::Ok);
+    assert_eq!(judged[3].verdict, Verdict::Reject("no".into()));
+    assert_eq!(h.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn results_beyond_the_records_sent_are_not_trusted() {
+    let mut h = start(HandlerSpec::Exec(
+        "read -r l; echo one; echo '@out two'; cat >/dev/null".into(),
+    ))
+    .await;
+    h.with_outputs(false);
+    hand(&mut h, &records(0, 0..1));
+    loop {
+        match next(&mut h).await {
+            Some(HandlerEvent::Judged(_)) => continue,
+            Some(HandlerEvent::Untrusted(why)) => {
+                assert!(why.contains("beyond"), "{why}");
+                break;
+            }
+            other => panic!("expected Untrusted, got {other:?}"),
+        }
+    }
+}
