@@ -64,6 +64,33 @@ pub enum Seen {
         member_id: String,
         epoch: i32,
     },
+    InitProducerId {
+        transactional_id: String,
+    },
+    AddPartitionsToTxn {
+        partitions: Vec<(String, i32)>,
+    },
+    AddOffsetsToTxn {
+        group: String,
+    },
+    TxnOffsetCommit {
+        member_id: String,
+        generation_id: i32,
+        producer_epoch: i16,
+        offsets: Vec<(i32, i64)>,
+    },
+    EndTxn {
+        commit: bool,
+        producer_epoch: i16,
+    },
+    /// One partition's batch of a Produce request (the first one).
+    Produce {
+        topic: String,
+        partition: i32,
+        transactional: bool,
+        base_sequence: i32,
+        values: Vec<Bytes>,
+    },
 }
 
 /// The script's answer to one request.
@@ -98,6 +125,12 @@ pub enum Reply {
         interval_ms: i32,
         /// Partitions of [`TOPIC_ID`]; None: unchanged.
         assignment: Option<Vec<i32>>,
+    },
+    /// InitProducerId: the producer id and epoch handed out.
+    Producer {
+        error: i16,
+        id: i64,
+        epoch: i16,
     },
     /// No answer: the connection stays silent (the client times out).
     Silence,
@@ -171,7 +204,7 @@ async fn serve(
                 let request = decode_request(key, &mut buf, version);
                 seen.lock().unwrap().push(request.clone());
                 let reply = (script.lock().unwrap())(&request);
-                encode_reply(&request, reply, version)
+                encode_reply(&addr, &request, reply, version)
             }
         };
         let Some(body) = answer else {
@@ -202,7 +235,13 @@ fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_string())
 }
 
-const SPOKEN: [ApiKey; 13] = [
+const SPOKEN: [ApiKey; 19] = [
+    ApiKey::InitProducerId,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::EndTxn,
+    ApiKey::Produce,
     ApiKey::ApiVersions,
     ApiKey::Metadata,
     ApiKey::FindCoordinator,
@@ -331,7 +370,82 @@ fn decode_request(key: ApiKey, buf: &mut Bytes, v: i16) -> Seen {
                 epoch: r.member_epoch,
             }
         }
+        other => seen_txn(other, buf, v),
+    }
+}
+
+/// The transaction requests (`--output-topic`).
+fn seen_txn(key: ApiKey, buf: &mut Bytes, v: i16) -> Seen {
+    match key {
+        ApiKey::InitProducerId => {
+            let r: m::InitProducerIdRequest = decode(buf, v);
+            Seen::InitProducerId {
+                transactional_id: r
+                    .transactional_id
+                    .map(|i| i.0.to_string())
+                    .unwrap_or_default(),
+            }
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let r: m::AddPartitionsToTxnRequest = decode(buf, v);
+            Seen::AddPartitionsToTxn {
+                partitions: r
+                    .v3_and_below_topics
+                    .into_iter()
+                    .flat_map(|t| {
+                        let name = t.name.0.to_string();
+                        t.partitions.into_iter().map(move |p| (name.clone(), p))
+                    })
+                    .collect(),
+            }
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let r: m::AddOffsetsToTxnRequest = decode(buf, v);
+            Seen::AddOffsetsToTxn {
+                group: r.group_id.0.to_string(),
+            }
+        }
+        ApiKey::TxnOffsetCommit => {
+            let r: m::TxnOffsetCommitRequest = decode(buf, v);
+            Seen::TxnOffsetCommit {
+                member_id: r.member_id.to_string(),
+                generation_id: r.generation_id,
+                producer_epoch: r.producer_epoch,
+                offsets: r
+                    .topics
+                    .into_iter()
+                    .flat_map(|t| t.partitions)
+                    .map(|p| (p.partition_index, p.committed_offset))
+                    .collect(),
+            }
+        }
+        ApiKey::EndTxn => {
+            let r: m::EndTxnRequest = decode(buf, v);
+            Seen::EndTxn {
+                commit: r.committed,
+                producer_epoch: r.producer_epoch,
+            }
+        }
+        ApiKey::Produce => seen_produce(decode(buf, v)),
         other => panic!("the scripted broker does not speak {other:?}"),
+    }
+}
+
+fn seen_produce(r: m::ProduceRequest) -> Seen {
+    let t = r.topic_data.into_iter().next().expect("a topic");
+    let p = t.partition_data.into_iter().next().expect("a partition");
+    let mut bytes = p.records.expect("records");
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("a batch");
+    Seen::Produce {
+        topic: t.name.0.to_string(),
+        partition: p.index,
+        transactional: set.records.iter().all(|r| r.transactional),
+        base_sequence: set.records.first().map_or(-1, |r| r.sequence),
+        values: set
+            .records
+            .into_iter()
+            .map(|r| r.value.unwrap_or_default())
+            .collect(),
     }
 }
 
@@ -369,7 +483,7 @@ fn seen_consumer_beat(r: m::ConsumerGroupHeartbeatRequest) -> Seen {
 }
 
 /// The wire answer to `request`; None for [`Reply::Silence`].
-fn encode_reply(request: &Seen, reply: Reply, v: i16) -> Option<Bytes> {
+fn encode_reply(addr: &str, request: &Seen, reply: Reply, v: i16) -> Option<Bytes> {
     let body = match (request, reply) {
         (_, Reply::Silence) => return None,
         (Seen::JoinGroup { .. }, r @ Reply::JoinGroup { .. }) => encode(join_answer(r), v),
@@ -392,16 +506,98 @@ fn encode_reply(request: &Seen, reply: Reply, v: i16) -> Option<Bytes> {
         (Seen::OffsetFetch { .. }, Reply::Offsets { error, offsets }) => {
             encode(fetch_offsets_answer(error, offsets), v)
         }
-        (Seen::Metadata { topics }, Reply::Partitions(n)) => encode(metadata_answer(topics, n), v),
+        (Seen::Metadata { topics }, Reply::Partitions(n)) => {
+            encode(metadata_answer(addr, topics, n), v)
+        }
         (Seen::ConsumerHeartbeat { member_id, .. }, r @ Reply::Beat { .. }) => {
             encode(consumer_beat_answer(member_id, r), v)
         }
         (Seen::ShareHeartbeat { member_id, .. }, r @ Reply::Beat { .. }) => {
             encode(share_beat_answer(member_id, r), v)
         }
-        (request, reply) => panic!("the script answered {request:?} with {reply:?}"),
+        (request, reply) => txn_answer(request, reply, v),
     };
     Some(body)
+}
+
+/// The wire answer to a transaction request.
+fn txn_answer(request: &Seen, reply: Reply, v: i16) -> Bytes {
+    match (request, reply) {
+        (Seen::InitProducerId { .. }, Reply::Producer { error, id, epoch }) => encode(
+            m::InitProducerIdResponse::default()
+                .with_error_code(error)
+                .with_producer_id(m::ProducerId(id))
+                .with_producer_epoch(epoch),
+            v,
+        ),
+        (Seen::AddPartitionsToTxn { partitions }, Reply::Code(code)) => {
+            use m::add_partitions_to_txn_response::{
+                AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+            };
+            let topics = partitions
+                .iter()
+                .map(|(t, p)| {
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(m::TopicName(s(t)))
+                        .with_results_by_partition(vec![
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(code),
+                        ])
+                })
+                .collect();
+            encode(
+                m::AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics),
+                v,
+            )
+        }
+        (Seen::AddOffsetsToTxn { .. }, Reply::Code(code)) => encode(
+            m::AddOffsetsToTxnResponse::default().with_error_code(code),
+            v,
+        ),
+        (Seen::TxnOffsetCommit { offsets, .. }, Reply::Code(code)) => {
+            use m::txn_offset_commit_response::{
+                TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+            };
+            encode(
+                m::TxnOffsetCommitResponse::default().with_topics(vec![
+                    TxnOffsetCommitResponseTopic::default()
+                        .with_name(m::TopicName(s(SCRIPTED_TOPIC)))
+                        .with_partitions(
+                            offsets
+                                .iter()
+                                .map(|(p, _)| {
+                                    TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(*p)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                ]),
+                v,
+            )
+        }
+        (Seen::EndTxn { .. }, Reply::Code(code)) => {
+            encode(m::EndTxnResponse::default().with_error_code(code), v)
+        }
+        (
+            Seen::Produce {
+                topic, partition, ..
+            },
+            Reply::Code(code),
+        ) => {
+            use m::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+            encode(
+                m::ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                    .with_name(m::TopicName(s(topic)))
+                    .with_partition_responses(vec![PartitionProduceResponse::default()
+                        .with_index(*partition)
+                        .with_error_code(code)])]),
+                v,
+            )
+        }
+        (request, reply) => panic!("the script answered {request:?} with {reply:?}"),
+    }
 }
 
 fn join_answer(r: Reply) -> m::JoinGroupResponse {
@@ -486,23 +682,35 @@ fn fetch_offsets_answer(error: i16, offsets: Vec<(i32, i64)>) -> m::OffsetFetchR
             )])
 }
 
-fn metadata_answer(topics: &[String], partitions: i32) -> m::MetadataResponse {
-    use m::metadata_response::{MetadataResponsePartition, MetadataResponseTopic};
-    m::MetadataResponse::default().with_topics(
-        topics
-            .iter()
-            .map(|t| {
-                MetadataResponseTopic::default()
-                    .with_name(Some(m::TopicName(s(t))))
-                    .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
-                    .with_partitions(
-                        (0..partitions)
-                            .map(|p| MetadataResponsePartition::default().with_partition_index(p))
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+fn metadata_answer(addr: &str, topics: &[String], partitions: i32) -> m::MetadataResponse {
+    use m::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    m::MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(1))
+            .with_host(s(host))
+            .with_port(port.parse().expect("port"))])
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(m::TopicName(s(t))))
+                        .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
+                        .with_partitions(
+                            (0..partitions)
+                                .map(|p| {
+                                    MetadataResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_leader_id(BrokerId(1))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
 }
 
 /// (error, epoch, interval, partitions of [`TOPIC_ID`]) of a [`Reply::Beat`].

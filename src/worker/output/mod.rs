@@ -17,6 +17,8 @@
 //! none of their results become visible to `read_committed` readers.
 
 pub(crate) mod state;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, Instant};
 
