@@ -626,6 +626,14 @@ impl Handler {
         self.order.len()
     }
 
+    /// Nothing in flight, and every acknowledgement already taken by
+    /// [`Handler::next_event`]: one batch of ack lines can make several
+    /// events (one per partition), and a drain that stopped at an empty
+    /// in-flight count would leave the last of them untaken (uncommitted).
+    pub fn settled(&self) -> bool {
+        self.order.is_empty() && self.pending.is_empty()
+    }
+
     /// No more records: the handler finishes what it has (staged records
     /// included); its acks still arrive via next_event.
     pub async fn close_input(&mut self) {

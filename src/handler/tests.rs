@@ -317,3 +317,31 @@ async fn results_beyond_the_records_sent_are_not_trusted() {
         }
     }
 }
+
+#[tokio::test]
+async fn one_read_of_acks_for_two_partitions_is_settled_only_when_both_are_taken() {
+    // Both ack lines in one write: one absorb makes two Ack events.
+    let mut h = start(HandlerSpec::Exec(
+        "read -r a; read -r b; printf 'ok\\nok\\n'; cat >/dev/null".into(),
+    ))
+    .await;
+    let mut both = records(0, 5..6);
+    both.extend(records(1, 7..8));
+    hand(&mut h, &both);
+    assert!(!h.settled());
+    let first = next(&mut h).await;
+    assert!(matches!(first, Some(HandlerEvent::Ack(_))), "{first:?}");
+    assert_eq!(h.in_flight(), 0);
+    assert!(
+        !h.settled(),
+        "the second partition's ack is not taken yet: a drain must not stop here"
+    );
+    let second = next(&mut h).await;
+    let (Some(HandlerEvent::Ack(a)), Some(HandlerEvent::Ack(b))) = (first, second) else {
+        panic!("two acks expected")
+    };
+    let mut got = vec![(a.partition, a.offset), (b.partition, b.offset)];
+    got.sort();
+    assert_eq!(got, vec![(0, 5), (1, 7)]);
+    assert!(h.settled());
+}

@@ -408,7 +408,7 @@ impl Worker {
         // dead-letter topic: wait for those copies too (within the limit).
         let mut ended = false;
         loop {
-            let handler_done = ended || (!closing && self.feed.handler.in_flight() == 0);
+            let handler_done = ended || (!closing && self.feed.handler.settled());
             if handler_done && self.copies_pending == 0 {
                 return Drained::All;
             }
