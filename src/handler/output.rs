@@ -22,6 +22,7 @@
 
 use bytes::Bytes;
 
+use super::verdict::shown;
 use super::Verdict;
 use crate::record::OutRecord;
 
@@ -121,13 +122,6 @@ fn text_of(v: &serde_json::Value) -> Option<Bytes> {
         serde_json::Value::String(s) => Some(Bytes::from(s.clone())),
         other => Some(Bytes::from(other.to_string())),
     }
-}
-
-/// A line for a message: at most 80 bytes, lossy UTF-8, quoted.
-fn shown(line: &[u8]) -> String {
-    let cut = &line[..line.len().min(80)];
-    let more = if line.len() > 80 { "..." } else { "" };
-    format!("{:?}{more}", String::from_utf8_lossy(cut))
 }
 
 /// Cuts a byte stream into lines across reads and parses each whole line.

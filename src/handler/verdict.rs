@@ -33,7 +33,7 @@ pub fn parse(line: &[u8]) -> Result<Verdict, String> {
 }
 
 /// A line for a message: at most 80 bytes, lossy UTF-8, quoted.
-fn shown(line: &[u8]) -> String {
+pub(super) fn shown(line: &[u8]) -> String {
     let cut = &line[..line.len().min(80)];
     let more = if line.len() > 80 { "..." } else { "" };
     format!("{:?}{more}", String::from_utf8_lossy(cut))

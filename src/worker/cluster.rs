@@ -173,7 +173,8 @@ impl Cluster {
         }
     }
 
-    async fn conn(&mut self, node: i32) -> Result<BrokerConn, ClusterError> {
+    /// A connection to broker `node`: its idle one, or a new one.
+    pub async fn conn(&mut self, node: i32) -> Result<BrokerConn, ClusterError> {
         if let Some(c) = self.take_conn(node) {
             return Ok(c);
         }

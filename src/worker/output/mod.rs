@@ -20,12 +20,13 @@ pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
 use self::state::{classify, Buffer, Open, TopicIx, TxnClass, TxnProtocol, DEAD_LETTER, OUTPUT};
 use super::cluster::{Cluster, ClusterError};
+use crate::group::link::Pacer;
 use crate::group::{CoordinatorKind, CoordinatorLink, LinkSettings};
 use crate::record::OutRecord;
 use crate::wire::group_msgs::code_name;
@@ -39,9 +40,6 @@ use crate::wire::{ApiKey, BrokerConn};
 const PRODUCE_AT: usize = 64 * 1024;
 /// ... or once the oldest buffered result has waited this long.
 const LINGER: Duration = Duration::from_millis(20);
-/// Pauses between retries of a transaction request.
-const PAUSE: crate::backoff::Doubling =
-    crate::backoff::Doubling::new(Duration::from_millis(50), Duration::from_secs(1));
 /// Per request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -328,10 +326,10 @@ impl Output {
                 self.refresh(topic).await?;
                 continue;
             };
-            let mut conn = match self.leader_conn(topic, leader.node).await {
+            let mut conn = match self.topics[topic].conn(leader.node).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tries.pause(&e).await?;
+                    tries.pause(&e.to_string()).await?;
                     self.refresh(topic).await?;
                     continue;
                 }
@@ -534,18 +532,6 @@ impl Output {
             .map_err(|e| TxnError::Aborted(format!("{e:#}")))
     }
 
-    async fn leader_conn(&mut self, topic: TopicIx, node: i32) -> Result<BrokerConn, String> {
-        if let Some(c) = self.topics[topic].take_conn(node) {
-            return Ok(c);
-        }
-        let addr = self.topics[topic]
-            .addr(node)
-            .ok_or_else(|| format!("broker {node} is not in the metadata"))?;
-        BrokerConn::connect(&addr, &self.s.client_id, self.s.connect_timeout)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
     /// Read a topic's leaders again; a topic that is missing or may not be
     /// written is fatal.
     async fn refresh(&mut self, topic: TopicIx) -> Result<(), TxnError> {
@@ -576,35 +562,25 @@ fn too_large(topic: &str, partition: i32, records: &[OutRecord]) -> String {
     )
 }
 
-/// Retries of one request within the outage window.
+/// Retries of one request within the outage window: the group link's
+/// pacing (50 ms doubling to 1 s), its give-up an aborted transaction.
 struct Tries {
-    started: Instant,
-    window: Duration,
-    attempt: u32,
+    pacer: Pacer,
     what: &'static str,
 }
 
 impl Tries {
     fn new(window: Duration, what: &'static str) -> Self {
         Tries {
-            started: Instant::now(),
-            window,
-            attempt: 0,
+            pacer: Pacer::new(window),
             what,
         }
     }
 
     async fn pause(&mut self, problem: &str) -> Result<(), TxnError> {
-        if self.started.elapsed() >= self.window {
-            return Err(TxnError::Aborted(format!(
-                "{}: still failing after {:?}: {problem}",
-                self.what, self.window
-            )));
-        }
-        let pause = PAUSE.delay(self.attempt);
-        self.attempt += 1;
-        debug!("{}: {problem}; retrying in {pause:?}", self.what);
-        tokio::time::sleep(pause).await;
-        Ok(())
+        self.pacer
+            .pause(self.what, problem)
+            .await
+            .map_err(|e| TxnError::Aborted(format!("{e:#}")))
     }
 }
