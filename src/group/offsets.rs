@@ -4,11 +4,14 @@
 //! (a generation, or a member epoch): the member says it ([`CommitAs`]).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::errors::{classify, Class};
 use super::link::{CoordinatorLink, Pacer, Step};
 use super::requests::{Commit, FetchOffsets};
 use super::types::{GroupError, GroupSettings};
+use crate::backoff::Doubling;
+use crate::wire::codes::UNSTABLE_OFFSET_COMMIT;
 use crate::wire::group_msgs::CommitArgs;
 
 /// Whom a commit is from: the member's id and its generation (classic) or
@@ -28,7 +31,11 @@ pub(crate) enum Refusal {
 }
 
 /// OffsetFetch: the committed next-offset per partition (None = nothing
-/// committed), retrying within the connect timeout.
+/// committed), retrying within the connect timeout. A partition whose
+/// offsets sit in another producer's open transaction (KIP-447) is waited
+/// for until that transaction ends, however long that takes within
+/// [`OpenTransaction::LIMIT`]: starting before it would redo what its
+/// commit is about to make final.
 pub(crate) async fn committed(
     link: &mut CoordinatorLink,
     s: &GroupSettings,
@@ -36,11 +43,71 @@ pub(crate) async fn committed(
 ) -> Result<HashMap<i32, Option<i64>>, GroupError> {
     let what = format!("reading committed offsets of --group {}", s.group);
     let mut pacer = Pacer::new(s.connect_timeout);
+    let mut open = OpenTransaction::new();
     loop {
         match committed_once(link, s, partitions).await {
-            Ok(v) => return Ok(v),
+            Ok(Fetched::Offsets(v)) => return Ok(v),
+            Ok(Fetched::Unsettled(parts)) => open.wait(s, &parts).await?,
             Err(step) => pacer.step(&what, step).await?,
         }
+    }
+}
+
+/// One OffsetFetch's answer.
+enum Fetched {
+    Offsets(HashMap<i32, Option<i64>>),
+    /// These partitions' offsets are in an open transaction.
+    Unsettled(Vec<i32>),
+}
+
+/// Waiting out an open transaction that holds committed offsets.
+struct OpenTransaction {
+    since: Instant,
+    attempt: u32,
+    told: Option<Instant>,
+}
+
+impl OpenTransaction {
+    /// Kafka's largest transaction timeout (transaction.max.timeout.ms,
+    /// 15 min) and a minute for the coordinator to abort it.
+    const LIMIT: Duration = Duration::from_secs(16 * 60);
+    const PAUSE: Doubling = Doubling::new(Duration::from_millis(50), Duration::from_millis(500));
+    /// How often the wait is logged at info.
+    const TELL_EVERY: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            attempt: 0,
+            told: None,
+        }
+    }
+
+    async fn wait(&mut self, s: &GroupSettings, parts: &[i32]) -> Result<(), GroupError> {
+        let waited = self.since.elapsed();
+        if waited >= Self::LIMIT {
+            return Err(GroupError::Other(anyhow::anyhow!(
+                "partitions {parts:?} of -t {} are held by an open transaction of --group {} \
+                 for over {waited:?} (UNSTABLE_OFFSET_COMMIT, KIP-447): the producer that \
+                 opened it is stuck; kafka-transactions.sh --bootstrap-server ... list finds it, \
+                 and abort ends it",
+                s.topic,
+                s.group
+            )));
+        }
+        if self.told.is_none_or(|t| t.elapsed() >= Self::TELL_EVERY) {
+            self.told = Some(Instant::now());
+            tracing::info!(
+                "partitions {parts:?}: waiting for an open transaction with offsets of --group {} \
+                 to end before reading them (KIP-447; a producer that stopped is aborted after its \
+                 transaction timeout)",
+                s.group
+            );
+        }
+        let pause = Self::PAUSE.delay(self.attempt);
+        self.attempt += 1;
+        tokio::time::sleep(pause).await;
+        Ok(())
     }
 }
 
@@ -48,13 +115,25 @@ async fn committed_once(
     link: &mut CoordinatorLink,
     s: &GroupSettings,
     partitions: &[i32],
-) -> Result<HashMap<i32, Option<i64>>, Step> {
+) -> Result<Fetched, Step> {
     let req = FetchOffsets {
         group: &s.group,
         topic: &s.topic,
         partitions,
     };
     let ans = link.call(req, s.request_timeout(), "").await?;
+    let unsettled: Vec<i32> = match ans.error {
+        UNSTABLE_OFFSET_COMMIT => partitions.to_vec(),
+        _ => ans
+            .partitions
+            .iter()
+            .filter(|p| p.2 == UNSTABLE_OFFSET_COMMIT)
+            .map(|p| p.0)
+            .collect(),
+    };
+    if !unsettled.is_empty() {
+        return Ok(Fetched::Unsettled(unsettled));
+    }
     let worst = std::iter::once(ans.error)
         .chain(ans.partitions.iter().map(|p| p.2))
         .find(|&c| c != 0);
@@ -73,7 +152,7 @@ async fn committed_once(
             out.insert(p, (off >= 0).then_some(off));
         }
     }
-    Ok(out)
+    Ok(Fetched::Offsets(out))
 }
 
 /// OffsetCommit of next-offsets as `from`, retrying transient problems

@@ -72,6 +72,8 @@ struct ClassicScript {
     joins: Vec<i16>,
     /// OffsetCommit codes, first to last (then NONE).
     commits: Vec<i16>,
+    /// OffsetFetches that find partition 2 in an open transaction.
+    unsettled: u32,
 }
 
 impl ClassicScript {
@@ -82,6 +84,7 @@ impl ClassicScript {
             beats: Vec::new(),
             joins: Vec::new(),
             commits: Vec::new(),
+            unsettled: 0,
         }
     }
 
@@ -126,13 +129,21 @@ impl ClassicScript {
             Seen::Heartbeat { .. } => Reply::Code(pop(&mut self.beats)),
             Seen::OffsetCommit { .. } => Reply::Code(pop(&mut self.commits)),
             Seen::LeaveGroup { .. } => Reply::Code(NONE),
-            Seen::OffsetFetch { partitions } => Reply::Offsets {
-                error: NONE,
-                offsets: partitions
-                    .iter()
-                    .map(|&p| (p, 100 + i64::from(p)))
-                    .collect(),
-            },
+            Seen::OffsetFetch { partitions, .. } => {
+                let unsettled = std::mem::take(&mut self.unsettled);
+                self.unsettled = unsettled.saturating_sub(1);
+                let code = |p| match p {
+                    2 if unsettled > 0 => UNSTABLE_OFFSET_COMMIT,
+                    _ => NONE,
+                };
+                Reply::Offsets {
+                    error: NONE,
+                    offsets: partitions
+                        .iter()
+                        .map(|&p| (p, 100 + i64::from(p), code(p)))
+                        .collect(),
+                }
+            }
             other => panic!("a classic member sent {other:?}"),
         }
     }
@@ -218,6 +229,38 @@ async fn classic_join_asks_for_an_id_leads_and_gets_every_partition() {
     )
     .await;
     assert_eq!(m.generation_id(), -1);
+}
+
+/// KIP-447: committed offsets are asked for as stable, and a partition
+/// whose offsets sit in an open transaction is waited for past the connect
+/// timeout (2 s here) instead of starting from the offset before it.
+#[tokio::test]
+async fn committed_offsets_wait_for_an_open_transaction_to_end() {
+    let mut script = ClassicScript::new();
+    script.unsettled = 9;
+    let b = classic_broker(script).await;
+    let mut m = Member::connect(settings(&b, GroupProtocol::Classic))
+        .await
+        .unwrap();
+    within("join", m.join()).await.unwrap();
+    let started = Instant::now();
+    let offsets = m.committed(&[0, 2]).await.unwrap();
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(offsets.get(&2), Some(&Some(102)));
+    let fetches: Vec<bool> = b
+        .seen()
+        .into_iter()
+        .filter_map(|s| match s {
+            Seen::OffsetFetch { require_stable, .. } => Some(require_stable),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fetches, vec![true; 10]);
+    m.leave().await.unwrap();
 }
 
 #[tokio::test]

@@ -398,6 +398,10 @@ pub async fn offset_fetch(
     let v = conn.negotiate::<m::OffsetFetchRequest>(1, 7)?;
     let req = m::OffsetFetchRequest::default()
         .with_group_id(GroupId(s(group)))
+        // KIP-447: a partition whose offsets sit in an open transaction
+        // answers UNSTABLE_OFFSET_COMMIT instead of the offset before it, so
+        // a new owner never starts behind a zombie's commit that is to come.
+        .with_require_stable(v >= 7)
         .with_topics(Some(vec![
             m::offset_fetch_request::OffsetFetchRequestTopic::default()
                 .with_name(TopicName(s(topic)))

@@ -44,6 +44,8 @@ pub enum Seen {
     },
     OffsetFetch {
         partitions: Vec<i32>,
+        /// KIP-447's require_stable (v7+).
+        require_stable: bool,
     },
     OffsetCommit {
         member_id: String,
@@ -111,10 +113,10 @@ pub enum Reply {
     },
     /// Heartbeat, LeaveGroup, OffsetCommit (every partition): this code.
     Code(i16),
-    /// OffsetFetch: (partition, committed next offset or -1).
+    /// OffsetFetch: (partition, committed next offset or -1, its error code).
     Offsets {
         error: i16,
-        offsets: Vec<(i32, i64)>,
+        offsets: Vec<(i32, i64, i16)>,
     },
     /// Metadata: every asked topic exists with this many partitions.
     Partitions(i32),
@@ -336,6 +338,7 @@ fn decode_request(key: ApiKey, buf: &mut Bytes, v: i16) -> Seen {
                     .into_iter()
                     .flat_map(|t| t.partition_indexes)
                     .collect(),
+                require_stable: r.require_stable,
             }
         }
         ApiKey::OffsetCommit => {
@@ -664,7 +667,7 @@ fn commit_answer(offsets: &[(i32, i64)], code: i16) -> m::OffsetCommitResponse {
         )])
 }
 
-fn fetch_offsets_answer(error: i16, offsets: Vec<(i32, i64)>) -> m::OffsetFetchResponse {
+fn fetch_offsets_answer(error: i16, offsets: Vec<(i32, i64, i16)>) -> m::OffsetFetchResponse {
     use m::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
     m::OffsetFetchResponse::default()
         .with_error_code(error)
@@ -673,10 +676,11 @@ fn fetch_offsets_answer(error: i16, offsets: Vec<(i32, i64)>) -> m::OffsetFetchR
             .with_partitions(
                 offsets
                     .into_iter()
-                    .map(|(p, o)| {
+                    .map(|(p, o, code)| {
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
                             .with_committed_offset(o)
+                            .with_error_code(code)
                     })
                     .collect(),
             )])

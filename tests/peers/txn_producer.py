@@ -5,11 +5,16 @@
       flushes (the records are on the broker, the transaction open), prints
       "open", then waits for one line on stdin: "commit" or "abort"; does it,
       prints "done" and exits.
+  txn_producer.py BROKERS TOPIC PREFIX N GROUP IN_TOPIC OFFSET
+      the same, and the transaction also commits OFFSET as GROUP's next
+      offset of partition 0 of IN_TOPIC (send_offsets_to_transaction, as a
+      consume-transform-produce app does): until the transaction ends, the
+      group's offset of that partition is unstable (KIP-447).
 """
 import sys
 import uuid
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 
 def main():
@@ -24,6 +29,11 @@ def main():
     for i in range(n):
         p.produce(topic, value=f"{prefix}-{i}".encode(), partition=0)
     p.flush(30)
+    if len(sys.argv) == 8:
+        group, in_topic, offset = sys.argv[5], sys.argv[6], int(sys.argv[7])
+        # A consumer that never joins: generation -1, a "simple" commit.
+        meta = Consumer({"bootstrap.servers": brokers, "group.id": group}).consumer_group_metadata()
+        p.send_offsets_to_transaction([TopicPartition(in_topic, 0, offset)], meta, 30)
     print("open", flush=True)
     what = sys.stdin.readline().strip()
     if what == "commit":
