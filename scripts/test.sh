@@ -30,6 +30,19 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
     echo "test.sh: ip or unshare is missing; install iproute2 and util-linux" >&2
   fi
 fi
+# tests/package.rs checks the Debian package with lintian, and scripts/package.sh builds it with
+# dpkg-shlibdeps (dpkg-dev) and objcopy (binutils).
+if ! command -v lintian >/dev/null || ! command -v dpkg-shlibdeps >/dev/null || ! command -v objcopy >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing lintian, dpkg-dev and binutils (for tests/package.rs)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian dpkg-dev binutils >&2
+  else
+    echo "test.sh: lintian, dpkg-shlibdeps or objcopy is missing; install lintian, dpkg-dev and binutils" >&2
+  fi
+fi
+# The package tests/package.rs checks, built from this tree (cargo-deb goes into build/tools).
+KSWARM_TEST_DEB="$(scripts/package.sh)"
+export KSWARM_TEST_DEB
 scripts/broker.sh install
 # The other Apache Kafka versions of the share-group matrix (README, Share groups): tests/share.rs starts a
 # node of each for one short run (KSWARM_KAFKA_VERSION=.. scripts/kafka.sh start); their jars go to
