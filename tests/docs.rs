@@ -6,7 +6,8 @@
 //!   keeps its two commands word for word (CI and readers look for them);
 //! - every command the README's tour shows is run by a test: the broker-free
 //!   ones here, each with the exit status its comment promises; a line
-//!   marked `# run by tests/FILE.rs` must appear word for word in FILE;
+//!   marked `# run by tests/FILE.rs` must appear word for word in FILE; the
+//!   output shown after commands run here must be what they printed;
 //! - docs/flags.md has a table row for every flag `kswarm SUBCOMMAND --help`
 //!   shows, and none for a flag that none of them has.
 use std::collections::BTreeSet;
@@ -297,13 +298,26 @@ fn every_command_of_the_tour_is_run_by_a_test() {
     let readme = read(&root().join("README.md"));
     let tmp = tempfile::tempdir().unwrap();
     let (mut here, mut elsewhere) = (0, 0);
+    // What the last ```sh block printed, when this test ran all of it: a
+    // ```text block after it shows lines of that, word for word.
+    let mut printed: Option<String> = None;
     for (info, lines) in tour_blocks(&readme) {
         match info.as_str() {
             "sh" => {}
-            // What a command printed: no commands in there.
-            "text" => continue,
+            "text" => {
+                if let Some(out) = &printed {
+                    for line in lines.iter().filter(|l| !l.is_empty()) {
+                        assert!(
+                            out.contains(line.as_str()),
+                            "tour: no command printed `{line}`"
+                        );
+                    }
+                }
+                continue;
+            }
             other => panic!("tour: a ```{other} block; use ```sh (commands) or ```text (output)"),
         }
+        let mut out = Some(String::new());
         for line in lines
             .iter()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -315,6 +329,7 @@ fn every_command_of_the_tour_is_run_by_a_test() {
                         test.contains(&cmd),
                         "tour: `{cmd}` is said to be run by {file}, which does not name it"
                     );
+                    out = None;
                     elsewhere += 1;
                 }
                 (cmd, Promise::Exit { code, names }) => {
@@ -330,10 +345,15 @@ fn every_command_of_the_tour_is_run_by_a_test() {
                             "tour: `{cmd}` must name {want}: {stderr}"
                         );
                     }
+                    if let Some(o) = &mut out {
+                        o.push_str(&stdout);
+                        o.push_str(&stderr);
+                    }
                     here += 1;
                 }
             }
         }
+        printed = out;
     }
     assert!(
         here >= 3 && elsewhere >= 1,
