@@ -20,8 +20,13 @@ for tool in dpkg-deb dpkg-shlibdeps objcopy; do
   command -v "$tool" >/dev/null || { echo "package.sh: $tool is missing; install dpkg-dev and binutils" >&2; exit 1; }
 done
 
-cargo build --release --locked --bin kswarm >&2
+# KSWARM_PACKAGE_PREBUILT=1: package target/release/kswarm as it is (scripts/test.sh builds it with
+# the test build's features first, so that CI compiles kswarm and kafka-protocol once, not twice).
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/kswarm"
+if [[ "${KSWARM_PACKAGE_PREBUILT:-}" != 1 ]]; then
+  cargo build --release --locked --bin kswarm >&2
+fi
+[[ -x "$BIN" ]] || { echo "package.sh: no $BIN; run cargo build --release (or leave KSWARM_PACKAGE_PREBUILT unset)" >&2; exit 1; }
 STAGE="$ROOT/target/deb-stage"
 rm -rf "$STAGE" && mkdir -p "$STAGE"
 "$BIN" man | gzip -9n >"$STAGE/kswarm.1.gz"

@@ -40,8 +40,11 @@ if ! command -v lintian >/dev/null || ! command -v dpkg-shlibdeps >/dev/null || 
     echo "test.sh: lintian, dpkg-shlibdeps or objcopy is missing; install lintian, dpkg-dev and binutils" >&2
   fi
 fi
-# The package tests/package.rs checks, built from this tree (cargo-deb goes into build/tools).
-KSWARM_TEST_DEB="$(scripts/package.sh)"
+# The package tests/package.rs checks, built from this tree (cargo-deb goes into build/tools), with the
+# binary the tests run: building it for the tests first (kafka-protocol's broker half, a dev-dependency,
+# changes its features) saves a second compile of kswarm.
+cargo test --release --locked --no-run --test package >&2
+KSWARM_TEST_DEB="$(KSWARM_PACKAGE_PREBUILT=1 scripts/package.sh)"
 export KSWARM_TEST_DEB
 scripts/broker.sh install
 # The other Apache Kafka versions of the share-group matrix (README, Share groups): tests/share.rs starts a
