@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Time kswarm's supervisor on a live broker from its JSON log events
-(`--log-format json`): the figures the README quotes for start-up, failover
+(`--log-format json`): the figures docs/protocols.md quotes for start-up, failover
 and restarts, and what each workaround is worth on this broker.
 
   scripts/measure-failover.py BROKER [RUNS] [-- extra kswarm run flags]

@@ -3,7 +3,7 @@
 # starts a fresh local broker on a free loopback port, runs every test against
 # it, and stops the broker again. Extra arguments go to `cargo test`.
 #   KSWARM_TEST_BROKER=kafka (default): Apache Kafka 4.x, the reference broker
-#   KSWARM_TEST_BROKER=tansu: the light emulator (see README, Known limits)
+#   KSWARM_TEST_BROKER=tansu: the light emulator (see docs/testing.md)
 # With Kafka, KSWARM_TEST_SECURITY names the broker's TLS/SASL listeners (build/kafka-PORT/security.json).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,7 +47,7 @@ cargo test --release --locked --no-run --test package >&2
 KSWARM_TEST_DEB="$(KSWARM_PACKAGE_PREBUILT=1 scripts/package.sh)"
 export KSWARM_TEST_DEB
 scripts/broker.sh install
-# The other Apache Kafka versions of the share-group matrix (README, Share groups): tests/share.rs starts a
+# The other Apache Kafka versions of the share-group matrix (docs/share-groups.md): tests/share.rs starts a
 # node of each for one short run (KSWARM_KAFKA_VERSION=.. scripts/kafka.sh start); their jars go to
 # build/kafka-VERSION/libs. Keep this list and the tests' versions the same.
 if [[ "$KSWARM_BROKER" == kafka ]]; then

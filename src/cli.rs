@@ -35,7 +35,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Lines on stdin become records on the topic.
     Produce(ProduceArgs),
-    /// Print the shell completion script for bash, zsh or fish (see the README's Install).
+    /// Print the shell completion script for bash, zsh or fish (see docs/install.md).
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout, e.g. `kswarm man > kswarm.1`.
     Man,

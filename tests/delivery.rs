@@ -210,7 +210,7 @@ fn slow_handler_keeps_worker_memory_bounded() {
         (done as usize) < n / 4,
         "the handler is meant to be slow ({done})"
     );
-    // The README's figure is 9-12 MiB; 200 MiB wait on the broker.
+    // A worker's peak RSS is 10-14 MiB (docs/benchmarks.md); 200 MiB wait on the broker.
     assert!(
         hwm < 24 * 1024,
         "worker peak RSS {hwm} KiB with --max-in-flight 100 ({n} KiB waiting)"

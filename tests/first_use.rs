@@ -185,7 +185,7 @@ fn flags_without_env(sub: &str) -> Vec<String> {
 
 #[test]
 fn every_flag_has_its_kswarm_variable_but_the_listed_exceptions() {
-    // The README's list of exceptions (Subcommands).
+    // The list of exceptions (docs/flags.md).
     let exceptions = ["-h, --help", "-V, --version", "--apply"];
     for sub in ["run", "plan", "status", "produce"] {
         let missing: Vec<String> = flags_without_env(sub)

@@ -3,7 +3,7 @@
 //! to deliver again (every record was ACCEPTed); a Java KafkaShareConsumer
 //! shares the group with kswarm's workers; SIGKILLed workers and handlers
 //! lose nothing; a broker without share groups is a usage error (exit 2).
-//! The other versions of the README's matrix (4.1 with share.version=1,
+//! The other versions of the share-group matrix (docs/share-groups.md) (4.1 with share.version=1,
 //! 4.2) get one short run each, on a node of their own
 //! (`KSWARM_KAFKA_VERSION=.. scripts/kafka.sh start`; scripts/test.sh
 //! installs them).

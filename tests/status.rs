@@ -1,7 +1,7 @@
 //! `kswarm status`: committed offset, end and lag per partition, and the
 //! supervisor that owns them on this host, checked against Apache Kafka's own
 //! consumer-groups tool (kafka-tools, run through scripts/kafka.sh). Kafka
-//! only: tansu reports wrong high watermarks (README, Known limits).
+//! only: tansu reports wrong high watermarks (docs/limits.md).
 mod support;
 
 use std::collections::BTreeMap;

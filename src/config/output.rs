@@ -54,7 +54,7 @@ pub fn output_config(
             "--output-topic needs --exec: an --exec-batch run acknowledges a whole batch by its \
              exit status, so kswarm cannot tell which results belong to which record, and a \
              batch that fails half-way has written results that would be written again; use \
-             --exec with one result line per record (see the README, Pipelines)",
+             --exec with one result line per record (see docs/pipelines.md)",
         ),
         HandlerSpec::Stdout => {
             return usage(
