@@ -89,15 +89,18 @@ fn wait_all_committed(topic: &str, group: &str, n: usize, within: Duration) {
 
 /// A Python handler that keeps 50 KiB more per record (5 MB per 100
 /// records, touched, so it is resident) and appends each value it
-/// acknowledges to `log`.
+/// acknowledges to `log`. It takes a millisecond per record, so that it
+/// grows over seconds (memory is sampled every second: a handler that
+/// grows faster overshoots the limit by what it grows in a second).
 fn leaking_handler(dir: &Path, log: &Path) -> String {
     let script = dir.join("leak.py");
     std::fs::write(
         &script,
-        r#"import json, sys
+        r#"import json, sys, time
 log = open(sys.argv[1], "a")
 keep = []
 for line in sys.stdin:
+    time.sleep(0.001)
     keep.append(b"x" * 51200)
     log.write(json.loads(line)["value"] + "\n"); log.flush()
     sys.stdout.write("ok\n"); sys.stdout.flush()
