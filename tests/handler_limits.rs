@@ -266,3 +266,41 @@ fn a_record_that_never_finishes_goes_to_the_dead_letter_topic() {
     let missed = missing(&handled, "v", n);
     assert_eq!(missed, vec!["v-77".to_string()], "only the stuck record");
 }
+
+/// The cost of one memory sample (`--handler-memory-max`), printed as a
+/// benchmark line, not asserted: a /proc scan and one smaps_rollup read per
+/// process of a handler tree of 3 processes holding ~100 MB. The worker
+/// samples once a second whatever its record rate, so this figure per
+/// second is its share of a core. Run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn memory_sample_cost() {
+    let mut tree = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} -c 'import time; x = b\"x\" * (100 << 20); time.sleep(60)' & sleep 60; wait",
+            py()
+        ))
+        .spawn()
+        .unwrap();
+    let root = tree.id() as i32;
+    std::thread::sleep(Duration::from_secs(2));
+    let n = 200;
+    let started = Instant::now();
+    let mut last = 0;
+    for _ in 0..n {
+        last = kswarm::handler::limits::tree_pss(root).expect("the tree is there");
+    }
+    let per = started.elapsed() / n;
+    let processes = 1 + descendants(root).len();
+    let _ = tree.kill();
+    let _ = tree.wait();
+    kill_descendants(root);
+    eprintln!(
+        "memory sample: {per:?} per sample of a {:.0} MiB tree of {} processes; at 1 sample/s: {:.3}% of one core",
+        last as f64 / (1 << 20) as f64,
+        processes,
+        per.as_secs_f64() * 100.0
+    );
+    assert!(last > 100 << 20, "{last}");
+}
