@@ -304,3 +304,43 @@ fn memory_sample_cost() {
     );
     assert!(last > 100 << 20, "{last}");
 }
+
+/// A share group (Kafka 4.x): the record a handler never finishes is
+/// released at the first timeout (the broker delivers it again, to the new
+/// handler), and at the second one it is REJECTed (the broker archives it)
+/// while the worker goes on; every other record is handled.
+#[test]
+fn share_group_a_record_that_never_finishes_is_rejected_after_two_timeouts() {
+    if broker_kind() != Broker::Kafka {
+        return; // tansu has no share groups (tests/share.rs)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("hlshare");
+    let group = unique("hlshare-g");
+    let n = 300;
+    create_topic(&brokers(), &topic, 1);
+    let log = dir.path().join("handled");
+    let (port, addr) = free_addr();
+    let mut run = Run::new(&topic, &group)
+        .protocol("share")
+        .exec(&stalling_handler(dir.path(), &log, "v-77"))
+        .flag("--record-timeout", "2s")
+        .flag("--metrics-addr", &addr)
+        .state(dir.path())
+        .spawn();
+    wait_for(Duration::from_secs(40), "the share worker assigned", || {
+        let s = run_state(dir.path(), &group, &topic)?;
+        (s.workers.len() == 1 && !s.workers[0].partitions.is_empty()).then_some(())
+    });
+    produce(&brokers(), &topic, &numbered("v", n));
+    let rejected = wait_for(Duration::from_secs(45), "v-77 rejected", || {
+        let handled: BTreeSet<String> = read_lines(&log).into_iter().collect();
+        let timeouts = metric_sum(port, "kswarm_restarts_total", r#"reason="record_timeout""#)?;
+        (missing(&handled, "v", n) == vec!["v-77".to_string()] && timeouts == 2.0)
+            .then_some(run.stderr_text())
+            .filter(|e| e.contains("offset 77 timed out twice") && e.contains("REJECTed"))
+    });
+    assert_eq!(stop(&mut run), Some(0), "{rejected}");
+    let timeouts = rejected.matches("past --record-timeout").count();
+    assert!(timeouts >= 2, "{rejected}");
+}
