@@ -265,6 +265,18 @@ pub struct ConsumeArgs {
     /// ends (and is restarted); one that sends no liveness report for this long is killed.
     #[arg(long, env = "KSWARM_HANG_TIMEOUT", default_value = "30s")]
     pub hang_timeout: String,
+
+    /// Replace a handler whose whole process tree uses more memory than this
+    /// (PSS, sampled every second): 150M, 2GiB. What it acknowledged is
+    /// committed, the rest delivered again to its replacement.
+    #[arg(long, env = "KSWARM_HANDLER_MEMORY_MAX", value_name = "SIZE")]
+    pub handler_memory_max: Option<String>,
+
+    /// Replace a handler that holds one record longer than this and deliver the
+    /// record again; the second time the same record times out it is a poison
+    /// record (the dead-letter topic with reason `timeout` under --verdicts).
+    #[arg(long, env = "KSWARM_RECORD_TIMEOUT", value_name = "DURATION")]
+    pub record_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -95,6 +95,10 @@ pub struct WorkerStats {
     /// copies the broker acknowledged in the dead-letter topic.
     #[serde(default)]
     pub verdicts: VerdictCounts,
+    /// `--handler-memory-max`: the handler's process tree (PSS, bytes) at
+    /// the last sample.
+    #[serde(default)]
+    pub handler_memory_bytes: Option<u64>,
 }
 
 /// `--verdicts` counters of one worker, since it started.
@@ -110,10 +114,19 @@ pub struct VerdictCounts {
 /// map keyed by them lists them as it did when the keys were the labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RestartReason {
-    /// A non-zero exit (or an exit 0 that was not asked for).
+    /// It ended while the brokers were out of reach (spends no budget).
+    BrokerOutage,
+    /// A non-zero exit (or an exit 0 that was not asked for): a crash.
     Exit,
-    /// No report for --hang-timeout: killed for silence.
+    /// Its handler acknowledged nothing for --hang-timeout, or it sent no
+    /// report for that long (killed for silence).
     Hung,
+    /// Its handler's process tree went over --handler-memory-max: replaced
+    /// the graceful way (spends no budget).
+    Memory,
+    /// Its handler held one record longer than --record-timeout: replaced,
+    /// the record delivered again (spends no budget).
+    RecordTimeout,
     /// Killed by a signal.
     Signal,
     /// The worker process could not be started.
@@ -123,12 +136,76 @@ pub enum RestartReason {
 impl RestartReason {
     pub fn label(self) -> &'static str {
         match self {
+            RestartReason::BrokerOutage => "broker_outage",
             RestartReason::Exit => "exit",
             RestartReason::Hung => "hung",
+            RestartReason::Memory => "memory",
+            RestartReason::RecordTimeout => "record_timeout",
             RestartReason::Signal => "signal",
             RestartReason::Spawn => "spawn",
         }
     }
+
+    /// A replacement kswarm chose (a handler limit), not a crash: it does
+    /// not spend the --max-restarts budget.
+    pub fn is_replacement(self) -> bool {
+        matches!(self, RestartReason::Memory | RestartReason::RecordTimeout)
+    }
+}
+
+impl std::fmt::Display for RestartReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl Serialize for RestartReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
+impl<'de> Deserialize<'de> for RestartReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        RestartReason::ALL
+            .into_iter()
+            .find(|r| r.label() == text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown restart reason {text:?}")))
+    }
+}
+
+impl RestartReason {
+    pub const ALL: [RestartReason; 7] = [
+        RestartReason::BrokerOutage,
+        RestartReason::Exit,
+        RestartReason::Hung,
+        RestartReason::Memory,
+        RestartReason::RecordTimeout,
+        RestartReason::Signal,
+        RestartReason::Spawn,
+    ];
+}
+
+/// A slot's last restart: why, and when (seconds since the Unix epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRestart {
+    pub reason: RestartReason,
+    pub at_unix_secs: u64,
+}
+
+impl LastRestart {
+    /// Seconds since the restart, at `now_unix_secs`.
+    pub fn age_secs(&self, now_unix_secs: u64) -> u64 {
+        now_unix_secs.saturating_sub(self.at_unix_secs)
+    }
+}
+
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// One slot, as the supervisor knows it.
@@ -147,6 +224,10 @@ pub struct SlotView {
     pub stats: Option<WorkerStats>,
     /// Resident memory of its worker, bytes (read at scrape time).
     pub rss_bytes: Option<u64>,
+    /// Its last restart, if any.
+    pub last_restart: Option<LastRestart>,
+    /// Why its worker is not healthy now (None: it is).
+    pub unhealthy: Option<String>,
 }
 
 /// The supervisor's slots, for a scrape.
@@ -167,6 +248,54 @@ impl FleetView {
     pub fn ready(&self) -> bool {
         let joined = self.slots.iter().filter(|s| s.joined).count();
         !self.rolling_restart && !self.shutting_down && self.target > 0 && joined >= self.target
+    }
+}
+
+/// One slot that is not healthy, in the JSON body of `/healthz` and
+/// `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotHealth {
+    pub slot: u32,
+    pub why: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<RestartAge>,
+}
+
+/// A last restart as `/healthz` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RestartAge {
+    pub reason: RestartReason,
+    pub age_secs: u64,
+}
+
+/// The JSON body of `/healthz` and `/readyz` (the status code stays the
+/// contract; the body says which slots are not healthy, and why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// "ok" (healthz), "ready" or "not ready" (readyz).
+    pub status: String,
+    /// Why not ready (readyz only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    pub unhealthy: Vec<SlotHealth>,
+}
+
+impl FleetView {
+    /// Every slot that is not healthy now, with its last restart.
+    pub fn unhealthy(&self, now_unix_secs: u64) -> Vec<SlotHealth> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                Some(SlotHealth {
+                    slot: s.slot,
+                    why: s.unhealthy.clone()?,
+                    last_restart: s.last_restart.map(|r| RestartAge {
+                        reason: r.reason,
+                        age_secs: r.age_secs(now_unix_secs),
+                    }),
+                })
+            })
+            .collect()
     }
 }
 
@@ -403,7 +532,7 @@ impl Exposition {
         family(
             enc,
             "restarts",
-            "Worker restarts, by reason (exit: a non-zero exit; signal: killed by a signal; hung: killed for silence; spawn: could not start)",
+            "Worker restarts, by reason (exit: a non-zero exit; signal: killed by a signal; hung: killed for silence; spawn: could not start; memory: handler over --handler-memory-max; record_timeout: a record held past --record-timeout; broker_outage: ended while the brokers were out of reach)",
             MetricType::Counter,
             restarts,
             counter,
@@ -416,6 +545,20 @@ impl Exposition {
             v.slots
                 .iter()
                 .filter_map(|s| Some((self.slot_labels(s), s.rss_bytes? as i64)))
+                .collect(),
+            gauge,
+        )?;
+        family(
+            enc,
+            "handler_memory_bytes",
+            "Memory of the handler's whole process tree (PSS, summed), at the worker's last sample (--handler-memory-max)",
+            MetricType::Gauge,
+            v.slots
+                .iter()
+                .filter_map(|s| {
+                    let bytes = s.stats.as_ref()?.handler_memory_bytes?;
+                    Some((self.slot_labels(s), bytes as i64))
+                })
                 .collect(),
             gauge,
         )?;
@@ -479,6 +622,7 @@ mod tests {
             }],
             in_flight_records: 2,
             in_flight_bytes: 80,
+            handler_memory_bytes: Some(5 << 20),
             ..WorkerStats::default()
         };
         st.ack_latency.observe(Duration::from_millis(2), 10);
@@ -494,6 +638,8 @@ mod tests {
                 restarts: [(RestartReason::Signal, 2)].into(),
                 stats: Some(st),
                 rss_bytes: Some(1 << 20),
+                last_restart: None,
+                unhealthy: None,
             }],
             rolling_restart: false,
             shutting_down: false,
@@ -503,10 +649,46 @@ mod tests {
     #[test]
     fn restart_reasons_sort_as_their_labels() {
         use RestartReason::*;
-        let all = [Exit, Hung, Signal, Spawn];
+        let all = RestartReason::ALL;
+        assert!(all
+            .iter()
+            .all(|r| r.is_replacement() == matches!(r, Memory | RecordTimeout)));
         let mut by_label = all;
         by_label.sort_by_key(|r| r.label());
         assert_eq!(by_label, all);
+    }
+
+    #[test]
+    fn health_names_each_unhealthy_slot_and_its_last_restart() {
+        let mut v = view();
+        assert!(v.unhealthy(100).is_empty());
+        v.slots[0].unhealthy = Some("restarting".into());
+        v.slots[0].last_restart = Some(LastRestart {
+            reason: RestartReason::Memory,
+            at_unix_secs: 90,
+        });
+        let h = Health {
+            status: "ok".into(),
+            why: None,
+            unhealthy: v.unhealthy(100),
+        };
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(
+            json,
+            r#"{"status":"ok","unhealthy":[{"slot":0,"why":"restarting","last_restart":{"reason":"memory","age_secs":10}}]}"#
+        );
+    }
+
+    #[test]
+    fn restart_reasons_travel_as_their_labels() {
+        for r in RestartReason::ALL {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.label()));
+            assert_eq!(serde_json::from_str::<RestartReason>(&json).unwrap(), r);
+            assert_eq!(r.to_string(), r.label());
+        }
+        assert_eq!(RestartReason::RecordTimeout.label(), "record_timeout");
+        assert!(serde_json::from_str::<RestartReason>("\"nope\"").is_err());
     }
 
     #[test]
@@ -522,6 +704,7 @@ mod tests {
             r#"kswarm_ack_latency_seconds_bucket{le="0.0025",group="g",topic="t",slot="0"} 10"#,
             r#"kswarm_restarts_total{group="g",topic="t",slot="0",reason="signal"} 2"#,
             r#"kswarm_worker_rss_bytes{group="g",topic="t",slot="0"} 1048576"#,
+            r#"kswarm_handler_memory_bytes{group="g",topic="t",slot="0"} 5242880"#,
             r#"kswarm_ready{group="g",topic="t"} 1"#,
             "# EOF",
         ] {

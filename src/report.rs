@@ -33,6 +33,12 @@ pub enum Report {
     /// A fatal error, just before a non-zero exit: 2 for a configuration
     /// error (restarting cannot help), 1 otherwise.
     Fatal { message: String },
+    /// The worker ends to replace its handler, which passed a limit
+    /// (`--handler-memory-max`, `--record-timeout`); what it acknowledged is
+    /// committed. Sent just before its exit: a replacement, not a crash.
+    Replacing {
+        why: crate::handler::limits::Replacement,
+    },
 }
 
 /// Why a worker stops on purpose (its `Stopping` report). On the pipe it

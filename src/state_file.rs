@@ -38,6 +38,9 @@ pub struct WorkerState {
     pub partitions: Vec<i32>,
     pub records: u64,
     pub restarts: u32,
+    /// The slot's last restart: why and when (absent before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<crate::metrics::LastRestart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -355,6 +355,9 @@ fn table_text(out: &StatusOut) -> String {
         ),
         None => writeln!(t, "no kswarm supervisor for this group on this host"),
     };
+    if let Some(sup) = &out.supervisor {
+        t.push_str(&slot_lines(sup, crate::metrics::unix_now()));
+    }
     match &out.members {
         Some(members) => {
             let _ = writeln!(
@@ -419,6 +422,27 @@ fn table_text(out: &StatusOut) -> String {
     t
 }
 
+/// Per slot of this host's supervisor: its worker, its restarts, and the
+/// last restart's reason and age.
+fn slot_lines(sup: &SupervisorState, now_unix_secs: u64) -> String {
+    let mut t = String::new();
+    for w in &sup.workers {
+        let last = match &w.last_restart {
+            Some(r) => format!(
+                ", last restart: {} {}s ago",
+                r.reason,
+                r.age_secs(now_unix_secs)
+            ),
+            None => String::new(),
+        };
+        t.push_str(&format!(
+            "  slot {} pid {}: {} records, {} restarts{last}\n",
+            w.slot, w.pid, w.records, w.restarts
+        ));
+    }
+    t
+}
+
 /// A connection to `group`'s coordinator, as `client_id`.
 async fn connect_coordinator(
     connect: &ConnectConfig,
@@ -459,6 +483,7 @@ mod tests {
                 partitions: vec![0, 2],
                 records: 0,
                 restarts: 0,
+                last_restart: None,
             }],
             members: vec![],
         };
@@ -474,5 +499,39 @@ mod tests {
         assert_eq!(rows[2].owner_pid, Some(4242));
         let (_, no_sup) = table(&ends, &BTreeMap::new(), None);
         assert_eq!(no_sup, 157);
+    }
+
+    #[test]
+    fn slot_lines_show_the_last_restart_reason_and_age() {
+        let mut w = WorkerState {
+            slot: 1,
+            pid: 4242,
+            member_id: None,
+            generation: None,
+            partitions: vec![],
+            records: 10,
+            restarts: 3,
+            last_restart: Some(crate::metrics::LastRestart {
+                reason: crate::metrics::RestartReason::Memory,
+                at_unix_secs: 1000,
+            }),
+        };
+        let mut sup = SupervisorState {
+            pid: 1,
+            group: "g".into(),
+            topic: "t".into(),
+            workers: vec![w.clone()],
+            members: vec![],
+        };
+        assert_eq!(
+            slot_lines(&sup, 1042),
+            "  slot 1 pid 4242: 10 records, 3 restarts, last restart: memory 42s ago\n"
+        );
+        w.last_restart = None;
+        sup.workers = vec![w];
+        assert_eq!(
+            slot_lines(&sup, 1042),
+            "  slot 1 pid 4242: 10 records, 3 restarts\n"
+        );
     }
 }

@@ -215,6 +215,12 @@ pub struct ConsumeConfig {
     pub max_in_flight_time: Duration,
     /// `--hang-timeout`.
     pub hang_timeout: Duration,
+    /// `--handler-memory-max`, bytes.
+    #[serde(default)]
+    pub handler_memory_max: Option<u64>,
+    /// `--record-timeout`.
+    #[serde(default)]
+    pub record_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
     /// `-X fetch.max.bytes`: what one fetch request (one per partition
     /// leader, covering all of the worker's partitions there) asks for.
@@ -331,6 +337,9 @@ impl ConsumeConfig {
                 "--static-membership does not apply to --group-protocol share: share groups have no group.instance.id (a restarted worker simply joins again); leave it out",
             );
         }
+        let hang_timeout = parse_positive_duration("--hang-timeout", &a.hang_timeout)?;
+        let handler_memory_max = handler_memory_max(a.handler_memory_max.as_deref(), &handler)?;
+        let record_timeout = record_timeout(a.record_timeout.as_deref(), hang_timeout)?;
         Ok(Self {
             instance_prefix: a.instance_prefix.clone().unwrap_or_else(|| group.clone()),
             group,
@@ -362,7 +371,9 @@ impl ConsumeConfig {
                 &a.max_in_flight_time,
             )?,
             shutdown_timeout: parse_positive_duration("--shutdown-timeout", &a.shutdown_timeout)?,
-            hang_timeout: parse_positive_duration("--hang-timeout", &a.hang_timeout)?,
+            hang_timeout,
+            handler_memory_max,
+            record_timeout,
             fetch_max_bytes: fetch.fetch_max_bytes,
             partition_fetch_max_bytes: fetch.partition_fetch_max_bytes,
             fetch_wait_ms: fetch.fetch_wait_ms,
@@ -370,6 +381,33 @@ impl ConsumeConfig {
             output,
         })
     }
+}
+
+/// `--handler-memory-max SIZE`: only for a handler that is a process.
+fn handler_memory_max(raw: Option<&str>, handler: &HandlerSpec) -> Checked<Option<u64>> {
+    let Some(raw) = raw else { return Ok(None) };
+    if matches!(handler, HandlerSpec::Stdout) {
+        return usage(
+            "--handler-memory-max limits a handler process: give --exec CMD or --exec-batch CMD, or leave it out",
+        );
+    }
+    // Below 1 MiB even `sh` alone is over the limit.
+    parse_size("--handler-memory-max", raw, 1 << 20, 1 << 50).map(Some)
+}
+
+/// `--record-timeout D`: shorter than --hang-timeout, which would end the
+/// handler first (as a crash) otherwise.
+fn record_timeout(raw: Option<&str>, hang: Duration) -> Checked<Option<Duration>> {
+    let Some(raw) = raw else { return Ok(None) };
+    let d = parse_positive_duration("--record-timeout", raw)?;
+    if d >= hang {
+        return usage(format!(
+            "--record-timeout {raw} must be shorter than --hang-timeout ({hang:?}), which \
+             ends a handler that acknowledges nothing as a crash; raise --hang-timeout or \
+             lower --record-timeout"
+        ));
+    }
+    Ok(Some(d))
 }
 
 /// `--exec`, `--exec-batch` (with its batch flags), or neither: stdout.
@@ -665,6 +703,11 @@ pub struct WorkerConfig {
     pub host_id: String,
     #[serde(default = "one")]
     pub host_workers: u32,
+    /// `--record-timeout`: records that timed out twice, fleet-wide, which
+    /// this worker must not give to its handler again (see
+    /// `handler::limits`).
+    #[serde(default)]
+    pub expired: Vec<(i32, i64)>,
 }
 
 fn one() -> u32 {
@@ -710,6 +753,7 @@ impl WorkerConfig {
             rejoin: a.rejoin_member_id.clone().filter(|id| !id.is_empty()),
             host_id: crate::group_size::sanitize_host(&crate::group_size::default_host_id()),
             host_workers: 1,
+            expired: Vec::new(),
         })
     }
 
@@ -724,6 +768,36 @@ impl WorkerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handler_limits_are_parsed_and_checked() {
+        let exec = HandlerSpec::Exec("cat".into());
+        assert_eq!(handler_memory_max(None, &exec).unwrap(), None);
+        assert_eq!(
+            handler_memory_max(Some("150M"), &exec).unwrap(),
+            Some(150 << 20)
+        );
+        assert_eq!(
+            handler_memory_max(Some("2GiB"), &exec).unwrap(),
+            Some(2 << 30)
+        );
+        let e = handler_memory_max(Some("150Q"), &exec).unwrap_err();
+        assert!(e.to_string().contains("--handler-memory-max"), "{e}");
+        let e = handler_memory_max(Some("1K"), &exec).unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+        let e = handler_memory_max(Some("150M"), &HandlerSpec::Stdout).unwrap_err();
+        assert!(e.to_string().contains("--exec"), "{e}");
+
+        let hang = Duration::from_secs(30);
+        assert_eq!(record_timeout(None, hang).unwrap(), None);
+        assert_eq!(
+            record_timeout(Some("2s"), hang).unwrap(),
+            Some(Duration::from_secs(2))
+        );
+        let e = record_timeout(Some("30s"), hang).unwrap_err();
+        assert!(e.to_string().contains("--hang-timeout"), "{e}");
+        assert!(record_timeout(Some("0s"), hang).is_err());
+    }
 
     #[test]
     fn durations() {

@@ -97,6 +97,10 @@ impl Group {
         self.0.store(0, Ordering::SeqCst);
     }
 
+    pub(super) fn pid(&self) -> Option<i32> {
+        Some(self.0.load(Ordering::SeqCst)).filter(|p| *p > 0)
+    }
+
     pub(super) fn is_running(&self) -> bool {
         self.0.load(Ordering::SeqCst) > 0
     }

@@ -30,6 +30,7 @@ mod child;
 mod exec;
 pub(crate) mod format;
 pub mod guard;
+pub mod limits;
 pub mod output;
 mod stdout;
 pub mod verdict;
@@ -272,6 +273,8 @@ pub struct Handler {
     /// `--output-topic`: the results given so far for the first record not
     /// finished.
     results: Vec<OutRecord>,
+    /// Records that timed out twice (`--record-timeout`): never handed over.
+    expired: limits::Expired,
 }
 
 impl Handler {
@@ -354,6 +357,7 @@ impl Handler {
             per_record: false,
             lines,
             results: Vec::new(),
+            expired: limits::Expired::default(),
         })
     }
 
@@ -459,6 +463,18 @@ impl Handler {
             {
                 break;
             }
+            if self.expired.contains(r.partition, r.offset) {
+                match self.judge_expired(r) {
+                    Ok(()) => {
+                        taken += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
             if let Err(e) = self.stage(r) {
                 refused = Some(e);
                 break;
@@ -484,6 +500,52 @@ impl Handler {
             }
         }
         Offered { taken, refused }
+    }
+
+    /// `--record-timeout`: these records timed out twice; they are not handed
+    /// over again (see [`limits`]).
+    pub fn expire(&mut self, expired: limits::Expired) {
+        self.expired = expired;
+    }
+
+    /// A record that timed out twice, instead of handing it over: with
+    /// verdicts it is judged `reject timeout` (the dead-letter path);
+    /// otherwise it is refused as a poison record.
+    fn judge_expired(&mut self, r: &Record) -> Result<(), Refused> {
+        let verdicts = matches!(
+            self.lines.get(),
+            Some(AckLines::Verdicts | AckLines::Outputs { verdicts: true })
+        );
+        if self.per_record && verdicts {
+            self.pending.push_back(HandlerEvent::Judged(vec![Judged {
+                partition: r.partition,
+                offset: r.offset,
+                verdict: Verdict::Reject("timeout".into()),
+                results: Vec::new(),
+            }]));
+            return Ok(());
+        }
+        Err(Refused::Poison(format!(
+            "the record at partition {} offset {} timed out twice (--record-timeout): the \
+             handler never finished it. Every record before it was delivered and committed; \
+             kswarm skips nothing without --verdicts and --dead-letter-topic, which set such \
+             a record aside with reason `timeout`",
+            r.partition, r.offset
+        )))
+    }
+
+    /// The pid of the running handler's guard: every process of the
+    /// handler descends from it (None: no handler process runs now).
+    pub fn guard_pid(&self) -> Option<i32> {
+        self.group.pid()
+    }
+
+    /// The record held longest and for how long (`--record-timeout`):
+    /// records are acknowledged in order, so the first unacknowledged one
+    /// has been held since the last acknowledgement or since it was handed
+    /// over, whichever came later.
+    pub fn oldest_held(&self, now: Instant) -> Option<((i32, i64), Duration)> {
+        Some((self.first_unacked()?, self.stalled_for(now)?))
     }
 
     /// Formats one record into the chunk for the backend (call [`Handler::flush`]

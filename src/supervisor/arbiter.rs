@@ -191,7 +191,9 @@ impl Supervisor {
             }
             None => {}
         }
-        let config = spawn::worker_config(&self.cfg, slot, self.fleet.wanted(), inherit.as_ref());
+        let mut config =
+            spawn::worker_config(&self.cfg, slot, self.fleet.wanted(), inherit.as_ref());
+        config.expired = self.fleet.expired_records();
         let actions = match spawn::spawn(&self.exe, &config, &self.log.level, &self.log.format) {
             Ok(w) => {
                 read_worker(&self.tx, slot, w.pid, w.reports, w.stderr);

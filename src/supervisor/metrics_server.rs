@@ -51,17 +51,17 @@ fn serve(server: tiny_http::Server, shared: Shared) {
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )
             }
-            (tiny_http::Method::Get, "/healthz") => (200, "ok\n".to_string(), "text/plain"),
+            (tiny_http::Method::Get, "/healthz") => {
+                let view = shared.lock().map(|v| v.clone()).unwrap_or_default();
+                (200, health_body(&view, "ok", None), JSON)
+            }
             (tiny_http::Method::Get, "/readyz") => {
                 let view = shared.lock().map(|v| v.clone()).unwrap_or_default();
                 if view.ready() {
-                    (200, "ready\n".to_string(), "text/plain")
+                    (200, health_body(&view, "ready", None), JSON)
                 } else {
-                    (
-                        503,
-                        format!("not ready: {}\n", why_not_ready(&view)),
-                        "text/plain",
-                    )
+                    let why = why_not_ready(&view);
+                    (503, health_body(&view, "not ready", Some(why)), JSON)
                 }
             }
             _ => (
@@ -78,6 +78,22 @@ fn serve(server: tiny_http::Server, shared: Shared) {
             warn!("metrics: cannot answer a request: {e}");
         }
     }
+}
+
+const JSON: &str = "application/json";
+
+/// The JSON body of /healthz and /readyz: each slot that is not healthy and
+/// why (the status code alone stays the contract).
+fn health_body(view: &FleetView, status: &str, why: Option<String>) -> String {
+    let h = crate::metrics::Health {
+        status: status.to_string(),
+        why,
+        unhealthy: view.unhealthy(crate::metrics::unix_now()),
+    };
+    let mut body =
+        serde_json::to_string(&h).unwrap_or_else(|_| format!("{{\"status\":\"{status}\"}}"));
+    body.push('\n');
+    body
 }
 
 fn why_not_ready(v: &FleetView) -> String {

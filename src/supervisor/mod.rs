@@ -24,6 +24,7 @@ pub(crate) mod evict;
 pub(crate) mod fleet;
 pub(crate) mod grow;
 pub(crate) mod handover;
+pub(crate) mod health;
 pub(crate) mod metrics_server;
 pub(crate) mod notify;
 pub(crate) mod parked;
@@ -232,10 +233,23 @@ fn metrics_view(slots: &Fleet, cfg: &RunConfig) -> crate::metrics::FleetView {
                     restarts: s.restart_reasons.clone(),
                     stats: s.stats.clone(),
                     rss_bytes: None,
+                    last_restart: last_restart(s),
+                    unhealthy: health::unhealthy(s),
                 }
             })
             .collect(),
     }
+}
+
+/// The slot's last restart, in wall-clock time (for a scrape or `status`
+/// later than this view).
+fn last_restart(s: &crate::supervisor::slot::Slot) -> Option<crate::metrics::LastRestart> {
+    let (reason, at) = s.last_restart?;
+    let ago = Instant::now().saturating_duration_since(at).as_secs();
+    Some(crate::metrics::LastRestart {
+        reason,
+        at_unix_secs: crate::metrics::unix_now().saturating_sub(ago),
+    })
 }
 
 /// What `kswarm status` shows of this supervisor (see [`state_file`]).
@@ -258,6 +272,7 @@ fn snapshot(slots: &Fleet, cfg: &RunConfig) -> state_file::SupervisorState {
                 partitions: member.map(|m| m.partitions.clone()).unwrap_or_default(),
                 records: s.records,
                 restarts: s.restarts.min(u32::MAX as u64) as u32,
+                last_restart: last_restart(s),
             })
         })
         .collect();

@@ -92,6 +92,9 @@ pub struct Worker {
     /// Since when it cannot reach the brokers (its `Outage` reports), and
     /// the last error it gave.
     pub outage: Option<Outage>,
+    /// It ends to replace its handler, which passed a limit (its
+    /// `Replacing` report): a replacement, not a crash.
+    pub replacing: Option<crate::handler::limits::Replacement>,
 }
 
 /// A broker outage a worker reports.
@@ -116,6 +119,7 @@ impl Worker {
             stopping: None,
             progressed: false,
             outage: None,
+            replacing: None,
         }
     }
 }
@@ -184,6 +188,11 @@ pub struct Slot {
     pub restart_reasons: std::collections::BTreeMap<crate::metrics::RestartReason, u64>,
     /// The latest statistics of its worker (`--metrics-addr`).
     pub stats: Option<crate::metrics::WorkerStats>,
+    /// Its last restart: why and when (`/healthz`, `status`).
+    pub last_restart: Option<(crate::metrics::RestartReason, Instant)>,
+    /// Handler replacements for memory in a row (reset by a worker that
+    /// ends for another reason): a handler that leaks, reported as such.
+    pub memory_in_a_row: u32,
 }
 
 impl Slot {
@@ -202,6 +211,8 @@ impl Slot {
             records: 0,
             restart_reasons: Default::default(),
             stats: None,
+            last_restart: None,
+            memory_in_a_row: 0,
         }
     }
 

@@ -63,6 +63,7 @@ pub fn worker_config(
         rejoin,
         host_id: run.sizing.host_id.clone(),
         host_workers: host_workers as u32,
+        expired: Vec::new(),
     }
 }
 

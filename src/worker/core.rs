@@ -15,6 +15,7 @@ use super::error::{self, WorkerError};
 use super::report::{OutageClock, Reporter};
 use super::shutdown::Shutdown;
 use crate::config::WorkerConfig;
+use crate::handler::limits::{Expired, MemoryLimit, Replacement};
 use crate::handler::{Handler, HandlerEnv};
 use crate::metrics::{PartitionStats, VerdictCounts, WorkerStats};
 use crate::report::Report;
@@ -62,6 +63,11 @@ impl Core {
     /// Report a fatal error to the supervisor (its variant decides the
     /// worker's exit status).
     pub fn fatal(&mut self, e: WorkerError) -> WorkerError {
+        if let WorkerError::Replace { why, .. } = &e {
+            // Not a failure: the supervisor starts the next worker.
+            self.reporter.send(Report::Replacing { why: why.clone() });
+            return e;
+        }
         self.reporter.send(Report::Fatal {
             message: format!("{e:#}"),
         });
@@ -104,6 +110,10 @@ pub(super) struct Feed {
     pub sent: u64,
     /// `--dead-letter-topic`: the task that writes dead-letter copies.
     pub dead_letters: Option<DeadLetters>,
+    /// `--handler-memory-max`.
+    memory: Option<MemoryLimit>,
+    /// `--record-timeout`.
+    record_timeout: Option<Duration>,
 }
 
 impl Feed {
@@ -137,10 +147,13 @@ impl Feed {
         } else if per_record {
             handler.per_record(cfg.consume.verdicts.is_some());
         }
+        handler.expire(Expired::new(cfg.expired.iter().copied()));
         Ok(Feed {
             handler,
             sent: 0,
             dead_letters: start_dead_letters(cfg),
+            memory: cfg.consume.handler_memory_max.map(MemoryLimit::new),
+            record_timeout: cfg.consume.record_timeout,
         })
     }
 
@@ -160,6 +173,41 @@ impl Feed {
 
     /// A handler that holds records and acknowledged none for `limit`
     /// (--hang-timeout) has failed, however few records it holds.
+    /// Every tick: a handler over one of its limits must be replaced
+    /// (`--record-timeout`, `--handler-memory-max`), or ended as hung
+    /// (`--hang-timeout`). The worker commits what was acknowledged and
+    /// returns the error.
+    pub fn check_limits(&mut self, hang: Duration) -> Option<WorkerError> {
+        let now = Instant::now();
+        let why = self.record_timed_out(now).or_else(|| {
+            let root = self.handler.guard_pid();
+            self.memory.as_mut()?.check(root, now)
+        });
+        match why {
+            Some(why) => {
+                let message = format!("{why}; the handler is replaced: what it acknowledged is committed, the rest is delivered again to the new one");
+                tracing::warn!(
+                    event = "handler_replaced",
+                    reason = why.reason().label(),
+                    "{message}"
+                );
+                Some(WorkerError::Replace { why, message })
+            }
+            None => self.hung(hang),
+        }
+    }
+
+    /// `--record-timeout`: the record held longest, if past the limit.
+    fn record_timed_out(&self, now: Instant) -> Option<Replacement> {
+        let limit = self.record_timeout?;
+        let ((partition, offset), held) = self.handler.oldest_held(now)?;
+        (held >= limit).then_some(Replacement::RecordTimeout {
+            partition,
+            offset,
+            held_ms: held.as_millis() as u64,
+        })
+    }
+
     pub fn hung(&self, limit: Duration) -> Option<WorkerError> {
         let stalled = self.handler.stalled_for(Instant::now())?;
         if stalled < limit {
@@ -181,6 +229,7 @@ impl Feed {
             ack_latency: latency.clone(),
             rebalances,
             verdicts,
+            handler_memory_bytes: self.memory.as_ref().and_then(|m| m.last),
         }
     }
 }

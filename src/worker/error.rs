@@ -22,6 +22,15 @@ pub enum WorkerError {
     /// and committed).
     #[error("{0}")]
     Poison(String),
+    /// A handler limit was passed (`--handler-memory-max`,
+    /// `--record-timeout`): the worker committed what was acknowledged and
+    /// ends so that the supervisor starts a new one, without spending the
+    /// restart budget (its `Replacing` report says why).
+    #[error("{message}")]
+    Replace {
+        why: crate::handler::limits::Replacement,
+        message: String,
+    },
     /// Anything else (the runtime, the report pipe, a group error): a
     /// restart may help.
     #[error("{0:#}")]

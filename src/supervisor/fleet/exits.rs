@@ -77,6 +77,10 @@ impl Fleet {
         if exit == Exit::Code(crate::report::EXIT_CONFIG) {
             return self.give_up_on_config_error(i, pid, now);
         }
+        if let Some(why) = &w.replacing {
+            info!(event = "worker_replaced", slot = i, pid, exit = %exit, reason = why.reason().label(), "slot {i} pid {pid} ended to replace its handler ({}); starting the next", why.reason());
+            return self.crashed(Crash::of(end, w, why.reason()), now);
+        }
         error!(
             event = "worker_crashed",
             slot = i,

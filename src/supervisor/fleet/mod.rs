@@ -94,6 +94,8 @@ pub struct Fleet {
     /// the supervisor removes all their members in one LeaveGroup (see
     /// [`Fleet::leave_together`]).
     leave_together: bool,
+    /// `--record-timeout`: timeouts per record, fleet-wide.
+    record_timeouts: crate::handler::limits::TimeoutBook,
 }
 
 impl Fleet {
@@ -119,6 +121,7 @@ impl Fleet {
             told: Told::default(),
             scaling: Scaling::default(),
             leave_together: false,
+            record_timeouts: Default::default(),
         }
     }
 
@@ -136,6 +139,12 @@ impl Fleet {
     pub fn leave_together(mut self, on: bool) -> Self {
         self.leave_together = on;
         self
+    }
+
+    /// `--record-timeout`: the records a new worker must not give to its
+    /// handler (they timed out twice).
+    pub fn expired_records(&self) -> Vec<(i32, i64)> {
+        self.record_timeouts.expired()
     }
 
     pub fn slots(&self) -> &[Slot] {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use super::{Action, Fleet, Joined, Membership, Pid, Slot};
+use crate::handler::limits::{Fate, Replacement};
 use crate::report::{Report, StopCause};
 use crate::supervisor::slot::Outage;
 
@@ -63,8 +64,38 @@ impl Fleet {
                 );
                 s.last_fatal = Some(message);
             }
+            Report::Replacing { why } => return self.replacing(slot, pid, why),
             Report::Outage { error } => outage(s, slot, pid, error, now),
             Report::Recovered => recovered(s, slot, pid, now),
+        }
+        Vec::new()
+    }
+
+    /// The worker in `slot` ends to replace its handler, which passed a
+    /// limit; a record timeout is counted fleet-wide (the second one makes
+    /// the record poison for every later worker).
+    fn replacing(&mut self, slot: u32, pid: Pid, why: Replacement) -> Vec<Action> {
+        if let Some((p, o)) = why.record() {
+            if self.record_timeouts.timed_out(p, o) == Fate::Poison {
+                warn!(
+                    event = "record_expired",
+                    slot,
+                    partition = p,
+                    offset = o,
+                    "the record at partition {p} offset {o} timed out twice (--record-timeout): it is not given to a handler again (reject `timeout`: the dead-letter topic under --verdicts, else kswarm stops on it)"
+                );
+            }
+        }
+        warn!(
+            event = "handler_replacing",
+            slot,
+            pid,
+            reason = why.reason().label(),
+            "slot {slot} pid {pid} replaces its handler ({}): {why}",
+            why.reason()
+        );
+        if let Some(w) = self.slots[slot as usize].worker_mut() {
+            w.replacing = Some(why);
         }
         Vec::new()
     }

@@ -31,6 +31,12 @@ pub(super) struct Crash {
 impl Crash {
     /// The worker `w` ended as `end` says.
     pub fn of(end: Ended, w: &Worker, why: RestartReason) -> Self {
+        let in_outage = w.outage.is_some();
+        // A crash while the brokers are out of reach is the outage's doing.
+        let why = match why {
+            RestartReason::Exit | RestartReason::Signal if in_outage => RestartReason::BrokerOutage,
+            other => other,
+        };
         Self {
             slot: end.slot,
             exit: Some(end.exit),
@@ -68,10 +74,16 @@ impl Fleet {
             return Vec::new();
         }
         self.count_crash(&crash, now);
-        if let Some(failure) = (!crash.in_outage)
-            .then(|| self.give_up(i, crash.exit, now))
-            .flatten()
-        {
+        let failure = if crash.in_outage {
+            None
+        } else if crash.why.is_replacement() {
+            // A replacement kswarm chose spends no budget; a handler that
+            // never acknowledges anything between them is a loop all the same.
+            self.crash_loop(i, crash.exit)
+        } else {
+            self.give_up(i, crash.exit, now)
+        };
+        if let Some(failure) = failure {
             self.slots[i].retire();
             return self.begin_shutdown(Some(failure), now);
         }
@@ -85,12 +97,42 @@ impl Fleet {
         if now.saturating_duration_since(crash.since) >= self.policy.healthy_after {
             self.slots[i].attempt = 0;
         }
+        self.note_memory_loop(crash);
+        if crash.why.is_replacement() {
+            // Not a crash: no growing backoff either.
+            self.slots[i].attempt = 0;
+            info!(
+                "slot {i}: its handler is replaced ({}); the restart budget is not spent",
+                crash.why
+            );
+        }
         if crash.in_outage {
             info!("slot {i} ended during a broker outage; restarting it without spending the restart budget");
         } else if crash.progressed {
             self.slots[i].fruitless = 0;
         } else {
             self.slots[i].fruitless += 1;
+        }
+    }
+
+    /// A handler replaced for memory again and again leaks: say so each time,
+    /// with the count.
+    fn note_memory_loop(&mut self, crash: &Crash) {
+        let s = &mut self.slots[crash.slot];
+        if crash.why != RestartReason::Memory {
+            s.memory_in_a_row = 0;
+            return;
+        }
+        s.memory_in_a_row += 1;
+        if s.memory_in_a_row >= 2 {
+            tracing::warn!(
+                event = "handler_memory_loop",
+                slot = crash.slot,
+                times = s.memory_in_a_row,
+                "slot {}: its handler was replaced for memory {} times in a row (--handler-memory-max): it keeps growing; look for a leak in the handler",
+                crash.slot,
+                s.memory_in_a_row
+            );
         }
     }
 
@@ -103,16 +145,19 @@ impl Fleet {
         s.attempt += 1;
         s.restarts += 1;
         *s.restart_reasons.entry(crash.why).or_default() += 1;
+        s.last_restart = Some((crash.why, now));
         info!(
             event = "restart_scheduled",
             slot = i,
+            reason = crash.why.label(),
             restarts = s.restarts,
             delay_ms = delay.as_millis() as u64,
             attempt = s.attempt,
-            "slot {i}: restart {} in {} ms (attempt {})",
+            "slot {i}: restart {} in {} ms (attempt {}, reason {})",
             s.restarts,
             delay.as_millis(),
-            s.attempt
+            s.attempt,
+            crash.why
         );
         s.wait(now + delay, crash.inherit);
         if delay.is_zero() {
@@ -379,5 +424,64 @@ mod tests {
         s.spawned(0, pid, t);
         s.exited(pid, Exit::Code(1), t);
         assert!(s.is_shutting_down(), "the second spends the budget");
+    }
+
+    #[test]
+    fn a_handler_replaced_for_a_limit_spends_no_budget_and_no_backoff() {
+        use crate::handler::limits::Replacement;
+        let t0 = Instant::now();
+        let mut s = started(1, 1, t0);
+        let (mut t, mut pid) = (t0, 100);
+        for n in 1..=5u64 {
+            s.report(0, pid, Report::Alive { records: 10 }, t);
+            let why = Replacement::Memory {
+                used: 200 << 20,
+                max: 150 << 20,
+            };
+            s.report(0, pid, Report::Replacing { why }, t);
+            t += Duration::from_secs(1);
+            let a = s.exited(pid, Exit::Code(1), t);
+            assert!(
+                !s.is_shutting_down() && exit_of(&a).is_none(),
+                "replacement {n}"
+            );
+            let slot = &s.slots()[0];
+            assert_eq!(slot.attempt, 1, "the backoff does not grow");
+            assert!(until(slot) <= t + Duration::from_millis(50));
+            assert_eq!(slot.restart_reasons, [(RestartReason::Memory, n)].into());
+            assert_eq!(slot.last_restart, Some((RestartReason::Memory, t)));
+            assert_eq!(slot.memory_in_a_row, n as u32);
+            t += Duration::from_secs(1);
+            assert_eq!(spawns(&s.tick(t)), vec![0]);
+            pid += 1;
+            s.spawned(0, pid, t);
+        }
+        // A crash spends the budget as before (and ends the memory run).
+        s.exited(pid, Exit::Code(1), t);
+        assert!(!s.is_shutting_down(), "within --max-restarts 1");
+        assert_eq!(s.slots()[0].memory_in_a_row, 0);
+        assert_eq!(s.slots()[0].last_restart, Some((RestartReason::Exit, t)));
+    }
+
+    #[test]
+    fn a_record_that_times_out_twice_is_expired_for_every_later_worker() {
+        use crate::handler::limits::Replacement;
+        let t0 = Instant::now();
+        let mut s = started(2, 10, t0);
+        let why = Replacement::RecordTimeout {
+            partition: 1,
+            offset: 42,
+            held_ms: 2000,
+        };
+        s.report(1, 101, Report::Replacing { why: why.clone() }, t0);
+        assert!(s.expired_records().is_empty(), "once: delivered again");
+        s.exited(101, Exit::Code(1), t0);
+        assert_eq!(
+            s.slots()[1].restart_reasons,
+            [(RestartReason::RecordTimeout, 1)].into()
+        );
+        // The record moved to slot 0 in a rebalance: the count is fleet-wide.
+        s.report(0, 100, Report::Replacing { why }, t0);
+        assert_eq!(s.expired_records(), vec![(1, 42)]);
     }
 }

@@ -295,7 +295,7 @@ impl Worker {
     /// handler that holds records and acknowledges none looks hung, however
     /// few records it holds (--hang-timeout).
     async fn tick(&mut self, gen: &mut Generation) -> Result<()> {
-        if let Some(hung) = self.feed.hung(self.core.cfg.consume.hang_timeout) {
+        if let Some(hung) = self.feed.check_limits(self.core.cfg.consume.hang_timeout) {
             gen.stop_fetchers();
             self.commit_or_warn(&mut gen.positions, "before the restart")
                 .await;

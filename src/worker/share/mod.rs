@@ -525,7 +525,7 @@ impl ShareWorker {
     /// statistics to the supervisor.
     async fn tick(&mut self) {
         if self.stop.is_none() {
-            if let Some(hung) = self.feed.hung(self.core.cfg.consume.hang_timeout) {
+            if let Some(hung) = self.feed.check_limits(self.core.cfg.consume.hang_timeout) {
                 let now = Some(tokio::time::Instant::now());
                 self.stop_with(End::Failed(hung), now, false).await;
             }
