@@ -168,10 +168,33 @@ fn example(cmd: &str, comm: &str, by: &str) {
     for &p in &pids {
         kill(Pid::from_raw(p), Signal::SIGTERM).unwrap();
     }
-    wait_for(Duration::from_secs(30), "both handlers replaced", || {
+    let t = std::time::Instant::now();
+    while !{
         let now = handler_pids(run.pid(), comm);
-        (now.len() == 2 && now.iter().all(|p| !pids.contains(p))).then_some(())
-    });
+        now.len() == 2 && now.iter().all(|p| !pids.contains(p))
+    } {
+        if t.elapsed() > Duration::from_secs(30) {
+            let procs: Vec<String> = support::descendants(run.pid())
+                .iter()
+                .map(|p| {
+                    let f = |n: &str| {
+                        std::fs::read_to_string(format!("/proc/{p}/{n}")).unwrap_or_default()
+                    };
+                    format!(
+                        "{p} {} {}",
+                        f("comm").trim(),
+                        f("cmdline").replace('\0', " ")
+                    )
+                })
+                .collect();
+            panic!(
+                "{comm} handlers {pids:?} not replaced within 30 s after SIGTERM; processes:\n{}\n{}",
+                procs.join("\n"),
+                run.stderr_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     const ALL: usize = 300;
     produce_records(&topic, FIRST..ALL);
     let want_good = (0..ALL).filter(|&i| good(i)).count();

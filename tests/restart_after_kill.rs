@@ -53,13 +53,18 @@ fn a_run_right_after_a_sigkilled_one_sizes_for_this_host_and_starts() {
     }
 
     let mut second = run().name("second run").spawn();
-    wait_run_members(
-        &second,
-        dir.path(),
-        &group,
-        &topic,
-        2,
+    // Its own state file (the killed run's names 2 joined workers too).
+    support::wait_for(
         Duration::from_secs(90),
+        "the second run's 2 workers joined",
+        || {
+            if let Some(st) = second.try_status() {
+                panic!("the second run ended ({st}):\n{}", second.stderr_text());
+            }
+            let s = support::run_state(dir.path(), &group, &topic)?;
+            let joined = s.workers.iter().filter(|w| w.generation.is_some()).count();
+            (s.pid as i32 == second.pid() && joined == 2).then_some(())
+        },
     );
     let log = second.stderr_text();
     assert!(

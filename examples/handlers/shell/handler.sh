@@ -18,9 +18,9 @@
 # unset). Logs go to stderr: a stray stdout line would be taken as a verdict.
 #
 # Batching: verdicts are gathered while jq has more lines ready, then written
-# in one printf. SIGTERM: stop taking lines, answer those taken, exit 0
-# (kswarm delivers anything unanswered again). On a graceful stop kswarm
-# closes stdin instead (EOF).
+# in one printf. SIGTERM: stop taking lines (within a second: bash traps wait
+# for `read` to return), answer those taken, exit 0 (kswarm delivers anything
+# unanswered again). On a graceful stop kswarm closes stdin instead (EOF).
 set -u
 
 # One jq for the whole stream: per record one line, "VERDICT<TAB>WHERE<TAB>HANDLED-JSON"
@@ -49,9 +49,20 @@ stop=0
 trap 'stop=1' TERM
 
 batch=""
+partial=""
 while (( ! stop )); do
-  # A trapped TERM ends a waiting read (status > 128); then the loop ends.
-  IFS=$'\t' read -r -u 3 verdict where record || break
+  # bash runs the TERM trap only once `read` returns, so it waits at most a second at a time;
+  # a line cut by the timeout is kept and completed by the next read.
+  if IFS= read -r -t 1 -u 3 line; then
+    line=$partial$line
+    partial=""
+  elif (( $? > 128 )); then
+    partial+=$line
+    continue
+  else
+    break # EOF: kswarm is stopping this worker
+  fi
+  IFS=$'\t' read -r verdict where record <<<"$line"
   if [[ "$verdict" == transient ]]; then
     if [[ -z "${retried[$where]:-}" ]]; then retried[$where]=1; verdict=retry; else verdict=ok; fi
   fi
