@@ -33,6 +33,7 @@
 #      (default 5000/s), BENCH_PIPELINE_SECONDS (default 20), BENCH_PIPELINE_SETTLE (default 3 s); e.g.
 #      `BENCH_ONLY=pipeline BENCH_REPEATS=1 scripts/bench.sh` (the full run leaves this section out; 1M records and 3
 #      rounds took about 7 minutes here). Method: scripts/bench/pipeline.py.
+# BENCH_PREPARE_ONLY=1 installs and compiles what the chosen form uses and stops before any broker starts.
 # Output: build/bench/results-BROKER.md (+ .json), build/bench/failover-BROKER.svg, and a copy of the
 # plot in scripts/bench/; with BENCH_ONLY=security build/bench/results-kafka-security.md (+ .json)
 # instead, with BENCH_ONLY=partitions build/bench/results-BROKER-partitions.md (+ .json) instead, with
@@ -136,6 +137,25 @@ mkdir -p "$JAVA_DIR"
 printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: E' '      target: SYSTEM_ERR' \
   '      PatternLayout:' '        pattern: "[java] %d %p %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
   '      AppenderRef:' '        - ref: E' >"$JAVA_DIR/log4j2.yaml"
+
+# What the harness is handed must exist for the form chosen, on a fresh clone too (BENCH_ONLY once
+# failed there: build/bench/java, where log4j2.yaml goes, was made only when the Java peer was compiled).
+# Every form: kswarm, the rskafka loop, the venv (librdkafka, tansu) and the Java log settings (the
+# harness names kafka-clients' version in every report); the full run adds the peers, pipeline Streams.
+needed=("$ROOT/target/release/kswarm" "$ROOT/target/release/examples/rskafka_fetch" "$BUILD/venv/bin/python"
+        "$jar" "$JAVA_DIR/log4j2.yaml")
+case "$only" in
+  "") needed+=("$JAVA_DIR/JavaConsumer.class" "$NODE_DIR/node_modules/kafkajs/package.json") ;;
+  pipeline) needed+=("$STREAMS_DIR/StreamsMap.class" "$STREAMS_DIR/log4j2.yaml") ;;
+esac
+for f in "${needed[@]}"; do
+  [[ -e "$f" ]] || { echo "bench.sh: $f is missing after preparing BENCH_ONLY=${only:-(unset)}; see the messages above" >&2; exit 1; }
+done
+# BENCH_PREPARE_ONLY=1: install and compile what the form uses, then stop (no broker, nothing measured).
+if [[ -n "${BENCH_PREPARE_ONLY:-}" ]]; then
+  echo "bench.sh: prepared for BENCH_ONLY=${only:-(unset)} under $BUILD: ${needed[*]}" >&2
+  exit 0
+fi
 
 # The harness starts and stops its brokers; this stops whatever a killed run left, and drops the Kafka
 # nodes' data (over half a GB after a full run; their server.log stays).

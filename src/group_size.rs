@@ -14,7 +14,7 @@
 //!
 //! Pure: the client id format, and the sum.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The client id of a worker in `slot` on `host`, whose host runs `workers`.
 pub fn client_id(slot: u32, workers: u32, host: &str) -> String {
@@ -80,13 +80,43 @@ pub struct GroupView {
     pub other_members: u32,
 }
 
+/// The members known to be this host's by their member ids, whatever their
+/// client ids say: those this host's state file names (this run's workers,
+/// or a killed run's that are still in the group). A broker that reports
+/// client ids kswarm cannot parse (tansu) would otherwise make them foreign
+/// members, and a run started after a SIGKILL would size for twice its
+/// workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnMembers {
+    /// This host's id (`--host-id` or the host name).
+    pub host: String,
+    pub member_ids: BTreeSet<String>,
+}
+
 impl GroupView {
     /// From the client ids of the group's members.
+    #[cfg(test)]
     pub fn from_client_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
+        Self::from_members(ids.into_iter().map(|c| ("", c)), &OwnMembers::default())
+    }
+
+    /// From the group's members, (member id, client id) each: a member
+    /// `own` names counts as this host's.
+    pub fn from_members<'a>(
+        members: impl IntoIterator<Item = (&'a str, &'a str)>,
+        own: &OwnMembers,
+    ) -> Self {
         let mut hosts: BTreeMap<String, HostView> = BTreeMap::new();
         let mut other_members = 0;
-        for id in ids {
-            match parse_client_id(id) {
+        for (member_id, client_id) in members {
+            let parsed = parse_client_id(client_id);
+            let parsed = if own.member_ids.contains(member_id) {
+                let workers = parsed.map_or(0, |(_, w, _)| w);
+                Some((0, workers, sanitize_host(&own.host)))
+            } else {
+                parsed
+            };
+            match parsed {
                 Some((_, workers, host)) => {
                     let h = hosts.entry(host.clone()).or_insert(HostView {
                         host,
@@ -181,6 +211,28 @@ mod tests {
             }]
         );
         assert_eq!(v.total("b", 1), 4);
+    }
+
+    #[test]
+    fn members_this_host_recorded_count_as_this_host_whatever_their_client_ids() {
+        // tansu's answer after a SIGKILL: the killed run's two members, with
+        // client ids that say nothing, beside a real foreign consumer.
+        let own = OwnMembers {
+            host: "ingest 7".into(),
+            member_ids: ["m-0".to_string(), "m-1".to_string()].into(),
+        };
+        let members = [("m-0", ""), ("m-1", "rskafka"), ("x-9", "rdkafka")];
+        let v = GroupView::from_members(members, &own);
+        assert_eq!(v.other_members, 1, "{v:?}");
+        assert_eq!(v.others("ingest 7"), 1);
+        assert_eq!(v.hosts[0].host, "ingest_7");
+        assert_eq!(v.hosts[0].members, 2);
+        // the same answer without the record: all three foreign
+        let v = GroupView::from_members(members, &OwnMembers::default());
+        assert_eq!(v.others("ingest 7"), 3);
+        // a recorded member whose client id names a host still counts here
+        let v = GroupView::from_members([("m-0", "kswarm-0.w4.elsewhere")], &own);
+        assert_eq!((v.others("ingest 7"), v.hosts[0].workers), (0, 4));
     }
 
     #[test]

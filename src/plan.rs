@@ -60,11 +60,24 @@ pub struct PreparedTopic {
 /// create or grow it as the plan says, log one line. Builds its own tokio
 /// runtime and drops it before returning (the caller then forks).
 pub fn prepare_for_run(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
+    prepare_for_run_in(cfg, None)
+}
+
+/// [`prepare_for_run`] for a run whose state directory is `state_dir`: its
+/// state file names the members a killed run before this one left in the
+/// group, which are this host's (see `group_size::OwnMembers`).
+pub fn prepare_for_run_in(
+    cfg: &RunConfig,
+    state_dir: Option<&std::path::Path>,
+) -> anyhow::Result<PreparedTopic> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = rt.block_on(prepare(cfg));
+    let own = state_dir
+        .map(|d| crate::state_file::own_member_ids(d, &cfg.consume.group, &cfg.topic))
+        .unwrap_or_default();
+    let result = rt.block_on(prepare(cfg, own));
     rt.shutdown_timeout(Duration::from_millis(200));
     result
 }
@@ -76,16 +89,24 @@ async fn view_for_sizing(
     sizing: &crate::config::SizingConfig,
     group: Option<&str>,
     topic: &str,
+    own_member_ids: std::collections::BTreeSet<String>,
 ) -> crate::group_size::GroupView {
     match (sizing.partitions, group) {
         (crate::config::PartitionsSpec::Auto, Some(g)) => {
-            crate::status::group_view(connect, g, topic).await
+            let own = crate::group_size::OwnMembers {
+                host: sizing.host_id.clone(),
+                member_ids: own_member_ids,
+            };
+            crate::status::group_view(connect, g, topic, &own).await
         }
         _ => Default::default(),
     }
 }
 
-async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
+async fn prepare(
+    cfg: &RunConfig,
+    own_member_ids: std::collections::BTreeSet<String>,
+) -> anyhow::Result<PreparedTopic> {
     let cores = sizing::usable_cores();
     let admin = Admin::connect(&cfg.connect).await?;
     let current = admin.partition_count(&cfg.topic).await?;
@@ -94,6 +115,7 @@ async fn prepare(cfg: &RunConfig) -> anyhow::Result<PreparedTopic> {
         &cfg.sizing,
         Some(&cfg.consume.group),
         &cfg.topic,
+        own_member_ids,
     )
     .await;
     let mut plan = sizing::plan_for_group(
@@ -231,7 +253,20 @@ async fn plan_command(cfg: &PlanConfig) -> anyhow::Result<()> {
     let cores = sizing::usable_cores();
     let admin = Admin::connect(&cfg.connect).await?;
     let current = admin.partition_count(&cfg.topic).await?;
-    let view = view_for_sizing(&cfg.connect, &cfg.sizing, cfg.group.as_deref(), &cfg.topic).await;
+    // This host's members, live or left by a killed run (see `group_size::OwnMembers`).
+    let own = cfg
+        .group
+        .as_deref()
+        .map(|g| crate::state_file::own_member_ids_for_status(g, &cfg.topic))
+        .unwrap_or_default();
+    let view = view_for_sizing(
+        &cfg.connect,
+        &cfg.sizing,
+        cfg.group.as_deref(),
+        &cfg.topic,
+        own,
+    )
+    .await;
     let mut plan = sizing::plan_for_group(
         cores.usable,
         cfg.sizing.workers,

@@ -55,6 +55,17 @@ pub struct SupervisorState {
     pub members: Vec<SlotMember>,
 }
 
+impl SupervisorState {
+    /// Every group member id this state names: its workers' and its slots'.
+    pub fn member_ids(&self) -> std::collections::BTreeSet<String> {
+        self.workers
+            .iter()
+            .filter_map(|w| w.member_id.clone())
+            .chain(self.members.iter().map(|m| m.member_id.clone()))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotMember {
     pub slot: u32,
@@ -294,6 +305,30 @@ fn previous_in(s: SupervisorState, topic: &str) -> Option<SupervisorState> {
         Err(nix::errno::Errno::ESRCH)
     );
     (gone && s.topic == topic && s.pid != std::process::id()).then_some(s)
+}
+
+/// The member ids that the state file of `group` and `topic` in `dir`
+/// names, live supervisor or gone: this host's members, whatever the broker
+/// says of their client ids (see `group_size::OwnMembers`). Ids of members
+/// that have left match nothing in the group, so an old file does no harm.
+pub fn own_member_ids(dir: &Path, group: &str, topic: &str) -> std::collections::BTreeSet<String> {
+    read_trusted(&state_path(dir, group, topic), false)
+        .filter(|s| s.group == group && s.topic == topic)
+        .map(|s| s.member_ids())
+        .unwrap_or_default()
+}
+
+/// [`own_member_ids`] from the first state file `kswarm status` would read
+/// (for `kswarm plan`).
+pub fn own_member_ids_for_status(group: &str, topic: &str) -> std::collections::BTreeSet<String> {
+    dirs_for_status()
+        .into_iter()
+        .find_map(|dir| {
+            read_trusted(&state_path(&dir, group, topic), true)
+                .filter(|s| s.group == group && s.topic == topic)
+        })
+        .map(|s| s.member_ids())
+        .unwrap_or_default()
 }
 
 /// Where `kswarm status` looks: `KSWARM_STATE_DIR` if set; else root's

@@ -56,6 +56,9 @@ struct StatusOut {
     partitions: Vec<PartitionRow>,
     total_lag: i64,
     supervisor: Option<SupervisorState>,
+    /// How status connected, as `plan --json` shows it: the protocol, SASL
+    /// mechanism and user, CA file; never a secret.
+    security: String,
     /// The group's protocol ("classic" or "consumer") and state as the
     /// broker describes them; null when it does not (no such group yet).
     group_protocol: Option<String>,
@@ -154,6 +157,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
         partitions: rows,
         total_lag,
         supervisor,
+        security: connect.security.describe(),
         version: JSON_VERSION,
         unreadable: if supervisor_missing {
             crate::state_file::unreadable_dirs_for_status()
@@ -197,6 +201,7 @@ pub(crate) async fn group_view(
     connect: &ConnectConfig,
     group: &str,
     topic: &str,
+    own: &crate::group_size::OwnMembers,
 ) -> crate::group_size::GroupView {
     let coord = connect_coordinator(connect, "kswarm-sizing", group).await;
     let mut coord = match coord {
@@ -207,8 +212,11 @@ pub(crate) async fn group_view(
         }
     };
     match describe_members(&mut coord, group, topic).await {
-        Some(d) => crate::group_size::GroupView::from_client_ids(
-            d.members.iter().map(|m| m.client_id.as_str()),
+        Some(d) => crate::group_size::GroupView::from_members(
+            d.members
+                .iter()
+                .map(|m| (m.member_id.as_str(), m.client_id.as_str())),
+            own,
         ),
         None => Default::default(),
     }

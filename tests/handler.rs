@@ -1,4 +1,5 @@
-//! Record handlers with real child processes (no broker needed).
+//! Record handlers with real child processes (no broker needed, but for the
+//! last test, which runs `kswarm run` to see a handler's whole environment).
 //!
 //! Tests that must own the process's stdout/stderr (stdout handler, stderr
 //! prefixing) re-run this test binary as a child process limited to
@@ -838,4 +839,56 @@ async fn worker_style_select_loop_loses_nothing() {
         HashMap::from([(0, 296), (1, 297), (2, 298), (3, 299)])
     );
     assert_eq!(h.in_flight(), 0);
+}
+
+/// The handler's environment holds exactly the `KSWARM_*` variables the
+/// README documents (KSWARM_WORKER, KSWARM_GROUP, KSWARM_TOPIC), not kswarm's
+/// own (state directory, log settings, supervisor pid, flag fallbacks),
+/// though all of them are set where kswarm runs: a real `kswarm run` whose
+/// handler dumps `env`.
+#[test]
+fn a_handler_sees_only_the_documented_kswarm_variables() {
+    let b = support::brokers();
+    let (topic, group) = (support::unique("henv"), support::unique("g-henv"));
+    support::create_topic(&b, &topic, 1);
+    support::produce(&b, &topic, "one\n");
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("env");
+    let handler = format!(
+        "env > {dump}.tmp && mv {dump}.tmp {dump}; while read -r l; do echo ok; done",
+        dump = dump.display()
+    );
+    let mut run = support::Run::new(&topic, &group)
+        .exec(&handler)
+        .state(dir.path())
+        .env("KSWARM_LOG_LEVEL", "info")
+        .env("KSWARM_LOG_FORMAT", "text")
+        .env("KSWARM_HOST_ID", "envtest")
+        .env("KSWARM_SOMETHING_NEW", "x")
+        .env("NOT_KSWARM", "kept")
+        .spawn();
+    let env = support::wait_for(LIMIT, "the handler's env dump", || {
+        std::fs::read_to_string(&dump).ok()
+    });
+    assert_eq!(support::stop(&mut run), Some(0), "{}", run.stderr_text());
+    let vars: HashMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
+    let mut kswarm: Vec<&str> = vars
+        .keys()
+        .copied()
+        .filter(|k| k.starts_with("KSWARM_"))
+        .collect();
+    kswarm.sort_unstable();
+    assert_eq!(
+        kswarm,
+        ["KSWARM_GROUP", "KSWARM_TOPIC", "KSWARM_WORKER"],
+        "{env}"
+    );
+    assert_eq!(vars["KSWARM_WORKER"], "0");
+    assert_eq!(vars["KSWARM_GROUP"], group);
+    assert_eq!(vars["KSWARM_TOPIC"], topic);
+    assert_eq!(
+        vars.get("NOT_KSWARM"),
+        Some(&"kept"),
+        "the rest passes: {env}"
+    );
 }

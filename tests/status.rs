@@ -195,3 +195,29 @@ fn a_bad_watch_interval_exits_2_before_connecting() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(support::last_error(&err).contains("--interval"), "{err}");
 }
+
+/// `status --json` carries `security` as `plan --json` does (the README
+/// promises it in both): the same words for the same connection settings.
+#[test]
+fn status_json_shows_security_as_plan_json_does() {
+    let b = support::brokers();
+    let (topic, group) = (support::unique("st-sec"), support::unique("g-st-sec"));
+    create_topic(&b, &topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let json_of = |sub: &[&str]| -> serde_json::Value {
+        let out = support::kswarm()
+            .env("KSWARM_STATE_DIR", dir.path())
+            .args(sub)
+            .args(["-b", &b, "-g", &group, "-t", &topic, "--json"])
+            .args(["-X", "security.protocol=plaintext"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{sub:?}: {err}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let status = json_of(&["status"]);
+    let plan = json_of(&["plan", "-w", "1"]);
+    assert_eq!(status["security"], "PLAINTEXT", "{status}");
+    assert_eq!(status["security"], plan["security"], "{plan}");
+}

@@ -40,6 +40,24 @@ use crate::proctree;
 
 /// The environment variable with the worker's pid (the guard's expected parent).
 pub const PARENT_ENV: &str = "KSWARM_GUARD_PARENT";
+/// The only `KSWARM_*` variables a handler sees (set by its worker, see
+/// `child::command`). Every other one (kswarm's flag fallbacks, the state
+/// directory, the log settings, the supervisor's pid) is kswarm's business:
+/// a handler that runs `kswarm` itself must not inherit them either.
+pub const HANDLER_VARS: [&str; 3] = ["KSWARM_WORKER", "KSWARM_GROUP", "KSWARM_TOPIC"];
+
+/// The names among `vars` to remove from the handler's environment: each
+/// `KSWARM_*` but [`HANDLER_VARS`].
+fn kswarm_vars_to_remove(
+    vars: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    vars.filter(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("KSWARM_") && !HANDLER_VARS.contains(&n.as_ref())
+    })
+    .collect()
+}
+
 /// How often the guard checks that its worker is still its parent.
 const PARENT_CHECK: Duration = Duration::from_secs(1);
 
@@ -67,7 +85,10 @@ pub fn run(cmd: &str) -> anyhow::Result<()> {
     }
 
     let mut sh = Command::new("sh");
-    sh.arg("-c").arg(cmd).env_remove(PARENT_ENV);
+    sh.arg("-c").arg(cmd);
+    for name in kswarm_vars_to_remove(std::env::vars_os().map(|(n, _)| n)) {
+        sh.env_remove(name);
+    }
     let me = getpid().as_raw();
     // SAFETY: runs in the forked child before exec; prctl and getppid are
     // async-signal-safe raw syscalls; nothing is allocated or locked.
@@ -181,4 +202,36 @@ fn reraise(sig: Signal) -> ! {
     let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&all), None);
     let _ = signal::raise(sig);
     std::process::exit(128 + sig as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_documented_kswarm_vars_reach_the_handler() {
+        let names = [
+            "KSWARM_WORKER",
+            "KSWARM_GROUP",
+            "KSWARM_TOPIC",
+            "KSWARM_STATE_DIR",
+            "KSWARM_LOG_LEVEL",
+            "KSWARM_LOG_FORMAT",
+            "KSWARM_SUPERVISOR_PID",
+            PARENT_ENV,
+            "PATH",
+            "MY_KSWARM_THING",
+        ];
+        let gone = kswarm_vars_to_remove(names.iter().map(std::ffi::OsString::from));
+        assert_eq!(
+            gone,
+            [
+                "KSWARM_STATE_DIR",
+                "KSWARM_LOG_LEVEL",
+                "KSWARM_LOG_FORMAT",
+                "KSWARM_SUPERVISOR_PID",
+                PARENT_ENV,
+            ]
+        );
+    }
 }

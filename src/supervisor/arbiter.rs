@@ -103,7 +103,7 @@ impl Supervisor {
         adopt_previous_members(&mut fleet, &cfg, &state_dir, workers);
         let evictor = evict::Evictor::start(&cfg);
         let wanted = Arc::new(AtomicUsize::new(fleet.wanted()));
-        let grower = grow::Grower::start(&cfg, wanted.clone());
+        let grower = grow::Grower::start(&cfg, wanted.clone(), state_dir.clone());
         Ok(Self {
             pending: fleet.tick(now).into(),
             cfg,

@@ -10,6 +10,7 @@
 //!
 //! Runs on its own thread with its own runtime, like the evictor.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -46,7 +47,9 @@ pub struct Grower {
 impl Grower {
     /// Only for `-p auto`; `wanted` is this host's worker count, kept
     /// current by the supervisor (TTIN/TTOU change it).
-    pub fn start(cfg: &RunConfig, wanted: Arc<AtomicUsize>) -> Self {
+    /// `state_dir`: where this run's state file names its workers' member
+    /// ids, which count as this host's whatever the broker says of them.
+    pub fn start(cfg: &RunConfig, wanted: Arc<AtomicUsize>, state_dir: PathBuf) -> Self {
         // A share group's workers share partitions: nothing to grow for.
         if cfg.sizing.partitions != PartitionsSpec::Auto
             || cfg.consume.group_protocol == crate::config::GroupProtocol::Share
@@ -72,7 +75,7 @@ impl Grower {
                     _ => return,
                 }
                 let own = wanted.load(Ordering::Relaxed) as u32;
-                let seen = match rt.block_on(check(&cfg, own, &mut admin)) {
+                let seen = match rt.block_on(check(&cfg, own, &state_dir, &mut admin)) {
                     Ok(members) => Some(Seen { own, members }),
                     Err(e) => {
                         debug!("group-wide sizing: {e:#}");
@@ -100,7 +103,12 @@ struct Seen {
 }
 
 /// One check; the group's member count.
-async fn check(cfg: &RunConfig, own: u32, admin: &mut Option<Admin>) -> anyhow::Result<u32> {
+async fn check(
+    cfg: &RunConfig,
+    own: u32,
+    state_dir: &Path,
+    admin: &mut Option<Admin>,
+) -> anyhow::Result<u32> {
     if admin.is_none() {
         *admin = Some(Admin::connect(&cfg.connect).await?);
     }
@@ -108,7 +116,12 @@ async fn check(cfg: &RunConfig, own: u32, admin: &mut Option<Admin>) -> anyhow::
     let Some(current) = a.partition_count(&cfg.topic).await? else {
         return Ok(0);
     };
-    let view = crate::status::group_view(&cfg.connect, &cfg.consume.group, &cfg.topic).await;
+    let own_members = crate::group_size::OwnMembers {
+        host: cfg.sizing.host_id.clone(),
+        member_ids: crate::state_file::own_member_ids(state_dir, &cfg.consume.group, &cfg.topic),
+    };
+    let view =
+        crate::status::group_view(&cfg.connect, &cfg.consume.group, &cfg.topic, &own_members).await;
     let members = view.hosts.iter().map(|h| h.members).sum::<u32>() + view.other_members;
     let others = view.others(&cfg.sizing.host_id);
     let target = (own + others).min(crate::config::MAX_PARTITIONS as u32);

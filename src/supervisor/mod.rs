@@ -112,7 +112,7 @@ pub fn run(args: RunArgs, log_level: &str, log_format: &str) -> anyhow::Result<(
     // Before sizing and forking: a bad or busy --metrics-addr is a usage error.
     let metrics = start_metrics_server(&cfg)?;
     // Sizing runs (and drops) its own runtime before any worker is forked.
-    let workers = crate::plan::prepare_for_run(&cfg)?.workers;
+    let workers = crate::plan::prepare_for_run_in(&cfg, Some(&state_dir))?.workers;
     let exe = own_binary()?;
     let log = WorkerLog {
         level: log_level.to_string(),

@@ -1,0 +1,3 @@
+module example.com/kswarm-handler
+
+go 1.21
