@@ -30,6 +30,15 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
     echo "test.sh: ip or unshare is missing; install iproute2 and util-linux" >&2
   fi
 fi
+# tests/examples.rs runs examples/handlers/shell/handler.sh, which reads JSON with jq.
+if ! command -v jq >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing jq (for the shell example handler)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >&2
+  else
+    echo "test.sh: jq is missing; install the jq package" >&2
+  fi
+fi
 # tests/package.rs checks the Debian package with lintian, and scripts/package.sh builds it with
 # dpkg-shlibdeps (dpkg-dev) and objcopy (binutils).
 if ! command -v lintian >/dev/null || ! command -v dpkg-shlibdeps >/dev/null || ! command -v objcopy >/dev/null; then
