@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{brokers, committed, create_topic, python, repo_root, unique, wait_for, Run};
+use support::{
+    brokers, committed, create_topic, python, read_topic, repo_root, unique, wait_for, Run,
+};
 
 /// librdkafka writes records `from..to` as JSON lines {"key","value","headers"} on stdin.
 const PRODUCER: &str = r#"
@@ -88,24 +90,6 @@ fn produce_records(topic: &str, range: std::ops::Range<usize>) {
         p.wait().unwrap().success(),
         "the librdkafka producer failed"
     );
-}
-
-/// Every record of `topic`, read by librdkafka (tests/peers/dlq_tool.py).
-fn read_topic(topic: &str) -> Vec<serde_json::Value> {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/peers/dlq_tool.py"))
-        .args(["read", &brokers(), topic])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dlq_tool.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// The handled file's records, by key, each with how often it came.

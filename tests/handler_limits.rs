@@ -47,24 +47,6 @@ fn metric_sum(port: u16, name: &str, with: &str) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
-/// Every record of `topic` as librdkafka reads it (tests/peers/dlq_tool.py).
-fn read_topic(topic: &str) -> Vec<serde_json::Value> {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/peers/dlq_tool.py"))
-        .args(["read", &brokers(), topic])
-        .output()
-        .expect("run dlq_tool.py");
-    assert!(
-        out.status.success(),
-        "dlq_tool.py read {topic}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Log end offsets of partitions 0..n of `topic`, from librdkafka's read.
 fn log_ends(topic: &str, n: usize) -> Vec<Option<i64>> {
     let mut ends = vec![None; n];

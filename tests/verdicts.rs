@@ -46,24 +46,6 @@ struct Copy {
     headers: BTreeMap<String, String>,
 }
 
-/// Every record of `topic`, read by librdkafka (tests/peers/dlq_tool.py).
-fn read_topic(topic: &str) -> Vec<serde_json::Value> {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/peers/dlq_tool.py"))
-        .args(["read", &brokers(), topic])
-        .output()
-        .expect("run dlq_tool.py");
-    assert!(
-        out.status.success(),
-        "dlq_tool.py read {topic}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn read_dead_letters(topic: &str) -> Vec<Copy> {
     read_topic(topic)
         .into_iter()

@@ -836,3 +836,22 @@ pub fn count_lines(lines: &[String]) -> (usize, usize) {
     let distinct: BTreeSet<&String> = lines.iter().collect();
     (lines.len() - distinct.len(), distinct.len())
 }
+
+/// Every record of `topic` as librdkafka reads it (tests/peers/dlq_tool.py),
+/// one JSON object each.
+pub fn read_topic(topic: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/peers/dlq_tool.py"))
+        .args(["read", &brokers(), topic])
+        .output()
+        .expect("run dlq_tool.py");
+    assert!(
+        out.status.success(),
+        "dlq_tool.py read {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
