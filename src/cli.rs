@@ -190,6 +190,14 @@ pub struct ConsumeArgs {
     #[arg(long, env = "KSWARM_MAX_RECORD_RETRIES")]
     pub max_record_retries: Option<String>,
 
+    /// With --verdicts: a record answered `retry` is copied to the retry
+    /// topic of its next delay (TOPIC-retry-1s, TOPIC-retry-30s, ...) and is
+    /// handled again once the delay has passed, without holding back its
+    /// partition; after the last delay, `retry` dead-letters it (or stops the
+    /// worker). Share groups hold the record for the delay instead. Example: 1s,30s,5m
+    #[arg(long, env = "KSWARM_RETRY_DELAYS", value_name = "DELAYS")]
+    pub retry_delays: Option<String>,
+
     /// Exactly-once pipelines: the --exec handler's stdout lines are results,
     /// produced to this topic in one Kafka transaction with the offsets of
     /// the records they came from (a plain line is one result and finishes

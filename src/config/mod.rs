@@ -12,6 +12,7 @@ pub type Checked<T> = Result<T, UsageError>;
 
 mod output;
 mod parse;
+mod verdicts;
 pub use output::OutputConfig;
 use parse::parse_brokers_named;
 pub(crate) use parse::usage;
@@ -19,6 +20,8 @@ pub use parse::{
     parse_brokers, parse_count, parse_duration, parse_positive_duration, parse_size,
     validate_group, validate_topic, PartitionsSpec, WorkersSpec, MAX_PARTITIONS,
 };
+use verdicts::verdict_config;
+pub use verdicts::{RetryDelay, VerdictConfig, DEFAULT_MAX_RECORD_RETRIES};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConnectConfig {
@@ -235,70 +238,6 @@ pub struct ConsumeConfig {
     pub output: Option<OutputConfig>,
 }
 
-/// `--verdicts` and what follows from a verdict.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct VerdictConfig {
-    /// `--dead-letter-topic`.
-    pub dead_letter_topic: Option<String>,
-    /// `--max-record-retries`.
-    pub max_retries: u32,
-}
-
-pub const DEFAULT_MAX_RECORD_RETRIES: u32 = 3;
-
-/// `--verdicts`, `--dead-letter-topic`, `--max-record-retries`: the last two
-/// only with the first, which needs `--exec`; never dead-letter into the
-/// topic being read.
-fn verdict_config(
-    a: &cli::ConsumeArgs,
-    handler: &HandlerSpec,
-    topic: Option<&str>,
-) -> Checked<Option<VerdictConfig>> {
-    if !a.verdicts {
-        for (given, flag) in [
-            (a.dead_letter_topic.is_some(), "--dead-letter-topic"),
-            (a.max_record_retries.is_some(), "--max-record-retries"),
-        ] {
-            if given {
-                return usage(format!(
-                    "{flag} needs --verdicts: only a handler that says `retry` or `reject REASON` \
-                     for a record has records to retry or dead-letter; add --verdicts and have \
-                     the --exec handler print one verdict line per record"
-                ));
-            }
-        }
-        return Ok(None);
-    }
-    if !matches!(handler, HandlerSpec::Exec(_)) {
-        return usage(
-            "--verdicts needs an --exec handler (its ack lines carry the verdicts); \
-             --exec-batch acknowledges whole batches and stdout has no handler to ask",
-        );
-    }
-    let dead_letter_topic = match &a.dead_letter_topic {
-        None => None,
-        Some(t) => {
-            let t = validate_topic(t)
-                .map_err(|e| UsageError(format!("--dead-letter-topic: {}", e.0)))?;
-            if Some(t.as_str()) == topic {
-                return usage(format!(
-                    "--dead-letter-topic '{t}' is the topic being read (-t): dead-lettered \
-                     records would come back to the handler; name another topic"
-                ));
-            }
-            Some(t)
-        }
-    };
-    let max_retries = match &a.max_record_retries {
-        None => DEFAULT_MAX_RECORD_RETRIES,
-        Some(raw) => parse_count("--max-record-retries", raw, 0, 1_000_000)? as u32,
-    };
-    Ok(Some(VerdictConfig {
-        dead_letter_topic,
-        max_retries,
-    }))
-}
-
 /// 512 KiB per fetch request (Kafka's default is 50 MiB): one request covers
 /// every partition a worker reads from a broker, so a worker's memory does
 /// not grow with its partitions. Measured (256 partitions, 2 workers): peak
@@ -332,6 +271,17 @@ impl ConsumeConfig {
             group_protocol,
             topic,
         )?;
+        if output.is_some()
+            && verdicts
+                .as_ref()
+                .is_some_and(|v| !v.retry_delays.is_empty())
+        {
+            return usage(
+                "--retry-delays does not go with --output-topic yet: a retry copy would have to \
+                 join the output transaction; leave --retry-delays out (retries then wait in the \
+                 worker's memory) or drop --output-topic",
+            );
+        }
         if group_protocol == GroupProtocol::Share && a.static_membership {
             return usage(
                 "--static-membership does not apply to --group-protocol share: share groups have no group.instance.id (a restarted worker simply joins again); leave it out",
