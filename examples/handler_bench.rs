@@ -18,6 +18,7 @@ async fn run(name: &str, spec: HandlerSpec, format: Format, n: i64, value: &[u8]
         slot: 0,
         group: "bench".into(),
         topic: "bench".into(),
+        retry_topics: Vec::new(),
         // The kswarm binary of the same build (cargo builds it first).
         guard_exe: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("target/release/kswarm"),
@@ -37,6 +38,7 @@ async fn run(name: &str, spec: HandlerSpec, format: Format, n: i64, value: &[u8]
             value: Some(value.clone()),
             headers: Vec::new(),
             delivery_count: None,
+            lane: kswarm::record::Lane::Main,
         };
         h.send(r).await.expect("send");
     }

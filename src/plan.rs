@@ -162,6 +162,13 @@ async fn prepare(
     {
         ensure_dead_letter_topic(&admin, dlq, cfg.sizing.replication_factor).await?;
     }
+    if cfg.consume.group_protocol != crate::config::GroupProtocol::Share {
+        if let Some(v) = &cfg.consume.verdicts {
+            for topic in v.retry_topics(&cfg.topic) {
+                ensure_retry_topic(&admin, &topic, applied.partitions(), cfg).await?;
+            }
+        }
+    }
     if let Some(out) = &cfg.consume.output {
         check_output_topic(&admin, cfg, &out.topic).await?;
     }
@@ -189,6 +196,48 @@ async fn ensure_dead_letter_topic(admin: &Admin, topic: &str, rf: i16) -> anyhow
         ))
     })?;
     tracing::info!("--dead-letter-topic: {}", applied.describe(topic));
+    Ok(())
+}
+
+/// `--retry-delays`: create each retry topic with as many partitions as the
+/// topic, or grow it to that. A retry copy goes to its original's
+/// partition number modulo the retry topic's partitions, and the member
+/// that owns a topic partition reads the retry partition of that number: a
+/// retry topic with fewer partitions (a broker that cannot grow it) still
+/// loses nothing, its records just go to fewer workers.
+async fn ensure_retry_topic(
+    admin: &Admin,
+    topic: &str,
+    partitions: u32,
+    cfg: &RunConfig,
+) -> anyhow::Result<()> {
+    let rf = cfg.sizing.replication_factor;
+    let applied = match admin.partition_count(topic).await? {
+        Some(n) if n >= partitions => Applied::Unchanged(n),
+        Some(n) => match admin.grow_topic(topic, n, partitions).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(
+                    "--retry-delays: retry topic '{topic}' has {} and could not be grown to \
+                     {partitions} ({e:#}); its records go to the workers of its first {n} \
+                     partition number(s)",
+                    sizing::n_partitions(n)
+                );
+                return Ok(());
+            }
+        },
+        None => admin
+            .create_topic(topic, partitions, rf)
+            .await
+            .map_err(|e| {
+                crate::error::UsageError(format!(
+                    "--retry-delays: retry topic '{topic}' does not exist and creating it \
+                     failed: {e:#}; create it yourself (kafka-topics.sh --create --topic \
+                     {topic} --partitions {partitions}) or leave --retry-delays out"
+                ))
+            })?,
+    };
+    tracing::info!("--retry-delays: {}", applied.describe(topic));
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 use bytes::Bytes;
 
 /// A fetched record. Key, value and header values are slices of the fetched
-/// bytes (no copy per record); the topic is the worker's one topic.
+/// bytes (no copy per record); its topic is the worker's topic, or one of
+/// its retry topics ([`Lane`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub partition: i32,
@@ -18,6 +19,20 @@ pub struct Record {
     /// record (1 the first time; more after a release, a lock that ran out
     /// or a crashed member). None under the classic and consumer protocols.
     pub delivery_count: Option<u16>,
+    /// Which of the worker's topics it was read from.
+    pub lane: Lane,
+}
+
+/// The topics a worker reads: the topic (`-t`), and with `--retry-delays`
+/// the retry topic of each delay, in order. A partition of a retry topic
+/// belongs to the member that owns the topic's partition of the same
+/// number, so retry partitions move with the group's assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Lane {
+    #[default]
+    Main,
+    /// The retry topic of `--retry-delays`' delay at this index.
+    Retry(u8),
 }
 
 /// A record kswarm writes (`--output-topic`: a handler's result, or a

@@ -28,6 +28,7 @@ fn env(slot: u32) -> HandlerEnv {
         slot,
         group: "g-test".into(),
         topic: "t-test".into(),
+        retry_topics: Vec::new(),
         guard_exe: env!("CARGO_BIN_EXE_kswarm").into(),
     }
 }
@@ -41,6 +42,7 @@ fn rec(partition: i32, offset: i64, value: &[u8]) -> Record {
         value: Some(Bytes::copy_from_slice(value)),
         headers: vec![("h".into(), Some(Bytes::from_static(b"v")))],
         delivery_count: None,
+        lane: kswarm::record::Lane::Main,
     }
 }
 

@@ -142,13 +142,35 @@ impl Member {
         &mut self,
         partitions: &[i32],
     ) -> Result<HashMap<i32, Option<i64>>, GroupError> {
-        offsets::committed(&mut self.common.link, &self.common.s, partitions).await
+        let topic = self.common.s.topic.clone();
+        self.committed_in(&topic, partitions).await
+    }
+
+    /// [`Member::committed`] for partitions of another topic the member
+    /// reads (a retry topic, whose partitions follow the assignment).
+    pub async fn committed_in(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, Option<i64>>, GroupError> {
+        offsets::committed(&mut self.common.link, &self.common.s, topic, partitions).await
     }
 
     /// OffsetCommit of next-offsets, stamped with the current generation
     /// (classic) or the heartbeat's latest member epoch (consumer);
     /// [`GroupError::Rebalance`] if the coordinator refuses it.
     pub async fn commit(&mut self, offsets: &[(i32, i64)]) -> Result<(), GroupError> {
+        let topic = self.common.s.topic.clone();
+        self.commit_in(&topic, offsets).await
+    }
+
+    /// [`Member::commit`] for partitions of another topic the member reads
+    /// (a retry topic): the coordinator checks the member, not the topic.
+    pub async fn commit_in(
+        &mut self,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Result<(), GroupError> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -157,7 +179,7 @@ impl Member {
             generation_id: each!(&self.protocol, p => p.commit_generation()),
         };
         let c = &mut self.common;
-        match offsets::commit(&mut c.link, &c.s, &from, offsets).await? {
+        match offsets::commit(&mut c.link, &c.s, &from, topic, offsets).await? {
             Ok(()) => Ok(()),
             Err(Refusal::Rejoin) => Err(GroupError::Rebalance),
             Err(Refusal::ForgetMemberId) => {

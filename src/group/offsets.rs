@@ -39,15 +39,16 @@ pub(crate) enum Refusal {
 pub(crate) async fn committed(
     link: &mut CoordinatorLink,
     s: &GroupSettings,
+    topic: &str,
     partitions: &[i32],
 ) -> Result<HashMap<i32, Option<i64>>, GroupError> {
     let what = format!("reading committed offsets of --group {}", s.group);
     let mut pacer = Pacer::new(s.connect_timeout);
     let mut open = OpenTransaction::new();
     loop {
-        match committed_once(link, s, partitions).await {
+        match committed_once(link, s, topic, partitions).await {
             Ok(Fetched::Offsets(v)) => return Ok(v),
-            Ok(Fetched::Unsettled(parts)) => open.wait(s, &parts).await?,
+            Ok(Fetched::Unsettled(parts)) => open.wait(s, topic, &parts).await?,
             Err(step) => pacer.step(&what, step).await?,
         }
     }
@@ -83,7 +84,12 @@ impl OpenTransaction {
         }
     }
 
-    async fn wait(&mut self, s: &GroupSettings, parts: &[i32]) -> Result<(), GroupError> {
+    async fn wait(
+        &mut self,
+        s: &GroupSettings,
+        topic: &str,
+        parts: &[i32],
+    ) -> Result<(), GroupError> {
         let waited = self.since.elapsed();
         if waited >= Self::LIMIT {
             return Err(GroupError::Other(anyhow::anyhow!(
@@ -91,7 +97,7 @@ impl OpenTransaction {
                  for over {waited:?} (UNSTABLE_OFFSET_COMMIT, KIP-447): the producer that \
                  opened it is stuck; kafka-transactions.sh --bootstrap-server ... list finds it, \
                  and abort ends it",
-                s.topic,
+                topic,
                 s.group
             )));
         }
@@ -114,11 +120,12 @@ impl OpenTransaction {
 async fn committed_once(
     link: &mut CoordinatorLink,
     s: &GroupSettings,
+    topic: &str,
     partitions: &[i32],
 ) -> Result<Fetched, Step> {
     let req = FetchOffsets {
         group: &s.group,
-        topic: &s.topic,
+        topic,
         partitions,
     };
     let ans = link.call(req, s.request_timeout(), "").await?;
@@ -162,12 +169,13 @@ pub(crate) async fn commit(
     link: &mut CoordinatorLink,
     s: &GroupSettings,
     from: &CommitAs,
+    topic: &str,
     offsets: &[(i32, i64)],
 ) -> Result<Result<(), Refusal>, GroupError> {
     let what = format!("committing offsets of --group {}", s.group);
     let mut pacer = Pacer::new(s.connect_timeout);
     loop {
-        match commit_once(link, s, from, offsets).await {
+        match commit_once(link, s, from, topic, offsets).await {
             Ok(v) => return Ok(v),
             Err(step) => pacer.step(&what, step).await?,
         }
@@ -178,6 +186,7 @@ async fn commit_once(
     link: &mut CoordinatorLink,
     s: &GroupSettings,
     from: &CommitAs,
+    topic: &str,
     offsets: &[(i32, i64)],
 ) -> Result<Result<(), Refusal>, Step> {
     let args = CommitArgs {
@@ -185,7 +194,7 @@ async fn commit_once(
         generation_id: from.generation_id,
         member_id: &from.member_id,
         instance_id: s.instance_id.as_deref(),
-        topic: &s.topic,
+        topic,
         offsets,
     };
     let codes = link

@@ -142,6 +142,7 @@ impl Handler {
         for Sent {
             partition,
             offset,
+            lane,
             len,
         } in self.order.drain(..n)
         {
@@ -151,6 +152,7 @@ impl Handler {
                     None => (Verdict::Ok, Vec::new()),
                 };
                 judged.push(Judged {
+                    lane,
                     partition,
                     offset,
                     verdict,

@@ -168,6 +168,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), Some(Bytes::copy_from_slice(v))))
                 .collect(),
             delivery_count: None,
+            lane: crate::record::Lane::Main,
         }
     }
 

@@ -47,13 +47,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::config::{Format, HandlerSpec};
-use crate::record::{OutRecord, Record};
+use crate::record::{Lane, OutRecord, Record};
 
 /// A record sent to the backend and not yet acknowledged.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
     offset: i64,
     partition: i32,
+    lane: Lane,
     /// Bytes of its line.
     len: u32,
 }
@@ -80,6 +81,8 @@ pub use verdict::Verdict;
 /// the record at (partition, offset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judged {
+    /// The topic it was read from (`--retry-delays`: a retry topic).
+    pub lane: Lane,
     pub partition: i32,
     pub offset: i64,
     pub verdict: Verdict,
@@ -118,6 +121,9 @@ pub struct HandlerEnv {
     pub slot: u32,
     pub group: String,
     pub topic: String,
+    /// `--retry-delays`: the retry topics, in order (the json format names
+    /// the topic a record was read from).
+    pub retry_topics: Vec<String>,
     /// The kswarm binary whose hidden `guard` subcommand runs each handler
     /// (see [`guard`]); a worker uses its own (`/proc/self/exe`).
     pub guard_exe: std::path::PathBuf,
@@ -224,8 +230,9 @@ pub struct Handler {
     command: String,
     format: Format,
     max_in_flight: usize,
-    /// The worker's topic (the json format names it).
-    topic: String,
+    /// The worker's topic, then its retry topics (the json format names
+    /// the one a record was read from).
+    topics: Vec<String>,
     /// None after close_input (or when the backend is gone).
     records: Option<mpsc::UnboundedSender<Chunk>>,
     /// Records staged and not yet handed to the backend.
@@ -289,7 +296,9 @@ impl Handler {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let group = child::Group::default();
         let mut task = None;
-        let topic = env.topic.clone();
+        let topics: Vec<String> = std::iter::once(env.topic.clone())
+            .chain(env.retry_topics.iter().cloned())
+            .collect();
         let (mut stdin, mut ack_pipe) = (None, None);
         let lines = Arc::new(OnceLock::new());
         let (kind, command) = match spec {
@@ -333,7 +342,7 @@ impl Handler {
             command,
             format,
             max_in_flight: max_in_flight.max(1),
-            topic,
+            topics,
             records: Some(records_tx),
             staged: Chunk::default(),
             events: events_rx,
@@ -519,6 +528,7 @@ impl Handler {
         );
         if self.per_record && verdicts {
             self.pending.push_back(HandlerEvent::Judged(vec![Judged {
+                lane: r.lane,
                 partition: r.partition,
                 offset: r.offset,
                 verdict: Verdict::Reject("timeout".into()),
@@ -571,13 +581,21 @@ impl Handler {
             )));
         }
         let start = self.staged.bytes.len();
-        format::encode(self.format, &self.topic, record, &mut self.staged.bytes);
+        let topic = match record.lane {
+            Lane::Main => &self.topics[0],
+            Lane::Retry(i) => self
+                .topics
+                .get(usize::from(i) + 1)
+                .unwrap_or(&self.topics[0]),
+        };
+        format::encode(self.format, topic, record, &mut self.staged.bytes);
         let len = self.staged.bytes.len() - start;
         self.staged.ends.push(self.staged.bytes.len());
         self.in_flight_bytes += len;
         self.order.push_back(Sent {
             offset: record.offset,
             partition: record.partition,
+            lane: record.lane,
             len: u32::try_from(len).unwrap_or(u32::MAX),
         });
         Ok(())

@@ -35,6 +35,7 @@ async fn start(spec: HandlerSpec) -> Handler {
         slot: 0,
         group: "g".into(),
         topic: "t".into(),
+        retry_topics: Vec::new(),
         guard_exe: guard_stand_in(),
     };
     Handler::start(&spec, Format::Value, 100, env)
@@ -52,6 +53,7 @@ fn records(partition: i32, offsets: std::ops::Range<i64>) -> Vec<Record> {
             value: Some(Bytes::from(format!("value {offset}"))),
             headers: Vec::new(),
             delivery_count: None,
+            lane: crate::record::Lane::Main,
         })
         .collect()
 }
@@ -189,6 +191,7 @@ async fn a_bad_verdict_fails_the_handler() {
     // The good verdict read with the bad line in one read is not taken:
     // that record is delivered again, as every record not acknowledged.
     let first = Judged {
+        lane: crate::record::Lane::Main,
         partition: 2,
         offset: 10,
         verdict: Verdict::Ok,

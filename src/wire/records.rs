@@ -151,6 +151,7 @@ pub fn decode_fetched(
                     .map(|(k, v)| (k.to_string(), v))
                     .collect(),
                 delivery_count: None,
+                lane: crate::record::Lane::Main,
             });
         }
     }

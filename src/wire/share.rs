@@ -419,6 +419,7 @@ pub fn acquired_records(
             if seen.insert(r.offset, ()).is_none() {
                 let r = Record {
                     delivery_count: Some(c.max(0) as u16),
+                    lane: crate::record::Lane::Main,
                     ..r
                 };
                 out.push((r, c));

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
-use super::dead_letter::{DeadLetters, Outcome};
+use super::copies::{Copies, Outcome, Targets};
 use super::error::{self, WorkerError};
 use super::report::{OutageClock, Reporter};
 use super::shutdown::Shutdown;
@@ -109,7 +109,7 @@ pub(super) struct Feed {
     /// handler's in-flight count, the records it acknowledged.
     pub sent: u64,
     /// `--dead-letter-topic`: the task that writes dead-letter copies.
-    pub dead_letters: Option<DeadLetters>,
+    pub copies: Option<Copies>,
     /// `--handler-memory-max`.
     memory: Option<MemoryLimit>,
     /// `--record-timeout`.
@@ -130,6 +130,12 @@ impl Feed {
                 slot: cfg.slot,
                 group: cfg.consume.group.clone(),
                 topic: cfg.topic.clone(),
+                retry_topics: cfg
+                    .consume
+                    .verdicts
+                    .as_ref()
+                    .map(|v| v.retry_topics(&cfg.topic))
+                    .unwrap_or_default(),
                 guard_exe: "/proc/self/exe".into(),
             },
         )
@@ -151,7 +157,7 @@ impl Feed {
         Ok(Feed {
             handler,
             sent: 0,
-            dead_letters: start_dead_letters(cfg),
+            copies: start_copies(cfg),
             memory: cfg.consume.handler_memory_max.map(MemoryLimit::new),
             record_timeout: cfg.consume.record_timeout,
         })
@@ -234,18 +240,34 @@ impl Feed {
     }
 }
 
-/// `--dead-letter-topic`: the task that writes the copies.
-fn start_dead_letters(cfg: &WorkerConfig) -> Option<DeadLetters> {
+/// `--dead-letter-topic`, `--retry-delays`: the task that writes the copies.
+fn start_copies(cfg: &WorkerConfig) -> Option<Copies> {
     if cfg.consume.output.is_some() {
-        // The copies go into the output transaction instead.
+        // Dead-letter copies go into the output transaction instead (and
+        // --retry-delays does not go with --output-topic).
         return None;
     }
-    let topic = cfg.consume.verdicts.as_ref()?.dead_letter_topic.clone()?;
-    Some(DeadLetters::start(
+    let v = cfg.consume.verdicts.as_ref()?;
+    // Share groups hold a retried record for its delay: no retry topics.
+    let retry: Vec<(String, Duration)> = match cfg.consume.group_protocol {
+        crate::config::GroupProtocol::Share => Vec::new(),
+        _ => v
+            .retry_delays
+            .iter()
+            .map(|d| (d.topic(&cfg.topic), d.delay))
+            .collect(),
+    };
+    if v.dead_letter_topic.is_none() && retry.is_empty() {
+        return None;
+    }
+    Some(Copies::start(
         cfg.connect.clone(),
-        topic,
-        cfg.topic.clone(),
-        cfg.consume.group.clone(),
+        Targets {
+            dead_letter: v.dead_letter_topic.clone(),
+            retry,
+            source: cfg.topic.clone(),
+            group: cfg.consume.group.clone(),
+        },
     ))
 }
 
@@ -257,12 +279,12 @@ async fn pause_unless_stopped(pause: Duration, shutdown: &mut Shutdown) -> bool 
     }
 }
 
-/// The dead-letter task's next outcome (never without the task).
-pub(super) async fn copy_outcome(dl: Option<&mut DeadLetters>) -> Outcome {
+/// The copy task's next outcome (never without the task).
+pub(super) async fn copy_outcome(dl: Option<&mut Copies>) -> Outcome {
     match dl {
         Some(d) => match d.outcomes.recv().await {
             Some(o) => o,
-            None => Outcome::Fatal("the dead-letter task ended".into()),
+            None => Outcome::Fatal("the task that writes copies ended".into()),
         },
         None => std::future::pending().await,
     }

@@ -8,7 +8,7 @@
 //!   acknowledged);
 //! - `core`: what both workers share (the link to the supervisor, the
 //!   outage wait, the stop, the handler's side);
-//! - `cluster`, `fetch`, `positions`, `verdicts`, `dead_letter`, `report`,
+//! - `cluster`, `fetch`, `positions`, `verdicts`, `copies`, `report`,
 //!   `shutdown`: their parts.
 
 use crate::config::{GroupProtocol, WorkerConfig};
@@ -16,8 +16,8 @@ use crate::error::ExitWith;
 
 mod bootstrap;
 mod cluster;
+mod copies;
 mod core;
-mod dead_letter;
 mod error;
 mod fetch;
 mod output;

@@ -2,49 +2,88 @@
 //! to a record, and how far each partition may be committed.
 //!
 //! - `ok`: the record is done.
-//! - `retry`: it goes to the handler again after a pause that doubles with
-//!   each attempt, behind the records sent meanwhile (so a retried record
-//!   leaves its partition's order); after `--max-record-retries` retries the
-//!   next `retry` treats it as rejected.
+//! - `retry`: without `--retry-delays` it goes to the handler again after a
+//!   pause that doubles with each attempt, behind the records sent meanwhile
+//!   (so a retried record leaves its partition's order); after
+//!   `--max-record-retries` retries the next `retry` treats it as rejected.
+//!   With `--retry-delays` it is copied to the retry topic of its next delay
+//!   and is done once the broker has that copy: nothing waits in memory, and
+//!   its partition's commit moves on. After the last delay the next `retry`
+//!   treats it as rejected.
 //! - `reject REASON`: with `--dead-letter-topic` the record goes there, and
 //!   is done once the broker has acknowledged that copy; without one the
 //!   worker stops with a message naming the record (kswarm's behaviour for a
 //!   handler that cannot handle a record: restarts, then exit 1).
 //!
 //! A partition is committed up to its lowest record not done: a record
-//! waiting for a retry or for its dead-letter copy holds the commit back,
-//! so a crash at any point delivers it again and loses nothing.
-//! Attempts are counted per assignment: a record that moves to another
-//! worker starts again at its first attempt.
+//! waiting for a retry or for its copy holds the commit back, so a crash at
+//! any point delivers it again and loses nothing. Attempts are counted per
+//! assignment for in-memory retries (a record that moves to another worker
+//! starts again at its first attempt); a retry topic's record carries the
+//! attempts before it in a header.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::handler::{Judged, Verdict};
-use crate::record::Record;
+use crate::record::{Lane, Record};
 
 /// Pauses before a retried record goes back to the handler: 100 ms doubling to 5 s.
 const RETRY_PAUSE: crate::backoff::Doubling =
     crate::backoff::Doubling::new(Duration::from_millis(100), Duration::from_secs(5));
 
+/// What a `retry` verdict does to a record of one ledger's topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryPath {
+    /// Hand it over again after a doubling pause, up to this many retries.
+    InMemory { max_retries: u32 },
+    /// `--retry-delays`: copy it to the retry topic at `next`; None: this is
+    /// the last retry topic, the delays are spent. `delays`: the flag's
+    /// value, for messages.
+    Topics { next: Option<u8>, delays: String },
+}
+
+impl RetryPath {
+    /// The path of records read from `lane` with `--retry-delays` of these labels.
+    pub fn topics(lane: Lane, labels: &[String]) -> Self {
+        let next = match lane {
+            Lane::Main => 0,
+            Lane::Retry(i) => usize::from(i) + 1,
+        };
+        RetryPath::Topics {
+            next: (next < labels.len()).then_some(next as u8),
+            delays: labels.join(","),
+        }
+    }
+}
+
 /// What the worker must do about a judged record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Produce this copy to the dead-letter topic, then call
-    /// [`Ledger::dead_lettered`].
-    DeadLetter(DeadLetter),
+    /// Produce this copy (to the dead-letter topic or a retry topic), then
+    /// call [`Ledger::copied`].
+    Copy(Reroute),
     /// No dead-letter topic: stop with this message (everything before the
     /// record is committed; it is delivered again after the restart).
     Stop(String),
 }
 
-/// A record on its way to the dead-letter topic.
+/// Where a copy goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dest {
+    DeadLetter,
+    /// The retry topic of `--retry-delays`' delay at this index.
+    Retry(u8),
+}
+
+/// A record on its way to the dead-letter topic or a retry topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
+pub struct Reroute {
     pub record: Record,
     pub reason: String,
-    /// Deliveries to the handler.
+    /// Deliveries to the handler, in every topic so far.
     pub attempts: u32,
+    pub to: Dest,
 }
 
 #[derive(Debug)]
@@ -54,10 +93,10 @@ struct Held {
     attempts: u32,
 }
 
-/// One assignment's records between the handler and the commit.
+/// One assignment's records of one topic between the handler and the commit.
 #[derive(Debug)]
 pub struct Ledger {
-    max_retries: u32,
+    retry: RetryPath,
     dead_letter: bool,
     /// The handler's command, for messages.
     command: String,
@@ -71,9 +110,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(max_retries: u32, dead_letter: bool, command: &str) -> Self {
+    pub fn new(retry: RetryPath, dead_letter: bool, command: &str) -> Self {
         Ledger {
-            max_retries,
+            retry,
             dead_letter,
             command: command.to_string(),
             open: BTreeMap::new(),
@@ -93,7 +132,7 @@ impl Ledger {
                     key,
                     Held {
                         record: r.clone(),
-                        attempts: 1,
+                        attempts: 1 + crate::worker::copies::attempts_before(r),
                     },
                 );
             }
@@ -115,28 +154,44 @@ impl Ledger {
                 self.finish(key);
                 return None;
             }
-            Verdict::Retry if attempts <= self.max_retries => {
-                if let Some(h) = self.held.get(&key) {
-                    let due = now + RETRY_PAUSE.delay(attempts - 1);
-                    self.retries
-                        .insert((due, j.partition, j.offset), h.record.clone());
+            Verdict::Retry => match &self.retry {
+                RetryPath::InMemory { max_retries } if attempts <= *max_retries => {
+                    if let Some(h) = self.held.get(&key) {
+                        let due = now + RETRY_PAUSE.delay(attempts - 1);
+                        self.retries
+                            .insert((due, j.partition, j.offset), h.record.clone());
+                    }
+                    return None;
                 }
-                return None;
-            }
-            Verdict::Retry => format!(
-                "retried {} time(s) (--max-record-retries {}), still `retry`",
-                attempts - 1,
-                self.max_retries
-            ),
+                RetryPath::InMemory { max_retries } => format!(
+                    "retried {} time(s) (--max-record-retries {max_retries}), still `retry`",
+                    attempts - 1,
+                ),
+                RetryPath::Topics {
+                    next: Some(next), ..
+                } => {
+                    return Some(Action::Copy(Reroute {
+                        record: self.held.get(&key)?.record.clone(),
+                        reason: "retry".into(),
+                        attempts,
+                        to: Dest::Retry(*next),
+                    }))
+                }
+                RetryPath::Topics { next: None, delays } => format!(
+                    "retried {} time(s) (--retry-delays {delays}), still `retry`",
+                    attempts - 1,
+                ),
+            },
             Verdict::Reject(r) if r.is_empty() => "rejected by the handler".to_string(),
             Verdict::Reject(r) => r,
         };
         let record = self.held.get(&key)?.record.clone();
         if self.dead_letter {
-            return Some(Action::DeadLetter(DeadLetter {
+            return Some(Action::Copy(Reroute {
                 record,
                 reason,
                 attempts,
+                to: Dest::DeadLetter,
             }));
         }
         Some(Action::Stop(poison_message(
@@ -147,8 +202,8 @@ impl Ledger {
         )))
     }
 
-    /// The broker acknowledged the record's dead-letter copy.
-    pub fn dead_lettered(&mut self, partition: i32, offset: i64) {
+    /// The broker acknowledged the record's copy (dead-letter or retry).
+    pub fn copied(&mut self, partition: i32, offset: i64) {
         self.finish((partition, offset));
     }
 
@@ -240,11 +295,17 @@ mod tests {
             value: Some(bytes::Bytes::from(format!("value-{o}"))),
             headers: vec![],
             delivery_count: None,
+            lane: crate::record::Lane::Main,
         }
+    }
+
+    fn mem(max_retries: u32) -> RetryPath {
+        RetryPath::InMemory { max_retries }
     }
 
     fn j(p: i32, o: i64, v: Verdict) -> Judged {
         Judged {
+            lane: crate::record::Lane::Main,
             partition: p,
             offset: o,
             verdict: v,
@@ -254,7 +315,7 @@ mod tests {
 
     #[test]
     fn ok_records_commit_in_order() {
-        let mut l = Ledger::new(3, true, "h");
+        let mut l = Ledger::new(mem(3), true, "h");
         let now = Instant::now();
         for o in 10..13 {
             l.sent(&rec(0, o));
@@ -270,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_retry_holds_the_commit_back_until_it_is_done() {
-        let mut l = Ledger::new(3, true, "h");
+        let mut l = Ledger::new(mem(3), true, "h");
         let now = Instant::now();
         for o in 0..3 {
             l.sent(&rec(0, o));
@@ -290,7 +351,7 @@ mod tests {
 
     #[test]
     fn the_first_record_open_means_nothing_is_done() {
-        let mut l = Ledger::new(3, true, "h");
+        let mut l = Ledger::new(mem(3), true, "h");
         let now = Instant::now();
         l.sent(&rec(0, 5));
         l.sent(&rec(0, 6));
@@ -301,7 +362,7 @@ mod tests {
 
     #[test]
     fn retries_run_out_into_the_dead_letter_topic() {
-        let mut l = Ledger::new(2, true, "h");
+        let mut l = Ledger::new(mem(2), true, "h");
         let mut now = Instant::now();
         l.sent(&rec(1, 7));
         for attempt in 1..=2 {
@@ -311,29 +372,29 @@ mod tests {
             assert_eq!(r.len(), 1);
             l.sent(&r[0]);
         }
-        let Some(Action::DeadLetter(d)) = l.judged(j(1, 7, Verdict::Retry), now) else {
+        let Some(Action::Copy(d)) = l.judged(j(1, 7, Verdict::Retry), now) else {
             panic!("third retry is one too many")
         };
         assert_eq!(d.attempts, 3);
         assert!(d.reason.contains("retried 2 time(s)"), "{}", d.reason);
         assert_eq!(l.done_through(1), None, "not done before the broker has it");
-        l.dead_lettered(1, 7);
+        l.copied(1, 7);
         assert_eq!(l.done_through(1), Some(7));
     }
 
     #[test]
     fn zero_retries_dead_letters_the_first_retry() {
-        let mut l = Ledger::new(0, true, "h");
+        let mut l = Ledger::new(mem(0), true, "h");
         l.sent(&rec(0, 0));
         assert!(matches!(
             l.judged(j(0, 0, Verdict::Retry), Instant::now()),
-            Some(Action::DeadLetter(_))
+            Some(Action::Copy(_))
         ));
     }
 
     #[test]
     fn a_reject_without_dead_letter_topic_stops_naming_the_record() {
-        let mut l = Ledger::new(3, false, "./h.sh");
+        let mut l = Ledger::new(mem(3), false, "./h.sh");
         l.sent(&rec(3, 42));
         let Some(Action::Stop(m)) =
             l.judged(j(3, 42, Verdict::Reject("bad json".into())), Instant::now())
@@ -349,7 +410,7 @@ mod tests {
         ] {
             assert!(m.contains(want), "{want}: {m}");
         }
-        let Some(Action::DeadLetter(d)) = Ledger::new(3, true, "h").tap_reject() else {
+        let Some(Action::Copy(d)) = Ledger::new(mem(3), true, "h").tap_reject() else {
             panic!()
         };
         assert_eq!(d.reason, "rejected by the handler");
@@ -364,15 +425,15 @@ mod tests {
 
     #[test]
     fn a_record_of_another_generation_moves_nothing() {
-        let mut l = Ledger::new(3, true, "h");
-        l.dead_lettered(0, 50);
+        let mut l = Ledger::new(mem(3), true, "h");
+        l.copied(0, 50);
         l.judged(j(0, 51, Verdict::Ok), Instant::now());
         assert_eq!(l.done_through(0), None);
     }
 
     #[test]
     fn partitions_are_apart() {
-        let mut l = Ledger::new(3, true, "h");
+        let mut l = Ledger::new(mem(3), true, "h");
         let now = Instant::now();
         l.sent(&rec(0, 0));
         l.sent(&rec(1, 0));
@@ -390,5 +451,81 @@ mod tests {
         assert_eq!(first_bytes(Some(b"a\nb")), "\"a\\nb\"");
         let long = vec![b'y'; 100];
         assert!(first_bytes(Some(&long)).ends_with("\"..."));
+    }
+
+    fn topics(lane: Lane) -> RetryPath {
+        RetryPath::topics(lane, &["1s".to_string(), "3s".to_string()])
+    }
+
+    #[test]
+    fn with_retry_topics_a_retry_is_a_copy_and_holds_nothing_in_memory() {
+        let mut l = Ledger::new(topics(Lane::Main), true, "h");
+        let now = Instant::now();
+        for o in 0..3 {
+            l.sent(&rec(0, o));
+        }
+        let Some(Action::Copy(c)) = l.judged(j(0, 1, Verdict::Retry), now) else {
+            panic!("a retry is copied to the first retry topic")
+        };
+        assert_eq!(
+            (c.to, c.attempts, c.reason.as_str()),
+            (Dest::Retry(0), 1, "retry")
+        );
+        assert_eq!(l.next_retry(), None, "nothing waits in memory");
+        l.judged(j(0, 0, Verdict::Ok), now);
+        l.judged(j(0, 2, Verdict::Ok), now);
+        assert_eq!(l.done_through(0), Some(0), "1 waits for its copy");
+        l.copied(0, 1);
+        assert_eq!(
+            l.done_through(0),
+            Some(2),
+            "the copy done, the partition moves on"
+        );
+    }
+
+    #[test]
+    fn the_last_retry_topic_dead_letters_with_the_attempts_of_every_topic() {
+        let mut l = Ledger::new(topics(Lane::Retry(1)), true, "h");
+        let mut r = rec(0, 4);
+        r.lane = Lane::Retry(1);
+        r.headers = vec![(
+            crate::worker::copies::HEADER_ATTEMPTS.into(),
+            Some(bytes::Bytes::from_static(b"2")),
+        )];
+        l.sent(&r);
+        let Some(Action::Copy(c)) = l.judged(j(0, 4, Verdict::Retry), Instant::now()) else {
+            panic!()
+        };
+        assert_eq!(c.to, Dest::DeadLetter);
+        assert_eq!(c.attempts, 3, "two deliveries before, this one");
+        assert!(c.reason.contains("--retry-delays 1s,3s"), "{}", c.reason);
+        // Without a dead-letter topic the worker stops on it, naming it.
+        let mut l = Ledger::new(topics(Lane::Retry(1)), false, "./h");
+        l.sent(&r);
+        let Some(Action::Stop(m)) = l.judged(j(0, 4, Verdict::Retry), Instant::now()) else {
+            panic!()
+        };
+        assert!(
+            m.contains("offset 4") && m.contains("--retry-delays"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_middle_retry_topic_copies_on_to_the_next() {
+        let mut l = Ledger::new(topics(Lane::Retry(0)), false, "h");
+        let mut r = rec(1, 9);
+        r.lane = Lane::Retry(0);
+        l.sent(&r);
+        let Some(Action::Copy(c)) = l.judged(j(1, 9, Verdict::Retry), Instant::now()) else {
+            panic!()
+        };
+        assert_eq!(c.to, Dest::Retry(1));
+        // A reject in a retry topic goes nowhere but the stop, as in the topic.
+        l.sent(&rec(1, 10));
+        assert!(matches!(
+            l.judged(j(1, 10, Verdict::Reject("bad".into())), Instant::now()),
+            Some(Action::Stop(_))
+        ));
     }
 }

@@ -14,14 +14,17 @@ use tracing::warn;
 use super::{group_error, GenerationEnd, Worker};
 use crate::group::GroupError;
 use crate::handler::{HandlerEvent, Refused};
+use crate::record::Lane;
 use crate::record::Record;
 use crate::report::Report;
+use crate::worker::copies::Outcome;
 use crate::worker::core::{self, ALIVE_EVERY, CHUNK_BYTES};
-use crate::worker::dead_letter::Outcome;
 use crate::worker::error::{Result, WorkerError};
 use crate::worker::fetch::{fetch_loop, FetchSettings, Fetched, FETCH_QUEUE};
 use crate::worker::positions::Positions;
-use crate::worker::verdicts::Ledger;
+use crate::worker::verdicts::{Ledger, RetryPath};
+
+use super::retry_lanes;
 
 /// A fetched batch the handler has taken only part of so far.
 struct Pending {
@@ -68,14 +71,14 @@ pub(super) enum Drained {
 
 impl Worker {
     pub(super) async fn consume_generation(&mut self, owned: &[i32]) -> Result<GenerationEnd> {
-        let Some(positions) = self.start_offsets(owned).await? else {
+        let Some(starts) = self.start_offsets(owned).await? else {
             return Ok(if self.core.shutdown.is_shutdown() {
                 GenerationEnd::Shutdown
             } else {
                 GenerationEnd::Rebalance
             });
         };
-        let mut gen = self.start_generation(owned, positions);
+        let mut gen = self.start_generation(owned, starts);
         // One loop for everything, so that a handler with a backlog never
         // keeps the worker from committing, reporting or noticing a
         // rebalance: the pending batch is handed over as the handler makes room.
@@ -92,7 +95,7 @@ impl Worker {
                     Some(GenerationEnd::Rebalance)
                 }
                 _ = retry_due(self.ledger.as_ref()) => None,
-                outcome = core::copy_outcome(self.feed.dead_letters.as_mut()) => {
+                outcome = core::copy_outcome(self.feed.copies.as_mut()) => {
                     self.copy_outcome(&mut gen, outcome).await?;
                     None
                 }
@@ -111,17 +114,31 @@ impl Worker {
                     self.fetched(&mut gen, fetched).await?;
                     None
                 }
+                // --retry-delays: records of the retry topics, held until due.
+                ev = retry_lanes::next_event(&mut self.lanes) => {
+                    if let retry_lanes::LaneEvent::Fetched(lane, fetched) = ev {
+                        self.lane_fetched(&mut gen, lane, fetched).await?;
+                    }
+                    None
+                }
             };
             if let Some(end) = end {
                 break end;
             }
         };
         gen.stop_fetchers();
-        self.end_generation(&mut gen.positions, end).await
+        self.stop_lanes();
+        let end = self.end_generation(&mut gen.positions, end).await;
+        self.lanes.clear();
+        end
     }
 
     /// Start fetching where each partition stands, and a ledger of verdicts.
-    fn start_generation(&mut self, owned: &[i32], positions: Positions) -> Generation {
+    fn start_generation(&mut self, owned: &[i32], starts: super::Starts) -> Generation {
+        let super::Starts {
+            positions,
+            lanes: lane_starts,
+        } = starts;
         let (tx, rx) = mpsc::channel::<Fetched>(FETCH_QUEUE);
         let starts: Vec<(i32, i64)> = positions.starts().collect();
         let high_watermarks = starts
@@ -151,13 +168,32 @@ impl Worker {
         for (p, c) in positions.committed_offsets() {
             self.committed_at.insert(p, c);
         }
+        let command = match &cfg.consume.handler {
+            crate::config::HandlerSpec::Exec(c) => c.as_str(),
+            _ => "",
+        };
         self.ledger = cfg.consume.verdicts.as_ref().map(|v| {
-            let command = match &cfg.consume.handler {
-                crate::config::HandlerSpec::Exec(c) => c.as_str(),
-                _ => "",
+            let retry = if v.retry_delays.is_empty() {
+                RetryPath::InMemory {
+                    max_retries: v.max_retries,
+                }
+            } else {
+                RetryPath::topics(Lane::Main, &labels(v))
             };
-            Ledger::new(v.max_retries, v.dead_letter_topic.is_some(), command)
+            Ledger::new(retry, v.dead_letter_topic.is_some(), command)
         });
+        if let Some(v) = &cfg.consume.verdicts {
+            let dead_letter = v.dead_letter_topic.is_some();
+            self.lanes = self
+                .retry_topics
+                .iter()
+                .zip(lane_starts)
+                .map(|(t, positions)| {
+                    let ledger = retry_lanes::ledger(t.index, &labels(v), dead_letter, command);
+                    t.start(positions, ledger, settings)
+                })
+                .collect();
+        }
         Generation {
             owned: owned.to_vec(),
             positions,
@@ -177,13 +213,25 @@ impl Worker {
     fn hand_over(&mut self, gen: &mut Generation) -> Option<GenerationEnd> {
         if let Some(ledger) = self.ledger.as_mut() {
             gen.again.extend(ledger.due_retries(Instant::now()));
-            if !gen.again.is_empty() {
-                let offered = self.feed.handler.offer(&gen.again, CHUNK_BYTES);
-                for r in gen.again.drain(..offered.taken) {
+        }
+        if !self.lanes.is_empty() {
+            let now = retry_lanes::now_ms();
+            for lane in &mut self.lanes {
+                lane.take_due(now, &mut gen.again);
+            }
+        }
+        if !gen.again.is_empty() {
+            let offered = self.feed.handler.offer(&gen.again, CHUNK_BYTES);
+            for r in gen.again.drain(..offered.taken) {
+                let ledger = match r.lane {
+                    Lane::Main => self.ledger.as_mut(),
+                    Lane::Retry(i) => self.lanes.get_mut(usize::from(i)).map(|l| &mut l.ledger),
+                };
+                if let Some(ledger) = ledger {
                     ledger.sent(&r);
                 }
-                self.feed.sent += offered.taken as u64;
             }
+            self.feed.sent += offered.taken as u64;
         }
         let p = gen.pending.as_mut().filter(|_| gen.again.is_empty())?;
         let offered = self.feed.handler.offer(&p.records[p.next..], CHUNK_BYTES);
@@ -323,6 +371,29 @@ impl Worker {
         Ok(())
     }
 
+    /// A retry topic's next answer (or why fetching it cannot go on).
+    async fn lane_fetched(
+        &mut self,
+        gen: &mut Generation,
+        lane: usize,
+        fetched: Option<Fetched>,
+    ) -> Result<()> {
+        if let Err(why) = self.lanes[lane].fetched(fetched) {
+            gen.stop_fetchers();
+            self.stop_lanes();
+            self.commit_or_warn(&mut gen.positions, "before stopping")
+                .await;
+            return Err(WorkerError::Config(why));
+        }
+        Ok(())
+    }
+
+    fn stop_lanes(&mut self) {
+        for lane in &mut self.lanes {
+            lane.stop_fetching();
+        }
+    }
+
     /// The generation ends: everything already handed to the handler must
     /// be acknowledged before we commit and let another member take the
     /// partitions. A rebalance waits for us only up to the rebalance
@@ -368,6 +439,9 @@ impl Worker {
             // committed: what this generation could not commit is handled
             // again, never carried.
             positions.carry_into(&mut self.carried);
+            for (lane, topic) in self.lanes.iter().zip(self.retry_topics.iter_mut()) {
+                lane.positions.carry_into(&mut topic.carried);
+            }
         }
         Ok(end)
     }
@@ -413,7 +487,7 @@ impl Worker {
                 return Drained::All;
             }
             tokio::select! {
-                outcome = core::copy_outcome(self.feed.dead_letters.as_mut()), if self.copies_pending > 0 => {
+                outcome = core::copy_outcome(self.feed.copies.as_mut()), if self.copies_pending > 0 => {
                     if let Err(why) = self.copy_written(outcome, positions) {
                         return Drained::Failed(why);
                     }
@@ -464,6 +538,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// The labels of `--retry-delays`, in order.
+fn labels(v: &crate::config::VerdictConfig) -> Vec<String> {
+    v.retry_delays.iter().map(|d| d.label.clone()).collect()
 }
 
 /// Resolves when the ledger's next retry comes due (never without one).

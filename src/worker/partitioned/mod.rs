@@ -21,7 +21,10 @@ use super::verdicts::Ledger;
 
 mod generation;
 mod pipeline;
+mod retry_lanes;
 mod settle;
+
+use retry_lanes::{LaneRun, RetryTopic};
 
 /// Why a generation's consume loop ended.
 enum GenerationEnd {
@@ -61,11 +64,18 @@ struct Worker {
     verdict_counts: crate::metrics::VerdictCounts,
     /// `--output-topic`: the transactional producer.
     output: Option<crate::worker::output::Output>,
+    /// `--retry-delays`: the retry topics, in order.
+    retry_topics: Vec<RetryTopic>,
+    /// `--retry-delays`: this generation's reading of each retry topic.
+    lanes: Vec<LaneRun>,
 }
 
 pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
     let mut core = Core::open(cfg)?;
     let Some((cluster, member)) = connect(&mut core).await? else {
+        return Ok(());
+    };
+    let Some(retry_topics) = connect_retry_topics(&mut core).await? else {
         return Ok(());
     };
     let feed = match Feed::start(&core.cfg, core.cfg.consume.verdicts.is_some()).await {
@@ -89,6 +99,8 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
         copies_pending: 0,
         verdict_counts: Default::default(),
         output,
+        retry_topics,
+        lanes: Vec::new(),
     };
     let result = worker.consume().await;
     match result {
@@ -101,27 +113,10 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
 /// the brokers may be down when we start (an outage, a restart of the whole
 /// cluster). None: a stop signal came first.
 async fn connect(core: &mut Core) -> Result<Option<(Cluster, Member)>> {
-    let cfg = &core.cfg;
-    let mut cluster = Cluster::new(
-        &cfg.topic,
-        &cfg.connect.brokers,
-        &crate::group_size::client_id(cfg.slot, cfg.host_workers, &cfg.host_id),
-        cfg.connect.connect_timeout,
-    );
-    loop {
-        let started = Instant::now();
-        match cluster.refresh().await {
-            Ok(()) => break,
-            Err(e @ ClusterError::Fatal(_)) => {
-                return Err(core.fatal(WorkerError::Config(format!("{e:#}"))))
-            }
-            Err(e) => {
-                if !core.wait_out(&e, started).await {
-                    return Ok(None);
-                }
-            }
-        }
-    }
+    let topic = core.cfg.topic.clone();
+    let Some(cluster) = connect_cluster(core, &topic).await? else {
+        return Ok(None);
+    };
     let mut member = loop {
         let started = Instant::now();
         match Member::connect(GroupSettings::from_worker(&core.cfg)).await {
@@ -155,6 +150,54 @@ async fn connect(core: &mut Core) -> Result<Option<(Cluster, Member)>> {
         });
     }
     Ok(Some((cluster, member)))
+}
+
+/// The leaders of `topic`, waiting out outages. None: a stop signal came first.
+async fn connect_cluster(core: &mut Core, topic: &str) -> Result<Option<Cluster>> {
+    let cfg = &core.cfg;
+    let mut cluster = Cluster::new(
+        topic,
+        &cfg.connect.brokers,
+        &crate::group_size::client_id(cfg.slot, cfg.host_workers, &cfg.host_id),
+        cfg.connect.connect_timeout,
+    );
+    loop {
+        let started = Instant::now();
+        match cluster.refresh().await {
+            Ok(()) => return Ok(Some(cluster)),
+            Err(e @ ClusterError::Fatal(_)) => {
+                return Err(core.fatal(WorkerError::Config(format!("{e:#}"))))
+            }
+            Err(e) => {
+                if !core.wait_out(&e, started).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// `--retry-delays`: the leaders of each retry topic. None: a stop signal
+/// came first.
+async fn connect_retry_topics(core: &mut Core) -> Result<Option<Vec<RetryTopic>>> {
+    let delays = match &core.cfg.consume.verdicts {
+        Some(v) => v.retry_delays.clone(),
+        None => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (index, d) in delays.iter().enumerate() {
+        let topic = d.topic(&core.cfg.topic);
+        let Some(cluster) = connect_cluster(core, &topic).await? else {
+            return Ok(None);
+        };
+        out.push(RetryTopic {
+            index: index as u8,
+            delay: d.delay,
+            cluster,
+            carried: BTreeMap::new(),
+        });
+    }
+    Ok(Some(out))
 }
 
 impl Worker {
@@ -250,10 +293,11 @@ impl Worker {
         Ok(())
     }
 
-    /// Where each owned partition starts: its committed offset, or --from.
+    /// Where each owned partition starts: its committed offset, or --from;
+    /// and where the retry topics' partitions that go with them start.
     /// Waits out broker outages; None if the group rebalanced or a stop
     /// signal came meanwhile.
-    async fn start_offsets(&mut self, owned: &[i32]) -> Result<Option<Positions>> {
+    async fn start_offsets(&mut self, owned: &[i32]) -> Result<Option<Starts>> {
         let mut stop = self.core.shutdown.clone();
         loop {
             let started = Instant::now();
@@ -291,7 +335,7 @@ impl Worker {
     async fn try_start_offsets(
         &mut self,
         owned: &[i32],
-    ) -> std::result::Result<Positions, StartError> {
+    ) -> std::result::Result<Starts, StartError> {
         let broker: BTreeMap<i32, Option<i64>> = (self.member.committed(owned).await)
             .map_err(StartError::Group)?
             .into_iter()
@@ -307,7 +351,11 @@ impl Worker {
                 positions.start_at(p, start);
             }
         }
-        Ok(positions)
+        let mut lanes = Vec::with_capacity(self.retry_topics.len());
+        for t in &mut self.retry_topics {
+            lanes.push(t.positions(&mut self.member, owned).await?);
+        }
+        Ok(Starts { positions, lanes })
     }
 
     /// The statistics `--metrics-addr` shows, to the supervisor.
@@ -334,6 +382,13 @@ fn group_error(e: GroupError) -> WorkerError {
         GroupError::Rebalance => WorkerError::Other(e.into()),
         GroupError::Other(e) => WorkerError::Other(e),
     }
+}
+
+/// Where a generation starts: the owned partitions, and the partitions of
+/// each retry topic that go with them.
+struct Starts {
+    positions: Positions,
+    lanes: Vec<Positions>,
 }
 
 /// Why the start offsets could not be read.

@@ -10,7 +10,7 @@ use crate::record::OutRecord;
 use crate::wire::txn::GroupMetadata;
 use crate::worker::error::WorkerError;
 use crate::worker::output::{Output, OutputSettings, TxnError};
-use crate::worker::verdicts::DeadLetter;
+use crate::worker::verdicts::Reroute;
 
 /// The worker's transactional producer, if `--output-topic` is set.
 pub(super) async fn start_output(cfg: &WorkerConfig) -> Result<Option<Output>, WorkerError> {
@@ -72,14 +72,15 @@ impl Worker {
 
     /// `--output-topic`: a dead-letter copy goes into the open transaction
     /// (so its original counts as done at once). False without output.
-    pub(super) async fn dead_letter_in_txn(&mut self, d: &DeadLetter) -> Result<bool, WorkerError> {
+    pub(super) async fn dead_letter_in_txn(&mut self, d: &Reroute) -> Result<bool, WorkerError> {
         let Some(out) = self.output.as_mut() else {
             return Ok(false);
         };
-        let copy = crate::worker::dead_letter::copy_of(
+        let copy = crate::worker::copies::copy_of(
             d,
             &self.core.cfg.topic,
             &self.core.cfg.consume.group,
+            None,
         );
         let record = OutRecord {
             key: copy.key.map(Into::into),

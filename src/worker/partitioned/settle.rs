@@ -10,11 +10,12 @@ use tracing::{debug, warn};
 use super::Worker;
 use crate::group::GroupError;
 use crate::handler::Judged;
-use crate::worker::dead_letter::Outcome;
+use crate::record::Lane;
+use crate::worker::copies::Outcome;
 use crate::worker::error::WorkerError;
 use crate::worker::output::TxnError;
 use crate::worker::positions::Positions;
-use crate::worker::verdicts::{Action, DeadLetter};
+use crate::worker::verdicts::{Action, Dest, Ledger, Reroute};
 
 impl Worker {
     /// `--verdicts`: apply the handler's verdicts; move the commit position
@@ -39,13 +40,13 @@ impl Worker {
             if self.dead_letter_in_txn(&d).await? {
                 // In the same transaction as the offsets: done now.
                 self.verdict_counts.dead_lettered += 1;
-                if let Some(ledger) = self.ledger.as_mut() {
-                    ledger.dead_lettered(d.record.partition, d.record.offset);
+                if let Some((ledger, positions)) = self.books(d.record.lane, positions) {
+                    ledger.copied(d.record.partition, d.record.offset);
                     if let Some(done) = ledger.done_through(d.record.partition) {
                         positions.acked(d.record.partition, done);
                     }
                 }
-            } else if let Some(dl) = self.feed.dead_letters.as_ref() {
+            } else if let Some(dl) = self.feed.copies.as_ref() {
                 dl.send(d);
                 self.copies_pending += 1;
             }
@@ -53,35 +54,54 @@ impl Worker {
         Ok(stop)
     }
 
-    /// The verdicts into the ledger; the dead-letter copies they call for
-    /// into `copies`. Some: a record the worker must stop on.
+    /// The ledger and positions of records read from `lane` (the topic's:
+    /// this generation's `positions`; a retry topic's: its own).
+    fn books<'a>(
+        &'a mut self,
+        lane: Lane,
+        positions: &'a mut Positions,
+    ) -> Option<(&'a mut Ledger, &'a mut Positions)> {
+        match lane {
+            Lane::Main => Some((self.ledger.as_mut()?, positions)),
+            Lane::Retry(i) => self
+                .lanes
+                .get_mut(usize::from(i))
+                .map(|l| (&mut l.ledger, &mut l.positions)),
+        }
+    }
+
+    /// The verdicts into the ledgers; the copies they call for into
+    /// `copies`. Some: a record the worker must stop on.
     fn apply_verdicts(
         &mut self,
         judged: Vec<Judged>,
         positions: &mut Positions,
-        copies: &mut Vec<DeadLetter>,
+        copies: &mut Vec<Reroute>,
     ) -> Option<String> {
-        let ledger = self.ledger.as_mut()?;
         let now = Instant::now();
         let mut stop = None;
-        let mut touched: Vec<i32> = Vec::new();
+        let mut touched: Vec<(Lane, i32)> = Vec::new();
         for j in judged {
-            if !touched.contains(&j.partition) {
-                touched.push(j.partition);
+            if !touched.contains(&(j.lane, j.partition)) {
+                touched.push((j.lane, j.partition));
             }
             match j.verdict {
                 crate::handler::Verdict::Ok => {}
                 crate::handler::Verdict::Retry => self.verdict_counts.retried += 1,
                 crate::handler::Verdict::Reject(_) => self.verdict_counts.rejected += 1,
             }
+            let slot = self.core.cfg.slot;
+            let (ledger, _) = self.books(j.lane, positions)?;
             match ledger.judged(j, now) {
                 None => {}
-                Some(Action::DeadLetter(d)) => {
-                    warn!(
-                        slot = self.core.cfg.slot,
-                        "the record at partition {} offset {} goes to the dead-letter topic: {} ({} attempt(s))",
-                        d.record.partition, d.record.offset, d.reason, d.attempts
-                    );
+                Some(Action::Copy(d)) => {
+                    if d.to == Dest::DeadLetter {
+                        warn!(
+                            slot,
+                            "the record at partition {} offset {} goes to the dead-letter topic: {} ({} attempt(s))",
+                            d.record.partition, d.record.offset, d.reason, d.attempts
+                        );
+                    }
                     copies.push(d);
                 }
                 Some(Action::Stop(msg)) => {
@@ -89,9 +109,11 @@ impl Worker {
                 }
             }
         }
-        for p in touched {
-            if let Some(o) = ledger.done_through(p) {
-                positions.acked(p, o);
+        for (lane, p) in touched {
+            if let Some((ledger, positions)) = self.books(lane, positions) {
+                if let Some(o) = ledger.done_through(p) {
+                    positions.acked(p, o);
+                }
             }
         }
         stop
@@ -105,11 +127,13 @@ impl Worker {
         positions: &mut Positions,
     ) -> Result<(), String> {
         match outcome {
-            Outcome::Written(p, o) => {
+            Outcome::Written(dest, lane, p, o) => {
                 self.copies_pending = self.copies_pending.saturating_sub(1);
-                self.verdict_counts.dead_lettered += 1;
-                if let Some(ledger) = self.ledger.as_mut() {
-                    ledger.dead_lettered(p, o);
+                if dest == Dest::DeadLetter {
+                    self.verdict_counts.dead_lettered += 1;
+                }
+                if let Some((ledger, positions)) = self.books(lane, positions) {
+                    ledger.copied(p, o);
                     if let Some(done) = ledger.done_through(p) {
                         positions.acked(p, done);
                     }
@@ -143,6 +167,16 @@ impl Worker {
             out.abort("the handler cannot be trusted").await;
             return;
         }
+        for i in 0..self.lanes.len() {
+            let back = self.lanes[i].positions.take_back();
+            let topic = self.retry_topics[i].cluster.topic().to_string();
+            if let Err(e) = self.member.commit_in(&topic, &back).await {
+                tracing::error!(
+                    slot = self.core.cfg.slot,
+                    "could not take back the commits of retry topic {topic} ({e}); records acknowledged by the untrustworthy handler may be lost: {back:?} (partition, offset) were the offsets to restore"
+                );
+            }
+        }
         let back = positions.take_back();
         if back.is_empty() {
             return;
@@ -174,12 +208,26 @@ impl Worker {
         } else if !due.is_empty() {
             self.member.commit(&due).await?;
         }
+        self.commit_lanes().await?;
         if due.is_empty() {
             return Ok(());
         }
         positions.committed(&due);
         self.committed_at.extend(due.iter().copied());
         debug!(slot = self.core.cfg.slot, "committed");
+        Ok(())
+    }
+
+    /// `--retry-delays`: commit what was done of each retry topic.
+    async fn commit_lanes(&mut self) -> Result<(), GroupError> {
+        for (lane, topic) in self.lanes.iter_mut().zip(&self.retry_topics) {
+            let due = lane.positions.due();
+            if due.is_empty() {
+                continue;
+            }
+            self.member.commit_in(topic.cluster.topic(), &due).await?;
+            lane.positions.committed(&due);
+        }
         Ok(())
     }
 }

@@ -31,10 +31,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::cluster::{Cluster, ClusterError};
+use super::copies::Outcome;
 use super::core::{self, Core, Feed, ALIVE_EVERY, CHUNK_BYTES};
-use super::dead_letter::Outcome;
 use super::error::{Result, WorkerError};
-use super::verdicts::DeadLetter;
+use super::verdicts::{Dest, Reroute};
 use crate::config::{StartFrom, WorkerConfig};
 use crate::group::share::{unsupported_message, ShareMember, ShareState};
 use crate::group::streak::{share_error_limit, ErrorStreaks};
@@ -313,7 +313,7 @@ impl ShareWorker {
                     self.stop_with(End::Stop(StopCause::Signal), self.drain_deadline(), true).await;
                 }
                 ev = self.feed.handler.next_event(), if !self.handler_done => self.handler_event(ev).await,
-                outcome = core::copy_outcome(self.feed.dead_letters.as_mut()), if !self.copies.is_empty() => {
+                outcome = core::copy_outcome(self.feed.copies.as_mut()), if !self.copies.is_empty() => {
                     self.copy_outcome(outcome).await;
                 }
                 _ = sleep_until(deadline), if stopping && self.handler_done && !self.copies.is_empty() => {
@@ -418,7 +418,7 @@ impl ShareWorker {
     /// failed for good.
     async fn copy_outcome(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Written(p, o) => {
+            Outcome::Written(_, _, p, o) => {
                 if self.copies.remove(&(p, o)) {
                     self.dead_lettered += 1;
                     self.ack(p, o, AckType::Reject);
@@ -578,7 +578,7 @@ impl ShareWorker {
     /// Hand queued records to the handler as far as it has room. A record it
     /// refuses (a newline in a value under --format value) is REJECTed.
     fn offer(&mut self) -> Option<WorkerError> {
-        let keep = self.feed.dead_letters.is_some();
+        let keep = self.feed.copies.is_some();
         while !self.queue.is_empty() {
             let offered = self
                 .feed
@@ -681,14 +681,15 @@ impl ShareWorker {
             Verdict::Reject(r) => r,
         };
         self.rejected += 1;
-        match (self.feed.dead_letters.as_ref(), record) {
+        match (self.feed.copies.as_ref(), record) {
             (Some(dl), Some(record)) => {
                 self.counts.remove(&(partition, offset));
                 self.copies.insert((partition, offset));
-                dl.send(DeadLetter {
+                dl.send(Reroute {
                     record,
                     reason,
                     attempts: deliveries,
+                    to: Dest::DeadLetter,
                 });
             }
             _ => {

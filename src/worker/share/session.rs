@@ -448,6 +448,7 @@ mod tests {
             value: None,
             headers: Vec::new(),
             delivery_count: Some(1),
+            lane: crate::record::Lane::Main,
         };
         r.records.push((rec, 1));
         assert_eq!(fetch_answer(&r), Answer::Good(ShareRequest::Fetch));
