@@ -189,25 +189,37 @@ def one_topic(compression, partitions, names):
     return out
 
 
+def whole(r):
+    """Median over the runs of launch -> last record (start-up + records / rate), s: the whole read, the group's
+    join and a runtime's start included. records/s counts from the first record to the last, which flatters a
+    client that fetches much of the topic before it hands out its first record (franz-go on 64 partitions)."""
+    vals = [s + r["n"] / x for s, x in zip(r.get("startups") or [], r.get("rates") or []) if s is not None and x]
+    return statistics.median(vals) if vals else None
+
+
+def f1(x, nd=1):
+    return "–" if x is None else f"{x:,.{nd}f}"
+
+
 def cell(r, key, nd):
     if key == "rate" and not r.get("complete", True):
-        return f"{H.f1(r.get(key), nd)} (incomplete: {r['n']:,} records)"
-    return H.f1(r.get(key), nd)
+        return f"{f1(r.get(key), nd)} (incomplete: {r['n']:,} records)"
+    return f1(r.get(key), nd)
 
 
 def table(rows, names, lab, first_col):
-    md = [f"| {first_col} | contender | records/s | CPU µs per record | peak RSS per process MiB | "
-          f"broker CPU µs per record |", "|---:|---|---:|---:|---:|---:|"]
+    md = [f"| {first_col} | contender | records/s | launch → last record s | CPU µs per record | "
+          f"peak RSS per process MiB | broker CPU µs per record |", "|---:|---|---:|---:|---:|---:|---:|"]
     for row in rows:
         if row["error"]:
-            md.append(f"| {row[first_col]} | (failed: {row['error']}) | | | | |")
+            md.append(f"| {row[first_col]} | (failed: {row['error']}) | | | | | |")
             continue
         for name in names:
             r = row["results"].get(name)
             if r is None:
                 continue
-            md.append(f"| {row[first_col]:,} | {lab[name]} | {cell(r, 'rate', 0)} | {cell(r, 'cpu_per_m', 2)} | "
-                      f"{cell(r, 'rss', 1)} | {cell(r, 'broker_per_m', 2)} |")
+            md.append(f"| {row[first_col]:,} | {lab[name]} | {cell(r, 'rate', 0)} | {f1(whole(r), 2)} | "
+                      f"{cell(r, 'cpu_per_m', 2)} | {cell(r, 'rss', 1)} | {cell(r, 'broker_per_m', 2)} |")
     return md
 
 
@@ -225,6 +237,10 @@ def ratios(row, lab, kswarm, peers):
     if cpu and k.get("cpu_per_m"):
         c, p = min(cpu)
         lines.append(f"CPU per record {k['cpu_per_m'] / c:.2f}x the leanest peer ({p}, {c:.2f} µs)")
+    wh = [(whole(res[p]), p) for p in peers if p in res and whole(res[p])]
+    if wh and whole(k):
+        w, p = min(wh)
+        lines.append(f"launch → last record {whole(k):.2f} s against {w:.2f} s ({p})")
     for ceil in CEILINGS:
         if ceil in res and res[ceil].get("rate") and k.get("rate"):
             lines.append(f"{k['rate'] / res[ceil]['rate']:.2f}x the {ceil} ceiling's records/s")
@@ -236,18 +252,58 @@ def per_run(row, names):
     parts = []
     for name in names:
         if name in res:
-            rates = ", ".join(H.f1(x, 0) for x in res[name]["rates"])
-            cpus = ", ".join(H.f1(x, 2) for x in res[name]["cpus"])
+            rates = ", ".join(f1(x, 0) for x in res[name]["rates"])
+            cpus = ", ".join(f1(x, 2) for x in res[name]["cpus"])
             parts.append(f"{name}: {rates} records/s; {cpus} µs")
     return "; ".join(parts)
 
 
-def header(title, date, load, load_after, broker, extra):
+def header(title, d, extra):
     return [f"### {title}", "",
-            f"{date}; machine: nproc {os.cpu_count()}, {H.cpu_model()}; load (1, 5, 15 min) before {load}, "
-            f"after {load_after}.  ",
-            f"Broker: {broker.describe()}.  ",
-            f"Command: `{H.COMMAND}`; {extra}", ""]
+            f"{d['date']}; machine: {d.get('machine', '?')}; load (`uptime`: 1, 5, 15 min) before {d['load']}, "
+            f"after {d['load_after']}.  ",
+            f"Broker: {d.get('broker', '?')}.  ",
+            f"Command: `{d['command']}`; {extra}", ""]
+
+
+def render_strong(d):
+    """The markdown of one BENCH_ONLY=strong report from its JSON (also: strong.py render FILE.json)."""
+    names, lab, rows = list(d["labels"]), d["labels"], d["rows"]
+    peers = [n for n in names if n not in CEILINGS and not n.startswith("kswarm")]
+    counts = [r["partitions"] for r in rows]
+    comp = d["compression"]
+    md = header(f"Stronger peers, {comp} topic (Apache Kafka)", d,
+                f"{d['records']:,} records of 200 bytes per topic, written by `kswarm produce --compression {comp}` "
+                f"in batches of up to 1,000 records; partitions {', '.join(str(c) for c in counts)}; median of "
+                f"{d.get('repeats', 3)} interleaved runs.")
+    md += table(rows, names, lab, "partitions")
+    md.append("")
+    for row in rows:
+        if not row["error"]:
+            md.append(f"- {row['partitions']} partitions: kswarm " + "; ".join(ratios(row, lab, "kswarm-value",
+                                                                                       peers)))
+    for row in rows:
+        if not row["error"]:
+            md.append(f"- per run, {row['partitions']} partitions: {per_run(row, names)}")
+    return md
+
+
+def render_share(d):
+    names, lab, row = list(d["labels"]), d["labels"], d["row"]
+    md = header("Share groups, no handler work (Apache Kafka)", d,
+                f"{d['records']:,} records of 200 bytes, 2 partitions, written by `kswarm produce` in batches of "
+                f"1,000 records; median of {d.get('repeats', 3)} interleaved runs, a fresh group each.")
+    md += table([row], names, lab, "partitions")
+    md.append("")
+    md.append("- kswarm (share) " + "; ".join(ratios(row, lab, "kswarm-share", ["java-share"])))
+    md.append(f"- per run: {per_run(row, names)}")
+    return md
+
+
+def section_info(broker, date, load, load_after):
+    return {"date": date, "load": load, "load_after": load_after, "command": H.COMMAND, "records": H.N,
+            "repeats": H.REPEATS, "broker": broker.describe(),
+            "machine": f"nproc {os.cpu_count()}, {H.cpu_model()}"}
 
 
 def run_strong(lab, t_start):
@@ -261,38 +317,26 @@ def run_strong(lab, t_start):
                          f"none, gzip, lz4, snappy, zstd")
     if not H.FETCH and "rskafka" in names:
         names.remove("rskafka")
-    peers = [n for n in names if n not in CEILINGS and not n.startswith("kswarm")]
     broker = H.Broker("kafka", H.PORT, ["group.initial.rebalance.delay.ms=0"] + H.EXTRA_PROPS)
     for comp in comps:
-        load, date = H.start_section(broker)
+        load = loadavg()  # all three figures (start_section gives the 1-minute one)
+        _, date = H.start_section(broker)
         try:
             rows = [one_topic(comp, p, names) for p in counts]
         finally:
             broker.stop()
         load_after = loadavg()
-        md = header(f"Stronger peers, {comp} topic (Apache Kafka {H.kafka_version()})", date, load, load_after,
-                    broker, f"{H.N:,} records of {H.VALUE_BYTES} bytes per topic, written by `kswarm produce "
-                    f"--compression {comp}` in batches of up to 1,000 records; partitions "
-                    f"{', '.join(str(c) for c in counts)}; median of {H.REPEATS} interleaved runs.")
-        md += table(rows, names, lab, "partitions")
-        md.append("")
-        for row in rows:
-            if not row["error"]:
-                md.append(f"- {row['partitions']} partitions: kswarm " + "; ".join(ratios(row, lab, "kswarm-value",
-                                                                                           peers)))
-        for row in rows:
-            if not row["error"]:
-                md.append(f"- per run, {row['partitions']} partitions: {per_run(row, names)}")
-        md.append(f"\n(bench took {time.time() - t_start:.0f} s)")
-        H.write_section(f"strong-{comp}", md, {"date": date, "load": load, "load_after": load_after,
-                                               "command": H.COMMAND, "records": H.N, "compression": comp,
-                                               "labels": {n: lab[n] for n in names}, "rows": rows})
+        data = dict(section_info(broker, date, load, load_after), compression=comp,
+                    labels={n: lab[n] for n in names}, rows=rows)
+        md = render_strong(data) + [f"\n(bench took {time.time() - t_start:.0f} s)"]
+        H.write_section(f"strong-{comp}", md, data)
 
 
 def run_share(lab, t_start):
     names = env_list("BENCH_SHARE_CONTENDERS", ",".join(SHARE))
     broker = H.Broker("kafka", H.PORT, ["group.initial.rebalance.delay.ms=0"] + H.EXTRA_PROPS)
-    load, date = H.start_section(broker)
+    load = loadavg()
+    _, date = H.start_section(broker)
     try:
         topic = H.make_topic(2)
         H.fill_topic(topic, H.N)
@@ -302,16 +346,9 @@ def run_share(lab, t_start):
         broker.stop()
     load_after = loadavg()
     lab = dict(lab, **{"kswarm-value": lab["kswarm-value-classic"]})
-    md = header(f"Share groups, no handler work (Apache Kafka {H.kafka_version()})", date, load, load_after, broker,
-                f"{H.N:,} records of {H.VALUE_BYTES} bytes, 2 partitions, written by `kswarm produce` in batches "
-                f"of 1,000 records; median of {H.REPEATS} interleaved runs, a fresh group each.")
-    md += table([row], names, lab, "partitions")
-    md.append("")
-    md.append("- kswarm (share) " + "; ".join(ratios(row, lab, "kswarm-share", ["java-share"])))
-    md.append(f"- per run: {per_run(row, names)}")
-    md.append(f"\n(bench took {time.time() - t_start:.0f} s)")
-    H.write_section("share", md, {"date": date, "load": load, "load_after": load_after, "command": H.COMMAND,
-                                  "records": H.N, "labels": {n: lab[n] for n in names}, "row": row})
+    data = dict(section_info(broker, date, load, load_after), labels={n: lab[n] for n in names}, row=row)
+    md = render_share(data) + [f"\n(bench took {time.time() - t_start:.0f} s)"]
+    H.write_section("share", md, data)
 
 
 def run(h, t_start):
@@ -325,3 +362,13 @@ def run(h, t_start):
         run_share(lab, t_start)
     else:
         run_strong(lab, t_start)
+
+
+if __name__ == "__main__":
+    # strong.py render FILE.json..: the markdown of reports written before (BENCH_ONLY=strong or share)
+    import json
+    import sys
+    for path in sys.argv[2:] if sys.argv[1:2] == ["render"] else []:
+        with open(path) as f:
+            d = json.load(f)
+        print("\n".join(render_share(d) if "row" in d else render_strong(d)) + "\n")
