@@ -56,6 +56,6 @@ for i in range(1000000):
   echo "$c: read under perf $(read_all "$T" "g-perf-$RANDOM" "$OUT/perf-$c.data") s" >&2
   { perf report -i "$OUT/perf-$c.data" --no-children --sort dso --stdio 2>/dev/null | grep '%' | grep -v '^#' | head -8
     perf report -i "$OUT/perf-$c.data" --no-children --sort sym --stdio 2>/dev/null | grep '%' | grep -v '^#' | head -40
-  } >"$OUT/perf-$c.txt"
+  } >"$OUT/perf-$c.txt" || true  # head closes the pipe early (pipefail)
   echo "$c: $OUT/perf-$c.txt" >&2
 done
