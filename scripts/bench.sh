@@ -33,6 +33,17 @@
 #      (default 5000/s), BENCH_PIPELINE_SECONDS (default 20), BENCH_PIPELINE_SETTLE (default 3 s); e.g.
 #      `BENCH_ONLY=pipeline BENCH_REPEATS=1 scripts/bench.sh` (the full run leaves this section out; 1M records and 3
 #      rounds took about 7 minutes here). Method: scripts/bench/pipeline.py.
+#      BENCH_ONLY=strong: only the stronger-peers section (issue 32; Kafka only): per compression of
+#      BENCH_COMPRESSIONS (default none,lz4,zstd) and partition count of BENCH_PARTITIONS (default 2,64) a fresh
+#      topic of BENCH_RECORDS records written by `kswarm produce --compression C`, then kswarm -w 2, franz-go
+#      (scripts/bench/franz), native librdkafka (scripts/bench/rdkafka_consumer.c, Debian's librdkafka-dev),
+#      confluent-kafka, the Java KafkaConsumer (2 processes each) and two ceilings, Kafka's ConsumerPerformance
+#      and the rskafka loop (1 process each), BENCH_REPEATS interleaved rounds (BENCH_STRONG_CONTENDERS picks
+#      some), e.g. `BENCH_ONLY=strong BENCH_COMPRESSIONS=lz4 scripts/bench.sh`; one report per compression,
+#      build/bench/results-kafka-strong-COMPRESSION.md (+ .json).
+#      BENCH_ONLY=share: only share groups with no handler work (issue 30 B.7; Kafka only): kswarm
+#      --group-protocol share against 2 Java KafkaShareConsumer processes (scripts/bench/JavaShareConsumer.java)
+#      and kswarm's classic group, build/bench/results-kafka-share.md (+ .json). Method: scripts/bench/strong.py.
 # BENCH_PREPARE_ONLY=1 installs and compiles what the chosen form uses and stops before any broker starts.
 # Output: build/bench/results-BROKER.md (+ .json), build/bench/failover-BROKER.svg, and a copy of the
 # plot in scripts/bench/; with BENCH_ONLY=security build/bench/results-kafka-security.md (+ .json)
@@ -67,13 +78,18 @@ case "$broker" in
 esac
 only="${BENCH_ONLY:-}"
 case "$only" in
-  ""|security|partitions|pipeline) ;;
+  ""|security|partitions|pipeline|strong|share) ;;
   *) echo "bench.sh: BENCH_ONLY=$only: use security (only the SASL_SSL section, Kafka only), partitions" \
-          "(only the partition-count section, Kafka or tansu; counts from BENCH_PARTITIONS, default 2,64,256,1024)" \
-          "or pipeline (only the pipeline section of issue 29, Kafka only), or leave it unset" >&2
+          "(only the partition-count section, Kafka or tansu; counts from BENCH_PARTITIONS, default 2,64,256,1024)," \
+          "pipeline (only the pipeline section of issue 29, Kafka only), strong (stronger peers on plain and" \
+          "compressed topics, Kafka only) or share (share groups, Kafka only), or leave it unset" >&2
      exit 2 ;;
 esac
-if [[ "$only" == partitions && -n "${BENCH_PARTITIONS:-}" && ! "$BENCH_PARTITIONS" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+if [[ ( "$only" == strong || "$only" == share ) && "$broker" != kafka ]]; then
+  echo "bench.sh: BENCH_ONLY=$only runs on Kafka only (kafka-tools' perf tool, share groups)" >&2
+  exit 2
+fi
+if [[ ( "$only" == partitions || "$only" == strong ) && -n "${BENCH_PARTITIONS:-}" && ! "$BENCH_PARTITIONS" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
   echo "bench.sh: BENCH_PARTITIONS=$BENCH_PARTITIONS: use partition counts separated by commas, e.g. 2,64,256,1024" >&2
   exit 2
 fi
@@ -101,7 +117,7 @@ scripts/kafka.sh install
 # BENCH_ONLY=security or partitions).
 CP="$(scripts/kafka.sh classpath)"
 jar="$(ls "$BUILD"/kafka/libs/kafka-clients-*.jar | head -1)"
-if [[ -z "$only" ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
+if [[ -z "$only" || "$only" == strong ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
       || "$(cat "$JAVA_DIR/.kafka-clients" 2>/dev/null)" != "$(basename "$jar")" ]]; then
   echo "bench.sh: compiling $JAVA_SRC into $JAVA_DIR" >&2
   rm -rf "$JAVA_DIR"
@@ -133,6 +149,42 @@ if [[ "$only" == pipeline ]]; then
     '      PatternLayout:' '        pattern: "[streams] %d %p %c{1} %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
     '      AppenderRef:' '        - ref: E' >"$STREAMS_DIR/log4j2.yaml"
 fi
+# BENCH_ONLY=strong and share: the franz-go program (scripts/bench/franz, `go build`, its module cache under
+# build/bench/go), the C program against Debian's librdkafka-dev (installed with apt-get when missing, as
+# scripts/test.sh installs its Debian packages) and JavaShareConsumer.java; each rebuilt when its source changes.
+FRANZ_DIR="$BUILD/bench/franz"
+RDKC_DIR="$BUILD/bench/rdkafka-c"
+EXTRA_DIR="$BUILD/bench/java-extra"
+deb_install() {  # PACKAGE WHAT-FOR
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "bench.sh: installing $1 ($2)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >&2
+  else
+    echo "bench.sh: $2 needs the Debian package $1; install it (apt-get install $1) and run again" >&2
+    exit 1
+  fi
+}
+if [[ "$only" == strong ]]; then
+  command -v go >/dev/null || { echo "bench.sh: the franz-go peer needs Go ('go' on PATH, 1.22 or newer)" >&2; exit 1; }
+  if [[ ! -x "$FRANZ_DIR/franz_consumer" || -n "$(find "$ROOT/scripts/bench/franz" -newer "$FRANZ_DIR/franz_consumer")" ]]; then
+    echo "bench.sh: building scripts/bench/franz into $FRANZ_DIR (franz-go from the Go module proxy once)" >&2
+    mkdir -p "$FRANZ_DIR"
+    (cd "$ROOT/scripts/bench/franz" && GOMODCACHE="$BUILD/bench/go/mod" GOCACHE="$BUILD/bench/go/cache" GOFLAGS=-mod=mod \
+      go build -o "$FRANZ_DIR/franz_consumer" .) || { echo "bench.sh: go build of scripts/bench/franz failed (see above)" >&2; exit 1; }
+  fi
+  [[ -f /usr/include/librdkafka/rdkafka.h ]] || deb_install librdkafka-dev "the native librdkafka peer"
+  if [[ ! -x "$RDKC_DIR/rdkafka_consumer" || "$ROOT/scripts/bench/rdkafka_consumer.c" -nt "$RDKC_DIR/rdkafka_consumer" ]]; then
+    echo "bench.sh: compiling scripts/bench/rdkafka_consumer.c into $RDKC_DIR" >&2
+    mkdir -p "$RDKC_DIR"
+    cc -O2 -Wall -o "$RDKC_DIR/rdkafka_consumer" "$ROOT/scripts/bench/rdkafka_consumer.c" -lrdkafka
+  fi
+fi
+if [[ "$only" == share ]] && [[ ! -f "$EXTRA_DIR/JavaShareConsumer.class" \
+      || "$ROOT/scripts/bench/JavaShareConsumer.java" -nt "$EXTRA_DIR/JavaShareConsumer.class" ]]; then
+  echo "bench.sh: compiling scripts/bench/JavaShareConsumer.java into $EXTRA_DIR" >&2
+  mkdir -p "$EXTRA_DIR"
+  javac -nowarn -d "$EXTRA_DIR" -cp "$CP" "$ROOT/scripts/bench/JavaShareConsumer.java"
+fi
 mkdir -p "$JAVA_DIR"
 printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: E' '      target: SYSTEM_ERR' \
   '      PatternLayout:' '        pattern: "[java] %d %p %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
@@ -147,6 +199,8 @@ needed=("$ROOT/target/release/kswarm" "$ROOT/target/release/examples/rskafka_fet
 case "$only" in
   "") needed+=("$JAVA_DIR/JavaConsumer.class" "$NODE_DIR/node_modules/kafkajs/package.json") ;;
   pipeline) needed+=("$STREAMS_DIR/StreamsMap.class" "$STREAMS_DIR/log4j2.yaml") ;;
+  strong) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer") ;;
+  share) needed+=("$EXTRA_DIR/JavaShareConsumer.class") ;;
 esac
 for f in "${needed[@]}"; do
   [[ -e "$f" ]] || { echo "bench.sh: $f is missing after preparing BENCH_ONLY=${only:-(unset)}; see the messages above" >&2; exit 1; }
@@ -182,7 +236,7 @@ on_signal() {
 trap on_signal TERM INT
 
 command_line=""
-for v in BENCH_ONLY BENCH_PARTITIONS BENCH_PIPELINE_INTERVALS BENCH_PIPELINE_CONTENDERS BENCH_PIPELINE_RATE \
+for v in BENCH_ONLY BENCH_PARTITIONS BENCH_COMPRESSIONS BENCH_STRONG_CONTENDERS BENCH_SHARE_CONTENDERS BENCH_PIPELINE_INTERVALS BENCH_PIPELINE_CONTENDERS BENCH_PIPELINE_RATE \
          BENCH_PIPELINE_SECONDS BENCH_PIPELINE_SETTLE BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
   if [[ -n "${!v:-}" ]]; then
     if [[ "${!v}" == *" "* ]]; then command_line+="$v='${!v}' "; else command_line+="$v=${!v} "; fi
@@ -202,6 +256,9 @@ for k in "${kinds[@]}"; do
   BENCH_JAVA_LOG="$JAVA_DIR/log4j2.yaml" \
   BENCH_STREAMS_CP="$STREAMS_DIR:$STREAMS_DIR/libs/*" \
   BENCH_STREAMS_LOG="$STREAMS_DIR/log4j2.yaml" \
+  BENCH_FRANZ="$FRANZ_DIR/franz_consumer" \
+  BENCH_RDKAFKA_C="$RDKC_DIR/rdkafka_consumer" \
+  BENCH_EXTRA_CP="$EXTRA_DIR:$CP" \
   BENCH_OUT="$BUILD/bench" \
     timeout "$((max + 120))" "$BUILD/venv/bin/python" scripts/bench/harness.py &
   child=$!

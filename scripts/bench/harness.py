@@ -23,7 +23,11 @@ stops its own brokers with scripts/broker.sh. Environment:
                      results-BROKER-partitions.md/.json instead;
                      "pipeline": only the pipeline section (issue 29, Kafka
                      only; scripts/bench/pipeline.py has its method), written
-                     to results-pipeline.md/.json instead
+                     to results-pipeline.md/.json instead; "strong" and
+                     "share": stronger peers on plain and compressed topics,
+                     and share groups (scripts/bench/strong.py has their
+                     method), written to results-KIND-strong-COMPRESSION.md
+                     and results-KIND-share.md (+ .json) instead
   BENCH_PARTITIONS   partition counts for BENCH_ONLY=partitions, comma-separated
                      (default 2,64,256,1024)
   BENCH_KSWARM, BENCH_FETCH (the rskafka_fetch example), BENCH_NODE_DIR
@@ -522,11 +526,12 @@ def write_section(name, md, data):
     log(f"wrote {OUT}/results-{KIND}-{name}.md and results-{KIND}-{name}.json")
 
 
-def fill_topic(topic, n, batch=None):
+def fill_topic(topic, n, batch=None, compression=None):
     """n records of VALUE_BYTES (incl. newline) through `kswarm produce`; `batch`:
-    its --batch-size (batches go round-robin over the partitions)."""
+    its --batch-size (batches go round-robin over the partitions); `compression`:
+    its --compression (none, gzip, lz4, snappy, zstd; default none)."""
     t = time.time()
-    extra = ["--batch-size", str(batch)] if batch else []
+    extra = (["--batch-size", str(batch)] if batch else []) + (["--compression", compression] if compression else [])
     p = subprocess.Popen([KSWARM, "produce", "-b", brokers(), "-t", topic] + extra,
                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     said = []  # its stderr goes on to ours; the last line names a failure
@@ -631,6 +636,11 @@ def java_argv(topic, group, mode):
                                     "JavaConsumer", brokers(), topic, group, mode] + JAVA_SETTINGS)
 
 
+# name -> start(launch, topic, group, workers, partitions, tracker) -> (reader, worker_pids_fn, tracker or None):
+# contenders that scripts/bench/strong.py adds (franz-go, native librdkafka, Kafka's perf tool, share groups).
+EXTRA_CONTENDERS = {}
+
+
 def start_contender(name, topic, group, workers=WORKERS, partitions=PARTITIONS, sec=None):
     """Start one contender in count mode; returns (Launch, reader, worker_pids_fn, tracker).
     sec (kswarm-value and librdkafka only): {"addr": bootstrap, "file": properties file}
@@ -639,6 +649,9 @@ def start_contender(name, topic, group, workers=WORKERS, partitions=PARTITIONS, 
     tracker = AssignTracker(workers, partitions)
     if sec and name not in ("kswarm-value", "librdkafka"):
         raise ValueError(f"{name} has no secured variant")
+    if name in EXTRA_CONTENDERS:  # BENCH_ONLY=strong and share (scripts/bench/strong.py)
+        reader, worker_pids, tracker = EXTRA_CONTENDERS[name](l, topic, group, workers, partitions, tracker)
+        return l, reader, worker_pids, tracker
     if name == "kswarm-value":
         r, w = os.pipe()
         launch_kswarm(l, topic, group, workers, ["--format", "value"] + (["-F", sec["file"]] if sec else []),
@@ -1662,10 +1675,14 @@ def main():
     global BROKER
     t_start = time.time()
     os.makedirs(OUT, exist_ok=True)
-    if ONLY not in ("", "security", "partitions", "pipeline"):
+    if ONLY not in ("", "security", "partitions", "pipeline", "strong", "share"):
         raise SystemExit(f"bench: BENCH_ONLY={ONLY}: use security (only the SASL_SSL section), partitions "
-                         f"(only the partition-count section) or pipeline (only the pipeline section), or leave "
-                         f"it empty")
+                         f"(only the partition-count section), pipeline (only the pipeline section), strong "
+                         f"(stronger peers and compressed topics) or share (share groups), or leave it empty")
+    if ONLY in ("strong", "share"):
+        import strong  # scripts/bench/strong.py (issues 32 and 30 B.7); it uses this module's helpers
+        strong.run(sys.modules[__name__], t_start)
+        return
     if ONLY == "pipeline":
         import pipeline  # scripts/bench/pipeline.py (issue 29); it uses this module's helpers
         pipeline.run(sys.modules[__name__], t_start)

@@ -1,0 +1,112 @@
+// One franz-go (kgo) consumer-group member for scripts/bench.sh (BENCH_ONLY=strong); built by bench.sh with
+// `go build` into build/bench/franz (the module cache stays outside git).
+//
+//	franz_consumer BROKERS TOPIC GROUP
+//
+// kgo's defaults except what the bench needs: the group, the topic, reset to the earliest offset. It counts the
+// records of every poll (kgo decodes each into a kgo.Record, as any kgo application gets them). Output, one line
+// each (t in Unix seconds), the bench's protocol:
+//
+//	{"pid":P,"assigned":[..],"t":t}  on every assignment change (empty list: revoked)
+//	{"pid":P,"first":t} at the first record, then {"pid":P,"n":N,"last":t} at most every 0.25 s while records
+//	come and once a poll of 0.2 s comes back empty (caught up)
+//
+// SIGTERM leaves the group (kgo commits on close) and exits.
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: franz_consumer BROKERS TOPIC GROUP")
+		os.Exit(2)
+	}
+	brokers, topic, group := os.Args[1], os.Args[2], os.Args[3]
+	pid := os.Getpid()
+	out := bufio.NewWriterSize(os.Stdout, 1<<16)
+	var mu sync.Mutex // out and owned: the rebalance callbacks run on kgo's goroutines
+	owned := map[int32]bool{}
+	report := func(ps map[string][]int32, add bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range ps[topic] {
+			if add {
+				owned[p] = true
+			} else {
+				delete(owned, p)
+			}
+		}
+		list := make([]int, 0, len(owned))
+		for p := range owned {
+			list = append(list, int(p))
+		}
+		sort.Ints(list)
+		parts := make([]string, len(list))
+		for i, p := range list {
+			parts[i] = fmt.Sprint(p)
+		}
+		fmt.Fprintf(out, "{\"pid\":%d,\"assigned\":[%s],\"t\":%.6f}\n", pid, strings.Join(parts, ","), now())
+		out.Flush()
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(strings.Split(brokers, ",")...),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { report(m, true) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { report(m, false) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { report(m, false) }),
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "franz_consumer:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	var n, reportedN int
+	var first, last, reported float64
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		fetches := cl.PollFetches(pctx)
+		cancel()
+		if fetches.IsClientClosed() {
+			break
+		}
+		got := fetches.NumRecords()
+		t := now()
+		n += got
+		if got > 0 {
+			last = t
+			if first == 0 {
+				first = t
+				mu.Lock()
+				fmt.Fprintf(out, "{\"pid\":%d,\"first\":%.6f}\n", pid, first)
+				out.Flush()
+				mu.Unlock()
+			}
+		}
+		if n != reportedN && (got == 0 || t-reported > 0.25) {
+			mu.Lock()
+			fmt.Fprintf(out, "{\"pid\":%d,\"n\":%d,\"last\":%.6f}\n", pid, n, last)
+			out.Flush()
+			mu.Unlock()
+			reported, reportedN = t, n
+		}
+	}
+	cl.Close()
+}
