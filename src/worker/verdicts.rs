@@ -24,7 +24,7 @@ use crate::handler::{Judged, Verdict};
 use crate::record::Record;
 
 /// Pauses before a retried record goes back to the handler: 100 ms doubling to 5 s.
-const RETRY_PAUSE: crate::backoff::Doubling =
+pub(super) const RETRY_PAUSE: crate::backoff::Doubling =
     crate::backoff::Doubling::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// What the worker must do about a judged record.
