@@ -171,9 +171,36 @@ impl ShareWorker {
                 }
             }
         }
-        let Some((partition, offset, held, lock)) = first else {
-            return;
+        if let Some((partition, offset, held, lock)) = first {
+            self.tell_outlived(partition, offset, held, lock, more);
+        }
+    }
+
+    /// A fetch brought `key` again while this worker still holds it (the
+    /// handler has it): its lock ran out. Tell it now, unless told already;
+    /// true if the handler holds it.
+    pub(super) fn reacquired(&mut self, key: (i32, i64)) -> bool {
+        let Some(old) = self.leases.get(&key) else {
+            return false;
         };
+        let handed = self.handed.get(&key.0).is_some_and(|q| q.contains(&key.1));
+        if handed && !old.warned {
+            let held = Instant::now().saturating_duration_since(old.window.received);
+            let lock = old.window.lock;
+            self.tell_outlived(key.0, key.1, held, lock, 0);
+        }
+        handed
+    }
+
+    /// The warning for records the handler held past their lock.
+    fn tell_outlived(
+        &self,
+        partition: i32,
+        offset: i64,
+        held: Duration,
+        lock: Duration,
+        more: usize,
+    ) {
         let others = if more > 0 {
             format!(" (and {more} more record(s) just now)")
         } else {

@@ -185,8 +185,11 @@ impl ShareWorker {
             if stopping {
                 self.ack(rec.partition, rec.offset, AckType::Release);
             } else {
-                let lease = Lease::new(count, window);
-                self.leases.insert((rec.partition, rec.offset), lease);
+                let key = (rec.partition, rec.offset);
+                let mut lease = Lease::new(count, window);
+                // Held past its lock by the handler: told once.
+                lease.warned = self.reacquired(key);
+                self.leases.insert(key, lease);
                 self.queue.push_back(rec);
             }
         }
