@@ -104,6 +104,31 @@ fn wait_all(dir: &Path, prefix: &str, n: usize, within: Duration, run: &Proc) ->
     }
 }
 
+/// Set a share group's config (`name=value`) with Kafka's ConfigCommand.
+fn set_group_config(b: &str, group: &str, setting: &str) {
+    let out = Command::new(repo_root().join("scripts/kafka.sh"))
+        .args([
+            "tool",
+            "org.apache.kafka.tools.ConfigCommand",
+            "--bootstrap-server",
+            b,
+            "--alter",
+            "--entity-type",
+            "groups",
+            "--entity-name",
+            group,
+            "--add-config",
+            setting,
+        ])
+        .output()
+        .expect("scripts/kafka.sh tool ConfigCommand");
+    assert!(
+        out.status.success(),
+        "setting {setting}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The suite's broker, when it has share groups. tansu has none: there
 /// every share test checks instead that kswarm refuses with exit 2.
 fn share_broker() -> Option<String> {
@@ -289,27 +314,7 @@ fn sigkilled_workers_and_handlers_lose_nothing() {
     // guard of share groups, not a loss by kswarm; this test gives the group
     // the broker's most (10) and kills in 8 rounds, so no record can run out
     // of deliveries.
-    let out = Command::new(repo_root().join("scripts/kafka.sh"))
-        .args([
-            "tool",
-            "org.apache.kafka.tools.ConfigCommand",
-            "--bootstrap-server",
-            &b,
-            "--alter",
-            "--entity-type",
-            "groups",
-            "--entity-name",
-            &group,
-            "--add-config",
-            "share.delivery.count.limit=10",
-        ])
-        .output()
-        .expect("scripts/kafka.sh tool ConfigCommand");
-    assert!(
-        out.status.success(),
-        "setting share.delivery.count.limit: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    set_group_config(&b, &group, "share.delivery.count.limit=10");
     let state = temp_dir("share-chaos-state");
     let marker = unique("share-chaos-marker");
     let handler = slot_handler(&dir, 0.002, &marker);
@@ -583,7 +588,7 @@ for line in sys.stdin:
 }
 
 #[test]
-fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
+fn verdicts_retry_held_records_and_reject_into_the_dead_letter_topic() {
     let Some(b) = share_broker() else { return };
     let topic = unique("share-verd");
     let dlq = format!("{topic}-dlq");
@@ -659,8 +664,8 @@ fn verdicts_release_retries_and_reject_into_the_dead_letter_topic() {
         v.iter().map(|(s, c)| (s.to_string(), *c)).collect()
     };
     for i in &retry {
-        // One retry allowed: RELEASEd once, delivered again (the handler is
-        // told it is the second delivery), then dead-lettered.
+        // One retry allowed: held, handed to the handler again after a
+        // pause (it is told this is the second delivery), then dead-lettered.
         let want = said(&[("retry", 1), ("retry", 2)]);
         assert_eq!(seen[&format!("v-{i}")], want, "v-{i}");
     }
@@ -823,4 +828,201 @@ fn share_groups_work_on_kafka_4_1_formatted_with_share_version_1() {
 #[test]
 fn share_groups_work_on_kafka_4_2() {
     share_group_on("4.2.2", 1);
+}
+
+/// A `--verdicts` handler for timing: per record it logs
+/// "VERDICT VALUE DELIVERY_COUNT READ_AT ANSWERED_AT" (Unix seconds) to
+/// `log`. Values starting with `slow-` sleep `slow_secs` on their first
+/// delivery and are answered `ok`; the others are answered `retry` until
+/// their delivery count reaches `ok_at`, then `ok`.
+fn timing_handler(dir: &Path, log: &Path, ok_at: u32, slow_secs: f64) -> String {
+    let script = dir.join("timing.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import json, sys, time
+log = open(sys.argv[1], "a")
+for line in sys.stdin:
+    read = time.time()
+    r = json.loads(line)
+    v, dc = r["value"], r["delivery_count"]
+    if v.startswith("slow-") and dc == 1:
+        time.sleep({slow_secs})
+    verdict = "ok" if v.startswith("slow-") or dc >= {ok_at} else "retry"
+    log.write("%s %s %d %.6f %.6f\n" % (verdict, v, dc, read, time.time())); log.flush()
+    sys.stdout.write(verdict + "\n"); sys.stdout.flush()
+"#
+        ),
+    )
+    .unwrap();
+    format!("{} -u {} {}", py(), script.display(), log.display())
+}
+
+/// One handler log line of [`timing_handler`].
+#[derive(Debug, Clone)]
+struct Timed {
+    verdict: String,
+    count: u32,
+    read: f64,
+    answered: f64,
+}
+
+/// The handler's log per value, in order.
+fn timed_by_value(log: &Path) -> BTreeMap<String, Vec<Timed>> {
+    let mut out: BTreeMap<String, Vec<Timed>> = BTreeMap::new();
+    for l in read_lines(log) {
+        let f: Vec<&str> = l.split(' ').collect();
+        let [verdict, value, count, read, answered] = f[..] else {
+            panic!("log line {l:?}")
+        };
+        out.entry(value.to_string()).or_default().push(Timed {
+            verdict: verdict.to_string(),
+            count: count.parse().unwrap(),
+            read: read.parse().unwrap(),
+            answered: answered.parse().unwrap(),
+        });
+    }
+    out
+}
+
+#[test]
+fn retry_delays_hand_a_record_again_after_each_delay() {
+    let Some(b) = share_broker() else { return };
+    let topic = unique("share-delays");
+    let group = unique("share-delays-g");
+    let dir = temp_dir("share-delays");
+    create_topic(&b, &topic, 2);
+    let n = 20;
+    let log = dir.join("log");
+    // retry, retry, ok: the record waits 1 s, then 2 s.
+    let handler = timing_handler(&dir, &log, 3, 0.0);
+    let state = temp_dir("share-delays-state");
+    let mut run = Run::new(&topic, &group)
+        .name("share-delays")
+        .workers(2)
+        .protocol("share")
+        .exec(&handler)
+        .arg("--verdicts")
+        .flag("--retry-delays", "1s,2s")
+        .state(&state)
+        .spawn();
+    wait_assigned(&run, &state, &group, &topic, 2);
+    produce(&b, &topic, &numbered("d", n));
+    wait_for(Duration::from_secs(60), "every record answered ok", || {
+        let by = timed_by_value(&log);
+        let oks = by
+            .values()
+            .filter(|t| t.iter().any(|x| x.verdict == "ok"))
+            .count();
+        (oks == n).then_some(())
+    });
+    // Nothing more comes (a third retry, a stray redelivery).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
+    let by = timed_by_value(&log);
+    assert_eq!(by.len(), n, "{by:?}");
+    for (value, t) in &by {
+        let said: Vec<(&str, u32)> = t.iter().map(|x| (x.verdict.as_str(), x.count)).collect();
+        // Held by the worker: the handler is told each delivery's number.
+        assert_eq!(
+            said,
+            [("retry", 1), ("retry", 2), ("ok", 3)],
+            "{value}: {t:?}\n{}",
+            run.stderr_text()
+        );
+        for (i, delay) in [(1, 1.0), (2, 2.0)] {
+            // From the verdict to the next delivery: never before the
+            // delay; the slack above is for a loaded machine.
+            let gap = t[i].read - t[i - 1].answered;
+            assert!(
+                gap >= delay - 0.02 && gap < delay + 2.5,
+                "{value}: delivery {} came {gap:.3} s after the `retry`; --retry-delays says {delay} s",
+                i + 1
+            );
+        }
+    }
+
+    // Everything was ACCEPTed: nothing comes again.
+    let dir2 = temp_dir("share-delays-again");
+    let state2 = temp_dir("share-delays-state2");
+    let handler2 = slot_handler(&dir2, 0.0, "share-delays-again");
+    let mut again = Run::new(&topic, &group)
+        .name("share-delays-again")
+        .protocol("share")
+        .exec(&handler2)
+        .state(&state2)
+        .spawn();
+    wait_assigned(&again, &state2, &group, &topic, 1);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(stop(&mut again), Some(0), "{}", again.stderr_text());
+    assert!(all_seen(&dir2).is_empty(), "{:?}", all_seen(&dir2).first());
+}
+
+#[test]
+fn a_pause_past_the_lock_and_a_handler_past_the_lock_are_handled_and_told() {
+    let Some(b) = share_broker() else { return };
+    let topic = unique("share-lock");
+    let group = unique("share-lock-g");
+    let dir = temp_dir("share-lock");
+    create_topic(&b, &topic, 1);
+    // The shortest lock the broker allows by default
+    // (group.share.min.record.lock.duration.ms).
+    set_group_config(&b, &group, "share.record.lock.duration.ms=15000");
+    let log = dir.join("log");
+    let handler = timing_handler(&dir, &log, 2, 16.5);
+    let state = temp_dir("share-lock-state");
+    let mut run = Run::new(&topic, &group)
+        .name("share-lock")
+        .protocol("share")
+        .exec(&handler)
+        .arg("--verdicts")
+        .flag("--retry-delays", "20s")
+        .state(&state)
+        .spawn();
+    wait_assigned(&run, &state, &group, &topic, 1);
+    // A 20 s pause cannot be held under a 15 s lock: the record is
+    // RELEASEd shortly before the lock ends and the broker delivers it again.
+    produce(&b, &topic, "cut-0\n");
+    let cut = wait_for(Duration::from_secs(40), "cut-0 delivered again", || {
+        timed_by_value(&log)
+            .remove("cut-0")
+            .filter(|t| t.len() >= 2)
+    });
+    let gap = cut[1].read - cut[0].answered;
+    assert!(
+        (12.0..19.0).contains(&gap),
+        "cut-0 came again {gap:.3} s after its `retry` (lock 15 s, pause 20 s): {cut:?}\n{}",
+        run.stderr_text()
+    );
+    assert_eq!(
+        (cut[1].verdict.as_str(), cut[1].count),
+        ("ok", 2),
+        "{cut:?}"
+    );
+    // A handler that holds a record past its lock is told so, naming it.
+    produce(&b, &topic, "slow-1\n");
+    wait_for(Duration::from_secs(40), "slow-1 answered ok", || {
+        timed_by_value(&log)
+            .get("slow-1")
+            .filter(|t| t.iter().any(|x| x.verdict == "ok"))
+            .map(|_| ())
+    });
+    // The 20 s after cut-0's `retry` are over: it was not handed out again.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(stop(&mut run), Some(0), "{}", run.stderr_text());
+    let by = timed_by_value(&log);
+    assert_eq!(by["cut-0"].len(), 2, "{:?}", by["cut-0"]);
+    let err = run.stderr_text();
+    assert_eq!(
+        err.matches("would outlive the record's acquisition lock")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("past the broker's acquisition lock of 15.0 s")
+            && err.contains("record 0@1 ")
+            && err.contains("share.record.lock.duration.ms"),
+        "{err}"
+    );
 }

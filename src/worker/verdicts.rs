@@ -29,7 +29,7 @@ use crate::handler::{Judged, Verdict};
 use crate::record::{Lane, Record};
 
 /// Pauses before a retried record goes back to the handler: 100 ms doubling to 5 s.
-const RETRY_PAUSE: crate::backoff::Doubling =
+pub(super) const RETRY_PAUSE: crate::backoff::Doubling =
     crate::backoff::Doubling::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// What a `retry` verdict does to a record of one ledger's topic.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::lease::{Lease, LockWindow};
 use super::session::{session_task, Acks, Answer, SessionCmd, SessionReply, SessionTask};
 use super::{End, ShareWorker, CLOSE_WAIT};
 use crate::wire::share::AckType;
@@ -90,6 +91,7 @@ impl ShareWorker {
                     .filter(|(_, a)| !a.is_empty())
                     .map(|(p, _)| *p),
             )
+            .chain(self.waiting.partitions())
             .collect();
         for (&p, read) in self
             .assigned
@@ -172,6 +174,10 @@ impl ShareWorker {
         for (p, o) in r.gaps {
             self.acks.entry(p).or_default().push((o, AckType::Gap));
         }
+        let window = r.window.unwrap_or_else(|| {
+            let now = Instant::now();
+            LockWindow::new(now, now, 0)
+        });
         for (rec, count) in r.records {
             if count > 1 {
                 self.redelivered += 1;
@@ -179,7 +185,11 @@ impl ShareWorker {
             if stopping {
                 self.ack(rec.partition, rec.offset, AckType::Release);
             } else {
-                self.counts.insert((rec.partition, rec.offset), count);
+                let key = (rec.partition, rec.offset);
+                let mut lease = Lease::new(count, window);
+                // Held past its lock by the handler: told once.
+                lease.warned = self.reacquired(key);
+                self.leases.insert(key, lease);
                 self.queue.push_back(rec);
             }
         }

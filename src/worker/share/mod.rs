@@ -34,21 +34,25 @@ use super::cluster::{Cluster, ClusterError};
 use super::copies::Outcome;
 use super::core::{self, Core, Feed, ALIVE_EVERY, CHUNK_BYTES};
 use super::error::{Result, WorkerError};
-use super::verdicts::{Dest, Reroute};
 use crate::config::{StartFrom, WorkerConfig};
 use crate::group::share::{unsupported_message, ShareMember, ShareState};
 use crate::group::streak::{share_error_limit, ErrorStreaks};
 use crate::group::GroupSettings;
-use crate::handler::{HandlerEvent, Judged, Refused, Verdict};
+use crate::handler::{HandlerEvent, Refused};
 use crate::record::Record;
 use crate::report::{Report, StopCause};
 use crate::wire::share::{self as sw, AckType};
 use crate::wire::BrokerConn;
 
+mod judge;
 mod leaders;
+mod lease;
+mod retry;
 mod session;
 
 use leaders::SessionHandle;
+use lease::Lease;
+use retry::{Pauses, Waiting};
 use session::{Acks, SessionReply};
 
 /// How long the end of a stop waits for the sessions to close and the member to leave.
@@ -104,6 +108,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
         core.cfg.consume.session_timeout,
         core.cfg.consume.session_timeout_auto,
     );
+    let core_verdicts = core.cfg.consume.verdicts.clone();
     let mut w = ShareWorker {
         state: member.state(),
         member,
@@ -113,7 +118,10 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
         topic_id,
         assigned: Vec::new(),
         queue: VecDeque::new(),
-        counts: HashMap::new(),
+        leases: HashMap::new(),
+        pauses: Pauses::new(core_verdicts.as_ref()),
+        waiting: Waiting::default(),
+        cut_told: false,
         handed: BTreeMap::new(),
         held: HashMap::new(),
         copies: BTreeSet::new(),
@@ -233,9 +241,17 @@ struct ShareWorker {
     assigned: Vec<i32>,
     /// Acquired records not yet taken by the handler.
     queue: VecDeque<Record>,
-    /// The delivery count of each record acquired and not yet acknowledged.
-    counts: HashMap<(i32, i64), i16>,
-    /// Under --dead-letter-topic: the records the handler holds (for a copy).
+    /// Each record acquired and not yet acknowledged: its delivery count
+    /// and lock.
+    leases: HashMap<(i32, i64), Lease>,
+    /// How `retry` spaces a record's deliveries.
+    pauses: Pauses,
+    /// Retried records waiting out their pause (their locks held).
+    waiting: Waiting,
+    /// The log was told once that a pause outlives the record lock.
+    cut_told: bool,
+    /// Under --verdicts: the records the handler holds (for a retry or a
+    /// dead-letter copy).
     held: HashMap<(i32, i64), Record>,
     /// Records whose dead-letter copy is not acknowledged yet: REJECTed once it is.
     copies: BTreeSet<(i32, i64)>,
@@ -255,7 +271,7 @@ struct ShareWorker {
     ack_failures: u64,
     /// Records rejected because the handler cannot take them.
     rejected: u64,
-    /// Records RELEASEd on a `retry` verdict.
+    /// `retry` verdicts held for another delivery (or RELEASEd).
     retried: u64,
     /// Dead-letter copies the broker acknowledged.
     dead_lettered: u64,
@@ -307,6 +323,7 @@ impl ShareWorker {
             }
             let stopping = self.stop.is_some();
             let deadline = self.stop.as_ref().and_then(|s| s.deadline);
+            let next_retry = self.waiting.next_due().map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
                 _ = self.core.shutdown.recv(), if !stopping => {
@@ -328,6 +345,7 @@ impl ShareWorker {
                     self.membership_changed(changed.is_ok()).await;
                 }
                 _ = sleep_until(deadline), if stopping && !self.handler_done => self.drain_timed_out().await,
+                _ = sleep_until(next_retry), if !stopping && next_retry.is_some() => self.retries_due(),
                 _ = alive_tick.tick() => self.tick().await,
             }
         }
@@ -530,6 +548,7 @@ impl ShareWorker {
                 self.stop_with(End::Failed(hung), now, false).await;
             }
         }
+        self.check_locks();
         self.core.alive(self.feed.acked());
         self.report_stats();
     }
@@ -570,6 +589,10 @@ impl ShareWorker {
         for r in std::mem::take(&mut self.queue) {
             self.ack(r.partition, r.offset, AckType::Release);
         }
+        for (p, o) in self.waiting.take_all() {
+            self.held.remove(&(p, o));
+            self.ack(p, o, AckType::Release);
+        }
         if close_input {
             self.feed.handler.close_input().await;
         }
@@ -578,7 +601,7 @@ impl ShareWorker {
     /// Hand queued records to the handler as far as it has room. A record it
     /// refuses (a newline in a value under --format value) is REJECTed.
     fn offer(&mut self) -> Option<WorkerError> {
-        let keep = self.feed.copies.is_some();
+        let keep = self.core.cfg.consume.verdicts.is_some();
         while !self.queue.is_empty() {
             let offered = self
                 .feed
@@ -635,73 +658,8 @@ impl ShareWorker {
 
     /// One acknowledgement due for the broker.
     fn ack(&mut self, partition: i32, offset: i64, t: AckType) {
-        self.counts.remove(&(partition, offset));
+        self.leases.remove(&(partition, offset));
         self.acks.entry(partition).or_default().push((offset, t));
-    }
-
-    /// The handler's verdict on one record: ok -> ACCEPT; retry -> RELEASE
-    /// (the broker delivers it again, to any member) until --max-record-retries
-    /// retries are spent; reject, or retries spent -> a dead-letter copy
-    /// first if --dead-letter-topic, then REJECT (the broker archives it).
-    fn judged(&mut self, j: Judged) {
-        let Judged {
-            partition,
-            offset,
-            verdict,
-            ..
-        } = j;
-        if let Some(q) = self.handed.get_mut(&partition) {
-            if let Some(i) = q.iter().position(|&o| o == offset) {
-                q.remove(i);
-            }
-        }
-        let record = self.held.remove(&(partition, offset));
-        let deliveries = self
-            .counts
-            .get(&(partition, offset))
-            .copied()
-            .unwrap_or(1)
-            .max(1) as u32;
-        let reason = match verdict {
-            Verdict::Ok => return self.ack(partition, offset, AckType::Accept),
-            Verdict::Retry => {
-                let max = self
-                    .core
-                    .cfg
-                    .consume
-                    .verdicts
-                    .as_ref()
-                    .map_or(0, |v| v.max_retries);
-                if deliveries <= max {
-                    self.retried += 1;
-                    return self.ack(partition, offset, AckType::Release);
-                }
-                format!("retried {max} time(s), still failing")
-            }
-            Verdict::Reject(r) => r,
-        };
-        self.rejected += 1;
-        match (self.feed.copies.as_ref(), record) {
-            (Some(dl), Some(record)) => {
-                self.counts.remove(&(partition, offset));
-                self.copies.insert((partition, offset));
-                dl.send(Reroute {
-                    record,
-                    reason,
-                    attempts: deliveries,
-                    to: Dest::DeadLetter,
-                });
-            }
-            _ => {
-                warn!(
-                    slot = self.core.cfg.slot,
-                    partition,
-                    offset,
-                    "record rejected ({reason}) after {deliveries} delivery(ies): REJECTed, the broker archives it"
-                );
-                self.ack(partition, offset, AckType::Reject);
-            }
-        }
     }
 
     /// What the handler holds goes back to the pool.

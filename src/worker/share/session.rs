@@ -4,11 +4,12 @@
 //! loop commands.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::lease::LockWindow;
 use crate::group::streak::ShareRequest;
 use crate::record::Record;
 use crate::wire::share::{self as sw, AckType};
@@ -34,6 +35,8 @@ pub(super) struct SessionCmd {
 pub(super) struct SessionReply {
     pub(super) node: i32,
     pub(super) records: Vec<(Record, i16)>,
+    /// When `records` were acquired, and the broker's lock on them.
+    pub(super) window: Option<LockWindow>,
     /// Acquired offsets without a record: (partition, offset).
     pub(super) gaps: Vec<(i32, i64)>,
     /// Acknowledgements not sent (no session, a failed request): try again.
@@ -265,7 +268,9 @@ impl SessionTask {
         };
         let timeout = self.timeout();
         let conn = self.conn.as_mut().expect("connected before");
+        let sent = Instant::now();
         let answer = tokio::time::timeout(timeout, sw::share_fetch(conn, &plan)).await;
+        let received = Instant::now();
         let a = match answer {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
@@ -297,6 +302,7 @@ impl SessionTask {
                 a.lock_timeout_ms
             );
         }
+        reply.window = Some(LockWindow::new(sent, received, a.lock_timeout_ms));
         self.epoch = next_epoch(self.epoch);
         for p in &forgotten {
             self.in_session.remove(p);
