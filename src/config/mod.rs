@@ -251,7 +251,7 @@ pub const DEFAULT_FETCH_WAIT_MS: i32 = 100;
 /// Over TLS (SSL, SASL_SSL) 2 MiB per request and 1 MiB per partition
 /// (librdkafka's and Java's max.partition.fetch.bytes): the broker cannot
 /// sendfile into TLS, and each fetch costs it far more than the bytes; at
-/// the plaintext sizes its CPU per record serving kswarm was 1.8x what it
+/// the plaintext sizes its CPU per record serving kswarm was 1.6-1.8x what it
 /// spends on librdkafka. Measured in docs/security.md ("TLS cost").
 pub const TLS_FETCH_MAX_BYTES: i32 = 2 * 1024 * 1024;
 pub const TLS_PARTITION_FETCH_MAX_BYTES: i32 = 1024 * 1024;
