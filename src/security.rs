@@ -42,6 +42,28 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// `security.protocol` among `s` (PLAINTEXT when unset).
+    pub fn from_settings(s: &Settings) -> Result<Self, UsageError> {
+        Ok(
+            match s
+                .get("security.protocol")
+                .map(str::to_ascii_uppercase)
+                .as_deref()
+            {
+                None | Some("PLAINTEXT") => Protocol::Plaintext,
+                Some("SSL") => Protocol::Ssl,
+                Some("SASL_PLAINTEXT") => Protocol::SaslPlaintext,
+                Some("SASL_SSL") => Protocol::SaslSsl,
+                Some(other) => {
+                    return usage(format!(
+                        "{}: '{other}' is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+                        s.name("security.protocol")
+                    ))
+                }
+            },
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Plaintext => "PLAINTEXT",
@@ -133,22 +155,7 @@ fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
 impl Security {
     /// Check the security settings among `s`.
     pub fn from_settings(s: &Settings) -> Result<Self, UsageError> {
-        let protocol = match s
-            .get("security.protocol")
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("PLAINTEXT") => Protocol::Plaintext,
-            Some("SSL") => Protocol::Ssl,
-            Some("SASL_PLAINTEXT") => Protocol::SaslPlaintext,
-            Some("SASL_SSL") => Protocol::SaslSsl,
-            Some(other) => {
-                return usage(format!(
-                    "{}: '{other}' is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-                    s.name("security.protocol")
-                ))
-            }
-        };
+        let protocol = Protocol::from_settings(s)?;
         let tls = protocol.tls().then(|| Self::tls(s)).transpose()?;
         if !protocol.tls() {
             for key in [

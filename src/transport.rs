@@ -94,6 +94,9 @@ impl Transport {
                     None => OpenError::Io(io::Error::new(e.kind(), explain_tls(addr, &e))),
                 },
             )?;
+        // The suite sets the client's and the broker's crypto cost per byte
+        // (docs/security.md, "TLS cost").
+        tracing::debug!(addr, suite = ?tls.get_ref().1.negotiated_cipher_suite(), "TLS up");
         Ok(Box::new(tls))
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::cli;
 pub use crate::error::UsageError;
-use crate::security::Security;
+use crate::security::{Protocol, Security};
 use crate::settings::Settings;
 
 pub type Checked<T> = Result<T, UsageError>;
@@ -248,6 +248,22 @@ pub const DEFAULT_FETCH_MAX_BYTES: i32 = 512 * 1024;
 /// 256 KiB: as fast as 1 MiB on loopback, at half a worker's peak memory.
 pub const DEFAULT_PARTITION_FETCH_MAX_BYTES: i32 = 256 * 1024;
 pub const DEFAULT_FETCH_WAIT_MS: i32 = 100;
+/// Over TLS (SSL, SASL_SSL) 2 MiB per request and 1 MiB per partition
+/// (librdkafka's and Java's max.partition.fetch.bytes): the broker cannot
+/// sendfile into TLS, and each fetch costs it far more than the bytes; at
+/// the plaintext sizes its CPU per record serving kswarm was 1.6-1.8x what it
+/// spends on librdkafka. Measured in docs/security.md ("TLS cost").
+pub const TLS_FETCH_MAX_BYTES: i32 = 2 * 1024 * 1024;
+pub const TLS_PARTITION_FETCH_MAX_BYTES: i32 = 1024 * 1024;
+
+/// (fetch.max.bytes, max.partition.fetch.bytes) when the settings leave them out.
+pub fn default_fetch_bytes(protocol: Protocol) -> (i32, i32) {
+    if protocol.tls() {
+        (TLS_FETCH_MAX_BYTES, TLS_PARTITION_FETCH_MAX_BYTES)
+    } else {
+        (DEFAULT_FETCH_MAX_BYTES, DEFAULT_PARTITION_FETCH_MAX_BYTES)
+    }
+}
 
 impl ConsumeConfig {
     /// The consumer flags, and the consumer keys among the -F/-X `settings`.
@@ -444,9 +460,11 @@ impl FetchLimits {
                 .map(|v| parse_count(&settings.name(k), v, 1, i32::MAX as u64).map(|n| n as i32))
                 .transpose()
         };
+        let (fetch_max_bytes, partition_fetch_max_bytes) =
+            default_fetch_bytes(Protocol::from_settings(settings)?);
         let mut limits = Self {
-            fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
-            partition_fetch_max_bytes: DEFAULT_PARTITION_FETCH_MAX_BYTES,
+            fetch_max_bytes,
+            partition_fetch_max_bytes,
             fetch_wait_ms: DEFAULT_FETCH_WAIT_MS,
         };
         if let Some(n) = positive("fetch.max.bytes")? {

@@ -194,6 +194,31 @@ fn extra_settings_are_checked_once_here() {
         .unwrap_err()
         .0
         .contains("KEY=VALUE"));
+    // Over TLS the defaults are larger (the broker's cost per fetch); set sizes still win.
+    for protocol in ["SSL", "sasl_ssl"] {
+        let c = parse(&["-X", &format!("security.protocol={protocol}")]).unwrap();
+        assert_eq!(
+            (c.fetch_max_bytes, c.partition_fetch_max_bytes),
+            (TLS_FETCH_MAX_BYTES, TLS_PARTITION_FETCH_MAX_BYTES),
+            "{protocol}"
+        );
+    }
+    let c = parse(&["-X", "security.protocol=SASL_PLAINTEXT"]).unwrap();
+    assert_eq!(
+        (c.fetch_max_bytes, c.partition_fetch_max_bytes),
+        (DEFAULT_FETCH_MAX_BYTES, DEFAULT_PARTITION_FETCH_MAX_BYTES)
+    );
+    let c = parse(&[
+        "-X",
+        "security.protocol=SSL",
+        "-X",
+        "max.partition.fetch.bytes=4096",
+    ])
+    .unwrap();
+    assert_eq!(
+        (c.fetch_max_bytes, c.partition_fetch_max_bytes),
+        (TLS_FETCH_MAX_BYTES, 4096)
+    );
 }
 
 #[test]
