@@ -15,6 +15,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
+mod share;
+pub use share::ShareBacklog;
+
 /// Upper bounds (seconds) of the acknowledgement latency buckets: from a
 /// fast in-process handler (under a millisecond) to one near --hang-timeout.
 pub const LATENCY_BOUNDS: [f64; 12] = [
@@ -240,6 +243,9 @@ pub struct FleetView {
     pub slots: Vec<SlotView>,
     pub rolling_restart: bool,
     pub shutting_down: bool,
+    /// A share run's backlog per partition, as last read from the broker
+    /// (empty for other groups, or before the first read).
+    pub share: Vec<ShareBacklog>,
 }
 
 impl FleetView {
@@ -369,6 +375,7 @@ fn gauge(e: &mut prometheus_client::encoding::MetricEncoder<'_>, v: &i64) -> std
 impl Collector for Exposition {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
         self.partition_families(&mut enc)?;
+        self.share_families(&mut enc)?;
         self.worker_families(&mut enc)?;
         self.fleet_families(&mut enc)
     }
@@ -611,7 +618,7 @@ mod tests {
         assert_eq!(h.sum_micros, 600 + 3000 + 60_000_000);
     }
 
-    fn view() -> FleetView {
+    pub(super) fn view() -> FleetView {
         let mut st = WorkerStats {
             partitions: vec![PartitionStats {
                 partition: 3,
@@ -643,6 +650,7 @@ mod tests {
             }],
             rolling_restart: false,
             shutting_down: false,
+            share: vec![],
         }
     }
 

@@ -3,7 +3,12 @@
 //! host, which slot and pid own which partitions (from its state file, since
 //! DescribeGroups is not answered with members by every broker). For a
 //! consumer-protocol group (KIP-848) it also lists every member on every host,
-//! from ConsumerGroupDescribe.
+//! from ConsumerGroupDescribe. A share group (KIP-932) has a view of its
+//! own: [`share`].
+
+mod share;
+
+pub use share::spawn_backlog_poller;
 
 use std::collections::BTreeMap;
 
@@ -72,6 +77,24 @@ struct StatusOut {
     unreadable: Vec<String>,
 }
 
+/// What `status` shows: a group that commits offsets (classic or consumer
+/// protocol), or a share group; each with its own JSON layout.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Status {
+    Committing(Box<StatusOut>),
+    Share(Box<share::ShareStatusOut>),
+}
+
+impl Status {
+    fn table_text(&self) -> String {
+        match self {
+            Status::Committing(o) => table_text(o),
+            Status::Share(o) => share::table_text(o),
+        }
+    }
+}
+
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let connect = ConnectConfig::from_args(&args.connect)?;
     crate::connect::prepare(&connect)?;
@@ -88,7 +111,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         return if args.json {
             crate::stdout::print_out(&serde_json::to_string_pretty(&out)?)
         } else {
-            crate::stdout::print_out(table_text(&out).trim_end())
+            crate::stdout::print_out(out.table_text().trim_end())
         };
     }
     let mut out = Some(out);
@@ -103,7 +126,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
             // Home, clear the screen, then the table: a live view in a terminal.
             crate::stdout::print_out(&format!(
                 "\x1b[H\x1b[2J{}\n(every {every:?}, {}; Ctrl-C to stop)",
-                table_text(&now).trim_end(),
+                now.table_text().trim_end(),
                 time_of_day()
             ))?;
         }
@@ -111,7 +134,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::Result<StatusOut> {
+async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::Result<Status> {
     let admin = crate::admin::Admin::connect(connect).await?;
     let Some(count) = admin.partition_count(topic).await? else {
         anyhow::bail!(
@@ -120,6 +143,10 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
     };
     let partitions: Vec<i32> = (0..count as i32).collect();
     let mut coord = connect_coordinator(connect, "kswarm-status", group).await?;
+    if let Some(g) = share::describe_if_share(&mut coord, group).await {
+        let out = share::collect(&admin, connect, &mut coord, g, (group, topic), &partitions);
+        return Ok(Status::Share(Box::new(out.await?)));
+    }
     let fetched = group_msgs::offset_fetch(&mut coord, group, topic, &partitions)
         .await
         .with_context(|| format!("reading the committed offsets of --group {group}"))?;
@@ -132,8 +159,44 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
 
     let described = describe_members(&mut coord, group, topic).await;
     let supervisor = read_state(group, topic);
+    let ends = end_offsets(&admin, connect, topic, &partitions).await?;
+    let (rows, total_lag) = table(&ends, &committed, supervisor.as_ref());
+    let supervisor_missing = supervisor.is_none();
+    Ok(Status::Committing(Box::new(StatusOut {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partitions: rows,
+        total_lag,
+        supervisor,
+        security: connect.security.describe(),
+        version: JSON_VERSION,
+        unreadable: unreadable_if(supervisor_missing),
+        group_protocol: described.as_ref().map(|d| d.protocol.clone()),
+        group_state: described.as_ref().map(|d| d.state.clone()),
+        members: described.map(|d| d.members),
+    })))
+}
+
+/// The state directories this user may not read, when no supervisor was found.
+fn unreadable_if(supervisor_missing: bool) -> Vec<String> {
+    if !supervisor_missing {
+        return Vec::new();
+    }
+    crate::state_file::unreadable_dirs_for_status()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect()
+}
+
+/// The end of each partition's log (its high watermark).
+async fn end_offsets(
+    admin: &crate::admin::Admin,
+    connect: &ConnectConfig,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<BTreeMap<i32, i64>> {
     let mut ends = BTreeMap::new();
-    for &p in &partitions {
+    for &p in partitions {
         let pc = admin
             .client()
             .partition_client(topic.to_string(), p, UnknownTopicHandling::Retry)
@@ -149,28 +212,7 @@ async fn collect(connect: &ConnectConfig, group: &str, topic: &str) -> anyhow::R
             .with_context(|| format!("end offset of partition {p}"))?;
         ends.insert(p, end);
     }
-    let (rows, total_lag) = table(&ends, &committed, supervisor.as_ref());
-    let supervisor_missing = supervisor.is_none();
-    Ok(StatusOut {
-        group: group.to_string(),
-        topic: topic.to_string(),
-        partitions: rows,
-        total_lag,
-        supervisor,
-        security: connect.security.describe(),
-        version: JSON_VERSION,
-        unreadable: if supervisor_missing {
-            crate::state_file::unreadable_dirs_for_status()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect()
-        } else {
-            Vec::new()
-        },
-        group_protocol: described.as_ref().map(|d| d.protocol.clone()),
-        group_state: described.as_ref().map(|d| d.state.clone()),
-        members: described.map(|d| d.members),
-    })
+    Ok(ends)
 }
 
 /// UTC time of day, HH:MM:SS, for the --watch footer.
@@ -349,23 +391,7 @@ fn table_text(out: &StatusOut) -> String {
         "group {}  topic {}  total lag {}",
         out.group, out.topic, out.total_lag
     );
-    let _ = match &out.supervisor {
-        Some(s) => writeln!(
-            t,
-            "supervisor pid {} on this host: {} workers",
-            s.pid,
-            s.workers.len()
-        ),
-        None if !out.unreadable.is_empty() => writeln!(
-            t,
-            "no kswarm supervisor found on this host: {} is not readable by this user (run status as the service's user or root)",
-            out.unreadable.join(", ")
-        ),
-        None => writeln!(t, "no kswarm supervisor for this group on this host"),
-    };
-    if let Some(sup) = &out.supervisor {
-        t.push_str(&slot_lines(sup, crate::metrics::unix_now()));
-    }
+    t.push_str(&supervisor_text(out.supervisor.as_ref(), &out.unreadable));
     match &out.members {
         Some(members) => {
             let _ = writeln!(
@@ -402,6 +428,15 @@ fn table_text(out: &StatusOut) -> String {
                 );
             }
         }
+        None if out.partitions.iter().all(|r| r.committed.is_none()) => {
+            // Nothing described and nothing committed: no such group (of any kind) yet.
+            let _ = writeln!(
+                t,
+                "no group '{}' on the broker yet (no members, no committed offsets, not a share group): \
+                 check --group, or start it with `kswarm run -g {} -t {}`",
+                out.group, out.group, out.topic
+            );
+        }
         None => {
             let _ = writeln!(t, "the broker describes no members of this group");
         }
@@ -426,6 +461,30 @@ fn table_text(out: &StatusOut) -> String {
             r.end,
             r.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
         );
+    }
+    t
+}
+
+/// This host's supervisor of the group and its slots, or why none is shown.
+fn supervisor_text(supervisor: Option<&SupervisorState>, unreadable: &[String]) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = match supervisor {
+        Some(s) => writeln!(
+            t,
+            "supervisor pid {} on this host: {} workers",
+            s.pid,
+            s.workers.len()
+        ),
+        None if !unreadable.is_empty() => writeln!(
+            t,
+            "no kswarm supervisor found on this host: {} is not readable by this user (run status as the service's user or root)",
+            unreadable.join(", ")
+        ),
+        None => writeln!(t, "no kswarm supervisor for this group on this host"),
+    };
+    if let Some(sup) = supervisor {
+        t.push_str(&slot_lines(sup, crate::metrics::unix_now()));
     }
     t
 }

@@ -15,9 +15,13 @@ use crate::metrics::FleetView;
 /// The view the supervisor's loop publishes for the server.
 pub type Shared = Arc<Mutex<FleetView>>;
 
+/// A share run's backlog, as its poller last read it from the broker
+/// (`status::spawn_backlog_poller`); empty for other groups.
+pub type ShareFigures = Arc<Mutex<Vec<crate::metrics::ShareBacklog>>>;
+
 /// Bind `addr` now (a bad or busy address is the user's to fix: exit 2 via
 /// the caller), then serve on a thread.
-pub fn start(addr: &str, shared: Shared) -> anyhow::Result<()> {
+pub fn start(addr: &str, shared: Shared, share: ShareFigures) -> anyhow::Result<()> {
     let server = tiny_http::Server::http(addr).map_err(|e| {
         crate::error::UsageError(format!(
             "--metrics-addr {addr}: cannot listen there ({e}); give a free HOST:PORT, e.g. 127.0.0.1:9187"
@@ -31,12 +35,12 @@ pub fn start(addr: &str, shared: Shared) -> anyhow::Result<()> {
     info!(event = "metrics_listening", addr = %bound, "metrics on http://{bound}/metrics (and /healthz, /readyz)");
     std::thread::Builder::new()
         .name("metrics".into())
-        .spawn(move || serve(server, shared))
+        .spawn(move || serve(server, shared, share))
         .context("cannot start the metrics thread")?;
     Ok(())
 }
 
-fn serve(server: tiny_http::Server, shared: Shared) {
+fn serve(server: tiny_http::Server, shared: Shared, share: ShareFigures) {
     for request in server.incoming_requests() {
         let path = request.url().split('?').next().unwrap_or("").to_string();
         let (status, body, kind) = match (request.method(), path.as_str()) {
@@ -45,6 +49,7 @@ fn serve(server: tiny_http::Server, shared: Shared) {
                 for s in &mut view.slots {
                     s.rss_bytes = s.pid.and_then(rss_bytes);
                 }
+                view.share = share.lock().map(|v| v.clone()).unwrap_or_default();
                 (
                     200,
                     crate::metrics::render(&view),

@@ -140,7 +140,12 @@ fn start_metrics_server(cfg: &RunConfig) -> anyhow::Result<Option<metrics_server
         return Ok(None);
     };
     let shared = metrics_server::Shared::default();
-    metrics_server::start(addr, shared.clone())?;
+    let share = metrics_server::ShareFigures::default();
+    metrics_server::start(addr, shared.clone(), share.clone())?;
+    if cfg.consume.group_protocol == GroupProtocol::Share {
+        let (group, topic) = (cfg.consume.group.clone(), cfg.topic.clone());
+        crate::status::spawn_backlog_poller(cfg.connect.clone(), group, topic, share)?;
+    }
     Ok(Some(shared))
 }
 
@@ -218,6 +223,7 @@ fn metrics_view(slots: &Fleet, cfg: &RunConfig) -> crate::metrics::FleetView {
         target: slots.target(),
         rolling_restart: slots.is_rolling(),
         shutting_down: slots.is_shutting_down(),
+        share: Vec::new(),
         slots: slots
             .slots()
             .iter()

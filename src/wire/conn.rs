@@ -61,6 +61,8 @@ wire_requests! {
     ShareGroupHeartbeatRequest => ShareGroupHeartbeatResponse: ShareGroupHeartbeat,
     ShareFetchRequest => ShareFetchResponse: ShareFetch,
     ShareAcknowledgeRequest => ShareAcknowledgeResponse: ShareAcknowledge,
+    ShareGroupDescribeRequest => ShareGroupDescribeResponse: ShareGroupDescribe,
+    DescribeShareGroupOffsetsRequest => DescribeShareGroupOffsetsResponse: DescribeShareGroupOffsets,
     IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse: IncrementalAlterConfigs,
     SaslHandshakeRequest => SaslHandshakeResponse: SaslHandshake,
     SaslAuthenticateRequest => SaslAuthenticateResponse: SaslAuthenticate,

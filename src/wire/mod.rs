@@ -7,6 +7,7 @@
 //! - [`consumer_protocol`]: the ConsumerProtocol subscription/assignment bytes.
 //! - [`fetch`]: Fetch with sessions (KIP-227), the topic's leaders, ListOffsets: what a worker reads with.
 //! - [`share`]: share groups (KIP-932): ShareGroupHeartbeat, ShareFetch, ShareAcknowledge.
+//! - [`share_admin`]: ShareGroupDescribe, DescribeShareGroupOffsets (for `status` and the metrics).
 //! - [`txn`]: transactions (InitProducerId .. EndTxn, transactional Produce) for `--output-topic`.
 //! - [`records`]: the record batches of a fetch answer, decoded without a copy per record.
 //! - `script` (tests only): a scripted in-process broker, so that members can be unit-tested.
@@ -23,6 +24,7 @@ pub(crate) mod sasl;
 #[cfg(test)]
 pub(crate) mod script;
 pub(crate) mod share;
+pub(crate) mod share_admin;
 pub(crate) mod txn;
 
 pub use conn::BrokerConn;
