@@ -217,7 +217,10 @@ async fn run(
                 connect: connect.clone(),
                 topic: topic.to_string(),
                 flag: targets.flag(to),
-                client_id: format!("kswarm-copies-{}", targets.group),
+                client_id: match to {
+                    Dest::DeadLetter => format!("kswarm-dead-letter-{}", targets.group),
+                    Dest::Retry(_) => format!("kswarm-retry-{}", targets.group),
+                },
                 client: None,
                 partitions: HashMap::new(),
                 count: 0,
@@ -289,8 +292,8 @@ struct Producer {
     topic: String,
     /// The flag that names the topic, for messages.
     flag: String,
-    /// `kswarm-copies-GROUP`: a client id of its own, for quotas and
-    /// broker logs.
+    /// `kswarm-dead-letter-GROUP` or `kswarm-retry-GROUP`: a client id of
+    /// its own, for quotas and broker logs.
     client_id: String,
     client: Option<rskafka::client::Client>,
     partitions: HashMap<i32, PartitionClient>,
