@@ -15,9 +15,11 @@ pub struct Record {
     pub value: Option<Bytes>,
     /// In record order; a header value may be null.
     pub headers: Vec<(String, Option<Bytes>)>,
-    /// Share groups only: how many times the broker has delivered this
-    /// record (1 the first time; more after a release, a lock that ran out
-    /// or a crashed member). None under the classic and consumer protocols.
+    /// Share groups only: how many times the record has gone to a handler
+    /// (1 the first time; more after a release, a lock that ran out, a
+    /// crashed member, or a `retry` the worker held and handed on again: the
+    /// broker's count plus the worker's own re-deliveries). None under the
+    /// classic and consumer protocols.
     pub delivery_count: Option<u16>,
     /// Which of the worker's topics it was read from.
     pub lane: Lane,

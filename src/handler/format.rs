@@ -12,8 +12,9 @@
 //!   inside an entry whose value is not UTF-8, and `"value":null` for a null
 //!   header value. Header keys are always UTF-8.
 //! - `delivery_count` (share groups only, `--group-protocol share`): how many
-//!   times the broker has delivered the record, 1 the first time. It comes
-//!   last, after `headers`, and is absent under the other protocols.
+//!   times the record has gone to a handler, 1 the first time: the broker's
+//!   delivery count plus the worker's own re-deliveries after a `retry`. It
+//!   comes last, after `headers`, and is absent under the other protocols.
 //!
 //! `value`: the raw value bytes and a newline; a null value is an empty line.
 //! Nothing is escaped, so a value that itself holds a newline looks like several
