@@ -17,6 +17,7 @@ pub(crate) mod codes;
 pub(crate) mod conn;
 pub(crate) mod consumer_group;
 pub(crate) mod consumer_protocol;
+pub(crate) mod decompress;
 pub(crate) mod fetch;
 pub(crate) mod group_msgs;
 pub(crate) mod records;

@@ -126,7 +126,11 @@ pub fn decode_fetched(
             break; // cut off by the fetch's byte limit
         }
         let mut batch = raw.split_to(total);
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| {
+        let set = RecordBatchDecoder::decode_with_custom_compression(
+            &mut batch,
+            Some(super::decompress::payload),
+        )
+        .map_err(|e| {
             format!("partition {partition}: cannot decode the record batch at offset {base_offset}: {e}")
         })?;
         if abort_filter.drops(&set.records) {
