@@ -1,7 +1,7 @@
 // One Java KafkaConsumer (kafka-clients) process for scripts/bench.sh; compiled by bench.sh with javac
 // into build/bench/java (no Gradle or Maven build), run against the jars in build/kafka/libs.
 //
-//   java -cp build/bench/java:build/kafka/libs/* JavaConsumer BROKERS TOPIC GROUP count|failover [KEY=VALUE..]
+//   java -cp build/bench/java:build/kafka/libs/* JavaConsumer BROKERS TOPIC GROUP count|failover|latency DIR [KEY=VALUE..]
 //
 // The client's default settings except what the bench needs: group.id, auto.offset.reset=earliest and
 // byte-array deserializers (so the classic group protocol, range + cooperative-sticky assignors, a 45 s
@@ -12,9 +12,17 @@
 //   count:    {"pid":P,"first":t} at the first record, then {"pid":P,"n":N,"last":t} at most every
 //             0.25 s while records come and once a poll comes back empty (caught up)
 //   failover: "pid partition offset" per record
+//   latency DIR (BENCH_ONLY=latency): count's lines, and each record's produce-to-poll latency in the buckets of
+//             scripts/bench/latency_hist.h, written to DIR/lat-PID.json every 0.5 s, when a poll comes back
+//             empty and at exit
 // SIGTERM closes the consumer (commit and LeaveGroup).
 
 import java.io.BufferedOutputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Instant;
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
 import java.io.PrintStream;
@@ -61,20 +69,80 @@ public class JavaConsumer {
         OUT.flush();
     }
 
+    /** latency_hist.h's buckets (latency.py merges every contender's files alike). */
+    static final class Hist {
+        final long[] counts = new long[12701];
+        final Path dir;
+        long n, dumpedN;
+        double dumped;
+
+        Hist(String dir) {
+            this.dir = Path.of(dir);
+        }
+
+        static int bucket(long us) {
+            if (us < 0) us = 0;
+            if (us < 10000) return (int) (us / 10);
+            if (us < 100000) return 1000 + (int) ((us - 10000) / 100);
+            if (us < 1000000) return 1900 + (int) ((us - 100000) / 1000);
+            if (us < 100000000) return 2800 + (int) ((us - 1000000) / 10000);
+            return 12700;
+        }
+
+        static long lower(int b) {
+            if (b < 1000) return b * 10L;
+            if (b < 1900) return 10000 + (b - 1000) * 100L;
+            if (b < 2800) return 100000 + (b - 1900) * 1000L;
+            return 1000000 + (b - 2800) * 10000L;
+        }
+
+        void record(byte[] v, long nowNs) {
+            int i = 0;
+            long s = 0;
+            if (v == null) return;
+            while (i < v.length && v[i] != ' ') i++;
+            if (++i >= v.length || v[i] < '0' || v[i] > '9') return;
+            while (i < v.length && v[i] >= '0' && v[i] <= '9') s = s * 10 + (v[i++] - '0');
+            counts[bucket((nowNs - s) / 1000)]++;
+            n++;
+        }
+
+        void dump() {
+            StringBuilder sb = new StringBuilder("{\"pid\":" + PID + ",\"n\":" + n + ",\"b\":[");
+            boolean first = true;
+            for (int b = 0; b < counts.length; b++) {
+                if (counts[b] == 0) continue;
+                sb.append(first ? "[" : ",[").append(lower(b)).append(',').append(counts[b]).append(']');
+                first = false;
+            }
+            sb.append("]}\n");
+            Path path = dir.resolve("lat-" + PID + ".json"), tmp = dir.resolve("lat-" + PID + ".json.tmp");
+            try {
+                Files.writeString(tmp, sb);
+                Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            } catch (IOException e) {
+                System.err.println("JavaConsumer: " + path + ": " + e);
+            }
+            dumped = now();
+            dumpedN = n;
+        }
+    }
+
     public static void main(String[] args) {
-        if (args.length < 4) {
-            System.err.println("usage: JavaConsumer BROKERS TOPIC GROUP count|failover [KEY=VALUE..]");
+        if (args.length < 4 || (args[3].equals("latency") && args.length < 5)) {
+            System.err.println("usage: JavaConsumer BROKERS TOPIC GROUP count|failover|latency DIR [KEY=VALUE..]");
             System.exit(2);
         }
         String brokers = args[0], topic = args[1], group = args[2];
         boolean failover = args[3].equals("failover");
+        Hist lat = args[3].equals("latency") ? new Hist(args[4]) : null;
         Properties props = new Properties();
         props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
         props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
-        for (int i = 4; i < args.length; i++) {
+        for (int i = lat == null ? 4 : 5; i < args.length; i++) {
             int eq = args[i].indexOf('=');
             if (eq <= 0) {
                 System.err.println("JavaConsumer: expected KEY=VALUE, got " + args[i]);
@@ -134,11 +202,18 @@ public class JavaConsumer {
                     }
                     continue;
                 }
+                long nowNs = 0;
+                if (lat != null) {
+                    Instant i = Instant.now();
+                    nowNs = i.getEpochSecond() * 1_000_000_000L + i.getNano();
+                }
                 for (ConsumerRecord<byte[], byte[]> r : records) {
                     byte[] v = r.value();
                     bytes += v == null ? 0 : v.length;
                     got++;
+                    if (lat != null) lat.record(v, nowNs);
                 }
+                if (lat != null && (now - lat.dumped > 0.5 || (got == 0 && lat.n != lat.dumpedN))) lat.dump();
                 if (got > 0) {
                     if (first < 0) {
                         first = now;
@@ -158,6 +233,7 @@ public class JavaConsumer {
         } catch (WakeupException e) {
             // SIGTERM
         } finally {
+            if (lat != null) lat.dump();
             consumer.close();
             OUT.flush();
         }

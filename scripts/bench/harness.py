@@ -1675,10 +1675,15 @@ def main():
     global BROKER
     t_start = time.time()
     os.makedirs(OUT, exist_ok=True)
-    if ONLY not in ("", "security", "partitions", "pipeline", "strong", "share"):
+    if ONLY not in ("", "security", "partitions", "pipeline", "strong", "share", "latency"):
         raise SystemExit(f"bench: BENCH_ONLY={ONLY}: use security (only the SASL_SSL section), partitions "
                          f"(only the partition-count section), pipeline (only the pipeline section), strong "
-                         f"(stronger peers and compressed topics) or share (share groups), or leave it empty")
+                         f"(stronger peers and compressed topics), share (share groups) or latency (end-to-end "
+                         f"latency), or leave it empty")
+    if ONLY == "latency":
+        import latency  # scripts/bench/latency.py (issue 32 item 3); it uses this module's helpers
+        latency.run(sys.modules[__name__], t_start)
+        return
     if ONLY in ("strong", "share"):
         import strong  # scripts/bench/strong.py (issues 32 and 30 B.7); it uses this module's helpers
         strong.run(sys.modules[__name__], t_start)

@@ -1,7 +1,7 @@
 /* One native librdkafka consumer-group member for scripts/bench.sh (BENCH_ONLY=strong): C against the
  * system's librdkafka (Debian's librdkafka-dev), compiled by bench.sh with cc -O2 into build/bench/rdkafka-c.
  *
- *   rdkafka_consumer BROKERS TOPIC GROUP
+ *   rdkafka_consumer BROKERS TOPIC GROUP [latency DIR]
  *
  * librdkafka's defaults except what the bench needs: group.id, auto.offset.reset=earliest and the
  * partition-EOF events that let it report promptly when it has caught up; one rd_kafka_consumer_poll per
@@ -10,7 +10,10 @@
  *   {"pid":P,"first":t} at the first record, then {"pid":P,"n":N,"last":t} at most every 0.25 s while
  *   records come, at each partition EOF and when a poll of 0.2 s comes back empty
  * SIGTERM closes the consumer (commit and leave).
+ * latency DIR (BENCH_ONLY=latency): each record's produce-to-poll latency into latency_hist.h's
+ * histogram, written to DIR/lat-PID.json every 0.5 s, when a poll comes back empty and at exit.
  */
+#include "latency_hist.h"
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
@@ -70,10 +73,12 @@ int main(int argc, char **argv) {
     long long n = 0, reported_n = 0, stamped_n = 0;
     double first = 0, last = 0, reported = 0;
     int pid = (int)getpid();
-    if (argc != 4) {
-        fprintf(stderr, "usage: rdkafka_consumer BROKERS TOPIC GROUP\n");
+    long long last_dump = 0;
+    if (argc != 4 && !(argc == 6 && strcmp(argv[4], "latency") == 0)) {
+        fprintf(stderr, "usage: rdkafka_consumer BROKERS TOPIC GROUP [latency DIR]\n");
         return 2;
     }
+    if (argc == 6) lat_dir = argv[5];
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
     conf = rd_kafka_conf_new();
@@ -101,9 +106,18 @@ int main(int argc, char **argv) {
         double t;
         if (!m) {
             flush = 1;
+            if (lat_dir) lat_idle();
         } else {
             if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 n++;
+                if (lat_dir) {
+                    long long t_ns = lat_now_ns();
+                    lat_record(m->payload, m->len, t_ns);
+                    if (t_ns - last_dump > 500000000LL) {
+                        lat_dump();
+                        last_dump = t_ns;
+                    }
+                }
                 /* the clock once per 256 records: a poll costs far less than gettimeofday */
                 if (first == 0 || (n & 255) == 0) {
                     last = now();
@@ -133,6 +147,7 @@ int main(int argc, char **argv) {
             reported_n = n;
         }
     }
+    lat_dump();
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return 0;

@@ -4,6 +4,9 @@ Default settings except what the bench needs: read from earliest, and the
 partition-EOF events that let it report promptly when it has caught up.
   rdkafka_consumer.py BROKERS TOPIC GROUP count     -> {"first":t} then {"n":N,"last":t} lines
   rdkafka_consumer.py BROKERS TOPIC GROUP failover  -> "pid partition offset" per record
+  rdkafka_consumer.py BROKERS TOPIC GROUP latency DIR  (BENCH_ONLY=latency) -> count mode's
+      lines, and each record's produce-to-consume latency in latency_hist.h's buckets (latency.py's
+      Hist), written to DIR/lat-PID.json every 0.5 s, when a poll comes back empty and at exit
 Both modes print {"pid":P,"assigned":[..],"t":t} on every assignment change
 (empty list: revoked).
 Stops on SIGTERM (closes the consumer: commit and leave).
@@ -22,6 +25,11 @@ from confluent_kafka import Consumer, KafkaError
 
 brokers, topic, group, mode = sys.argv[1:5]
 stop = False
+lat = None
+if mode == "latency":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from latency import Hist  # scripts/bench/latency.py
+    lat = Hist(sys.argv[5])
 
 
 def on_term(_sig, _frm):
@@ -75,10 +83,17 @@ last = None
 reported = 0.0
 reported_n = 0
 while not stop:
-    msgs = c.consume(num_messages=1000, timeout=0.2)
+    if lat:
+        # consume() waits its whole timeout for num_messages: at a low rate every record would wait. A
+        # latency-minded loop takes the first record as it comes, then whatever else is there already.
+        first_msg = c.poll(0.2)
+        msgs = [first_msg] + c.consume(num_messages=999, timeout=0) if first_msg is not None else []
+    else:
+        msgs = c.consume(num_messages=1000, timeout=0.2)
     eof = False
     got = 0
     now = time.time()
+    now_ns = time.time_ns()
     for m in msgs:
         err = m.error()
         if err is not None:
@@ -87,8 +102,12 @@ while not stop:
             continue
         if mode == "failover":
             out.write(f"{pid} {m.partition()} {m.offset()}\n")
+        elif lat:
+            lat.record(m.value(), now_ns)
         got += 1
     n += got
+    if lat and (now - lat.dumped > 0.5 or (not msgs and lat.n != lat.dumped_n)):
+        lat.dump()
     if mode == "failover":
         out.flush()
         continue
@@ -103,4 +122,6 @@ while not stop:
         out.flush()
         reported = now
         reported_n = n
+if lat:
+    lat.dump()
 c.close()

@@ -1,7 +1,7 @@
 // One franz-go (kgo) consumer-group member for scripts/bench.sh (BENCH_ONLY=strong); built by bench.sh with
 // `go build` into build/bench/franz (the module cache stays outside git).
 //
-//	franz_consumer BROKERS TOPIC GROUP
+//	franz_consumer BROKERS TOPIC GROUP [latency DIR]
 //
 // kgo's defaults except what the bench needs: the group, the topic, reset to the earliest offset. It counts the
 // records of every poll (kgo decodes each into a kgo.Record, as any kgo application gets them). Output, one line
@@ -12,6 +12,8 @@
 //	come and once a poll of 0.2 s comes back empty (caught up)
 //
 // SIGTERM leaves the group (kgo commits on close) and exits.
+// latency DIR (BENCH_ONLY=latency): each record's produce-to-poll latency into the histogram of
+// latency.go, written to DIR/lat-PID.json every 0.5 s, when a poll comes back empty and at exit.
 package main
 
 import (
@@ -32,8 +34,11 @@ import (
 func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: franz_consumer BROKERS TOPIC GROUP")
+	var lat *latHist
+	if len(os.Args) == 6 && os.Args[4] == "latency" {
+		lat = &latHist{dir: os.Args[5]}
+	} else if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: franz_consumer BROKERS TOPIC GROUP [latency DIR]")
 		os.Exit(2)
 	}
 	brokers, topic, group := os.Args[1], os.Args[2], os.Args[3]
@@ -88,6 +93,14 @@ func main() {
 			break
 		}
 		got := fetches.NumRecords()
+		if lat != nil && got > 0 {
+			fetches.EachRecord(func(r *kgo.Record) { lat.record(r.Value, time.Now().UnixNano()) })
+			if time.Since(lat.lastDump) > 500*time.Millisecond {
+				lat.dump()
+			}
+		} else if lat != nil {
+			lat.idle()
+		}
 		t := now()
 		n += got
 		if got > 0 {
@@ -107,6 +120,9 @@ func main() {
 			mu.Unlock()
 			reported, reportedN = t, n
 		}
+	}
+	if lat != nil {
+		lat.dump()
 	}
 	cl.Close()
 }

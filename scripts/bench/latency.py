@@ -1,0 +1,336 @@
+"""BENCH_ONLY=latency of scripts/bench.sh (issue 32 item 3): end-to-end latency, produce to handler, on
+Apache Kafka. Called by harness.main() with the harness module (its broker, topics, processes, trackers).
+
+A C producer (scripts/bench/rate_producer.c, librdkafka, acks=all, linger.ms=1) writes a fresh 2-partition
+topic at a fixed rate; each value carries the time it was produced (ns). The contenders, a fresh group each,
+count every record's latency into the same histogram (scripts/bench/latency_hist.h: buckets of at most 1%):
+  kswarm-value  kswarm run -w 2 -p keep --format value; its stdout goes to latency_sink (C), which counts
+                the latency as each line arrives: produce -> kswarm's stdout
+  kswarm-exec   kswarm run -w 2 -p keep --format value --exec 'latency_sink DIR --ack': the handler counts
+                and acknowledges each record: produce -> the handler of each worker
+  franz-go      scripts/bench/franz (kgo), 2 processes: latency at the poll that hands out the record
+  rdkafka-c     scripts/bench/rdkafka_consumer.c (native librdkafka), 2 processes, the same
+  librdkafka    scripts/bench/rdkafka_consumer.py (confluent-kafka, a Python loop), 2 processes, the same
+  java          scripts/bench/JavaConsumer.java (KafkaConsumer), 2 processes, the same
+Each client runs with its defaults (fetch waits, session timeouts) apart from reading from the earliest offset.
+A run: the topic, the contender, wait until every worker holds its partitions (+ 2 s), then the producer for
+BENCH_LATENCY_SECONDS (default 10) at the rate, then wait until every record counted (cap 90 s). The
+percentiles are over every record produced; a record not counted by the cap counts as "later than the cap".
+Rates: BENCH_LATENCY_RATES (default 1000,10000,100000 records/s), BENCH_REPEATS rounds, contenders interleaved;
+the table gives the median over the rounds of each percentile. Then one run per contender at
+BENCH_LATENCY_KILL_RATE (default 10000/s) in which one worker is killed with SIGKILL KILL_AFTER s into the
+production (kswarm restarts its worker itself; a peer's process is started again at once, as a supervisor
+would), the producer runs on for BENCH_LATENCY_SECONDS after the kill: the failover as a latency spike.
+BENCH_LATENCY_CONTENDERS picks some. Report: results-kafka-latency.md (+ .json).
+"""
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+
+# ---------------------------------------------------------------- histogram ---
+# Also imported alone by rdkafka_consumer.py (no harness), so nothing above needs it.
+
+
+def bucket(us):
+    """latency_hist.h's lat_bucket: the lower bound (µs) of the bucket of `us`."""
+    us = max(0, us)
+    for limit, width in ((10000, 10), (100000, 100), (1000000, 1000), (100000000, 10000)):
+        if us < limit:
+            return us - us % width
+    return 100000000
+
+
+class Hist:
+    """A process's latency histogram (rdkafka_consumer.py's latency mode), dumped as latency_hist.h does."""
+
+    def __init__(self, directory):
+        self.dir, self.n, self.counts, self.dumped, self.dumped_n = directory, 0, {}, 0.0, 0
+
+    def record(self, value, now_ns):
+        parts = value.split(b" ", 2) if value else []
+        if len(parts) < 2 or not parts[1].isdigit():
+            return
+        b = bucket((now_ns - int(parts[1])) // 1000)
+        self.counts[b] = self.counts.get(b, 0) + 1
+        self.n += 1
+
+    def dump(self):
+        path = os.path.join(self.dir, f"lat-{os.getpid()}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump({"pid": os.getpid(), "n": self.n, "b": sorted(self.counts.items())}, f)
+        os.rename(path + ".tmp", path)
+        self.dumped, self.dumped_n = time.time(), self.n
+
+
+def read_dir(directory):
+    """Every process's last dump in the directory, merged: (records, {lower bound µs: count})."""
+    n, counts = 0, {}
+    for name in os.listdir(directory):
+        if not (name.startswith("lat-") and name.endswith(".json")):
+            continue
+        try:
+            with open(os.path.join(directory, name)) as f:
+                d = json.load(f)
+        except (OSError, ValueError):
+            continue  # being replaced right now: the next look sees it
+        n += d["n"]
+        for lower, c in d["b"]:
+            counts[lower] = counts.get(lower, 0) + c
+    return n, counts
+
+
+def percentiles(counts, expected, qs=(0.5, 0.99, 0.999)):
+    """The latency (ms, a bucket's lower bound) under which a fraction q of the `expected` records arrived;
+    None where that fraction needs records that never arrived (later than the run's cap)."""
+    total = max(expected, sum(counts.values()))
+    out, cum, items = {}, 0, sorted(counts.items())
+    for q in qs:
+        need, cum, got = q * total, 0, None
+        for lower, c in items:
+            cum += c
+            if cum >= need:
+                got = lower / 1000.0
+                break
+        out[q] = got
+    out["max"] = items[-1][0] / 1000.0 if items else None
+    return out
+
+
+# ---------------------------------------------------------------- the section ---
+
+H = None  # the harness module
+CONTENDERS = ["kswarm-value", "kswarm-exec", "franz-go", "rdkafka-c", "librdkafka", "java"]
+GRACE = 2.0       # s between every worker holding its partitions and the first record produced
+DRAIN_CAP = 90.0  # s after the producer stops for the last record to be counted (a peer's failover: 45 s)
+KILL_AFTER = 5.0  # s into the production, the kill
+
+
+def env_list(name, default):
+    raw = os.environ.get(name, "").strip() or default
+    return [x.strip() for x in raw.split(",") if x.strip()]
+
+
+def start(l, name, topic, group, directory, tracker):
+    """The contender in latency mode; returns a function giving its worker pids (the kill's targets) and the
+    argv of a peer's process (None for kswarm: it restarts its own workers)."""
+    sink = os.environ["BENCH_LATENCY_SINK"]
+    if name == "kswarm-value":
+        r, w = os.pipe()
+        H.launch_kswarm(l, topic, group, 2, ["--format", "value"], w, tracker)
+        os.close(w)
+        l.start([sink, directory], stdin=r, stdout=subprocess.DEVNULL)
+        os.close(r)
+        return lambda: H.kswarm_worker_pids(l), None
+    if name == "kswarm-exec":
+        H.launch_kswarm(l, topic, group, 2, ["--format", "value", "--exec", f"{sink} {directory} --ack"],
+                        subprocess.DEVNULL, tracker)
+        return lambda: H.kswarm_worker_pids(l), None
+    if name == "java":
+        argv = H.java_argv(topic, group, "latency")
+        argv.insert(argv.index("latency") + 1, directory)
+    else:
+        argv = {"franz-go": [os.environ["BENCH_FRANZ"]], "rdkafka-c": [os.environ["BENCH_RDKAFKA_C"]],
+                "librdkafka": [H.PY, os.path.join(H.HERE, "rdkafka_consumer.py")]}[name]
+        argv = argv + [H.brokers(), topic, group, "latency", directory]
+    r, w = os.pipe()
+    for _ in range(2):
+        l.start(argv, stdout=w, stderr=H.logfile(name), stdin=subprocess.DEVNULL)
+    l.peer_out = w  # kept open for a restarted process
+    H.ProtocolReader(os.fdopen(r, "rb"), tracker)
+    return lambda: [p.pid for p in l.procs if p.poll() is None and p.args == argv], argv
+
+
+def one_run(name, rate, seconds, kill=False):
+    """One run of `name` at `rate`; the merged histogram and what happened."""
+    topic = H.make_topic(2)
+    group = H.uniq(f"g-lat-{name}")
+    directory = tempfile.mkdtemp(prefix="lat-", dir=H.TMP)
+    l = H.Launch()
+    tracker = H.AssignTracker(2, 2)
+    res = {"name": name, "rate": rate, "kill": kill}
+    try:
+        workers, argv = start(l, name, topic, group, directory, tracker)
+        end = time.time() + H.left(60)
+        while tracker.joined_at is None and time.time() < end:
+            time.sleep(0.05)
+        if tracker.joined_at is None:
+            raise H.BenchFailure(f"latency {name}: the group did not settle within 60 s")
+        time.sleep(GRACE)
+        cpu0, b0 = H.tree_cpu(l.roots()), H.BROKER.cpu()
+        prod = subprocess.Popen([os.environ["BENCH_RATE_PRODUCER"], H.brokers(), topic, "2", str(rate)],
+                                stdout=subprocess.PIPE, stderr=H.logfile("rate-producer"), start_new_session=True)
+        H.PRODUCERS.append(prod)
+        t_prod = time.time()
+        if kill:
+            time.sleep(KILL_AFTER)
+            res["killed"] = kill_one(l, workers, argv)
+        time.sleep(max(0.0, t_prod + (KILL_AFTER if kill else 0) + seconds - time.time()))
+        prod.send_signal(signal.SIGTERM)
+        out, _ = prod.communicate(timeout=60)
+        sent = json.loads(out.decode().strip().splitlines()[-1])
+        res.update(sent=sent["sent"], produce_seconds=sent["seconds"], worst_behind=sent["worst_behind"],
+                   produce_failed=sent["failed"])
+        end = time.time() + H.left(DRAIN_CAP)
+        n, changed = 0, time.time()
+        while time.time() < end:
+            m, _ = read_dir(directory)
+            if m != n:
+                n, changed = m, time.time()
+            # After a kill, re-read records (at least once) come before the rest: wait for the count to stand.
+            if n >= sent["sent"] and (not kill or time.time() - changed > 2.0):
+                break
+            time.sleep(0.25)
+        res["drained_s"] = time.time() - t_prod - sent["seconds"]
+        cpu = H.tree_cpu(l.roots()) - cpu0
+        res["cpu_us_per_record"] = cpu * 1e6 / max(1, sent["sent"])
+        res["broker_us_per_record"] = (H.BROKER.cpu() - b0) * 1e6 / max(1, sent["sent"])
+    finally:
+        l.stop()
+        if getattr(l, "peer_out", None) is not None:
+            os.close(l.peer_out)
+    n, counts = read_dir(directory)
+    res["counted"] = n
+    res["duplicates"] = max(0, n - res.get("sent", n))
+    res["p"] = {str(k): v for k, v in percentiles(counts, res.get("sent", n)).items()}
+    H.log(f"latency {name} {rate}/s{' kill' if kill else ''}: sent {res.get('sent')}, counted {n}, "
+          f"p50 {res['p']['0.5']} p99 {res['p']['0.99']} p99.9 {res['p']['0.999']} max {res['p']['max']} ms, "
+          f"worst behind {res.get('worst_behind', 0):.3f} s")
+    return res
+
+
+def kill_one(l, workers, argv):
+    """SIGKILL one worker; a peer's process is started again at once (kswarm's supervisor does its own)."""
+    pids = workers()
+    if not pids:
+        return None
+    os.kill(pids[0], signal.SIGKILL)
+    if argv:
+        l.start(argv, stdout=l.peer_out, stderr=H.logfile("restarted"), stdin=subprocess.DEVNULL)
+    return {"pid": pids[0], "t": time.time()}
+
+
+# ---------------------------------------------------------------- the report ---
+
+def f1(x, nd=1):
+    return "–" if x is None else f"{x:,.{nd}f}"
+
+
+def ms(x):
+    if x is None:
+        return f"> {DRAIN_CAP:.0f} s"
+    return f"{x:,.2f}" if x < 10 else f"{x:,.1f}" if x < 1000 else f"{x:,.0f}"
+
+
+def med(runs, key):
+    vals = [r["p"][key] for r in runs]
+    if any(v is None for v in vals):
+        return None if sum(v is None for v in vals) * 2 > len(vals) else statistics.median(
+            [v for v in vals if v is not None] + [float("inf")] * sum(v is None for v in vals))
+    return statistics.median(vals)
+
+
+def counted(runs):
+    """Records counted against records produced, over the runs (more: re-deliveries after a kill)."""
+    got, sent = sum(r["counted"] for r in runs), sum(r.get("sent", 0) for r in runs)
+    return f"{got:,} of {sent:,}" + (f" ({got - sent:,} twice)" if got > sent else "")
+
+
+def render(d):
+    lab, rates = d["labels"], d["rates"]
+    md = [f"### End-to-end latency, produce to handler (Apache Kafka)", "",
+          f"{d['date']}; machine: {d['machine']}; load (`uptime`: 1, 5, 15 min) before {d['load']}, after "
+          f"{d['load_after']}.  ", f"Broker: {d['broker']}.  ",
+          f"Command: `{d['command']}`; a fresh 2-partition topic and group per run; the producer "
+          f"(rate_producer.c: librdkafka, acks=all, linger.ms=1) writes for {d['seconds']} s at each rate; "
+          f"median of {d['repeats']} interleaved runs of each percentile; latencies in ms (buckets of at most "
+          f"1%).", "",
+          "| records/s | contender | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs per record | records |",
+          "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for rate in rates:
+        for name in d["contenders"]:
+            runs = d["runs"].get(f"{name}@{rate}") or []
+            if not runs:
+                continue
+            cpu = statistics.median(r["cpu_us_per_record"] for r in runs if "cpu_us_per_record" in r) \
+                if any("cpu_us_per_record" in r for r in runs) else None
+            md.append(f"| {rate:,} | {lab[name]} | {ms(med(runs, '0.5'))} | {ms(med(runs, '0.99'))} | "
+                      f"{ms(med(runs, '0.999'))} | {ms(max((r['p']['max'] or 0) for r in runs))} | "
+                      f"{f1(cpu, 2)} | {counted(runs)} |")
+    if d.get("kills"):
+        md += ["", f"During a worker SIGKILL, {d['kill_rate']:,} records/s, kill {KILL_AFTER:.0f} s into "
+                   f"{d['seconds'] + KILL_AFTER:.0f} s of production, one run each:", "",
+               "| contender | p50 ms | p99 ms | p99.9 ms | max ms | records counted | last record counted after "
+               "the producer stopped, s |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name in d["contenders"]:
+            r = d["kills"].get(name)
+            if r:
+                md.append(f"| {lab[name]} | {ms(r['p']['0.5'])} | {ms(r['p']['0.99'])} | {ms(r['p']['0.999'])} | "
+                          f"{ms(r['p']['max'])} | {counted([r])} | "
+                          f"{f1(r.get('drained_s'), 1)} |")
+    md.append("")
+    md.append("- worst producer lag behind its schedule per rate: " + "; ".join(
+        f"{rate:,}/s {max((r.get('worst_behind') or 0) for k, rs in d['runs'].items() if k.endswith(f'@{rate}') for r in rs) * 1000:.1f} ms"
+        for rate in rates))
+    return md
+
+
+def labels():
+    import strong  # scripts/bench/strong.py: the peers' names with their versions
+    strong.H = H
+    lab = strong.labels()
+    return {"kswarm-value": "kswarm run -w 2 -p keep --format value (stdout to a C reader)",
+            "kswarm-exec": "kswarm run -w 2 -p keep --format value --exec (a C handler acking each record)",
+            "franz-go": lab["franz-go"], "rdkafka-c": lab["rdkafka-c"], "librdkafka": lab["librdkafka"],
+            "java": lab["java"]}
+
+
+def run(h, t_start):
+    global H
+    H = h
+    if H.KIND != "kafka":
+        raise SystemExit("bench: BENCH_ONLY=latency runs on Apache Kafka only")
+    names = env_list("BENCH_LATENCY_CONTENDERS", ",".join(CONTENDERS))
+    bad = [n for n in names if n not in CONTENDERS]
+    if bad:
+        raise SystemExit(f"bench: BENCH_LATENCY_CONTENDERS: unknown {bad}; use some of {CONTENDERS}")
+    rates = [int(x) for x in env_list("BENCH_LATENCY_RATES", "1000,10000,100000")]
+    seconds = float(os.environ.get("BENCH_LATENCY_SECONDS", "10"))
+    kill_rate = int(os.environ.get("BENCH_LATENCY_KILL_RATE", "10000"))
+    lab = labels()
+    broker = H.Broker("kafka", H.PORT, ["group.initial.rebalance.delay.ms=0"] + H.EXTRA_PROPS)
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    _, date = H.start_section(broker)
+    runs, kills = {}, {}
+    try:
+        one_run(names[0], 1000, 2)  # untimed: the broker's first group (__consumer_offsets made)
+        for rate in rates:
+            for _ in range(H.REPEATS):
+                for name in names:
+                    runs.setdefault(f"{name}@{rate}", []).append(one_run(name, rate, seconds))
+        if kill_rate > 0:
+            for name in names:
+                kills[name] = one_run(name, kill_rate, seconds, kill=True)
+    finally:
+        broker.stop()
+    with open("/proc/loadavg") as f:
+        load_after = " ".join(f.read().split()[:3])
+    data = {"date": date, "load": load, "load_after": load_after, "command": H.COMMAND, "broker": broker.describe(),
+            "machine": f"nproc {os.cpu_count()}, {H.cpu_model()}", "repeats": H.REPEATS, "seconds": seconds,
+            "rates": rates, "kill_rate": kill_rate, "contenders": names, "labels": {n: lab[n] for n in names},
+            "runs": runs, "kills": kills}
+    md = render(data) + [f"\n(bench took {time.time() - t_start:.0f} s)"]
+    H.write_section("latency", md, data)
+
+
+if __name__ == "__main__":
+    # latency.py render FILE.json: the markdown of a report written before
+    import sys
+    for path in sys.argv[2:] if sys.argv[1:2] == ["render"] else []:
+        with open(path) as f:
+            print("\n".join(render(json.load(f))) + "\n")
