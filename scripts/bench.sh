@@ -41,6 +41,14 @@
 #      and the rskafka loop (1 process each), BENCH_REPEATS interleaved rounds (BENCH_STRONG_CONTENDERS picks
 #      some), e.g. `BENCH_ONLY=strong BENCH_COMPRESSIONS=lz4 scripts/bench.sh`; one report per compression,
 #      build/bench/results-kafka-strong-COMPRESSION.md (+ .json).
+#      BENCH_ONLY=latency: only end-to-end latency (issue 32 item 3; Kafka only): a C producer
+#      (scripts/bench/rate_producer.c) at each rate of BENCH_LATENCY_RATES (default 1000,10000,100000 records/s) for
+#      BENCH_LATENCY_SECONDS (default 10) into a fresh 2-partition topic per run, each record stamped; kswarm (its
+#      stdout, and an --exec handler: scripts/bench/latency_sink.c), franz-go, native librdkafka, confluent-kafka
+#      and the Java KafkaConsumer count produce-to-handler latency: p50/p99/p99.9 over BENCH_REPEATS interleaved
+#      rounds (medians), then one run each with a worker killed (SIGKILL) at BENCH_LATENCY_KILL_RATE (default
+#      10000/s; 0 skips). BENCH_LATENCY_CONTENDERS picks some; build/bench/results-kafka-latency.md (+ .json).
+#      Method: scripts/bench/latency.py.
 #      BENCH_ONLY=share: only share groups with no handler work (issue 30 B.7; Kafka only): kswarm
 #      --group-protocol share against 2 Java KafkaShareConsumer processes (scripts/bench/JavaShareConsumer.java)
 #      and kswarm's classic group, build/bench/results-kafka-share.md (+ .json). Method: scripts/bench/strong.py.
@@ -78,15 +86,16 @@ case "$broker" in
 esac
 only="${BENCH_ONLY:-}"
 case "$only" in
-  ""|security|partitions|pipeline|strong|share) ;;
+  ""|security|partitions|pipeline|strong|share|latency) ;;
   *) echo "bench.sh: BENCH_ONLY=$only: use security (only the SASL_SSL section, Kafka only), partitions" \
           "(only the partition-count section, Kafka or tansu; counts from BENCH_PARTITIONS, default 2,64,256,1024)," \
           "pipeline (only the pipeline section of issue 29, Kafka only), strong (stronger peers on plain and" \
-          "compressed topics, Kafka only) or share (share groups, Kafka only), or leave it unset" >&2
+          "compressed topics, Kafka only), share (share groups, Kafka only) or latency (end-to-end latency, Kafka" \
+          "only), or leave it unset" >&2
      exit 2 ;;
 esac
-if [[ ( "$only" == strong || "$only" == share ) && "$broker" != kafka ]]; then
-  echo "bench.sh: BENCH_ONLY=$only runs on Kafka only (kafka-tools' perf tool, share groups)" >&2
+if [[ ( "$only" == strong || "$only" == share || "$only" == latency ) && "$broker" != kafka ]]; then
+  echo "bench.sh: BENCH_ONLY=$only runs on Kafka only (kafka-tools' perf tool, share groups, the latency peers)" >&2
   exit 2
 fi
 if [[ ( "$only" == partitions || "$only" == strong ) && -n "${BENCH_PARTITIONS:-}" && ! "$BENCH_PARTITIONS" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
@@ -117,7 +126,7 @@ scripts/kafka.sh install
 # BENCH_ONLY=security or partitions).
 CP="$(scripts/kafka.sh classpath)"
 jar="$(ls "$BUILD"/kafka/libs/kafka-clients-*.jar | head -1)"
-if [[ -z "$only" || "$only" == strong ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
+if [[ -z "$only" || "$only" == strong || "$only" == latency ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
       || "$(cat "$JAVA_DIR/.kafka-clients" 2>/dev/null)" != "$(basename "$jar")" ]]; then
   echo "bench.sh: compiling $JAVA_SRC into $JAVA_DIR" >&2
   rm -rf "$JAVA_DIR"
@@ -154,6 +163,7 @@ fi
 # scripts/test.sh installs its Debian packages) and JavaShareConsumer.java; each rebuilt when its source changes.
 FRANZ_DIR="$BUILD/bench/franz"
 RDKC_DIR="$BUILD/bench/rdkafka-c"
+LAT_DIR="$BUILD/bench/latency"
 EXTRA_DIR="$BUILD/bench/java-extra"
 deb_install() {  # PACKAGE WHAT-FOR
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -164,7 +174,7 @@ deb_install() {  # PACKAGE WHAT-FOR
     exit 1
   fi
 }
-if [[ "$only" == strong ]]; then
+if [[ "$only" == strong || "$only" == latency ]]; then
   command -v go >/dev/null || { echo "bench.sh: the franz-go peer needs Go ('go' on PATH, 1.22 or newer)" >&2; exit 1; }
   if [[ ! -x "$FRANZ_DIR/franz_consumer" || -n "$(find "$ROOT/scripts/bench/franz" -newer "$FRANZ_DIR/franz_consumer")" ]]; then
     echo "bench.sh: building scripts/bench/franz into $FRANZ_DIR (franz-go from the Go module proxy once)" >&2
@@ -173,11 +183,23 @@ if [[ "$only" == strong ]]; then
       go build -o "$FRANZ_DIR/franz_consumer" .) || { echo "bench.sh: go build of scripts/bench/franz failed (see above)" >&2; exit 1; }
   fi
   [[ -f /usr/include/librdkafka/rdkafka.h ]] || deb_install librdkafka-dev "the native librdkafka peer"
-  if [[ ! -x "$RDKC_DIR/rdkafka_consumer" || "$ROOT/scripts/bench/rdkafka_consumer.c" -nt "$RDKC_DIR/rdkafka_consumer" ]]; then
+  if [[ ! -x "$RDKC_DIR/rdkafka_consumer" || "$ROOT/scripts/bench/rdkafka_consumer.c" -nt "$RDKC_DIR/rdkafka_consumer" \
+        || "$ROOT/scripts/bench/latency_hist.h" -nt "$RDKC_DIR/rdkafka_consumer" ]]; then
     echo "bench.sh: compiling scripts/bench/rdkafka_consumer.c into $RDKC_DIR" >&2
     mkdir -p "$RDKC_DIR"
     cc -O2 -Wall -o "$RDKC_DIR/rdkafka_consumer" "$ROOT/scripts/bench/rdkafka_consumer.c" -lrdkafka
   fi
+fi
+# BENCH_ONLY=latency: the fixed-rate producer and the handler that counts latencies (C, librdkafka-dev).
+if [[ "$only" == latency ]]; then
+  mkdir -p "$LAT_DIR"
+  for prog in rate_producer latency_sink; do
+    if [[ ! -x "$LAT_DIR/$prog" || "$ROOT/scripts/bench/$prog.c" -nt "$LAT_DIR/$prog" \
+          || "$ROOT/scripts/bench/latency_hist.h" -nt "$LAT_DIR/$prog" ]]; then
+      echo "bench.sh: compiling scripts/bench/$prog.c into $LAT_DIR" >&2
+      cc -O2 -Wall -o "$LAT_DIR/$prog" "$ROOT/scripts/bench/$prog.c" -lrdkafka
+    fi
+  done
 fi
 if [[ "$only" == share ]] && [[ ! -f "$EXTRA_DIR/JavaShareConsumer.class" \
       || "$ROOT/scripts/bench/JavaShareConsumer.java" -nt "$EXTRA_DIR/JavaShareConsumer.class" ]]; then
@@ -201,6 +223,7 @@ case "$only" in
   pipeline) needed+=("$STREAMS_DIR/StreamsMap.class" "$STREAMS_DIR/log4j2.yaml") ;;
   strong) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer") ;;
   share) needed+=("$EXTRA_DIR/JavaShareConsumer.class") ;;
+  latency) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer" "$LAT_DIR/rate_producer" "$LAT_DIR/latency_sink") ;;
 esac
 for f in "${needed[@]}"; do
   [[ -e "$f" ]] || { echo "bench.sh: $f is missing after preparing BENCH_ONLY=${only:-(unset)}; see the messages above" >&2; exit 1; }
@@ -236,7 +259,7 @@ on_signal() {
 trap on_signal TERM INT
 
 command_line=""
-for v in BENCH_ONLY BENCH_PARTITIONS BENCH_COMPRESSIONS BENCH_STRONG_CONTENDERS BENCH_SHARE_CONTENDERS BENCH_PIPELINE_INTERVALS BENCH_PIPELINE_CONTENDERS BENCH_PIPELINE_RATE \
+for v in BENCH_ONLY BENCH_LATENCY_RATES BENCH_LATENCY_SECONDS BENCH_LATENCY_KILL_RATE BENCH_LATENCY_CONTENDERS BENCH_PARTITIONS BENCH_COMPRESSIONS BENCH_STRONG_CONTENDERS BENCH_SHARE_CONTENDERS BENCH_PIPELINE_INTERVALS BENCH_PIPELINE_CONTENDERS BENCH_PIPELINE_RATE \
          BENCH_PIPELINE_SECONDS BENCH_PIPELINE_SETTLE BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
   if [[ -n "${!v:-}" ]]; then
     if [[ "${!v}" == *" "* ]]; then command_line+="$v='${!v}' "; else command_line+="$v=${!v} "; fi
@@ -258,6 +281,8 @@ for k in "${kinds[@]}"; do
   BENCH_STREAMS_LOG="$STREAMS_DIR/log4j2.yaml" \
   BENCH_FRANZ="$FRANZ_DIR/franz_consumer" \
   BENCH_RDKAFKA_C="$RDKC_DIR/rdkafka_consumer" \
+  BENCH_RATE_PRODUCER="$LAT_DIR/rate_producer" \
+  BENCH_LATENCY_SINK="$LAT_DIR/latency_sink" \
   BENCH_EXTRA_CP="$EXTRA_DIR:$CP" \
   BENCH_OUT="$BUILD/bench" \
     timeout "$((max + 120))" "$BUILD/venv/bin/python" scripts/bench/harness.py &
