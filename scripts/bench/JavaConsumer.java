@@ -13,8 +13,7 @@
 //             0.25 s while records come and once a poll comes back empty (caught up)
 //   failover: "pid partition offset" per record
 //   latency DIR (BENCH_ONLY=latency): count's lines, and each record's produce-to-poll latency in the buckets of
-//             scripts/bench/latency_hist.h, written to DIR/lat-PID.json every 0.5 s, when a poll comes back
-//             empty and at exit
+//             scripts/bench/latency_hist.h, counted in DIR/lat-PID.bin (a shared file mapping) as they come
 // SIGTERM closes the consumer (commit and LeaveGroup).
 
 import java.io.BufferedOutputStream;
@@ -71,13 +70,19 @@ public class JavaConsumer {
 
     /** latency_hist.h's buckets (latency.py merges every contender's files alike). */
     static final class Hist {
-        final long[] counts = new long[12701];
-        final Path dir;
-        long n, dumpedN;
-        double dumped;
+        /** DIR/lat-PID.bin, a shared mapping of 12,701 little-endian u64 counters: a SIGKILL loses no count. */
+        final java.nio.LongBuffer counts;
 
         Hist(String dir) {
-            this.dir = Path.of(dir);
+            try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(
+                    Path.of(dir).resolve("lat-" + PID + ".bin"), java.nio.file.StandardOpenOption.CREATE,
+                    java.nio.file.StandardOpenOption.READ, java.nio.file.StandardOpenOption.WRITE,
+                    java.nio.file.StandardOpenOption.TRUNCATE_EXISTING)) {
+                counts = ch.map(java.nio.channels.FileChannel.MapMode.READ_WRITE, 0, 12701L * 8)
+                        .order(java.nio.ByteOrder.LITTLE_ENDIAN).asLongBuffer();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
         }
 
         static int bucket(long us) {
@@ -89,13 +94,6 @@ public class JavaConsumer {
             return 12700;
         }
 
-        static long lower(int b) {
-            if (b < 1000) return b * 10L;
-            if (b < 1900) return 10000 + (b - 1000) * 100L;
-            if (b < 2800) return 100000 + (b - 1900) * 1000L;
-            return 1000000 + (b - 2800) * 10000L;
-        }
-
         void record(byte[] v, long nowNs) {
             int i = 0;
             long s = 0;
@@ -103,28 +101,8 @@ public class JavaConsumer {
             while (i < v.length && v[i] != ' ') i++;
             if (++i >= v.length || v[i] < '0' || v[i] > '9') return;
             while (i < v.length && v[i] >= '0' && v[i] <= '9') s = s * 10 + (v[i++] - '0');
-            counts[bucket((nowNs - s) / 1000)]++;
-            n++;
-        }
-
-        void dump() {
-            StringBuilder sb = new StringBuilder("{\"pid\":" + PID + ",\"n\":" + n + ",\"b\":[");
-            boolean first = true;
-            for (int b = 0; b < counts.length; b++) {
-                if (counts[b] == 0) continue;
-                sb.append(first ? "[" : ",[").append(lower(b)).append(',').append(counts[b]).append(']');
-                first = false;
-            }
-            sb.append("]}\n");
-            Path path = dir.resolve("lat-" + PID + ".json"), tmp = dir.resolve("lat-" + PID + ".json.tmp");
-            try {
-                Files.writeString(tmp, sb);
-                Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-            } catch (IOException e) {
-                System.err.println("JavaConsumer: " + path + ": " + e);
-            }
-            dumped = now();
-            dumpedN = n;
+            int b = bucket((nowNs - s) / 1000);
+            counts.put(b, counts.get(b) + 1);
         }
     }
 
@@ -213,7 +191,6 @@ public class JavaConsumer {
                     got++;
                     if (lat != null) lat.record(v, nowNs);
                 }
-                if (lat != null && (now - lat.dumped > 0.5 || (got == 0 && lat.n != lat.dumpedN))) lat.dump();
                 if (got > 0) {
                     if (first < 0) {
                         first = now;
@@ -233,7 +210,6 @@ public class JavaConsumer {
         } catch (WakeupException e) {
             // SIGTERM
         } finally {
-            if (lat != null) lat.dump();
             consumer.close();
             OUT.flush();
         }

@@ -25,9 +25,11 @@ BENCH_LATENCY_CONTENDERS picks some. Report: results-kafka-latency.md (+ .json).
 """
 
 import json
+import mmap
 import os
 import signal
 import statistics
+import struct
 import subprocess
 import tempfile
 import time
@@ -36,51 +38,67 @@ import time
 # Also imported alone by rdkafka_consumer.py (no harness), so nothing above needs it.
 
 
-def bucket(us):
-    """latency_hist.h's lat_bucket: the lower bound (µs) of the bucket of `us`."""
+BUCKETS = 12701
+
+
+def lower_us(b):
+    """latency_hist.h's lat_lower_us: the lower bound (µs) of bucket index b."""
+    for start, base, width in ((2800, 1000000, 10000), (1900, 100000, 1000), (1000, 10000, 100)):
+        if b >= start:
+            return base + (b - start) * width
+    return b * 10
+
+
+def bucket_index(us):
+    """latency_hist.h's lat_bucket."""
     us = max(0, us)
-    for limit, width in ((10000, 10), (100000, 100), (1000000, 1000), (100000000, 10000)):
-        if us < limit:
-            return us - us % width
-    return 100000000
+    if us < 10000:
+        return us // 10
+    if us < 100000:
+        return 1000 + (us - 10000) // 100
+    if us < 1000000:
+        return 1900 + (us - 100000) // 1000
+    if us < 100000000:
+        return 2800 + (us - 1000000) // 10000
+    return BUCKETS - 1
 
 
 class Hist:
-    """A process's latency histogram (rdkafka_consumer.py's latency mode), dumped as latency_hist.h does."""
+    """A process's latency histogram (rdkafka_consumer.py's latency mode) in DIR/lat-PID.bin, a shared file
+    mapping of u64 counters as latency_hist.h keeps it: every count is in the page cache as it is made."""
 
     def __init__(self, directory):
-        self.dir, self.n, self.counts, self.dumped, self.dumped_n = directory, 0, {}, 0.0, 0
+        path = os.path.join(directory, f"lat-{os.getpid()}.bin")
+        with open(path, "w+b") as f:
+            f.truncate(BUCKETS * 8)
+            self.map = mmap.mmap(f.fileno(), BUCKETS * 8)
+        self.counts = memoryview(self.map).cast("Q")
 
     def record(self, value, now_ns):
         parts = value.split(b" ", 2) if value else []
         if len(parts) < 2 or not parts[1].isdigit():
             return
-        b = bucket((now_ns - int(parts[1])) // 1000)
-        self.counts[b] = self.counts.get(b, 0) + 1
-        self.n += 1
-
-    def dump(self):
-        path = os.path.join(self.dir, f"lat-{os.getpid()}.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump({"pid": os.getpid(), "n": self.n, "b": sorted(self.counts.items())}, f)
-        os.rename(path + ".tmp", path)
-        self.dumped, self.dumped_n = time.time(), self.n
+        self.counts[bucket_index((now_ns - int(parts[1])) // 1000)] += 1
 
 
 def read_dir(directory):
-    """Every process's last dump in the directory, merged: (records, {lower bound µs: count})."""
+    """Every process's counters in the directory, merged: (records, {lower bound µs: count})."""
     n, counts = 0, {}
     for name in os.listdir(directory):
-        if not (name.startswith("lat-") and name.endswith(".json")):
+        if not (name.startswith("lat-") and name.endswith(".bin")):
             continue
         try:
-            with open(os.path.join(directory, name)) as f:
-                d = json.load(f)
-        except (OSError, ValueError):
-            continue  # being replaced right now: the next look sees it
-        n += d["n"]
-        for lower, c in d["b"]:
-            counts[lower] = counts.get(lower, 0) + c
+            with open(os.path.join(directory, name), "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if len(raw) != BUCKETS * 8:
+            continue  # being created right now: the next look sees it
+        for b, c in enumerate(struct.unpack(f"<{BUCKETS}Q", raw)):
+            if c:
+                n += c
+                lower = lower_us(b)
+                counts[lower] = counts.get(lower, 0) + c
     return n, counts
 
 

@@ -4,8 +4,10 @@
  * A record's value starts "SEQ PRODUCE_TIME_NS " (rate_producer.c). Its latency is the receiving clock
  * (CLOCK_REALTIME, the producer's clock: one machine) minus that stamp, in µs, counted in buckets of at most
  * 1% width: 10 µs below 10 ms, 100 µs below 100 ms, 1 ms below 1 s, 10 ms below 100 s, one bucket above.
- * lat_dump() (each 0.5 s while records come, and lat_idle() when a wait for records came back empty) writes {"pid":P,"n":N,"b":[[LOWER_BOUND_US,COUNT],..]} to DIR/lat-PID.json through a temporary
- * file and rename, so a reader never sees half a file and a process killed with SIGKILL leaves its last dump.
+ * The counts live in DIR/lat-PID.bin, a shared file mapping of LAT_BUCKETS little-endian u64 counters (bucket b's
+ * lower bound: lat_lower_us), updated in place by every lat_record: a counted record is in the page cache at
+ * once, so a process killed with SIGKILL (the kill runs; kswarm's guard SIGKILLs a dead worker's handler)
+ * leaves every record it counted. The reader sums the counters; the file has no total of its own.
  */
 #ifndef LATENCY_HIST_H
 #define LATENCY_HIST_H
@@ -13,13 +15,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define LAT_BUCKETS 12701
 
-static unsigned long long lat_counts[LAT_BUCKETS];
-static unsigned long long lat_n = 0, lat_dumped_n = 0;
-static const char *lat_dir = NULL;
+static unsigned long long lat_private[LAT_BUCKETS];
+static unsigned long long *lat_counts = lat_private; /* the mapping once lat_open ran */
+
+/* Maps DIR/lat-PID.bin (created zeroed); 0 when done. Before it (or without a DIR) counts stay private. */
+static int lat_open(const char *dir) {
+    char path[4096];
+    int fd;
+    void *m;
+    snprintf(path, sizeof path, "%s/lat-%d.bin", dir, (int)getpid());
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ftruncate(fd, (off_t)sizeof lat_private) != 0) return -1;
+    m = mmap(NULL, sizeof lat_private, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return -1;
+    lat_counts = m;
+    return 0;
+}
 
 static long long lat_now_ns(void) {
     struct timespec ts;
@@ -58,32 +76,6 @@ static void lat_record(const char *v, size_t len, long long now_ns) {
     long long s = lat_stamp(v, len);
     if (s < 0) return;
     lat_counts[lat_bucket((now_ns - s) / 1000)]++;
-    lat_n++;
 }
 
-static void lat_dump(void) {
-    char path[4096], tmp[4200];
-    FILE *f;
-    int b, first = 1;
-    if (!lat_dir) return;
-    snprintf(path, sizeof path, "%s/lat-%d.json", lat_dir, (int)getpid());
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (!f) return;
-    fprintf(f, "{\"pid\":%d,\"n\":%llu,\"b\":[", (int)getpid(), lat_n);
-    for (b = 0; b < LAT_BUCKETS; b++) {
-        if (!lat_counts[b]) continue;
-        fprintf(f, first ? "[%lld,%llu]" : ",[%lld,%llu]", lat_lower_us(b), lat_counts[b]);
-        first = 0;
-    }
-    fprintf(f, "]}\n");
-    fclose(f);
-    rename(tmp, path);
-    lat_dumped_n = lat_n;
-}
-
-/* No record came: the latest counts out now, so the bench sees the last ones without waiting for more. */
-static void lat_idle(void) {
-    if (lat_n != lat_dumped_n) lat_dump();
-}
 #endif

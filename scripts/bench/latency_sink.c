@@ -5,8 +5,8 @@
  *
  * --ack: the `kswarm run --exec` protocol, one line "ok" per record on stdout, written for all the complete
  * lines of each read at once (a handler that answers at once, as a fast one does). Without it: a reader of
- * `kswarm run`'s stdout. It writes DIR/lat-PID.json every 0.5 s while records come, after 0.2 s without any, and at end of input
- * or SIGTERM (which interrupts the read: no SA_RESTART).
+ * `kswarm run`'s stdout. Counts go straight into DIR/lat-PID.bin (latency_hist.h), so a SIGKILL loses none;
+ * it ends at end of input or SIGTERM.
  */
 #include "latency_hist.h"
 #include <poll.h>
@@ -19,13 +19,15 @@ int main(int argc, char **argv) {
     static char buf[1 << 20], acks[1 << 16];
     size_t have = 0;
     int ack;
-    long long last_dump = 0;
     struct sigaction sa;
     if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "--ack") != 0)) {
         fprintf(stderr, "usage: latency_sink DIR [--ack]\n");
         return 2;
     }
-    lat_dir = argv[1];
+    if (lat_open(argv[1]) != 0) {
+        fprintf(stderr, "latency_sink: cannot map %s/lat-PID.bin\n", argv[1]);
+        return 1;
+    }
     ack = argc == 3;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term;
@@ -36,10 +38,7 @@ int main(int argc, char **argv) {
         ssize_t got;
         size_t start = 0, i, nacks = 0;
         long long t;
-        if (poll(&in, 1, 200) == 0) {
-            lat_idle();
-            continue;
-        }
+        if (poll(&in, 1, 200) == 0) continue;
         got = read(0, buf + have, sizeof buf - have);
         if (got <= 0) break;
         t = lat_now_ns();
@@ -61,11 +60,6 @@ int main(int argc, char **argv) {
         memmove(buf, buf + start, have - start);
         have -= start;
         if (have == sizeof buf) have = 0; /* a line over 1 MiB: not a bench record */
-        if (t - last_dump > 500000000LL) {
-            lat_dump();
-            last_dump = t;
-        }
     }
-    lat_dump();
     return 0;
 }

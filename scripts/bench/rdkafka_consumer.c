@@ -73,12 +73,15 @@ int main(int argc, char **argv) {
     long long n = 0, reported_n = 0, stamped_n = 0;
     double first = 0, last = 0, reported = 0;
     int pid = (int)getpid();
-    long long last_dump = 0;
+    int latency = argc == 6;
     if (argc != 4 && !(argc == 6 && strcmp(argv[4], "latency") == 0)) {
         fprintf(stderr, "usage: rdkafka_consumer BROKERS TOPIC GROUP [latency DIR]\n");
         return 2;
     }
-    if (argc == 6) lat_dir = argv[5];
+    if (latency && lat_open(argv[5]) != 0) {
+        fprintf(stderr, "rdkafka_consumer: cannot map %s/lat-PID.bin\n", argv[5]);
+        return 1;
+    }
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
     conf = rd_kafka_conf_new();
@@ -106,18 +109,10 @@ int main(int argc, char **argv) {
         double t;
         if (!m) {
             flush = 1;
-            if (lat_dir) lat_idle();
         } else {
             if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 n++;
-                if (lat_dir) {
-                    long long t_ns = lat_now_ns();
-                    lat_record(m->payload, m->len, t_ns);
-                    if (t_ns - last_dump > 500000000LL) {
-                        lat_dump();
-                        last_dump = t_ns;
-                    }
-                }
+                if (latency) lat_record(m->payload, m->len, lat_now_ns());
                 /* the clock once per 256 records: a poll costs far less than gettimeofday */
                 if (first == 0 || (n & 255) == 0) {
                     last = now();
@@ -147,7 +142,6 @@ int main(int argc, char **argv) {
             reported_n = n;
         }
     }
-    lat_dump();
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return 0;

@@ -6,7 +6,7 @@ partition-EOF events that let it report promptly when it has caught up.
   rdkafka_consumer.py BROKERS TOPIC GROUP failover  -> "pid partition offset" per record
   rdkafka_consumer.py BROKERS TOPIC GROUP latency DIR  (BENCH_ONLY=latency) -> count mode's
       lines, and each record's produce-to-consume latency in latency_hist.h's buckets (latency.py's
-      Hist), written to DIR/lat-PID.json every 0.5 s, when a poll comes back empty and at exit
+      Hist), counted in DIR/lat-PID.bin (a shared file mapping: a SIGKILL loses no count)
 Both modes print {"pid":P,"assigned":[..],"t":t} on every assignment change
 (empty list: revoked).
 Stops on SIGTERM (closes the consumer: commit and leave).
@@ -106,8 +106,6 @@ while not stop:
             lat.record(m.value(), now_ns)
         got += 1
     n += got
-    if lat and (now - lat.dumped > 0.5 or (not msgs and lat.n != lat.dumped_n)):
-        lat.dump()
     if mode == "failover":
         out.flush()
         continue
@@ -122,6 +120,4 @@ while not stop:
         out.flush()
         reported = now
         reported_n = n
-if lat:
-    lat.dump()
 c.close()

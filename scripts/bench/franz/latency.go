@@ -1,24 +1,37 @@
 package main
 
-// The latency mode of franz_consumer (BENCH_ONLY=latency): the buckets of scripts/bench/latency_hist.h, so
-// that latency.py merges every contender's files alike.
+// The latency mode of franz_consumer (BENCH_ONLY=latency): the buckets and the DIR/lat-PID.bin file of
+// scripts/bench/latency_hist.h (a shared mapping of u64 counters, so a SIGKILL loses no count), so that
+// latency.py merges every contender's files alike.
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
+	"syscall"
+	"unsafe"
 )
 
 const latBuckets = 12701
 
 type latHist struct {
-	dir      string
-	n        uint64
-	counts   [latBuckets]uint64
-	dumpedN  uint64
-	lastDump time.Time
+	counts []uint64 // the mapping of DIR/lat-PID.bin
+}
+
+func openLatHist(dir string) (*latHist, error) {
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("lat-%d.bin", os.Getpid())), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := f.Truncate(latBuckets * 8); err != nil {
+		return nil, err
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, latBuckets*8, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	return &latHist{counts: unsafe.Slice((*uint64)(unsafe.Pointer(&m[0])), latBuckets)}, nil
 }
 
 func latBucket(us int64) int {
@@ -35,18 +48,6 @@ func latBucket(us int64) int {
 		return 2800 + int((us-1000000)/10000)
 	}
 	return latBuckets - 1
-}
-
-func latLower(b int) int64 {
-	switch {
-	case b < 1000:
-		return int64(b) * 10
-	case b < 1900:
-		return 10000 + int64(b-1000)*100
-	case b < 2800:
-		return 100000 + int64(b-1900)*1000
-	}
-	return 1000000 + int64(b-2800)*10000
 }
 
 // stamp: the second field of "SEQ STAMP ...", or -1.
@@ -72,29 +73,5 @@ func (h *latHist) record(v []byte, nowNs int64) {
 		return
 	}
 	h.counts[latBucket((nowNs-s)/1000)]++
-	h.n++
 }
 
-// dump writes DIR/lat-PID.json through a temporary file and a rename.
-func (h *latHist) dump() {
-	pairs := [][2]uint64{}
-	for b, c := range h.counts {
-		if c > 0 {
-			pairs = append(pairs, [2]uint64{uint64(latLower(b)), c})
-		}
-	}
-	body, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "n": h.n, "b": pairs})
-	path := filepath.Join(h.dir, fmt.Sprintf("lat-%d.json", os.Getpid()))
-	if os.WriteFile(path+".tmp", append(body, '\n'), 0o644) == nil {
-		_ = os.Rename(path+".tmp", path)
-	}
-	h.lastDump = time.Now()
-	h.dumpedN = h.n
-}
-
-// idle: a poll came back empty; the latest counts out now.
-func (h *latHist) idle() {
-	if h.n != h.dumpedN {
-		h.dump()
-	}
-}

@@ -36,7 +36,11 @@ func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 func main() {
 	var lat *latHist
 	if len(os.Args) == 6 && os.Args[4] == "latency" {
-		lat = &latHist{dir: os.Args[5]}
+		var err error
+		if lat, err = openLatHist(os.Args[5]); err != nil {
+			fmt.Fprintln(os.Stderr, "franz_consumer:", err)
+			os.Exit(1)
+		}
 	} else if len(os.Args) != 4 {
 		fmt.Fprintln(os.Stderr, "usage: franz_consumer BROKERS TOPIC GROUP [latency DIR]")
 		os.Exit(2)
@@ -95,11 +99,6 @@ func main() {
 		got := fetches.NumRecords()
 		if lat != nil && got > 0 {
 			fetches.EachRecord(func(r *kgo.Record) { lat.record(r.Value, time.Now().UnixNano()) })
-			if time.Since(lat.lastDump) > 500*time.Millisecond {
-				lat.dump()
-			}
-		} else if lat != nil {
-			lat.idle()
 		}
 		t := now()
 		n += got
@@ -120,9 +119,6 @@ func main() {
 			mu.Unlock()
 			reported, reportedN = t, n
 		}
-	}
-	if lat != nil {
-		lat.dump()
 	}
 	cl.Close()
 }
