@@ -114,7 +114,24 @@ def render(d):
     for row in rows:
         if not row["error"]:
             md.append(f"- per run, {row['partitions']} partitions: {strong.per_run(row, names)}")
+    md += re_reads(rows, names, d["records"])
     return md
+
+
+def re_reads(rows, names, n):
+    """Runs that counted more records than the topic holds: a member read partitions that the group's rebalance
+    then gave to another, which read them again from the last commit. records/s counts every record handed out;
+    per record of the topic the rate is records/s x topic records / counted."""
+    out = []
+    for row in rows:
+        for name in names:
+            r = row["results"].get(name) or {}
+            runs = [(c, x) for c, x in zip(r.get("ns") or [], r.get("rates") or []) if c > n and x]
+            if runs:
+                out.append(f"- re-read, {row['partitions']} partitions, {name}: " + "; ".join(
+                    f"{c:,} records counted at {x:,.0f} records/s ({x * n / c:,.0f} per record of the topic)"
+                    for c, x in runs))
+    return out
 
 
 def run(h, t_start):
