@@ -18,8 +18,10 @@
 #      `BENCH_ONLY=security BENCH_RECORDS=200000 scripts/bench.sh --broker kafka` (about a minute here, as
 #      with the default 1M records; 200k-record runs last under 0.5 s each, so their figures are rough).
 #      BENCH_ONLY=partitions: only the partition-count section (issue 19; Kafka or tansu): per count a fresh
-#      topic of BENCH_RECORDS records, untimed warm-up, then kswarm (-w 2 --format value) and librdkafka
-#      (2 processes), BENCH_REPEATS interleaved rounds; counts from BENCH_PARTITIONS (default 2,64,256,1024),
+#      topic of BENCH_RECORDS records, untimed warm-up, then kswarm (-w 2 --format value), native librdkafka (C),
+#      franz-go and confluent-kafka (2 processes each; BENCH_PART_CONTENDERS picks some; BENCH_KSWARM_X=k=v,..
+#      adds a kswarm row with those -X settings), BENCH_REPEATS interleaved rounds, with the time from launch to
+#      the first, 10,000th, 100,000th and last record beside the rate; counts from BENCH_PARTITIONS (default 2,64,256,1024),
 #      e.g. `BENCH_ONLY=partitions scripts/bench.sh --broker kafka`, or for a quick check
 #      `BENCH_ONLY=partitions BENCH_PARTITIONS=2,64 BENCH_RECORDS=50000 BENCH_REPEATS=1 scripts/bench.sh`.
 #      BENCH_ONLY=pipeline: only the pipeline section (issue 29; Kafka only): BENCH_RECORDS records into IN (2
@@ -172,6 +174,8 @@ fi
 # BENCH_ONLY=strong, cluster and share: the franz-go program (scripts/bench/franz, `go build`, its module cache under
 # build/bench/go), the C program against Debian's librdkafka-dev (installed with apt-get when missing, as
 # scripts/test.sh installs its Debian packages) and JavaShareConsumer.java; each rebuilt when its source changes.
+# BENCH_OUT (default BUILD/bench): the reports and logs (the peers' binaries stay under BUILD/bench).
+OUT_DIR="${BENCH_OUT:-$BUILD/bench}"
 FRANZ_DIR="$BUILD/bench/franz"
 RDKC_DIR="$BUILD/bench/rdkafka-c"
 LAT_DIR="$BUILD/bench/latency"
@@ -185,7 +189,7 @@ deb_install() {  # PACKAGE WHAT-FOR
     exit 1
   fi
 }
-if [[ "$only" == strong || "$only" == latency || "$only" == cluster ]]; then
+if [[ "$only" == strong || "$only" == latency || "$only" == cluster || "$only" == partitions ]]; then
   command -v go >/dev/null || { echo "bench.sh: the franz-go peer needs Go ('go' on PATH, 1.22 or newer)" >&2; exit 1; }
   if [[ ! -x "$FRANZ_DIR/franz_consumer" || -n "$(find "$ROOT/scripts/bench/franz" -newer "$FRANZ_DIR/franz_consumer")" ]]; then
     echo "bench.sh: building scripts/bench/franz into $FRANZ_DIR (franz-go from the Go module proxy once)" >&2
@@ -233,6 +237,7 @@ case "$only" in
   "") needed+=("$JAVA_DIR/JavaConsumer.class" "$NODE_DIR/node_modules/kafkajs/package.json") ;;
   pipeline) needed+=("$STREAMS_DIR/StreamsMap.class" "$STREAMS_DIR/log4j2.yaml") ;;
   strong|cluster) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer") ;;
+  partitions) needed+=("$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer") ;;
   share) needed+=("$EXTRA_DIR/JavaShareConsumer.class") ;;
   latency) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer" "$LAT_DIR/rate_producer" "$LAT_DIR/latency_sink") ;;
 esac
@@ -276,7 +281,7 @@ on_signal() {
 trap on_signal TERM INT
 
 command_line=""
-for v in BENCH_ONLY BENCH_LATENCY_RATES BENCH_LATENCY_SECONDS BENCH_LATENCY_KILL_RATE BENCH_LATENCY_CONTENDERS BENCH_PARTITIONS BENCH_COMPRESSIONS BENCH_STRONG_CONTENDERS BENCH_SHARE_CONTENDERS BENCH_PIPELINE_INTERVALS BENCH_PIPELINE_CONTENDERS BENCH_PIPELINE_RATE \
+for v in BENCH_ONLY BENCH_LATENCY_RATES BENCH_LATENCY_SECONDS BENCH_LATENCY_KILL_RATE BENCH_LATENCY_CONTENDERS BENCH_PARTITIONS BENCH_PART_CONTENDERS BENCH_KSWARM_X BENCH_COMPRESSIONS BENCH_STRONG_CONTENDERS BENCH_SHARE_CONTENDERS BENCH_PIPELINE_INTERVALS BENCH_PIPELINE_CONTENDERS BENCH_PIPELINE_RATE \
          BENCH_PIPELINE_SECONDS BENCH_PIPELINE_SETTLE BENCH_RECORDS BENCH_REPEATS BENCH_TRIALS BENCH_RATE BENCH_STARTUP_RUNS BENCH_KAFKA_PROPS BENCH_JAVA_OPTS; do
   if [[ -n "${!v:-}" ]]; then
     if [[ "${!v}" == *" "* ]]; then command_line+="$v='${!v}' "; else command_line+="$v=${!v} "; fi
@@ -301,7 +306,7 @@ for k in "${kinds[@]}"; do
   BENCH_RATE_PRODUCER="$LAT_DIR/rate_producer" \
   BENCH_LATENCY_SINK="$LAT_DIR/latency_sink" \
   BENCH_EXTRA_CP="$EXTRA_DIR:$CP" \
-  BENCH_OUT="$BUILD/bench" \
+  BENCH_OUT="$OUT_DIR" \
     timeout "$((max + 120))" "$BUILD/venv/bin/python" scripts/bench/harness.py &
   child=$!
   wait "$child"

@@ -415,14 +415,33 @@ class AssignTracker:
             return self._complete()
 
 
+# Short reads (BENCH_ONLY=partitions): the readers note when the count first reached each of these, if below N.
+SHORT_MARKS = [m for m in (10000, 100000) if m < N]
+
+
+def mark_times(events, marks):
+    """{mark: the first time at which the processes together had read `mark` records}, from events
+    (t, pid, count of that pid at t) in any order; a mark never reached is left out."""
+    latest, total, out = {}, 0, {}
+    pending = sorted(marks)
+    for t, pid, n in sorted(events):
+        total += n - latest.get(pid, 0)
+        latest[pid] = n
+        while pending and total >= pending[0]:
+            out[pending.pop(0)] = t
+    return out
+
+
 class LineCounter:
-    """Counts newlines arriving on a pipe/FIFO; notes first and last arrival."""
+    """Counts newlines arriving on a pipe/FIFO; notes first and last arrival, and when the count
+    reached each of SHORT_MARKS (marks())."""
 
     def __init__(self, fd):
         self.fd = fd
         self.n = 0
         self.first = None
         self.last = None
+        self._marks = {}
         set_pipe_size(fd)
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -441,17 +460,24 @@ class LineCounter:
             if c:
                 self.n += c
                 self.last = now
+                for m in SHORT_MARKS:
+                    if self.n >= m and m not in self._marks:
+                        self._marks[m] = now
 
     def state(self):
         return self.n, self.first, self.last
 
+    def marks(self):
+        return dict(self._marks)
+
 
 class ProtocolReader:
     """Reads the peers' JSON lines ({"pid","first"} / {"pid","n","last"} /
-    {"pid","assigned","t"})."""
+    {"pid","assigned","t"}); each count line is kept for marks()."""
 
     def __init__(self, stream, tracker=None):
         self.per = {}
+        self.counts = []  # (last, pid, n) of every count line
         self.tracker = tracker
         self.lock = threading.Lock()
         threading.Thread(target=self._run, args=(stream,), daemon=True).start()
@@ -478,6 +504,7 @@ class ProtocolReader:
                 if "n" in d:
                     s["n"] = d["n"]
                     s["last"] = d["last"]
+                    self.counts.append((d["last"], d["pid"], d["n"]))
 
     def state(self):
         with self.lock:
@@ -490,6 +517,12 @@ class ProtocolReader:
     def pids(self):
         with self.lock:
             return list(self.per)
+
+    def marks(self):
+        """When the processes together first had SHORT_MARKS records, from their count lines (the peers of
+        BENCH_ONLY=partitions print one every 2,000 records at least)."""
+        with self.lock:
+            return mark_times(self.counts, SHORT_MARKS)
 
 
 def log_time(stamp):
@@ -778,6 +811,10 @@ def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=N
         got, first, last = reader.state()
         res.update(n=got, first=first, last=last, cpu=cpu, rss=max(hwm.values()) if hwm else None,
                    broker_cpu=BROKER.cpu() - b0, t0=l.t0, complete=got >= n)
+        marks = reader.marks() if hasattr(reader, "marks") else {}
+        for m in SHORT_MARKS:  # launch -> the first m records, s
+            res[f"to_{m}"] = marks[m] - l.t0 if m in marks else None
+        res["to_last"] = last - l.t0 if last and got >= n else None
         if got < n:
             log(f"{label}: only {got} of {n} records within {timeout:.0f} s")
             klog = getattr(l, "klog", None)
@@ -837,7 +874,8 @@ def combine(rs):
         vals = [r[key] for r in rs if r.get(key) is not None]
         return statistics.median(vals) if vals else None
     out = dict(rs[0])
-    for key in ("rate", "startup", "joined", "cpu_per_m", "broker_per_m"):
+    for key in ("rate", "startup", "joined", "cpu_per_m", "broker_per_m", "to_last") + tuple(
+            f"to_{m}" for m in SHORT_MARKS):
         out[key] = med(key)
     rss = [r["rss"] for r in rs if r.get("rss") is not None]
     out["rss"] = max(rss) if rss else None
@@ -1394,9 +1432,24 @@ def security_markdown(sec_out, labels, n):
 # ---------------------------------------------------------- partitions ---
 
 # BENCH_ONLY=partitions (issue 19: does the cost stay flat as partitions grow?)
-PART_CONTENDERS = ["kswarm-value", "librdkafka"]  # the order of each round and of the table
-PART_SHORT = {"kswarm-value": "kswarm", "librdkafka": "librdkafka"}
+# Native librdkafka (C) and franz-go come from scripts/bench/strong.py (register()); confluent-kafka is a Python
+# loop over librdkafka. BENCH_PART_CONTENDERS picks some (kswarm-value first for the ratios).
+# BENCH_KSWARM_X=key=value[,..] adds a row "kswarm-x": kswarm-value with those -X settings (e.g. fetch sizes).
+KSWARM_X = os.environ.get("BENCH_KSWARM_X", "").strip()
+PART_ALL = ["kswarm-value", "rdkafka-c", "franz-go", "librdkafka"]  # the order of each round and of the table
+PART_CONTENDERS = [x.strip() for x in (os.environ.get("BENCH_PART_CONTENDERS", "").strip() or ",".join(
+    PART_ALL[:1] + (["kswarm-x"] if KSWARM_X else []) + PART_ALL[1:])).split(",") if x.strip()]
+PART_SHORT = {"kswarm-value": "kswarm", "kswarm-x": f"kswarm -X {KSWARM_X}", "rdkafka-c": "librdkafka (C)",
+              "franz-go": "franz-go", "librdkafka": "confluent-kafka (Python loop)"}
+
+
+def start_kswarm_x(l, topic, group, workers, _partitions, tracker):
+    r, w = os.pipe()
+    launch_kswarm(l, topic, group, workers, ["--format", "value", "-X", KSWARM_X], w, tracker)
+    os.close(w)
+    return LineCounter(r), lambda: kswarm_worker_pids(l), tracker
 PART_DEFAULT = "2,64,256,1024"
+PART_NATIVE = "rdkafka-c"  # the peer the ratios name first
 
 
 def partition_counts():
@@ -1491,7 +1544,8 @@ def partitions_one(p):
             c["rss"] = statistics.median(rss) if rss else None  # the table's: median over the runs
             out["results"][name] = c
             out["runs"][name] = [{k: x.get(k) for k in ("rate", "cpu_per_m", "rss", "startup", "joined",
-                                                         "broker_per_m", "n", "complete", "exited", "log_tail")}
+                                                         "broker_per_m", "n", "complete", "exited", "log_tail",
+                                                         "to_last") + tuple(f"to_{m}" for m in SHORT_MARKS)}
                                  for x in rs]
     except BenchFailure as e:
         out["error"] = str(e.code).removeprefix("bench: ")
@@ -1518,29 +1572,35 @@ def partitions_cell(r):
 def partitions_markdown(counts, labels):
     md = []
     p = md.append
+    marks = ", ".join(f"{m:,}" for m in SHORT_MARKS)
     p(f"Each partition count gets a fresh topic of that many partitions, filled with {N:,} records of "
       f"{VALUE_BYTES} bytes by `kswarm produce` (round-robin, one batch of up to 1,000 records per partition in "
-      f"turn) and read once untimed (the rskafka loop, then one librdkafka group joins); then "
-      f"{f'{REPEATS} interleaved rounds' if REPEATS != 1 else 'one round'} of the two clients, each run a fresh "
-      f"group reading every record{', medians' if REPEATS != 1 else ''}. kswarm: `{labels['kswarm-value']}`, "
-      f"its stdout to a pipe the harness counts; librdkafka: {labels['librdkafka']} (scripts/bench/"
-      f"rdkafka_consumer.py, default settings). CPU: user+sys of the client's whole process tree (µs per record "
-      f"= CPU s per 1M records); peak RSS: the largest worker's VmHWM in a run; start-up: launch to first "
-      f"record; broker CPU: the broker process over the same run. Earlier counts' topics stay on the broker, "
-      f"idle.")
+      f"turn) and read once untimed (the rskafka loop, then one confluent-kafka group joins); then "
+      f"{f'{REPEATS} interleaved rounds' if REPEATS != 1 else 'one round'} of the clients, each run a fresh "
+      f"group reading every record{', medians' if REPEATS != 1 else ''}. Contenders: "
+      + "; ".join(f"{PART_SHORT[n]}: {labels[n]}" for n in PART_CONTENDERS)
+      + ". kswarm's stdout goes to a pipe the harness counts; the peers print their counts (at least every "
+      f"2,000 records per process). records/s: first record to last; launch → first / → {marks} / → last: "
+      f"seconds from the launch of the processes until the group together had read that many records (the short "
+      f"read after a start or a rebalance). CPU: user+sys of the client's whole process tree (µs per record = "
+      f"CPU s per 1M records); peak RSS: the largest worker's VmHWM in a run; broker CPU: the broker process over "
+      f"the same run. Earlier counts' topics stay on the broker, idle.")
     p("")
-    p("| partitions | contender | records/s | CPU µs per record | peak RSS per worker MiB | start-up s (first record) "
-      "| broker CPU µs per record |")
-    p("|---:|---|---:|---:|---:|---:|---:|")
+    head = ["records/s", "launch → first s"] + [f"→ {m:,} s" for m in SHORT_MARKS] + [
+        "launch → last s", "CPU µs per record", "peak RSS per worker MiB", "broker CPU µs per record"]
+    p("| partitions | contender | " + " | ".join(head) + " |")
+    p("|---:|---|" + "---:|" * len(head))
+    keys = [("startup", 2)] + [(f"to_{m}", 2) for m in SHORT_MARKS] + [("to_last", 2), ("cpu_per_m", 2),
+                                                                       ("rss", 1), ("broker_per_m", 2)]
     for c in counts:
         for name in PART_CONTENDERS:
             who = PART_SHORT[name]
             if c["error"]:
-                p(f"| {c['partitions']:,} | {who} | failed: {c['error']} | – | – | – | – |")
+                p(f"| {c['partitions']:,} | {who} | failed: {c['error']} |" + " – |" * (len(head) - 1))
                 continue
             r = c["results"][name]
-            p(f"| {c['partitions']:,} | {who} | {partitions_cell(r)} | {f1(r['cpu_per_m'], 2)} | {f1(r['rss'], 1)} "
-              f"| {f1(r['startup'], 2)} | {f1(r['broker_per_m'], 2)} |")
+            p(f"| {c['partitions']:,} | {who} | {partitions_cell(r)} | "
+              + " | ".join(f1(r.get(k), nd) for k, nd in keys) + " |")
     p("")
 
     def x(v):
@@ -1551,33 +1611,40 @@ def partitions_markdown(counts, labels):
 
     base = {name: next(((c["partitions"], rss_of(c, name)) for c in counts if rss_of(c, name) is not None),
                        (None, None)) for name in PART_CONTENDERS}
+    peers = [n for n in PART_CONTENDERS if not n.startswith("kswarm")]
     for c in counts:
         if c["error"]:
             p(f"- {c['partitions']:,} partitions: no figures ({c['error']})")
             continue
-        k, lr = c["results"]["kswarm-value"], c["results"]["librdkafka"]
-        bits = [f"kswarm ÷ librdkafka: records/s {x(ratio(k['rate'], lr['rate']))}, "
-                f"CPU per record {x(ratio(k['cpu_per_m'], lr['cpu_per_m']))}"]
+        res = c["results"]
+        bits = []
+        for kname, peer in [(kn, pn) for kn in PART_CONTENDERS if kn.startswith("kswarm") for pn in peers]:
+            k, q = res[kname], res[peer]
+            bits.append(f"{PART_SHORT[kname]} against {PART_SHORT[peer]}: records/s {x(ratio(k['rate'], q['rate']))}"
+                        + "".join(f", → {m:,} {x(ratio(q.get(f'to_{m}'), k.get(f'to_{m}')))}" for m in SHORT_MARKS)
+                        + f", launch → last {x(ratio(q.get('to_last'), k.get('to_last')))}, "
+                        f"CPU per record {x(ratio(k['cpu_per_m'], q['cpu_per_m']))}")
         deltas = []
         for name in PART_CONTENDERS:
             b_count, b_rss = base[name]
-            if b_rss is None or c["results"][name]["rss"] is None:
+            if b_rss is None or res[name]["rss"] is None:
                 continue
-            d = c["results"][name]["rss"] - b_rss
             if b_count == c["partitions"]:
-                deltas.append(f"{PART_SHORT[name]} {c['results'][name]['rss']:.1f} MiB (the base)")
+                deltas.append(f"{PART_SHORT[name]} {res[name]['rss']:.1f} MiB (the base)")
             else:
-                deltas.append(f"{PART_SHORT[name]} {d:+.1f} MiB over {b_count:,} partitions")
+                deltas.append(f"{PART_SHORT[name]} {res[name]['rss'] - b_rss:+.1f} MiB over {b_count:,} partitions")
         if deltas:
             bits.append("peak RSS per worker: " + ", ".join(deltas))
-        incomplete = [PART_SHORT[n] for n in PART_CONTENDERS if not c["results"][n]["complete"]]
+        incomplete = [PART_SHORT[n] for n in PART_CONTENDERS if not res[n]["complete"]]
         if incomplete:
             bits.append(f"not every record read by {', '.join(incomplete)} in every run")
         p(f"- {c['partitions']:,} partitions: " + "; ".join(bits))
+    p("- (records/s and CPU: kswarm ÷ peer; times: peer ÷ kswarm; above 1× kswarm is ahead)")
     ok = [c for c in counts if not c["error"]]
-    for key, what, nd in (("rate", "records/s", 0), ("cpu_per_m", "CPU µs per record", 2),
-                          ("rss", "peak RSS per worker MiB", 1), ("startup", "start-up s", 2),
-                          ("joined", "every worker joined s", 2)):
+    for key, what, nd in ([("rate", "records/s", 0), ("startup", "launch → first s", 2)]
+                          + [(f"to_{m}", f"→ {m:,} s", 2) for m in SHORT_MARKS]
+                          + [("to_last", "launch → last s", 2), ("cpu_per_m", "CPU µs per record", 2),
+                             ("joined", "every worker joined s", 2)]):
         p(f"- {what} per run: " + "; ".join(
             f"{PART_SHORT[n]} at {c['partitions']:,}: " + ", ".join(f1(r.get(key), nd) for r in c["runs"][n])
             for c in ok for n in PART_CONTENDERS))
@@ -1586,7 +1653,7 @@ def partitions_markdown(counts, labels):
             p(f"- {c['partitions']:,} partitions: {note}")
     if KIND == "tansu":
         p("- tansu answers a new group's first JoinGroup after about half the session timeout, which dominates "
-          "librdkafka's start-up here; tansu keeps every topic in memory.")
+          "the peers' start-up here; tansu keeps every topic in memory.")
     return md
 
 
@@ -1594,6 +1661,16 @@ def main_partitions_only(t_start, labels):
     """BENCH_ONLY=partitions: the main broker, then per partition count a fresh topic,
     its fill and warm-up and the measured rounds; results-KIND-partitions.md/.json."""
     counts = partition_counts()
+    import strong  # scripts/bench/strong.py: the native librdkafka and franz-go contenders and their labels
+    strong.H = sys.modules[__name__]
+    strong.register()
+    labels = dict(labels, **strong.labels())
+    if KSWARM_X:
+        EXTRA_CONTENDERS["kswarm-x"] = start_kswarm_x
+        labels["kswarm-x"] = f"{labels['kswarm-value']} -X {KSWARM_X}"
+    bad = [n for n in PART_CONTENDERS if n not in PART_ALL + (["kswarm-x"] if KSWARM_X else [])]
+    if bad:
+        raise SystemExit(f"bench: BENCH_PART_CONTENDERS: unknown {bad}; use some of {','.join(PART_ALL)}")
     if KIND == "kafka":
         broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
     else:
@@ -1616,7 +1693,8 @@ def main_partitions_only(t_start, labels):
     write_section("partitions", md, {
         "date": date, "broker": broker.describe(), "command": COMMAND, "records": N,
         "value_bytes": VALUE_BYTES, "repeats": REPEATS, "workers": WORKERS, "partition_counts": counts,
-        "contenders": {PART_SHORT[n]: labels[n] for n in PART_CONTENDERS}, "partitions": out})
+        "contenders": {PART_SHORT[n]: labels[n] for n in PART_CONTENDERS}, "short_marks": SHORT_MARKS,
+        "partitions": out})
 
 
 # --------------------------------------------------------------- main ---

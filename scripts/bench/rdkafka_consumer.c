@@ -7,8 +7,9 @@
  * partition-EOF events that let it report promptly when it has caught up; one rd_kafka_consumer_poll per
  * message, as a C application reads. Output, one line each (t in Unix seconds), the bench's protocol:
  *   {"pid":P,"assigned":[..],"t":t}  on every assignment change (empty list: revoked)
- *   {"pid":P,"first":t} at the first record, then {"pid":P,"n":N,"last":t} at most every 0.25 s while
- *   records come, at each partition EOF and when a poll of 0.2 s comes back empty
+ *   {"pid":P,"first":t} at the first record, then {"pid":P,"n":N,"last":t} every 0.25 s or 2,000 records
+ *   while records come (the harness times the first 10,000 records from these), at each partition EOF and
+ *   when a poll of 0.2 s comes back empty
  * SIGTERM closes the consumer (commit and leave).
  * latency DIR (BENCH_ONLY=latency): each record's produce-to-poll latency into latency_hist.h's
  * histogram, written to DIR/lat-PID.json every 0.5 s, when a poll comes back empty and at exit.
@@ -135,7 +136,7 @@ int main(int argc, char **argv) {
         }
         if (n == reported_n) continue;
         t = now();
-        if (flush || t - reported > 0.25) {
+        if (flush || t - reported > 0.25 || n - reported_n >= 2000) {
             printf("{\"pid\":%d,\"n\":%lld,\"last\":%.6f}\n", pid, n, flush ? last : t);
             fflush(stdout);
             reported = t;

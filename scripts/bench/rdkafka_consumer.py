@@ -115,7 +115,7 @@ while not stop:
         out.flush()
     if got:
         last = now
-    if n != reported_n and (eof or now - reported > 0.25):
+    if n != reported_n and (eof or now - reported > 0.25 or n - reported_n >= 2000):
         out.write(json.dumps({"pid": pid, "n": n, "last": last}) + "\n")
         out.flush()
         reported = now
