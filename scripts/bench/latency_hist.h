@@ -5,7 +5,7 @@
  * (CLOCK_REALTIME, the producer's clock: one machine) minus that stamp, in µs, counted in buckets of at most
  * 1% width: 10 µs below 10 ms, 100 µs below 100 ms, 1 ms below 1 s, 10 ms below 100 s, one bucket above.
  * The counts live in DIR/lat-PID.bin, a shared file mapping of LAT_BUCKETS little-endian u64 counters (bucket b's
- * lower bound: lat_lower_us), updated in place by every lat_record: a counted record is in the page cache at
+ * lower bound: latency.py's lower_us), updated in place by every lat_record: a counted record is in the page cache at
  * once, so a process killed with SIGKILL (the kill runs; kswarm's guard SIGKILLs a dead worker's handler)
  * leaves every record it counted. The reader sums the counters; the file has no total of its own.
  */
@@ -52,13 +52,6 @@ static int lat_bucket(long long us) {
     if (us < 1000000) return 1900 + (int)((us - 100000) / 1000);
     if (us < 100000000) return 2800 + (int)((us - 1000000) / 10000);
     return LAT_BUCKETS - 1;
-}
-
-static long long lat_lower_us(int b) {
-    if (b < 1000) return (long long)b * 10;
-    if (b < 1900) return 10000 + (long long)(b - 1000) * 100;
-    if (b < 2800) return 100000 + (long long)(b - 1900) * 1000;
-    return 1000000 + (long long)(b - 2800) * 10000;
 }
 
 /* The stamp of a value "SEQ STAMP ...", or -1 when it has none. */
