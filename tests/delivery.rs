@@ -210,7 +210,8 @@ fn slow_handler_keeps_worker_memory_bounded() {
         (done as usize) < n / 4,
         "the handler is meant to be slow ({done})"
     );
-    // A worker's peak RSS is 10-14 MiB (docs/benchmarks.md); 200 MiB wait on the broker.
+    // A worker holds at most about four 2 MiB fetch answers: its peak RSS was
+    // 20.0-20.1 MiB here (2026-12-07); 200 MiB wait on the broker.
     assert!(
         hwm < 24 * 1024,
         "worker peak RSS {hwm} KiB with --max-in-flight 100 ({n} KiB waiting)"

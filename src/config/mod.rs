@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::cli;
 pub use crate::error::UsageError;
-use crate::security::{Protocol, Security};
+use crate::security::Security;
 use crate::settings::Settings;
 
 pub type Checked<T> = Result<T, UsageError>;
@@ -225,9 +225,10 @@ pub struct ConsumeConfig {
     #[serde(default)]
     pub record_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
-    /// `-X fetch.max.bytes`: what one fetch request (one per partition
-    /// leader, covering all of the worker's partitions there) asks for.
-    pub fetch_max_bytes: i32,
+    /// What one fetch request (one per partition leader, covering all of
+    /// the worker's partitions there) asks for: `-X fetch.max.bytes`, or
+    /// sized from what answers decode to.
+    pub fetch_size: FetchSize,
     /// `-X max.partition.fetch.bytes`: the most one partition's fetch asks for.
     pub partition_fetch_max_bytes: i32,
     /// `-X fetch.wait.max.ms`: long-poll wait of an empty fetch.
@@ -238,32 +239,41 @@ pub struct ConsumeConfig {
     pub output: Option<OutputConfig>,
 }
 
-/// 512 KiB per fetch request (Kafka's default is 50 MiB): one request covers
-/// every partition a worker reads from a broker, so a worker's memory does
-/// not grow with its partitions. Measured (256 partitions, 2 workers): peak
-/// RSS per worker 10.2-10.5 MiB at 256 KiB, 11.0-11.3 at 512 KiB, 13.1-13.6
-/// at 1 MiB, against 10.1-10.6 with 2 partitions (one 256 KiB partition per
-/// answer).
-pub const DEFAULT_FETCH_MAX_BYTES: i32 = 512 * 1024;
-/// 256 KiB: as fast as 1 MiB on loopback, at half a worker's peak memory.
-pub const DEFAULT_PARTITION_FETCH_MAX_BYTES: i32 = 256 * 1024;
-pub const DEFAULT_FETCH_WAIT_MS: i32 = 100;
-/// Over TLS (SSL, SASL_SSL) 2 MiB per request and 1 MiB per partition
-/// (librdkafka's and Java's max.partition.fetch.bytes): the broker cannot
-/// sendfile into TLS, and each fetch costs it far more than the bytes; at
-/// the plaintext sizes its CPU per record serving kswarm was 1.6-1.8x what it
-/// spends on librdkafka. Measured in docs/security.md ("TLS cost").
-pub const TLS_FETCH_MAX_BYTES: i32 = 2 * 1024 * 1024;
-pub const TLS_PARTITION_FETCH_MAX_BYTES: i32 = 1024 * 1024;
+/// How big fetch requests are (`-X fetch.max.bytes`, or kswarm's default);
+/// the worker's side is `worker::fetch_budget`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FetchSize {
+    /// `-X fetch.max.bytes`: every request asks for this many bytes in all,
+    /// as Kafka's own clients do.
+    Fixed(i32),
+    /// The default: requests sized so that an answer decodes to about
+    /// `decoded` bytes in memory, never more than `wire` bytes a request.
+    Adaptive { wire: i32, decoded: i32 },
+}
 
-/// (fetch.max.bytes, max.partition.fetch.bytes) when the settings leave them out.
-pub fn default_fetch_bytes(protocol: Protocol) -> (i32, i32) {
-    if protocol.tls() {
-        (TLS_FETCH_MAX_BYTES, TLS_PARTITION_FETCH_MAX_BYTES)
-    } else {
-        (DEFAULT_FETCH_MAX_BYTES, DEFAULT_PARTITION_FETCH_MAX_BYTES)
+impl FetchSize {
+    /// The most one request asks for on the wire (share fetches, which take
+    /// their records by count, ask for this).
+    pub fn wire(self) -> i32 {
+        match self {
+            FetchSize::Fixed(n) => n,
+            FetchSize::Adaptive { wire, .. } => wire,
+        }
     }
 }
+
+/// 2 MiB a fetch request at most (Kafka's default is 50 MiB): one request
+/// covers every partition a worker reads from a broker, so a worker's memory
+/// does not grow with its partitions. Measured against 512 KiB (docs/benchmarks.md,
+/// "Fetch size"): fewer round trips, and the broker's CPU per record serving
+/// kswarm falls (it pays per request, over TLS most: it cannot sendfile there).
+pub const DEFAULT_FETCH_MAX_BYTES: i32 = 2 * 1024 * 1024;
+/// What one fetch answer may decode to in memory by default: on a compressed
+/// topic the request asks for less on the wire (worker::fetch_budget).
+pub const DEFAULT_FETCH_DECODED_BYTES: i32 = 8 * 1024 * 1024;
+/// 1 MiB a partition, librdkafka's and Java's max.partition.fetch.bytes.
+pub const DEFAULT_PARTITION_FETCH_MAX_BYTES: i32 = 1024 * 1024;
+pub const DEFAULT_FETCH_WAIT_MS: i32 = 100;
 
 impl ConsumeConfig {
     /// The consumer flags, and the consumer keys among the -F/-X `settings`.
@@ -340,7 +350,7 @@ impl ConsumeConfig {
             hang_timeout,
             handler_memory_max,
             record_timeout,
-            fetch_max_bytes: fetch.fetch_max_bytes,
+            fetch_size: fetch.fetch_size,
             partition_fetch_max_bytes: fetch.partition_fetch_max_bytes,
             fetch_wait_ms: fetch.fetch_wait_ms,
             verdicts,
@@ -447,7 +457,7 @@ impl SessionTiming {
 
 /// The fetch sizes and wait among the -F/-X settings.
 struct FetchLimits {
-    fetch_max_bytes: i32,
+    fetch_size: FetchSize,
     partition_fetch_max_bytes: i32,
     fetch_wait_ms: i32,
 }
@@ -460,15 +470,16 @@ impl FetchLimits {
                 .map(|v| parse_count(&settings.name(k), v, 1, i32::MAX as u64).map(|n| n as i32))
                 .transpose()
         };
-        let (fetch_max_bytes, partition_fetch_max_bytes) =
-            default_fetch_bytes(Protocol::from_settings(settings)?);
         let mut limits = Self {
-            fetch_max_bytes,
-            partition_fetch_max_bytes,
+            fetch_size: FetchSize::Adaptive {
+                wire: DEFAULT_FETCH_MAX_BYTES,
+                decoded: DEFAULT_FETCH_DECODED_BYTES,
+            },
+            partition_fetch_max_bytes: DEFAULT_PARTITION_FETCH_MAX_BYTES,
             fetch_wait_ms: DEFAULT_FETCH_WAIT_MS,
         };
         if let Some(n) = positive("fetch.max.bytes")? {
-            limits.fetch_max_bytes = n;
+            limits.fetch_size = FetchSize::Fixed(n);
         }
         if let Some(n) = positive("max.partition.fetch.bytes")? {
             limits.partition_fetch_max_bytes = n;

@@ -173,8 +173,15 @@ fn extra_settings_are_checked_once_here() {
     };
     let c = parse(&[]).unwrap();
     assert_eq!(
-        (c.fetch_max_bytes, c.fetch_wait_ms),
-        (DEFAULT_FETCH_MAX_BYTES, 100)
+        (c.fetch_size, c.partition_fetch_max_bytes, c.fetch_wait_ms),
+        (
+            FetchSize::Adaptive {
+                wire: DEFAULT_FETCH_MAX_BYTES,
+                decoded: DEFAULT_FETCH_DECODED_BYTES
+            },
+            DEFAULT_PARTITION_FETCH_MAX_BYTES,
+            100
+        )
     );
     let c = parse(&[
         "-X",
@@ -185,7 +192,7 @@ fn extra_settings_are_checked_once_here() {
         "max.partition.fetch.bytes=4096",
     ])
     .unwrap();
-    assert_eq!(c.fetch_max_bytes, 65536);
+    assert_eq!(c.fetch_size, FetchSize::Fixed(65536));
     assert_eq!(c.partition_fetch_max_bytes, 4096);
     let e = parse(&["-X", "fetch.max.bytes=abc"]).unwrap_err();
     assert!(e.0.contains("-X fetch.max.bytes"), "{e}");
@@ -194,31 +201,15 @@ fn extra_settings_are_checked_once_here() {
         .unwrap_err()
         .0
         .contains("KEY=VALUE"));
-    // Over TLS the defaults are larger (the broker's cost per fetch); set sizes still win.
-    for protocol in ["SSL", "sasl_ssl"] {
+    // Over TLS the same defaults as over plaintext.
+    for protocol in ["SSL", "sasl_ssl", "SASL_PLAINTEXT"] {
         let c = parse(&["-X", &format!("security.protocol={protocol}")]).unwrap();
         assert_eq!(
-            (c.fetch_max_bytes, c.partition_fetch_max_bytes),
-            (TLS_FETCH_MAX_BYTES, TLS_PARTITION_FETCH_MAX_BYTES),
+            (c.fetch_size.wire(), c.partition_fetch_max_bytes),
+            (DEFAULT_FETCH_MAX_BYTES, DEFAULT_PARTITION_FETCH_MAX_BYTES),
             "{protocol}"
         );
     }
-    let c = parse(&["-X", "security.protocol=SASL_PLAINTEXT"]).unwrap();
-    assert_eq!(
-        (c.fetch_max_bytes, c.partition_fetch_max_bytes),
-        (DEFAULT_FETCH_MAX_BYTES, DEFAULT_PARTITION_FETCH_MAX_BYTES)
-    );
-    let c = parse(&[
-        "-X",
-        "security.protocol=SSL",
-        "-X",
-        "max.partition.fetch.bytes=4096",
-    ])
-    .unwrap();
-    assert_eq!(
-        (c.fetch_max_bytes, c.partition_fetch_max_bytes),
-        (TLS_FETCH_MAX_BYTES, 4096)
-    );
 }
 
 #[test]

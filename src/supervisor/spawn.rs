@@ -247,7 +247,7 @@ mod tests {
         };
         let w = worker_config(&cfg, 2, 3, Some(&Inherit::TakeOver(member)));
         assert_eq!((w.slot, w.report_fd), (2, Some(REPORT_FD)));
-        assert_eq!(w.consume.fetch_max_bytes, 100);
+        assert_eq!(w.consume.fetch_size, crate::config::FetchSize::Fixed(100));
         assert_eq!(w.consume.hang_timeout, std::time::Duration::from_secs(9));
         assert!(w.consume.static_membership);
         assert_eq!(w.instance_id().as_deref(), Some("g1-2"));

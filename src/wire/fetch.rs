@@ -185,6 +185,13 @@ pub struct FetchAnswer {
     pub partitions: Vec<PartitionAnswer>,
 }
 
+impl FetchAnswer {
+    /// The bytes of record batches in the answer, all partitions together.
+    pub fn record_bytes(&self) -> usize {
+        self.partitions.iter().map(|p| p.records.len()).sum()
+    }
+}
+
 /// Send one Fetch for `plan` of `topic` and return its answer.
 pub async fn fetch(
     conn: &mut BrokerConn,

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::cluster::{fatal_or, Cluster, ClusterError, Fatal};
+use super::fetch_budget::{decoded_bytes, FetchSize, RequestBudget};
 use crate::backoff::Doubling;
 use crate::config::StartFrom;
 use crate::record::Record;
@@ -86,8 +87,9 @@ pub enum Fetched {
 /// How the fetch task reads.
 #[derive(Clone, Copy, Debug)]
 pub struct FetchSettings {
-    /// `fetch.max.bytes`: what one request asks for in all.
-    pub max_bytes: i32,
+    /// What one request asks for in all (`fetch.max.bytes`, or sized from
+    /// what answers decode to).
+    pub size: FetchSize,
     /// `max.partition.fetch.bytes`: the most one partition gets per request.
     pub partition_max_bytes: i32,
     /// `fetch.wait.max.ms`
@@ -141,7 +143,7 @@ struct Taken {
 struct Fetcher {
     cluster: Cluster,
     settings: FetchSettings,
-    limits: FetchLimits,
+    budget: RequestBudget,
     parts: BTreeMap<i32, Part>,
     /// The order full requests name partitions in: one that got records goes
     /// to the back, so a small fetch.max.bytes does not starve the rest.
@@ -186,10 +188,7 @@ impl Fetcher {
         Fetcher {
             cluster,
             settings,
-            limits: FetchLimits {
-                max_wait_ms: settings.wait_ms,
-                max_bytes: settings.max_bytes,
-            },
+            budget: RequestBudget::new(settings.size),
             parts,
             order,
             sessions: HashMap::new(),
@@ -221,7 +220,9 @@ impl Fetcher {
             let Some(answer) = self.answered(node, conn, &plan, answer)? else {
                 continue;
             };
+            let wire = answer.record_bytes();
             let taken = self.take(node, answer)?;
+            self.budget.observe(wire, decoded_bytes(&taken.records));
             self.fed_last(&taken.fed);
             self.reset(&taken.resets).await?;
             if !taken.records.is_empty() && tx.send(Fetched::Records(taken.records)).await.is_err()
@@ -312,7 +313,10 @@ impl Fetcher {
             self.cluster.connect_timeout(),
             self.cluster.topic_ref().clone(),
         );
-        let limits = self.limits;
+        let limits = FetchLimits {
+            max_wait_ms: self.settings.wait_ms,
+            max_bytes: self.budget.request_bytes(),
+        };
         let timeout = REQUEST_TIMEOUT + Duration::from_millis(self.settings.wait_ms.max(0) as u64);
         self.requests.spawn(async move {
             if !delay.is_zero() {

@@ -20,6 +20,7 @@ mod copies;
 mod core;
 mod error;
 mod fetch;
+mod fetch_budget;
 mod output;
 mod partitioned;
 mod positions;

@@ -153,7 +153,7 @@ impl Worker {
             .collect();
         let cfg = &self.core.cfg;
         let settings = FetchSettings {
-            max_bytes: cfg.consume.fetch_max_bytes,
+            size: cfg.consume.fetch_size,
             partition_max_bytes: cfg.consume.partition_fetch_max_bytes,
             wait_ms: cfg.consume.fetch_wait_ms,
             from: cfg.consume.from,

@@ -43,7 +43,7 @@ impl ShareWorker {
                 member_id: self.member.member_id.clone(),
                 topic_id: self.topic_id,
                 max_wait_ms: self.core.cfg.consume.fetch_wait_ms,
-                max_bytes: self.core.cfg.consume.fetch_max_bytes,
+                max_bytes: self.core.cfg.consume.fetch_size.wire(),
                 partition_max_bytes: self.core.cfg.consume.partition_fetch_max_bytes,
                 conn: None,
                 epoch: 0,
