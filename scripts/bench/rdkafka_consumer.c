@@ -11,6 +11,8 @@
  *   while records come (the harness times the first 10,000 records from these), at each partition EOF and
  *   when a poll of 0.2 s comes back empty
  * SIGTERM closes the consumer (commit and leave).
+ * BENCH_RDKAFKA_CONFIG=FILE (optional, as for rdkafka_consumer.py): librdkafka properties (key=value lines,
+ * # or ! comments) set on top of the above, e.g. security.protocol=SASL_SSL, sasl.*, ssl.ca.location.
  * latency DIR (BENCH_ONLY=latency): each record's produce-to-poll latency into latency_hist.h's
  * histogram, written to DIR/lat-PID.json every 0.5 s, when a poll comes back empty and at exit.
  */
@@ -66,6 +68,27 @@ static void set(rd_kafka_conf_t *conf, const char *k, const char *v) {
     }
 }
 
+/* BENCH_RDKAFKA_CONFIG: each key=value line of the file (blank lines and # or ! comments skipped). */
+static void set_from_file(rd_kafka_conf_t *conf, const char *path) {
+    char line[1024];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "rdkafka_consumer: cannot read BENCH_RDKAFKA_CONFIG=%s\n", path);
+        exit(2);
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *k = line, *eq, *end;
+        while (*k == ' ' || *k == '\t') k++;
+        if (*k == '#' || *k == '!' || *k == '\n' || *k == 0) continue;
+        if (!(eq = strchr(k, '='))) continue;
+        *eq = 0;
+        end = eq + 1 + strcspn(eq + 1, "\r\n");
+        *end = 0;
+        set(conf, k, eq + 1);
+    }
+    fclose(f);
+}
+
 int main(int argc, char **argv) {
     char err[512];
     rd_kafka_conf_t *conf;
@@ -90,6 +113,7 @@ int main(int argc, char **argv) {
     set(conf, "group.id", argv[3]);
     set(conf, "auto.offset.reset", "earliest");
     set(conf, "enable.partition.eof", "true");
+    if (getenv("BENCH_RDKAFKA_CONFIG")) set_from_file(conf, getenv("BENCH_RDKAFKA_CONFIG"));
     rd_kafka_conf_set_rebalance_cb(conf, rebalance);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) {

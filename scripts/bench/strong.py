@@ -49,11 +49,11 @@ def env_list(name, default):
 
 # ---------------------------------------------------------------- contenders ---
 
-def procs(l, name, argv, workers, tracker):
+def procs(l, name, argv, workers, tracker, env=None):
     """`workers` processes of argv printing the bench's JSON lines into one pipe."""
     r, w = os.pipe()
     for _ in range(workers):
-        l.start(argv, stdout=w, stderr=H.logfile(name), stdin=subprocess.DEVNULL)
+        l.start(argv, stdout=w, stderr=H.logfile(name), stdin=subprocess.DEVNULL, env=env)
     os.close(w)
     return H.ProtocolReader(os.fdopen(r, "rb"), tracker), lambda: l.roots()
 
@@ -63,9 +63,11 @@ def start_franz(l, topic, group, workers, _partitions, tracker):
     return reader, pids, tracker
 
 
-def start_rdkafka_c(l, topic, group, workers, _partitions, tracker):
-    reader, pids = procs(l, "rdkafka-c", [os.environ["BENCH_RDKAFKA_C"], H.brokers(), topic, group], workers,
-                         tracker)
+def start_rdkafka_c(l, topic, group, workers, _partitions, tracker, sec=None):
+    """sec (BENCH_ONLY=security): the SASL_SSL listener, with the C program's properties file."""
+    env = dict(os.environ, BENCH_RDKAFKA_CONFIG=sec["c_file"]) if sec else None
+    reader, pids = procs(l, "rdkafka-c", [os.environ["BENCH_RDKAFKA_C"], sec["addr"] if sec else H.brokers(), topic,
+                                          group], workers, tracker, env=env)
     return reader, pids, tracker
 
 
