@@ -85,6 +85,12 @@ pub enum Seen {
         commit: bool,
         producer_epoch: i16,
     },
+    /// A Fetch request: its `max_bytes` and (partition, fetch offset,
+    /// partition max bytes) of each partition it names.
+    Fetch {
+        max_bytes: i32,
+        partitions: Vec<(i32, i64, i32)>,
+    },
     /// One partition's batch of a Produce request (the first one).
     Produce {
         topic: String,
@@ -134,8 +140,54 @@ pub enum Reply {
         id: i64,
         epoch: i16,
     },
+    /// Fetch (no session): (partition, high watermark, record batches) of
+    /// [`TOPIC_ID`]; see [`record_batch`].
+    Records(Vec<(i32, i64, Bytes)>),
     /// No answer: the connection stays silent (the client times out).
     Silence,
+}
+
+/// One record batch (v2) of `values` from `base_offset` on, lz4-compressed
+/// or not, for a [`Reply::Records`].
+pub fn record_batch(base_offset: i64, values: &[Bytes], lz4: bool) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: base_offset + i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(v.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let compression = if lz4 {
+        Compression::Lz4
+    } else {
+        Compression::None
+    };
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode a record batch");
+    buf.freeze()
 }
 
 type Script = Box<dyn FnMut(&Seen) -> Reply + Send>;
@@ -237,7 +289,8 @@ fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_string())
 }
 
-const SPOKEN: [ApiKey; 19] = [
+const SPOKEN: [ApiKey; 20] = [
+    ApiKey::Fetch,
     ApiKey::InitProducerId,
     ApiKey::AddPartitionsToTxn,
     ApiKey::AddOffsetsToTxn,
@@ -430,6 +483,18 @@ fn seen_txn(key: ApiKey, buf: &mut Bytes, v: i16) -> Seen {
             }
         }
         ApiKey::Produce => seen_produce(decode(buf, v)),
+        ApiKey::Fetch => {
+            let r: m::FetchRequest = decode(buf, v);
+            Seen::Fetch {
+                max_bytes: r.max_bytes,
+                partitions: r
+                    .topics
+                    .into_iter()
+                    .flat_map(|t| t.partitions)
+                    .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes))
+                    .collect(),
+            }
+        }
         other => panic!("the scripted broker does not speak {other:?}"),
     }
 }
@@ -518,6 +583,7 @@ fn encode_reply(addr: &str, request: &Seen, reply: Reply, v: i16) -> Option<Byte
         (Seen::ShareHeartbeat { member_id, .. }, r @ Reply::Beat { .. }) => {
             encode(share_beat_answer(member_id, r), v)
         }
+        (Seen::Fetch { .. }, Reply::Records(parts)) => encode(fetch_answer(parts), v),
         (request, reply) => txn_answer(request, reply, v),
     };
     Some(body)
@@ -684,6 +750,26 @@ fn fetch_offsets_answer(error: i16, offsets: Vec<(i32, i64, i16)>) -> m::OffsetF
                     })
                     .collect(),
             )])
+}
+
+/// A Fetch answer without a session: each partition's batches under
+/// [`TOPIC_ID`] (v13 and later name topics by id).
+fn fetch_answer(parts: Vec<(i32, i64, Bytes)>) -> m::FetchResponse {
+    use m::fetch_response::{FetchableTopicResponse, PartitionData};
+    m::FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+        .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
+        .with_partitions(
+            parts
+                .into_iter()
+                .map(|(p, hw, records)| {
+                    PartitionData::default()
+                        .with_partition_index(p)
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_records(Some(records))
+                })
+                .collect(),
+        )])
 }
 
 fn metadata_answer(addr: &str, topics: &[String], partitions: i32) -> m::MetadataResponse {

@@ -589,6 +589,132 @@ fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::script::{record_batch, Reply, ScriptedBroker, Seen};
+    use bytes::Bytes;
+
+    const MIB: i32 = 1024 * 1024;
+    /// Records per scripted answer.
+    const PER_ANSWER: i64 = 2000;
+
+    /// 1,000-byte values, 20 varying hex digits and then the same letter:
+    /// lz4 shrinks an answer of them about 30-40 times, yet it stays above
+    /// the 16 KiB an answer needs to count for the budget.
+    fn values(from: i64) -> Vec<Bytes> {
+        (from..from + PER_ANSWER)
+            .map(|i| {
+                let mut v = format!("{:020x}", (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                v.push_str(&"a".repeat(980));
+                Bytes::from(v)
+            })
+            .collect()
+    }
+
+    /// Run a fetcher against a broker that answers every Fetch with the
+    /// next `PER_ANSWER` records; return the `max_bytes` of each request,
+    /// and (batch bytes, decoded bytes) of each of the first `answers`.
+    async fn fetch_from_script(
+        size: FetchSize,
+        lz4: bool,
+        answers: usize,
+    ) -> (Vec<i32>, Vec<(usize, usize)>) {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sent = batches.clone();
+        let broker = ScriptedBroker::start(move |seen| match seen {
+            Seen::Metadata { .. } => Reply::Partitions(1),
+            Seen::Fetch { partitions, .. } => {
+                let (p, offset, _) = partitions[0];
+                let batch = record_batch(offset, &values(offset), lz4);
+                sent.lock().unwrap().push(batch.len());
+                Reply::Records(vec![(p, offset + 100 * PER_ANSWER, batch)])
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .await;
+        let cluster = Cluster::new(
+            "t",
+            std::slice::from_ref(&broker.addr),
+            "test",
+            Duration::from_secs(5),
+        );
+        let settings = FetchSettings {
+            size,
+            partition_max_bytes: MIB,
+            wait_ms: 100,
+            from: StartFrom::Earliest,
+        };
+        let (tx, mut rx) = mpsc::channel(FETCH_QUEUE);
+        let task = tokio::spawn(fetch_loop(
+            cluster,
+            vec![(0, 0)],
+            tx,
+            settings,
+            HashMap::new(),
+        ));
+        let mut got = Vec::new();
+        while got.len() < answers {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(Fetched::Records(records))) => {
+                    assert_eq!(records.len() as i64, PER_ANSWER, "an answer's records");
+                    let wire = batches.lock().unwrap()[got.len()];
+                    got.push((wire, decoded_bytes(&records)));
+                }
+                other => panic!("no records: {:?}", other.map(|o| o.map(|_| ()))),
+            }
+        }
+        task.abort();
+        let asked = broker
+            .seen()
+            .into_iter()
+            .filter_map(|s| match s {
+                Seen::Fetch { max_bytes, .. } => Some(max_bytes),
+                _ => None,
+            })
+            .collect();
+        (asked, got)
+    }
+
+    /// By default each request asks for what the answers so far say decodes
+    /// to the budget: after the first request's 256 KiB a plain topic's
+    /// grow to the 2 MiB cap, an lz4 topic's (about 9 times smaller on the
+    /// wire than decoded) stay well below it.
+    #[tokio::test]
+    async fn requests_follow_what_answers_decode_to() {
+        let size = FetchSize::Adaptive {
+            wire: 2 * MIB,
+            decoded: 8 * MIB,
+        };
+        for lz4 in [true, false] {
+            let (asked, got) = fetch_from_script(size, lz4, 4).await;
+            // Request i + 1 goes out once answer i is in (the last may not yet).
+            assert!(asked.len() >= got.len(), "lz4 {lz4}: requests {asked:?}");
+            let mut budget = RequestBudget::new(size);
+            assert_eq!(asked[0], 256 * 1024, "lz4 {lz4}: the first request");
+            for (i, &(wire, decoded)) in got.iter().enumerate().take(asked.len() - 1) {
+                budget.observe(wire, decoded);
+                assert_eq!(
+                    asked[i + 1],
+                    budget.request_bytes(),
+                    "lz4 {lz4}: request {}",
+                    i + 1
+                );
+            }
+            if lz4 {
+                assert!(asked[1] < MIB, "{asked:?}");
+            } else {
+                assert_eq!(asked[1], 2 * MIB, "{asked:?}");
+            }
+        }
+    }
+
+    /// `-X fetch.max.bytes` is asked for exactly, whatever answers decode to.
+    #[tokio::test]
+    async fn a_fixed_size_is_asked_for_exactly() {
+        let (asked, _) = fetch_from_script(FetchSize::Fixed(3 * MIB), true, 3).await;
+        assert!(
+            asked.len() >= 3 && asked.iter().all(|&b| b == 3 * MIB),
+            "{asked:?}"
+        );
+    }
 
     #[test]
     fn partition_errors_are_acted_on() {
