@@ -220,9 +220,11 @@ impl Fetcher {
             let Some(answer) = self.answered(node, conn, &plan, answer)? else {
                 continue;
             };
-            let wire = answer.record_bytes();
+            let wire = self.budget.learns().then(|| answer.record_bytes());
             let taken = self.take(node, answer)?;
-            self.budget.observe(wire, decoded_bytes(&taken.records));
+            if let Some(wire) = wire {
+                self.budget.observe(wire, decoded_bytes(&taken.records));
+            }
             self.fed_last(&taken.fed);
             self.reset(&taken.resets).await?;
             if !taken.records.is_empty() && tx.send(Fetched::Records(taken.records)).await.is_err()

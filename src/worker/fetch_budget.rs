@@ -60,6 +60,12 @@ impl RequestBudget {
         }
     }
 
+    /// Whether answers change the size ([`observe`](Self::observe) them);
+    /// a fixed size needs no count of what they decode to.
+    pub fn learns(&self) -> bool {
+        matches!(self.size, FetchSize::Adaptive { .. })
+    }
+
     /// An answer of `wire` bytes of record batches decoded to `decoded`
     /// bytes in memory (see [`decoded_bytes`]).
     pub fn observe(&mut self, wire: usize, decoded: usize) {
