@@ -22,6 +22,11 @@ the table gives the median over the rounds of each percentile. Then one run per 
 BENCH_LATENCY_KILL_RATE (default 10000/s) in which one worker is killed with SIGKILL KILL_AFTER s into the
 production (kswarm restarts its worker itself; a peer's process is started again at once, as a supervisor
 would), the producer runs on for BENCH_LATENCY_SECONDS after the kill: the failover as a latency spike.
+Side by side (BENCH_LATENCY_SIDE_BY_SIDE_RATES, default 1000,10000; 0 for none): BENCH_REPEATS rounds at each
+rate in which kswarm-exec and one peer run at once, each in its own group on the same topic. A lone run's tail
+at these rates is mostly the stalls of the broker and the producer during that run (a record's lag, logged by
+both clients at once on 2026-12-07, stalled at the same produce stamps to the millisecond), which differ from
+run to run; side by side both meet the same stalls, so the comparison is of the clients alone.
 BENCH_LATENCY_CONTENDERS picks some. Report: results-kafka-latency.md (+ .json).
 """
 
@@ -124,6 +129,7 @@ def percentiles(counts, expected, qs=(0.5, 0.99, 0.999)):
 
 H = None  # the harness module
 CONTENDERS = ["kswarm-value", "kswarm-exec", "franz-go", "rdkafka-c", "librdkafka", "java"]
+PAIRED = "kswarm-exec"  # the kswarm contender run side by side with each peer
 GRACE = 2.0       # s between every worker holding its partitions and the first record produced
 DRAIN_CAP = 90.0  # s after the producer stops for the last record to be counted (a peer's failover: 45 s)
 KILL_AFTER = 5.0  # s into the production, the kill
@@ -165,61 +171,106 @@ def start(l, name, topic, group, directory, tracker):
 
 
 def one_run(name, rate, seconds, kill=False):
-    """One run of `name` at `rate`; the merged histogram and what happened."""
+    """One run of `name` alone at `rate`; its merged histogram and what happened."""
+    return run_together([name], rate, seconds, kill)[name]
+
+
+class Entrant:
+    """One contender of a run: its processes, group, histogram directory and partition tracker."""
+
+    def __init__(self, name, topic):
+        self.name = name
+        self.directory = tempfile.mkdtemp(prefix="lat-", dir=H.TMP)
+        self.launch = H.Launch()
+        self.tracker = H.AssignTracker(2, 2)
+        self.workers, self.argv = start(self.launch, name, topic, H.uniq(f"g-lat-{name}"), self.directory,
+                                        self.tracker)
+        self.res = {"name": name}
+
+    def stop(self):
+        self.launch.stop()
+        if getattr(self.launch, "peer_out", None) is not None:
+            os.close(self.launch.peer_out)
+
+
+def run_together(names, rate, seconds, kill=False):
+    """One run at `rate` of every contender in `names` at once, each in its own group on the same topic: they
+    read the same records from the same broker, so a stall of the broker or the producer reaches all of them
+    alike. Returns each one's merged histogram and what happened. `kill` kills a worker of the first."""
     topic = H.make_topic(2)
-    group = H.uniq(f"g-lat-{name}")
-    directory = tempfile.mkdtemp(prefix="lat-", dir=H.TMP)
-    l = H.Launch()
-    tracker = H.AssignTracker(2, 2)
-    res = {"name": name, "rate": rate, "kill": kill}
+    entrants = []
     try:
-        workers, argv = start(l, name, topic, group, directory, tracker)
+        for name in names:
+            entrants.append(Entrant(name, topic))
         end = time.time() + H.left(60)
-        while tracker.joined_at is None and time.time() < end:
+        while any(e.tracker.joined_at is None for e in entrants) and time.time() < end:
             time.sleep(0.05)
-        if tracker.joined_at is None:
-            raise H.BenchFailure(f"latency {name}: the group did not settle within 60 s")
+        late = [e.name for e in entrants if e.tracker.joined_at is None]
+        if late:
+            raise H.BenchFailure(f"latency {', '.join(late)}: the group did not settle within 60 s")
         time.sleep(GRACE)
-        cpu0, b0 = H.tree_cpu(l.roots()), H.BROKER.cpu()
+        cpu0 = [H.tree_cpu(e.launch.roots()) for e in entrants]
+        b0 = H.BROKER.cpu()
         prod = subprocess.Popen([os.environ["BENCH_RATE_PRODUCER"], H.brokers(), topic, "2", str(rate)],
                                 stdout=subprocess.PIPE, stderr=H.logfile("rate-producer"), start_new_session=True)
         H.PRODUCERS.append(prod)
         t_prod = time.time()
         if kill:
             time.sleep(KILL_AFTER)
-            res["killed"] = kill_one(l, workers, argv)
+            entrants[0].res["killed"] = kill_one(entrants[0].launch, entrants[0].workers, entrants[0].argv)
         time.sleep(max(0.0, t_prod + (KILL_AFTER if kill else 0) + seconds - time.time()))
         prod.send_signal(signal.SIGTERM)
         out, _ = prod.communicate(timeout=60)
         sent = json.loads(out.decode().strip().splitlines()[-1])
-        res.update(sent=sent["sent"], produce_seconds=sent["seconds"], worst_behind=sent["worst_behind"],
-                   produce_failed=sent["failed"])
-        end = time.time() + H.left(DRAIN_CAP)
-        n, changed = 0, time.time()
-        while time.time() < end:
-            m, _ = read_dir(directory)
-            if m != n:
-                n, changed = m, time.time()
-            # After a kill, re-read records (at least once) come before the rest: wait for the count to stand.
-            if n >= sent["sent"] and (not kill or time.time() - changed > 2.0):
-                break
-            time.sleep(0.25)
-        res["drained_s"] = time.time() - t_prod - sent["seconds"]
-        cpu = H.tree_cpu(l.roots()) - cpu0
-        res["cpu_us_per_record"] = cpu * 1e6 / max(1, sent["sent"])
-        res["broker_us_per_record"] = (H.BROKER.cpu() - b0) * 1e6 / max(1, sent["sent"])
+        for e in entrants:
+            e.res.update(rate=rate, kill=kill, sent=sent["sent"], produce_seconds=sent["seconds"],
+                         worst_behind=sent["worst_behind"], produce_failed=sent["failed"])
+        wait_counted(entrants, sent["sent"], kill)
+        broker_us = (H.BROKER.cpu() - b0) * 1e6 / max(1, sent["sent"])
+        for e, c0 in zip(entrants, cpu0):
+            e.res["drained_s"] = e.res.pop("_last_count", time.time()) - t_prod - sent["seconds"]
+            e.res["cpu_us_per_record"] = (H.tree_cpu(e.launch.roots()) - c0) * 1e6 / max(1, sent["sent"])
+            e.res["broker_us_per_record"] = broker_us  # the broker's for all of them together
     finally:
-        l.stop()
-        if getattr(l, "peer_out", None) is not None:
-            os.close(l.peer_out)
+        for e in entrants:
+            e.stop()
+    for e in entrants:
+        finish(e.res, e.directory, together=len(entrants) > 1)
+    return {e.name: e.res for e in entrants}
+
+
+def wait_counted(entrants, sent, kill):
+    """Until every entrant counted every record produced (after a kill, until its count stood for 2 s), or the
+    cap; each entrant's time of its last new count goes into its res["_last_count"]."""
+    end = time.time() + H.left(DRAIN_CAP)
+    seen = {e.name: (0, time.time()) for e in entrants}
+    while time.time() < end:
+        done = True
+        for e in entrants:
+            m, _ = read_dir(e.directory)
+            n, changed = seen[e.name]
+            if m != n:
+                seen[e.name] = (m, time.time())
+            n, changed = seen[e.name]
+            # After a kill, re-read records (at least once) come before the rest: wait for the count to stand.
+            if not (n >= sent and (not kill or time.time() - changed > 2.0)):
+                done = False
+        if done:
+            break
+        time.sleep(0.25)
+    for e in entrants:
+        e.res["_last_count"] = seen[e.name][1] if seen[e.name][0] >= sent else time.time()
+
+
+def finish(res, directory, together):
     n, counts = read_dir(directory)
     res["counted"] = n
     res["duplicates"] = max(0, n - res.get("sent", n))
     res["p"] = {str(k): v for k, v in percentiles(counts, res.get("sent", n)).items()}
-    H.log(f"latency {name} {rate}/s{' kill' if kill else ''}: sent {res.get('sent')}, counted {n}, "
+    H.log(f"latency {res['name']} {res.get('rate')}/s{' kill' if res.get('kill') else ''}"
+          f"{' side by side' if together else ''}: sent {res.get('sent')}, counted {n}, "
           f"p50 {res['p']['0.5']} p99 {res['p']['0.99']} p99.9 {res['p']['0.999']} max {res['p']['max']} ms, "
           f"worst behind {res.get('worst_behind', 0):.3f} s")
-    return res
 
 
 def kill_one(l, workers, argv):
@@ -292,10 +343,37 @@ def render(d):
                 md.append(f"| {lab[name]} | {ms(r['p']['0.5'])} | {ms(r['p']['0.99'])} | {ms(r['p']['0.999'])} | "
                           f"{ms(r['p']['max'])} | {counted([r])} | "
                           f"{f1(r.get('drained_s'), 1)} |")
+    md += render_pairs(d)
     md.append("")
     md.append("- worst producer lag behind its schedule per rate: " + "; ".join(
         f"{rate:,}/s {max((r.get('worst_behind') or 0) for k, rs in d['runs'].items() if k.endswith(f'@{rate}') for r in rs) * 1000:.1f} ms"
         for rate in rates))
+    return md
+
+
+def render_pairs(d):
+    """The side-by-side table: per round, kswarm and one peer read the same records at once."""
+    pairs = d.get("pairs") or {}
+    if not pairs:
+        return []
+    k, lab = d["paired"], d["labels"]
+    md = ["", f"Side by side: {lab[k]} and one peer at once, each in its own group on the same topic, so both "
+              f"read the same records from the same broker at the same time; medians over {d['repeats']} "
+              f"rounds, and the median of each round's ratio:", "",
+          "| records/s | peer | p50 ms kswarm / peer | p99 ms kswarm / peer | p99.9 ms kswarm / peer | "
+          "p99 kswarm ÷ peer | CPU µs per record kswarm / peer |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for rate in d["pair_rates"]:
+        for name in d["contenders"]:
+            rounds = pairs.get(f"{name}@{rate}") or []
+            if not rounds:
+                continue
+            ks, ps = [r[k] for r in rounds], [r[name] for r in rounds]
+            ratios = [a["p"]["0.99"] / b["p"]["0.99"] for a, b in zip(ks, ps)
+                      if a["p"]["0.99"] is not None and b["p"]["0.99"]]
+            cells = [f"{ms(med(ks, q))} / {ms(med(ps, q))}" for q in ("0.5", "0.99", "0.999")]
+            cpu = [statistics.median(x["cpu_us_per_record"] for x in side) for side in (ks, ps)]
+            md.append(f"| {rate:,} | {lab[name]} | {' | '.join(cells)} | "
+                      f"{f1(statistics.median(ratios), 2) if ratios else '–'}x | {f1(cpu[0], 2)} / {f1(cpu[1], 2)} |")
     return md
 
 
@@ -326,7 +404,11 @@ def run(h, t_start):
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     _, date = H.start_section(broker)
-    runs, kills = {}, {}
+    runs, kills, pairs = {}, {}, {}
+    # Side by side: kswarm and each peer at once on the same records (see run_together), where a lone run's
+    # tail is mostly the broker's and the producer's stalls of that run.
+    pair_rates = [int(x) for x in env_list("BENCH_LATENCY_SIDE_BY_SIDE_RATES", "1000,10000") if x != "0"]
+    peers = [n for n in names if not n.startswith("kswarm")] if PAIRED in names else []
     try:
         # Untimed, one run per contender at 10,000/s: a fresh broker serves its first few hundred thousand
         # records late (its JIT still compiles the produce and fetch paths); whichever client ran first then
@@ -337,6 +419,10 @@ def run(h, t_start):
             for _ in range(H.REPEATS):
                 for name in names:
                     runs.setdefault(f"{name}@{rate}", []).append(one_run(name, rate, seconds))
+        for rate in pair_rates:
+            for _ in range(H.REPEATS):
+                for peer in peers:
+                    pairs.setdefault(f"{peer}@{rate}", []).append(run_together([PAIRED, peer], rate, seconds))
         if kill_rate > 0:
             for name in names:
                 kills[name] = one_run(name, kill_rate, seconds, kill=True)
@@ -347,7 +433,7 @@ def run(h, t_start):
     data = {"date": date, "load": load, "load_after": load_after, "command": H.COMMAND, "broker": broker.describe(),
             "machine": f"nproc {os.cpu_count()}, {H.cpu_model()}", "repeats": H.REPEATS, "seconds": seconds,
             "rates": rates, "kill_rate": kill_rate, "contenders": names, "labels": {n: lab[n] for n in names},
-            "runs": runs, "kills": kills}
+            "runs": runs, "kills": kills, "pairs": pairs, "pair_rates": pair_rates, "paired": PAIRED}
     md = render(data) + [f"\n(bench took {time.time() - t_start:.0f} s)"]
     H.write_section("latency", md, data)
 
