@@ -9,6 +9,7 @@
 //! - [`share`]: share groups (KIP-932): ShareGroupHeartbeat, ShareFetch, ShareAcknowledge.
 //! - [`share_admin`]: ShareGroupDescribe, DescribeShareGroupOffsets (for `status` and the metrics).
 //! - [`txn`]: transactions (InitProducerId .. EndTxn, transactional Produce) for `--output-topic`.
+//! - `decompress` and `lz4`: lz4 and zstd batches decompressed without copies.
 //! - [`records`]: the record batches of a fetch answer, decoded without a copy per record.
 //! - `script` (tests only): a scripted in-process broker, so that members can be unit-tested.
 
@@ -20,6 +21,7 @@ pub(crate) mod consumer_protocol;
 pub(crate) mod decompress;
 pub(crate) mod fetch;
 pub(crate) mod group_msgs;
+mod lz4;
 pub(crate) mod records;
 pub(crate) mod sasl;
 #[cfg(test)]
