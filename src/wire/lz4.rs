@@ -12,11 +12,12 @@ use lz4::liblz4::{
     LZ4F_resetDecompressionContext, LZ4_versionNumber, LZ4F_VERSION,
 };
 
-/// A liblz4 frame decompression context, kept per thread and reset per batch. The `lz4` crate's reader made a new
-/// context for every batch, copied the input through a 32 KiB buffer, and
-/// checked the frame's XXH32 checksums, which rskafka's and franz-go's
-/// producers write (Kafka's Java producer and librdkafka write none): a
-/// `perf` profile of a worker on an lz4 topic put XXH32 at 16% of its CPU.
+/// A liblz4 frame decompression context, kept per thread and reset per
+/// batch. The `lz4` crate's reader made a new context for every batch, copied
+/// the input through a 32 KiB buffer, and checked the frame's XXH32
+/// checksums, which rskafka's producer (so `kswarm produce`) writes and
+/// Kafka's Java producer does not: a `perf` profile of a worker reading an
+/// lz4 topic that `kswarm produce` wrote put XXH32 at 16% of its CPU.
 /// The checksums are skipped: the batch's CRC32C, checked by the decoder
 /// before the payload is read, covers every compressed byte already, so a
 /// corrupt payload never gets here, and liblz4 decodes without reading or
