@@ -197,6 +197,10 @@ if [[ "$only" == strong || "$only" == security || "$only" == latency || "$only" 
     (cd "$ROOT/scripts/bench/franz" && GOMODCACHE="$BUILD/bench/go/mod" GOCACHE="$BUILD/bench/go/cache" GOFLAGS=-mod=mod \
       go build -o "$FRANZ_DIR/franz_consumer" .) || { echo "bench.sh: go build of scripts/bench/franz failed (see above)" >&2; exit 1; }
   fi
+fi
+# The native librdkafka peer (C): those forms, and the full run's SASL_SSL section.
+if [[ -z "$only" || "$only" == strong || "$only" == security || "$only" == latency || "$only" == cluster \
+      || "$only" == partitions ]]; then
   [[ -f /usr/include/librdkafka/rdkafka.h ]] || deb_install librdkafka-dev "the native librdkafka peer"
   if [[ ! -x "$RDKC_DIR/rdkafka_consumer" || "$ROOT/scripts/bench/rdkafka_consumer.c" -nt "$RDKC_DIR/rdkafka_consumer" \
         || "$ROOT/scripts/bench/latency_hist.h" -nt "$RDKC_DIR/rdkafka_consumer" ]]; then
@@ -234,7 +238,7 @@ printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: E' '  
 needed=("$ROOT/target/release/kswarm" "$ROOT/target/release/examples/rskafka_fetch" "$BUILD/venv/bin/python"
         "$jar" "$JAVA_DIR/log4j2.yaml")
 case "$only" in
-  "") needed+=("$JAVA_DIR/JavaConsumer.class" "$NODE_DIR/node_modules/kafkajs/package.json") ;;
+  "") needed+=("$JAVA_DIR/JavaConsumer.class" "$NODE_DIR/node_modules/kafkajs/package.json" "$RDKC_DIR/rdkafka_consumer") ;;
   pipeline) needed+=("$STREAMS_DIR/StreamsMap.class" "$STREAMS_DIR/log4j2.yaml") ;;
   strong|cluster) needed+=("$JAVA_DIR/JavaConsumer.class" "$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer") ;;
   partitions) needed+=("$FRANZ_DIR/franz_consumer" "$RDKC_DIR/rdkafka_consumer") ;;

@@ -72,9 +72,10 @@ Method (every number comes from real processes on the same broker):
   first group's records around its kill are plotted (failover-BROKER.svg).
 - Over SASL_SSL (Kafka only; scripts/kafka.sh's broker also opens a SASL_SSL
   listener and describes it in build/kafka-PORT/security.json): kswarm
-  (`--format value`, the settings in a -F file, mode 0600, in BENCH_OUT) and
-  librdkafka (rdkafka_consumer.py, the same file through
-  BENCH_RDKAFKA_CONFIG), each on the plaintext listener and on the SASL_SSL
+  (`--format value`, the settings in a -F file, mode 0600, in BENCH_OUT),
+  native librdkafka (rdkafka_consumer.c; PLAIN over the same TLS listener
+  when the system's librdkafka predates 2.6.1's SCRAM fix) and confluent-kafka
+  (rdkafka_consumer.py; both through BENCH_RDKAFKA_CONFIG), each on the plaintext listener and on the SASL_SSL
   one with SCRAM-SHA-512 and the broker's CA, read the main throughput topic
   (a fresh group each run), REPEATS interleaved rounds, medians; the same
   throughput() runs as the main table. An untimed pass first: kswarm reads
@@ -1283,7 +1284,7 @@ def failover_svg(plot, labels, title, subtitle):
 SEC_MECHANISM = "SCRAM-SHA-512"
 SEC_TITLE = f"Over SASL_SSL ({SEC_MECHANISM}, TLS)"
 # (label, contender, over SASL_SSL?): the order of each round and of the table
-# rdkafka-c (the C program, when scripts/bench/strong.py registered it: BENCH_ONLY=security) runs only there.
+# rdkafka-c: the C program, registered from scripts/bench/strong.py (register_native_c).
 SEC_RUNS = [("kswarm-plaintext", "kswarm-value", False), ("kswarm-sasl_ssl", "kswarm-value", True),
             ("rdkafka-c-plaintext", "rdkafka-c", False), ("rdkafka-c-sasl_ssl", "rdkafka-c", True),
             ("librdkafka-plaintext", "librdkafka", False), ("librdkafka-sasl_ssl", "librdkafka", True)]
@@ -1819,15 +1820,21 @@ def best(results, key, pick):
     return pick(vals) if vals else (None, None)
 
 
+def register_native_c():
+    """The C program (scripts/bench/strong.py's rdkafka-c) as a contender of the SASL_SSL section; the labels of
+    strong.py's contenders."""
+    import strong  # scripts/bench/strong.py: the native librdkafka (C) contender and its label
+    strong.H = sys.modules[__name__]
+    strong.register()
+    return strong.labels()
+
+
 def main_security_only(t_start, labels):
     """BENCH_ONLY=security: the main broker, the throughput topic, the
     untimed warm-up, the SASL_SSL section; results-KIND-security.md/.json."""
     broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
     log(f"only the SASL_SSL section: {N} records, {REPEATS} repeats")
-    import strong  # scripts/bench/strong.py: the native librdkafka (C) contender and its label
-    strong.H = sys.modules[__name__]
-    strong.register()
-    labels = dict(labels, **strong.labels())
+    labels = dict(labels, **register_native_c())
     load, date = start_section(broker)
     try:
         sec = security_setup(broker)
@@ -1960,11 +1967,12 @@ def main():
             r["workers"], r["partitions"] = workers, partitions
             scaling.append(r)
 
-        # kswarm and librdkafka over SASL_SSL beside plaintext, on the same topic (Kafka only)
+        # kswarm, the C program and confluent-kafka over SASL_SSL beside plaintext, on the same topic (Kafka only)
         security = None
         if KIND == "kafka":
             sec = security_setup(main_broker)
             if sec is not None:
+                labels["rdkafka-c"] = register_native_c()["rdkafka-c"]
                 security = security_section(topic, N, sec)
     finally:
         main_broker.stop()
