@@ -225,10 +225,10 @@ def run_together(names, rate, seconds, kill=False):
         for e in entrants:
             e.res.update(rate=rate, kill=kill, sent=sent["sent"], produce_seconds=sent["seconds"],
                          worst_behind=sent["worst_behind"], produce_failed=sent["failed"])
-        wait_counted(entrants, sent["sent"], kill)
+        last_count = wait_counted(entrants, sent["sent"], kill)
         broker_us = (H.BROKER.cpu() - b0) * 1e6 / max(1, sent["sent"])
         for e, c0 in zip(entrants, cpu0):
-            e.res["drained_s"] = e.res.pop("_last_count", time.time()) - t_prod - sent["seconds"]
+            e.res["drained_s"] = last_count[e.name] - t_prod - sent["seconds"]
             e.res["cpu_us_per_record"] = (H.tree_cpu(e.launch.roots()) - c0) * 1e6 / max(1, sent["sent"])
             e.res["broker_us_per_record"] = broker_us  # the broker's for all of them together
     finally:
@@ -241,25 +241,19 @@ def run_together(names, rate, seconds, kill=False):
 
 def wait_counted(entrants, sent, kill):
     """Until every entrant counted every record produced (after a kill, until its count stood for 2 s), or the
-    cap; each entrant's time of its last new count goes into its res["_last_count"]."""
+    cap; per entrant, when its count last grew (now for one that never got them all)."""
     end = time.time() + H.left(DRAIN_CAP)
-    seen = {e.name: (0, time.time()) for e in entrants}
+    seen = {e.name: (0, time.time()) for e in entrants}  # count, when it last changed
     while time.time() < end:
-        done = True
         for e in entrants:
             m, _ = read_dir(e.directory)
-            n, changed = seen[e.name]
-            if m != n:
+            if m != seen[e.name][0]:
                 seen[e.name] = (m, time.time())
-            n, changed = seen[e.name]
-            # After a kill, re-read records (at least once) come before the rest: wait for the count to stand.
-            if not (n >= sent and (not kill or time.time() - changed > 2.0)):
-                done = False
-        if done:
+        # After a kill, re-read records (at least once) come before the rest: wait for the count to stand.
+        if all(n >= sent and (not kill or time.time() - at > 2.0) for n, at in seen.values()):
             break
         time.sleep(0.25)
-    for e in entrants:
-        e.res["_last_count"] = seen[e.name][1] if seen[e.name][0] >= sent else time.time()
+    return {name: at if n >= sent else time.time() for name, (n, at) in seen.items()}
 
 
 def finish(res, directory, together):
