@@ -3,8 +3,10 @@
 //! broker leads, inside an incremental fetch session (KIP-227). Answers are
 //! decoded (record batches as slices of the fetched bytes) and queued,
 //! pipelined ahead of the handler by a bounded channel: a slow handler slows
-//! fetching instead of growing memory, and the bytes held stay bounded by
-//! `fetch.max.bytes` per broker whatever the partition count.
+//! fetching instead of growing memory. The next request goes out as soon as
+//! an answer is decoded, before it is queued, so the bytes held stay bounded
+//! by `fetch.max.bytes` times (`FETCH_QUEUE` + 1 waiting + 1 in flight per
+//! broker), whatever the partition count.
 //!
 //! A partition's records are taken from an answer only if the answering
 //! broker still leads it and the answer starts where the partition stands,
@@ -227,6 +229,12 @@ impl Fetcher {
             }
             self.fed_last(&taken.fed);
             self.reset(&taken.resets).await?;
+            // Ask again before handing these records over (which waits while
+            // the worker is FETCH_QUEUE answers behind): the broker reads the
+            // next answer while the worker works through this one.
+            if !self.need_metadata {
+                self.send_requests();
+            }
             if !taken.records.is_empty() && tx.send(Fetched::Records(taken.records)).await.is_err()
             {
                 info!("fetching stops: the worker is done with this assignment");
@@ -716,6 +724,72 @@ mod tests {
             asked.len() >= 3 && asked.iter().all(|&b| b == 3 * MIB),
             "{asked:?}"
         );
+    }
+
+    /// While the worker is `FETCH_QUEUE` answers behind, the fetcher asks
+    /// for one more answer (the broker reads it meanwhile) and no further;
+    /// once the worker catches up, the records go on in offset order, none
+    /// twice and none left out.
+    #[tokio::test]
+    async fn one_request_goes_out_while_the_worker_is_behind() {
+        let broker = ScriptedBroker::start(move |seen| match seen {
+            Seen::Metadata { .. } => Reply::Partitions(1),
+            Seen::Fetch { partitions, .. } => {
+                let (p, offset, _) = partitions[0];
+                let batch = record_batch(offset, &values(offset), false);
+                Reply::Records(vec![(p, offset + 100 * PER_ANSWER, batch)])
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .await;
+        let fetches = || {
+            broker
+                .seen()
+                .iter()
+                .filter(|s| matches!(s, Seen::Fetch { .. }))
+                .count()
+        };
+        let cluster = Cluster::new(
+            "t",
+            std::slice::from_ref(&broker.addr),
+            "test",
+            Duration::from_secs(5),
+        );
+        let settings = FetchSettings {
+            size: FetchSize::Fixed(MIB),
+            partition_max_bytes: MIB,
+            wait_ms: 100,
+            from: StartFrom::Earliest,
+        };
+        let (tx, mut rx) = mpsc::channel(FETCH_QUEUE);
+        let task = tokio::spawn(fetch_loop(
+            cluster,
+            vec![(0, 0)],
+            tx,
+            settings,
+            HashMap::new(),
+        ));
+        // queued, one decoded and waiting for room, one answered and unread
+        let held = FETCH_QUEUE + 2;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fetches() < held && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(fetches(), held, "requests while the worker reads nothing");
+        let mut next = 0;
+        while next < 2 * held as i64 * PER_ANSWER {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(Fetched::Records(records))) => {
+                    for r in records {
+                        assert_eq!(r.offset, next, "records in offset order, once each");
+                        next += 1;
+                    }
+                }
+                other => panic!("no records: {:?}", other.map(|o| o.map(|_| ()))),
+            }
+        }
+        task.abort();
     }
 
     #[test]
