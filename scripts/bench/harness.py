@@ -51,7 +51,10 @@ Method (every number comes from real processes on the same broker):
   last-record time (peers: scripts/bench/*; kswarm: its stdout, or the
   handler's copy, goes to a pipe whose newlines this harness counts with the
   receive time). records/s = records / (last - first); start-up = first
-  record - launch.
+  record - launch. Two ceilings beside them: the bare rskafka loop
+  (examples/rskafka_fetch.rs, one process) counts in-process, as the peers
+  do; the same loop with --print writes every value to a counted pipe, the
+  job kswarm --format value does.
 - Every worker joined: the first moment at which every worker process holds
   a non-empty assignment and the assignments together cover every partition
   exactly once (kswarm: its worker_joined log events, one generation; peers:
@@ -778,6 +781,11 @@ def start_contender(name, topic, group, workers=WORKERS, partitions=PARTITIONS, 
         p = l.start([FETCH, brokers(), topic, str(partitions)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         reader = ProtocolReader(PidTag(p.stdout, p.pid))
         return l, reader, lambda: l.roots(), None
+    if name == "rskafka-print":  # kswarm-value's job: every value to a pipe counted here
+        r, w = os.pipe()
+        l.start([FETCH, brokers(), topic, str(partitions), "--print"], stdout=w, stdin=subprocess.DEVNULL)
+        os.close(w)
+        return l, LineCounter(r), lambda: l.roots(), None
     raise ValueError(name)
 
 
@@ -1808,6 +1816,7 @@ def labels_for(v):
         "java": f"Java KafkaConsumer, {v['java']}, 2 processes",
         "kafkajs": f"Node cluster + {v['kafkajs']}, 2 forked workers",
         "rskafka": "bare rskafka fetch loop, 1 process (ceiling)",
+        "rskafka-print": "the same loop writing each value to stdout (kswarm-value's job), 1 process",
     }
 
 
@@ -1897,7 +1906,7 @@ def main():
             return
         main_security_only(t_start, labels)
         return
-    names = KSWARMS + PEERS + (["rskafka"] if FETCH else [])
+    names = KSWARMS + PEERS + (["rskafka", "rskafka-print"] if FETCH else [])
     if KIND == "kafka":
         main_broker = Broker("kafka", PORT, ["group.initial.rebalance.delay.ms=0"] + EXTRA_PROPS)
         default_broker = Broker("kafka", PORT + 1, EXTRA_PROPS) if STARTUP_RUNS > 0 else None
@@ -2012,7 +2021,7 @@ def main():
       f"| failover s (median of {TRIALS}) | broker CPU s per 1M |")
     p("|---|---:|---:|---:|---:|---:|---:|")
     fkeys = {"kswarm-value": "kswarm", "kswarm-exec": "kswarm", "librdkafka": "librdkafka", "java": "java",
-             "kafkajs": "kafkajs", "rskafka": None}
+             "kafkajs": "kafkajs", "rskafka": None, "rskafka-print": None}
     for name, r in results.items():
         fkey = fkeys[name]
         fov = "n/a"
@@ -2045,7 +2054,7 @@ def main():
         for name, r in results.items():
             p(f"| {labels[name]} | {f1(r['startup'], 2)} | {f1(r.get('joined'), 2)} |")
     p("")
-    p("Ratios to the best peer (librdkafka, Java, kafkajs; the rskafka loop is a ceiling, not a peer):")
+    p("Ratios to the best peer (librdkafka, Java, kafkajs; the rskafka loops are ceilings, not peers):")
     br, brn = best(results, "rate", max)
     bc, bcn = best(results, "cpu_per_m", min)
     bm, bmn = best(results, "rss", min)
@@ -2077,6 +2086,12 @@ def main():
     if med.get("kswarm") is not None and pf:
         m, mn = min(pf)
         p(f"- failover: kswarm {med['kswarm']:.2f} s vs best peer {m:.2f} s ({mn}): {med['kswarm'] / m:.4f}×")
+    ceil = [(k, c) for k, c in (("rskafka", "the bare loop (it writes nothing)"),
+                                 ("rskafka-print", "the loop writing each value, as kswarm-value does"))
+            if ratio(results.get("kswarm-value", {}).get("rate"), results.get(k, {}).get("rate"))]
+    if ceil:
+        p("- kswarm-value against the ceilings' records/s: " + "; ".join(
+            f"{ratio(results['kswarm-value']['rate'], results[k]['rate']):.2f}× {c}" for k, c in ceil))
     p("- records/s per run: " + "; ".join(
         f"{k}: " + ", ".join(f1(x, 0) for x in r["rates"]) for k, r in results.items()))
     p("- start-up (first record) per run: " + "; ".join(
@@ -2092,7 +2107,8 @@ def main():
       f"member until its 30 s session expires. Failover: {TRIALS} groups per contender, one kill in each, "
       f"{KILL_SPACING:g} s apart; kswarm's groups alone first, then the peers' side by side (kswarm's groups "
       "running on, for the plot). kswarm's output (or the handler's tee copy) went to "
-      "a pipe counted by the harness, not /dev/null. "
+      "a pipe counted by the harness, not /dev/null; the peers and the bare loop count records in-process and "
+      "write none. "
       + ("tansu answers a new group's first JoinGroup after about half the session timeout, which dominates "
          "start-up. The Java peer runs with metadata.cluster.check.enable=false (tansu 0.6 cannot read the "
          "ApiVersions request that check sends)" if KIND == "tansu" else "The Java peer runs")
