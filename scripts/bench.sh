@@ -38,9 +38,10 @@
 #      BENCH_ONLY=strong: only the stronger-peers section (issue 32; Kafka only): per compression of
 #      BENCH_COMPRESSIONS (default none,lz4,zstd) and partition count of BENCH_PARTITIONS (default 2,64) a fresh
 #      topic of BENCH_RECORDS records written by `kswarm produce --compression C`, then kswarm -w 2, franz-go
-#      (scripts/bench/franz), native librdkafka (scripts/bench/rdkafka_consumer.c, Debian's librdkafka-dev),
-#      confluent-kafka, the Java KafkaConsumer (2 processes each) and two ceilings, Kafka's ConsumerPerformance
-#      and the rskafka loop (1 process each), BENCH_REPEATS interleaved rounds (BENCH_STRONG_CONTENDERS picks
+#      (scripts/bench/franz; once counting, once writing each value to stdout as kswarm does), native librdkafka
+#      (scripts/bench/rdkafka_consumer.c, Debian's librdkafka-dev), confluent-kafka, the Java KafkaConsumer
+#      (2 processes each) and three ceilings, Kafka's ConsumerPerformance and the rskafka loop counting or
+#      writing each value (1 process each), BENCH_REPEATS interleaved rounds (BENCH_STRONG_CONTENDERS picks
 #      some), e.g. `BENCH_ONLY=strong BENCH_COMPRESSIONS=lz4 scripts/bench.sh`; one report per compression,
 #      build/bench/results-kafka-strong-COMPRESSION.md (+ .json).
 #      BENCH_ONLY=latency: only end-to-end latency (issue 32 item 3; Kafka only): a C producer

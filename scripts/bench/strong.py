@@ -4,7 +4,8 @@ helpers and throughput()). Apache Kafka only.
 
 BENCH_ONLY=strong: kswarm beside stronger peers and two ceilings, on plain and compressed topics.
   kswarm-value  kswarm run -w 2 -p keep --format value (its stdout to a pipe the harness counts)
-  franz-go      scripts/bench/franz (kgo consumer group), 2 processes, one group
+  franz-go      scripts/bench/franz (kgo consumer group), 2 processes, one group; it counts records in-process
+  franz-go-print the same, writing each value to stdout (`print`), a pipe the harness counts: kswarm-value's job
   rdkafka-c     scripts/bench/rdkafka_consumer.c (C against Debian's librdkafka-dev), 2 processes, one group
   librdkafka    scripts/bench/rdkafka_consumer.py (confluent-kafka: a Python loop over librdkafka), 2 processes
   java          scripts/bench/JavaConsumer.java (KafkaConsumer), 2 processes
@@ -12,6 +13,8 @@ BENCH_ONLY=strong: kswarm beside stronger peers and two ceilings, on plain and c
                 kafka-tools, what kafka-consumer-perf-test.sh runs), 1 process, --num-records N: a ceiling;
                 its records/s is its own fetch.nMsg.sec (records / (end - partitions assigned))
   rskafka       the bare rskafka fetch loop (examples/rskafka_fetch.rs), 1 process, no group: a ceiling
+  rskafka-print the same loop writing each value to a counted pipe (--print): the ceiling for kswarm-value's job
+  (every peer but the -print ones counts records in-process and writes none)
   BENCH_STRONG_CONTENDERS picks a subset (comma-separated, in that order by default).
   Per compression of BENCH_COMPRESSIONS (default none,lz4,zstd) and partition count of BENCH_PARTITIONS
   (default 2,64): a fresh topic filled with BENCH_RECORDS records of 200 bytes by `kswarm produce
@@ -36,8 +39,9 @@ import subprocess
 import threading
 import time
 
-STRONG = ["kswarm-value", "franz-go", "rdkafka-c", "librdkafka", "java", "perf-test", "rskafka"]
-CEILINGS = ["perf-test", "rskafka"]
+STRONG = ["kswarm-value", "franz-go", "franz-go-print", "rdkafka-c", "librdkafka", "java", "perf-test", "rskafka",
+          "rskafka-print"]
+CEILINGS = ["perf-test", "rskafka", "rskafka-print"]
 SHARE = ["kswarm-share", "java-share", "kswarm-value"]
 H = None  # the harness module
 
@@ -61,6 +65,15 @@ def procs(l, name, argv, workers, tracker, env=None):
 def start_franz(l, topic, group, workers, _partitions, tracker):
     reader, pids = procs(l, "franz-go", [os.environ["BENCH_FRANZ"], H.brokers(), topic, group], workers, tracker)
     return reader, pids, tracker
+
+
+def start_franz_print(l, topic, group, workers, _partitions, _tracker):
+    r, w = os.pipe()
+    for _ in range(workers):
+        l.start([os.environ["BENCH_FRANZ"], H.brokers(), topic, group, "print"], stdout=w,
+                stderr=H.logfile("franz-go-print"), stdin=subprocess.DEVNULL)
+    os.close(w)
+    return H.LineCounter(r), lambda: l.roots(), None
 
 
 def start_rdkafka_c(l, topic, group, workers, _partitions, tracker, sec=None):
@@ -120,7 +133,7 @@ def start_perf_test(l, topic, group, _workers, _partitions, _tracker):
 
 
 def register():
-    H.EXTRA_CONTENDERS.update({"franz-go": start_franz, "rdkafka-c": start_rdkafka_c, "perf-test": start_perf_test,
+    H.EXTRA_CONTENDERS.update({"franz-go": start_franz, "franz-go-print": start_franz_print, "rdkafka-c": start_rdkafka_c, "perf-test": start_perf_test,
                                "java-share": start_java_share, "kswarm-share": start_kswarm_share})
 
 
@@ -139,6 +152,7 @@ def labels():
                          text=True).stdout.strip() or "?"
     out.update({
         "franz-go": f"franz-go {franz} (kgo, {gov}), 2 processes",
+        "franz-go-print": f"franz-go {franz}, 2 processes, each value to stdout (kswarm-value's job)",
         "rdkafka-c": f"librdkafka {deb} (C program, Debian librdkafka-dev), 2 processes",
         "librdkafka": f"confluent-kafka (Python loop over librdkafka): {v['librdkafka']}, 2 processes",
         "perf-test": f"Kafka's consumer perf tool (ConsumerPerformance, kafka-tools {H.kafka_version()}), "
@@ -320,8 +334,8 @@ def run_strong(lab, t_start):
     if bad:
         raise SystemExit(f"bench: unknown contender or compression {bad}; contenders: {STRONG}, compressions: "
                          f"none, gzip, lz4, snappy, zstd")
-    if not H.FETCH and "rskafka" in names:
-        names.remove("rskafka")
+    if not H.FETCH:
+        names = [n for n in names if n not in ("rskafka", "rskafka-print")]
     broker = H.Broker("kafka", H.PORT, ["group.initial.rebalance.delay.ms=0"] + H.EXTRA_PROPS)
     for comp in comps:
         load = loadavg()  # all three figures (start_section gives the 1-minute one)

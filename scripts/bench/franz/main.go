@@ -1,7 +1,7 @@
 // One franz-go (kgo) consumer-group member for scripts/bench.sh (BENCH_ONLY=strong); built by bench.sh with
 // `go build` into build/bench/franz (the module cache stays outside git).
 //
-//	franz_consumer BROKERS TOPIC GROUP [latency DIR]
+//	franz_consumer BROKERS TOPIC GROUP [latency DIR | print]
 //
 // kgo's defaults except what the bench needs: the group, the topic, reset to the earliest offset. It counts the
 // records of every poll (kgo decodes each into a kgo.Record, as any kgo application gets them). Output, one line
@@ -12,6 +12,8 @@
 //	records come (per poll at the finest; the harness times the first 10,000 records from these) and once a poll
 //	of 0.2 s comes back empty (caught up)
 //
+// print: kswarm --format value's job instead of counting: each record's value and a newline to stdout (flushed
+// after every poll), and nothing else, for the harness to count as it counts kswarm's lines.
 // SIGTERM leaves the group (kgo commits on close) and exits.
 // latency DIR (BENCH_ONLY=latency): each record's produce-to-poll latency into the histogram of
 // latency.go, written to DIR/lat-PID.json every 0.5 s, when a poll comes back empty and at exit.
@@ -36,14 +38,15 @@ func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 
 func main() {
 	var lat *latHist
+	print := len(os.Args) == 5 && os.Args[4] == "print"
 	if len(os.Args) == 6 && os.Args[4] == "latency" {
 		var err error
 		if lat, err = openLatHist(os.Args[5]); err != nil {
 			fmt.Fprintln(os.Stderr, "franz_consumer:", err)
 			os.Exit(1)
 		}
-	} else if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: franz_consumer BROKERS TOPIC GROUP [latency DIR]")
+	} else if len(os.Args) != 4 && !print {
+		fmt.Fprintln(os.Stderr, "usage: franz_consumer BROKERS TOPIC GROUP [latency DIR | print]")
 		os.Exit(2)
 	}
 	brokers, topic, group := os.Args[1], os.Args[2], os.Args[3]
@@ -52,6 +55,9 @@ func main() {
 	var mu sync.Mutex // out and owned: the rebalance callbacks run on kgo's goroutines
 	owned := map[int32]bool{}
 	report := func(ps map[string][]int32, add bool) {
+		if print {
+			return // stdout carries values only
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		for _, p := range ps[topic] {
@@ -100,6 +106,16 @@ func main() {
 		got := fetches.NumRecords()
 		if lat != nil && got > 0 {
 			fetches.EachRecord(func(r *kgo.Record) { lat.record(r.Value, time.Now().UnixNano()) })
+		}
+		if print {
+			if got > 0 {
+				fetches.EachRecord(func(r *kgo.Record) {
+					out.Write(r.Value)
+					out.WriteByte('\n')
+				})
+				out.Flush()
+			}
+			continue
 		}
 		t := now()
 		n += got
