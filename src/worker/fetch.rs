@@ -619,6 +619,35 @@ mod tests {
             .collect()
     }
 
+    /// A fetch task reading partition 0 of topic "t" from offset 0 off
+    /// `broker`, into a channel as deep as the worker's.
+    fn start_fetching(
+        broker: &ScriptedBroker,
+        size: FetchSize,
+    ) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Fetched>) {
+        let cluster = Cluster::new(
+            "t",
+            std::slice::from_ref(&broker.addr),
+            "test",
+            Duration::from_secs(5),
+        );
+        let settings = FetchSettings {
+            size,
+            partition_max_bytes: MIB,
+            wait_ms: 100,
+            from: StartFrom::Earliest,
+        };
+        let (tx, rx) = mpsc::channel(FETCH_QUEUE);
+        let task = tokio::spawn(fetch_loop(
+            cluster,
+            vec![(0, 0)],
+            tx,
+            settings,
+            HashMap::new(),
+        ));
+        (task, rx)
+    }
+
     /// Run a fetcher against a broker that answers every Fetch with the
     /// next `PER_ANSWER` records; return the `max_bytes` of each request,
     /// and (batch bytes, decoded bytes) of each of the first `answers`.
@@ -640,26 +669,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         })
         .await;
-        let cluster = Cluster::new(
-            "t",
-            std::slice::from_ref(&broker.addr),
-            "test",
-            Duration::from_secs(5),
-        );
-        let settings = FetchSettings {
-            size,
-            partition_max_bytes: MIB,
-            wait_ms: 100,
-            from: StartFrom::Earliest,
-        };
-        let (tx, mut rx) = mpsc::channel(FETCH_QUEUE);
-        let task = tokio::spawn(fetch_loop(
-            cluster,
-            vec![(0, 0)],
-            tx,
-            settings,
-            HashMap::new(),
-        ));
+        let (task, mut rx) = start_fetching(&broker, size);
         let mut got = Vec::new();
         while got.len() < answers {
             match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
@@ -749,26 +759,7 @@ mod tests {
                 .filter(|s| matches!(s, Seen::Fetch { .. }))
                 .count()
         };
-        let cluster = Cluster::new(
-            "t",
-            std::slice::from_ref(&broker.addr),
-            "test",
-            Duration::from_secs(5),
-        );
-        let settings = FetchSettings {
-            size: FetchSize::Fixed(MIB),
-            partition_max_bytes: MIB,
-            wait_ms: 100,
-            from: StartFrom::Earliest,
-        };
-        let (tx, mut rx) = mpsc::channel(FETCH_QUEUE);
-        let task = tokio::spawn(fetch_loop(
-            cluster,
-            vec![(0, 0)],
-            tx,
-            settings,
-            HashMap::new(),
-        ));
+        let (task, mut rx) = start_fetching(&broker, FetchSize::Fixed(MIB));
         // queued, one decoded and waiting for room, one answered and unread
         let held = FETCH_QUEUE + 2;
         let deadline = Instant::now() + Duration::from_secs(10);
