@@ -32,8 +32,11 @@ use crate::wire::group_msgs::code_name;
 use crate::wire::records::decode_fetched;
 use crate::wire::{BrokerConn, WireError};
 
-/// Fetched batches buffered per worker ahead of the handler (pipelining).
-pub const FETCH_QUEUE: usize = 2;
+/// Fetched answers queued per worker ahead of the handler. With the one
+/// decoded and waiting for room and the one in flight, a worker holds three
+/// answers while its handler is behind: as many as before the next request
+/// went out early, and a slow handler's worker stays near 20 MiB.
+pub const FETCH_QUEUE: usize = 1;
 /// The largest a partition's share grows to when a single record batch is
 /// larger than it and the broker cuts it off (brokers before KIP-74).
 const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
