@@ -64,6 +64,7 @@ wire_requests! {
     ShareGroupDescribeRequest => ShareGroupDescribeResponse: ShareGroupDescribe,
     DescribeShareGroupOffsetsRequest => DescribeShareGroupOffsetsResponse: DescribeShareGroupOffsets,
     IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse: IncrementalAlterConfigs,
+    DescribeConfigsRequest => DescribeConfigsResponse: DescribeConfigs,
     SaslHandshakeRequest => SaslHandshakeResponse: SaslHandshake,
     SaslAuthenticateRequest => SaslAuthenticateResponse: SaslAuthenticate,
     InitProducerIdRequest => InitProducerIdResponse: InitProducerId,

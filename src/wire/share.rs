@@ -1,7 +1,7 @@
 //! Share groups (KIP-932) as plain Rust: ShareGroupHeartbeat (membership),
 //! ShareFetch (records acquired for this member, with acknowledgements riding
-//! along), ShareAcknowledge (acknowledgements alone), and the group config
-//! `share.auto.offset.reset` (IncrementalAlterConfigs on a GROUP resource).
+//! along) and ShareAcknowledge (acknowledgements alone); a share group's
+//! configs are in [`super::group_config`].
 //!
 //! The pure parts, tested below: the requests built from plain values, the
 //! answers read back into plain values, acknowledgements packed into
@@ -440,39 +440,6 @@ pub fn acquired_records(
         }
     }
     Ok(left)
-}
-
-/// Set one config of a group (IncrementalAlterConfigs, resource type
-/// GROUP): e.g. `share.auto.offset.reset`. Ok(Err(code, message)) when the
-/// broker refuses it.
-pub async fn set_group_config(
-    conn: &mut BrokerConn,
-    group: &str,
-    key: &str,
-    value: &str,
-) -> WireResult<Result<(), (i16, String)>> {
-    const GROUP_RESOURCE: i8 = 32;
-    const SET: i8 = 0;
-    let v = conn.negotiate::<m::IncrementalAlterConfigsRequest>(0, 1)?;
-    let req = m::IncrementalAlterConfigsRequest::default().with_resources(vec![
-        m::incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(GROUP_RESOURCE)
-            .with_resource_name(s(group))
-            .with_configs(vec![
-                m::incremental_alter_configs_request::AlterableConfig::default()
-                    .with_name(s(key))
-                    .with_config_operation(SET)
-                    .with_value(Some(s(value))),
-            ]),
-    ]);
-    let r = conn.send(req, v).await?;
-    Ok(match r.responses.into_iter().find(|x| x.error_code != 0) {
-        None => Ok(()),
-        Some(x) => Err((
-            x.error_code,
-            x.error_message.map(|m| m.to_string()).unwrap_or_default(),
-        )),
-    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ use crate::group::GroupSettings;
 use crate::handler::{HandlerEvent, Refused};
 use crate::record::Record;
 use crate::report::{Report, StopCause};
+use crate::wire::group_config;
 use crate::wire::share::{self as sw, AckType};
 use crate::wire::BrokerConn;
 
@@ -50,7 +51,7 @@ mod lease;
 mod retry;
 mod session;
 
-use leaders::SessionHandle;
+use leaders::{records_per_fetch, SessionHandle};
 use lease::Lease;
 use retry::{Pauses, Waiting};
 use session::{Acks, SessionReply};
@@ -70,14 +71,14 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
     );
     // The topic's leaders and id, waiting out outages; then the broker's
     // share group support and the group's start (share.auto.offset.reset).
-    loop {
+    let fetch_records = loop {
         let started = Instant::now();
         let r = match cluster.refresh().await {
             Ok(()) => prepare_group(&core.cfg, &client_id).await,
             Err(e) => Err(e),
         };
         match r {
-            Ok(()) => break,
+            Ok(records) => break records,
             Err(e @ ClusterError::Fatal(_)) => {
                 return Err(core.fatal(WorkerError::Config(format!("{e:#}"))))
             }
@@ -87,7 +88,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
                 }
             }
         }
-    }
+    };
     core.recovered();
     let Some(topic_id) = cluster.topic_ref().id else {
         let e = WorkerError::Config(format!(
@@ -116,6 +117,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
         feed,
         cluster,
         topic_id,
+        fetch_records,
         assigned: Vec::new(),
         queue: VecDeque::new(),
         leases: HashMap::new(),
@@ -179,13 +181,14 @@ async fn join(core: &mut Core) -> ShareMember {
 }
 
 /// Check that the broker has share groups (else exit 2 with the way out),
-/// and set the group's `share.auto.offset.reset` to `--from`: a share group
+/// set the group's `share.auto.offset.reset` to `--from` (a share group
 /// starts at the latest offset unless told otherwise, and the setting is a
-/// group config, read when a partition's share state is first made.
+/// group config, read when a partition's share state is first made), and
+/// read its record lock limit: the most records one ShareFetch asks for.
 async fn prepare_group(
     cfg: &WorkerConfig,
     client_id: &str,
-) -> std::result::Result<(), ClusterError> {
+) -> std::result::Result<i32, ClusterError> {
     let mut last = None;
     for b in &cfg.connect.brokers {
         let mut conn = match BrokerConn::connect(b, client_id, cfg.connect.connect_timeout).await {
@@ -203,7 +206,7 @@ async fn prepare_group(
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        match sw::set_group_config(
+        match group_config::set_group_config(
             &mut conn,
             &cfg.consume.group,
             "share.auto.offset.reset",
@@ -222,12 +225,41 @@ async fn prepare_group(
                 "--from {value}: cannot set the group config share.auto.offset.reset ({e}); the share group starts where the broker's setting says (latest by default)"
             ),
         }
-        return Ok(());
+        let locks = lock_limit(&mut conn, &cfg.consume.group).await?;
+        let records = records_per_fetch(locks);
+        info!(
+            "share group {}: a ShareFetch asks for at most {records} records (share.partition.max.record.locks {})",
+            cfg.consume.group,
+            locks.map_or("unknown".to_string(), |l| l.to_string())
+        );
+        return Ok(records);
     }
     Err(ClusterError::Retry(match last {
         Some(e) => e.into(),
         None => anyhow::anyhow!("no broker given"),
     }))
+}
+
+/// The group's `share.partition.max.record.locks` (its own setting, else
+/// the broker's default), None where the broker does not tell it.
+async fn lock_limit(
+    conn: &mut BrokerConn,
+    group: &str,
+) -> std::result::Result<Option<i32>, ClusterError> {
+    const KEY: &str = "share.partition.max.record.locks";
+    match group_config::group_config(conn, group, KEY).await {
+        Ok(Ok(v)) => Ok(v.and_then(|v| v.parse().ok())),
+        Ok(Err((code, msg))) => {
+            let name = crate::wire::group_msgs::code_name(code);
+            debug!("the broker does not describe {KEY} of group {group} ({name} {msg})");
+            Ok(None)
+        }
+        Err(e) if e.is_transport() => Err(anyhow::Error::from(e).into()),
+        Err(e) => {
+            debug!("cannot read {KEY} of group {group}: {e}");
+            Ok(None)
+        }
+    }
 }
 
 struct ShareWorker {
@@ -237,6 +269,8 @@ struct ShareWorker {
     member: ShareMember,
     state: tokio::sync::watch::Receiver<ShareState>,
     topic_id: u128,
+    /// The most records one ShareFetch asks for ([`records_per_fetch`]).
+    fetch_records: i32,
     /// The partitions the group assigns us now.
     assigned: Vec<i32>,
     /// Acquired records not yet taken by the handler.
