@@ -881,6 +881,13 @@ fn share_group_on(version: &'static str, level: u32) {
         !stderr.contains("UnknownServerError"),
         "Kafka {version}: UNKNOWN_SERVER_ERROR answers on the way:\n{stderr}"
     );
+    // No group config for the lock limit before Kafka 4.4: the leader's.
+    assert!(
+        stderr.contains(
+            "asks for at most 1000 records (group.share.partition.max.record.locks 2000)"
+        ),
+        "Kafka {version}: the broker's lock limit is read:\n{stderr}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! - [`consumer_protocol`]: the ConsumerProtocol subscription/assignment bytes.
 //! - [`fetch`]: Fetch with sessions (KIP-227), the topic's leaders, ListOffsets: what a worker reads with.
 //! - [`share`]: share groups (KIP-932): ShareGroupHeartbeat, ShareFetch, ShareAcknowledge.
-//! - [`group_config`]: a group's configs (IncrementalAlterConfigs, DescribeConfigs on a GROUP resource).
+//! - [`configs`]: set a group's configs, read a group's or a broker's (IncrementalAlterConfigs, DescribeConfigs).
 //! - [`share_admin`]: ShareGroupDescribe, DescribeShareGroupOffsets (for `status` and the metrics).
 //! - [`txn`]: transactions (InitProducerId .. EndTxn, transactional Produce) for `--output-topic`.
 //! - `decompress` and `lz4`: lz4 and zstd batches decompressed without copies.
@@ -16,12 +16,12 @@
 
 pub(crate) mod admin;
 pub(crate) mod codes;
+pub(crate) mod configs;
 pub(crate) mod conn;
 pub(crate) mod consumer_group;
 pub(crate) mod consumer_protocol;
 pub(crate) mod decompress;
 pub(crate) mod fetch;
-pub(crate) mod group_config;
 pub(crate) mod group_msgs;
 mod lz4;
 pub(crate) mod records;

@@ -41,7 +41,7 @@ use crate::group::GroupSettings;
 use crate::handler::{HandlerEvent, Refused};
 use crate::record::Record;
 use crate::report::{Report, StopCause};
-use crate::wire::group_config;
+use crate::wire::configs::{self, ConfigOwner};
 use crate::wire::share::{self as sw, AckType};
 use crate::wire::BrokerConn;
 
@@ -71,14 +71,14 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
     );
     // The topic's leaders and id, waiting out outages; then the broker's
     // share group support and the group's start (share.auto.offset.reset).
-    let fetch_records = loop {
+    loop {
         let started = Instant::now();
         let r = match cluster.refresh().await {
             Ok(()) => prepare_group(&core.cfg, &client_id).await,
             Err(e) => Err(e),
         };
         match r {
-            Ok(records) => break records,
+            Ok(()) => break,
             Err(e @ ClusterError::Fatal(_)) => {
                 return Err(core.fatal(WorkerError::Config(format!("{e:#}"))))
             }
@@ -88,7 +88,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
                 }
             }
         }
-    };
+    }
     core.recovered();
     let Some(topic_id) = cluster.topic_ref().id else {
         let e = WorkerError::Config(format!(
@@ -97,6 +97,7 @@ pub(super) async fn run(cfg: WorkerConfig) -> Result<()> {
         ));
         return Err(core.fatal(e));
     };
+    let fetch_records = fetch_records(&mut cluster, &core.cfg.consume.group).await;
     let member = join(&mut core).await;
     // Per-record acknowledgements: a share group acknowledges records one
     // by one (and under --verdicts each says ok, retry or reject).
@@ -183,12 +184,11 @@ async fn join(core: &mut Core) -> ShareMember {
 /// Check that the broker has share groups (else exit 2 with the way out),
 /// set the group's `share.auto.offset.reset` to `--from` (a share group
 /// starts at the latest offset unless told otherwise, and the setting is a
-/// group config, read when a partition's share state is first made), and
-/// read its record lock limit: the most records one ShareFetch asks for.
+/// group config, read when a partition's share state is first made).
 async fn prepare_group(
     cfg: &WorkerConfig,
     client_id: &str,
-) -> std::result::Result<i32, ClusterError> {
+) -> std::result::Result<(), ClusterError> {
     let mut last = None;
     for b in &cfg.connect.brokers {
         let mut conn = match BrokerConn::connect(b, client_id, cfg.connect.connect_timeout).await {
@@ -206,7 +206,7 @@ async fn prepare_group(
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        match group_config::set_group_config(
+        match configs::set_group_config(
             &mut conn,
             &cfg.consume.group,
             "share.auto.offset.reset",
@@ -225,14 +225,7 @@ async fn prepare_group(
                 "--from {value}: cannot set the group config share.auto.offset.reset ({e}); the share group starts where the broker's setting says (latest by default)"
             ),
         }
-        let locks = lock_limit(&mut conn, &cfg.consume.group).await?;
-        let records = records_per_fetch(locks);
-        info!(
-            "share group {}: a ShareFetch asks for at most {records} records (share.partition.max.record.locks {})",
-            cfg.consume.group,
-            locks.map_or("unknown".to_string(), |l| l.to_string())
-        );
-        return Ok(records);
+        return Ok(());
     }
     Err(ClusterError::Retry(match last {
         Some(e) => e.into(),
@@ -240,26 +233,57 @@ async fn prepare_group(
     }))
 }
 
-/// The group's `share.partition.max.record.locks` (its own setting, else
-/// the broker's default), None where the broker does not tell it.
-async fn lock_limit(
-    conn: &mut BrokerConn,
-    group: &str,
-) -> std::result::Result<Option<i32>, ClusterError> {
-    const KEY: &str = "share.partition.max.record.locks";
-    match group_config::group_config(conn, group, KEY).await {
-        Ok(Ok(v)) => Ok(v.and_then(|v| v.parse().ok())),
-        Ok(Err((code, msg))) => {
-            let name = crate::wire::group_msgs::code_name(code);
-            debug!("the broker does not describe {KEY} of group {group} ({name} {msg})");
-            Ok(None)
+/// The most records one ShareFetch asks for, from the record lock limit of
+/// the group's partitions ([`records_per_fetch`]), as the log tells.
+async fn fetch_records(cluster: &mut Cluster, group: &str) -> i32 {
+    let locks = lock_limit(cluster, group).await;
+    let records = records_per_fetch(locks.map(|(l, _)| l));
+    match locks {
+        Some((l, key)) => {
+            info!("share group {group}: a ShareFetch asks for at most {records} records ({key} {l})")
         }
-        Err(e) if e.is_transport() => Err(anyhow::Error::from(e).into()),
-        Err(e) => {
-            debug!("cannot read {KEY} of group {group}: {e}");
-            Ok(None)
+        None => info!(
+            "share group {group}: a ShareFetch asks for at most {records} records (the record lock limit is not known: the default)"
+        ),
+    }
+    records
+}
+
+/// The record lock limit and where it came from: the group's
+/// `share.partition.max.record.locks` (Kafka 4.4: its own value, else the
+/// broker's default), else the `group.share.partition.max.record.locks` of
+/// partition 0's leader (Kafka 4.1 and 4.2 have no such group config).
+/// None where neither can be read.
+async fn lock_limit(cluster: &mut Cluster, group: &str) -> Option<(i32, &'static str)> {
+    let node = cluster.leader(0)?.node;
+    let mut conn = cluster.conn(node).await.ok()?;
+    let asks = [
+        (
+            ConfigOwner::Group(group),
+            "share.partition.max.record.locks",
+        ),
+        (
+            ConfigOwner::Broker(node),
+            "group.share.partition.max.record.locks",
+        ),
+    ];
+    let mut found = None;
+    for (owner, key) in asks {
+        match configs::read_config(&mut conn, owner, key).await {
+            Ok(Ok(Some(v))) => found = v.parse::<i32>().ok().map(|l| (l, key)),
+            Ok(Ok(None)) => {}
+            Ok(Err((code, msg))) => debug!(
+                "the broker does not describe {key} of {owner:?} ({} {msg})",
+                crate::wire::group_msgs::code_name(code)
+            ),
+            Err(e) => debug!("cannot read {key} of {owner:?}: {e}"),
+        }
+        if found.is_some() {
+            break;
         }
     }
+    cluster.put_conn(node, conn);
+    found
 }
 
 struct ShareWorker {

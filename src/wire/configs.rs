@@ -1,7 +1,7 @@
-//! A group's configs (resource type GROUP, KIP-848 and KIP-932): set one
-//! (IncrementalAlterConfigs) or read one (DescribeConfigs), as plain Rust.
-//! A share worker sets `share.auto.offset.reset` from `--from` and reads
-//! `share.partition.max.record.locks` to size its ShareFetch requests.
+//! Configs as plain Rust: set one of a group's (IncrementalAlterConfigs on
+//! a GROUP resource, KIP-848 and KIP-932) or read one of a group's or a
+//! broker's (DescribeConfigs). A share worker sets `share.auto.offset.reset`
+//! from `--from` and reads the record lock limit to size its ShareFetches.
 
 use kafka_protocol::messages as m;
 use kafka_protocol::protocol::StrBytes;
@@ -14,6 +14,26 @@ fn s(x: &str) -> StrBytes {
 
 /// The resource type of a group's configs (KIP-848, KIP-932).
 const GROUP_RESOURCE: i8 = 32;
+/// The resource type of a broker's configs.
+const BROKER_RESOURCE: i8 = 4;
+
+/// Whose config to read.
+#[derive(Debug, Clone, Copy)]
+pub enum ConfigOwner<'a> {
+    /// A group: its own value, else the broker's default for groups.
+    Group(&'a str),
+    /// One broker, by node id.
+    Broker(i32),
+}
+
+impl ConfigOwner<'_> {
+    fn resource(self) -> (i8, String) {
+        match self {
+            ConfigOwner::Group(g) => (GROUP_RESOURCE, g.to_string()),
+            ConfigOwner::Broker(node) => (BROKER_RESOURCE, node.to_string()),
+        }
+    }
+}
 
 /// Set one config of a group (IncrementalAlterConfigs, resource type
 /// GROUP): e.g. `share.auto.offset.reset`. Ok(Err(code, message)) when the
@@ -47,29 +67,26 @@ pub async fn set_group_config(
     })
 }
 
-/// Read one config of a group (DescribeConfigs, resource type GROUP): the
-/// group's own value, else the broker's default for it, e.g.
+/// Read one config (DescribeConfigs), e.g. a group's
 /// `share.partition.max.record.locks`. Ok(Ok(None)): the broker names no
 /// such config; Ok(Err(code, message)) when it refuses.
-pub async fn group_config(
+pub async fn read_config(
     conn: &mut BrokerConn,
-    group: &str,
+    owner: ConfigOwner<'_>,
     key: &str,
 ) -> WireResult<Result<Option<String>, (i16, String)>> {
     let v = conn.negotiate::<m::DescribeConfigsRequest>(1, 4)?;
+    let (resource_type, name) = owner.resource();
     let req = m::DescribeConfigsRequest::default().with_resources(vec![
         m::describe_configs_request::DescribeConfigsResource::default()
-            .with_resource_type(GROUP_RESOURCE)
-            .with_resource_name(s(group))
+            .with_resource_type(resource_type)
+            .with_resource_name(s(&name))
             .with_configuration_keys(Some(vec![s(key)])),
     ]);
-    Ok(read_group_config(conn.send(req, v).await?, key))
+    Ok(config_value(conn.send(req, v).await?, key))
 }
 
-fn read_group_config(
-    r: m::DescribeConfigsResponse,
-    key: &str,
-) -> Result<Option<String>, (i16, String)> {
+fn config_value(r: m::DescribeConfigsResponse, key: &str) -> Result<Option<String>, (i16, String)> {
     let Some(res) = r.results.into_iter().next() else {
         return Ok(None);
     };
@@ -89,7 +106,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_group_config_is_read_from_its_answer() {
+    fn a_config_is_read_from_its_answer() {
         let answer = |code: i16, configs: Vec<(&str, Option<&str>)>| {
             let configs = configs
                 .into_iter()
@@ -112,16 +129,13 @@ mod tests {
             ("share.record.lock.duration.ms", Some("30000")),
             (key, Some("400")),
         ];
+        assert_eq!(config_value(answer(0, both), key), Ok(Some("400".into())));
+        assert_eq!(config_value(answer(0, vec![]), key), Ok(None));
         assert_eq!(
-            read_group_config(answer(0, both), key),
-            Ok(Some("400".into()))
-        );
-        assert_eq!(read_group_config(answer(0, vec![]), key), Ok(None));
-        assert_eq!(
-            read_group_config(answer(29, vec![]), key),
+            config_value(answer(29, vec![]), key),
             Err((29, "not allowed".into()))
         );
         let none = m::DescribeConfigsResponse::default();
-        assert_eq!(read_group_config(none, key), Ok(None));
+        assert_eq!(config_value(none, key), Ok(None));
     }
 }
