@@ -1,7 +1,7 @@
 //! Share groups (KIP-932) as plain Rust: ShareGroupHeartbeat (membership),
 //! ShareFetch (records acquired for this member, with acknowledgements riding
 //! along) and ShareAcknowledge (acknowledgements alone); a share group's
-//! configs are in [`super::group_config`].
+//! configs are in [`super::configs`].
 //!
 //! The pure parts, tested below: the requests built from plain values, the
 //! answers read back into plain values, acknowledgements packed into

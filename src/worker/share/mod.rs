@@ -253,7 +253,8 @@ async fn fetch_records(cluster: &mut Cluster, group: &str) -> i32 {
 /// `share.partition.max.record.locks` (Kafka 4.4: its own value, else the
 /// broker's default), else the `group.share.partition.max.record.locks` of
 /// partition 0's leader (Kafka 4.1 and 4.2 have no such group config).
-/// None where neither can be read.
+/// None where neither can be read; a broker that does not answer within
+/// the connect timeout does not hold up the start (the default serves).
 async fn lock_limit(cluster: &mut Cluster, group: &str) -> Option<(i32, &'static str)> {
     let node = cluster.leader(0)?.node;
     let mut conn = cluster.conn(node).await.ok()?;
@@ -269,14 +270,19 @@ async fn lock_limit(cluster: &mut Cluster, group: &str) -> Option<(i32, &'static
     ];
     let mut found = None;
     for (owner, key) in asks {
-        match configs::read_config(&mut conn, owner, key).await {
-            Ok(Ok(Some(v))) => found = v.parse::<i32>().ok().map(|l| (l, key)),
-            Ok(Ok(None)) => {}
-            Ok(Err((code, msg))) => debug!(
+        let read = configs::read_config(&mut conn, owner, key);
+        match tokio::time::timeout(cluster.connect_timeout(), read).await {
+            Ok(Ok(Ok(Some(v)))) => found = v.parse::<i32>().ok().map(|l| (l, key)),
+            Ok(Ok(Ok(None))) => {}
+            Ok(Ok(Err((code, msg)))) => debug!(
                 "the broker does not describe {key} of {owner:?} ({} {msg})",
                 crate::wire::group_msgs::code_name(code)
             ),
-            Err(e) => debug!("cannot read {key} of {owner:?}: {e}"),
+            Ok(Err(e)) => debug!("cannot read {key} of {owner:?}: {e}"),
+            Err(_) => {
+                debug!("no answer about {key} of {owner:?} in time");
+                break;
+            }
         }
         if found.is_some() {
             break;
